@@ -1,0 +1,1 @@
+"""The ``kijko`` command line."""

@@ -1,0 +1,175 @@
+"""``kijko serve | migrate | users create | keys rotate | openapi``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from kijko_core.config import Settings, load_settings
+from kijko_core.errors import ConfigurationError, KijkoError
+
+T = TypeVar("T")
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ConfigurationError as error:
+        for line in error.problems:
+            click.echo(f"configuration error: {line}", err=True)
+        sys.exit(2)
+
+
+def _run(factory: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return asyncio.run(factory())  # type: ignore[arg-type]
+    except ConfigurationError as error:
+        for line in error.problems:
+            click.echo(f"configuration error: {line}", err=True)
+        sys.exit(2)
+    except KijkoError as error:
+        click.echo(f"error: {error.message}", err=True)
+        sys.exit(1)
+
+
+@click.group()
+@click.version_option(package_name="kijko")
+def cli() -> None:
+    """Kijko: the backend of AI-powered developer tools."""
+
+
+@cli.command()
+@click.option("--host", help="Interface to listen on (KIJKO_HOST, default 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (KIJKO_PORT, default 8000).")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory (KIJKO_DATA_DIR).")
+def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
+    """Run the API. With no database configured, on an embedded PostgreSQL in the data dir."""
+    from kijko_cli.serve import run_server
+
+    settings = _settings(host=host, port=port, data_dir=data_dir)
+    try:
+        run_server(settings)
+    except ConfigurationError as error:
+        for line in error.problems:
+            click.echo(f"configuration error: {line}", err=True)
+        sys.exit(2)
+
+
+@cli.command()
+@click.option("--status", "show_status", is_flag=True, help="Show applied and pending migrations.")
+def migrate(show_status: bool) -> None:
+    """Apply pending database migrations (with the owner credentials)."""
+    from kijko_core.db import migrate as migrations
+    from kijko_core.db.roles import RoleNames
+    from kijko_core.runtime import resolve_database
+
+    settings = _settings()
+
+    async def work() -> None:
+        urls, embedded = await resolve_database(settings)
+        try:
+            if show_status:
+                for item in await migrations.status(urls.migration):
+                    state = item.applied_at.isoformat() if item.applied_at else "pending"
+                    click.echo(f"{item.version}_{item.name}\t{state}")
+                return
+            done = await migrations.migrate(urls.migration, RoleNames.from_prefix(settings.db_role_prefix))
+            click.echo(f"applied {len(done)} migration(s)" + "".join(f"\n  {m.version}_{m.name}" for m in done))
+        except migrations.MigrationError as error:
+            click.echo(f"migration error: {error}", err=True)
+            sys.exit(1)
+        finally:
+            if embedded is not None:
+                embedded.stop()
+
+    _run(work)
+
+
+@cli.group()
+def users() -> None:
+    """Manage users of the local identity provider."""
+
+
+@users.command("create")
+@click.option("--email", required=True)
+@click.option("--first-name", required=True)
+@click.option("--last-name", required=True)
+@click.password_option(help="Password (asked for when not given).")
+def users_create(email: str, first_name: str, last_name: str, password: str) -> None:
+    """Create a user with their own organization (they become its owner)."""
+    from kijko_core.auth.local.provider import LocalProvider
+    from kijko_core.auth.models import SignupRequest
+    from kijko_core.runtime import Kijko
+
+    settings = _settings()
+    if settings.auth_provider != "local":
+        click.echo("error: users are created in Keycloak when KIJKO_AUTH_PROVIDER=keycloak", err=True)
+        sys.exit(2)
+    try:
+        data = SignupRequest(email=email, password=password, first_name=first_name, last_name=last_name)
+    except ValueError as error:
+        click.echo(f"error: {str(error).splitlines()[1:3]}", err=True)
+        sys.exit(2)
+
+    async def work() -> tuple[Any, Any]:
+        kijko = await Kijko.start(settings)
+        try:
+            assert isinstance(kijko.identity, LocalProvider)
+            return await kijko.identity.create_user(
+                email=str(data.email), password=data.password,
+                first_name=data.first_name, last_name=data.last_name,
+            )
+        finally:
+            await kijko.stop()
+
+    user_id, org_id = _run(work)
+    click.echo(json.dumps({"user_id": str(user_id), "org_id": str(org_id)}))
+
+
+@cli.group()
+def keys() -> None:
+    """Manage the local provider's token signing keys."""
+
+
+@keys.command("rotate")
+def keys_rotate() -> None:
+    """Make a new signing key; the old one stays published until its tokens expire."""
+    from kijko_core.auth.local.provider import LocalProvider
+    from kijko_core.runtime import Kijko
+
+    settings = _settings()
+
+    async def work() -> str:
+        kijko = await Kijko.start(settings)
+        try:
+            if not isinstance(kijko.identity, LocalProvider):
+                raise ConfigurationError(["KIJKO_AUTH_PROVIDER: keys rotate needs the local provider"])
+            return await kijko.identity.keys.rotate()
+        finally:
+            await kijko.stop()
+
+    click.echo(f"new signing key: {_run(work)}")
+
+
+@cli.command()
+def openapi() -> None:
+    """Print the OpenAPI document."""
+    from kijko_server.app import create_app
+
+    app = create_app(_settings())
+
+    async def work() -> dict[str, Any]:
+        async with app.test_request_context("/openapi.json"):
+            return app.extensions["QUART_SCHEMA"].openapi_provider.schema()  # type: ignore[no-any-return]
+
+    click.echo(json.dumps(_run(work), indent=2))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,1 @@
+"""Identity: token verification, the local and Keycloak providers, and the auth service."""

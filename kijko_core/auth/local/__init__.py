@@ -1,0 +1,1 @@
+"""The local identity provider: Kijko signs its own tokens (embedded default)."""

@@ -1,0 +1,59 @@
+"""Wire shapes of the auth endpoints (contract §2.1). These are snake_case by contract."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+Password = Annotated[str, Field(min_length=8, max_length=256)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+OpaqueToken = Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class AuthModel(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class SignupRequest(AuthModel):
+    email: Annotated[EmailStr, Field(max_length=320)]
+    password: Password
+    first_name: Name
+    last_name: Name
+
+
+class LoginRequest(AuthModel):
+    email: Annotated[str, Field(min_length=1, max_length=320)]
+    password: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class RefreshRequest(AuthModel):
+    refresh_token: OpaqueToken
+
+
+class TokenPair(AuthModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+class UserProfile(AuthModel):
+    """``GET /auth/me``."""
+
+    id: str
+    email: str
+    first_name: str
+    last_name: str
+    org_id: str
+    roles: list[str]
+
+
+class OAuthExchangeRequest(AuthModel):
+    """Trade the one-time code handed to the browser after an OAuth login for tokens."""
+
+    code: OpaqueToken
+
+
+class SuccessResponse(AuthModel):
+    success: bool = True

@@ -1,0 +1,40 @@
+"""argon2id password hashing in a bounded thread pool, never on the event loop.
+
+Unknown emails are checked against a dummy hash so they cost the same time as wrong passwords.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+
+class PasswordHashing:
+    def __init__(self, threads: int, hasher: PasswordHasher | None = None) -> None:
+        self._hasher = hasher or PasswordHasher()  # argon2id with the RFC 9106 low-memory profile
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="argon2")
+        self._dummy_hash = self._hasher.hash("kijko-dummy-password")
+
+    async def hash(self, password: str) -> str:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._hasher.hash, password)
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        """True when ``password`` matches; a ``None`` hash (unknown user) costs the same and fails."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._pool, self._verify, password_hash or self._dummy_hash, password_hash is not None, password
+        )
+
+    def _verify(self, password_hash: str, real: bool, password: str) -> bool:
+        try:
+            self._hasher.verify(password_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+        return real
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

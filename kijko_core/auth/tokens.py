@@ -1,0 +1,127 @@
+"""Access-token verification (ARCHITECTURE §4): pinned algorithms, exact issuer, required
+audience, ``exp``/``nbf`` with a small leeway, access tokens only, keys from a ``KeySource``
+that is asked again on an unknown ``kid`` no more than once per interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import Key
+
+from kijko_core.auth.principal import TokenIdentity
+from kijko_core.errors import InvalidToken
+
+ALGORITHMS = ("RS256", "ES256")
+# The ``typ`` claim of an access token, as Keycloak and the local provider write it;
+# ID tokens say "ID" and refresh tokens "Refresh".
+ACCESS_TOKEN_TYP = "Bearer"
+
+
+class KeySource(Protocol):
+    """Where verification keys come from: the database (local) or a JWKS URL (Keycloak)."""
+
+    async def load(self) -> Mapping[str, Key]:
+        """Every currently valid public key by ``kid``."""
+        ...
+
+
+def unverified_header(token: str) -> dict[str, Any]:
+    try:
+        segment = token.split(".", 1)[0]
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidToken() from None
+    if not isinstance(header, dict):
+        raise InvalidToken()
+    return header
+
+
+class TokenVerifier:
+    def __init__(
+        self,
+        source: KeySource,
+        *,
+        issuer: str,
+        audience: str,
+        leeway_seconds: int,
+        refresh_interval_seconds: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._source = source
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway = leeway_seconds
+        self._interval = refresh_interval_seconds
+        self._clock = clock
+        self._keys: Mapping[str, Key] = {}
+        self._loaded_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def _key(self, kid: str) -> Key:
+        key = self._keys.get(kid)
+        if key is not None:
+            return key
+        async with self._lock:
+            key = self._keys.get(kid)
+            if key is None and time.monotonic() - self._loaded_at >= self._interval:
+                self._loaded_at = time.monotonic()
+                self._keys = await self._source.load()
+                key = self._keys.get(kid)
+        if key is None:
+            raise InvalidToken()
+        return key
+
+    async def verify(self, token: str, *, allow_expired: bool = False) -> TokenIdentity:
+        """Return the identity of a valid access token, or raise ``InvalidToken``.
+
+        ``allow_expired`` serves logout only: an expired but validly signed token still names
+        the session to end.
+        """
+        header = unverified_header(token)
+        kid = header.get("kid")
+        if not isinstance(kid, str) or header.get("alg") not in ALGORITHMS:
+            raise InvalidToken()
+        key = await self._key(kid)
+        try:
+            decoded = jwt.decode(token, key, algorithms=list(ALGORITHMS))
+        except (JoseError, ValueError, TypeError):
+            raise InvalidToken() from None
+        claims = decoded.claims
+        now = int(self._clock())
+        registry = jwt.JWTClaimsRegistry(
+            now=now if not allow_expired else min(now, _int(claims.get("exp")) - 1),
+            leeway=self._leeway,
+            iss={"essential": True, "value": self._issuer},
+            aud={"essential": True, "value": self._audience},
+            exp={"essential": True},
+            sub={"essential": True},
+            sid={"essential": True},
+            typ={"essential": True, "value": ACCESS_TOKEN_TYP},
+            org_id={"essential": True},
+        )
+        try:
+            registry.validate(claims)
+            return TokenIdentity(
+                user_id=UUID(str(claims["sub"])),
+                org_id=UUID(str(claims["org_id"])),
+                session_id=str(claims["sid"]),
+                expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+            )
+        except (JoseError, ValueError, TypeError, KeyError):
+            raise InvalidToken() from None
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidToken()
+    return value

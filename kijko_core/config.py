@@ -1,0 +1,197 @@
+"""Every setting, read from ``KIJKO_*`` environment variables (and an optional ``.env`` file).
+
+``load_settings()`` validates everything at start-up and raises ``ConfigurationError`` with one
+readable line per bad value, e.g. ``KIJKO_DATABASE_URL: not a postgres URL``.
+docs/configuration.md lists every setting; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import platformdirs
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from kijko_core.errors import ConfigurationError
+
+ROLE_PREFIX_PATTERN = r"^[a-z][a-z0-9_]{0,30}$"
+DEFAULT_CORS_ORIGINS = ["https://app.kijko.nl", "http://localhost:3000"]
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def _postgres_url(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError("not a postgres URL")
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="KIJKO_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    mode: Literal["embedded", "production"] = "embedded"
+    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("kijko")))
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    public_url: str | None = None
+
+    database_url: str | None = None
+    system_database_url: str | None = None
+    migration_database_url: str | None = None
+    db_role_prefix: str = Field(default="kijko", pattern=ROLE_PREFIX_PATTERN)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_system_pool_size: int = Field(default=2, ge=1, le=50)
+    db_statement_timeout_ms: int = Field(default=15_000, ge=100)
+    db_idle_in_transaction_timeout_ms: int = Field(default=30_000, ge=100)
+    db_lock_timeout_ms: int = Field(default=5_000, ge=10)
+
+    redis_url: str | None = None
+
+    auth_provider: Literal["local", "keycloak"] = "local"
+    jwt_issuer: str | None = None
+    jwt_audience: str = "kijko-api"
+    access_token_ttl_seconds: int = Field(default=900, ge=60, le=900)
+    refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=3600)
+    refresh_reuse_grace_seconds: int = Field(default=10, ge=0, le=300)
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    jwks_refresh_interval_seconds: int = Field(default=60, ge=1)
+    password_hash_threads: int = Field(default=2, ge=1, le=32)
+
+    keycloak_url: str | None = None
+    keycloak_realm: str = "kijko"
+    keycloak_client_id: str = "kijko-api"
+    keycloak_client_secret: SecretStr | None = None
+    oauth_redirect_url: str = "http://localhost:3000/auth/callback"
+    oauth_state_ttl_seconds: int = Field(default=600, ge=30, le=3600)
+
+    encryption_keys: SecretStr | None = None
+
+    cors_origins: CommaList = Field(default_factory=lambda: list(DEFAULT_CORS_ORIGINS))
+    trusted_proxies: CommaList = Field(default_factory=list)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    rate_limit_auth_per_minute: int = Field(default=5, ge=1)
+    rate_limit_refresh_per_minute: int = Field(default=30, ge=1)
+    rate_limit_login_per_account_per_hour: int = Field(default=20, ge=1)
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+
+    _split_lists = field_validator("cors_origins", "trusted_proxies", mode="before")(
+        _split_commas
+    )
+
+    @field_validator("database_url", "system_database_url", "migration_database_url")
+    @classmethod
+    def _check_postgres(cls, value: str | None) -> str | None:
+        return _postgres_url(value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("not a redis URL")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError("each entry must be an IP address or CIDR network") from None
+        return value
+
+    @field_validator("public_url", "keycloak_url", "oauth_redirect_url", "jwt_issuer")
+    @classmethod
+    def _check_http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc:
+            raise ValueError("not an http(s) URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_mode(self) -> Settings:
+        problems: list[tuple[str, str]] = []
+        if self.mode == "production":
+            for name in ("database_url", "system_database_url", "migration_database_url"):
+                if getattr(self, name) is None:
+                    problems.append((name, "required in production mode"))
+            if self.encryption_keys is None:
+                problems.append(("encryption_keys", "required in production mode"))
+            if self.public_url is None:
+                problems.append(("public_url", "required in production mode"))
+        if self.auth_provider == "keycloak":
+            if self.keycloak_url is None:
+                problems.append(("keycloak_url", "required when KIJKO_AUTH_PROVIDER=keycloak"))
+            if self.keycloak_client_secret is None:
+                problems.append(
+                    ("keycloak_client_secret", "required when KIJKO_AUTH_PROVIDER=keycloak")
+                )
+        urls = (self.database_url, self.system_database_url, self.migration_database_url)
+        if any(urls) and not all(urls):
+            problems.append(
+                (
+                    "database_url",
+                    "set KIJKO_DATABASE_URL, KIJKO_SYSTEM_DATABASE_URL and "
+                    "KIJKO_MIGRATION_DATABASE_URL together, or none for the embedded database",
+                )
+            )
+        if problems:
+            raise ConfigurationError([f"KIJKO_{name.upper()}: {why}" for name, why in problems])
+        return self
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def issuer(self) -> str:
+        """The ``iss`` of tokens we sign (local) or accept (keycloak)."""
+        if self.auth_provider == "keycloak":
+            return self.jwt_issuer or f"{self.keycloak_url}/realms/{self.keycloak_realm}"
+        return self.jwt_issuer or self.base_url
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings; ``overrides`` win over the environment (tests, CLI flags)."""
+    try:
+        return Settings(**overrides)
+    except ConfigurationError:
+        raise
+    except ValidationError as error:
+        raise ConfigurationError(_describe(error)) from None
+
+
+def _describe(error: ValidationError) -> list[str]:
+    lines = []
+    for item in error.errors(include_input=False, include_url=False):
+        name = str(item["loc"][0]) if item["loc"] else ""
+        if isinstance(item.get("ctx", {}).get("error"), ConfigurationError):
+            lines.extend(item["ctx"]["error"].problems)
+            continue
+        message = str(item["msg"]).removeprefix("Value error, ")
+        lines.append(f"KIJKO_{name.upper()}: {message}" if name else message)
+    return lines

@@ -1,0 +1,134 @@
+"""The one error hierarchy. Each error knows its HTTP status and wire code (ARCHITECTURE §7).
+
+Messages are written for people and never contain submitted values.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class KijkoError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "INTERNAL_ERROR"
+    default_message: ClassVar[str] = "Something went wrong on our side"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        field: str | None = None,
+        details: dict[str, Any] | None = None,
+        code: str | None = None,
+    ) -> None:
+        self.message = message or self.default_message
+        self.field = field
+        self.details = details
+        if code is not None:
+            self.code = code  # type: ignore[misc]  # domain codes share one class per status
+        super().__init__(self.message)
+
+    def to_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"detail": self.message, "code": self.code, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+class MalformedJson(KijkoError):
+    status = 400
+    code = "MALFORMED_JSON"
+    default_message = "The request body is not valid JSON"
+
+
+class BadRequest(KijkoError):
+    status = 400
+    code = "BAD_REQUEST"
+    default_message = "The request cannot be processed"
+
+
+class InvalidToken(KijkoError):
+    status = 401
+    code = "INVALID_TOKEN"
+    default_message = "The access token is missing, expired or invalid"
+
+
+class InvalidCredentials(KijkoError):
+    status = 401
+    code = "INVALID_CREDENTIALS"
+    default_message = "Incorrect email or password"
+
+
+class Forbidden(KijkoError):
+    status = 403
+    code = "FORBIDDEN"
+    default_message = "You are not allowed to do this"
+
+
+class NotFound(KijkoError):
+    status = 404
+    code = "NOT_FOUND"
+    default_message = "Not found"
+
+
+class RouteNotFound(NotFound):
+    code = "ROUTE_NOT_FOUND"
+    default_message = "No such route"
+
+
+class MethodNotAllowed(KijkoError):
+    status = 405
+    code = "METHOD_NOT_ALLOWED"
+    default_message = "This method is not allowed on this route"
+
+
+class Conflict(KijkoError):
+    status = 409
+    code = "CONFLICT"
+    default_message = "The request conflicts with the current state"
+
+
+class PayloadTooLarge(KijkoError):
+    status = 413
+    code = "PAYLOAD_TOO_LARGE"
+    default_message = "The request body is too large"
+
+
+class ValidationFailed(KijkoError):
+    status = 422
+    code = "VALIDATION_ERROR"
+    default_message = "The request is not valid"
+
+
+class RateLimited(KijkoError):
+    status = 429
+    code = "RATE_LIMITED"
+    default_message = "Too many attempts; try again later"
+
+    def __init__(self, retry_after: int, message: str | None = None) -> None:
+        super().__init__(message, details={"retryAfter": retry_after})
+        self.retry_after = retry_after
+
+
+class ServiceUnavailable(KijkoError):
+    status = 503
+    code = "SERVICE_UNAVAILABLE"
+    default_message = "A service Kijko depends on is unavailable"
+
+
+class UpstreamError(KijkoError):
+    """An external service (identity provider, payment provider…) failed us."""
+
+    status = 502
+    code = "UPSTREAM_ERROR"
+    default_message = "An external service did not answer as expected"
+
+
+class ConfigurationError(Exception):
+    """Raised at start-up; each line names one bad setting."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))

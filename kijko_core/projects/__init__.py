@@ -1,0 +1,1 @@
+"""Projects: the reference slice every other domain copies (models / repository / service)."""

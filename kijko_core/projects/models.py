@@ -1,0 +1,122 @@
+"""Wire shapes of projects (contract §3.1) and the errors of the domain."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import Field, StringConstraints
+
+from kijko_core.errors import Conflict, NotFound
+from kijko_core.wire import PageQuery, WireModel
+
+ProjectType = Literal["repository", "files", "manual"]
+ProjectStatus = Literal["draft", "processing", "active", "error"]
+ProjectPrivacy = Literal["private", "shared"]
+ChunkingStrategy = Literal["semantic", "fixed", "recursive", "custom"]
+ProjectCreationStep = Literal[
+    "type_selection", "basic_info", "source_config", "team_setup", "settings", "review"
+]
+NEXT_STEPS: list[ProjectCreationStep] = ["source_config", "team_setup", "settings", "review"]
+
+NAME_MIN, NAME_MAX = 3, 50
+ProjectName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=NAME_MIN, max_length=NAME_MAX)
+]
+Description = Annotated[str, Field(max_length=2000)]
+
+
+class ProjectNotFound(NotFound):
+    code = "PROJECT_NOT_FOUND"
+    default_message = "Project not found"
+
+
+class ProjectExists(Conflict):
+    code = "PROJECT_EXISTS"
+    default_message = "A project with this name already exists"
+
+
+class InvalidStatus(Conflict):
+    code = "INVALID_STATUS"
+    default_message = "The project's status does not allow this"
+
+
+class Project(WireModel):
+    id: UUID
+    user_id: UUID
+    organization_id: UUID
+    name: str
+    description: str | None = None
+    type: ProjectType
+    status: ProjectStatus
+    privacy: ProjectPrivacy
+    chunking_strategy: ChunkingStrategy
+    include_metadata: bool
+    anonymize_secrets: bool
+    total_repos: int
+    total_files: int
+    original_tokens: int | None = None
+    optimized_tokens: int | None = None
+    ingestion_time_seconds: float | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProjectWithRelations(Project):
+    """``GET /projects/{id}/full``; the relations fill in as their domains arrive."""
+
+    repositories: list[dict[str, object]] = Field(default_factory=list)
+    members: list[dict[str, object]] = Field(default_factory=list)
+    current_ingestion: dict[str, object] | None = None
+
+
+class CreateProject(WireModel):
+    name: ProjectName
+    description: Description | None = None
+    type: ProjectType
+    privacy: ProjectPrivacy = "private"
+    chunking_strategy: ChunkingStrategy = "semantic"
+    include_metadata: bool = True
+    anonymize_secrets: bool = True
+
+
+class CreateProjectResponse(WireModel):
+    project: Project
+    next_steps: list[ProjectCreationStep]
+
+
+class UpdateProject(WireModel):
+    """Partial update: absent = unchanged, ``null`` clears ``description``."""
+
+    name: ProjectName | None = None
+    description: Description | None = None
+    type: ProjectType | None = None
+    privacy: ProjectPrivacy | None = None
+    chunking_strategy: ChunkingStrategy | None = None
+    include_metadata: bool | None = None
+    anonymize_secrets: bool | None = None
+
+
+class ProjectListQuery(PageQuery):
+    search: Annotated[str, Field(max_length=200)] | None = None
+
+
+class ProjectStats(WireModel):
+    total_projects: int
+    active_projects: int
+    processing_projects: int
+    error_projects: int
+    total_tokens: int
+    total_files: int
+
+
+class ValidateName(WireModel):
+    name: Annotated[str, Field(max_length=500)] | None = None
+    project_id: str | None = Field(default=None, max_length=100)
+
+
+class NameValidation(WireModel):
+    valid: bool
+    error: str | None = None
+    suggestion: str | None = None

@@ -1,0 +1,142 @@
+"""A running Kijko, independent of any web framework: settings, pools, keyring and identity.
+
+``Kijko.start(settings)`` resolves the embedded defaults (database, generated secrets),
+migrates or checks the schema, connects the pools and starts the identity provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from databases import Database
+
+from kijko_core.auth.provider import IdentityProvider
+from kijko_core.config import Settings
+from kijko_core.crypto import Keyring
+from kijko_core.data_dir import DataDirectory
+from kijko_core.db import migrate as migrations
+from kijko_core.db.embedded import EmbeddedPostgres
+from kijko_core.db.pools import DatabaseUrls, make_pool
+from kijko_core.db.provision import RoleTimeouts, provision
+from kijko_core.db.roles import RoleNames
+from kijko_core.errors import ConfigurationError
+
+EMBEDDED_DATABASE = "kijko"
+
+
+@dataclass
+class Kijko:
+    settings: Settings
+    urls: DatabaseUrls
+    keyring: Keyring
+    app_db: Database
+    system_db: Database
+    identity: IdentityProvider
+    embedded: EmbeddedPostgres | None = field(default=None)
+
+    @property
+    def roles(self) -> RoleNames:
+        return RoleNames.from_prefix(self.settings.db_role_prefix)
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Kijko:
+        embedded: EmbeddedPostgres | None = None
+        try:
+            urls, embedded = await resolve_database(settings)
+            keyring = resolve_keyring(settings)
+            roles = RoleNames.from_prefix(settings.db_role_prefix)
+            if settings.mode == "embedded":
+                await migrations.migrate(urls.migration, roles)
+            else:
+                behind = await migrations.pending(urls.migration)
+                if behind:
+                    raise ConfigurationError(
+                        [f"the database schema is behind ({len(behind)} migrations pending);"
+                         " run `kijko migrate` first"]
+                    )
+            app_db = make_pool(urls.app, size=settings.db_pool_size)
+            system_db = make_pool(urls.system, size=settings.db_system_pool_size)
+            await app_db.connect()
+            await system_db.connect()
+            identity = make_identity_provider(settings, system_db, keyring)
+            await identity.start()
+        except BaseException:
+            if embedded is not None:
+                embedded.stop()
+            raise
+        return cls(settings, urls, keyring, app_db, system_db, identity, embedded)
+
+    async def stop(self) -> None:
+        await self.identity.close()
+        await self.app_db.disconnect()
+        await self.system_db.disconnect()
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.stop)
+
+
+def make_identity_provider(
+    settings: Settings, system_db: Database, keyring: Keyring
+) -> IdentityProvider:
+    if settings.auth_provider == "keycloak":
+        from kijko_core.auth.keycloak.provider import KeycloakProvider
+
+        return KeycloakProvider(settings, system_db, keyring)
+    from kijko_core.auth.local.provider import LocalProvider
+
+    return LocalProvider(settings, system_db, keyring)
+
+
+def resolve_keyring(settings: Settings) -> Keyring:
+    if settings.encryption_keys is not None:
+        try:
+            return Keyring.from_setting(settings.encryption_keys.get_secret_value())
+        except ValueError:
+            raise ConfigurationError(
+                ["KIJKO_ENCRYPTION_KEYS: not a comma-separated list of Fernet keys"]
+            ) from None
+    data = DataDirectory(settings.data_dir).ensure()
+    return Keyring([data.secret("encryption-key", Keyring.generate_key)])
+
+
+async def resolve_database(settings: Settings) -> tuple[DatabaseUrls, EmbeddedPostgres | None]:
+    """The configured URLs, or an embedded server started and provisioned in the data dir."""
+    if not settings.embedded_database:
+        assert settings.database_url and settings.system_database_url
+        assert settings.migration_database_url
+        return (
+            DatabaseUrls(
+                settings.database_url, settings.system_database_url, settings.migration_database_url
+            ),
+            None,
+        )
+    data = DataDirectory(settings.data_dir).ensure()
+    server = EmbeddedPostgres(data.postgres_dir)
+    await asyncio.to_thread(server.start)
+    try:
+        roles = RoleNames.from_prefix(settings.db_role_prefix)
+        passwords = {kind: data.secret(f"db-{kind}-password") for kind in ("owner", "app", "system")}
+        await provision(
+            server.admin_dsn(),
+            database=EMBEDDED_DATABASE,
+            roles=roles,
+            passwords=passwords,
+            timeouts=role_timeouts(settings),
+        )
+    except BaseException:
+        server.stop()
+        raise
+    urls = DatabaseUrls(
+        app=server.dsn(roles.app, passwords["app"], EMBEDDED_DATABASE),
+        system=server.dsn(roles.system, passwords["system"], EMBEDDED_DATABASE),
+        migration=server.dsn(roles.owner, passwords["owner"], EMBEDDED_DATABASE),
+    )
+    return urls, server
+
+
+def role_timeouts(settings: Settings) -> RoleTimeouts:
+    return RoleTimeouts(
+        statement_ms=settings.db_statement_timeout_ms,
+        idle_in_transaction_ms=settings.db_idle_in_transaction_timeout_ms,
+        lock_ms=settings.db_lock_timeout_ms,
+    )

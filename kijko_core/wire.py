@@ -1,0 +1,56 @@
+"""Shared pieces of the wire format: camelCase models and the one pagination helper."""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+T = TypeVar("T")
+
+
+class WireModel(BaseModel):
+    """A domain model on the wire: camelCase keys (snake_case accepted on input), unknown keys
+    ignored, so server-managed fields in a body are never taken."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class PageQuery(WireModel):
+    page: int = Field(default=1, ge=1, le=1_000_000)
+    page_size: int = Field(default=20, ge=1, le=100)
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.page_size
+
+
+class Page(WireModel, Generic[T]):
+    """``{data, total, page, pageSize, hasMore}`` (contract §1.4, ``PaginatedResponse``)."""
+
+    data: list[T]
+    total: int
+    page: int
+    page_size: int
+    has_more: bool
+
+    @classmethod
+    def of(cls, items: list[T], total: int, query: PageQuery) -> Page[T]:
+        return cls(
+            data=items,
+            total=total,
+            page=query.page,
+            page_size=query.page_size,
+            has_more=query.offset + len(items) < total,
+        )
+
+
+class Success(WireModel):
+    success: bool = True
+
+
+def like_pattern(text: str) -> str:
+    """A case-insensitive ``ILIKE`` pattern matching ``text`` literally anywhere (ESCAPE '\\')."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"

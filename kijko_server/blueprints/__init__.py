@@ -1,0 +1,1 @@
+"""One blueprint per domain; each only translates HTTP to service calls."""

@@ -1,0 +1,65 @@
+"""Contract §2.1: signup, login, refresh, logout, me (snake_case by contract)."""
+
+from __future__ import annotations
+
+from quart import Blueprint
+from quart_rate_limiter import rate_limit
+from quart_schema import validate_request, validate_response
+
+from kijko_core.auth import service
+from kijko_core.auth.models import (
+    LoginRequest,
+    RefreshRequest,
+    SignupRequest,
+    SuccessResponse,
+    TokenPair,
+    UserProfile,
+)
+from kijko_server.ratelimits import AuthLimits
+from kijko_server.security import accepts_expired_token, bearer_token, current_identity
+from kijko_server.uow import runtime, tenant
+
+
+def auth_blueprint(limits: AuthLimits) -> Blueprint:
+    bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
+
+    @bp.post("/signup")
+    @rate_limit(limits=[limits.per_address])
+    @validate_request(SignupRequest)
+    @validate_response(TokenPair, 201)
+    async def signup(data: SignupRequest) -> tuple[TokenPair, int]:
+        """Create an account and its organization, and sign in."""
+        return await runtime().identity.signup(data), 201
+
+    @bp.post("/login")
+    @rate_limit(limits=[limits.per_address, limits.per_account])
+    @validate_request(LoginRequest)
+    @validate_response(TokenPair)
+    async def login(data: LoginRequest) -> TokenPair:
+        """Sign in with email and password."""
+        return await runtime().identity.login(data.email, data.password)
+
+    @bp.post("/refresh")
+    @rate_limit(limits=[limits.refresh])
+    @validate_request(RefreshRequest)
+    @validate_response(TokenPair)
+    async def refresh(data: RefreshRequest) -> TokenPair:
+        """Trade a refresh token for a new access token and a new refresh token."""
+        return await runtime().identity.refresh(data.refresh_token)
+
+    @bp.post("/logout")
+    @accepts_expired_token
+    @validate_response(SuccessResponse)
+    async def logout() -> SuccessResponse:
+        """End the session: its refresh tokens and its access tokens stop working."""
+        await runtime().identity.logout(current_identity(), bearer_token())
+        return SuccessResponse()
+
+    @bp.get("/me")
+    @validate_response(UserProfile)
+    async def me() -> UserProfile:
+        """The signed-in user's profile in the active organization."""
+        async with tenant(readonly=True) as db:
+            return await service.me(db)
+
+    return bp

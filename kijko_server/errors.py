@@ -1,0 +1,106 @@
+"""Every failure answers in the one error shape ``{detail, code, message, field?, details?}``.
+
+Error bodies never echo submitted values: validation messages come from pydantic's error
+types without their ``input``, and crashes say nothing internal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from pydantic import BaseModel, ValidationError
+from quart import Quart, Response, jsonify
+from quart_rate_limiter import RateLimitExceeded
+from quart_schema import RequestSchemaValidationError
+from werkzeug.exceptions import HTTPException
+
+from kijko_core import errors
+
+log = structlog.get_logger("kijko.errors")
+
+
+class ErrorBody(BaseModel):
+    """The error shape of every non-2xx response."""
+
+    detail: str
+    code: str
+    message: str
+    field: str | None = None
+    details: dict[str, Any] | None = None
+
+
+_HTTP_ERRORS: dict[int, type[errors.KijkoError]] = {
+    400: errors.BadRequest,
+    404: errors.RouteNotFound,
+    405: errors.MethodNotAllowed,
+    413: errors.PayloadTooLarge,
+}
+
+
+def error_response(error: errors.KijkoError, headers: dict[str, str] | None = None) -> Response:
+    response = jsonify(error.to_body())
+    response.status_code = error.status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _wire_field(location: tuple[int | str, ...]) -> str | None:
+    parts = [str(part) for part in location if not isinstance(part, int)]
+    return ".".join(parts) or None
+
+
+def validation_error(error: Exception) -> errors.ValidationFailed:
+    if isinstance(error, ValidationError):
+        first = error.errors(include_input=False, include_url=False, include_context=False)[0]
+        field = _wire_field(tuple(first["loc"]))
+        if first["type"] in ("model_type", "model_attributes_type", "dict_type"):
+            return errors.ValidationFailed("The request body must be a JSON object")
+        message = first["msg"]
+        return errors.ValidationFailed(f"{field}: {message}" if field else message, field=field)
+    return errors.ValidationFailed()
+
+
+def register_error_handlers(app: Quart) -> None:
+    @app.errorhandler(errors.KijkoError)
+    async def kijko_error(error: errors.KijkoError) -> Response:
+        headers = {}
+        if isinstance(error, errors.RateLimited):
+            headers["Retry-After"] = str(error.retry_after)
+        return error_response(error, headers)
+
+    @app.errorhandler(RequestSchemaValidationError)
+    async def schema_error(error: RequestSchemaValidationError) -> Response:
+        return error_response(validation_error(error.validation_error))
+
+    @app.errorhandler(RateLimitExceeded)
+    async def rate_limited(error: RateLimitExceeded) -> Response:
+        return await kijko_error(errors.RateLimited(retry_after=max(1, int(error.retry_after))))
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        kind = _HTTP_ERRORS.get(status)
+        if kind is None:
+            if status >= 500:
+                return await crash(error)
+            generic = errors.KijkoError(error.description or None)
+            generic.status = status  # type: ignore[misc]
+            generic.code = (error.name or "ERROR").upper().replace(" ", "_")  # type: ignore[misc]
+            return error_response(generic)
+        response = error_response(kind())
+        if status == 405 and isinstance(error, HTTPException):
+            allowed = error.get_headers()
+            for name, value in allowed:
+                if name.lower() == "allow":
+                    response.headers["Allow"] = value
+        return response
+
+    @app.errorhandler(Exception)
+    async def crash(error: Exception) -> Response:
+        log.error("unhandled_exception", exc_info=error)
+        from kijko_server.observability import current_request_id
+
+        failure = errors.KijkoError(details={"requestId": current_request_id()})
+        return error_response(failure)

@@ -1,0 +1,84 @@
+"""Liveness and readiness (INFR-01)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from quart import Blueprint
+from quart_schema import validate_response
+from redis import asyncio as aioredis
+
+from kijko_core import __version__
+from kijko_core.db.session import system_session
+from kijko_core.errors import ServiceUnavailable
+from kijko_server.uow import runtime
+
+bp = Blueprint("health", __name__)
+CHECK_TIMEOUT_SECONDS = 2.0
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"]
+    version: str
+
+
+class Readiness(BaseModel):
+    status: Literal["ok", "degraded"]
+    version: str
+    components: dict[str, str]
+
+
+@bp.get("/health")
+@validate_response(Liveness)
+async def liveness() -> Liveness:
+    """The process is up. Checks no dependency."""
+    return Liveness(status="ok", version=__version__)
+
+
+async def _database() -> None:
+    async with system_session(runtime().system_db, readonly=True) as db:
+        await db.fetchval("SELECT 1")
+
+
+async def _redis(url: str) -> None:
+    client = aioredis.from_url(url, socket_connect_timeout=CHECK_TIMEOUT_SECONDS)
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
+
+
+async def _check(probe: Any) -> bool:
+    try:
+        await asyncio.wait_for(probe, CHECK_TIMEOUT_SECONDS)
+    except Exception:
+        return False
+    return True
+
+
+@bp.get("/health/ready")
+@validate_response(Readiness)
+async def readiness() -> Readiness:
+    """Ready to serve: the database and (when configured) Redis answer in time.
+
+    The identity provider is reported but only degrades readiness: cached keys still verify.
+    """
+    kijko = runtime()
+    components: dict[str, str] = {}
+    components["database"] = "ok" if await _check(_database()) else "unavailable"
+    if kijko.settings.redis_url:
+        components["redis"] = "ok" if await _check(_redis(kijko.settings.redis_url)) else "unavailable"
+    try:
+        provider = await asyncio.wait_for(kijko.identity.health(), CHECK_TIMEOUT_SECONDS)
+        components["identity"] = provider.status
+    except Exception:
+        components["identity"] = "degraded"
+    failing = sorted(name for name, state in components.items() if state == "unavailable")
+    if failing:
+        raise ServiceUnavailable(
+            f"Not ready: {', '.join(failing)} unavailable", details={"components": components}
+        )
+    status: Literal["ok", "degraded"] = "ok" if all(v == "ok" for v in components.values()) else "degraded"
+    return Readiness(status=status, version=__version__, components=components)

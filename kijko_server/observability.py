@@ -1,0 +1,45 @@
+"""Request ids and the one access-log line per request."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import structlog
+from quart import Quart, Response, g, request
+
+_PLAIN_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+log = structlog.get_logger("kijko.http")
+
+
+def current_request_id() -> str | None:
+    return structlog.contextvars.get_contextvars().get("request_id")
+
+
+def register_request_logging(app: Quart) -> None:
+    @app.before_request
+    async def bind_request_id() -> None:
+        offered = request.headers.get("X-Request-ID", "")
+        request_id = offered if _PLAIN_ID.match(offered) else uuid.uuid4().hex
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        g.started_at = time.perf_counter()
+
+    @app.after_request
+    async def log_request(response: Response) -> Response:
+        request_id = current_request_id()
+        if request_id:
+            response.headers["X-Request-ID"] = request_id
+        identity = g.get("identity")
+        started = g.get("started_at")
+        log.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=response.status_code,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2) if started else None,
+            user_id=str(identity.user_id) if identity else None,
+            org_id=str(identity.org_id) if identity else None,
+        )
+        return response

@@ -1,0 +1,52 @@
+"""The OpenAPI document: bearer auth on every route but the public ones, and the error shape
+documented on every operation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart_schema import OpenAPIProvider
+from werkzeug.routing import Rule
+
+from kijko_server.errors import ErrorBody
+from kijko_server.security import is_public
+
+_ERROR_STATUSES = {
+    "400": "Malformed JSON or a bad request",
+    "401": "Missing, expired, invalid or revoked token, or wrong credentials",
+    "403": "Authenticated, but not allowed to do this",
+    "404": "Unknown route or entity (another organization's entities look the same)",
+    "413": "Request body too large",
+    "422": "The request does not match the schema",
+    "429": "Rate limit or quota exceeded",
+    "500": "Internal error; the body carries the request id",
+}
+
+
+class KijkoOpenAPIProvider(OpenAPIProvider):
+    def schema(self) -> dict[str, Any]:
+        schema = super().schema()
+        schema["components"]["schemas"]["ErrorBody"] = ErrorBody.model_json_schema()
+        return schema
+
+    def build_paths(self, rule: Rule) -> tuple[dict, dict]:
+        paths, components = super().build_paths(rule)
+        for operations in paths.values():
+            for method, operation in operations.items():
+                responses = dict(operation.get("responses", {}))
+                for status, description in _ERROR_STATUSES.items():
+                    responses.setdefault(
+                        status,
+                        {
+                            "description": description,
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/ErrorBody"}
+                                }
+                            },
+                        },
+                    )
+                operation["responses"] = responses
+                if is_public(method.upper(), rule.rule):
+                    operation["security"] = []
+        return paths, components

@@ -1,0 +1,27 @@
+"""The unit of work of a request: one tenant session for the authenticated caller."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, cast
+
+from quart import current_app, g
+
+from kijko_core.db.session import TenantSession, tenant_session
+from kijko_server.security import current_identity
+
+if TYPE_CHECKING:
+    from kijko_core.runtime import Kijko
+
+
+def runtime() -> Kijko:
+    return cast("Kijko", current_app.kijko)  # type: ignore[attr-defined]
+
+
+@asynccontextmanager
+async def tenant(*, readonly: bool = False) -> AsyncIterator[TenantSession]:
+    """Open the caller's tenant session; leaving the block commits, an error rolls back."""
+    async with tenant_session(runtime().app_db, current_identity(), readonly=readonly) as db:
+        g.principal = db.principal
+        yield db

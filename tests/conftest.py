@@ -1,0 +1,187 @@
+"""Shared fixtures: one real PostgreSQL database per test run (the machine's, when
+``KIJKO_TEST_DATABASE_URL`` names an administrator connection, else an embedded server),
+provisioned with fresh roles and migrated; a fresh organization per test.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kijko_core.config import Settings, load_settings
+from kijko_core.crypto import Keyring
+from kijko_core.db import migrate as migrations
+from kijko_core.db.embedded import EmbeddedPostgres
+from kijko_core.db.pools import DatabaseUrls
+from kijko_core.db.provision import RoleTimeouts, drop, provision
+from kijko_core.db.roles import RoleNames
+from kijko_core.runtime import Kijko
+from kijko_server.app import KijkoApp, create_app
+
+
+@dataclass(frozen=True)
+class TestDatabase:
+    admin_dsn: str
+    name: str
+    roles: RoleNames
+    urls: DatabaseUrls
+    passwords: dict[str, str]
+
+
+def _dsn(admin_dsn: str, user: str, password: str, database: str) -> str:
+    """Swap user, password and database in an administrator DSN (TCP or socket form)."""
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    parts = urlsplit(admin_dsn)
+    host = parts.hostname or ""
+    netloc = f"{quote(user)}:{quote(password, safe='')}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, "/" + database, parts.query, ""))
+
+
+@pytest.fixture(scope="session")
+def database() -> Iterator[TestDatabase]:
+    import asyncio
+
+    embedded: EmbeddedPostgres | None = None
+    admin = os.environ.get("KIJKO_TEST_DATABASE_URL")
+    tmp = tempfile.mkdtemp(prefix="kijko-test-")
+    if not admin:
+        embedded = EmbeddedPostgres(Path(tmp) / "postgres")
+        embedded.start()
+        admin = embedded.admin_dsn()
+    prefix = "kt" + secrets.token_hex(4)
+    roles = RoleNames.from_prefix(prefix)
+    passwords = {kind: secrets.token_urlsafe(16) for kind in ("owner", "app", "system")}
+    name = prefix + "_db"
+    asyncio.run(
+        provision(
+            admin,
+            database=name,
+            roles=roles,
+            passwords=passwords,
+            timeouts=RoleTimeouts(statement_ms=15_000, idle_in_transaction_ms=30_000, lock_ms=5_000),
+        )
+    )
+    urls = DatabaseUrls(
+        app=_dsn(admin, roles.app, passwords["app"], name),
+        system=_dsn(admin, roles.system, passwords["system"], name),
+        migration=_dsn(admin, roles.owner, passwords["owner"], name),
+    )
+    asyncio.run(migrations.migrate(urls.migration, roles))
+    try:
+        yield TestDatabase(admin, name, roles, urls, passwords)
+    finally:
+        asyncio.run(drop(admin, database=name, roles=roles))
+        if embedded is not None:
+            embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def encryption_key() -> str:
+    return Keyring.generate_key()
+
+
+@pytest.fixture(scope="session")
+def make_settings(database: TestDatabase, encryption_key: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    data_dir = tmp_path_factory.mktemp("data")
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": database.urls.app,
+            "system_database_url": database.urls.system,
+            "migration_database_url": database.urls.migration,
+            "db_role_prefix": database.roles.owner.removesuffix("_owner"),
+            "encryption_keys": encryption_key,
+            "data_dir": data_dir,
+            "public_url": "http://kijko.test",
+            "db_pool_size": 4,
+            "log_level": "warning",
+        }
+        values.update(overrides)
+        return load_settings(**values)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def settings(make_settings: Any) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture(scope="session")
+async def kijko(settings: Settings) -> AsyncIterator[Kijko]:
+    runtime = await Kijko.start(settings)
+    try:
+        yield runtime
+    finally:
+        await runtime.stop()
+
+
+@pytest.fixture
+async def app(kijko: Kijko) -> AsyncIterator[KijkoApp]:
+    application = create_app(kijko=kijko)
+    async with application.test_app():
+        yield application
+
+
+@pytest.fixture
+def client(app: KijkoApp) -> Any:
+    return app.test_client()
+
+
+@dataclass
+class Account:
+    """A user signed up through the API, with a fresh organization."""
+
+    email: str
+    password: str
+    access_token: str
+    refresh_token: str
+    user_id: str
+    org_id: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+async def sign_up(client: Any, **fields: str) -> Account:
+    email = fields.get("email", f"user-{uuid.uuid4().hex[:12]}@example.com")
+    password = fields.get("password", "correct horse battery")
+    response = await client.post(
+        "/api/v1/auth/signup",
+        json={
+            "email": email,
+            "password": password,
+            "first_name": fields.get("first_name", "Ada"),
+            "last_name": fields.get("last_name", "Lovelace"),
+        },
+    )
+    assert response.status_code == 201, await response.get_data(as_text=True)
+    tokens = await response.get_json()
+    me = await client.get(
+        "/api/v1/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    )
+    profile = await me.get_json()
+    return Account(
+        email, password, tokens["access_token"], tokens["refresh_token"], profile["id"], profile["org_id"]
+    )
+
+
+@pytest.fixture
+async def alice(client: Any) -> Account:
+    return await sign_up(client, first_name="Alice")
+
+
+@pytest.fixture
+async def bob(client: Any) -> Account:
+    """A user of another organization."""
+    return await sign_up(client, first_name="Bob")
