@@ -11,32 +11,45 @@ import asyncpg
 
 from kijko_core.db.session import TenantSession
 
-_COLUMNS = """
-    id, user_id, organization_id, name, description, type, status, privacy, chunking_strategy,
-    include_metadata, anonymize_secrets, total_repos, total_files, original_tokens,
-    optimized_tokens, ingestion_time_seconds, created_at, updated_at
+# Statements are spelled out in full, so each can be read (and pasted into psql) as it runs.
+# The one readable scope, in every read: $1 organization, $2 caller, $3 caller is an org
+# owner/admin: organization_id = $1 AND (privacy = 'shared' OR user_id = $2 OR $3)
+
+_GET = """
+SELECT id, user_id, organization_id, name, description, type, status, privacy,
+    chunking_strategy, include_metadata, anonymize_secrets, total_repos, total_files,
+    original_tokens, optimized_tokens, ingestion_time_seconds, created_at, updated_at
+FROM kijko.projects
+WHERE organization_id = $1 AND (privacy = 'shared' OR user_id = $2 OR $3::boolean)
+  AND id = $4
 """
 
-# The one readable scope: $1 organization, $2 caller, $3 caller is an org owner/admin.
-_READABLE = "organization_id = $1 AND (privacy = 'shared' OR user_id = $2 OR $3::boolean)"
+_LIST = """
+SELECT id, user_id, organization_id, name, description, type, status, privacy,
+    chunking_strategy, include_metadata, anonymize_secrets, total_repos, total_files,
+    original_tokens, optimized_tokens, ingestion_time_seconds, created_at, updated_at,
+    count(*) OVER () AS total
+FROM kijko.projects
+WHERE organization_id = $1 AND (privacy = 'shared' OR user_id = $2 OR $3::boolean)
+  AND ($4::text IS NULL OR name ILIKE $4 ESCAPE '\\' OR description ILIKE $4 ESCAPE '\\')
+ORDER BY created_at, id
+LIMIT $5 OFFSET $6
+"""
 
-_GET = "SELECT " + _COLUMNS + " FROM kijko.projects WHERE " + _READABLE + " AND id = $4"
-
-_LIST = (
-    "SELECT " + _COLUMNS + ", count(*) OVER () AS total FROM kijko.projects WHERE " + _READABLE
-    + " AND ($4::text IS NULL OR name ILIKE $4 ESCAPE '\\' OR description ILIKE $4 ESCAPE '\\')"
-    " ORDER BY created_at, id LIMIT $5 OFFSET $6"
-)
-
-_COUNT = (
-    "SELECT count(*) FROM kijko.projects WHERE " + _READABLE
-    + " AND ($4::text IS NULL OR name ILIKE $4 ESCAPE '\\' OR description ILIKE $4 ESCAPE '\\')"
-)
+_COUNT = """
+SELECT count(*)
+FROM kijko.projects
+WHERE organization_id = $1 AND (privacy = 'shared' OR user_id = $2 OR $3::boolean)
+  AND ($4::text IS NULL OR name ILIKE $4 ESCAPE '\\' OR description ILIKE $4 ESCAPE '\\')
+"""
 
 _INSERT = (
     "INSERT INTO kijko.projects (organization_id, user_id, name, description, type, privacy,"
     " chunking_strategy, include_metadata, anonymize_secrets)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING " + _COLUMNS
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    " RETURNING id, user_id, organization_id, name, description, type, status, privacy,"
+    " chunking_strategy, include_metadata, anonymize_secrets, total_repos, total_files,"
+    " original_tokens, optimized_tokens, ingestion_time_seconds, created_at, updated_at"
 )
 
 # One fixed statement for every partial update: $n flags say which fields are present.
@@ -50,7 +63,10 @@ _UPDATE = (
     " include_metadata = CASE WHEN $13 THEN $14 ELSE include_metadata END,"
     " anonymize_secrets = CASE WHEN $15 THEN $16 ELSE anonymize_secrets END,"
     " updated_at = now()"
-    " WHERE organization_id = $1 AND id = $2 RETURNING " + _COLUMNS
+    " WHERE organization_id = $1 AND id = $2"
+    " RETURNING id, user_id, organization_id, name, description, type, status, privacy,"
+    " chunking_strategy, include_metadata, anonymize_secrets, total_repos, total_files,"
+    " original_tokens, optimized_tokens, ingestion_time_seconds, created_at, updated_at"
 )
 
 _DELETE = "DELETE FROM kijko.projects WHERE organization_id = $1 AND id = $2"
@@ -67,7 +83,8 @@ _STATS = (
     " count(*) FILTER (WHERE status = 'error') AS error_projects,"
     " COALESCE(sum(optimized_tokens), 0)::bigint AS total_tokens,"
     " COALESCE(sum(total_files), 0)::bigint AS total_files"
-    " FROM kijko.projects WHERE " + _READABLE
+    " FROM kijko.projects"
+    " WHERE organization_id = $1 AND (privacy = 'shared' OR user_id = $2 OR $3::boolean)"
 )
 
 
