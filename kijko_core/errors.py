@@ -43,6 +43,12 @@ class MalformedJson(KijkoError):
     default_message = "The request body is not valid JSON"
 
 
+class UnsupportedMediaType(KijkoError):
+    status = 415
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    default_message = "The request body must be sent as application/json"
+
+
 class BadRequest(KijkoError):
     status = 400
     code = "BAD_REQUEST"

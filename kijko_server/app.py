@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from quart import Quart, Request
 from quart_cors import cors
 from quart_schema import QuartSchema
 
 from kijko_core import __version__
 from kijko_core.config import Settings, load_settings
-from kijko_core.errors import MalformedJson
+from kijko_core.errors import MalformedJson, UnsupportedMediaType
 from kijko_core.logging import configure_logging
 from kijko_core.runtime import Kijko
 from kijko_server.blueprints import auth, projects, wellknown
@@ -22,6 +24,13 @@ from kijko_server.security import authenticate
 
 
 class KijkoRequest(Request):
+    async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
+        # A JSON route given another media type says so (415), as Flask does, instead of
+        # validating an absent body (docs/decisions/0001-http-errors.md).
+        if not (force or silent or self.is_json):
+            raise UnsupportedMediaType()
+        return await super().get_json(force=force, silent=silent, cache=cache)
+
     def on_json_loading_failed(self, error: Exception) -> None:  # type: ignore[override]
         raise MalformedJson()
 

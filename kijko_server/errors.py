@@ -35,6 +35,7 @@ _HTTP_ERRORS: dict[int, type[errors.KijkoError]] = {
     404: errors.RouteNotFound,
     405: errors.MethodNotAllowed,
     413: errors.PayloadTooLarge,
+    415: errors.UnsupportedMediaType,
 }
 
 

@@ -17,6 +17,7 @@ _ERROR_STATUSES = {
     "403": "Authenticated, but not allowed to do this",
     "404": "Unknown route or entity (another organization's entities look the same)",
     "413": "Request body too large",
+    "415": "The body is not sent as application/json",
     "422": "The request does not match the schema",
     "429": "Rate limit or quota exceeded",
     "500": "Internal error; the body carries the request id",
