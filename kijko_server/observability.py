@@ -9,7 +9,7 @@ import uuid
 import structlog
 from quart import Quart, Response, g, request
 
-_PLAIN_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_PLAIN_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 log = structlog.get_logger("kijko.http")
 
 
@@ -17,11 +17,18 @@ def current_request_id() -> str | None:
     return structlog.contextvars.get_contextvars().get("request_id")
 
 
+def request_id_for(offered: str | None) -> str:
+    """The offered id when it is short and plain (it goes into headers and logs), else a new one."""
+    # fullmatch: with ``$`` a trailing newline would pass.
+    if offered and _PLAIN_ID.fullmatch(offered):
+        return offered
+    return uuid.uuid4().hex
+
+
 def register_request_logging(app: Quart) -> None:
     @app.before_request
     async def bind_request_id() -> None:
-        offered = request.headers.get("X-Request-ID", "")
-        request_id = offered if _PLAIN_ID.match(offered) else uuid.uuid4().hex
+        request_id = request_id_for(request.headers.get("X-Request-ID"))
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         g.started_at = time.perf_counter()
