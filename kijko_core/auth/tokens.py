@@ -39,7 +39,7 @@ def unverified_header(token: str) -> dict[str, Any]:
     try:
         segment = token.split(".", 1)[0]
         header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deeply nested JSON: RecursionError
         raise InvalidToken() from None
     if not isinstance(header, dict):
         raise InvalidToken()
