@@ -34,7 +34,8 @@ class KijkoOpenAPIProvider(OpenAPIProvider):
         paths, components = super().build_paths(rule)
         for operations in paths.values():
             for method, operation in operations.items():
-                responses = dict(operation.get("responses", {}))
+                # quart-schema keys statuses by int; mixed with ours, sorted JSON output fails.
+                responses = {str(k): v for k, v in operation.get("responses", {}).items()}
                 for status, description in _ERROR_STATUSES.items():
                     responses.setdefault(
                         status,
