@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     keycloak_client_secret: SecretStr | None = None
     oauth_redirect_url: str = "http://localhost:3000/auth/callback"
     oauth_state_ttl_seconds: int = Field(default=600, ge=30, le=3600)
+    oauth_handoff_ttl_seconds: int = Field(default=60, ge=10, le=600)
+    keycloak_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
     encryption_keys: SecretStr | None = None
 

@@ -13,7 +13,7 @@ from kijko_core.config import Settings, load_settings
 from kijko_core.errors import MalformedJson, UnsupportedMediaType
 from kijko_core.logging import configure_logging
 from kijko_core.runtime import Kijko
-from kijko_server.blueprints import auth, projects, wellknown
+from kijko_server.blueprints import auth, oauth, projects, wellknown
 from kijko_server.errors import register_error_handlers
 from kijko_server.health import bp as health_bp
 from kijko_server.json import KijkoJSONProvider
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, *, kijko: Kijko | None = None) 
     app.register_blueprint(wellknown.bp)
     app.register_blueprint(auth.auth_blueprint(AuthLimits(settings)))
     app.register_blueprint(projects.bp)
+    app.register_blueprint(oauth.bp)
 
     owned = kijko is None
     if kijko is not None:

@@ -1,0 +1,1 @@
+"""The Keycloak identity provider: admin REST API, token endpoint, JWKS and OAuth brokering."""
