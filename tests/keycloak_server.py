@@ -26,6 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -35,6 +36,37 @@ from joserfc.jwk import RSAKey
 
 REALM = "kijko"
 CLIENT_ID = "kijko-api"
+REALM_FILE = Path(__file__).resolve().parent.parent / "deploy" / "keycloak" / "realm-kijko.json"
+
+
+@dataclass(frozen=True)
+class RealmBehaviour:
+    """What the fake takes from the shipped realm file, so the tests exercise that file."""
+
+    declared_attributes: frozenset[str]
+    access_token_audience: tuple[str, ...]
+    org_id_mapper: bool
+    pkce_method: str | None
+
+    @classmethod
+    def from_file(cls, path: Path = REALM_FILE) -> RealmBehaviour:
+        realm = json.loads(path.read_text())
+        client = next(c for c in realm["clients"] if c["clientId"] == CLIENT_ID)
+        audience = ["account"]
+        org_id_mapper = False
+        for mapper in client.get("protocolMappers", []):
+            config = mapper.get("config", {})
+            if config.get("access.token.claim") != "true":
+                continue
+            if mapper["protocolMapper"] == "oidc-audience-mapper":
+                audience.insert(0, config["included.client.audience"])
+            if mapper["protocolMapper"] == "oidc-usermodel-attribute-mapper" and config.get("claim.name") == "org_id":
+                org_id_mapper = config.get("user.attribute") == "org_id"
+        provider = realm["components"]["org.keycloak.userprofile.UserProfileProvider"][0]
+        profile = json.loads(provider["config"]["kc.user.profile.config"][0])
+        builtin = {"username", "email", "firstName", "lastName"}
+        declared = frozenset(a["name"] for a in profile["attributes"]) - builtin
+        return cls(declared, tuple(audience), org_id_mapper, client["attributes"].get("pkce.code.challenge.method"))
 
 
 @dataclass
@@ -76,8 +108,11 @@ class FakeKeycloak:
         self.key = RSAKey.generate_key(2048, parameters={"kid": "kc-" + secrets.token_hex(4)}, private=True)
         # Signs tokens with a kid Keycloak never published (unknown-kid tests).
         self.rogue_key = RSAKey.generate_key(2048, parameters={"kid": "rogue"}, private=True)
-        self.declared_attributes: set[str] = {"org_id"}  # the realm's user profile
-        self.org_id_mapper = True
+        realm = RealmBehaviour.from_file()
+        self.declared_attributes: set[str] = set(realm.declared_attributes)  # the user profile
+        self.org_id_mapper = realm.org_id_mapper
+        self.audience = list(realm.access_token_audience)
+        self.pkce_method = realm.pkce_method
         self.min_password_length = 8
         self.access_lifespan = 300
         self.sso_session_idle = 1800
@@ -134,7 +169,7 @@ class FakeKeycloak:
             "iat": now,
             "jti": str(uuid.uuid4()),
             "iss": self.issuer,
-            "aud": [CLIENT_ID, "account"],  # the audience mapper adds kijko-api
+            "aud": list(self.audience),  # the realm's audience mapper adds kijko-api
             "sub": user.id,
             "typ": "Bearer",
             "azp": CLIENT_ID,
@@ -367,7 +402,9 @@ def _handler(kc: FakeKeycloak) -> type[BaseHTTPRequestHandler]:
             redirect_uri = params.get("redirect_uri", "")
             if not redirect_uri.startswith("http://kijko.test/api/v1/auth/oauth/callback"):
                 raise _Reply(400, {"error": "invalid_redirect_uri"})
-            # The client requires PKCE with S256 (pkce.code.challenge.method in the realm).
+            # The realm's client requires PKCE (pkce.code.challenge.method); only S256 is modelled.
+            if kc.pkce_method != "S256":
+                raise _oauth_error(400, "invalid_request", "fake models PKCE S256 only")
             if params.get("code_challenge_method") != "S256" or not params.get("code_challenge"):
                 raise _oauth_error(400, "invalid_request", "Missing parameter: code_challenge_method")
             hint = params.get("kc_idp_hint", "")

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import time
 import uuid
@@ -18,7 +20,7 @@ from kijko_core.db.session import system_session
 from kijko_core.runtime import Kijko
 from kijko_server.app import KijkoApp, create_app
 from tests.conftest import Account, sign_up
-from tests.keycloak_server import CLIENT_ID, FakeKeycloak
+from tests.keycloak_server import CLIENT_ID, REALM_FILE, FakeKeycloak, RealmBehaviour
 
 pytestmark = pytest.mark.slow
 
@@ -139,7 +141,8 @@ async def test_password_refused_by_realm_policy_undoes_the_keycloak_user(
 async def test_org_id_must_be_declared_in_the_user_profile(kc: Any, fake: FakeKeycloak) -> None:
     """Keycloak ≥ 24 drops undeclared attributes; Kijko notices instead of issuing tokens that
     can never pass verification."""
-    fake.declared_attributes = set()
+    declared = fake.declared_attributes
+    fake.declared_attributes = declared - {"org_id"}
     try:
         response = await kc.post(
             "/api/v1/auth/signup",
@@ -151,7 +154,7 @@ async def test_org_id_must_be_declared_in_the_user_profile(kc: Any, fake: FakeKe
             },
         )
     finally:
-        fake.declared_attributes = {"org_id"}
+        fake.declared_attributes = declared
     body = await error_of(response, 502, "UPSTREAM_ERROR")
     assert "user profile" in body["detail"]
 
@@ -438,3 +441,34 @@ async def test_readiness_shows_keycloak_degraded_without_failing(
             await error_of(login, 502, "UPSTREAM_ERROR")
     finally:
         await runtime.stop()
+
+
+# -- the shipped realm -----------------------------------------------------------------------
+
+
+def test_realm_file_configures_what_kijko_relies_on() -> None:
+    realm = json.loads(REALM_FILE.read_text())
+    assert realm["realm"] == "kijko" and realm["enabled"] is True
+    client = next(c for c in realm["clients"] if c["clientId"] == CLIENT_ID)
+    assert client["publicClient"] is False and client["clientAuthenticatorType"] == "client-secret"
+    assert client["serviceAccountsEnabled"] and client["directAccessGrantsEnabled"]
+    assert client["standardFlowEnabled"] and not client["implicitFlowEnabled"]
+    assert client["attributes"]["pkce.code.challenge.method"] == "S256"
+    assert all(uri.endswith("/api/v1/auth/oauth/callback") for uri in client["redirectUris"])
+
+    service_account = next(u for u in realm["users"] if u.get("serviceAccountClientId") == CLIENT_ID)
+    assert set(service_account["clientRoles"]["realm-management"]) >= {"manage-users", "view-users"}
+
+    behaviour = RealmBehaviour.from_file()
+    assert "org_id" in behaviour.declared_attributes
+    assert CLIENT_ID in behaviour.access_token_audience and behaviour.org_id_mapper
+    provider = realm["components"]["org.keycloak.userprofile.UserProfileProvider"][0]
+    profile = json.loads(provider["config"]["kc.user.profile.config"][0])
+    org_id = next(a for a in profile["attributes"] if a["name"] == "org_id")
+    assert org_id["permissions"]["edit"] == ["admin"]  # users cannot move themselves elsewhere
+    assert profile.get("unmanagedAttributePolicy") in (None, "DISABLED")
+
+    assert {idp["alias"] for idp in realm["identityProviders"]} == {"google", "github"}
+    placeholder = re.compile(r"^\$\{[A-Z0-9_]+\}$")
+    secrets_found = [client["secret"]] + [idp["config"]["clientSecret"] for idp in realm["identityProviders"]]
+    assert all(placeholder.match(value) for value in secrets_found), "no real secret in the realm file"
