@@ -67,6 +67,11 @@ class TokenVerifier:
         self._loaded_at = float("-inf")
         self._lock = asyncio.Lock()
 
+    def expect_new_key(self) -> None:
+        """The source now holds a key we have not loaded (we just started signing with it):
+        let the next unknown ``kid`` reload at once instead of waiting for the interval."""
+        self._loaded_at = float("-inf")
+
     async def _key(self, kid: str) -> Key:
         key = self._keys.get(kid)
         if key is not None:

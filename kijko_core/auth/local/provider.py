@@ -54,9 +54,10 @@ class LocalProvider:
             leeway_seconds=settings.jwt_leeway_seconds,
             refresh_interval_seconds=settings.jwks_refresh_interval_seconds,
         )
+        self._signing_kid: str | None = None
 
     async def start(self) -> None:
-        await self.keys.active()
+        self._signing_kid = (await self.keys.active()).kid
 
     async def close(self) -> None:
         self._passwords.close()
@@ -136,6 +137,10 @@ class LocalProvider:
         self, user_id: UUID, org_id: UUID, session_id: str, refresh_token: str
     ) -> TokenPair:
         key = await self.keys.active()
+        if key.kid != self._signing_kid:
+            # Rotated here or by another process: our own new tokens must verify right away.
+            self.verifier.expect_new_key()
+            self._signing_kid = key.kid
         now = int(time.time())
         ttl = self._settings.access_token_ttl_seconds
         claims = {
