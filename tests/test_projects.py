@@ -37,9 +37,7 @@ async def test_create_returns_draft_project_and_next_steps(client: Any, alice: A
     assert project["createdAt"].endswith("Z")
 
 
-async def test_names_are_unique_per_organization_case_insensitively(
-    client: Any, alice: Account, bob: Account
-) -> None:
+async def test_names_are_unique_per_organization_case_insensitively(client: Any, alice: Account, bob: Account) -> None:
     assert (await create(client, alice, name="Alpha")).status_code == 201
     duplicate = await create(client, alice, name="ALPHA")
     assert duplicate.status_code == 409
@@ -139,9 +137,7 @@ async def test_patch_is_an_alias_of_put(client: Any, alice: Account) -> None:
     assert body["name"] == project["name"]
 
 
-async def test_server_managed_fields_in_the_body_are_ignored(
-    client: Any, alice: Account, bob: Account
-) -> None:
+async def test_server_managed_fields_in_the_body_are_ignored(client: Any, alice: Account, bob: Account) -> None:
     project = await created(client, alice)
     forged = {
         "id": str(uuid4()),
@@ -241,9 +237,7 @@ NOT_FOUND = {
 }
 
 
-@pytest.mark.parametrize(
-    "project_id", [None, "not-a-uuid", "..", "12345", "00000000-0000-0000-0000-00000000000g"]
-)
+@pytest.mark.parametrize("project_id", [None, "not-a-uuid", "..", "12345", "00000000-0000-0000-0000-00000000000g"])
 async def test_unknown_and_malformed_ids_are_project_not_found(
     client: Any, alice: Account, project_id: str | None
 ) -> None:
@@ -262,9 +256,7 @@ async def test_unknown_and_malformed_ids_are_project_not_found(
         assert await response.get_json() == NOT_FOUND
 
 
-async def test_a_path_traversal_id_is_not_found_and_reaches_nothing(
-    client: Any, kijko: Kijko, alice: Account
-) -> None:
+async def test_a_path_traversal_id_is_not_found_and_reaches_nothing(client: Any, kijko: Kijko, alice: Account) -> None:
     """``../../etc`` as an id: the service reports it like any unknown id; over HTTP an encoded
     slash makes it no project path at all, so the router answers 404 before any project code
     runs (kept that way so wrong methods on project sub-resources still get 405)."""
@@ -305,9 +297,7 @@ async def test_list_pages_in_insertion_order(client: Any, alice: Account) -> Non
         assert body["hasMore"] is (page < 3)
         seen += [project["id"] for project in body["data"]]
     assert seen == ids
-    beyond = await (
-        await client.get(API, query_string={"page": 9, "pageSize": 2}, headers=alice.headers)
-    ).get_json()
+    beyond = await (await client.get(API, query_string={"page": 9, "pageSize": 2}, headers=alice.headers)).get_json()
     assert beyond == {"data": [], "total": 5, "page": 9, "pageSize": 2, "hasMore": False}
     snake = await client.get(API, query_string={"page_size": 1}, headers=alice.headers)
     assert (await snake.get_json())["pageSize"] == 1
@@ -328,9 +318,7 @@ async def test_list_breaks_ties_on_id(client: Any, kijko: Kijko, alice: Account)
         assert [project["id"] for project in body["data"]] == expected
 
 
-@pytest.mark.parametrize(
-    "query", [{"page": 0}, {"pageSize": 0}, {"pageSize": 101}, {"page": "x"}, {"pageSize": -1}]
-)
+@pytest.mark.parametrize("query", [{"page": 0}, {"pageSize": 0}, {"pageSize": 101}, {"page": "x"}, {"pageSize": -1}])
 async def test_list_rejects_out_of_range_paging(client: Any, alice: Account, query: dict[str, Any]) -> None:
     response = await client.get(API, query_string=query, headers=alice.headers)
     assert response.status_code == 422
@@ -464,9 +452,7 @@ async def test_validate_name_rules(client: Any, alice: Account) -> None:
     assert ok["valid"] is True and not ok.get("error") and not ok.get("suggestion")
 
 
-async def test_validate_name_finds_taken_names_with_a_suggestion(
-    client: Any, kijko: Kijko, alice: Account
-) -> None:
+async def test_validate_name_finds_taken_names_with_a_suggestion(client: Any, kijko: Kijko, alice: Account) -> None:
     project = await created(client, alice, name="Atlas")
     taken = await validate(client, alice, {"name": "aTLAS"})
     assert taken == {
@@ -495,3 +481,20 @@ async def test_validate_name_suggestion_fits_the_limit(client: Any, alice: Accou
     await created(client, alice, name=name)
     result = await validate(client, alice, {"name": name})
     assert result["suggestion"] == "z" * 48 + " 2"
+
+
+async def test_nul_characters_are_a_validation_error_not_a_crash(client: Any, alice: Account) -> None:
+    """PostgreSQL cannot store NUL in text: it must be a 422 on the field, never a 500."""
+    project = await created(client, alice)
+    for method, path, kwargs, field in (
+        ("post", API, {"json": {"name": "ab\x00cd", "type": "manual"}}, "name"),
+        ("post", API, {"json": {"name": "Fine", "type": "manual", "description": "x\x00"}}, "description"),
+        ("put", f"{API}/{project['id']}", {"json": {"name": "ab\x00cd"}}, "name"),
+        ("get", API, {"query_string": {"search": "a\x00b"}}, "search"),
+        ("post", f"{API}/validate-name", {"json": {"name": "ab\x00cd"}}, "name"),
+    ):
+        response = await getattr(client, method)(path, headers=alice.headers, **kwargs)
+        assert response.status_code == 422, (path, await response.get_data(as_text=True))
+        body = await response.get_json()
+        assert body["code"] == "VALIDATION_ERROR" and body["field"] == field
+        assert "\x00" not in body["detail"]

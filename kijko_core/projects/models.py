@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import Field, StringConstraints
 
 from kijko_core.errors import Conflict, NotFound
-from kijko_core.wire import PageQuery, WireModel
+from kijko_core.wire import PageQuery, WireInput, WireModel
 
 ProjectType = Literal["repository", "files", "manual"]
 ProjectStatus = Literal["draft", "processing", "active", "error"]
@@ -71,7 +71,7 @@ class ProjectWithRelations(Project):
     current_ingestion: dict[str, object] | None = None
 
 
-class CreateProject(WireModel):
+class CreateProject(WireInput):
     name: ProjectName
     description: Description | None = None
     type: ProjectType
@@ -86,7 +86,7 @@ class CreateProjectResponse(WireModel):
     next_steps: list[ProjectCreationStep]
 
 
-class UpdateProject(WireModel):
+class UpdateProject(WireInput):
     """Partial update: absent = unchanged, ``null`` clears ``description``."""
 
     name: ProjectName | None = None
@@ -111,7 +111,7 @@ class ProjectStats(WireModel):
     total_files: int
 
 
-class ValidateName(WireModel):
+class ValidateName(WireInput):
     name: Annotated[str, Field(max_length=500)] | None = None
     project_id: str | None = Field(default=None, max_length=100)
 
