@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from datetime import datetime, timedelta
+import math
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from quart import Quart, current_app, request
-from quart_rate_limiter import RateLimit, RateLimiter
+from quart_rate_limiter import RateLimit, RateLimiter, RateLimitExceeded
 from quart_rate_limiter.redis_store import RedisStore
 from quart_rate_limiter.store import MemoryStore
 
@@ -22,12 +23,101 @@ from kijko_core.config import Settings
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+# GCRA (the library's algorithm) for all of a request's limits in one step: check every key,
+# and only if none refuses, record the attempt on each. Returns the seconds to wait, or nil.
+# A string, because Redis truncates Lua numbers to integers.
+_CONSUME = """
+local now = tonumber(ARGV[1])
+local tats = {}
+for i, key in ipairs(KEYS) do
+  local inverse = tonumber(ARGV[i * 2])
+  local burst = tonumber(ARGV[i * 2 + 1])
+  local tat = math.max(tonumber(redis.call('GET', key) or now), now)
+  if tat - now > burst then
+    return tostring(tat - burst - now)
+  end
+  tats[i] = tat + inverse
+end
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, tostring(tats[i]))
+  redis.call('EXPIREAT', key, math.floor(tats[i]) + 1)
+end
+return false
+"""
+
+
+def _burst(limit: RateLimit) -> float:
+    return limit.period.total_seconds() - limit.inverse
+
+
+class AtomicMemoryStore(MemoryStore):
+    """The in-memory store, with check-and-record in one step and expired entries dropped."""
+
+    _PRUNE_AT = 10_000
+
+    async def consume(self, keyed: list[tuple[str, RateLimit]], now: datetime) -> float | None:
+        # No await in here, so nothing else runs on the event loop in between.
+        if len(self._tats) >= self._PRUNE_AT:
+            self._tats = {key: tat for key, tat in self._tats.items() if tat > now}
+        updates: list[tuple[str, datetime]] = []
+        for key, limit in keyed:
+            tat = max(self._tats.get(key, now), now)
+            if (tat - now).total_seconds() > _burst(limit):
+                return (tat - now).total_seconds() - _burst(limit)
+            updates.append((key, tat + timedelta(seconds=limit.inverse)))
+        self._tats.update(updates)
+        return None
+
+
 class ExpiringRedisStore(RedisStore):
-    """The library's Redis store, with keys that expire once they no longer matter."""
+    """The library's Redis store, with check-and-record in one Lua script (atomic across
+    instances) and keys that expire once they no longer matter."""
+
+    async def consume(self, keyed: list[tuple[str, RateLimit]], now: datetime) -> float | None:
+        assert self._redis is not None
+        arguments: list[float] = [now.timestamp()]
+        for _, limit in keyed:
+            arguments += [limit.inverse, _burst(limit)]
+        keys = [key for key, _ in keyed]
+        result = await self._redis.eval(_CONSUME, len(keys), *keys, *arguments)
+        return None if result is None else float(result)
 
     async def set(self, key: str, tat: datetime) -> None:
         assert self._redis is not None
         await self._redis.set(key, tat.timestamp(), exat=int(tat.timestamp()) + 1)
+
+    async def after_serving(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+
+class AtomicRateLimiter(RateLimiter):
+    """The library reads each budget, then writes it back: parallel attempts all read the same
+    budget and all passed (12 concurrent logins, none refused). Here the check and the record
+    are one step in the store."""
+
+    store: AtomicMemoryStore | ExpiringRedisStore
+
+    async def _before_request(self) -> None:
+        if not current_app.config["QUART_RATE_LIMITER_ENABLED"]:
+            return
+        endpoint = request.endpoint or ""
+        view_func = current_app.view_functions.get(endpoint)
+        if view_func is None:
+            return
+        blueprint = current_app.blueprints.get(request.blueprint or "")
+        limits = [
+            limit
+            for limit in self._get_limits_for_view_function(view_func, blueprint)
+            if not await self._should_skip(limit)
+        ]
+        if not limits:
+            return
+        keyed = [(await self._create_key(endpoint, limit), limit) for limit in limits]
+        wait = await self.store.consume(keyed, datetime.now(UTC))
+        if wait is not None:
+            raise RateLimitExceeded(max(1, math.ceil(wait)))
 
 
 def client_address(peer: str | None, forwarded_for: str | None, trusted: list[_Network]) -> str:
@@ -81,5 +171,5 @@ def init_rate_limits(app: Quart, settings: Settings) -> RateLimiter:
     app.config["KIJKO_TRUSTED_PROXIES"] = [
         ipaddress.ip_network(item, strict=False) for item in settings.trusted_proxies
     ]
-    store = ExpiringRedisStore(settings.redis_url) if settings.redis_url else MemoryStore()
-    return RateLimiter(app, key_function=by_client_address, store=store)
+    store = ExpiringRedisStore(settings.redis_url) if settings.redis_url else AtomicMemoryStore()
+    return AtomicRateLimiter(app, key_function=by_client_address, store=store)
