@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ class EmbeddedPostgres:
 
     def start(self) -> None:
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        clear_stale_pid_file(self.pgdata)
         with warnings.catch_warnings():
             # platformdirs warns about a missing XDG_RUNTIME_DIR on import; harmless here.
             warnings.simplefilter("ignore")
@@ -50,3 +52,56 @@ class EmbeddedPostgres:
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=server.system_user)
         except subprocess.CalledProcessError:
             pass  # already stopped
+
+
+def _is_our_postmaster(pid: int, pgdata: Path) -> bool:
+    """Whether ``pid`` is a live (not zombie) PostgreSQL working in ``pgdata``."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return Path(process.cwd()).resolve() == pgdata.resolve()
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True  # cannot tell: let PostgreSQL's own lock file check decide
+
+
+def _leftover_backends(pgdata: Path) -> list[int]:
+    """Live PostgreSQL processes still working in ``pgdata`` (children of a killed postmaster)."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["name", "status", "cwd"]):
+        info = process.info
+        if (
+            "postgres" in (info["name"] or "")
+            and info["status"] != psutil.STATUS_ZOMBIE
+            and info["cwd"] is not None
+            and Path(info["cwd"]) == pgdata.resolve()
+        ):
+            found.append(process.pid)
+    return found
+
+
+def clear_stale_pid_file(pgdata: Path, *, wait_seconds: float = 10.0) -> None:
+    """Remove ``postmaster.pid`` when its server is dead (after a ``kill -9``).
+
+    The library adopts any existing pid, and PostgreSQL refuses to start while it exists: both are
+    fooled by a killed postmaster that its parent has not reaped yet (a zombie) or by a pid that
+    another program got after a reboot. Its orphaned children exit on their own within moments;
+    we wait for them so the new server does not find its shared memory still in use.
+    """
+    pid_file = pgdata / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return
+    if _is_our_postmaster(pid, pgdata):
+        return  # a running server: adopt it
+    deadline = time.monotonic() + wait_seconds
+    while _leftover_backends(pgdata) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pid_file.unlink(missing_ok=True)
