@@ -16,7 +16,8 @@ class PasswordHashing:
     def __init__(self, threads: int, hasher: PasswordHasher | None = None) -> None:
         self._hasher = hasher or PasswordHasher()  # argon2id with the RFC 9106 low-memory profile
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="argon2")
-        self._dummy_hash = self._hasher.hash("kijko-dummy-password")
+        # Made in the pool too: the constructor runs on the event loop at start-up.
+        self._dummy_hash = self._pool.submit(self._hasher.hash, "kijko-dummy-password")
 
     async def hash(self, password: str) -> str:
         loop = asyncio.get_running_loop()
@@ -25,16 +26,14 @@ class PasswordHashing:
     async def verify(self, password_hash: str | None, password: str) -> bool:
         """True when ``password`` matches; a ``None`` hash (unknown user) costs the same and fails."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._pool, self._verify, password_hash or self._dummy_hash, password_hash is not None, password
-        )
+        return await loop.run_in_executor(self._pool, self._verify, password_hash, password)
 
-    def _verify(self, password_hash: str, real: bool, password: str) -> bool:
+    def _verify(self, password_hash: str | None, password: str) -> bool:
         try:
-            self._hasher.verify(password_hash, password)
+            self._hasher.verify(password_hash or self._dummy_hash.result(), password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
-        return real
+        return password_hash is not None
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

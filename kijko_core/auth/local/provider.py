@@ -35,11 +35,18 @@ def _hash_token(token: str) -> bytes:
 class LocalProvider:
     name = "local"
 
-    def __init__(self, settings: Settings, system_db: Database, keyring: Keyring) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        system_db: Database,
+        keyring: Keyring,
+        *,
+        passwords: PasswordHashing | None = None,
+    ) -> None:
         self._settings = settings
         self._db = system_db
         self._keyring = keyring
-        self._passwords = PasswordHashing(settings.password_hash_threads)
+        self._passwords = passwords or PasswordHashing(settings.password_hash_threads)
         self.keys = SigningKeyStore(
             system_db,
             keyring,
