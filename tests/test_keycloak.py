@@ -216,6 +216,25 @@ async def test_a_locally_revoked_session_cannot_be_refreshed_back(kc: Any, fake:
     await error_of(refreshed, 401, "INVALID_TOKEN")
 
 
+async def test_first_login_of_a_user_made_in_the_keycloak_console_provisions_kijko(
+    kc: Any, fake: FakeKeycloak
+) -> None:
+    from tests.keycloak_server import FakeUser
+
+    email = f"console-{uuid.uuid4().hex[:8]}@example.com"
+    user = FakeUser(str(uuid.uuid4()), email, email, "Con", "Sole", password="console password")
+    fake.users[user.id] = user
+    response = await kc.post("/api/v1/auth/login", json={"email": email, "password": "console password"})
+    assert response.status_code == 200, await response.get_data(as_text=True)
+    tokens = await response.get_json()
+    me = await (await kc.get("/api/v1/auth/me", headers=bearer(tokens["access_token"]))).get_json()
+    assert me["id"] == user.id and me["roles"] == ["owner"]
+    assert user.attributes["org_id"] == [me["org_id"]] == [claims_of(tokens["access_token"])["org_id"]]
+    # The next login finds the account; no second organization appears.
+    again = await kc.post("/api/v1/auth/login", json={"email": email, "password": "console password"})
+    assert claims_of((await again.get_json())["access_token"])["org_id"] == me["org_id"]
+
+
 # -- OAuth through identity brokering --------------------------------------------------------
 
 
