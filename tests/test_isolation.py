@@ -147,6 +147,17 @@ async def test_raw_sql_in_a_tenant_session_sees_and_writes_only_its_org(
     assert (await client.get(f"{API}/{mine['id']}", headers=bob.headers)).status_code == 200
 
 
+async def test_sessions_do_not_nest(kijko: Kijko, alice: Account, bob: Account) -> None:
+    """In one task, ``databases`` would reuse the connection and asyncpg would make the inner
+    session a savepoint whose context outlives it: the outer session of A would run as B."""
+    async with tenant_session(kijko.app_db, identity(alice)) as outer:
+        with pytest.raises(RuntimeError, match="already open"):
+            async with tenant_session(kijko.app_db, identity(bob)):
+                pass
+        assert str(await outer.fetchval("SELECT kijko.current_org_id()")) == alice.org_id
+        assert await outer.fetchval("SELECT count(*) FROM kijko.organizations") == 1
+
+
 async def test_repository_given_another_orgs_id_returns_nothing(
     client: Any, kijko: Kijko, alice: Account, bob: Account
 ) -> None:

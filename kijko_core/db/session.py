@@ -63,6 +63,11 @@ class SystemSession(Session):
 async def _transaction(database: Database, readonly: bool) -> AsyncIterator[asyncpg.Connection]:
     async with database.connection() as handle:
         connection: asyncpg.Connection = handle.raw_connection
+        # `databases` hands the same task the same connection, and asyncpg would turn a second
+        # transaction into a savepoint: a nested tenant session would then leave its
+        # organization's context on the outer one. Sessions do not nest.
+        if connection.is_in_transaction():
+            raise RuntimeError("a session is already open on this pool in this task")
         async with connection.transaction(readonly=readonly):
             yield connection
 
