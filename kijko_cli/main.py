@@ -51,6 +51,7 @@ def cli() -> None:
 def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
     """Run the API. With no database configured, on an embedded PostgreSQL in the data dir."""
     from kijko_cli.serve import run_server
+    from kijko_core.db.migrate import MigrationError
 
     settings = _settings(host=host, port=port, data_dir=data_dir)
     try:
@@ -59,6 +60,9 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
         for line in error.problems:
             click.echo(f"configuration error: {line}", err=True)
         sys.exit(2)
+    except MigrationError as error:
+        click.echo(f"migration error: {error}", err=True)
+        sys.exit(1)
 
 
 @cli.command()

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Awaitable, Callable
 
 import structlog
 import uvicorn
 
 from kijko_core.config import Settings
+from kijko_core.db.migrate import MigrationError
+from kijko_core.errors import ConfigurationError
 from kijko_server.app import create_app
+
+#: Start-up failures that are the operator's to fix: reported as lines, not as a traceback.
+_OPERATOR_ERRORS = (ConfigurationError, MigrationError)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -34,8 +40,13 @@ def run_server(settings: Settings) -> None:
         app, log_config=None, access_log=False, lifespan="on", server_header=False,
         timeout_graceful_shutdown=10,
     )
+    server = uvicorn.Server(config)
+    failed: list[Exception] = []
+    app.before_serving_funcs[:] = [
+        _reporting(func, failed, server) for func in app.before_serving_funcs
+    ]
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        server.run(sockets=[sock])
     except KeyboardInterrupt:
         pass  # uvicorn re-raises the signal after its graceful shutdown; that is our exit
     finally:
@@ -43,4 +54,24 @@ def run_server(settings: Settings) -> None:
         kijko = getattr(app, "kijko", None)
         if kijko is not None and kijko.embedded is not None:
             kijko.embedded.stop()
+    if failed:
+        raise failed[0]
     log.info("stopped")
+
+
+def _reporting(
+    func: Callable[[], Awaitable[None]], failed: list[Exception], server: uvicorn.Server
+) -> Callable[[], Awaitable[None]]:
+    """Run a start-up hook; on an operator error, remember it and have uvicorn exit quietly
+    (uvicorn and Quart would otherwise log it as a crash with a traceback)."""
+
+    async def run() -> None:
+        if failed:
+            return
+        try:
+            await func()
+        except _OPERATOR_ERRORS as error:
+            failed.append(error)
+            server.should_exit = True
+
+    return run

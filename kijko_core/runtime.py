@@ -51,8 +51,9 @@ class Kijko:
             else:
                 behind = await migrations.pending(urls.migration)
                 if behind:
+                    names = ", ".join(f"{m.version}_{m.name}" for m in behind)
                     raise ConfigurationError(
-                        [f"the database schema is behind ({len(behind)} migrations pending);"
+                        [f"the database schema is behind, pending migrations: {names};"
                          " run `kijko migrate` first"]
                     )
             app_db = make_pool(urls.app, size=settings.db_pool_size)
