@@ -77,7 +77,9 @@ def register_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(RateLimitExceeded)
     async def rate_limited(error: RateLimitExceeded) -> Response:
-        return await kijko_error(errors.RateLimited(retry_after=max(1, int(error.retry_after))))
+        # The library sets whole seconds; werkzeug types the attribute more loosely.
+        seconds = error.retry_after if isinstance(error.retry_after, int) else 1
+        return await kijko_error(errors.RateLimited(retry_after=max(1, seconds)))
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
