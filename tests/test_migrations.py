@@ -1,0 +1,266 @@
+"""Migrations (FOUND-04): concurrent runs are safe, a failing file leaves nothing behind, an
+edited history is refused, and production refuses to serve a schema that is behind.
+
+Every test gets a freshly provisioned, empty database with its own roles, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from kijko_core.config import load_settings
+from kijko_core.crypto import Keyring
+from kijko_core.db import migrate as migrations
+from kijko_core.db.pools import DatabaseUrls
+from kijko_core.db.provision import RoleTimeouts, drop, provision
+from kijko_core.db.roles import RoleNames
+from kijko_core.errors import ConfigurationError
+from kijko_core.runtime import Kijko
+from tests.conftest import TestDatabase, _dsn
+
+SHIPPED = [f"{m.version}_{m.name}" for m in migrations.shipped_migrations()]
+
+
+@dataclass(frozen=True)
+class FreshDatabase:
+    prefix: str
+    roles: RoleNames
+    urls: DatabaseUrls
+
+    def env(self, tmp_path: Path, **extra: str) -> dict[str, str]:
+        """The environment of a ``kijko`` process pointed at this database."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KIJKO_")}
+        env.update(
+            KIJKO_DATABASE_URL=self.urls.app,
+            KIJKO_SYSTEM_DATABASE_URL=self.urls.system,
+            KIJKO_MIGRATION_DATABASE_URL=self.urls.migration,
+            KIJKO_DB_ROLE_PREFIX=self.prefix,
+            KIJKO_DATA_DIR=str(tmp_path / "data"),
+            **extra,
+        )
+        return env
+
+
+@pytest.fixture
+async def fresh(database: TestDatabase) -> AsyncIterator[FreshDatabase]:
+    prefix = "km" + secrets.token_hex(4)
+    roles = RoleNames.from_prefix(prefix)
+    passwords = {kind: secrets.token_urlsafe(16) for kind in ("owner", "app", "system")}
+    name = prefix + "_db"
+    await provision(
+        database.admin_dsn, database=name, roles=roles, passwords=passwords,
+        timeouts=RoleTimeouts(statement_ms=15_000, idle_in_transaction_ms=30_000, lock_ms=5_000),
+    )
+    urls = DatabaseUrls(
+        app=_dsn(database.admin_dsn, roles.app, passwords["app"], name),
+        system=_dsn(database.admin_dsn, roles.system, passwords["system"], name),
+        migration=_dsn(database.admin_dsn, roles.owner, passwords["owner"], name),
+    )
+    try:
+        yield FreshDatabase(prefix, roles, urls)
+    finally:
+        await drop(database.admin_dsn, database=name, roles=roles)
+
+
+async def applied_log(dsn: str) -> list[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT version, name FROM kijko_private.schema_migrations ORDER BY version"
+        )
+    finally:
+        await conn.close()
+    return [f"{row['version']}_{row['name']}" for row in rows]
+
+
+def kijko(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    script = Path(sys.executable).with_name("kijko")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "kijko_cli.main"]
+    return subprocess.Popen(
+        [*command, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
+    stdout, stderr = process.communicate(timeout=60)
+    return process.returncode, stdout, stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Concurrency.
+
+
+async def test_two_migrate_calls_together_apply_each_file_once(fresh: FreshDatabase) -> None:
+    first, second = await asyncio.gather(
+        migrations.migrate(fresh.urls.migration, fresh.roles),
+        migrations.migrate(fresh.urls.migration, fresh.roles),
+    )
+    applied = sorted(f"{m.version}_{m.name}" for m in [*first, *second])
+    assert applied == SHIPPED  # each file by exactly one of the two
+    assert await applied_log(fresh.urls.migration) == SHIPPED
+    assert await migrations.migrate(fresh.urls.migration, fresh.roles) == []
+
+
+@pytest.mark.slow
+def test_two_cli_migrate_processes_together_apply_each_file_once(
+    fresh: FreshDatabase, tmp_path: Path
+) -> None:
+    env = fresh.env(tmp_path)
+    processes = [kijko("migrate", env=env), kijko("migrate", env=env)]
+    results = [finish(process) for process in processes]
+    for code, _, stderr in results:
+        assert code == 0, stderr
+    applied = sorted(
+        line.strip() for _, stdout, _ in results for line in stdout.splitlines()
+        if line.startswith("  ")
+    )
+    assert applied == SHIPPED
+    assert asyncio.run(applied_log(fresh.urls.migration)) == SHIPPED
+
+
+# ---------------------------------------------------------------------------------------------
+# Failures.
+
+
+async def test_a_failing_file_leaves_nothing_behind(fresh: FreshDatabase) -> None:
+    broken = migrations.Migration(
+        "9999",
+        "broken",
+        "CREATE TABLE kijko.half_done (id int);\n"
+        "INSERT INTO kijko.half_done VALUES (1);\n"
+        "SELECT kijko.no_such_function();\n",
+    )
+    with pytest.raises(migrations.MigrationError, match="9999_broken failed"):
+        await migrations.migrate(
+            fresh.urls.migration, fresh.roles,
+            migrations=[*migrations.shipped_migrations(), broken],
+        )
+    assert await applied_log(fresh.urls.migration) == SHIPPED  # earlier files stay applied
+    conn = await asyncpg.connect(fresh.urls.migration)
+    try:
+        assert await conn.fetchval("SELECT to_regclass('kijko.half_done')") is None
+    finally:
+        await conn.close()
+    # Nothing half-done blocks the next run either.
+    assert await migrations.migrate(fresh.urls.migration, fresh.roles) == []
+
+
+async def test_an_edited_applied_file_is_refused(fresh: FreshDatabase) -> None:
+    await migrations.migrate(fresh.urls.migration, fresh.roles)
+    shipped = migrations.shipped_migrations()
+    edited = [
+        migrations.Migration(shipped[0].version, shipped[0].name, shipped[0].sql + "\n-- edit\n"),
+        *shipped[1:],
+    ]
+    with pytest.raises(migrations.MigrationError, match="edited after it was applied"):
+        await migrations.migrate(fresh.urls.migration, fresh.roles, migrations=edited)
+
+
+@pytest.mark.slow
+def test_cli_exits_non_zero_with_a_readable_message_on_a_broken_history(
+    fresh: FreshDatabase, tmp_path: Path
+) -> None:
+    env = fresh.env(tmp_path)
+    assert finish(kijko("migrate", env=env))[0] == 0
+
+    async def tamper() -> None:
+        conn = await asyncpg.connect(fresh.urls.migration)
+        try:
+            await conn.execute(
+                "UPDATE kijko_private.schema_migrations SET checksum = 'tampered'"
+                " WHERE version = $1",
+                SHIPPED[0][:4],
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(tamper())
+    for args in (["migrate"], ["migrate", "--status"]):
+        code, stdout, stderr = finish(kijko(*args, env=env))
+        assert code != 0, args
+        assert "Traceback" not in stderr
+        assert stderr.strip() == (
+            f"migration error: migration {SHIPPED[0]} was edited after it was applied"
+        )
+
+
+@pytest.mark.slow
+def test_cli_status_lists_every_version(fresh: FreshDatabase, tmp_path: Path) -> None:
+    env = fresh.env(tmp_path)
+    code, stdout, stderr = finish(kijko("migrate", "--status", env=env))
+    assert code == 0, stderr
+    assert stdout.splitlines() == [f"{name}\tpending" for name in SHIPPED]
+
+    code, stdout, stderr = finish(kijko("migrate", env=env))
+    assert code == 0, stderr
+    assert stdout.splitlines()[0] == f"applied {len(SHIPPED)} migration(s)"
+
+    code, stdout, stderr = finish(kijko("migrate", "--status", env=env))
+    assert code == 0, stderr
+    lines = [line.split("\t") for line in stdout.splitlines()]
+    assert [name for name, _ in lines] == SHIPPED
+    assert all(state != "pending" and state[:4].isdigit() for _, state in lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Production refuses a schema that is behind.
+
+
+def production_env(fresh: FreshDatabase, tmp_path: Path) -> dict[str, str]:
+    return fresh.env(
+        tmp_path,
+        KIJKO_MODE="production",
+        KIJKO_ENCRYPTION_KEYS=Keyring.generate_key(),
+        KIJKO_PUBLIC_URL="https://api.kijko.test",
+    )
+
+
+async def test_production_start_refuses_a_schema_that_is_behind(
+    fresh: FreshDatabase, tmp_path: Path
+) -> None:
+    everything_but_the_last = migrations.shipped_migrations()[:-1]
+    await migrations.migrate(fresh.urls.migration, fresh.roles, migrations=everything_but_the_last)
+    settings = load_settings(
+        mode="production",
+        database_url=fresh.urls.app,
+        system_database_url=fresh.urls.system,
+        migration_database_url=fresh.urls.migration,
+        db_role_prefix=fresh.prefix,
+        encryption_keys=Keyring.generate_key(),
+        public_url="https://api.kijko.test",
+        data_dir=tmp_path,
+    )
+    with pytest.raises(ConfigurationError) as raised:
+        await Kijko.start(settings)
+    (problem,) = raised.value.problems
+    assert SHIPPED[-1] in problem and "kijko migrate" in problem
+    assert SHIPPED[0] not in problem  # only what is pending
+    assert await applied_log(fresh.urls.migration) == SHIPPED[:-1]  # production never migrates
+
+    await migrations.migrate(fresh.urls.migration, fresh.roles)
+    kijko_runtime = await Kijko.start(settings)
+    await kijko_runtime.stop()
+
+
+@pytest.mark.slow
+def test_production_serve_refuses_a_schema_that_is_behind(
+    fresh: FreshDatabase, tmp_path: Path
+) -> None:
+    process = kijko("serve", "--port", "0", env=production_env(fresh, tmp_path))
+    code, stdout, stderr = finish(process)
+    assert code == 2
+    assert stderr.strip() == (
+        "configuration error: the database schema is behind, pending migrations: "
+        + ", ".join(SHIPPED) + "; run `kijko migrate` first"
+    )
