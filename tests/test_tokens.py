@@ -230,3 +230,20 @@ async def test_fifty_unknown_kids_cause_at_most_one_key_load_per_interval(
             assert store.loads == 2
     finally:
         await provider.close()
+
+
+async def test_organization_and_roles_come_from_memberships_not_from_claims(
+    client: Any, kijko: Kijko, alice: Account, bob: Account
+) -> None:
+    # A validly signed token naming an organization the user does not belong to: 403, no data.
+    token = await forge(kijko, alice.access_token, org_id=bob.org_id)
+    response = await client.get(ME, headers=bearer(token))
+    assert response.status_code == 403
+    assert (await response.get_json())["code"] == "FORBIDDEN"
+    # Role claims are ignored: the roles are the membership's.
+    token = await forge(
+        kijko, alice.access_token, roles=["viewer"], realm_access={"roles": ["admin"]}
+    )
+    response = await client.get(ME, headers=bearer(token))
+    assert response.status_code == 200
+    assert (await response.get_json())["roles"] == ["owner"]
