@@ -27,6 +27,13 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
+def reject_nul(value: Any) -> Any:
+    """A ``mode="before"`` field validator body: refuse strings PostgreSQL cannot store."""
+    if _has_nul(value):
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
 class WireInput(WireModel):
     """A request body or query: like ``WireModel``, and no string may contain a NUL character.
 
@@ -37,9 +44,7 @@ class WireInput(WireModel):
     @field_validator("*", mode="before")
     @classmethod
     def _reject_nul(cls, value: Any) -> Any:
-        if _has_nul(value):
-            raise ValueError("must not contain NUL characters")
-        return value
+        return reject_nul(value)
 
 
 class PageQuery(WireInput):

@@ -498,3 +498,18 @@ async def test_nul_characters_are_a_validation_error_not_a_crash(client: Any, al
         body = await response.get_json()
         assert body["code"] == "VALIDATION_ERROR" and body["field"] == field
         assert "\x00" not in body["detail"]
+
+
+async def test_nul_characters_in_auth_bodies_are_a_validation_error(client: Any) -> None:
+    """The same rule on the snake_case auth models (kept here with the projects NUL test)."""
+    for path, body, field in (
+        (
+            "/api/v1/auth/signup",
+            {"email": "n@example.com", "password": "correct horse battery", "first_name": "A\x00", "last_name": "B"},
+            "first_name",
+        ),
+        ("/api/v1/auth/login", {"email": "n\x00@example.com", "password": "whatever"}, "email"),
+    ):
+        response = await client.post(path, json=body)
+        assert response.status_code == 422, await response.get_data(as_text=True)
+        assert (await response.get_json())["field"] == field

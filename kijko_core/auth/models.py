@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+
+from kijko_core.wire import reject_nul
 
 Password = Annotated[str, Field(min_length=8, max_length=256)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
@@ -13,6 +15,12 @@ OpaqueToken = Annotated[str, Field(min_length=1, max_length=4096)]
 
 class AuthModel(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _reject_nul(cls, value: Any) -> Any:
+        # PostgreSQL cannot store NUL: a 422 on the field, not a 500 from the database.
+        return reject_nul(value)
 
 
 class SignupRequest(AuthModel):
