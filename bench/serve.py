@@ -1,0 +1,28 @@
+"""Run Kijko or the bare reference under uvicorn (httptools, uvloop): ``python -m bench.serve kijko|bare PORT``.
+
+Both read their database settings from the environment the benchmark prepares.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import uvicorn
+
+
+def main() -> None:
+    which, port = sys.argv[1], int(sys.argv[2])
+    if which == "kijko":
+        from kijko_server.app import create_app
+
+        app = create_app()
+    else:
+        from bench.bare_app import app  # type: ignore[assignment]
+    uvicorn.run(
+        app, host="127.0.0.1", port=port, http="httptools", loop="uvloop",
+        access_log=False, log_config=None, lifespan="on",
+    )
+
+
+if __name__ == "__main__":
+    main()
