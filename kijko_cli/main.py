@@ -107,6 +107,8 @@ def users() -> None:
 @click.password_option(help="Password (asked for when not given).")
 def users_create(email: str, first_name: str, last_name: str, password: str) -> None:
     """Create a user with their own organization (they become its owner)."""
+    from pydantic import ValidationError
+
     from kijko_core.auth.local.provider import LocalProvider
     from kijko_core.auth.models import SignupRequest
     from kijko_core.runtime import Kijko
@@ -117,8 +119,11 @@ def users_create(email: str, first_name: str, last_name: str, password: str) -> 
         sys.exit(2)
     try:
         data = SignupRequest(email=email, password=password, first_name=first_name, last_name=last_name)
-    except ValueError as error:
-        click.echo(f"error: {str(error).splitlines()[1:3]}", err=True)
+    except ValidationError as error:
+        # One line per bad option; never the submitted value (it may be the password).
+        for problem in error.errors(include_input=False, include_url=False):
+            option = "--" + str(problem["loc"][0]).replace("_", "-") if problem["loc"] else ""
+            click.echo(f"error: {option}: {problem['msg']}", err=True)
         sys.exit(2)
 
     async def work() -> tuple[Any, Any]:
