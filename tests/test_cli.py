@@ -9,10 +9,12 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from click.testing import CliRunner
 from openapi_spec_validator import validate
 
@@ -37,14 +39,17 @@ def run_kijko(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Complete
 
 
 @pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
+def runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[CliRunner]:
     """In-process runs with none of the test run's KIJKO_* variables (and no .env file)."""
     for name in list(os.environ):
         if name.startswith("KIJKO_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("KIJKO_DATA_DIR", str(tmp_path / "data"))
-    return CliRunner()
+    # Commands configure logging onto the runner's captured stdout, closed after each run.
+    saved = structlog.get_config()
+    yield CliRunner()
+    structlog.configure(**saved)
 
 
 @pytest.mark.slow
