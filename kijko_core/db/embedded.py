@@ -56,7 +56,7 @@ class EmbeddedPostgres:
 
 def _is_our_postmaster(pid: int, pgdata: Path) -> bool:
     """Whether ``pid`` is a live (not zombie) PostgreSQL working in ``pgdata``."""
-    import psutil
+    import psutil  # type: ignore[import-untyped]
 
     try:
         process = psutil.Process(pid)
@@ -71,7 +71,7 @@ def _is_our_postmaster(pid: int, pgdata: Path) -> bool:
 
 def _leftover_backends(pgdata: Path) -> list[int]:
     """Live PostgreSQL processes still working in ``pgdata`` (children of a killed postmaster)."""
-    import psutil
+    import psutil  # type: ignore[import-untyped]
 
     found = []
     for process in psutil.process_iter(["name", "status", "cwd"]):
