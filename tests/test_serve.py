@@ -196,6 +196,7 @@ def test_serve_on_embedded_postgres_end_to_end_then_ctrl_c(servers: Servers) -> 
     assert all(r.get("request_id") for r in requests)
     assert any(r["request_id"] == "probe-1" for r in requests)
     assert events[-1]["event"] == "stopped"
+    assert "Traceback" not in serve.stderr.read_text()
     output = serve.output()
     assert tokens["access_token"] not in output and "correct horse battery" not in output
 
