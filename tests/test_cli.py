@@ -158,3 +158,19 @@ def test_users_create_rejects_bad_input_without_echoing_it(runner: CliRunner) ->
     assert [line.split(":")[1].strip() for line in lines] == ["--email", "--password"]
     assert "short" not in result.stderr
     assert "not-an-email" not in result.stderr
+
+
+@pytest.mark.slow
+def test_migrate_on_the_embedded_database_stops_it_afterwards(tmp_path: Path) -> None:
+    from tests.test_serve import postgres_processes
+
+    tmp_path.chmod(0o755)  # as root, PostgreSQL runs as its own system user and must get in
+    env = clean_env(tmp_path)
+    first = run_kijko("migrate", env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("applied ")
+    assert postgres_processes(tmp_path / "data") == []
+    status = run_kijko("migrate", "--status", env=env, cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout and "pending" not in status.stdout
+    assert postgres_processes(tmp_path / "data") == []
