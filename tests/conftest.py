@@ -28,7 +28,7 @@ from kijko_server.app import KijkoApp, create_app
 
 
 @dataclass(frozen=True)
-class TestDatabase:
+class ProvisionedDatabase:
     admin_dsn: str
     name: str
     roles: RoleNames
@@ -47,7 +47,7 @@ def _dsn(admin_dsn: str, user: str, password: str, database: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def database() -> Iterator[TestDatabase]:
+def database() -> Iterator[ProvisionedDatabase]:
     import asyncio
 
     embedded: EmbeddedPostgres | None = None
@@ -77,7 +77,7 @@ def database() -> Iterator[TestDatabase]:
     )
     asyncio.run(migrations.migrate(urls.migration, roles))
     try:
-        yield TestDatabase(admin, name, roles, urls, passwords)
+        yield ProvisionedDatabase(admin, name, roles, urls, passwords)
     finally:
         asyncio.run(drop(admin, database=name, roles=roles))
         if embedded is not None:
@@ -90,7 +90,7 @@ def encryption_key() -> str:
 
 
 @pytest.fixture(scope="session")
-def make_settings(database: TestDatabase, encryption_key: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def make_settings(database: ProvisionedDatabase, encryption_key: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
     data_dir = tmp_path_factory.mktemp("data")
 
     def make(**overrides: Any) -> Settings:

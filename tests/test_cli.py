@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from openapi_spec_validator import validate
 
 from kijko_cli.main import cli
-from tests.conftest import TestDatabase
+from tests.conftest import ProvisionedDatabase
 
 
 def clean_env(tmp_path: Path, **values: str) -> dict[str, str]:
@@ -106,7 +106,7 @@ def test_openapi_prints_the_document(runner: CliRunner) -> None:
 
 
 @pytest.fixture
-def database_env(database: TestDatabase, encryption_key: str, tmp_path: Path) -> dict[str, str]:
+def database_env(database: ProvisionedDatabase, encryption_key: str, tmp_path: Path) -> dict[str, str]:
     """A ``kijko`` process on the test run's database, sharing the app fixture's keyring."""
     return clean_env(
         tmp_path,

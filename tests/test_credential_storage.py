@@ -18,7 +18,7 @@ from kijko_core.auth.local.provider import LocalProvider
 from kijko_core.auth.passwords import PasswordHashing
 from kijko_core.runtime import Kijko
 from kijko_server.app import create_app
-from tests.conftest import TestDatabase as DatabaseFixture
+from tests.conftest import ProvisionedDatabase as DatabaseFixture
 from tests.conftest import sign_up
 from tests.tokens import unverified_parts
 

@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from kijko_core.db.roles import RoleNames, quote_identifier
-from tests.conftest import TestDatabase, _dsn
+from tests.conftest import ProvisionedDatabase, _dsn
 
 TENANT_SCHEMA = "kijko"
 PRIVATE_SCHEMA = "kijko_private"
@@ -192,7 +192,7 @@ def _with_database(dsn: str, database: str) -> str:
 
 
 @pytest.fixture
-async def admin(database: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
+async def admin(database: ProvisionedDatabase) -> AsyncIterator[asyncpg.Connection]:
     """A superuser connection to the test database (to break invariants on purpose)."""
     conn = await asyncpg.connect(_with_database(database.admin_dsn, database.name))
     try:
@@ -202,7 +202,7 @@ async def admin(database: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
 
 
 @pytest.fixture
-async def owner(database: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
+async def owner(database: ProvisionedDatabase) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(database.urls.migration)
     try:
         yield conn
@@ -211,7 +211,7 @@ async def owner(database: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
 
 
 @pytest.fixture
-async def as_app(database: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
+async def as_app(database: ProvisionedDatabase) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(database.urls.app)
     try:
         yield conn
@@ -288,12 +288,12 @@ async def test_rls_check_reports_tables_that_break_it(owner: asyncpg.Connection)
 # The app role.
 
 
-async def test_app_role_is_unprivileged(owner: asyncpg.Connection, database: TestDatabase) -> None:
+async def test_app_role_is_unprivileged(owner: asyncpg.Connection, database: ProvisionedDatabase) -> None:
     assert await app_role_violations(owner, database.roles) == []
 
 
 async def test_app_role_check_reports_privileges_ownership_and_memberships(
-    admin: asyncpg.Connection, database: TestDatabase
+    admin: asyncpg.Connection, database: ProvisionedDatabase
 ) -> None:
     roles = database.roles
     app, system = quote_identifier(roles.app), quote_identifier(roles.system)
@@ -317,7 +317,7 @@ async def test_app_role_check_reports_privileges_ownership_and_memberships(
 
 
 async def test_app_role_cannot_set_role_to_system_or_owner(
-    as_app: asyncpg.Connection, database: TestDatabase
+    as_app: asyncpg.Connection, database: ProvisionedDatabase
 ) -> None:
     assert await as_app.fetchval("SELECT current_user") == database.roles.app
     assert not await set_role_succeeds(as_app, database.roles.system)
@@ -325,7 +325,7 @@ async def test_app_role_cannot_set_role_to_system_or_owner(
 
 
 async def test_set_role_check_notices_a_role_that_can_switch(
-    admin: asyncpg.Connection, database: TestDatabase
+    admin: asyncpg.Connection, database: ProvisionedDatabase
 ) -> None:
     # Role grants only become visible to other sessions once committed: use throwaway roles.
     suffix = secrets.token_hex(4)
@@ -369,7 +369,7 @@ async def test_app_role_cannot_read_the_private_schema(as_app: asyncpg.Connectio
 
 
 async def test_security_definer_functions_are_locked_down(
-    owner: asyncpg.Connection, database: TestDatabase
+    owner: asyncpg.Connection, database: ProvisionedDatabase
 ) -> None:
     count = await owner.fetchval(
         "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
@@ -392,7 +392,7 @@ async def test_app_role_can_execute_only_allowlisted_definer_functions(
 
 
 async def test_definer_check_reports_unpinned_public_and_app_executable_functions(
-    owner: asyncpg.Connection, database: TestDatabase
+    owner: asyncpg.Connection, database: ProvisionedDatabase
 ) -> None:
     app = quote_identifier(database.roles.app)
 

@@ -26,7 +26,7 @@ from kijko_core.db.provision import RoleTimeouts, drop, provision
 from kijko_core.db.roles import RoleNames
 from kijko_core.errors import ConfigurationError
 from kijko_core.runtime import Kijko
-from tests.conftest import TestDatabase, _dsn
+from tests.conftest import ProvisionedDatabase, _dsn
 
 SHIPPED = [f"{m.version}_{m.name}" for m in migrations.shipped_migrations()]
 
@@ -52,7 +52,7 @@ class FreshDatabase:
 
 
 @pytest.fixture
-async def fresh(database: TestDatabase) -> AsyncIterator[FreshDatabase]:
+async def fresh(database: ProvisionedDatabase) -> AsyncIterator[FreshDatabase]:
     prefix = "km" + secrets.token_hex(4)
     roles = RoleNames.from_prefix(prefix)
     passwords = {kind: secrets.token_urlsafe(16) for kind in ("owner", "app", "system")}
