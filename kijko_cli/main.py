@@ -5,37 +5,46 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from kijko_core.config import Settings, load_settings
+from kijko_core.db.migrate import MigrationError
 from kijko_core.errors import ConfigurationError, KijkoError
 
 T = TypeVar("T")
 
 
-def _settings(**overrides: Any) -> Settings:
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Expected failures print one readable line each and exit non-zero, never a traceback:
+    2 for configuration, 1 for everything else."""
     try:
-        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+        yield
     except ConfigurationError as error:
         for line in error.problems:
             click.echo(f"configuration error: {line}", err=True)
         sys.exit(2)
-
-
-def _run(factory: Callable[[], Awaitable[T]]) -> T:
-    try:
-        return asyncio.run(factory())  # type: ignore[arg-type]
-    except ConfigurationError as error:
-        for line in error.problems:
-            click.echo(f"configuration error: {line}", err=True)
-        sys.exit(2)
+    except MigrationError as error:
+        click.echo(f"migration error: {error}", err=True)
+        sys.exit(1)
     except KijkoError as error:
         click.echo(f"error: {error.message}", err=True)
         sys.exit(1)
+
+
+def _settings(**overrides: Any) -> Settings:
+    with _one_line_errors():
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _run(factory: Callable[[], Awaitable[T]]) -> T:
+    with _one_line_errors():
+        return asyncio.run(factory())  # type: ignore[arg-type]
 
 
 @click.group()
@@ -51,18 +60,10 @@ def cli() -> None:
 def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
     """Run the API. With no database configured, on an embedded PostgreSQL in the data dir."""
     from kijko_cli.serve import run_server
-    from kijko_core.db.migrate import MigrationError
 
     settings = _settings(host=host, port=port, data_dir=data_dir)
-    try:
+    with _one_line_errors():
         run_server(settings)
-    except ConfigurationError as error:
-        for line in error.problems:
-            click.echo(f"configuration error: {line}", err=True)
-        sys.exit(2)
-    except MigrationError as error:
-        click.echo(f"migration error: {error}", err=True)
-        sys.exit(1)
 
 
 @cli.command()
@@ -85,9 +86,6 @@ def migrate(show_status: bool) -> None:
                 return
             done = await migrations.migrate(urls.migration, RoleNames.from_prefix(settings.db_role_prefix))
             click.echo(f"applied {len(done)} migration(s)" + "".join(f"\n  {m.version}_{m.name}" for m in done))
-        except migrations.MigrationError as error:
-            click.echo(f"migration error: {error}", err=True)
-            sys.exit(1)
         finally:
             if embedded is not None:
                 embedded.stop()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import asyncpg
 
+from kijko_core.auth.principal import TokenIdentity
 from kijko_core.db.session import SystemSession
 from kijko_core.errors import Conflict
 
@@ -86,25 +87,18 @@ async def open_session(
     )
 
 
-async def revoke_session(
-    db: SystemSession,
-    *,
-    session_id: str,
-    user_id: UUID,
-    org_id: UUID,
-    provider: str,
-    expires_at: datetime,
-) -> None:
-    """Revoke a session (and so its refresh family and access tokens); recorded even if unseen."""
+async def revoke_session(db: SystemSession, identity: TokenIdentity, *, provider: str) -> None:
+    """Revoke a session (and so its refresh family and access tokens); recorded even if this
+    process never saw it open, and kept at least until its access tokens expire."""
     await db.execute(
         "INSERT INTO kijko_private.sessions"
         " (id, user_id, organization_id, provider, expires_at, revoked_at)"
         " VALUES ($1, $2, $3, $4, $5, now())"
         " ON CONFLICT (id) DO UPDATE SET revoked_at = COALESCE(kijko_private.sessions.revoked_at, now())"
         " WHERE kijko_private.sessions.user_id = EXCLUDED.user_id",
-        session_id,
-        user_id,
-        org_id,
+        identity.session_id,
+        identity.user_id,
+        identity.org_id,
         provider,
-        expires_at,
+        max(identity.expires_at, datetime.now(UTC) + timedelta(seconds=60)),
     )

@@ -167,14 +167,7 @@ class KeycloakProvider:
         """Revoke the session here first (effective at once, in every process), then end the
         Keycloak session through the admin API so its refresh token dies too."""
         async with system_session(self._db) as db:
-            await accounts.revoke_session(
-                db,
-                session_id=identity.session_id,
-                user_id=identity.user_id,
-                org_id=identity.org_id,
-                provider=self.name,
-                expires_at=max(identity.expires_at, datetime.now(UTC) + timedelta(seconds=60)),
-            )
+            await accounts.revoke_session(db, identity, provider=self.name)
         try:
             await self.client.delete_session(identity.session_id)
         except SessionNotFound:

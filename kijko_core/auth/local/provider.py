@@ -8,7 +8,6 @@ import hashlib
 import secrets
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from databases import Database
@@ -215,11 +214,4 @@ class LocalProvider:
 
     async def logout(self, identity: TokenIdentity, access_token: str) -> None:
         async with system_session(self._db) as db:
-            await accounts.revoke_session(
-                db,
-                session_id=identity.session_id,
-                user_id=identity.user_id,
-                org_id=identity.org_id,
-                provider=self.name,
-                expires_at=max(identity.expires_at, datetime.now(UTC) + timedelta(seconds=60)),
-            )
+            await accounts.revoke_session(db, identity, provider=self.name)
