@@ -200,14 +200,26 @@ def drive_httpx(url: str, tokens: list[str], duration: float, connections: int) 
     return rps, p50, p99, errors
 
 
-def measure(which: str, env: dict[str, str], tokens: list[str], duration: float, connections: int) -> Result:
+def measure(
+    which: str, env: dict[str, str], tokens: list[str], duration: float, connections: int, profile: str | None
+) -> Result:
     drive = drive_wrk if shutil.which("wrk") else drive_httpx
     server = Server(which, env)
+    spy = None
     try:
         server.wait_ready(tokens[0])
         drive(server.url, tokens, 2, connections)  # warm-up: pools filled, code paths hot
         server.peak_rss_load = 0
+        if profile and which == "kijko":
+            # Sampling profiler from outside the process (collapsed stacks: one line per stack).
+            spy = subprocess.Popen(
+                ["py-spy", "record", "--pid", str(server.process.pid), "--duration", str(int(duration)),
+                 "--rate", "200", "--format", "raw", "--output", profile, "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
         rps, p50, p99, errors = drive(server.url, tokens, duration, connections)
+        if spy is not None:
+            spy.wait(timeout=60)
     finally:
         server.stop()
     return Result(which, rps, p50, p99, errors, server.peak_rss_load / 2**20, server.peak_rss / 2**20)
@@ -217,6 +229,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of measured load per server")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--py-spy", metavar="FILE", help="also profile Kijko's server with py-spy into FILE (raw)")
     args = parser.parse_args()
 
     embedded: EmbeddedPostgres | None = None
@@ -254,7 +267,9 @@ def main() -> None:
         tokens = list(identities)
         tool = "wrk" if shutil.which("wrk") else "bench/load.py (httpx)"
         print(f"GET {PATH}, {args.connections} connections, {args.duration:.0f} s per server, load by {tool}")
-        results = [measure(which, env, tokens, args.duration, args.connections) for which in ("bare", "kijko")]
+        results = [
+            measure(which, env, tokens, args.duration, args.connections, args.py_spy) for which in ("bare", "kijko")
+        ]
     finally:
         asyncio.run(drop(admin, database=database, roles=roles))
         if embedded is not None:
