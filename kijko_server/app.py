@@ -29,7 +29,12 @@ class KijkoRequest(Request):
         # validating an absent body (docs/decisions/0001-http-errors.md).
         if not (force or silent or self.is_json):
             raise UnsupportedMediaType()
-        return await super().get_json(force=force, silent=silent, cache=cache)
+        try:
+            return await super().get_json(force=force, silent=silent, cache=cache)
+        except UnicodeDecodeError:  # Quart decodes the body outside its own error handling
+            if silent:
+                return None
+            raise MalformedJson() from None
 
     def on_json_loading_failed(self, error: Exception) -> None:  # type: ignore[override]
         raise MalformedJson()
