@@ -66,7 +66,8 @@ def create_app(settings: Settings | None = None, *, kijko: Kijko | None = None) 
         info={"title": "Kijko API", "version": __version__},
         security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}},
         security=[{"bearer": []}],
-        pydantic_dump_options={"by_alias": True},
+        # JSON mode: pydantic writes UUIDs and datetimes (ISO-8601, UTC "Z") itself, in Rust.
+        pydantic_dump_options={"by_alias": True, "mode": "json"},  # type: ignore[typeddict-unknown-key]
         openapi_provider_class=KijkoOpenAPIProvider,
     )
 
