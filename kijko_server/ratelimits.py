@@ -82,10 +82,6 @@ class ExpiringRedisStore(RedisStore):
         result = await self._redis.eval(_CONSUME, len(keys), *keys, *arguments)
         return None if result is None else float(result)
 
-    async def set(self, key: str, tat: datetime) -> None:
-        assert self._redis is not None
-        await self._redis.set(key, tat.timestamp(), exat=int(tat.timestamp()) + 1)
-
     async def after_serving(self) -> None:
         if self._redis is not None:
             await self._redis.aclose()
