@@ -7,6 +7,18 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from pydantic import BaseModel
+
+
+class ErrorBody(BaseModel):
+    """The error shape of every non-2xx response (what ``KijkoError.to_body`` produces)."""
+
+    detail: str
+    code: str
+    message: str
+    field: str | None = None
+    details: dict[str, Any] | None = None
+
 
 class KijkoError(Exception):
     status: ClassVar[int] = 500

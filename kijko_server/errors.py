@@ -6,10 +6,8 @@ types without their ``input``, and crashes say nothing internal.
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from quart import Quart, Response, jsonify
 from quart_rate_limiter import RateLimitExceeded
 from quart_schema import RequestSchemaValidationError
@@ -18,16 +16,6 @@ from werkzeug.exceptions import HTTPException
 from kijko_core import errors
 
 log = structlog.get_logger("kijko.errors")
-
-
-class ErrorBody(BaseModel):
-    """The error shape of every non-2xx response."""
-
-    detail: str
-    code: str
-    message: str
-    field: str | None = None
-    details: dict[str, Any] | None = None
 
 
 _HTTP_ERRORS: dict[int, type[errors.KijkoError]] = {

@@ -8,7 +8,7 @@ from typing import Any
 from quart_schema import OpenAPIProvider
 from werkzeug.routing import Rule
 
-from kijko_server.errors import ErrorBody
+from kijko_core.errors import ErrorBody
 from kijko_server.security import is_public
 
 _ERROR_STATUSES = {

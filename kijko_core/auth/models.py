@@ -65,3 +65,20 @@ class OAuthExchangeRequest(AuthModel):
 
 class SuccessResponse(AuthModel):
     success: bool = True
+
+
+class JsonWebKeySet(AuthModel):
+    """``/.well-known/jwks.json``: public keys only."""
+
+    keys: list[dict[str, Any]]
+
+
+class OpenIDConfiguration(AuthModel):
+    """``/.well-known/openid-configuration`` of the local provider."""
+
+    issuer: str
+    jwks_uri: str
+    token_endpoint: str
+    id_token_signing_alg_values_supported: list[str]
+    response_types_supported: list[str]
+    subject_types_supported: list[str]

@@ -2,41 +2,42 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from quart import Blueprint
+from quart_schema import validate_response
 
+from kijko_core.auth.local.provider import LocalProvider
+from kijko_core.auth.models import JsonWebKeySet, OpenIDConfiguration
 from kijko_core.errors import NotFound
 from kijko_server.uow import runtime
 
 bp = Blueprint("wellknown", __name__, url_prefix="/.well-known")
 
 
-def _local_keys() -> Any:
+def _local_provider() -> LocalProvider:
     identity = runtime().identity
-    keys = getattr(identity, "keys", None)
-    if identity.name != "local" or keys is None:
+    if not isinstance(identity, LocalProvider):
         raise NotFound("Keys are published by the identity provider")
-    return keys
+    return identity
 
 
 @bp.get("/jwks.json")
-async def jwks() -> dict[str, Any]:
+@validate_response(JsonWebKeySet)
+async def jwks() -> JsonWebKeySet:
     """The public signing keys, including retired ones whose tokens may still be valid."""
-    return await _local_keys().jwks()
+    return JsonWebKeySet.model_validate(await _local_provider().keys.jwks())
 
 
 @bp.get("/openid-configuration")
-async def openid_configuration() -> dict[str, Any]:
+@validate_response(OpenIDConfiguration)
+async def openid_configuration() -> OpenIDConfiguration:
     """OpenID discovery for services that verify Kijko's tokens themselves."""
-    _local_keys()
+    _local_provider()
     settings = runtime().settings
-    return {
-        "issuer": settings.issuer,
-        "jwks_uri": f"{settings.base_url}/.well-known/jwks.json",
-        "token_endpoint": f"{settings.base_url}/api/v1/auth/login",
-        "id_token_signing_alg_values_supported": ["RS256"],
-        "response_types_supported": ["token"],
-        "subject_types_supported": ["public"],
-    }
-
+    return OpenIDConfiguration(
+        issuer=settings.issuer,
+        jwks_uri=f"{settings.base_url}/.well-known/jwks.json",
+        token_endpoint=f"{settings.base_url}/api/v1/auth/login",
+        id_token_signing_alg_values_supported=["RS256"],
+        response_types_supported=["token"],
+        subject_types_supported=["public"],
+    )
