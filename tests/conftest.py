@@ -5,17 +5,22 @@ provisioned with fresh roles and migrated; a fresh organization per test.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import secrets
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 
+from kijko_core.auth.principal import TokenIdentity
 from kijko_core.config import Settings, load_settings
 from kijko_core.crypto import Keyring
 from kijko_core.db import migrate as migrations
@@ -151,6 +156,16 @@ class Account:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.access_token}"}
+
+    @property
+    def identity(self) -> TokenIdentity:
+        """What a request with this account's token carries (its real session), for opening
+        tenant sessions directly."""
+        payload = self.access_token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return TokenIdentity(
+            UUID(self.user_id), UUID(self.org_id), claims["sid"], datetime.fromtimestamp(claims["exp"], UTC)
+        )
 
 
 async def sign_up(client: Any, **fields: str) -> Account:

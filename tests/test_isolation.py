@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -34,7 +33,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
 
 def identity(account: Account) -> TokenIdentity:
     """The verified identity a request of ``account`` carries."""
-    return TokenIdentity(UUID(account.user_id), UUID(account.org_id), str(uuid4()), datetime.now(UTC))
+    return account.identity
 
 
 async def created(client: Any, account: Account, name: str, **body: Any) -> dict[str, Any]:

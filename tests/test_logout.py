@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from uuid import UUID
 
 from kijko_core.runtime import Kijko
 from tests.apps import running
@@ -108,3 +109,14 @@ async def test_revocation_holds_in_a_second_app_instance_at_the_same_time(
         assert (await first.post(LOGOUT, headers=account.headers)).status_code == 200
         await assert_revoked(second, account.access_token, account.refresh_token)
         await assert_revoked(first, account.access_token)
+
+
+async def test_tokens_of_an_erased_user_are_401_not_403(
+    client: Any, kijko: Kijko, alice: Account
+) -> None:
+    from kijko_core.db.session import system_session
+
+    async with system_session(kijko.system_db) as db:
+        await db.execute("DELETE FROM kijko.organizations WHERE id = $1", UUID(alice.org_id))
+        await db.execute("DELETE FROM kijko_private.users WHERE id = $1", UUID(alice.user_id))
+    await assert_revoked(client, alice.access_token, alice.refresh_token)

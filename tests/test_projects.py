@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -70,7 +70,7 @@ async def system_sql(kijko: Kijko, query: str, *args: Any) -> Any:
 
 def identity(account: Account) -> TokenIdentity:
     """The verified identity a request of ``account`` would carry."""
-    return TokenIdentity(UUID(account.user_id), UUID(account.org_id), str(uuid4()), datetime.now(UTC))
+    return account.identity
 
 
 def when(value: str) -> datetime:
