@@ -16,7 +16,7 @@ from kijko_core.runtime import Kijko
 from kijko_server.blueprints import auth, oauth, projects, wellknown
 from kijko_server.errors import register_error_handlers
 from kijko_server.health import bp as health_bp
-from kijko_server.json import KijkoJSONProvider
+from kijko_server.json import KijkoJSONProvider, render_models_natively
 from kijko_server.observability import register_request_logging
 from kijko_server.openapi import KijkoOpenAPIProvider
 from kijko_server.ratelimits import AuthLimits, init_rate_limits
@@ -66,10 +66,10 @@ def create_app(settings: Settings | None = None, *, kijko: Kijko | None = None) 
         info={"title": "Kijko API", "version": __version__},
         security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}},
         security=[{"bearer": []}],
-        # JSON mode: pydantic writes UUIDs and datetimes (ISO-8601, UTC "Z") itself, in Rust.
-        pydantic_dump_options={"by_alias": True, "mode": "json"},  # type: ignore[typeddict-unknown-key]
+        pydantic_dump_options={"by_alias": True},
         openapi_provider_class=KijkoOpenAPIProvider,
     )
+    render_models_natively(app)
 
     # Order matters: the request id exists before authentication can fail.
     register_request_logging(app)

@@ -6,6 +6,8 @@ Unknown emails are checked against a dummy hash so they cost the same time as wr
 from __future__ import annotations
 
 import asyncio
+import secrets
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from argon2 import PasswordHasher
@@ -16,8 +18,8 @@ class PasswordHashing:
     def __init__(self, threads: int, hasher: PasswordHasher | None = None) -> None:
         self._hasher = hasher or PasswordHasher()  # argon2id with the RFC 9106 low-memory profile
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="argon2")
-        # Made in the pool too: the constructor runs on the event loop at start-up.
-        self._dummy_hash = self._pool.submit(self._hasher.hash, "kijko-dummy-password")
+        self._dummy_hash: str | None = None
+        self._dummy_lock = threading.Lock()
 
     async def hash(self, password: str) -> str:
         loop = asyncio.get_running_loop()
@@ -30,10 +32,18 @@ class PasswordHashing:
 
     def _verify(self, password_hash: str | None, password: str) -> bool:
         try:
-            self._hasher.verify(password_hash or self._dummy_hash.result(), password)
+            self._hasher.verify(password_hash or self._dummy(), password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
         return password_hash is not None
+
+    def _dummy(self) -> str:
+        # Made in the pool on first need, not at start-up: one hash holds 64 MiB while it runs,
+        # which a process that never sees an unknown email should not pay.
+        with self._dummy_lock:
+            if self._dummy_hash is None:
+                self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+            return self._dummy_hash
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -44,9 +44,7 @@ def parse_id(raw: str) -> UUID:
 
 
 def _project(row: asyncpg.Record) -> Project:
-    # Rows come from our own constrained columns: building without re-validating saves most
-    # of the model cost on every list (docs/performance.md).
-    return Project.model_construct(**{name: row[name] for name in Project.model_fields})
+    return Project.model_validate(dict(row))
 
 
 def _may_edit(principal: Principal, project: asyncpg.Record) -> bool:
