@@ -29,7 +29,6 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 import psutil
@@ -39,8 +38,7 @@ from kijko_core.config import load_settings
 from kijko_core.crypto import Keyring
 from kijko_core.db import migrate as migrations
 from kijko_core.db.embedded import EmbeddedPostgres
-from kijko_core.db.provision import RoleTimeouts, drop, provision
-from kijko_core.db.roles import RoleNames
+from kijko_core.db.provision import drop_scratch, provision_scratch
 from kijko_core.runtime import Kijko
 
 PATH = "/api/v1/projects?page=1&pageSize=20"
@@ -58,14 +56,6 @@ class Result:
     errors: int
     peak_rss_mb: float  # while serving the measured load
     peak_rss_overall_mb: float  # start-up included (argon2id's 64 MiB dummy hash, pools, keys)
-
-
-def _dsn(admin: str, user: str, password: str, database: str) -> str:
-    parts = urlsplit(admin)
-    netloc = f"{quote(user)}:{quote(password, safe='')}@{parts.hostname or ''}" + (
-        f":{parts.port}" if parts.port else ""
-    )
-    return urlunsplit((parts.scheme, netloc, "/" + database, parts.query, ""))
 
 
 def _free_port() -> int:
@@ -241,29 +231,22 @@ def main() -> None:
         embedded = EmbeddedPostgres(tmp / "postgres")
         embedded.start()
         admin = embedded.admin_dsn()
-    prefix = "kb" + secrets.token_hex(4)
-    roles = RoleNames.from_prefix(prefix)
-    passwords = {kind: secrets.token_urlsafe(16) for kind in ("owner", "app", "system")}
-    database = prefix + "_db"
+    scratch = asyncio.run(provision_scratch(admin, prefix_hint="kb"))
     try:
-        asyncio.run(
-            provision(admin, database=database, roles=roles, passwords=passwords,
-                      timeouts=RoleTimeouts(statement_ms=15_000, idle_in_transaction_ms=30_000, lock_ms=5_000))
-        )
         env = dict(os.environ)
         env.update(
             KIJKO_MODE="production",
             KIJKO_PUBLIC_URL="http://bench.kijko.test",
-            KIJKO_DATABASE_URL=_dsn(admin, roles.app, passwords["app"], database),
-            KIJKO_SYSTEM_DATABASE_URL=_dsn(admin, roles.system, passwords["system"], database),
-            KIJKO_MIGRATION_DATABASE_URL=_dsn(admin, roles.owner, passwords["owner"], database),
-            KIJKO_DB_ROLE_PREFIX=prefix,
+            KIJKO_DATABASE_URL=scratch.urls.app,
+            KIJKO_SYSTEM_DATABASE_URL=scratch.urls.system,
+            KIJKO_MIGRATION_DATABASE_URL=scratch.urls.migration,
+            KIJKO_DB_ROLE_PREFIX=scratch.prefix,
             KIJKO_DB_POOL_SIZE=str(POOL_SIZE),
             KIJKO_ENCRYPTION_KEYS=Keyring.generate_key(),
             KIJKO_DATA_DIR=str(tmp / "data"),
             KIJKO_LOG_LEVEL="info",
         )
-        asyncio.run(migrations.migrate(env["KIJKO_MIGRATION_DATABASE_URL"], roles))
+        asyncio.run(migrations.migrate(scratch.urls.migration, scratch.roles))
         identities = asyncio.run(seed(env))
         env["KIJKO_BENCH_IDENTITIES"] = json.dumps(identities)
         tokens = list(identities)
@@ -278,7 +261,7 @@ def main() -> None:
             for i in range(args.rounds)
         ]
     finally:
-        asyncio.run(drop(admin, database=database, roles=roles))
+        asyncio.run(drop_scratch(scratch))
         if embedded is not None:
             embedded.stop()
         shutil.rmtree(tmp, ignore_errors=True)

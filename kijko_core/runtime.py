@@ -18,7 +18,7 @@ from kijko_core.data_dir import DataDirectory
 from kijko_core.db import migrate as migrations
 from kijko_core.db.embedded import EmbeddedPostgres
 from kijko_core.db.pools import DatabaseUrls, make_pool
-from kijko_core.db.provision import RoleTimeouts, provision
+from kijko_core.db.provision import RoleTimeouts, provision, role_urls
 from kijko_core.db.roles import RoleNames
 from kijko_core.errors import ConfigurationError
 
@@ -127,11 +127,7 @@ async def resolve_database(settings: Settings) -> tuple[DatabaseUrls, EmbeddedPo
     except BaseException:
         server.stop()
         raise
-    urls = DatabaseUrls(
-        app=server.dsn(roles.app, passwords["app"], EMBEDDED_DATABASE),
-        system=server.dsn(roles.system, passwords["system"], EMBEDDED_DATABASE),
-        migration=server.dsn(roles.owner, passwords["owner"], EMBEDDED_DATABASE),
-    )
+    urls = role_urls(server.admin_dsn(), database=EMBEDDED_DATABASE, roles=roles, passwords=passwords)
     return urls, server
 
 

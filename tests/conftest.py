@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import secrets
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -25,66 +24,27 @@ from kijko_core.config import Settings, load_settings
 from kijko_core.crypto import Keyring
 from kijko_core.db import migrate as migrations
 from kijko_core.db.embedded import EmbeddedPostgres
-from kijko_core.db.pools import DatabaseUrls
-from kijko_core.db.provision import RoleTimeouts, drop, provision
-from kijko_core.db.roles import RoleNames
+from kijko_core.db.provision import ScratchDatabase, drop_scratch, provision_scratch
 from kijko_core.runtime import Kijko
 from kijko_server.app import KijkoApp, create_app
 
 
-@dataclass(frozen=True)
-class ProvisionedDatabase:
-    admin_dsn: str
-    name: str
-    roles: RoleNames
-    urls: DatabaseUrls
-    passwords: dict[str, str]
-
-
-def _dsn(admin_dsn: str, user: str, password: str, database: str) -> str:
-    """Swap user, password and database in an administrator DSN (TCP or socket form)."""
-    from urllib.parse import quote, urlsplit, urlunsplit
-
-    parts = urlsplit(admin_dsn)
-    host = parts.hostname or ""
-    netloc = f"{quote(user)}:{quote(password, safe='')}@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, "/" + database, parts.query, ""))
-
-
 @pytest.fixture(scope="session")
-def database() -> Iterator[ProvisionedDatabase]:
+def database() -> Iterator[ScratchDatabase]:
     import asyncio
 
     embedded: EmbeddedPostgres | None = None
     admin = os.environ.get("KIJKO_TEST_DATABASE_URL")
-    tmp = tempfile.mkdtemp(prefix="kijko-test-")
     if not admin:
-        embedded = EmbeddedPostgres(Path(tmp) / "postgres")
+        embedded = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="kijko-test-")) / "postgres")
         embedded.start()
         admin = embedded.admin_dsn()
-    prefix = "kt" + secrets.token_hex(4)
-    roles = RoleNames.from_prefix(prefix)
-    passwords = {kind: secrets.token_urlsafe(16) for kind in ("owner", "app", "system")}
-    name = prefix + "_db"
-    asyncio.run(
-        provision(
-            admin,
-            database=name,
-            roles=roles,
-            passwords=passwords,
-            timeouts=RoleTimeouts(statement_ms=15_000, idle_in_transaction_ms=30_000, lock_ms=5_000),
-        )
-    )
-    urls = DatabaseUrls(
-        app=_dsn(admin, roles.app, passwords["app"], name),
-        system=_dsn(admin, roles.system, passwords["system"], name),
-        migration=_dsn(admin, roles.owner, passwords["owner"], name),
-    )
-    asyncio.run(migrations.migrate(urls.migration, roles))
+    scratch = asyncio.run(provision_scratch(admin, prefix_hint="kt"))
+    asyncio.run(migrations.migrate(scratch.urls.migration, scratch.roles))
     try:
-        yield ProvisionedDatabase(admin, name, roles, urls, passwords)
+        yield scratch
     finally:
-        asyncio.run(drop(admin, database=name, roles=roles))
+        asyncio.run(drop_scratch(scratch))
         if embedded is not None:
             embedded.stop()
 
@@ -95,7 +55,7 @@ def encryption_key() -> str:
 
 
 @pytest.fixture(scope="session")
-def make_settings(database: ProvisionedDatabase, encryption_key: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def make_settings(database: ScratchDatabase, encryption_key: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
     data_dir = tmp_path_factory.mktemp("data")
 
     def make(**overrides: Any) -> Settings:
@@ -103,7 +63,7 @@ def make_settings(database: ProvisionedDatabase, encryption_key: str, tmp_path_f
             "database_url": database.urls.app,
             "system_database_url": database.urls.system,
             "migration_database_url": database.urls.migration,
-            "db_role_prefix": database.roles.owner.removesuffix("_owner"),
+            "db_role_prefix": database.prefix,
             "encryption_keys": encryption_key,
             "data_dir": data_dir,
             "public_url": "http://kijko.test",

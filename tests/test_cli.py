@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from openapi_spec_validator import validate
 
 from kijko_cli.main import cli
-from tests.conftest import ProvisionedDatabase
+from kijko_core.db.provision import ScratchDatabase
 
 
 def clean_env(tmp_path: Path, **values: str) -> dict[str, str]:
@@ -106,14 +106,14 @@ def test_openapi_prints_the_document(runner: CliRunner) -> None:
 
 
 @pytest.fixture
-def database_env(database: ProvisionedDatabase, encryption_key: str, tmp_path: Path) -> dict[str, str]:
+def database_env(database: ScratchDatabase, encryption_key: str, tmp_path: Path) -> dict[str, str]:
     """A ``kijko`` process on the test run's database, sharing the app fixture's keyring."""
     return clean_env(
         tmp_path,
         KIJKO_DATABASE_URL=database.urls.app,
         KIJKO_SYSTEM_DATABASE_URL=database.urls.system,
         KIJKO_MIGRATION_DATABASE_URL=database.urls.migration,
-        KIJKO_DB_ROLE_PREFIX=database.roles.owner.removesuffix("_owner"),
+        KIJKO_DB_ROLE_PREFIX=database.prefix,
         KIJKO_ENCRYPTION_KEYS=encryption_key,
         KIJKO_PUBLIC_URL="http://kijko.test",
     )

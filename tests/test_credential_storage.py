@@ -9,16 +9,15 @@ import json
 import threading
 import uuid
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from argon2 import PasswordHasher
 
 from kijko_core.auth.local.provider import LocalProvider
 from kijko_core.auth.passwords import PasswordHashing
+from kijko_core.db.provision import ScratchDatabase
 from kijko_core.runtime import Kijko
 from kijko_server.app import create_app
-from tests.conftest import ProvisionedDatabase as DatabaseFixture
 from tests.conftest import sign_up
 from tests.tokens import unverified_parts
 
@@ -89,11 +88,6 @@ async def test_passwords_are_argon2id_and_never_hashed_on_the_event_loop(
     assert stored.startswith("$argon2id$")
 
 
-def _admin_url(database: DatabaseFixture) -> str:
-    parts = urlsplit(database.admin_dsn)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + database.name, parts.query, ""))
-
-
 async def _dump(url: str) -> tuple[list[str], bytes]:
     """Every text-like value of every table in kijko and kijko_private, as one blob."""
     conn = await asyncpg.connect(url)
@@ -127,7 +121,7 @@ async def _dump(url: str) -> tuple[list[str], bytes]:
 
 
 async def test_no_password_refresh_token_or_private_key_is_stored_in_plain_text(
-    client: Any, kijko: Kijko, database: DatabaseFixture
+    client: Any, kijko: Kijko, database: ScratchDatabase
 ) -> None:
     password = "plain-" + uuid.uuid4().hex
     account = await sign_up(client, password=password)
@@ -143,7 +137,7 @@ async def test_no_password_refresh_token_or_private_key_is_stored_in_plain_text(
     refresh_tokens.extend([(await r.get_json())["refresh_token"] for r in responses])
     assert all(r.status_code == 200 for r in responses)
 
-    names, blob = await _dump(_admin_url(database))
+    names, blob = await _dump(database.admin_url)
     assert "kijko_private.refresh_tokens.successor_ciphertext" in names
     assert "kijko_private.password_credentials.password_hash" in names
     # The scan sees the data: the email and the session id are there in plain text.

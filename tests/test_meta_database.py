@@ -11,13 +11,12 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
+from kijko_core.db.provision import ScratchDatabase, dsn_as
 from kijko_core.db.roles import RoleNames, quote_identifier
-from tests.conftest import ProvisionedDatabase, _dsn
 
 TENANT_SCHEMA = "kijko"
 PRIVATE_SCHEMA = "kijko_private"
@@ -186,15 +185,10 @@ async def view_violations(conn: asyncpg.Connection, schema: str = TENANT_SCHEMA)
 # Fixtures.
 
 
-def _with_database(dsn: str, database: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, ""))
-
-
 @pytest.fixture
-async def admin(database: ProvisionedDatabase) -> AsyncIterator[asyncpg.Connection]:
+async def admin(database: ScratchDatabase) -> AsyncIterator[asyncpg.Connection]:
     """A superuser connection to the test database (to break invariants on purpose)."""
-    conn = await asyncpg.connect(_with_database(database.admin_dsn, database.name))
+    conn = await asyncpg.connect(database.admin_url)
     try:
         yield conn
     finally:
@@ -202,7 +196,7 @@ async def admin(database: ProvisionedDatabase) -> AsyncIterator[asyncpg.Connecti
 
 
 @pytest.fixture
-async def owner(database: ProvisionedDatabase) -> AsyncIterator[asyncpg.Connection]:
+async def owner(database: ScratchDatabase) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(database.urls.migration)
     try:
         yield conn
@@ -211,7 +205,7 @@ async def owner(database: ProvisionedDatabase) -> AsyncIterator[asyncpg.Connecti
 
 
 @pytest.fixture
-async def as_app(database: ProvisionedDatabase) -> AsyncIterator[asyncpg.Connection]:
+async def as_app(database: ScratchDatabase) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(database.urls.app)
     try:
         yield conn
@@ -288,12 +282,12 @@ async def test_rls_check_reports_tables_that_break_it(owner: asyncpg.Connection)
 # The app role.
 
 
-async def test_app_role_is_unprivileged(owner: asyncpg.Connection, database: ProvisionedDatabase) -> None:
+async def test_app_role_is_unprivileged(owner: asyncpg.Connection, database: ScratchDatabase) -> None:
     assert await app_role_violations(owner, database.roles) == []
 
 
 async def test_app_role_check_reports_privileges_ownership_and_memberships(
-    admin: asyncpg.Connection, database: ProvisionedDatabase
+    admin: asyncpg.Connection, database: ScratchDatabase
 ) -> None:
     roles = database.roles
     app, system = quote_identifier(roles.app), quote_identifier(roles.system)
@@ -317,7 +311,7 @@ async def test_app_role_check_reports_privileges_ownership_and_memberships(
 
 
 async def test_app_role_cannot_set_role_to_system_or_owner(
-    as_app: asyncpg.Connection, database: ProvisionedDatabase
+    as_app: asyncpg.Connection, database: ScratchDatabase
 ) -> None:
     assert await as_app.fetchval("SELECT current_user") == database.roles.app
     assert not await set_role_succeeds(as_app, database.roles.system)
@@ -325,7 +319,7 @@ async def test_app_role_cannot_set_role_to_system_or_owner(
 
 
 async def test_set_role_check_notices_a_role_that_can_switch(
-    admin: asyncpg.Connection, database: ProvisionedDatabase
+    admin: asyncpg.Connection, database: ScratchDatabase
 ) -> None:
     # Role grants only become visible to other sessions once committed: use throwaway roles.
     suffix = secrets.token_hex(4)
@@ -342,7 +336,7 @@ async def test_set_role_check_notices_a_role_that_can_switch(
             + " TO " + quote_identifier(member)
         )
         await admin.execute("GRANT " + quote_identifier(target) + " TO " + quote_identifier(member))
-        conn = await asyncpg.connect(_dsn(database.admin_dsn, member, password, database.name))
+        conn = await asyncpg.connect(dsn_as(database.admin_dsn, database=database.name, user=member, password=password))
         try:
             assert await set_role_succeeds(conn, target)
             assert not await set_role_succeeds(conn, database.roles.system)
@@ -369,7 +363,7 @@ async def test_app_role_cannot_read_the_private_schema(as_app: asyncpg.Connectio
 
 
 async def test_security_definer_functions_are_locked_down(
-    owner: asyncpg.Connection, database: ProvisionedDatabase
+    owner: asyncpg.Connection, database: ScratchDatabase
 ) -> None:
     count = await owner.fetchval(
         "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
@@ -392,7 +386,7 @@ async def test_app_role_can_execute_only_allowlisted_definer_functions(
 
 
 async def test_definer_check_reports_unpinned_public_and_app_executable_functions(
-    owner: asyncpg.Connection, database: ProvisionedDatabase
+    owner: asyncpg.Connection, database: ScratchDatabase
 ) -> None:
     app = quote_identifier(database.roles.app)
 

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -21,55 +19,34 @@ import pytest
 from kijko_core.config import load_settings
 from kijko_core.crypto import Keyring
 from kijko_core.db import migrate as migrations
-from kijko_core.db.pools import DatabaseUrls
-from kijko_core.db.provision import RoleTimeouts, drop, provision
-from kijko_core.db.roles import RoleNames
+from kijko_core.db.provision import ScratchDatabase, drop_scratch, provision_scratch
 from kijko_core.errors import ConfigurationError
 from kijko_core.runtime import Kijko
-from tests.conftest import ProvisionedDatabase, _dsn
 
 SHIPPED = [f"{m.version}_{m.name}" for m in migrations.shipped_migrations()]
 
 
-@dataclass(frozen=True)
-class FreshDatabase:
-    prefix: str
-    roles: RoleNames
-    urls: DatabaseUrls
-
-    def env(self, tmp_path: Path, **extra: str) -> dict[str, str]:
-        """The environment of a ``kijko`` process pointed at this database."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KIJKO_")}
-        env.update(
-            KIJKO_DATABASE_URL=self.urls.app,
-            KIJKO_SYSTEM_DATABASE_URL=self.urls.system,
-            KIJKO_MIGRATION_DATABASE_URL=self.urls.migration,
-            KIJKO_DB_ROLE_PREFIX=self.prefix,
-            KIJKO_DATA_DIR=str(tmp_path / "data"),
-            **extra,
-        )
-        return env
+def env_of(scratch: ScratchDatabase, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a ``kijko`` process pointed at ``scratch``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIJKO_")}
+    env.update(
+        KIJKO_DATABASE_URL=scratch.urls.app,
+        KIJKO_SYSTEM_DATABASE_URL=scratch.urls.system,
+        KIJKO_MIGRATION_DATABASE_URL=scratch.urls.migration,
+        KIJKO_DB_ROLE_PREFIX=scratch.prefix,
+        KIJKO_DATA_DIR=str(tmp_path / "data"),
+        **extra,
+    )
+    return env
 
 
 @pytest.fixture
-async def fresh(database: ProvisionedDatabase) -> AsyncIterator[FreshDatabase]:
-    prefix = "km" + secrets.token_hex(4)
-    roles = RoleNames.from_prefix(prefix)
-    passwords = {kind: secrets.token_urlsafe(16) for kind in ("owner", "app", "system")}
-    name = prefix + "_db"
-    await provision(
-        database.admin_dsn, database=name, roles=roles, passwords=passwords,
-        timeouts=RoleTimeouts(statement_ms=15_000, idle_in_transaction_ms=30_000, lock_ms=5_000),
-    )
-    urls = DatabaseUrls(
-        app=_dsn(database.admin_dsn, roles.app, passwords["app"], name),
-        system=_dsn(database.admin_dsn, roles.system, passwords["system"], name),
-        migration=_dsn(database.admin_dsn, roles.owner, passwords["owner"], name),
-    )
+async def fresh(database: ScratchDatabase) -> AsyncIterator[ScratchDatabase]:
+    scratch = await provision_scratch(database.admin_dsn, prefix_hint="km")
     try:
-        yield FreshDatabase(prefix, roles, urls)
+        yield scratch
     finally:
-        await drop(database.admin_dsn, database=name, roles=roles)
+        await drop_scratch(scratch)
 
 
 async def applied_log(dsn: str) -> list[str]:
@@ -101,7 +78,7 @@ def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
 # Concurrency.
 
 
-async def test_two_migrate_calls_together_apply_each_file_once(fresh: FreshDatabase) -> None:
+async def test_two_migrate_calls_together_apply_each_file_once(fresh: ScratchDatabase) -> None:
     first, second = await asyncio.gather(
         migrations.migrate(fresh.urls.migration, fresh.roles),
         migrations.migrate(fresh.urls.migration, fresh.roles),
@@ -114,9 +91,9 @@ async def test_two_migrate_calls_together_apply_each_file_once(fresh: FreshDatab
 
 @pytest.mark.slow
 def test_two_cli_migrate_processes_together_apply_each_file_once(
-    fresh: FreshDatabase, tmp_path: Path
+    fresh: ScratchDatabase, tmp_path: Path
 ) -> None:
-    env = fresh.env(tmp_path)
+    env = env_of(fresh, tmp_path)
     processes = [kijko("migrate", env=env), kijko("migrate", env=env)]
     results = [finish(process) for process in processes]
     for code, _, stderr in results:
@@ -133,7 +110,7 @@ def test_two_cli_migrate_processes_together_apply_each_file_once(
 # Failures.
 
 
-async def test_a_failing_file_leaves_nothing_behind(fresh: FreshDatabase) -> None:
+async def test_a_failing_file_leaves_nothing_behind(fresh: ScratchDatabase) -> None:
     broken = migrations.Migration(
         "9999",
         "broken",
@@ -156,7 +133,7 @@ async def test_a_failing_file_leaves_nothing_behind(fresh: FreshDatabase) -> Non
     assert await migrations.migrate(fresh.urls.migration, fresh.roles) == []
 
 
-async def test_an_edited_applied_file_is_refused(fresh: FreshDatabase) -> None:
+async def test_an_edited_applied_file_is_refused(fresh: ScratchDatabase) -> None:
     await migrations.migrate(fresh.urls.migration, fresh.roles)
     shipped = migrations.shipped_migrations()
     edited = [
@@ -169,9 +146,9 @@ async def test_an_edited_applied_file_is_refused(fresh: FreshDatabase) -> None:
 
 @pytest.mark.slow
 def test_cli_exits_non_zero_with_a_readable_message_on_a_broken_history(
-    fresh: FreshDatabase, tmp_path: Path
+    fresh: ScratchDatabase, tmp_path: Path
 ) -> None:
-    env = fresh.env(tmp_path)
+    env = env_of(fresh, tmp_path)
     assert finish(kijko("migrate", env=env))[0] == 0
 
     async def tamper() -> None:
@@ -196,8 +173,8 @@ def test_cli_exits_non_zero_with_a_readable_message_on_a_broken_history(
 
 
 @pytest.mark.slow
-def test_cli_status_lists_every_version(fresh: FreshDatabase, tmp_path: Path) -> None:
-    env = fresh.env(tmp_path)
+def test_cli_status_lists_every_version(fresh: ScratchDatabase, tmp_path: Path) -> None:
+    env = env_of(fresh, tmp_path)
     code, stdout, stderr = finish(kijko("migrate", "--status", env=env))
     assert code == 0, stderr
     assert stdout.splitlines() == [f"{name}\tpending" for name in SHIPPED]
@@ -217,8 +194,9 @@ def test_cli_status_lists_every_version(fresh: FreshDatabase, tmp_path: Path) ->
 # Production refuses a schema that is behind.
 
 
-def production_env(fresh: FreshDatabase, tmp_path: Path) -> dict[str, str]:
-    return fresh.env(
+def production_env(fresh: ScratchDatabase, tmp_path: Path) -> dict[str, str]:
+    return env_of(
+        fresh,
         tmp_path,
         KIJKO_MODE="production",
         KIJKO_ENCRYPTION_KEYS=Keyring.generate_key(),
@@ -227,7 +205,7 @@ def production_env(fresh: FreshDatabase, tmp_path: Path) -> dict[str, str]:
 
 
 async def test_production_start_refuses_a_schema_that_is_behind(
-    fresh: FreshDatabase, tmp_path: Path
+    fresh: ScratchDatabase, tmp_path: Path
 ) -> None:
     everything_but_the_last = migrations.shipped_migrations()[:-1]
     await migrations.migrate(fresh.urls.migration, fresh.roles, migrations=everything_but_the_last)
@@ -255,7 +233,7 @@ async def test_production_start_refuses_a_schema_that_is_behind(
 
 @pytest.mark.slow
 def test_production_serve_refuses_a_schema_that_is_behind(
-    fresh: FreshDatabase, tmp_path: Path
+    fresh: ScratchDatabase, tmp_path: Path
 ) -> None:
     process = kijko("serve", "--port", "0", env=production_env(fresh, tmp_path))
     code, stdout, stderr = finish(process)

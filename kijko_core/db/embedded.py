@@ -33,14 +33,9 @@ class EmbeddedPostgres:
         assert self._server is not None, "start() first"
         return str(self._server.get_postmaster_info().socket_dir)
 
-    def dsn(self, user: str, password: str, database: str) -> str:
-        return (
-            f"postgresql://{quote(user)}:{quote(password, safe='')}@/{quote(database)}"
-            f"?host={quote(self.socket_dir)}"
-        )
-
     def admin_dsn(self) -> str:
-        return self.dsn("postgres", "", "postgres")
+        """The superuser over the Unix socket (trusted: the socket lives in the data dir)."""
+        return f"postgresql://postgres@/postgres?host={quote(self.socket_dir)}"
 
     def stop(self) -> None:
         if self._server is None:

@@ -6,10 +6,13 @@ DBA prefers to let Kijko do it. Production deployments may equally run the docum
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
+from kijko_core.db.pools import DatabaseUrls
 from kijko_core.db.roles import RoleNames, quote_identifier
 
 
@@ -80,3 +83,64 @@ async def drop(admin_dsn: str, *, database: str, roles: RoleNames) -> None:
             await conn.execute("DROP ROLE IF EXISTS " + quote_identifier(name))
     finally:
         await conn.close()
+
+
+def dsn_as(admin_dsn: str, *, database: str, user: str | None = None, password: str = "") -> str:
+    """The server of ``admin_dsn`` (TCP or Unix socket form) as another database and, when
+    given, another role."""
+    parts = urlsplit(admin_dsn)
+    netloc = parts.netloc
+    if user is not None:
+        host = parts.hostname or ""
+        netloc = f"{quote(user)}:{quote(password, safe='')}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, "/" + quote(database), parts.query, ""))
+
+
+def role_urls(admin_dsn: str, *, database: str, roles: RoleNames, passwords: dict[str, str]) -> DatabaseUrls:
+    """The app, system and migration (owner) URLs of a provisioned database."""
+    return DatabaseUrls(
+        app=dsn_as(admin_dsn, database=database, user=roles.app, password=passwords["app"]),
+        system=dsn_as(admin_dsn, database=database, user=roles.system, password=passwords["system"]),
+        migration=dsn_as(admin_dsn, database=database, user=roles.owner, password=passwords["owner"]),
+    )
+
+
+DEFAULT_TIMEOUTS = RoleTimeouts(statement_ms=15_000, idle_in_transaction_ms=30_000, lock_ms=5_000)
+
+
+@dataclass(frozen=True)
+class ScratchDatabase:
+    """A throwaway database with its own roles: what test suites (ours and plugins') and
+    benchmarks run on."""
+
+    admin_dsn: str
+    name: str
+    roles: RoleNames
+    passwords: dict[str, str]
+    urls: DatabaseUrls
+
+    @property
+    def prefix(self) -> str:
+        return self.roles.prefix
+
+    @property
+    def admin_url(self) -> str:
+        """The administrator connection, to this database."""
+        return dsn_as(self.admin_dsn, database=self.name)
+
+
+async def provision_scratch(
+    admin_dsn: str, *, prefix_hint: str, timeouts: RoleTimeouts = DEFAULT_TIMEOUTS
+) -> ScratchDatabase:
+    """Provision a database and roles under a fresh random prefix (not yet migrated)."""
+    roles = RoleNames.from_prefix(prefix_hint + secrets.token_hex(4))
+    passwords = {kind: secrets.token_urlsafe(16) for kind in ("owner", "app", "system")}
+    name = roles.prefix + "_db"
+    await provision(admin_dsn, database=name, roles=roles, passwords=passwords, timeouts=timeouts)
+    return ScratchDatabase(
+        admin_dsn, name, roles, passwords, role_urls(admin_dsn, database=name, roles=roles, passwords=passwords)
+    )
+
+
+async def drop_scratch(scratch: ScratchDatabase) -> None:
+    await drop(scratch.admin_dsn, database=scratch.name, roles=scratch.roles)

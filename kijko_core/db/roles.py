@@ -25,6 +25,10 @@ class RoleNames:
     def from_prefix(cls, prefix: str) -> RoleNames:
         return cls(owner=f"{prefix}_owner", app=f"{prefix}_app", system=f"{prefix}_system")
 
+    @property
+    def prefix(self) -> str:
+        return self.owner.removesuffix("_owner")
+
     def placeholders(self) -> dict[str, str]:
         """Values for the ``:owner_role``-style placeholders in migration files."""
         return {
