@@ -19,6 +19,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import Key
 
 from kijko_core.auth.principal import TokenIdentity
+from kijko_core.config import Settings
 from kijko_core.errors import InvalidToken
 
 ALGORITHMS = ("RS256", "ES256")
@@ -71,6 +72,17 @@ class TokenVerifier:
         """The source now holds a key we have not loaded (we just started signing with it):
         let the next unknown ``kid`` reload at once instead of waiting for the interval."""
         self._loaded_at = float("-inf")
+
+    @classmethod
+    def for_settings(cls, source: KeySource, settings: Settings) -> TokenVerifier:
+        """The verifier of the configured issuer and audience, over ``source``'s keys."""
+        return cls(
+            source,
+            issuer=settings.issuer,
+            audience=settings.jwt_audience,
+            leeway_seconds=settings.jwt_leeway_seconds,
+            refresh_interval_seconds=settings.jwks_refresh_interval_seconds,
+        )
 
     async def _key(self, kid: str) -> Key:
         key = self._keys.get(kid)

@@ -69,13 +69,7 @@ class KeycloakProvider:
             client_secret=settings.keycloak_client_secret.get_secret_value(),
         )
         self._jwks = JwksKeySource(self.client)
-        self.verifier = TokenVerifier(
-            self._jwks,
-            issuer=settings.issuer,
-            audience=settings.jwt_audience,
-            leeway_seconds=settings.jwt_leeway_seconds,
-            refresh_interval_seconds=settings.jwks_refresh_interval_seconds,
-        )
+        self.verifier = TokenVerifier.for_settings(self._jwks, settings)
         self.oauth = OAuthSignIn(
             self.client,
             system_db,

@@ -53,13 +53,7 @@ class LocalProvider:
             + settings.jwks_refresh_interval_seconds,
             recheck_seconds=settings.jwks_refresh_interval_seconds,
         )
-        self.verifier = TokenVerifier(
-            self.keys,
-            issuer=settings.issuer,
-            audience=settings.jwt_audience,
-            leeway_seconds=settings.jwt_leeway_seconds,
-            refresh_interval_seconds=settings.jwks_refresh_interval_seconds,
-        )
+        self.verifier = TokenVerifier.for_settings(self.keys, settings)
         self._signing_kid: str | None = None
 
     async def start(self) -> None:
