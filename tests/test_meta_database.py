@@ -454,3 +454,11 @@ async def test_view_check_reports_definer_views_and_materialized_views(
             "kijko.meta_materialized: materialized views cannot apply the caller's RLS",
         ]
     )
+
+
+async def test_app_role_carries_its_timeouts(as_app: asyncpg.Connection) -> None:
+    """A runaway query, an abandoned transaction or a lock wait cannot hold a pooled connection
+    forever: the app role's own settings bound them (the values provision_scratch sets)."""
+    assert await as_app.fetchval("SHOW statement_timeout") == "15s"
+    assert await as_app.fetchval("SHOW idle_in_transaction_session_timeout") == "30s"
+    assert await as_app.fetchval("SHOW lock_timeout") == "5s"
