@@ -3,7 +3,8 @@ documented on every operation."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from quart_schema import OpenAPIProvider
 from werkzeug.routing import Rule
@@ -24,6 +25,21 @@ _ERROR_STATUSES = {
 }
 
 
+_REDIRECT = "_kijko_redirect"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def redirects(description: str) -> Callable[[F], F]:
+    """Document a route that answers ``302`` with a ``Location`` header (quart-schema only
+    documents JSON bodies)."""
+
+    def mark(func: F) -> F:
+        setattr(func, _REDIRECT, description)
+        return func
+
+    return mark
+
+
 class KijkoOpenAPIProvider(OpenAPIProvider):
     def schema(self) -> dict[str, Any]:
         schema = super().schema()
@@ -32,10 +48,16 @@ class KijkoOpenAPIProvider(OpenAPIProvider):
 
     def build_paths(self, rule: Rule) -> tuple[dict, dict]:
         paths, components = super().build_paths(rule)
+        redirect = getattr(self._app.view_functions[rule.endpoint], _REDIRECT, None)
         for operations in paths.values():
             for method, operation in operations.items():
                 # quart-schema keys statuses by int; mixed with ours, sorted JSON output fails.
                 responses = {str(k): v for k, v in operation.get("responses", {}).items()}
+                if redirect is not None:
+                    responses["302"] = {
+                        "description": redirect,
+                        "headers": {"Location": {"schema": {"type": "string"}}},
+                    }
                 for status, description in _ERROR_STATUSES.items():
                     responses.setdefault(
                         status,

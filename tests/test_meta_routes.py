@@ -242,3 +242,10 @@ async def test_openapi_check_reports_an_invalid_document(spec: dict[str, Any], a
     assert any(problem.startswith("not valid OpenAPI") for problem in problems)
     assert "not OpenAPI 3.1: 3.0.3" in problems
     assert "no bearer security scheme" in problems
+
+
+async def test_redirecting_routes_document_their_302(spec: dict[str, Any]) -> None:
+    for path in ("/api/v1/auth/oauth/{provider}", "/api/v1/auth/oauth/callback"):
+        found = spec["paths"][path]["get"]["responses"].get("302")
+        assert found is not None, path
+        assert "Location" in found["headers"]

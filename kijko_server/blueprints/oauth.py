@@ -12,6 +12,7 @@ from quart_schema import validate_querystring, validate_request, validate_respon
 
 from kijko_core.auth.keycloak.oauth import OAuthCallbackQuery, OAuthSignIn, UnknownOAuthProvider
 from kijko_core.auth.models import OAuthExchangeRequest, TokenPair
+from kijko_server.openapi import redirects
 from kijko_server.uow import runtime
 
 bp = Blueprint("oauth", __name__, url_prefix="/api/v1/auth/oauth")
@@ -32,6 +33,7 @@ def _redirect(location: str) -> Response:
 
 
 @bp.get("/callback")
+@redirects("To the frontend, with a one-time `code` (or `error`) in the query")
 @validate_querystring(OAuthCallbackQuery)
 async def oauth_callback(query_args: OAuthCallbackQuery) -> Response:
     """Keycloak returns here; answers 302 to the frontend with a one-time ``code``."""
@@ -50,6 +52,7 @@ async def oauth_exchange(data: OAuthExchangeRequest) -> TokenPair:
 
 
 @bp.get("/<provider>")
+@redirects("To Keycloak's authorization endpoint for that identity provider")
 async def oauth_start(provider: str) -> Response:
     """Start signing in with ``google`` or ``github``: answers 302 to Keycloak."""
     return _redirect(await _oauth().authorization_url(provider))
