@@ -82,16 +82,19 @@ def _leftover_backends(pgdata: Path) -> list[int]:
 
 
 def clear_stale_pid_file(pgdata: Path, *, wait_seconds: float = 10.0) -> None:
-    """Remove ``postmaster.pid`` when its server is dead (after a ``kill -9``).
+    """Remove ``postmaster.pid`` and the socket's lock file when their server is dead (after a
+    ``kill -9``).
 
-    The library adopts any existing pid, and PostgreSQL refuses to start while it exists: both are
-    fooled by a killed postmaster that its parent has not reaped yet (a zombie) or by a pid that
-    another program got after a reboot. Its orphaned children exit on their own within moments;
-    we wait for them so the new server does not find its shared memory still in use.
+    The library adopts any existing pid, and PostgreSQL refuses to start while either file names
+    a live pid: both are fooled by a killed postmaster that its parent has not reaped yet (a
+    zombie still answers ``kill(pid, 0)``) or by a pid that another program got after a reboot.
+    Its orphaned children exit on their own within moments; we wait for them so the new server
+    does not find its shared memory still in use.
     """
     pid_file = pgdata / "postmaster.pid"
     try:
-        pid = int(pid_file.read_text().split()[0])
+        lines = pid_file.read_text().splitlines()
+        pid = int(lines[0])
     except (FileNotFoundError, ValueError, IndexError):
         return
     if _is_our_postmaster(pid, pgdata):
@@ -99,4 +102,13 @@ def clear_stale_pid_file(pgdata: Path, *, wait_seconds: float = 10.0) -> None:
     deadline = time.monotonic() + wait_seconds
     while _leftover_backends(pgdata) and time.monotonic() < deadline:
         time.sleep(0.1)
+    socket_dir = Path(lines[4]) if len(lines) > 4 and lines[4].strip() else pgdata
+    for lock in socket_dir.glob(".s.PGSQL.*.lock"):
+        try:
+            if int(lock.read_text().splitlines()[0]) != pid:
+                continue
+        except (OSError, ValueError, IndexError):
+            continue
+        lock.unlink(missing_ok=True)
+        lock.with_suffix("").unlink(missing_ok=True)  # the socket itself
     pid_file.unlink(missing_ok=True)
