@@ -5,9 +5,13 @@ Cannot read → 404 (exactly like a missing project); can read but not act → 4
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from uuid import UUID
 
+import asyncpg
+
+from kijko_core.db.provision import ScratchDatabase
 from kijko_core.db.session import system_session
 from kijko_core.runtime import Kijko
 from tests.conftest import Account
@@ -143,3 +147,44 @@ async def test_type_is_fixed_once_the_project_leaves_draft(client: Any, kijko: K
     # Sending the current type along with other changes is fine.
     same = await client.put(f"{API}/{project['id']}", json={"type": "files", "name": "Renamed"}, headers=alice.headers)
     assert same.status_code == 200 and (await same.get_json())["name"] == "Renamed"
+
+
+async def test_a_status_change_racing_a_type_change_cannot_slip_between_check_and_write(
+    client: Any, kijko: Kijko, alice: Account, database: ScratchDatabase
+) -> None:
+    project = await created(client, alice, "Raced")
+    watcher = await asyncpg.connect(database.admin_url)
+    try:
+        async with system_session(kijko.system_db) as worker:
+            # The worker moves the project on and holds the row until it commits.
+            await worker.execute("UPDATE kijko.projects SET status = 'active' WHERE id = $1", UUID(project["id"]))
+            change = asyncio.create_task(
+                client.put(f"{API}/{project['id']}", json={"type": "manual"}, headers=alice.headers)
+            )
+            # Wait until the request is waiting on that row lock (not a timing assumption:
+            # we look at the server's own view of who waits).
+            for _ in range(200):
+                waiting = await watcher.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND wait_event_type = 'Lock'",
+                    database.roles.app,
+                )
+                if waiting:
+                    break
+                await asyncio.sleep(0.02)
+            assert waiting, "the update never waited for the row"
+        response = await change  # the worker has committed: the update sees 'active'
+    finally:
+        await watcher.close()
+    assert response.status_code == 409
+    assert (await response.get_json())["code"] == "INVALID_STATUS"
+
+
+async def test_null_is_refused_where_a_field_cannot_be_empty(client: Any, alice: Account) -> None:
+    project = await created(client, alice, "Nulls")
+    for field in ("name", "type", "privacy", "chunkingStrategy", "includeMetadata", "anonymizeSecrets"):
+        response = await client.put(f"{API}/{project['id']}", json={field: None}, headers=alice.headers)
+        assert response.status_code == 422, field
+        body = await response.get_json()
+        assert body["code"] == "VALIDATION_ERROR" and body["field"] == field
+    after = await (await client.get(f"{API}/{project['id']}", headers=alice.headers)).get_json()
+    assert after == {**after, "name": "Nulls", "privacy": project["privacy"], "type": project["type"]}

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, field_validator
 
 from kijko_core.errors import Conflict, NotFound
 from kijko_core.wire import PageQuery, WireInput, WireModel
@@ -87,7 +87,8 @@ class CreateProjectResponse(WireModel):
 
 
 class UpdateProject(WireInput):
-    """Partial update: absent = unchanged, ``null`` clears ``description``."""
+    """Partial update: absent = unchanged, ``null`` clears ``description``; the other fields
+    cannot be null (422 on the field)."""
 
     name: ProjectName | None = None
     description: Description | None = None
@@ -96,6 +97,17 @@ class UpdateProject(WireInput):
     chunking_strategy: ChunkingStrategy | None = None
     include_metadata: bool | None = None
     anonymize_secrets: bool | None = None
+
+    @field_validator(
+        "name", "type", "privacy", "chunking_strategy", "include_metadata", "anonymize_secrets",
+        mode="before",
+    )
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Runs only for fields present in the body: an absent field keeps its default.
+        if value is None:
+            raise ValueError("cannot be null")
+        return value
 
 
 class ProjectListQuery(PageQuery):

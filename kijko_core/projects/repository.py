@@ -24,6 +24,18 @@ WHERE organization_id = $1 AND (privacy = 'shared' OR user_id = $2 OR $3::boolea
   AND id = $4
 """
 
+# The same row, locked until the transaction ends: updates check it and write it unchanged
+# by concurrent writers (the type may only change while the status is draft).
+_GET_FOR_UPDATE = """
+SELECT id, user_id, organization_id, name, description, type, status, privacy,
+    chunking_strategy, include_metadata, anonymize_secrets, total_repos, total_files,
+    original_tokens, optimized_tokens, ingestion_time_seconds, created_at, updated_at
+FROM kijko.projects
+WHERE organization_id = $1 AND (privacy = 'shared' OR user_id = $2 OR $3::boolean)
+  AND id = $4
+FOR UPDATE
+"""
+
 _LIST = """
 SELECT id, user_id, organization_id, name, description, type, status, privacy,
     chunking_strategy, include_metadata, anonymize_secrets, total_repos, total_files,
@@ -103,8 +115,10 @@ class Scope:
 UniqueViolation = asyncpg.UniqueViolationError
 
 
-async def get(db: TenantSession, scope: Scope, project_id: UUID) -> asyncpg.Record | None:
-    return await db.fetchrow(_GET, *scope.args(), project_id)
+async def get(
+    db: TenantSession, scope: Scope, project_id: UUID, *, for_update: bool = False
+) -> asyncpg.Record | None:
+    return await db.fetchrow(_GET_FOR_UPDATE if for_update else _GET, *scope.args(), project_id)
 
 
 async def list_page(

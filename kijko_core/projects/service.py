@@ -54,8 +54,8 @@ def _may_edit(principal: Principal, project: asyncpg.Record) -> bool:
     return principal.can_write and project["user_id"] == principal.user_id
 
 
-async def _readable(db: TenantSession, project_id: str) -> asyncpg.Record:
-    row = await repository.get(db, _scope(db.principal), parse_id(project_id))
+async def _readable(db: TenantSession, project_id: str, *, for_update: bool = False) -> asyncpg.Record:
+    row = await repository.get(db, _scope(db.principal), parse_id(project_id), for_update=for_update)
     if row is None:
         raise ProjectNotFound()
     return row
@@ -90,22 +90,18 @@ async def create(db: TenantSession, data: CreateProject) -> CreateProjectRespons
 
 
 async def update(db: TenantSession, project_id: str, data: UpdateProject) -> Project:
-    current = await _readable(db, project_id)
+    current = await _readable(db, project_id, for_update=True)
     if not _may_edit(db.principal, current):
         raise Forbidden("You may not edit this project")
-    changes: dict[str, Any] = {
-        name: getattr(data, name)
-        for name in data.model_fields_set
-        # null clears only what may be empty; elsewhere null means "unchanged".
-        if getattr(data, name) is not None or name == "description"
-    }
+    # Present fields only; the model refuses null for every field but the description.
+    changes: dict[str, Any] = {name: getattr(data, name) for name in data.model_fields_set}
     if "type" in changes and changes["type"] != current["type"] and current["status"] != "draft":
         raise InvalidStatus("The type can only change while the project is a draft", field="type")
     try:
         row = await repository.update(db, db.principal.org_id, current["id"], changes)
     except repository.UniqueViolation:
         raise ProjectExists(field="name") from None
-    if row is None:  # deleted between the read and the write
+    if row is None:  # unreachable while the row is locked; kept as the repository's contract
         raise ProjectNotFound()
     return _project(row)
 
