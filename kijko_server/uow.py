@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, cast
 
-from quart import current_app, g
+from quart import current_app
 
 from kijko_core.db.session import TenantSession, tenant_session
 from kijko_server.security import current_identity
@@ -23,5 +23,4 @@ def runtime() -> Kijko:
 async def tenant(*, readonly: bool = False) -> AsyncIterator[TenantSession]:
     """Open the caller's tenant session; leaving the block commits, an error rolls back."""
     async with tenant_session(runtime().app_db, current_identity(), readonly=readonly) as db:
-        g.principal = db.principal
         yield db

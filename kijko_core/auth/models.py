@@ -63,10 +63,6 @@ class OAuthExchangeRequest(AuthModel):
     code: OpaqueToken
 
 
-class SuccessResponse(AuthModel):
-    success: bool = True
-
-
 class JsonWebKeySet(AuthModel):
     """``/.well-known/jwks.json``: public keys only."""
 

@@ -11,10 +11,10 @@ from kijko_core.auth.models import (
     LoginRequest,
     RefreshRequest,
     SignupRequest,
-    SuccessResponse,
     TokenPair,
     UserProfile,
 )
+from kijko_core.wire import Success
 from kijko_server.ratelimits import AuthLimits
 from kijko_server.security import accepts_expired_token, bearer_token, current_identity
 from kijko_server.uow import runtime, tenant
@@ -49,11 +49,11 @@ def auth_blueprint(limits: AuthLimits) -> Blueprint:
 
     @bp.post("/logout")
     @accepts_expired_token
-    @validate_response(SuccessResponse)
-    async def logout() -> SuccessResponse:
+    @validate_response(Success)
+    async def logout() -> Success:
         """End the session: its refresh tokens and its access tokens stop working."""
         await runtime().identity.logout(current_identity(), bearer_token())
-        return SuccessResponse()
+        return Success()
 
     @bp.get("/me")
     @validate_response(UserProfile)

@@ -65,9 +65,6 @@ class LocalProvider:
     async def health(self) -> ProviderHealth:
         return ProviderHealth("ok")
 
-    async def hash_password(self, password: str) -> str:
-        return await self._passwords.hash(password)
-
     async def create_user(
         self, *, email: str, password: str, first_name: str, last_name: str
     ) -> tuple[UUID, UUID]:
