@@ -21,6 +21,7 @@ from kijko_core.runtime import Kijko
 from kijko_server.app import KijkoApp, create_app
 from tests.conftest import Account, sign_up
 from tests.keycloak_server import CLIENT_ID, REALM_FILE, FakeKeycloak, RealmBehaviour
+from tests.tokens import bearer
 
 pytestmark = pytest.mark.slow
 
@@ -63,10 +64,6 @@ async def kc_app(kc_kijko: Kijko) -> AsyncIterator[KijkoApp]:
 @pytest.fixture
 def kc(kc_app: KijkoApp) -> Any:
     return kc_app.test_client()
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def claims_of(token: str) -> dict[str, Any]:

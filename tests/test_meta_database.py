@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -185,32 +186,32 @@ async def view_violations(conn: asyncpg.Connection, schema: str = TENANT_SCHEMA)
 # Fixtures.
 
 
-@pytest.fixture
-async def admin(database: ScratchDatabase) -> AsyncIterator[asyncpg.Connection]:
-    """A superuser connection to the test database (to break invariants on purpose)."""
-    conn = await asyncpg.connect(database.admin_url)
+@asynccontextmanager
+async def _connected(url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(url)
     try:
         yield conn
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def admin(database: ScratchDatabase) -> AsyncIterator[asyncpg.Connection]:
+    """A superuser connection to the test database (to break invariants on purpose)."""
+    async with _connected(database.admin_url) as conn:
+        yield conn
 
 
 @pytest.fixture
 async def owner(database: ScratchDatabase) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(database.urls.migration)
-    try:
+    async with _connected(database.urls.migration) as conn:
         yield conn
-    finally:
-        await conn.close()
 
 
 @pytest.fixture
 async def as_app(database: ScratchDatabase) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(database.urls.app)
-    try:
+    async with _connected(database.urls.app) as conn:
         yield conn
-    finally:
-        await conn.close()
 
 
 async def _in_rolled_back_transaction(conn: asyncpg.Connection, work: Any) -> Any:
