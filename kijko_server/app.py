@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from quart import Quart, Request
+from quart import Quart
 from quart_cors import cors
 from quart_schema import QuartSchema
 
 from kijko_core import __version__
 from kijko_core.config import Settings, load_settings
-from kijko_core.errors import MalformedJson, UnsupportedMediaType
 from kijko_core.logging import configure_logging
 from kijko_core.runtime import Kijko
 from kijko_server.blueprints import auth, oauth, projects, wellknown
@@ -20,24 +17,8 @@ from kijko_server.json import KijkoJSONProvider, render_models_natively
 from kijko_server.observability import register_request_logging
 from kijko_server.openapi import KijkoOpenAPIProvider
 from kijko_server.ratelimits import AuthLimits, init_rate_limits
+from kijko_server.requests import KijkoRequest
 from kijko_server.security import authenticate
-
-
-class KijkoRequest(Request):
-    async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
-        # A JSON route given another media type says so (415), as Flask does, instead of
-        # validating an absent body (docs/decisions/0001-http-errors.md).
-        if not (force or silent or self.is_json):
-            raise UnsupportedMediaType()
-        try:
-            return await super().get_json(force=force, silent=silent, cache=cache)
-        except UnicodeDecodeError:  # Quart decodes the body outside its own error handling
-            if silent:
-                return None
-            raise MalformedJson() from None
-
-    def on_json_loading_failed(self, error: Exception) -> None:  # type: ignore[override]
-        raise MalformedJson()
 
 
 class KijkoApp(Quart):
