@@ -9,7 +9,7 @@ import asyncpg
 
 from kijko_core.auth.principal import TokenIdentity
 from kijko_core.db.session import SystemSession
-from kijko_core.errors import Conflict
+from kijko_core.errors import Conflict, InvalidToken
 
 
 class AccountExists(Conflict):
@@ -89,7 +89,13 @@ async def open_session(
 
 async def revoke_session(db: SystemSession, identity: TokenIdentity, *, provider: str) -> None:
     """Revoke a session (and so its refresh family and access tokens); recorded even if this
-    process never saw it open, and kept at least until its access tokens expire."""
+    process never saw it open, and kept at least until its access tokens expire. A token of an
+    erased user is invalid (401): its session can no longer be recorded, nor needs to be, since
+    no route accepts that user any more."""
+    if not await db.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM kijko_private.users WHERE id = $1)", identity.user_id
+    ):
+        raise InvalidToken()
     await db.execute(
         "INSERT INTO kijko_private.sessions"
         " (id, user_id, organization_id, provider, expires_at, revoked_at)"
