@@ -73,6 +73,13 @@ class InvalidToken(KijkoError):
     default_message = "The access token is missing, expired or invalid"
 
 
+class InvalidRefreshToken(InvalidToken):
+    """A refresh that failed: the same 401 code (the contract's), a sentence about the token
+    the client actually sent."""
+
+    default_message = "The refresh token is invalid, expired or revoked"
+
+
 class InvalidCredentials(KijkoError):
     status = 401
     code = "INVALID_CREDENTIALS"

@@ -183,8 +183,11 @@ async def test_refresh_returns_new_tokens(kc: Any) -> None:
     me = await kc.get("/api/v1/auth/me", headers=bearer(tokens["access_token"]))
     assert me.status_code == 200
 
+    assert response.headers["Cache-Control"] == "no-store" and response.headers["Pragma"] == "no-cache"
+
     garbage = await kc.post("/api/v1/auth/refresh", json={"refresh_token": "not-a-keycloak-token"})
-    await error_of(garbage, 401, "INVALID_TOKEN")
+    body = await error_of(garbage, 401, "INVALID_TOKEN")
+    assert "refresh token" in body["detail"]
 
 
 async def test_logout_revokes_locally_and_ends_the_keycloak_session(kc: Any, fake: FakeKeycloak) -> None:
@@ -210,7 +213,8 @@ async def test_a_locally_revoked_session_cannot_be_refreshed_back(kc: Any, fake:
     assert (await kc.post("/api/v1/auth/logout", headers=account.headers)).status_code == 200
     fake.sessions[session_id].active = True  # as if the admin API call had not arrived
     refreshed = await kc.post("/api/v1/auth/refresh", json={"refresh_token": account.refresh_token})
-    await error_of(refreshed, 401, "INVALID_TOKEN")
+    body = await error_of(refreshed, 401, "INVALID_TOKEN")
+    assert "refresh token" in body["detail"]
 
 
 async def test_first_login_of_a_user_made_in_the_keycloak_console_provisions_kijko(
@@ -294,6 +298,7 @@ async def test_oauth_first_broker_login_provisions_user_and_organization(
 
     exchanged = await kc.post("/api/v1/auth/oauth/exchange", json={"code": handed["code"]})
     assert exchanged.status_code == 200
+    assert exchanged.headers["Cache-Control"] == "no-store" and exchanged.headers["Pragma"] == "no-cache"
     tokens = await exchanged.get_json()
     me = await (await kc.get("/api/v1/auth/me", headers=bearer(tokens["access_token"]))).get_json()
     assert me["id"] == user.id and me["email"] == email and me["first_name"] == "Octo"

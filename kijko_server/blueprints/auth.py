@@ -15,6 +15,7 @@ from kijko_core.auth.models import (
     UserProfile,
 )
 from kijko_core.wire import Success
+from kijko_server.caching import no_store
 from kijko_server.ratelimits import AuthLimits
 from kijko_server.security import accepts_expired_token, bearer_token, current_identity
 from kijko_server.uow import runtime, tenant
@@ -22,6 +23,7 @@ from kijko_server.uow import runtime, tenant
 
 def auth_blueprint(limits: AuthLimits) -> Blueprint:
     bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
+    bp.after_request(no_store)  # tokens and the profile: never cached
 
     @bp.post("/signup")
     @rate_limit(limits=[limits.per_address])

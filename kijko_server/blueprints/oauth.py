@@ -12,10 +12,12 @@ from quart_schema import validate_querystring, validate_request, validate_respon
 
 from kijko_core.auth.keycloak.oauth import OAuthCallbackQuery, OAuthSignIn, UnknownOAuthProvider
 from kijko_core.auth.models import OAuthExchangeRequest, TokenPair
+from kijko_server.caching import no_store
 from kijko_server.openapi import redirects
 from kijko_server.uow import runtime
 
 bp = Blueprint("oauth", __name__, url_prefix="/api/v1/auth/oauth")
+bp.after_request(no_store)  # tokens (exchange) and one-time codes (redirects): never cached
 
 
 def _oauth() -> OAuthSignIn:
@@ -28,7 +30,6 @@ def _oauth() -> OAuthSignIn:
 def _redirect(location: str) -> Response:
     response = Response("", status=302)
     response.headers["Location"] = location
-    response.headers["Cache-Control"] = "no-store"
     return response
 
 

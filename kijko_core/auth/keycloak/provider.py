@@ -40,6 +40,7 @@ from kijko_core.db.session import system_session
 from kijko_core.errors import (
     BadRequest,
     InvalidCredentials,
+    InvalidRefreshToken,
     InvalidToken,
     UpstreamError,
     ValidationFailed,
@@ -153,8 +154,11 @@ class KeycloakProvider:
         try:
             tokens = await self.client.refresh_grant(refresh_token)
         except GrantRejected:
-            raise InvalidToken() from None
-        pair, _ = await self._complete(tokens)
+            raise InvalidRefreshToken() from None
+        try:
+            pair, _ = await self._complete(tokens)
+        except InvalidToken:  # the session was revoked here (logout)
+            raise InvalidRefreshToken() from None
         return pair
 
     async def logout(self, identity: TokenIdentity, access_token: str) -> None:

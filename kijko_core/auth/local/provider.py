@@ -23,7 +23,7 @@ from kijko_core.auth.tokens import ACCESS_TOKEN_TYP, TokenVerifier
 from kijko_core.config import Settings
 from kijko_core.crypto import Keyring
 from kijko_core.db.session import SystemSession, system_session
-from kijko_core.errors import InvalidCredentials, InvalidToken
+from kijko_core.errors import InvalidCredentials, InvalidRefreshToken
 
 
 def _hash_token(token: str) -> bytes:
@@ -172,7 +172,7 @@ class LocalProvider:
                 grace,
             )
             if row is None or row["revoked"] or row["expired"]:
-                raise InvalidToken()
+                raise InvalidRefreshToken()
             successor: str | None = None
             if row["used_at"] is None:
                 successor = secrets.token_urlsafe(32)
@@ -191,7 +191,7 @@ class LocalProvider:
         if successor is None:
             # Reuse after the grace window: assume theft and end the whole family.
             await self._revoke_family(row["session_id"])
-            raise InvalidToken()
+            raise InvalidRefreshToken()
         return await self._pair(row["user_id"], row["organization_id"], row["session_id"], successor)
 
     async def _revoke_family(self, session_id: str) -> None:
