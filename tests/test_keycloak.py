@@ -364,6 +364,79 @@ async def test_oauth_cancelled_at_the_provider_tells_the_frontend(kc: Any) -> No
     assert response.headers["Location"] == f"{FRONTEND}?error=oauth_failed"
 
 
+async def test_oauth_state_is_bound_to_the_browser_by_a_short_lived_cookie(kc: Any, kc_kijko: Kijko) -> None:
+    response = await kc.get("/api/v1/auth/oauth/google")
+    state = dict(parse_qsl(urlsplit(response.headers["Location"]).query))["state"]
+    (cookie,) = response.headers.getlist("Set-Cookie")
+    attributes = [part.strip() for part in cookie.split(";")]
+    assert attributes[0] == f"kijko_oauth_state={state}"
+    assert "HttpOnly" in attributes and "SameSite=Lax" in attributes
+    assert f"Max-Age={kc_kijko.settings.oauth_state_ttl_seconds}" in attributes
+    assert "Path=/api/v1/auth/oauth" in attributes
+    assert "Secure" not in attributes  # the public URL is http here
+
+
+async def test_oauth_code_and_state_of_another_browser_are_refused(
+    kc: Any, kc_app: KijkoApp, fake: FakeKeycloak
+) -> None:
+    """Login CSRF: the attacker starts a sign-in with their own account, stops before the
+    callback and makes the victim's browser open it. Without the binding the victim would be
+    signed in to the attacker's account (and upload their work into it)."""
+    attacker_email = f"attacker-{uuid.uuid4().hex[:8]}@example.com"
+    fake.broker_identities["github"] = {"subject": uuid.uuid4().hex, "email": attacker_email, "firstName": "Eve"}
+    planted = await broker_login(fake, await start_oauth(kc, "github"))  # in the attacker's browser
+
+    victim = kc_app.test_client()  # a browser that never started a sign-in
+    refused = await victim.get("/api/v1/auth/oauth/callback", query_string=planted)
+    await error_of(refused, 400, "INVALID_OAUTH_STATE")
+    assert "Location" not in refused.headers  # no code handed to the victim's frontend
+    # The state was consumed: the attacker's own browser cannot finish with it either.
+    again = await kc.get("/api/v1/auth/oauth/callback", query_string=planted)
+    await error_of(again, 400, "INVALID_OAUTH_STATE")
+
+    # A victim in the middle of their own sign-in (their own cookie) is refused just the same.
+    planted = await broker_login(fake, await start_oauth(kc, "github"))
+    await start_oauth(victim, "github")
+    refused = await victim.get("/api/v1/auth/oauth/callback", query_string=planted)
+    await error_of(refused, 400, "INVALID_OAUTH_STATE")
+    # The refusal clears the victim's cookie: one attempt per start.
+    (cleared,) = refused.headers.getlist("Set-Cookie")
+    assert cleared.startswith("kijko_oauth_state=;") and "Max-Age=0" in cleared
+
+
+async def test_oauth_callback_clears_the_state_cookie(kc: Any, fake: FakeKeycloak) -> None:
+    fake.broker_identities["google"] = {"subject": "g-3", "email": "g3@example.com", "firstName": "G"}
+    callback = await broker_login(fake, await start_oauth(kc, "google"))
+    finished = await kc.get("/api/v1/auth/oauth/callback", query_string=callback)
+    assert finished.status_code == 302
+    (cleared,) = finished.headers.getlist("Set-Cookie")
+    assert cleared.startswith("kijko_oauth_state=;") and "Max-Age=0" in cleared
+    assert finished.headers["Cache-Control"] == "no-store"
+
+
+async def test_oauth_state_cookie_is_secure_and_host_only_over_https(
+    make_settings: Any, fake: FakeKeycloak
+) -> None:
+    settings = make_settings(
+        auth_provider="keycloak",
+        keycloak_url=fake.url,
+        keycloak_client_secret=fake.client_secret,
+        public_url="https://kijko.test",
+    )
+    runtime = await Kijko.start(settings)
+    try:
+        application = create_app(kijko=runtime)
+        async with application.test_app():
+            response = await application.test_client().get("/api/v1/auth/oauth/google")
+    finally:
+        await runtime.stop()
+    (cookie,) = response.headers.getlist("Set-Cookie")
+    attributes = [part.strip() for part in cookie.split(";")]
+    assert attributes[0].startswith("__Host-kijko_oauth_state=")
+    assert {"Secure", "HttpOnly", "SameSite=Lax", "Path=/"} <= set(attributes)
+    assert not any(part.startswith("Domain=") for part in attributes)
+
+
 async def test_oauth_needs_the_keycloak_provider(client: Any) -> None:
     response = await client.get("/api/v1/auth/oauth/google")
     await error_of(response, 404, "OAUTH_PROVIDER_NOT_FOUND")

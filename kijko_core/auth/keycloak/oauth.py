@@ -3,8 +3,11 @@
 1. ``authorization_url(provider)``: a fresh ``state`` and PKCE verifier are stored server-side
    (state hashed, verifier encrypted, both with a TTL) and the browser is sent to Keycloak's
    authorization endpoint with ``kc_idp_hint`` so Keycloak goes straight to the provider.
-2. ``callback(code, state)``: the state is consumed (single use), the code is exchanged with
-   the verifier, the provider completes the sign-in (provisioning the Kijko user and
+   The caller also binds the state to the browser (the web layer: a short-lived cookie).
+2. ``callback(code, state, bound_state)``: the state is consumed (single use) and must be the
+   one bound to this browser (login CSRF: an attacker's code and state, planted in a victim's
+   browser, would sign the victim in as the attacker); the code is exchanged with the
+   verifier, the provider completes the sign-in (provisioning the Kijko user and
    organization on a first broker login), and the token pair is parked under a one-time code.
 3. ``exchange(code)``: the browser's frontend trades that code, once, for the token pair.
 Tokens never appear in a URL.
@@ -14,8 +17,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Final
 from urllib.parse import urlencode
 from uuid import UUID
@@ -50,7 +55,15 @@ class OAuthCodeRejected(BadRequest):
 
 def _digest(secret: str) -> bytes:
     # State and hand-off codes carry 256 random bits: a fast hash is enough to hide them at rest.
-    return hashlib.sha256(secret.encode()).digest()
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
+
+
+@dataclass(frozen=True)
+class OAuthStart:
+    """Where to send the browser, and the state to bind to that browser."""
+
+    location: str
+    state: str
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -82,7 +95,11 @@ class OAuthSignIn:
         self._handoff_ttl = handoff_ttl_seconds
         self._complete = complete
 
-    async def authorization_url(self, provider: str) -> str:
+    @property
+    def state_ttl_seconds(self) -> int:
+        return self._state_ttl
+
+    async def authorization_url(self, provider: str) -> OAuthStart:
         alias = IDENTITY_PROVIDERS.get(provider)
         if alias is None:
             raise UnknownOAuthProvider()
@@ -112,7 +129,7 @@ class OAuthSignIn:
                 "kc_idp_hint": alias,
             }
         )
-        return f"{authorize}?{query}"
+        return OAuthStart(f"{authorize}?{query}", state)
 
     async def _take_state(self, state: str) -> str:
         """Consume a state (single use); returns its PKCE verifier."""
@@ -129,9 +146,16 @@ class OAuthSignIn:
         except DecryptionFailed:
             raise InvalidOAuthState() from None
 
-    async def callback(self, *, code: str | None, state: str, error: str | None) -> str:
-        """Finish the sign-in; returns where to send the browser (never carrying tokens)."""
-        verifier = await self._take_state(state)
+    async def callback(
+        self, *, code: str | None, state: str, error: str | None, bound_state: str | None
+    ) -> str:
+        """Finish the sign-in; returns where to send the browser (never carrying tokens).
+
+        ``bound_state`` is the state this browser started with (``None``: it started none).
+        """
+        verifier = await self._take_state(state)  # consumed, whether bound here or not
+        if bound_state is None or not hmac.compare_digest(_digest(bound_state), _digest(state)):
+            raise InvalidOAuthState()
         if error is not None or not code:
             # Cancelled at Keycloak or at the provider: tell the frontend, without details.
             return self._frontend("error", "oauth_failed")
