@@ -19,6 +19,7 @@ from kijko_server.openapi import KijkoOpenAPIProvider
 from kijko_server.ratelimits import AuthLimits, init_rate_limits
 from kijko_server.requests import KijkoRequest
 from kijko_server.security import authenticate
+from kijko_server.swagger import init_swagger_ui
 
 
 class KijkoApp(Quart):
@@ -41,7 +42,7 @@ def create_app(settings: Settings | None = None, *, kijko: Kijko | None = None) 
     QuartSchema(
         app,
         openapi_path="/openapi.json",
-        swagger_ui_path="/docs",
+        swagger_ui_path=None,  # kijko_server.swagger serves /docs without a CDN
         redoc_ui_path=None,
         scalar_ui_path=None,
         info={"title": "Kijko API", "version": __version__},
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, *, kijko: Kijko | None = None) 
         openapi_provider_class=KijkoOpenAPIProvider,
     )
     render_models_natively(app)
+    init_swagger_ui(app)
 
     # Order matters: the request id exists before authentication can fail.
     register_request_logging(app)

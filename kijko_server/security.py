@@ -38,6 +38,7 @@ PUBLIC_ROUTES: Final = (
     _public("GET HEAD", "/.well-known/*"),
     _public("GET HEAD", "/openapi.json"),
     _public("GET HEAD", "/docs"),
+    _public("GET HEAD", "/docs/assets/*"),
     _public("POST", "/api/v1/auth/signup"),
     _public("POST", "/api/v1/auth/login"),
     _public("POST", "/api/v1/auth/refresh"),
