@@ -3,6 +3,10 @@
 ``load_settings()`` validates everything at start-up and raises ``ConfigurationError`` with one
 readable line per bad value, e.g. ``KIJKO_DATABASE_URL: not a postgres URL``.
 docs/configuration.md lists every setting; keep the two in step.
+
+Secrets are secret types: ``repr``/``str`` of the settings, a log line or a JSON dump show
+them masked; code that needs the value asks for it with ``.get_secret_value()``
+(docs/decisions/0043-secret-settings.md).
 """
 
 from __future__ import annotations
@@ -10,10 +14,17 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import platformdirs
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from kijko_core.errors import ConfigurationError
@@ -30,13 +41,51 @@ def _split_commas(value: Any) -> Any:
     return value
 
 
-def _postgres_url(value: str | None) -> str | None:
+MASK = "***"
+_SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pass", "sslpassword"})
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password (in the user info or the query) replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return MASK  # not parseable: show nothing of it
+    shown = url  # replaced piece by piece: urlunsplit would rewrite "unix:///x" as "unix:/x"
+    if password is not None:
+        userinfo, _, host = parts.netloc.rpartition("@")
+        masked = f"{userinfo.partition(':')[0]}:{MASK}@{host}"
+        shown = shown.replace(f"//{parts.netloc}", f"//{masked}", 1)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key.lower() in _SECRET_QUERY_KEYS for key, _ in pairs):
+        query = urlencode(
+            [(k, MASK if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*"
+        )
+        shown = shown.replace(f"?{parts.query}", f"?{query}", 1)
+    return shown
+
+
+class SecretUrl(SecretStr):
+    """A URL that may carry a password: shown with the password masked
+    (``postgresql://kijko_app:***@db:5432/kijko``), whole only from ``get_secret_value()``."""
+
+    def _display(self) -> str:
+        return mask_url(self.get_secret_value())
+
+
+def _plain(value: Any) -> Any:
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+def _postgres_url(value: Any) -> str | None:
+    value = _plain(value)
     if value is None or value == "":
         return None
     parts = urlsplit(value)
     if parts.scheme not in ("postgresql", "postgres"):
         raise ValueError("not a postgres URL")
-    return value
+    return str(value)
 
 
 class Settings(BaseSettings):
@@ -50,9 +99,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     public_url: str | None = None
 
-    database_url: str | None = None
-    system_database_url: str | None = None
-    migration_database_url: str | None = None
+    database_url: SecretUrl | None = None
+    system_database_url: SecretUrl | None = None
+    migration_database_url: SecretUrl | None = None
     db_role_prefix: str = Field(default="kijko", pattern=ROLE_PREFIX_PATTERN)
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_system_pool_size: int = Field(default=2, ge=1, le=50)
@@ -60,7 +109,7 @@ class Settings(BaseSettings):
     db_idle_in_transaction_timeout_ms: int = Field(default=30_000, ge=100)
     db_lock_timeout_ms: int = Field(default=5_000, ge=10)
 
-    redis_url: str | None = None
+    redis_url: SecretUrl | None = None
 
     auth_provider: Literal["local", "keycloak"] = "local"
     jwt_issuer: str | None = None
@@ -97,19 +146,30 @@ class Settings(BaseSettings):
         _split_commas
     )
 
-    @field_validator("database_url", "system_database_url", "migration_database_url")
+    @field_validator(
+        "database_url", "system_database_url", "migration_database_url", mode="before"
+    )
     @classmethod
-    def _check_postgres(cls, value: str | None) -> str | None:
+    def _check_postgres(cls, value: Any) -> str | None:
         return _postgres_url(value)
 
-    @field_validator("redis_url")
+    @field_serializer(
+        "database_url", "system_database_url", "migration_database_url", "redis_url",
+        when_used="json",
+    )
+    def _show_masked_url(self, value: SecretUrl | None) -> str | None:
+        # Where the database is, without its password, is what someone reading a dump needs.
+        return None if value is None else str(value)
+
+    @field_validator("redis_url", mode="before")
     @classmethod
-    def _check_redis(cls, value: str | None) -> str | None:
+    def _check_redis(cls, value: Any) -> str | None:
+        value = _plain(value)
         if not value:
             return None
         if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
             raise ValueError("not a redis URL")
-        return value
+        return str(value)
 
     @field_validator("trusted_proxies")
     @classmethod

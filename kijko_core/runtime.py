@@ -107,7 +107,9 @@ async def resolve_database(settings: Settings) -> tuple[DatabaseUrls, EmbeddedPo
         assert settings.migration_database_url
         return (
             DatabaseUrls(
-                settings.database_url, settings.system_database_url, settings.migration_database_url
+                settings.database_url.get_secret_value(),
+                settings.system_database_url.get_secret_value(),
+                settings.migration_database_url.get_secret_value(),
             ),
             None,
         )

@@ -69,7 +69,8 @@ async def readiness() -> Readiness:
     components: dict[str, str] = {}
     components["database"] = "ok" if await _check(_database()) else "unavailable"
     if kijko.settings.redis_url:
-        components["redis"] = "ok" if await _check(_redis(kijko.settings.redis_url)) else "unavailable"
+        redis_url = kijko.settings.redis_url.get_secret_value()
+        components["redis"] = "ok" if await _check(_redis(redis_url)) else "unavailable"
     try:
         provider = await asyncio.wait_for(kijko.identity.health(), CHECK_TIMEOUT_SECONDS)
         components["identity"] = provider.status

@@ -167,5 +167,9 @@ def init_rate_limits(app: Quart, settings: Settings) -> RateLimiter:
     app.config["KIJKO_TRUSTED_PROXIES"] = [
         ipaddress.ip_network(item, strict=False) for item in settings.trusted_proxies
     ]
-    store = ExpiringRedisStore(settings.redis_url) if settings.redis_url else AtomicMemoryStore()
+    store = (
+        ExpiringRedisStore(settings.redis_url.get_secret_value())
+        if settings.redis_url
+        else AtomicMemoryStore()
+    )
     return AtomicRateLimiter(app, key_function=by_client_address, store=store)

@@ -45,7 +45,7 @@ async def login(client: Any, account: Account) -> str:
 
 async def key_count(settings: Settings) -> int:
     assert settings.system_database_url
-    conn = await asyncpg.connect(settings.system_database_url)
+    conn = await asyncpg.connect(settings.system_database_url.get_secret_value())
     try:
         count: int = await conn.fetchval("SELECT count(*) FROM kijko_private.signing_keys")
         return count
@@ -90,10 +90,11 @@ async def test_rotation_in_a_running_process(make_settings: Any) -> None:
 
 def _cli_env(settings: Settings) -> dict[str, str]:
     assert settings.encryption_keys is not None
+    assert settings.database_url and settings.system_database_url and settings.migration_database_url
     return {
-        "KIJKO_DATABASE_URL": str(settings.database_url),
-        "KIJKO_SYSTEM_DATABASE_URL": str(settings.system_database_url),
-        "KIJKO_MIGRATION_DATABASE_URL": str(settings.migration_database_url),
+        "KIJKO_DATABASE_URL": settings.database_url.get_secret_value(),
+        "KIJKO_SYSTEM_DATABASE_URL": settings.system_database_url.get_secret_value(),
+        "KIJKO_MIGRATION_DATABASE_URL": settings.migration_database_url.get_secret_value(),
         "KIJKO_DB_ROLE_PREFIX": settings.db_role_prefix,
         "KIJKO_ENCRYPTION_KEYS": settings.encryption_keys.get_secret_value(),
         "KIJKO_DATA_DIR": str(settings.data_dir),
