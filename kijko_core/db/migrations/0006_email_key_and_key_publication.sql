@@ -19,3 +19,9 @@ GRANT EXECUTE ON FUNCTION kijko_private.email_key(text) TO :system_role;
 -- Fails (unique violation) if two existing accounts share a key: merge them first.
 DROP INDEX kijko_private.users_email_key;
 CREATE UNIQUE INDEX users_email_key ON kijko_private.users (kijko_private.email_key(email));
+
+-- Publish a signing key before signing with it: `kijko keys rotate` inserts the new key with
+-- active_from one JWKS refresh interval ahead (and retires the current key at that moment),
+-- so every running instance has loaded the new key before any token is signed with it.
+ALTER TABLE kijko_private.signing_keys ADD COLUMN active_from timestamptz NOT NULL DEFAULT now();
+UPDATE kijko_private.signing_keys SET active_from = created_at;
