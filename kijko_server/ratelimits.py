@@ -141,6 +141,12 @@ def rate_limit(*limits: Limit) -> Callable[[F], F]:
     return mark
 
 
+def limits_of(view: Callable[..., Any] | None) -> tuple[Limit, ...]:
+    """The limits ``@rate_limit`` put on a view (none for other views)."""
+    limits: tuple[Limit, ...] = getattr(view, _LIMITS_ATTRIBUTE, ())
+    return limits
+
+
 async def by_client_address() -> str:
     return "ip:" + (request.remote_addr or "unknown")
 
@@ -182,8 +188,7 @@ async def enforce_rate_limits() -> None:
     if request.method == "OPTIONS":
         return
     endpoint = request.endpoint or ""
-    view = current_app.view_functions.get(endpoint)
-    limits: tuple[Limit, ...] = getattr(view, _LIMITS_ATTRIBUTE, ())
+    limits = limits_of(current_app.view_functions.get(endpoint))
     if not limits:
         return
     keyed = [(f"{KEY_PREFIX}:{endpoint}:{limit.name}:{await limit.key()}", limit) for limit in limits]

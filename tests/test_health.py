@@ -202,6 +202,21 @@ async def test_readiness_uses_the_runtimes_one_redis_client(
     assert stand_in.connections == 1
 
 
+async def test_the_runtime_owns_one_redis_client_and_starts_while_redis_is_down(
+    make_settings: Any,
+) -> None:
+    runtime = await Kijko.start(make_settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0"))
+    try:
+        assert runtime.redis is not None
+    finally:
+        await runtime.stop()
+    runtime = await Kijko.start(make_settings())
+    try:
+        assert runtime.redis is None
+    finally:
+        await runtime.stop()
+
+
 async def test_both_down_names_both(database_down: Kijko, make_settings: Any) -> None:
     settings = make_settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0")
     async with with_redis(database_down, settings) as runtime:
