@@ -146,13 +146,15 @@ def keys() -> None:
 
 @keys.command("rotate")
 def keys_rotate() -> None:
-    """Make a new signing key; the old one stays published until its tokens expire."""
+    """Publish a new signing key; it signs from one key refresh interval on, when the old one
+    is retired (and stays published until its tokens expire)."""
+    from kijko_core.auth.local.keys import Rotation
     from kijko_core.auth.local.provider import LocalProvider
     from kijko_core.runtime import Kijko
 
     settings = _settings()
 
-    async def work() -> str:
+    async def work() -> Rotation:
         kijko = await Kijko.start(settings)
         try:
             if not isinstance(kijko.identity, LocalProvider):
@@ -161,7 +163,8 @@ def keys_rotate() -> None:
         finally:
             await kijko.stop()
 
-    click.echo(f"new signing key: {_run(work)}")
+    rotation = _run(work)
+    click.echo(f"new signing key: {rotation.kid} (published now, signs from {rotation.active_from.isoformat()})")
 
 
 @cli.command()

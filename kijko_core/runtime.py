@@ -10,6 +10,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from databases import Database
+from redis import asyncio as aioredis
 
 from kijko_core.auth.provider import IdentityProvider
 from kijko_core.config import Settings
@@ -23,6 +24,8 @@ from kijko_core.db.roles import RoleNames
 from kijko_core.errors import ConfigurationError
 
 EMBEDDED_DATABASE = "kijko"
+# A Redis that does not answer within this fails the request (503) instead of hanging it.
+REDIS_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass
@@ -34,6 +37,8 @@ class Kijko:
     system_db: Database
     identity: IdentityProvider
     embedded: EmbeddedPostgres | None = field(default=None)
+    # The one Redis client (rate limits, health; later the queue and Socket.IO), or None.
+    redis: aioredis.Redis | None = field(default=None)
 
     @property
     def roles(self) -> RoleNames:
@@ -66,9 +71,13 @@ class Kijko:
             if embedded is not None:
                 embedded.stop()
             raise
-        return cls(settings, urls, keyring, app_db, system_db, identity, embedded)
+        return cls(
+            settings, urls, keyring, app_db, system_db, identity, embedded, make_redis(settings)
+        )
 
     async def stop(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.identity.close()
         await self.app_db.disconnect()
         await self.system_db.disconnect()
@@ -86,6 +95,18 @@ def make_identity_provider(
     from kijko_core.auth.local.provider import LocalProvider
 
     return LocalProvider(settings, system_db, keyring)
+
+
+def make_redis(settings: Settings) -> aioredis.Redis | None:
+    """A client for ``KIJKO_REDIS_URL``. It connects on first use: a Redis that is down makes
+    the requests that need it fail (503), not the start-up."""
+    if not settings.redis_url:
+        return None
+    return aioredis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+    )
 
 
 def resolve_keyring(settings: Settings) -> Keyring:

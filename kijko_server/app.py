@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None, *, kijko: Kijko | None = None) 
     # Order matters: the request id exists before authentication can fail.
     register_request_logging(app)
     app.before_request(authenticate)
-    init_rate_limits(app, settings)
+    init_rate_limits(app)
     register_error_handlers(app)
 
     app.register_blueprint(health_bp)

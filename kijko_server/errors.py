@@ -9,7 +9,6 @@ from __future__ import annotations
 import structlog
 from pydantic import ValidationError
 from quart import Quart, Response, jsonify
-from quart_rate_limiter import RateLimitExceeded
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -62,12 +61,6 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(RequestSchemaValidationError)
     async def schema_error(error: RequestSchemaValidationError) -> Response:
         return error_response(validation_error(error.validation_error))
-
-    @app.errorhandler(RateLimitExceeded)
-    async def rate_limited(error: RateLimitExceeded) -> Response:
-        # The library sets whole seconds; werkzeug types the attribute more loosely.
-        seconds = error.retry_after if isinstance(error.retry_after, int) else 1
-        return await kijko_error(errors.RateLimited(retry_after=max(1, seconds)))
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:

@@ -8,7 +8,6 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from quart import Blueprint
 from quart_schema import validate_response
-from redis import asyncio as aioredis
 
 from kijko_core import __version__
 from kijko_core.db.session import system_session
@@ -42,12 +41,11 @@ async def _database() -> None:
         await db.fetchval("SELECT 1")
 
 
-async def _redis(url: str) -> None:
-    client = aioredis.from_url(url, socket_connect_timeout=CHECK_TIMEOUT_SECONDS)
-    try:
-        await client.ping()
-    finally:
-        await client.aclose()
+async def _redis() -> None:
+    # The runtime's one client: a probe opens no connection of its own.
+    client = runtime().redis
+    assert client is not None
+    await client.ping()
 
 
 async def _check(probe: Any) -> bool:
@@ -68,9 +66,8 @@ async def readiness() -> Readiness:
     kijko = runtime()
     components: dict[str, str] = {}
     components["database"] = "ok" if await _check(_database()) else "unavailable"
-    if kijko.settings.redis_url:
-        redis_url = kijko.settings.redis_url.get_secret_value()
-        components["redis"] = "ok" if await _check(_redis(redis_url)) else "unavailable"
+    if kijko.redis is not None:
+        components["redis"] = "ok" if await _check(_redis()) else "unavailable"
     try:
         provider = await asyncio.wait_for(kijko.identity.health(), CHECK_TIMEOUT_SECONDS)
         components["identity"] = provider.status

@@ -1,175 +1,202 @@
 """Rate limits on the auth routes (INFR-04): per client address, and per account on login.
 
-Shared through Redis when ``KIJKO_REDIS_URL`` is set, in memory otherwise. The client address
-is the peer, or, when the peer is a trusted proxy, the right-most untrusted hop of
-``X-Forwarded-For``: a forged header from an untrusted peer changes nothing.
+Our own small limiter (docs/decisions/0035-own-rate-limiter.md): GCRA, shared through the
+runtime's Redis when ``KIJKO_REDIS_URL`` is set, in memory otherwise. A view opts in with
+``@rate_limit(...)``; every limit of a request is checked and recorded in one atomic step.
+
+- The client address is ``request.remote_addr``: uvicorn resolves it from ``X-Forwarded-For``
+  only for peers in ``KIJKO_TRUSTED_PROXIES``, so there is one rule, not two.
+- CORS preflights (``OPTIONS``) never count and are never refused: a refused preflight makes
+  the browser report "Failed to fetch" instead of our 429.
+- The login limit per account is keyed on the account *and* the address, so nobody can lock
+  a user out from elsewhere (docs/decisions/0036-login-limits-and-email-keys.md).
+- Redis configured but down: the limited routes answer 503, never 500 and never unlimited.
 """
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import math
-from datetime import UTC, datetime, timedelta
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 from quart import Quart, current_app, request
-from quart_rate_limiter import RateLimit, RateLimiter, RateLimitExceeded
-from quart_rate_limiter.redis_store import RedisStore
-from quart_rate_limiter.store import MemoryStore
+from redis import asyncio as aioredis
+from redis.exceptions import RedisError
 
+from kijko_core.auth.emails import email_key
 from kijko_core.config import Settings
+from kijko_core.errors import RateLimited, ServiceUnavailable
+from kijko_server.uow import runtime
 
-_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+KEY_PREFIX = "kijko:rl"
+_LIMITS_ATTRIBUTE = "_kijko_rate_limits"
+_MEMORY_STORE = "kijko.rate_limits"
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-# GCRA (the library's algorithm) for all of a request's limits in one step: check every key,
-# and only if none refuses, record the attempt on each. Returns the seconds to wait, or nil.
-# A string, because Redis truncates Lua numbers to integers.
+@dataclass(frozen=True)
+class Limit:
+    """``count`` requests per ``period_seconds``, counted per value of ``key()``."""
+
+    name: str
+    count: int
+    period_seconds: float
+    key: Callable[[], Awaitable[str]]
+
+    @property
+    def interval(self) -> float:
+        """The emission interval: one more request is allowed every this many seconds."""
+        return self.period_seconds / self.count
+
+    @property
+    def burst(self) -> float:
+        """How far ahead of now the theoretical arrival time may run before refusing."""
+        return self.period_seconds - self.interval
+
+
+class Store(Protocol):
+    async def consume(self, keyed: list[tuple[str, Limit]], now: float) -> float | None:
+        """Check every key and, only if none refuses, record the request on each.
+        Returns the seconds to wait, or None when the request may go ahead."""
+
+
+class MemoryStore:
+    """One process's budgets: for a single instance (and the tests)."""
+
+    _PRUNE_AT = 10_000
+
+    def __init__(self) -> None:
+        self._tats: dict[str, float] = {}
+
+    async def consume(self, keyed: list[tuple[str, Limit]], now: float) -> float | None:
+        # No await in here, so nothing else runs on the event loop in between.
+        if len(self._tats) >= self._PRUNE_AT:
+            self._tats = {key: tat for key, tat in self._tats.items() if tat > now}
+        updates: list[tuple[str, float]] = []
+        for key, limit in keyed:
+            tat = max(self._tats.get(key, now), now)
+            if tat - now > limit.burst:
+                return tat - now - limit.burst
+            updates.append((key, tat + limit.interval))
+        self._tats.update(updates)
+        return None
+
+
+# GCRA for all of a request's limits in one step: check every key, and only if none refuses,
+# record the attempt on each. Returns the milliseconds to wait, or nil. Whole milliseconds,
+# because Lua prints numbers with 14 digits: seconds with decimals would be rounded, and a
+# rounded-up time refused an attempt the budget still had.
 _CONSUME = """
 local now = tonumber(ARGV[1])
 local tats = {}
 for i, key in ipairs(KEYS) do
-  local inverse = tonumber(ARGV[i * 2])
+  local interval = tonumber(ARGV[i * 2])
   local burst = tonumber(ARGV[i * 2 + 1])
   local tat = math.max(tonumber(redis.call('GET', key) or now), now)
   if tat - now > burst then
     return tostring(tat - burst - now)
   end
-  tats[i] = tat + inverse
+  tats[i] = tat + interval
 end
 for i, key in ipairs(KEYS) do
   redis.call('SET', key, tostring(tats[i]))
-  redis.call('EXPIREAT', key, math.floor(tats[i]) + 1)
+  redis.call('EXPIREAT', key, math.floor(tats[i] / 1000) + 1)
 end
 return false
 """
 
 
-def _burst(limit: RateLimit) -> float:
-    return limit.period.total_seconds() - limit.inverse
+class RedisStore:
+    """Budgets shared by every instance: one Lua script, so atomic across them; keys expire
+    once they no longer matter."""
 
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._script = redis.register_script(_CONSUME)
 
-class AtomicMemoryStore(MemoryStore):
-    """The in-memory store, with check-and-record in one step and expired entries dropped."""
-
-    _PRUNE_AT = 10_000
-
-    async def consume(self, keyed: list[tuple[str, RateLimit]], now: datetime) -> float | None:
-        # No await in here, so nothing else runs on the event loop in between.
-        if len(self._tats) >= self._PRUNE_AT:
-            self._tats = {key: tat for key, tat in self._tats.items() if tat > now}
-        updates: list[tuple[str, datetime]] = []
-        for key, limit in keyed:
-            tat = max(self._tats.get(key, now), now)
-            if (tat - now).total_seconds() > _burst(limit):
-                return (tat - now).total_seconds() - _burst(limit)
-            updates.append((key, tat + timedelta(seconds=limit.inverse)))
-        self._tats.update(updates)
-        return None
-
-
-class ExpiringRedisStore(RedisStore):
-    """The library's Redis store, with check-and-record in one Lua script (atomic across
-    instances) and keys that expire once they no longer matter."""
-
-    async def consume(self, keyed: list[tuple[str, RateLimit]], now: datetime) -> float | None:
-        assert self._redis is not None
-        arguments: list[float] = [now.timestamp()]
+    async def consume(self, keyed: list[tuple[str, Limit]], now: float) -> float | None:
+        arguments: list[int] = [math.floor(now * 1000)]
         for _, limit in keyed:
-            arguments += [limit.inverse, _burst(limit)]
-        keys = [key for key, _ in keyed]
-        result = await self._redis.eval(_CONSUME, len(keys), *keys, *arguments)
-        return None if result is None else float(result)
-
-    async def after_serving(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
-
-
-class AtomicRateLimiter(RateLimiter):
-    """The library reads each budget, then writes it back: parallel attempts all read the same
-    budget and all passed (12 concurrent logins, none refused). Here the check and the record
-    are one step in the store."""
-
-    store: AtomicMemoryStore | ExpiringRedisStore
-
-    async def _before_request(self) -> None:
-        if not current_app.config["QUART_RATE_LIMITER_ENABLED"]:
-            return
-        endpoint = request.endpoint or ""
-        view_func = current_app.view_functions.get(endpoint)
-        if view_func is None:
-            return
-        blueprint = current_app.blueprints.get(request.blueprint or "")
-        limits = [
-            limit
-            for limit in self._get_limits_for_view_function(view_func, blueprint)
-            if not await self._should_skip(limit)
-        ]
-        if not limits:
-            return
-        keyed = [(await self._create_key(endpoint, limit), limit) for limit in limits]
-        wait = await self.store.consume(keyed, datetime.now(UTC))
-        if wait is not None:
-            raise RateLimitExceeded(max(1, math.ceil(wait)))
+            arguments += [math.ceil(limit.interval * 1000), math.floor(limit.burst * 1000)]
+        try:
+            result = await self._script(keys=[key for key, _ in keyed], args=arguments)
+        except RedisError:
+            raise ServiceUnavailable(
+                "Sign-in is briefly unavailable; try again shortly",
+                details={"components": {"redis": "unavailable"}},
+            ) from None
+        return None if result is None else float(result) / 1000
 
 
-def client_address(peer: str | None, forwarded_for: str | None, trusted: list[_Network]) -> str:
-    """The right-most address that is not one of our trusted proxies."""
-    address = peer or "unknown"
-    if not forwarded_for or not _is_trusted(address, trusted):
-        return address
-    for hop in reversed([part.strip() for part in forwarded_for.split(",") if part.strip()]):
-        address = hop
-        if not _is_trusted(hop, trusted):
-            break
-    return address
+def rate_limit(*limits: Limit) -> Callable[[F], F]:
+    """Mark a view as limited (outermost decorator, so the mark is on what is registered)."""
+
+    def mark(view: F) -> F:
+        setattr(view, _LIMITS_ATTRIBUTE, limits)
+        return view
+
+    return mark
 
 
-def _is_trusted(address: str, trusted: list[_Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in trusted)
+def limits_of(view: Callable[..., Any] | None) -> tuple[Limit, ...]:
+    """The limits ``@rate_limit`` put on a view (none for other views)."""
+    limits: tuple[Limit, ...] = getattr(view, _LIMITS_ATTRIBUTE, ())
+    return limits
 
 
 async def by_client_address() -> str:
-    trusted: list[_Network] = current_app.config["KIJKO_TRUSTED_PROXIES"]
-    return "ip:" + client_address(
-        request.remote_addr, request.headers.get("X-Forwarded-For"), trusted
-    )
+    return "ip:" + (request.remote_addr or "unknown")
 
 
-async def by_login_account() -> str:
+async def by_login_account_and_address() -> str:
     body: Any = await request.get_json(silent=True)
     email = body.get("email") if isinstance(body, dict) else None
-    normalized = email.strip().lower() if isinstance(email, str) else ""
+    account = email_key(email) if isinstance(email, str) else ""
     # Hashed so no email address ends up as a Redis key.
-    return "account:" + hashlib.sha256(normalized.encode()).hexdigest()
+    digest = hashlib.sha256(account.encode()).hexdigest()
+    return f"account:{digest}:{await by_client_address()}"
 
 
 class AuthLimits:
     """The limits the auth routes use, built from the settings."""
 
     def __init__(self, settings: Settings) -> None:
-        minute = timedelta(minutes=1)
-        self.per_address = RateLimit(settings.rate_limit_auth_per_minute, minute, by_client_address)
-        self.refresh = RateLimit(settings.rate_limit_refresh_per_minute, minute, by_client_address)
-        self.per_account = RateLimit(
-            settings.rate_limit_login_per_account_per_hour, timedelta(hours=1), by_login_account
+        self.per_address = Limit(
+            "address", settings.rate_limit_auth_per_minute, 60, by_client_address
+        )
+        self.refresh = Limit(
+            "address", settings.rate_limit_refresh_per_minute, 60, by_client_address
+        )
+        self.per_account = Limit(
+            "account", settings.rate_limit_login_per_account_per_hour, 3600,
+            by_login_account_and_address,
         )
 
 
-def init_rate_limits(app: Quart, settings: Settings) -> RateLimiter:
-    app.config["KIJKO_TRUSTED_PROXIES"] = [
-        ipaddress.ip_network(item, strict=False) for item in settings.trusted_proxies
-    ]
-    store = (
-        ExpiringRedisStore(settings.redis_url.get_secret_value())
-        if settings.redis_url
-        else AtomicMemoryStore()
-    )
-    return AtomicRateLimiter(app, key_function=by_client_address, store=store)
+def _store() -> Store:
+    redis = runtime().redis
+    if redis is not None:
+        return RedisStore(redis)
+    store: MemoryStore = current_app.extensions[_MEMORY_STORE]
+    return store
+
+
+async def enforce_rate_limits() -> None:
+    if request.method == "OPTIONS":
+        return
+    endpoint = request.endpoint or ""
+    limits = limits_of(current_app.view_functions.get(endpoint))
+    if not limits:
+        return
+    keyed = [(f"{KEY_PREFIX}:{endpoint}:{limit.name}:{await limit.key()}", limit) for limit in limits]
+    wait = await _store().consume(keyed, time.time())
+    if wait is not None:
+        raise RateLimited(retry_after=max(1, math.ceil(wait)))
+
+
+def init_rate_limits(app: Quart) -> None:
+    app.extensions[_MEMORY_STORE] = MemoryStore()
+    app.before_request(enforce_rate_limits)

@@ -9,6 +9,7 @@ import dataclasses
 import os
 import socket
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -16,7 +17,7 @@ import pytest
 from databases import Database
 
 from kijko_core import __version__
-from kijko_core.runtime import Kijko
+from kijko_core.runtime import Kijko, make_redis
 from kijko_server import health
 from kijko_server.app import KijkoApp, create_app
 
@@ -121,11 +122,23 @@ async def test_readiness_gives_up_on_a_database_that_does_not_answer(
         server.close()
 
 
+@asynccontextmanager
+async def with_redis(kijko: Kijko, settings: Any) -> AsyncIterator[Kijko]:
+    """The runtime with its Redis client for ``settings.redis_url`` (as ``Kijko.start`` makes it)."""
+    redis = make_redis(settings)
+    try:
+        yield dataclasses.replace(kijko, settings=settings, redis=redis)
+    finally:
+        if redis is not None:
+            await redis.aclose()
+
+
 async def test_readiness_is_503_when_configured_redis_is_down(
     kijko: Kijko, make_settings: Any
 ) -> None:
     settings = make_settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0")
-    response = await get(dataclasses.replace(kijko, settings=settings), "/health/ready")
+    async with with_redis(kijko, settings) as runtime:
+        response = await get(runtime, "/health/ready")
     body = await assert_not_ready(response, "redis")
     assert body["details"]["components"]["database"] == "ok"
     assert "database" not in body["message"]
@@ -136,15 +149,78 @@ async def test_readiness_checks_configured_redis(kijko: Kijko, make_settings: An
     url = os.environ.get("KIJKO_TEST_REDIS_URL")
     if not url:
         pytest.skip("KIJKO_TEST_REDIS_URL is not set")
-    response = await get(dataclasses.replace(kijko, settings=make_settings(redis_url=url)), "/health/ready")
+    async with with_redis(kijko, make_settings(redis_url=url)) as runtime:
+        response = await get(runtime, "/health/ready")
     assert response.status_code == 200, await response.get_data(as_text=True)
     components = (await response.get_json())["components"]
     assert components["database"] == "ok" and components["redis"] == "ok"
 
 
+class StandInRedis:
+    """Answers every command with +PONG / +OK and counts the connections it accepts."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.pings = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while line := await reader.readline():
+                if not line.startswith(b"*"):
+                    continue
+                words = []
+                for _ in range(int(line[1:])):
+                    size = int((await reader.readline())[1:])
+                    words.append((await reader.readexactly(size + 2))[:-2].upper())
+                if words[:1] == [b"PING"]:
+                    self.pings += 1
+                    writer.write(b"+PONG\r\n")
+                else:
+                    writer.write(b"+OK\r\n")
+                await writer.drain()
+        finally:
+            writer.close()
+
+
+async def test_readiness_uses_the_runtimes_one_redis_client(
+    kijko: Kijko, make_settings: Any
+) -> None:
+    stand_in = StandInRedis()
+    server = await asyncio.start_server(stand_in.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with with_redis(kijko, make_settings(redis_url=f"redis://127.0.0.1:{port}/0")) as runtime:
+            async for application in serve(runtime):
+                for _ in range(5):
+                    response = await application.test_client().get("/health/ready")
+                    assert response.status_code == 200, await response.get_data(as_text=True)
+    finally:
+        server.close()
+    # Five probes, one connection: the runtime's client, not a new one per probe.
+    assert stand_in.pings == 5
+    assert stand_in.connections == 1
+
+
+async def test_the_runtime_owns_one_redis_client_and_starts_while_redis_is_down(
+    make_settings: Any,
+) -> None:
+    runtime = await Kijko.start(make_settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0"))
+    try:
+        assert runtime.redis is not None
+    finally:
+        await runtime.stop()
+    runtime = await Kijko.start(make_settings())
+    try:
+        assert runtime.redis is None
+    finally:
+        await runtime.stop()
+
+
 async def test_both_down_names_both(database_down: Kijko, make_settings: Any) -> None:
     settings = make_settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0")
-    response = await get(dataclasses.replace(database_down, settings=settings), "/health/ready")
+    async with with_redis(database_down, settings) as runtime:
+        response = await get(runtime, "/health/ready")
     body = await assert_not_ready(response, "database")
     assert "redis" in body["message"]
     assert body["details"]["components"]["redis"] == "unavailable"

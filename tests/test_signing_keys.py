@@ -1,10 +1,15 @@
 """Signing keys of the local provider: generated once and kept across restarts, rotatable
-(``kijko keys rotate``) with the old ``kid`` published until its tokens expire."""
+(``kijko keys rotate``): a new key is published one key refresh interval before it signs, so
+every instance verifies its tokens from the first; the old ``kid`` stays published until its
+tokens expire, and once it leaves the key set every instance stops accepting it within one
+interval (issue 5 §4)."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -73,19 +78,105 @@ async def test_a_restart_keeps_the_keys_and_old_tokens_stay_valid(make_settings:
     assert await key_count(settings) == keys_before
 
 
+def quick_keys(make_settings: Any, interval: int) -> Settings:
+    """A short key interval, and login limits out of the way of tests that poll by logging in."""
+    return make_settings(  # type: ignore[no-any-return]
+        jwks_refresh_interval_seconds=interval,
+        rate_limit_auth_per_minute=10_000,
+        rate_limit_login_per_account_per_hour=10_000,
+    )
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], *, within: float) -> float:
+    """Poll until ``check()`` holds; returns the seconds it took."""
+    start = time.monotonic()
+    while not await check():
+        assert time.monotonic() - start < within, f"not within {within}s"
+        await asyncio.sleep(0.1)
+    return time.monotonic() - start
+
+
 async def test_rotation_in_a_running_process(make_settings: Any) -> None:
-    async with running(make_settings()) as (runtime, _, client):
+    async with running(quick_keys(make_settings, 1)) as (runtime, _, client):
         account = await sign_up(client)
         assert (await client.get(ME, headers=account.headers)).status_code == 200
         old_kid = kid_of(account.access_token)
 
-        new_kid = await runtime.identity.keys.rotate()  # type: ignore[attr-defined]
-        assert new_kid != old_kid
+        rotation = await runtime.identity.keys.rotate()  # type: ignore[attr-defined]
+        assert rotation.kid != old_kid
+        # Published at once, but not yet signing.
+        assert {old_kid, rotation.kid} <= await published_kids(client)
+        assert kid_of(await login(client, account)) == old_kid
+
+        async def signs_with_new_key() -> bool:
+            return kid_of(await login(client, account)) == rotation.kid
+
+        # From active_from on (one interval + 1 s), within one more interval of rechecking.
+        await eventually(signs_with_new_key, within=5)
         fresh = await login(client, account)
-        assert kid_of(fresh) == new_kid
         assert (await client.get(ME, headers=bearer(fresh))).status_code == 200
         assert (await client.get(ME, headers=account.headers)).status_code == 200
-        assert {old_kid, new_kid} <= await published_kids(client)
+        assert {old_kid, rotation.kid} <= await published_kids(client)
+
+
+async def test_tokens_of_a_fresh_key_verify_on_another_instance_at_once(
+    make_settings: Any,
+) -> None:
+    # Two runtimes on one database, as two processes. B's key set is fresh when the rotation
+    # happens, so B would only reload it after its interval: the new key must not sign before.
+    settings = quick_keys(make_settings, 3)
+    async with running(settings) as (a, _, on_a), running(settings) as (_, _, on_b):
+        account = await sign_up(on_a)
+        assert (await on_b.get(ME, headers=account.headers)).status_code == 200
+
+        rotation = await a.identity.keys.rotate()  # type: ignore[attr-defined]
+
+        tokens: list[str] = []
+
+        async def a_signs_with_new_key() -> bool:
+            tokens.append(await login(on_a, account))
+            return kid_of(tokens[-1]) == rotation.kid
+
+        await eventually(a_signs_with_new_key, within=10)
+        # Every token A gave out, before and after the switch, verifies on B right away.
+        for token in tokens:
+            response = await on_b.get(ME, headers=bearer(token))
+            assert response.status_code == 200, (kid_of(token), await response.get_data(as_text=True))
+
+
+async def test_a_key_that_left_the_key_set_stops_verifying_everywhere(
+    make_settings: Any,
+) -> None:
+    settings = quick_keys(make_settings, 1)
+    async with running(settings) as (a, _, on_a), running(settings) as (_, _, on_b):
+        account = await sign_up(on_a)
+        old_kid = kid_of(account.access_token)
+        # B has verified with the old key: it is in B's key cache.
+        assert (await on_b.get(ME, headers=account.headers)).status_code == 200
+        rotation = await a.identity.keys.rotate()  # type: ignore[attr-defined]
+
+        # The old key's retirement ages past its tokens' lifetime (what time would do).
+        assert settings.system_database_url
+        conn = await asyncpg.connect(settings.system_database_url)
+        try:
+            await conn.execute(
+                "UPDATE kijko_private.signing_keys SET retired_at = now() - interval '1 day'"
+                " WHERE kid = $1",
+                old_kid,
+            )
+        finally:
+            await conn.close()
+        assert old_kid not in await published_kids(on_a)
+        assert rotation.kid in await published_kids(on_a)
+
+        async def refused_on(client: Any) -> bool:
+            response = await client.get(ME, headers=account.headers)
+            assert response.status_code in (200, 401)
+            return bool(response.status_code == 401)
+
+        # Within one interval on every instance (a little slack for the test's own pace).
+        assert await eventually(lambda: refused_on(on_b), within=2.5) <= 2.5
+        assert await eventually(lambda: refused_on(on_a), within=2.5) <= 2.5
 
 
 def _cli_env(settings: Settings) -> dict[str, str]:
@@ -100,12 +191,14 @@ def _cli_env(settings: Settings) -> dict[str, str]:
         "KIJKO_DATA_DIR": str(settings.data_dir),
         "KIJKO_PUBLIC_URL": str(settings.public_url),
         "KIJKO_LOG_LEVEL": "warning",
+        # The rotating command publishes one interval ahead of its own setting: the same one.
+        "KIJKO_JWKS_REFRESH_INTERVAL_SECONDS": str(settings.jwks_refresh_interval_seconds),
     }
 
 
 async def test_kijko_keys_rotate_while_another_instance_runs(make_settings: Any) -> None:
     # A one-second interval so the running instance notices the rotation within the test.
-    settings = make_settings(jwks_refresh_interval_seconds=1)
+    settings = quick_keys(make_settings, 1)
     async with running(settings) as (_, _, serving):
         account = await sign_up(serving)
         old_kid = kid_of(account.access_token)
@@ -119,17 +212,18 @@ async def test_kijko_keys_rotate_while_another_instance_runs(make_settings: Any)
         new_kid = match.group(1)
         assert new_kid != old_kid
 
-        # A process started after the rotation signs with the new key; old tokens still verify.
+        # Published at once: a process started after the rotation knows both keys, and
+        # both processes sign with the new key once it is active.
         async with running(settings) as (_, _, restarted):
-            fresh = await login(restarted, account)
-            assert kid_of(fresh) == new_kid
-            assert (await restarted.get(ME, headers=account.headers)).status_code == 200
-            assert (await restarted.get(ME, headers=bearer(fresh))).status_code == 200
             assert {old_kid, new_kid} <= await published_kids(restarted)
+            assert (await restarted.get(ME, headers=account.headers)).status_code == 200
 
-            # The instance that was running all along accepts the new key once its key
-            # interval has passed, and signs with it too.
-            await asyncio.sleep(1.1)
+            async def signs_with_new_key(client: Any) -> bool:
+                return kid_of(await login(client, account)) == new_kid
+
+            await eventually(lambda: signs_with_new_key(restarted), within=5)
+            await eventually(lambda: signs_with_new_key(serving), within=5)
+            fresh = await login(restarted, account)
+            assert (await restarted.get(ME, headers=bearer(fresh))).status_code == 200
             assert (await serving.get(ME, headers=bearer(fresh))).status_code == 200
             assert (await serving.get(ME, headers=account.headers)).status_code == 200
-            assert kid_of(await login(serving, account)) == new_kid

@@ -199,7 +199,8 @@ async def test_fifty_unknown_kids_cause_at_most_one_key_load_per_interval(
 ) -> None:
     settings = make_settings(jwks_refresh_interval_seconds=1)
     store = CountingKeyStore(
-        kijko.system_db, kijko.keyring, retired_visible_seconds=900, recheck_seconds=1
+        kijko.system_db, kijko.keyring, retired_visible_seconds=900, recheck_seconds=1,
+        publish_ahead_seconds=2,
     )
     provider = LocalProvider(settings, kijko.system_db, kijko.keyring)
     provider.verifier = TokenVerifier(

@@ -50,10 +50,11 @@ async def create_account(
 
 
 async def find_user_by_email(db: SystemSession, email: str) -> asyncpg.Record | None:
+    # The expression of the unique index users_email_key (kijko_core/auth/emails.py).
     return await db.fetchrow(
         "SELECT u.id, c.password_hash FROM kijko_private.users u"
         " LEFT JOIN kijko_private.password_credentials c ON c.user_id = u.id"
-        " WHERE lower(u.email) = lower($1)",
+        " WHERE kijko_private.email_key(u.email) = kijko_private.email_key($1)",
         email,
     )
 

@@ -1,6 +1,7 @@
 """Access-token verification (ARCHITECTURE §4): pinned algorithms, exact issuer, required
 audience, ``exp``/``nbf`` with a small leeway, access tokens only, keys from a ``KeySource``
-that is asked again on an unknown ``kid`` no more than once per interval.
+that is asked again once the keys are an interval old (so retired keys are dropped, new ones
+learnt), and never more often than that.
 """
 
 from __future__ import annotations
@@ -84,16 +85,22 @@ class TokenVerifier:
             refresh_interval_seconds=settings.jwks_refresh_interval_seconds,
         )
 
+    def _stale(self) -> bool:
+        return time.monotonic() - self._loaded_at >= self._interval
+
     async def _key(self, kid: str) -> Key:
+        # The key set is reloaded once it is an interval old, known ``kid`` or not: new keys
+        # are learnt, and keys that left the set (retired long enough ago, or withdrawn) stop
+        # verifying within one interval. While one task reloads, others that know their key
+        # go on with the set they have instead of queueing behind a slow source.
+        if self._stale() and not (self._lock.locked() and kid in self._keys):
+            async with self._lock:
+                if self._stale():
+                    # Marked first: a failing source is asked again after an interval, not
+                    # on every request.
+                    self._loaded_at = time.monotonic()
+                    self._keys = await self._source.load()
         key = self._keys.get(kid)
-        if key is not None:
-            return key
-        async with self._lock:
-            key = self._keys.get(kid)
-            if key is None and time.monotonic() - self._loaded_at >= self._interval:
-                self._loaded_at = time.monotonic()
-                self._keys = await self._source.load()
-                key = self._keys.get(kid)
         if key is None:
             raise InvalidToken()
         return key

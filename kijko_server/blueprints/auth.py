@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from quart import Blueprint
-from quart_rate_limiter import rate_limit
 from quart_schema import validate_request, validate_response
 
 from kijko_core.auth import service
@@ -16,7 +15,7 @@ from kijko_core.auth.models import (
 )
 from kijko_core.wire import Success
 from kijko_server.caching import no_store
-from kijko_server.ratelimits import AuthLimits
+from kijko_server.ratelimits import AuthLimits, rate_limit
 from kijko_server.security import accepts_expired_token, bearer_token, current_identity
 from kijko_server.uow import runtime, tenant
 
@@ -26,7 +25,7 @@ def auth_blueprint(limits: AuthLimits) -> Blueprint:
     bp.after_request(no_store)  # tokens and the profile: never cached
 
     @bp.post("/signup")
-    @rate_limit(limits=[limits.per_address])
+    @rate_limit(limits.per_address)
     @validate_request(SignupRequest)
     @validate_response(TokenPair, 201)
     async def signup(data: SignupRequest) -> tuple[TokenPair, int]:
@@ -34,7 +33,7 @@ def auth_blueprint(limits: AuthLimits) -> Blueprint:
         return await runtime().identity.signup(data), 201
 
     @bp.post("/login")
-    @rate_limit(limits=[limits.per_address, limits.per_account])
+    @rate_limit(limits.per_address, limits.per_account)
     @validate_request(LoginRequest)
     @validate_response(TokenPair)
     async def login(data: LoginRequest) -> TokenPair:
@@ -42,7 +41,7 @@ def auth_blueprint(limits: AuthLimits) -> Blueprint:
         return await runtime().identity.login(data.email, data.password)
 
     @bp.post("/refresh")
-    @rate_limit(limits=[limits.refresh])
+    @rate_limit(limits.refresh)
     @validate_request(RefreshRequest)
     @validate_response(TokenPair)
     async def refresh(data: RefreshRequest) -> TokenPair:

@@ -52,6 +52,8 @@ class LocalProvider:
             retired_visible_seconds=settings.access_token_ttl_seconds + settings.jwt_leeway_seconds
             + settings.jwks_refresh_interval_seconds,
             recheck_seconds=settings.jwks_refresh_interval_seconds,
+            # A second more than the interval: every verifier has reloaded its keys by then.
+            publish_ahead_seconds=settings.jwks_refresh_interval_seconds + 1,
         )
         self.verifier = TokenVerifier.for_settings(self.keys, settings)
         self._signing_kid: str | None = None
