@@ -103,7 +103,7 @@ def make_redis(settings: Settings) -> aioredis.Redis | None:
     if not settings.redis_url:
         return None
     return aioredis.from_url(
-        settings.redis_url,
+        settings.redis_url.get_secret_value(),
         socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
         socket_timeout=REDIS_TIMEOUT_SECONDS,
     )

@@ -157,7 +157,7 @@ async def test_a_key_that_left_the_key_set_stops_verifying_everywhere(
 
         # The old key's retirement ages past its tokens' lifetime (what time would do).
         assert settings.system_database_url
-        conn = await asyncpg.connect(settings.system_database_url)
+        conn = await asyncpg.connect(settings.system_database_url.get_secret_value())
         try:
             await conn.execute(
                 "UPDATE kijko_private.signing_keys SET retired_at = now() - interval '1 day'"
