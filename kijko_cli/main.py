@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -47,6 +47,13 @@ def _run(factory: Callable[[], Awaitable[T]]) -> T:
         return asyncio.run(factory())  # type: ignore[arg-type]
 
 
+def _serving_claim(settings: Settings) -> AbstractContextManager[None]:
+    """One ``kijko serve`` per embedded data directory (decision 0030)."""
+    from kijko_core.data_dir import claim_for_serving
+
+    return claim_for_serving(settings.data_dir) if settings.embedded_database else nullcontext()
+
+
 @click.group()
 @click.version_option(package_name="kijko")
 def cli() -> None:
@@ -62,7 +69,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
     from kijko_cli.serve import run_server
 
     settings = _settings(host=host, port=port, data_dir=data_dir)
-    with _one_line_errors():
+    with _one_line_errors(), _serving_claim(settings):
         run_server(settings)
 
 
