@@ -54,10 +54,19 @@ def _serving_claim(settings: Settings) -> AbstractContextManager[None]:
     return claim_for_serving(settings.data_dir) if settings.embedded_database else nullcontext()
 
 
-@click.group()
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kijko")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Kijko: the backend of AI-powered developer tools."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+        ctx.exit(0)
+    if ctx.invoked_subcommand != "config":  # config warns (or fails) on its own
+        from kijko_core.config import environment_names, unknown_variables
+
+        for line in unknown_variables(environment_names()):
+            click.echo(f"warning: {line}", err=True)
 
 
 @cli.command()
@@ -172,8 +181,10 @@ def keys_rotate() -> None:
 
 
 @cli.command()
-def openapi() -> None:
-    """Print the OpenAPI document."""
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the document to this file instead of printing it.")
+def openapi(output: Path | None) -> None:
+    """Print (or write) the OpenAPI document."""
     from kijko_server.app import create_app
 
     app = create_app(_settings())
@@ -182,7 +193,33 @@ def openapi() -> None:
         async with app.test_request_context("/openapi.json"):
             return app.extensions["QUART_SCHEMA"].openapi_provider.schema()  # type: ignore[no-any-return]
 
-    click.echo(json.dumps(_run(work), indent=2))
+    document = json.dumps(_run(work), indent=2)
+    if output is None:
+        click.echo(document)
+        return
+    try:
+        output.write_text(document + "\n")
+    except OSError as error:
+        click.echo(f"error: cannot write {output}: {error.strerror}", err=True)
+        sys.exit(1)
+
+
+def _register_operator_commands() -> None:
+    """The operator commands live in their own modules (kijko_cli/users.py, …)."""
+    from kijko_cli import config_cmd, db, sessions
+    from kijko_cli import keys as keys_commands
+    from kijko_cli import users as users_commands
+
+    users.add_command(users_commands.list_users)
+    users.add_command(users_commands.set_role)
+    users.add_command(users_commands.reset_password)
+    keys.add_command(keys_commands.list_keys)
+    cli.add_command(config_cmd.config)
+    cli.add_command(sessions.sessions)
+    cli.add_command(db.db)
+
+
+_register_operator_commands()
 
 
 if __name__ == "__main__":
