@@ -111,7 +111,7 @@ def migrate(show_status: bool) -> None:
 
 @cli.group()
 def users() -> None:
-    """Manage users of the local identity provider."""
+    """Manage users: create, list, roles and passwords (create and passwords: local provider)."""
 
 
 @users.command("create")

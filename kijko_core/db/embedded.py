@@ -54,7 +54,6 @@ class EmbeddedPostgres:
         self.pgdata = pgdata.expanduser().resolve()
         self._socket_dir: Path | None = None
         self._users: int | None = None  # the descriptor holding our shared lock
-        self.started_server = False  # whether this process started it (informational)
 
     @property
     def _start_lock(self) -> Path:
@@ -72,11 +71,8 @@ class EmbeddedPostgres:
             clear_stale_pid_file(self.pgdata)
             user = _server_user()
             _prepare(self.pgdata, user)
-            running = _running_socket_dir(self.pgdata)
-            if running is None:
-                running = _start_server(self.pgdata, user)
-                self.started_server = True
-            self._socket_dir = running
+            running = _running_socket_dir(self.pgdata)  # None: nobody runs it, start it
+            self._socket_dir = running or _start_server(self.pgdata, user)
             users = os.open(self._users_lock, os.O_RDWR | os.O_CREAT, 0o600)
             fcntl.flock(users, fcntl.LOCK_SH)
             self._users = users
