@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -47,10 +47,26 @@ def _run(factory: Callable[[], Awaitable[T]]) -> T:
         return asyncio.run(factory())  # type: ignore[arg-type]
 
 
-@click.group()
+def _serving_claim(settings: Settings) -> AbstractContextManager[None]:
+    """One ``kijko serve`` per embedded data directory (decision 0030)."""
+    from kijko_core.data_dir import claim_for_serving
+
+    return claim_for_serving(settings.data_dir) if settings.embedded_database else nullcontext()
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kijko")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Kijko: the backend of AI-powered developer tools."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+        ctx.exit(0)
+    if ctx.invoked_subcommand != "config":  # config warns (or fails) on its own
+        from kijko_core.config import environment_names, unknown_variables
+
+        for line in unknown_variables(environment_names()):
+            click.echo(f"warning: {line}", err=True)
 
 
 @cli.command()
@@ -62,7 +78,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
     from kijko_cli.serve import run_server
 
     settings = _settings(host=host, port=port, data_dir=data_dir)
-    with _one_line_errors():
+    with _one_line_errors(), _serving_claim(settings):
         run_server(settings)
 
 
@@ -95,7 +111,7 @@ def migrate(show_status: bool) -> None:
 
 @cli.group()
 def users() -> None:
-    """Manage users of the local identity provider."""
+    """Manage users: create, list, roles and passwords (create and passwords: local provider)."""
 
 
 @users.command("create")
@@ -168,8 +184,10 @@ def keys_rotate() -> None:
 
 
 @cli.command()
-def openapi() -> None:
-    """Print the OpenAPI document."""
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the document to this file instead of printing it.")
+def openapi(output: Path | None) -> None:
+    """Print (or write) the OpenAPI document."""
     from kijko_server.app import create_app
 
     app = create_app(_settings())
@@ -178,7 +196,33 @@ def openapi() -> None:
         async with app.test_request_context("/openapi.json"):
             return app.extensions["QUART_SCHEMA"].openapi_provider.schema()  # type: ignore[no-any-return]
 
-    click.echo(json.dumps(_run(work), indent=2))
+    document = json.dumps(_run(work), indent=2)
+    if output is None:
+        click.echo(document)
+        return
+    try:
+        output.write_text(document + "\n")
+    except OSError as error:
+        click.echo(f"error: cannot write {output}: {error.strerror}", err=True)
+        sys.exit(1)
+
+
+def _register_operator_commands() -> None:
+    """The operator commands live in their own modules (kijko_cli/users.py, …)."""
+    from kijko_cli import config_cmd, db, sessions
+    from kijko_cli import keys as keys_commands
+    from kijko_cli import users as users_commands
+
+    users.add_command(users_commands.list_users)
+    users.add_command(users_commands.set_role)
+    users.add_command(users_commands.reset_password)
+    keys.add_command(keys_commands.list_keys)
+    cli.add_command(config_cmd.config)
+    cli.add_command(sessions.sessions)
+    cli.add_command(db.db)
+
+
+_register_operator_commands()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,10 @@ them masked; code that needs the value asks for it with ``.get_secret_value()``
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -257,3 +260,46 @@ def _describe(error: ValidationError) -> list[str]:
         message = str(item["msg"]).removeprefix("Value error, ")
         lines.append(f"KIJKO_{name.upper()}: {message}" if name else message)
     return lines
+
+
+#: ``KIJKO_*`` variables that are not settings: the test suite's, benchmarks' and fuzzers' own.
+TOOL_VARIABLE_PREFIXES = ("KIJKO_TEST_", "KIJKO_BENCH_", "KIJKO_API_FUZZ")
+
+
+def setting_variables() -> list[str]:
+    """The environment variable of every setting (``KIJKO_DATABASE_URL``…)."""
+    return ["KIJKO_" + name.upper() for name in Settings.model_fields]
+
+
+def unknown_variables(names: Iterable[str]) -> list[str]:
+    """One line per ``KIJKO_*`` name that is no setting, with the closest known name: such a
+    variable is otherwise silently ignored (a typo in a production URL, say)."""
+    known = setting_variables()
+    lines = []
+    for name in sorted(set(names)):
+        upper = name.upper()
+        if not upper.startswith("KIJKO_") or upper in known:
+            continue
+        if upper.startswith(TOOL_VARIABLE_PREFIXES):
+            continue
+        # Compared without the common prefix, which would make everything look alike.
+        close = difflib.get_close_matches(
+            upper.removeprefix("KIJKO_"), [k.removeprefix("KIJKO_") for k in known], n=1, cutoff=0.6
+        )
+        hint = f" (did you mean KIJKO_{close[0]}?)" if close else ""
+        lines.append(f"{name} is not a Kijko setting and is ignored{hint}")
+    return lines
+
+
+def environment_names(env_file: str | Path = ".env") -> list[str]:
+    """The ``KIJKO_*`` names Settings reads: the environment's and the ``.env`` file's."""
+    names = [name for name in os.environ if name.upper().startswith("KIJKO_")]
+    names += [name for name in env_file_values(env_file) if name.upper().startswith("KIJKO_")]
+    return names
+
+
+def env_file_values(env_file: str | Path = ".env") -> dict[str, str | None]:
+    from dotenv import dotenv_values
+
+    path = Path(env_file)
+    return dict(dotenv_values(path)) if path.is_file() else {}

@@ -146,6 +146,7 @@ async def resolve_database(settings: Settings) -> tuple[DatabaseUrls, EmbeddedPo
             roles=roles,
             passwords=passwords,
             timeouts=role_timeouts(settings),
+            own_cluster=True,  # the embedded server holds nothing but Kijko's database
         )
     except BaseException:
         server.stop()

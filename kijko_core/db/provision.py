@@ -1,7 +1,8 @@
 """Create the roles and the database with an administrator connection.
 
-Used by embedded mode, by the test suite and by ``kijko db provision`` for self-hosters whose
-DBA prefers to let Kijko do it. Production deployments may equally run the documented SQL by hand.
+Used by embedded mode, by the test suite and by ``kijko db provision`` (kijko_cli/db.py) for
+self-hosters whose DBA prefers to let Kijko do it. Production deployments may equally run the
+SQL of docs/deployment.md by hand.
 """
 
 from __future__ import annotations
@@ -30,8 +31,16 @@ async def provision(
     roles: RoleNames,
     passwords: dict[str, str],
     timeouts: RoleTimeouts,
+    own_cluster: bool = False,
 ) -> None:
-    """Idempotently create the owner, app and system roles and a database owned by the owner."""
+    """Idempotently create the owner, app and system roles and a database owned by the owner.
+
+    Only Kijko's roles may connect to that database, and nobody but its owner may make temporary
+    tables there. With ``own_cluster`` (the embedded server, or a server that holds nothing but
+    Kijko) every other database of the server loses ``PUBLIC``'s ``CONNECT`` and ``TEMP`` too, so
+    an injected statement cannot reach out of Kijko's database. On a shared server that is the
+    DBA's call (docs/deployment.md): other tenants may rely on those defaults.
+    """
     conn = await asyncpg.connect(admin_dsn)
     try:
         for kind, name in (("owner", roles.owner), ("app", roles.app), ("system", roles.system)):
@@ -68,6 +77,14 @@ async def provision(
                 "GRANT CONNECT ON DATABASE " + quote_identifier(database)
                 + " TO " + quote_identifier(name)
             )
+        if own_cluster:
+            others = await conn.fetch(
+                "SELECT datname FROM pg_database WHERE datname <> $1 AND datallowconn", database
+            )
+            for row in others:
+                # Names we did not choose: quoted by the server, never pasted raw.
+                name = await conn.fetchval("SELECT quote_ident($1::text)", row["datname"])
+                await conn.execute("REVOKE CONNECT, TEMP ON DATABASE " + name + " FROM PUBLIC")
     finally:
         await conn.close()
 

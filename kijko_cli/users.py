@@ -1,0 +1,81 @@
+"""``kijko users list | set-role | reset-password`` (``users create`` is in main.py)."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+
+import click
+
+from kijko_cli.common import in_system_session, run, settings
+from kijko_core.auth import admin
+from kijko_core.db.session import SystemSession
+
+
+@click.command("list")
+@click.option("--org", "org_id", type=click.UUID, help="Only the members of this organization.")
+def list_users(org_id: uuid.UUID | None) -> None:
+    """Every user with their organizations and roles, one line per membership (tab-separated)."""
+    rows = in_system_session(settings(), lambda db, _: admin.list_memberships(db, org_id))
+    click.echo("user_id\temail\tname\torg_id\trole\tcreated_at")
+    for row in rows:
+        name = f"{row.first_name} {row.last_name}".strip()
+        click.echo(
+            f"{row.user_id}\t{row.email}\t{name}\t{row.org_id or '-'}\t{row.role or '-'}"
+            f"\t{row.created_at.isoformat(timespec='seconds')}"
+        )
+
+
+@click.command("set-role")
+@click.argument("user")
+@click.argument("role", type=click.Choice(admin.ROLES))
+@click.option("--org", "org_id", type=click.UUID,
+              help="The organization (needed when the user belongs to several).")
+def set_role(user: str, role: str, org_id: uuid.UUID | None) -> None:
+    """Give USER (email or id) the ROLE in their organization. An organization keeps at least
+    one owner."""
+
+    async def work(db: SystemSession, _: object) -> tuple[uuid.UUID, uuid.UUID]:
+        user_id = await admin.find_user(db, user)
+        return user_id, await admin.set_role(db, user_id, role, org_id)
+
+    user_id, org = in_system_session(settings(), work)
+    click.echo(f"{user_id} is now {role} in {org}")
+
+
+@click.command("reset-password")
+@click.argument("user")
+@click.password_option(help="The new password (asked for when not given).")
+def reset_password(user: str, password: str) -> None:
+    """Set a new password for USER (email or id) and end all their sessions."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from kijko_core.auth.models import Password
+    from kijko_core.auth.passwords import PasswordHashing
+
+    config = settings()
+    if config.auth_provider != "local":
+        click.echo(
+            "error: passwords are reset in Keycloak when KIJKO_AUTH_PROVIDER=keycloak", err=True
+        )
+        sys.exit(2)
+    try:
+        TypeAdapter(Password).validate_python(password)
+    except ValidationError as error:
+        # Never the submitted value.
+        for problem in error.errors(include_input=False, include_url=False):
+            click.echo(f"error: --password: {problem['msg']}", err=True)
+        sys.exit(2)
+
+    hashing = PasswordHashing(config.password_hash_threads)
+    try:
+        password_hash = run(lambda: hashing.hash(password))  # slow: outside the transaction
+    finally:
+        hashing.close()
+
+    async def work(db: SystemSession, _: object) -> tuple[uuid.UUID, int]:
+        user_id = await admin.find_user(db, user)
+        return user_id, await admin.set_password(db, user_id, password_hash)
+
+    user_id, revoked = in_system_session(config, work)
+    click.echo(f"new password set for {user_id}; revoked {revoked} session(s)")
