@@ -164,12 +164,12 @@ async def test_repository_given_another_orgs_id_returns_nothing(
     await system_set_counters(kijko, theirs["id"])
     org_a, project_a = UUID(alice.org_id), UUID(theirs["id"])
     # Bob's session, but every call names Alice's organization and claims to see private rows.
-    scope = repository.Scope(org_a, UUID(bob.user_id), True)
+    scope = (org_a, UUID(bob.user_id), True)
     async with tenant_session(kijko.app_db, identity(bob)) as db:
         assert await repository.get(db, scope, project_a) is None
         assert await repository.list_page(db, scope, pattern=None, limit=100, offset=0) == ([], 0)
-        assert await repository.name_taken(db, org_a, "Alice repo row", None) is False
-        stats = dict(await repository.stats(db, scope))
+        assert await repository.name_taken(db, scope, "Alice repo row", None) is False
+        stats = (await repository.stats(db, scope)).model_dump()
         assert stats == dict.fromkeys(stats, 0)
         assert await repository.update(db, org_a, project_a, {"name": "Hijacked"}) is None
         assert await repository.delete(db, org_a, project_a) is False

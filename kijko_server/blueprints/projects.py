@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from quart import Blueprint
 from quart_schema import validate_querystring, validate_request, validate_response
 
@@ -12,15 +14,21 @@ from kijko_core.projects.models import (
     NameValidation,
     Project,
     ProjectListQuery,
+    ProjectNotFound,
     ProjectStats,
     ProjectWithRelations,
     UpdateProject,
     ValidateName,
 )
 from kijko_core.wire import Page, Success
+from kijko_server.paths import entity_id, optional_id
 from kijko_server.uow import tenant
 
 bp = Blueprint("projects", __name__, url_prefix="/api/v1/projects")
+
+
+def _id(raw: str) -> UUID:
+    return entity_id(raw, ProjectNotFound)
 
 
 @bp.get("")
@@ -55,7 +63,7 @@ async def project_stats() -> ProjectStats:
 async def validate_name(data: ValidateName) -> NameValidation:
     """Check a project name: length, and unique in the organization (case-insensitive)."""
     async with tenant(readonly=True) as db:
-        return await service.validate_name(db, data.name, data.project_id)
+        return await service.validate_name(db, data.name, optional_id(data.project_id))
 
 
 @bp.get("/<project_id>")
@@ -63,7 +71,7 @@ async def validate_name(data: ValidateName) -> NameValidation:
 async def get_project(project_id: str) -> Project:
     """One project."""
     async with tenant(readonly=True) as db:
-        return await service.get(db, project_id)
+        return await service.get(db, _id(project_id))
 
 
 @bp.get("/<project_id>/full")
@@ -71,7 +79,7 @@ async def get_project(project_id: str) -> Project:
 async def get_project_full(project_id: str) -> ProjectWithRelations:
     """One project with its repositories, members and current ingestion."""
     async with tenant(readonly=True) as db:
-        return await service.get_full(db, project_id)
+        return await service.get_full(db, _id(project_id))
 
 
 @bp.route("/<project_id>", methods=["PUT", "PATCH"])
@@ -80,7 +88,7 @@ async def get_project_full(project_id: str) -> ProjectWithRelations:
 async def update_project(project_id: str, data: UpdateProject) -> Project:
     """Change the writable fields given; absent fields stay, null clears the description."""
     async with tenant() as db:
-        return await service.update(db, project_id, data)
+        return await service.update(db, _id(project_id), data)
 
 
 @bp.delete("/<project_id>")
@@ -88,5 +96,5 @@ async def update_project(project_id: str, data: UpdateProject) -> Project:
 async def delete_project(project_id: str) -> Success:
     """Delete a project and everything in it."""
     async with tenant() as db:
-        await service.delete(db, project_id)
+        await service.delete(db, _id(project_id))
     return Success()
