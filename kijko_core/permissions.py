@@ -292,15 +292,18 @@ organization's owners and admins as admins of every project. See
 
 
 def main(argv: list[str]) -> int:
-    """``python -m kijko_core.permissions [--check]``: rewrite (or only check) the doc."""
+    """``python -m kijko_core.permissions [--check] [PATH]``: rewrite (or only check) the page
+    (``docs/permissions.md`` unless PATH is given)."""
+    paths = [arg for arg in argv if not arg.startswith("--")]
+    doc = Path(paths[0]) if paths else DOC
     text = render()
     if "--check" in argv:
-        current = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
+        current = doc.read_text(encoding="utf-8") if doc.exists() else ""
         if current != text:
-            print(f"{DOC} is out of date: run python -m kijko_core.permissions", file=sys.stderr)
+            print(f"{doc} is out of date: run python -m kijko_core.permissions", file=sys.stderr)
             return 1
         return 0
-    DOC.write_text(text, encoding="utf-8")
+    doc.write_text(text, encoding="utf-8")
     return 0
 
 
