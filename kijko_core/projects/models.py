@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import Field, StringConstraints, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from kijko_core.errors import Conflict, NotFound
 from kijko_core.wire import PageQuery, WireInput, WireModel
@@ -86,17 +87,27 @@ class CreateProjectResponse(WireModel):
     next_steps: list[ProjectCreationStep]
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def _optional() -> Any:
+    """A field that may be absent but not null: the document shows neither ``null`` nor a
+    default (absent means unchanged); the validator below refuses an explicit null."""
+    return Field(default=None, json_schema_extra=_no_default)
+
+
 class UpdateProject(WireInput):
     """Partial update: absent = unchanged, ``null`` clears ``description``; the other fields
     cannot be null (422 on the field)."""
 
-    name: ProjectName | None = None
+    name: ProjectName | SkipJsonSchema[None] = _optional()
     description: Description | None = None
-    type: ProjectType | None = None
-    privacy: ProjectPrivacy | None = None
-    chunking_strategy: ChunkingStrategy | None = None
-    include_metadata: bool | None = None
-    anonymize_secrets: bool | None = None
+    type: ProjectType | SkipJsonSchema[None] = _optional()
+    privacy: ProjectPrivacy | SkipJsonSchema[None] = _optional()
+    chunking_strategy: ChunkingStrategy | SkipJsonSchema[None] = _optional()
+    include_metadata: bool | SkipJsonSchema[None] = _optional()
+    anonymize_secrets: bool | SkipJsonSchema[None] = _optional()
 
     @field_validator(
         "name", "type", "privacy", "chunking_strategy", "include_metadata", "anonymize_secrets",

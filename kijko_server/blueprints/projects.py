@@ -7,12 +7,15 @@ from uuid import UUID
 from quart import Blueprint
 from quart_schema import validate_querystring, validate_request, validate_response
 
+from kijko_core.errors import Forbidden
 from kijko_core.projects import service
 from kijko_core.projects.models import (
     CreateProject,
     CreateProjectResponse,
+    InvalidStatus,
     NameValidation,
     Project,
+    ProjectExists,
     ProjectListQuery,
     ProjectNotFound,
     ProjectStats,
@@ -21,10 +24,17 @@ from kijko_core.projects.models import (
     ValidateName,
 )
 from kijko_core.wire import Page, Success
+from kijko_server.openapi import responds
 from kijko_server.paths import entity_id, optional_id
 from kijko_server.uow import tenant
 
 bp = Blueprint("projects", __name__, url_prefix="/api/v1/projects")
+
+
+#: Every route here opens a tenant session, which refuses a caller who is no longer a member
+#: of the token's organization (403). Body, query and token errors are documented from the
+#: validation decorators (kijko_server/openapi.py).
+_TENANT = (Forbidden,)
 
 
 def _id(raw: str) -> UUID:
@@ -32,6 +42,7 @@ def _id(raw: str) -> UUID:
 
 
 @bp.get("")
+@responds(*_TENANT)
 @validate_querystring(ProjectListQuery)
 @validate_response(Page[Project])
 async def list_projects(query_args: ProjectListQuery) -> Page[Project]:
@@ -41,6 +52,7 @@ async def list_projects(query_args: ProjectListQuery) -> Page[Project]:
 
 
 @bp.post("")
+@responds(*_TENANT, ProjectExists)  # 403 also for viewers
 @validate_request(CreateProject)
 @validate_response(CreateProjectResponse, 201)
 async def create_project(data: CreateProject) -> tuple[CreateProjectResponse, int]:
@@ -50,6 +62,7 @@ async def create_project(data: CreateProject) -> tuple[CreateProjectResponse, in
 
 
 @bp.get("/stats")
+@responds(*_TENANT)
 @validate_response(ProjectStats)
 async def project_stats() -> ProjectStats:
     """Counts and totals over the projects the caller can see."""
@@ -58,6 +71,7 @@ async def project_stats() -> ProjectStats:
 
 
 @bp.post("/validate-name")
+@responds(*_TENANT)
 @validate_request(ValidateName)
 @validate_response(NameValidation)
 async def validate_name(data: ValidateName) -> NameValidation:
@@ -67,6 +81,7 @@ async def validate_name(data: ValidateName) -> NameValidation:
 
 
 @bp.get("/<project_id>")
+@responds(*_TENANT, ProjectNotFound)
 @validate_response(Project)
 async def get_project(project_id: str) -> Project:
     """One project."""
@@ -75,6 +90,7 @@ async def get_project(project_id: str) -> Project:
 
 
 @bp.get("/<project_id>/full")
+@responds(*_TENANT, ProjectNotFound)
 @validate_response(ProjectWithRelations)
 async def get_project_full(project_id: str) -> ProjectWithRelations:
     """One project with its repositories, members and current ingestion."""
@@ -83,6 +99,7 @@ async def get_project_full(project_id: str) -> ProjectWithRelations:
 
 
 @bp.route("/<project_id>", methods=["PUT", "PATCH"])
+@responds(*_TENANT, ProjectNotFound, ProjectExists, InvalidStatus)
 @validate_request(UpdateProject)
 @validate_response(Project)
 async def update_project(project_id: str, data: UpdateProject) -> Project:
@@ -92,6 +109,7 @@ async def update_project(project_id: str, data: UpdateProject) -> Project:
 
 
 @bp.delete("/<project_id>")
+@responds(*_TENANT, ProjectNotFound)
 @validate_response(Success)
 async def delete_project(project_id: str) -> Success:
     """Delete a project and everything in it."""
