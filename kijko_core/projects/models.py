@@ -7,7 +7,6 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import Field, StringConstraints, field_validator
-from pydantic.json_schema import SkipJsonSchema
 
 from kijko_core.errors import Conflict, NotFound
 from kijko_core.wire import PageQuery, WireInput, WireModel
@@ -92,8 +91,9 @@ def _no_default(schema: dict[str, Any]) -> None:
 
 
 def _optional() -> Any:
-    """A field that may be absent but not null: the document shows neither ``null`` nor a
-    default (absent means unchanged); the validator below refuses an explicit null."""
+    """A field that may be absent but not null: typed without ``None``, so the document shows
+    neither ``null`` nor a default (absent means unchanged) and an explicit null is refused
+    (the default None is never validated, and is only read for fields present in the body)."""
     return Field(default=None, json_schema_extra=_no_default)
 
 
@@ -101,13 +101,13 @@ class UpdateProject(WireInput):
     """Partial update: absent = unchanged, ``null`` clears ``description``; the other fields
     cannot be null (422 on the field)."""
 
-    name: ProjectName | SkipJsonSchema[None] = _optional()
+    name: ProjectName = _optional()
     description: Description | None = None
-    type: ProjectType | SkipJsonSchema[None] = _optional()
-    privacy: ProjectPrivacy | SkipJsonSchema[None] = _optional()
-    chunking_strategy: ChunkingStrategy | SkipJsonSchema[None] = _optional()
-    include_metadata: bool | SkipJsonSchema[None] = _optional()
-    anonymize_secrets: bool | SkipJsonSchema[None] = _optional()
+    type: ProjectType = _optional()
+    privacy: ProjectPrivacy = _optional()
+    chunking_strategy: ChunkingStrategy = _optional()
+    include_metadata: bool = _optional()
+    anonymize_secrets: bool = _optional()
 
     @field_validator(
         "name", "type", "privacy", "chunking_strategy", "include_metadata", "anonymize_secrets",
