@@ -205,6 +205,7 @@ class Row(BaseModel):
     organization_id: int
     name: str
     note: str | None = None
+    updated_at: str
 
 
 ROWS = sql.Table("kijko.rows", Row)
@@ -214,7 +215,7 @@ sql.TABLES.remove(ROWS)  # an example, not a table of the schema
 def test_compose_takes_only_our_fragments() -> None:
     where = sql.Fragment("organization_id = $1")
     assert sql.compose("SELECT {c}\nFROM {t}\nWHERE {w}", c=ROWS.select_list, t=ROWS, w=where) == (
-        "SELECT id, organization_id, name, note\nFROM kijko.rows\nWHERE organization_id = $1"
+        "SELECT id, organization_id, name, note, updated_at\nFROM kijko.rows\nWHERE organization_id = $1"
     )
     with pytest.raises(TypeError, match="not a Fragment"):
         sql.compose("SELECT * FROM t WHERE {w}", w="1 = 1; DROP TABLE x")  # type: ignore[arg-type]
@@ -227,13 +228,15 @@ def test_update_is_one_statement_over_its_allowlist() -> None:
         "    note = CASE WHEN $5 THEN $6 ELSE note END,\n"
         "    updated_at = now()\n"
         "WHERE organization_id = $1 AND id = $2\n"
-        "RETURNING id, organization_id, name, note"
+        "RETURNING id, organization_id, name, note, updated_at"
     )
     assert update.args({"note": None}) == [False, None, True, None]
     with pytest.raises(KeyError, match="organization_id"):
         update.args({"name": "x", "organization_id": 2})
     with pytest.raises(ValueError, match="colour"):
         sql.Update(ROWS, ("colour",), where=sql.Fragment("id = $1"), leading=1)
+    with pytest.raises(ValueError, match="changed_at"):
+        sql.Update(ROWS, ("name",), where=sql.Fragment("id = $1"), leading=1, touch="changed_at")
 
 
 def test_projects_update_allowlist_leaves_out_server_managed_columns() -> None:
@@ -247,7 +250,7 @@ def test_projects_update_allowlist_leaves_out_server_managed_columns() -> None:
 def test_paged_orders_stably_and_counts_in_the_same_statement() -> None:
     select = sql.compose("SELECT {c}\nFROM {t}\nWHERE organization_id = $1", c=ROWS.select_list, t=ROWS)
     assert sql.paged(select, order_by=("name",)) == (
-        "SELECT id, organization_id, name, note,\n    count(*) OVER () AS total\nFROM kijko.rows\n"
+        "SELECT id, organization_id, name, note, updated_at,\n    count(*) OVER () AS total\nFROM kijko.rows\n"
         "WHERE organization_id = $1\nORDER BY name, id\nLIMIT $2 OFFSET $3"
     )
     assert sql.paged(select, order_by=("id",)).endswith("ORDER BY id\nLIMIT $2 OFFSET $3")

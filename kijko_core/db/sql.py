@@ -119,7 +119,7 @@ class Update:
     statement: str = field(init=False)
 
     def __post_init__(self) -> None:
-        unknown = set(self.columns) - set(self.table.columns)
+        unknown = (set(self.columns) | ({self.touch} if self.touch else set())) - set(self.table.columns)
         if unknown:
             raise ValueError(f"not columns of {self.table.name}: {sorted(unknown)}")
         sets = [
