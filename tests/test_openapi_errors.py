@@ -130,8 +130,8 @@ async def test_every_documented_error_happens_with_its_documented_code(
         for label, request in cases.items():
             status = label.split()[0]
             response = await request()
-            body = await response.get_json(force=True, silent=True) or {}
-            code = body.get("code")
+            answer = await response.get_json(force=True, silent=True) or {}
+            code = answer.get("code")
             if response.status_code != int(status) or not code or code not in documented.get(status, ""):
                 problems.append(f"{method} {template} [{label}]: {response.status_code} {code}")
     assert problems == []

@@ -79,11 +79,12 @@ def sql_violations(source: str, filename: str) -> list[str]:
 
     def visit(node: ast.AST, in_function: bool) -> None:
         for child in ast.iter_child_nodes(node):
+            line = getattr(child, "lineno", 0)
             inside = in_function or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
             if inside and isinstance(child, ast.Call) and _name(child.func) in BUILDERS:
-                problems.append(f"{filename}:{child.lineno}: {_name(child.func)}() inside a function")
+                problems.append(f"{filename}:{line}: {_name(child.func)}() inside a function")
             elif inside and _dynamic_sql(child):
-                problems.append(f"{filename}:{child.lineno}: SQL built from values")
+                problems.append(f"{filename}:{line}: SQL built from values")
             visit(child, inside)
 
     visit(tree, False)
