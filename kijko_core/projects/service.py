@@ -36,11 +36,15 @@ async def _readable(db: TenantSession, project_id: UUID, *, for_update: bool = F
 
 
 async def get(db: TenantSession, project_id: UUID) -> Project:
-    return await _readable(db, project_id)
+    project = await _readable(db, project_id)
+    # The statement already read only what the caller may read; asking anyway keeps one
+    # place that decides, should a read ever come from elsewhere.
+    authorize(db.principal, Action.READ, project, policy=PROJECTS)
+    return project
 
 
 async def get_full(db: TenantSession, project_id: UUID) -> ProjectWithRelations:
-    return ProjectWithRelations.model_validate((await _readable(db, project_id)).model_dump())
+    return ProjectWithRelations.model_validate((await get(db, project_id)).model_dump())
 
 
 async def list_projects(db: TenantSession, query: ProjectListQuery) -> Page[Project]:
