@@ -11,10 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID, uuid4
 
+import asyncpg
 import pytest
 
 from kijko_core import permissions
 from kijko_core.auth.principal import OrgRole, Principal
+from kijko_core.db import sql
+from kijko_core.db.provision import ScratchDatabase
 from kijko_core.errors import Forbidden
 from kijko_core.permissions import PROJECTS, Action, authorize
 from kijko_core.projects.models import ProjectNotFound
@@ -102,3 +105,29 @@ def test_another_organizations_resource_is_not_found_even_for_its_creator_id(rol
         foreign = Thing(OTHER_ORG, me.user_id, privacy)
         for action in (Action.READ, Action.EDIT, Action.DELETE):
             assert outcome(me, action, foreign) == "404"
+
+
+READABLE_PROBE = sql.compose(
+    "SELECT {readable}"
+    " FROM (VALUES ($4::uuid, $5::uuid, $6::text)) AS project(organization_id, user_id, privacy)",
+    readable=PROJECTS.readable_sql,
+)
+
+
+async def test_the_sql_readable_condition_agrees_with_the_python_one(database: ScratchDatabase) -> None:
+    """The repository filters with ``readable_sql``, authorize with ``readable``: the same
+    answer for every role, organization, creator and privacy."""
+    connection = await asyncpg.connect(database.admin_url)
+    try:
+        for role in OrgRole:
+            me = principal(role)
+            for org in (ORG, OTHER_ORG):
+                for creator in (me.user_id, uuid4()):
+                    for privacy in ("shared", "private"):
+                        thing = Thing(org, creator, privacy)
+                        in_sql = await connection.fetchval(
+                            READABLE_PROBE, *PROJECTS.readable_args(me), org, creator, privacy
+                        )
+                        assert in_sql is PROJECTS.readable(me, thing), (role, org == ORG, creator, privacy)
+    finally:
+        await connection.close()
