@@ -1,5 +1,11 @@
 """The OpenAPI document: bearer auth on every route but the public ones, and the error shape
-documented on every operation."""
+documented on every operation.
+
+A view that declares its errors with :func:`responds` documents exactly the statuses it can
+answer (decision 0024): those errors, the ones its validation implies (a JSON body: 400, 413,
+415, 422; a query string: 422), 401 unless public, and 500. A view that declares nothing keeps
+the generic list below until its domain declares its errors.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,18 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from quart_schema import OpenAPIProvider
+from quart_schema.validation import QUART_SCHEMA_QUERYSTRING_ATTRIBUTE, QUART_SCHEMA_REQUEST_ATTRIBUTE
 from werkzeug.routing import Rule
 
-from kijko_core.errors import ErrorBody
+from kijko_core.errors import (
+    ErrorBody,
+    InvalidToken,
+    KijkoError,
+    MalformedJson,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from kijko_server.security import is_public
 
 _ERROR_STATUSES = {
@@ -26,7 +41,64 @@ _ERROR_STATUSES = {
 
 
 _REDIRECT = "_kijko_redirect"
+_ERRORS = "_kijko_errors"
 F = TypeVar("F", bound=Callable[..., Any])
+
+_BODY_ERRORS: tuple[type[KijkoError], ...] = (MalformedJson, PayloadTooLarge, UnsupportedMediaType, ValidationFailed)
+_STATUS_TITLES = {
+    400: "Bad request",
+    401: "Not authenticated",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Conflict",
+    413: "Request body too large",
+    415: "Unsupported media type",
+    422: "Validation failed",
+    429: "Rate limited",
+    500: "Internal error; the body carries the request id",
+    503: "Service unavailable",
+}
+
+
+def responds(*errors: type[KijkoError]) -> Callable[[F], F]:
+    """Declare the errors a view can answer beyond the ones every route of its kind can (see
+    the module docstring); the OpenAPI document then lists exactly those, with their codes."""
+
+    def mark(func: F) -> F:
+        setattr(func, _ERRORS, tuple(errors))
+        return func
+
+    return mark
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+
+
+def declared_errors(view: Callable[..., Any], public: bool) -> dict[str, dict[str, Any]] | None:
+    """The error responses of a view that declared its errors; None if it did not."""
+    declared: tuple[type[KijkoError], ...] | None = getattr(view, _ERRORS, None)
+    if declared is None:
+        return None
+    errors: list[type[KijkoError]] = list(declared)
+    if getattr(view, QUART_SCHEMA_REQUEST_ATTRIBUTE, None) is not None:
+        errors += _BODY_ERRORS
+    if getattr(view, QUART_SCHEMA_QUERYSTRING_ATTRIBUTE, None) is not None:
+        errors.append(ValidationFailed)
+    if not public:
+        errors.append(InvalidToken)
+    codes: dict[int, list[str]] = {500: ["INTERNAL_ERROR"]}
+    for error in errors:
+        found = codes.setdefault(error.status, [])
+        if error.code not in found:
+            found.append(error.code)
+    return {
+        str(status): _error_response(f"{_STATUS_TITLES.get(status, 'Error')}: {', '.join(found)}")
+        for status, found in sorted(codes.items())
+    }
 
 
 def redirects(description: str) -> Callable[[F], F]:
@@ -46,11 +118,13 @@ class KijkoOpenAPIProvider(OpenAPIProvider):
         schema["components"]["schemas"]["ErrorBody"] = ErrorBody.model_json_schema()
         return schema
 
-    def build_paths(self, rule: Rule) -> tuple[dict, dict]:
+    def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
         paths, components = super().build_paths(rule)
-        redirect = getattr(self._app.view_functions[rule.endpoint], _REDIRECT, None)
+        view = self._app.view_functions[rule.endpoint]
+        redirect = getattr(view, _REDIRECT, None)
         for operations in paths.values():
             for method, operation in operations.items():
+                public = is_public(method.upper(), rule.rule)
                 # quart-schema keys statuses by int; mixed with ours, sorted JSON output fails.
                 responses = {str(k): v for k, v in operation.get("responses", {}).items()}
                 if redirect is not None:
@@ -58,19 +132,12 @@ class KijkoOpenAPIProvider(OpenAPIProvider):
                         "description": redirect,
                         "headers": {"Location": {"schema": {"type": "string"}}},
                     }
-                for status, description in _ERROR_STATUSES.items():
-                    responses.setdefault(
-                        status,
-                        {
-                            "description": description,
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/ErrorBody"}
-                                }
-                            },
-                        },
-                    )
+                errors = declared_errors(view, public)
+                if errors is None:
+                    errors = {status: _error_response(text) for status, text in _ERROR_STATUSES.items()}
+                for status, response in errors.items():
+                    responses.setdefault(status, response)
                 operation["responses"] = responses
-                if is_public(method.upper(), rule.rule):
+                if public:
                     operation["security"] = []
         return paths, components

@@ -1,14 +1,13 @@
 """Tenant isolation (issue 2 §8): organizations never see or touch each other's projects,
-over HTTP, in raw SQL as the app role, through the repository, under concurrency, and on a
+by name, in raw SQL as the app role, through the repository, under concurrency, and on a
 pooled connection reused after a failure."""
 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import asyncpg
 import pytest
@@ -22,15 +21,6 @@ from kijko_server.app import KijkoApp, create_app
 from tests.conftest import Account, sign_up
 
 API = "/api/v1/projects"
-NOT_FOUND = {"detail": "Project not found", "code": "PROJECT_NOT_FOUND", "message": "Project not found"}
-
-# A valid body for each project route that takes one, so a 404 cannot hide behind a 422.
-BODIES: dict[tuple[str, str], dict[str, Any]] = {
-    ("PUT", "/api/v1/projects/<project_id>"): {"name": "Stolen", "description": None},
-    ("PATCH", "/api/v1/projects/<project_id>"): {"name": "Stolen", "privacy": "shared"},
-}
-
-
 def identity(account: Account) -> TokenIdentity:
     """The verified identity a request of ``account`` carries."""
     return account.identity
@@ -42,64 +32,19 @@ async def created(client: Any, account: Account, name: str, **body: Any) -> dict
     return (await response.get_json())["project"]
 
 
-async def snapshot(client: Any, account: Account) -> dict[str, Any]:
-    """Everything ``account`` can see, to compare before and after an attack."""
-    listed = await (await client.get(API, query_string={"pageSize": 100}, headers=account.headers)).get_json()
-    stats = await (await client.get(f"{API}/stats", headers=account.headers)).get_json()
-    return {"list": listed, "stats": stats}
-
-
-def fill(rule: str, project_id: str) -> str:
-    """A concrete path for ``rule``: the given project, fresh ids for anything else."""
-    return re.sub(r"<(?:\w+:)?(\w+)>", lambda m: project_id if m[1] == "project_id" else str(uuid4()), rule)
-
-
-def project_routes(app: KijkoApp) -> list[tuple[str, str]]:
-    """Every (method, rule) that addresses one project by id."""
-    routes = []
-    for rule in app.url_map.iter_rules():
-        if rule.rule.startswith(API + "/") and "project_id" in rule.arguments:
-            routes += [
-                (method, rule.rule) for method in sorted(rule.methods or ()) if method not in {"HEAD", "OPTIONS"}
-            ]
-    return routes
-
-
-async def test_every_project_route_answers_404_for_another_orgs_project(
-    app: KijkoApp, client: Any, alice: Account, bob: Account
+async def test_another_organizations_names_are_not_searchable_and_free(
+    client: Any, alice: Account, bob: Account
 ) -> None:
-    shared = await created(client, alice, "Alice shared", privacy="shared", description="A")
-    private = await created(client, alice, "Alice private")
-    bobs = await created(client, bob, "Bob's own")
-    before = await snapshot(client, alice)
-    bob_before = await snapshot(client, bob)
-
-    routes = project_routes(app)
-    assert ("GET", "/api/v1/projects/<project_id>") in routes
-    assert ("GET", "/api/v1/projects/<project_id>/full") in routes
-    assert {("PUT", "/api/v1/projects/<project_id>"), ("PATCH", "/api/v1/projects/<project_id>")} <= set(routes)
-    assert ("DELETE", "/api/v1/projects/<project_id>") in routes
-    for method, rule in routes:
-        for target in (shared["id"], private["id"]):
-            path = fill(rule, target)
-            kwargs = {"json": BODIES[(method, rule)]} if (method, rule) in BODIES else {}
-            if method in {"POST", "PUT", "PATCH"} and not kwargs:
-                kwargs = {"json": {}}
-            response = await client.open(path, method=method, headers=bob.headers, **kwargs)
-            assert response.status_code == 404, (method, rule, await response.get_data(as_text=True))
-            assert await response.get_json() == NOT_FOUND, (method, rule)
-
-    # Nothing changed for Alice; Bob's view is his own, as before.
-    assert await snapshot(client, alice) == before
-    assert {project["id"] for project in before["list"]["data"]} == {shared["id"], private["id"]}
-    assert await snapshot(client, bob) == bob_before
-    assert [project["id"] for project in bob_before["list"]["data"]] == [bobs["id"]]
-    assert bob_before["stats"]["totalProjects"] == 1
-    # Bob's search for Alice's names finds nothing, and the names are free in his org.
+    """Projects-only probes by name; the id-based isolation of every route is the shared suite
+    in tests/test_domain_suites.py."""
+    await created(client, alice, "Alice shared", privacy="shared", description="A")
+    await created(client, alice, "Alice private")
     found = await (await client.get(API, query_string={"search": "Alice"}, headers=bob.headers)).get_json()
     assert found["total"] == 0 and found["data"] == []
     check = await client.post(f"{API}/validate-name", json={"name": "alice SHARED"}, headers=bob.headers)
     assert (await check.get_json())["valid"] is True
+    same_name = await client.post(API, json={"name": "Alice private", "type": "manual"}, headers=bob.headers)
+    assert same_name.status_code == 201
 
 
 async def test_raw_sql_in_a_tenant_session_sees_and_writes_only_its_org(
@@ -164,12 +109,12 @@ async def test_repository_given_another_orgs_id_returns_nothing(
     await system_set_counters(kijko, theirs["id"])
     org_a, project_a = UUID(alice.org_id), UUID(theirs["id"])
     # Bob's session, but every call names Alice's organization and claims to see private rows.
-    scope = repository.Scope(org_a, UUID(bob.user_id), True)
+    scope = (org_a, UUID(bob.user_id), True)
     async with tenant_session(kijko.app_db, identity(bob)) as db:
         assert await repository.get(db, scope, project_a) is None
         assert await repository.list_page(db, scope, pattern=None, limit=100, offset=0) == ([], 0)
-        assert await repository.name_taken(db, org_a, "Alice repo row", None) is False
-        stats = dict(await repository.stats(db, scope))
+        assert await repository.name_taken(db, scope, "Alice repo row", None) is False
+        stats = (await repository.stats(db, scope)).model_dump()
         assert stats == dict.fromkeys(stats, 0)
         assert await repository.update(db, org_a, project_a, {"name": "Hijacked"}) is None
         assert await repository.delete(db, org_a, project_a) is False

@@ -9,10 +9,10 @@ from uuid import UUID, uuid4
 import pytest
 
 from kijko_core.auth.principal import TokenIdentity
-from kijko_core.db.session import Session, system_session, tenant_session
-from kijko_core.projects import service
+from kijko_core.db.session import Session, system_session
 from kijko_core.projects.models import ProjectNotFound
 from kijko_core.runtime import Kijko
+from kijko_server.paths import entity_id
 from tests.conftest import Account
 from tests.memberships import add_member
 
@@ -257,13 +257,12 @@ async def test_unknown_and_malformed_ids_are_project_not_found(
 
 
 async def test_a_path_traversal_id_is_not_found_and_reaches_nothing(client: Any, kijko: Kijko, alice: Account) -> None:
-    """``../../etc`` as an id: the service reports it like any unknown id; over HTTP an encoded
-    slash makes it no project path at all, so the router answers 404 before any project code
-    runs (kept that way so wrong methods on project sub-resources still get 405)."""
-    async with tenant_session(kijko.app_db, identity(alice)) as db:
-        for call in (service.get, service.get_full, service.delete):
-            with pytest.raises(ProjectNotFound):
-                await call(db, "../../etc")
+    """``../../etc`` as an id: the route layer reports it like any unknown id (services take
+    UUIDs only); over HTTP an encoded slash makes it no project path at all, so the router
+    answers 404 before any project code runs (kept that way so wrong methods on project
+    sub-resources still get 405)."""
+    with pytest.raises(ProjectNotFound):
+        entity_id("../../etc", ProjectNotFound)
     project = await created(client, alice)
     for method in ("get", "put", "delete"):
         response = await getattr(client, method)(
@@ -465,7 +464,7 @@ async def test_validate_name_finds_taken_names_with_a_suggestion(client: Any, ki
     # A rename check excludes the project itself.
     mine = await validate(client, alice, {"name": "ATLAS", "projectId": project["id"]})
     assert mine["valid"] is True
-    # Another member's private project still holds its name: names are unique per org.
+    # Another member's private project, which the owner can read, holds its name too.
     colleague = await add_member(kijko, alice.org_id, "member")
     private = await created(client, colleague, name="Hidden one")
     assert private["privacy"] == "private"
@@ -474,6 +473,37 @@ async def test_validate_name_finds_taken_names_with_a_suggestion(client: Any, ki
     # A malformed projectId excludes nothing.
     odd = await validate(client, alice, {"name": "Atlas", "projectId": "nope"})
     assert odd["valid"] is False
+
+
+async def test_validate_name_does_not_confirm_names_the_caller_cannot_see(
+    client: Any, kijko: Kijko, alice: Account
+) -> None:
+    """Decision 0022: a private project of another member is invisible to a member, so its
+    name is answered exactly like a free one, and suggestions skip nothing because of it;
+    creating onto it is still refused by the per-organization unique index."""
+    mia = await add_member(kijko, alice.org_id, "member", first_name="Mia")
+    max_ = await add_member(kijko, alice.org_id, "member", first_name="Max")
+    await created(client, mia, name="Secret plan")
+    await created(client, mia, name="Open plan", privacy="shared")
+    await created(client, mia, name="Open plan 2")  # private: must not push the suggestion on
+
+    free = await validate(client, max_, {"name": "Nobody has this"})
+    assert await validate(client, max_, {"name": "secret PLAN"}) == free
+    assert free["valid"] is True
+    visible = await validate(client, max_, {"name": "open plan"})
+    assert visible == {"valid": False, "error": "A project with this name already exists", "suggestion": "open plan 2"}
+    # The creator and the owner see it taken.
+    assert (await validate(client, mia, {"name": "Secret plan"}))["valid"] is False
+    assert (await validate(client, alice, {"name": "Secret plan"}))["valid"] is False
+
+    response = await create(client, max_, name="SECRET plan")
+    assert response.status_code == 409
+    assert (await response.get_json())["code"] == "PROJECT_EXISTS"
+    # A viewer cannot probe by creating: the role check comes before the insert.
+    viewer = await add_member(kijko, alice.org_id, "viewer")
+    assert await validate(client, viewer, {"name": "Secret plan"}) == free
+    refused = await create(client, viewer, name="Secret plan")
+    assert refused.status_code == 403 and (await refused.get_json())["code"] == "FORBIDDEN"
 
 
 async def test_validate_name_suggestion_fits_the_limit(client: Any, alice: Account) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import Field, StringConstraints, field_validator
@@ -86,17 +86,28 @@ class CreateProjectResponse(WireModel):
     next_steps: list[ProjectCreationStep]
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def _optional() -> Any:
+    """A field that may be absent but not null: typed without ``None``, so the document shows
+    neither ``null`` nor a default (absent means unchanged) and an explicit null is refused
+    (the default None is never validated, and is only read for fields present in the body)."""
+    return Field(default=None, json_schema_extra=_no_default)
+
+
 class UpdateProject(WireInput):
     """Partial update: absent = unchanged, ``null`` clears ``description``; the other fields
     cannot be null (422 on the field)."""
 
-    name: ProjectName | None = None
+    name: ProjectName = _optional()
     description: Description | None = None
-    type: ProjectType | None = None
-    privacy: ProjectPrivacy | None = None
-    chunking_strategy: ChunkingStrategy | None = None
-    include_metadata: bool | None = None
-    anonymize_secrets: bool | None = None
+    type: ProjectType = _optional()
+    privacy: ProjectPrivacy = _optional()
+    chunking_strategy: ChunkingStrategy = _optional()
+    include_metadata: bool = _optional()
+    anonymize_secrets: bool = _optional()
 
     @field_validator(
         "name", "type", "privacy", "chunking_strategy", "include_metadata", "anonymize_secrets",

@@ -1,0 +1,311 @@
+"""Who may do what (ARCHITECTURE §3), as data, and the one function services ask.
+
+- :data:`ORG_ROLES` is the organization role × grant table; :data:`PROJECT_ROLES` the project
+  role × action table (not enforced until project members exist, decision 0013).
+- :func:`authorize` is what a service calls: the caller cannot read the resource → the
+  domain's 404 (exactly like a missing one); can read but not act → 403 ``FORBIDDEN``.
+- Each domain has a :class:`Policy`: its 404, which rows the caller may read (in Python, for
+  a row in hand) and the same rule as one SQL condition its repository puts in every read.
+
+``docs/permissions.md`` is generated from this module (``python -m kijko_core.permissions``
+rewrites it; a test fails when the file and the tables disagree).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+from uuid import UUID
+
+from kijko_core.auth.principal import OrgRole, Principal
+from kijko_core.db.sql import Fragment
+from kijko_core.errors import Forbidden, NotFound
+from kijko_core.projects.models import ProjectNotFound
+
+
+class Grant(StrEnum):
+    """The columns of the organization table of ARCHITECTURE §3."""
+
+    READ = "read org data"
+    CREATE_EDIT_OWN = "create / edit own"
+    EDIT_OTHERS = "edit others', delete"
+    MEMBERS = "members, invitations"
+    BILLING_VIEW = "billing: view"
+    BILLING_MANAGE = "billing: manage"
+    ORG_SETTINGS = "org settings, delete org"
+
+
+_ALL = frozenset(Grant)
+
+ORG_ROLES: dict[OrgRole, frozenset[Grant]] = {
+    OrgRole.OWNER: _ALL,
+    OrgRole.ADMIN: _ALL - {Grant.BILLING_MANAGE, Grant.ORG_SETTINGS},
+    OrgRole.MEMBER: frozenset({Grant.READ, Grant.CREATE_EDIT_OWN}),
+    OrgRole.VIEWER: frozenset({Grant.READ}),
+}
+
+
+class Action(StrEnum):
+    """What a service asks about. Resource actions depend on who owns the resource."""
+
+    READ = "read"
+    CREATE = "create"
+    EDIT = "edit"
+    DELETE = "delete"
+    MANAGE_MEMBERS = "manage members"
+    VIEW_BILLING = "view billing"
+    MANAGE_BILLING = "manage billing"
+    MANAGE_ORGANIZATION = "manage organization"
+
+
+#: The grant an action needs on one's own resource and on another's (the same for
+#: organization-wide actions).
+_NEEDS: dict[Action, tuple[Grant, Grant]] = {
+    Action.READ: (Grant.READ, Grant.READ),
+    Action.CREATE: (Grant.CREATE_EDIT_OWN, Grant.CREATE_EDIT_OWN),
+    Action.EDIT: (Grant.CREATE_EDIT_OWN, Grant.EDIT_OTHERS),
+    # A member deletes what they created; deleting others' is an admin's (decision 0013).
+    Action.DELETE: (Grant.CREATE_EDIT_OWN, Grant.EDIT_OTHERS),
+    Action.MANAGE_MEMBERS: (Grant.MEMBERS, Grant.MEMBERS),
+    Action.VIEW_BILLING: (Grant.BILLING_VIEW, Grant.BILLING_VIEW),
+    Action.MANAGE_BILLING: (Grant.BILLING_MANAGE, Grant.BILLING_MANAGE),
+    Action.MANAGE_ORGANIZATION: (Grant.ORG_SETTINGS, Grant.ORG_SETTINGS),
+}
+
+
+def granted(principal: Principal, grant: Grant) -> bool:
+    return any(grant in ORG_ROLES[role] for role in principal.roles)
+
+
+class ProjectRole(StrEnum):
+    ADMIN = "admin"
+    MANAGER = "manager"
+    DEVELOPER = "developer"
+    VIEWER = "viewer"
+    AUDITOR = "auditor"
+
+
+class ProjectAction(StrEnum):
+    READ = "read"
+    EDIT = "edit"
+    INGEST = "run ingestion"
+    MEMBERS = "manage members"
+    SETTINGS = "change settings"
+    DELETE = "delete"
+
+
+PROJECT_ROLES: dict[ProjectRole, frozenset[ProjectAction]] = {
+    ProjectRole.ADMIN: frozenset(ProjectAction),
+    ProjectRole.MANAGER: frozenset(
+        {ProjectAction.READ, ProjectAction.EDIT, ProjectAction.INGEST, ProjectAction.MEMBERS, ProjectAction.SETTINGS}
+    ),
+    ProjectRole.DEVELOPER: frozenset({ProjectAction.READ, ProjectAction.EDIT, ProjectAction.INGEST}),
+    ProjectRole.VIEWER: frozenset({ProjectAction.READ}),
+    ProjectRole.AUDITOR: frozenset({ProjectAction.READ}),
+}
+
+
+class Owned(Protocol):
+    """A resource as :func:`authorize` sees it: its organization and who created it."""
+
+    @property
+    def organization_id(self) -> UUID: ...
+
+    @property
+    def user_id(self) -> UUID: ...
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One domain's answers: its 404, and which rows the caller may read.
+
+    ``readable_sql`` is the same rule as ``readable`` for the database, with ``$1`` the
+    organization, ``$2`` the caller and ``$3`` whether the caller sees everything in the
+    organization (``readable_args``); repositories put it in every read, so lists, counts and
+    single reads agree.
+    """
+
+    name: str
+    not_found: type[NotFound]
+    readable: Callable[[Principal, Any], bool]
+    readable_sql: Fragment
+
+    @staticmethod
+    def readable_args(principal: Principal) -> tuple[UUID, UUID, bool]:
+        return principal.org_id, principal.user_id, principal.is_org_admin
+
+
+def _project_readable(principal: Principal, project: Any) -> bool:
+    # Decision 0013: the creator stands in for the project's members until they exist.
+    return project.organization_id == principal.org_id and (
+        project.privacy == "shared" or project.user_id == principal.user_id or principal.is_org_admin
+    )
+
+
+PROJECTS = Policy(
+    name="projects",
+    not_found=ProjectNotFound,
+    readable=_project_readable,
+    readable_sql=Fragment("organization_id = $1 AND (privacy = 'shared' OR user_id = $2 OR $3::boolean)"),
+)
+
+
+def allowed(principal: Principal, action: Action, resource: Owned | None = None) -> bool:
+    """Whether the caller's organization roles allow ``action`` (on ``resource``)."""
+    own, others = _NEEDS[action]
+    if resource is None or resource.user_id == principal.user_id:
+        return granted(principal, own)
+    return granted(principal, others)
+
+
+def authorize(principal: Principal, action: Action, resource: Owned | None = None, *, policy: Policy) -> None:
+    """Raise unless the caller may do ``action``: the domain's 404 when it cannot read
+    ``resource`` (another organization's, or private to someone else), 403 when it can read
+    it but not act. Without a resource (create, organization-wide actions) only 403."""
+    if resource is not None and not (policy.readable(principal, resource) and granted(principal, Grant.READ)):
+        raise policy.not_found()
+    if not allowed(principal, action, resource):
+        raise Forbidden(f"Your role does not allow you to {action} this")
+
+
+# --- docs/permissions.md ---------------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "permissions.md"
+
+_ORG_COLUMNS: list[tuple[str, Callable[[frozenset[Grant]], str]]] = [
+    (str(Grant.READ), lambda grants: _yes(Grant.READ in grants)),
+    (str(Grant.CREATE_EDIT_OWN), lambda grants: _yes(Grant.CREATE_EDIT_OWN in grants)),
+    (str(Grant.EDIT_OTHERS), lambda grants: _yes(Grant.EDIT_OTHERS in grants)),
+    (str(Grant.MEMBERS), lambda grants: _yes(Grant.MEMBERS in grants)),
+    (
+        "billing",
+        lambda grants: "manage"
+        if Grant.BILLING_MANAGE in grants
+        else ("view" if Grant.BILLING_VIEW in grants else "no"),
+    ),
+    (str(Grant.ORG_SETTINGS), lambda grants: _yes(Grant.ORG_SETTINGS in grants)),
+]
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render() -> str:
+    """The text of ``docs/permissions.md``."""
+    org = _table(
+        ["org role", *(title for title, _ in _ORG_COLUMNS)],
+        [[str(role), *(cell(ORG_ROLES[role]) for _, cell in _ORG_COLUMNS)] for role in OrgRole],
+    )
+    actions = _table(
+        ["action", "on one's own resource needs", "on another's needs"],
+        [[str(action), f"`{own}`", f"`{others}`"] for action, (own, others) in _NEEDS.items()],
+    )
+    project = _table(
+        ["project role", *(str(action) for action in ProjectAction)],
+        [[str(role), *(_yes(action in PROJECT_ROLES[role]) for action in ProjectAction)] for role in ProjectRole],
+    )
+    return _TEMPLATE.format(
+        org=org, actions=actions, project=project, projects_sql=PROJECTS.readable_sql
+    )
+
+
+_TEMPLATE = """\
+# Permissions
+
+<!-- Generated from kijko_core/permissions.py by `python -m kijko_core.permissions`;
+     tests/test_permission_table.py fails when this file and the tables disagree. -->
+
+A token says who the caller is and which organization is active. What the caller may do is
+read from `kijko.memberships` on every request (by `kijko.enter`, when the tenant session
+opens), never from token claims — a role change takes effect on the next request.
+
+Services ask one function, `kijko_core.permissions.authorize(principal, action, resource,
+policy=…)`: a caller who **cannot read** the resource gets the domain's 404 (`PROJECT_NOT_FOUND`
+…), exactly as if it did not exist — including another organization's resources, which
+row-level security hides anyway; a caller who **can read but not act** gets 403 `FORBIDDEN`.
+A 403 therefore never reveals something the caller could not see.
+
+## Organization roles
+
+{org}
+
+The person who signs up becomes the owner of a new organization. Members, invitations,
+billing and organization settings have no endpoints yet; the table says what they will follow.
+
+## Actions
+
+What each action a service asks about needs, on a resource the caller created and on one
+someone else did (organization-wide actions need the same either way):
+
+{actions}
+
+## Projects
+
+Which projects a caller can read is one rule, in Python for a project in hand and in SQL in
+every read of `kijko_core/projects/repository.py` (lists, counts, stats and single reads
+agree): a `shared` project is readable by every member of the organization, viewers
+included; a `private` one by its creator and the organization's owners and admins.
+
+```sql
+{projects_sql}
+-- $1 organization, $2 caller, $3 caller is an owner or admin of the organization
+```
+
+| request | needs | otherwise |
+| --- | --- | --- |
+| get, get full, list, stats | `read` | 404 `PROJECT_NOT_FOUND`; left out of lists and stats |
+| create | `create` | 403 `FORBIDDEN` (viewers) |
+| update (`PUT`/`PATCH`) | `edit` | 404 if unreadable, else 403 `FORBIDDEN` |
+| delete | `delete` | 404 if unreadable, else 403 `FORBIDDEN` |
+| change `type` | `edit`, and only while the status is `draft` | 409 `INVALID_STATUS` with `field: "type"` |
+| check a name (`POST /projects/validate-name`) | `read` | — |
+
+- **Names** are unique per organization, case-insensitively. `validate-name` looks only at
+  the projects the caller can read, so it never confirms the name of a project the caller
+  cannot see; creating or renaming onto a name held by such a project is still a 409
+  `PROJECT_EXISTS` (see [decisions/0022](decisions/0022-project-names-and-invisible-projects.md)).
+- **Only writable fields** are taken from a body: name, description, privacy,
+  chunkingStrategy, includeMetadata, anonymizeSecrets and (while draft) type. Server-managed
+  fields (`id`, `organizationId`, `userId`, `status`, counters, timestamps) in a body are
+  ignored.
+- A malformed project id in a path is the same 404 `PROJECT_NOT_FOUND` as an unknown one.
+
+## Project roles (not enforced yet)
+
+{project}
+
+There are no project members yet, so the creator acts as the project's admin and the
+organization's owners and admins as admins of every project. See
+[decisions/0013](decisions/0013-project-visibility-before-project-members.md).
+"""
+
+
+def main(argv: list[str]) -> int:
+    """``python -m kijko_core.permissions [--check] [PATH]``: rewrite (or only check) the page
+    (``docs/permissions.md`` unless PATH is given)."""
+    paths = [arg for arg in argv if not arg.startswith("--")]
+    doc = Path(paths[0]) if paths else DOC
+    text = render()
+    if "--check" in argv:
+        current = doc.read_text(encoding="utf-8") if doc.exists() else ""
+        if current != text:
+            print(f"{doc} is out of date: run python -m kijko_core.permissions", file=sys.stderr)
+            return 1
+        return 0
+    doc.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,153 @@
+"""The registry the shared suites run from (decision 0023): one entry per domain.
+
+A domain registers its routes, how to create a resource of each kind, its 404 code, and for
+each action what every caller may do. ``tests/test_domain_suites.py`` then runs, for every
+registered domain:
+
+- the **isolation suite**: another organization's ids on every route of the domain that takes
+  one answer the domain's 404 and change nothing; bodies naming another organization's ids
+  (``organizationId``, ``userId``, ``id``) change nothing either;
+- the **role matrix**: each caller (owner, admin, member, viewer, and the member who created the
+  resource) × each action × each kind of resource → allowed, 403 or the domain's 404;
+- a **coverage check**: every route the app serves under the domain's prefix is registered
+  here, so a new route cannot skip either suite.
+
+The expectations are written here from ARCHITECTURE §3, independently of
+``kijko_core.permissions``: the suites check the implementation against the specification.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tests.conftest import Account
+
+#: Who calls: the organization's roles, and the member who created the resource.
+Actor = Literal["owner", "admin", "member", "viewer", "creator"]
+ACTORS: tuple[Actor, ...] = ("owner", "admin", "member", "viewer", "creator")
+#: What a call may come to: done, 403 FORBIDDEN, or the domain's 404.
+Outcome = Literal["ok", "403", "404"]
+Expected = dict[str, dict[Actor, Outcome]]  # resource kind → actor → outcome
+
+Client = Any
+NewBody = Callable[[str], dict[str, Any]]
+Listed = Callable[[Client, Account], Awaitable[set[str]]]
+Snapshot = Callable[[Client, Account], Awaitable[Any]]
+
+
+def everyone(outcome: Outcome = "ok") -> dict[Actor, Outcome]:
+    return dict.fromkeys(ACTORS, outcome)
+
+
+def only(*actors: Actor, otherwise: Outcome) -> dict[Actor, Outcome]:
+    return {actor: ("ok" if actor in actors else otherwise) for actor in ACTORS}
+
+
+@dataclass(frozen=True)
+class Action:
+    """One thing a caller does to one resource: a route (as the app's rule) and a body valid
+    enough that a 404 or 403 cannot hide behind a 422. ``method="LIST"`` is the domain's list:
+    "ok" when the resource is listed, "404" when it is left out."""
+
+    name: str
+    method: str
+    rule: str
+    expected: Expected
+    body: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: str
+    prefix: str
+    id_param: str
+    not_found: str
+    kinds: tuple[str, ...]
+    new_body: NewBody  # kind → a valid create body for a new resource of that kind
+    listed: Listed  # (client, account) → ids the account's lists show
+    snapshot: Snapshot  # (client, account) → everything the account can see, to compare
+    actions: tuple[Action, ...]
+    #: The create route and who may use it (resource-less: "ok" or "403").
+    create_rule: tuple[str, str]
+    may_create: dict[Actor, Outcome]
+    #: Routes without the id, registered with why they need no suite of their own here.
+    collection_routes: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: Keys of a resource's JSON naming its organization, creator and id.
+    owner_keys: tuple[str, str, str] = ("organizationId", "userId", "id")
+    #: The resource in the create route's answer.
+    unwrap: Callable[[Any], dict[str, Any]] = lambda body: body
+
+    def path(self, rule: str, resource_id: str) -> str:
+        return rule.replace(f"<{self.id_param}>", resource_id)
+
+    async def create(self, client: Client, account: Account, kind: str) -> dict[str, Any]:
+        method, rule = self.create_rule
+        response = await client.open(rule, method=method, json=self.new_body(kind), headers=account.headers)
+        assert response.status_code == 201, await response.get_data(as_text=True)
+        return self.unwrap(await response.get_json())
+
+
+# --- projects ------------------------------------------------------------------------------------
+
+PROJECTS_API = "/api/v1/projects"
+_PROJECT = f"{PROJECTS_API}/<project_id>"
+
+
+def _new_project(kind: str) -> dict[str, Any]:
+    return {"name": f"P {kind} {uuid.uuid4().hex[:10]}", "type": "repository", "privacy": kind}
+
+
+async def _listed_projects(client: Client, account: Account) -> set[str]:
+    response = await client.get(PROJECTS_API, query_string={"pageSize": 100}, headers=account.headers)
+    body = await response.get_json()
+    assert response.status_code == 200 and body["total"] <= 100, body
+    return {project["id"] for project in body["data"]}
+
+
+async def _project_snapshot(client: Client, account: Account) -> dict[str, Any]:
+    listed = await client.get(PROJECTS_API, query_string={"pageSize": 100}, headers=account.headers)
+    stats = await client.get(f"{PROJECTS_API}/stats", headers=account.headers)
+    return {"list": await listed.get_json(), "stats": await stats.get_json()}
+
+
+_READ: Expected = {
+    "shared": everyone(),
+    "private": only("owner", "admin", "creator", otherwise="404"),
+}
+_WRITE: Expected = {
+    "shared": only("owner", "admin", "creator", otherwise="403"),
+    "private": only("owner", "admin", "creator", otherwise="404"),
+}
+
+PROJECTS = Domain(
+    name="projects",
+    prefix=PROJECTS_API,
+    id_param="project_id",
+    not_found="PROJECT_NOT_FOUND",
+    kinds=("shared", "private"),
+    new_body=_new_project,
+    unwrap=lambda body: body["project"],
+    listed=_listed_projects,
+    snapshot=_project_snapshot,
+    actions=(
+        Action("get", "GET", _PROJECT, _READ),
+        Action("get full", "GET", f"{_PROJECT}/full", _READ),
+        Action("list", "LIST", PROJECTS_API, _READ),
+        Action("update", "PUT", _PROJECT, _WRITE, {"description": "changed by PUT", "privacy": "shared"}),
+        Action("patch", "PATCH", _PROJECT, _WRITE, {"description": "changed by PATCH"}),
+        Action("delete", "DELETE", _PROJECT, _WRITE),
+    ),
+    create_rule=("POST", PROJECTS_API),
+    may_create=only("owner", "admin", "member", "creator", otherwise="403"),
+    collection_routes={
+        ("GET", PROJECTS_API): "the list: the 'list' action and the isolation snapshot",
+        ("POST", PROJECTS_API): "create: may_create, and foreign ids in its body",
+        ("GET", f"{PROJECTS_API}/stats"): "aggregates over readable projects: the isolation snapshot",
+        ("POST", f"{PROJECTS_API}/validate-name"): "names only: test_projects.py (decision 0022)",
+    },
+)
+
+DOMAINS: tuple[Domain, ...] = (PROJECTS,)

@@ -1,0 +1,174 @@
+"""The shared suites, run for every domain in tests/domains.py (decision 0023): isolation
+between organizations on every route, and the role × action matrix. A domain gets both by
+registering itself; a route it serves but does not register fails the coverage check."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from kijko_core.runtime import Kijko
+from kijko_server.app import KijkoApp
+from tests.conftest import Account
+from tests.domains import ACTORS, DOMAINS, Action, Actor, Domain
+from tests.memberships import add_member
+
+IMPLICIT = frozenset({"HEAD", "OPTIONS"})
+
+
+def served_routes(app: KijkoApp, domain: Domain) -> set[tuple[str, str]]:
+    return {
+        (method, rule.rule)
+        for rule in app.url_map.iter_rules()
+        if rule.rule == domain.prefix or rule.rule.startswith(domain.prefix + "/")
+        for method in rule.methods or ()
+        if method not in IMPLICIT
+    }
+
+
+def id_routes(app: KijkoApp, domain: Domain) -> list[tuple[str, str]]:
+    """Every served (method, rule) that addresses one resource by its id."""
+    return sorted(route for route in served_routes(app, domain) if f"<{domain.id_param}>" in route[1])
+
+
+def registered_routes(domain: Domain) -> set[tuple[str, str]]:
+    return {(a.method, a.rule) for a in domain.actions if a.method != "LIST"} | set(domain.collection_routes)
+
+
+def body_for(domain: Domain, method: str, rule: str) -> dict[str, Any] | None:
+    for action in domain.actions:
+        if (action.method, action.rule) == (method, rule):
+            return action.body
+    return None
+
+
+def ids_in(rule: str) -> list[str]:
+    return re.findall(r"<(?:\w+:)?(\w+)>", rule)
+
+
+@pytest.mark.parametrize("domain", DOMAINS, ids=lambda d: d.name)
+def test_every_route_of_the_domain_is_registered(domain: Domain, app: KijkoApp) -> None:
+    served = served_routes(app, domain)
+    assert served, f"{domain.name}: no routes under {domain.prefix}"
+    assert served - registered_routes(domain) == set(), "served but not in tests/domains.py"
+    assert registered_routes(domain) - served == set(), "registered but not served"
+    for _method, rule in id_routes(app, domain):
+        assert ids_in(rule) == [domain.id_param], f"{rule}: the suites fill only {domain.id_param}"
+
+
+# --- isolation ---------------------------------------------------------------------------------
+
+
+async def call(client: Any, account: Account, method: str, path: str, body: dict[str, Any] | None) -> Any:
+    if body is None and method in {"POST", "PUT", "PATCH"}:
+        body = {}
+    payload = {"json": body} if body is not None else {}
+    return await client.open(path, method=method, headers=account.headers, **payload)
+
+
+@pytest.mark.parametrize("domain", DOMAINS, ids=lambda d: d.name)
+async def test_another_organizations_ids_are_not_found_on_every_route(
+    domain: Domain, app: KijkoApp, client: Any, alice: Account, bob: Account
+) -> None:
+    theirs = [await domain.create(client, alice, kind) for kind in domain.kinds]
+    mine = await domain.create(client, bob, domain.kinds[0])
+    alice_before, bob_before = await domain.snapshot(client, alice), await domain.snapshot(client, bob)
+
+    routes = id_routes(app, domain)
+    assert routes, f"{domain.name}: no route takes {domain.id_param}"
+    for method, rule in routes:
+        for resource in theirs:
+            path = domain.path(rule, resource["id"])
+            response = await call(client, bob, method, path, body_for(domain, method, rule))
+            body = await response.get_json()
+            assert (response.status_code, body.get("code")) == (404, domain.not_found), (method, rule, body)
+            assert set(body) == {"detail", "code", "message"}, body  # nothing about the resource
+
+    assert await domain.snapshot(client, alice) == alice_before
+    assert await domain.snapshot(client, bob) == bob_before
+    assert await domain.listed(client, bob) == {mine["id"]}
+    assert await domain.listed(client, alice) == {resource["id"] for resource in theirs}
+
+
+@pytest.mark.parametrize("domain", DOMAINS, ids=lambda d: d.name)
+async def test_bodies_naming_another_organizations_ids_change_nothing(
+    domain: Domain, client: Any, alice: Account, bob: Account
+) -> None:
+    org_key, user_key, id_key = domain.owner_keys
+    victim = await domain.create(client, alice, domain.kinds[0])
+    alice_before = await domain.snapshot(client, alice)
+    foreign = {
+        org_key: alice.org_id,
+        user_key: alice.user_id,
+        id_key: victim["id"],
+        "organization_id": alice.org_id,
+        "user_id": alice.user_id,
+    }
+    # Create: the resource lands in Bob's organization, as Bob's, with an id of its own.
+    method, rule = domain.create_rule
+    response = await call(client, bob, method, rule, domain.new_body(domain.kinds[0]) | foreign)
+    assert response.status_code == 201, await response.get_data(as_text=True)
+    created = domain.unwrap(await response.get_json())
+    assert (created[org_key], created[user_key]) == (bob.org_id, bob.user_id)
+    assert created[id_key] != victim["id"]
+    template = await domain.create(client, bob, domain.kinds[0])
+    # Updates of Bob's own resource: it stays Bob's, in Bob's organization.
+    for action in domain.actions:
+        if action.method in {"PUT", "PATCH"}:
+            path = domain.path(action.rule, template["id"])
+            response = await call(client, bob, action.method, path, (action.body or {}) | foreign)
+            assert response.status_code == 200, (action.name, await response.get_data(as_text=True))
+            after = await response.get_json()
+            assert (after[org_key], after[user_key], after[id_key]) == (bob.org_id, bob.user_id, template["id"])
+    assert await domain.snapshot(client, alice) == alice_before
+
+
+# --- the role matrix -----------------------------------------------------------------------------
+
+
+async def outcome(domain: Domain, action: Action, client: Any, actor: Account, resource_id: str) -> str:
+    """"ok", "403" (FORBIDDEN) or "404" (the domain's code), or what came instead."""
+    if action.method == "LIST":
+        return "ok" if resource_id in await domain.listed(client, actor) else "404"
+    response = await call(client, actor, action.method, domain.path(action.rule, resource_id), action.body)
+    body = await response.get_json()
+    status = response.status_code
+    if 200 <= status < 300:
+        return "ok"
+    if (status, body.get("code")) in {(403, "FORBIDDEN"), (404, domain.not_found)}:
+        return str(status)
+    return f"{status} {body.get('code')}"
+
+
+async def actors(kijko: Kijko, alice: Account, who: Actor) -> tuple[Account, Account]:
+    """(the creator of the resources, the caller) in alice's organization; alice is its owner."""
+    creator = await add_member(kijko, alice.org_id, "member", first_name="Cree")
+    if who == "creator":
+        return creator, creator
+    if who == "owner":
+        return creator, alice
+    return creator, await add_member(kijko, alice.org_id, who)
+
+
+@pytest.mark.parametrize("who", ACTORS)
+@pytest.mark.parametrize("domain", DOMAINS, ids=lambda d: d.name)
+async def test_role_matrix(domain: Domain, who: Actor, client: Any, kijko: Kijko, alice: Account) -> None:
+    creator, actor = await actors(kijko, alice, who)
+    got: dict[tuple[str, str], str] = {}
+    expected: dict[tuple[str, str], str] = {}
+    for action in domain.actions:
+        for kind in domain.kinds:
+            resource = await domain.create(client, creator, kind)
+            before = await domain.snapshot(client, creator)
+            result = await outcome(domain, action, client, actor, resource["id"])
+            got[(action.name, kind)] = result
+            expected[(action.name, kind)] = action.expected[kind][who]
+            if result != "ok":  # a refusal changes nothing
+                assert await domain.snapshot(client, creator) == before, (action.name, kind)
+    method, rule = domain.create_rule
+    response = await call(client, actor, method, rule, domain.new_body(domain.kinds[0]))
+    got[("create", "-")] = {201: "ok", 200: "ok", 403: "403"}.get(response.status_code, str(response.status_code))
+    expected[("create", "-")] = domain.may_create[who]
+    assert got == expected
