@@ -1,14 +1,17 @@
-"""Benchmark ``GET /api/v1/projects?page=1&pageSize=20``: Kijko against a bare ASGI reference.
+"""Benchmark ``GET /api/v1/projects?page=1&pageSize=20``: Kijko against a bare ASGI reference
+and against the same endpoint written idiomatically in FastAPI.
 
-    python -m bench.projects_list [--duration 10] [--connections 32]
+    python -m bench.projects_list [--duration 10] [--connections 32] [--servers bare,peer,kijko]
 
 Provisions a fresh database (in the PostgreSQL named by ``KIJKO_BENCH_DATABASE_URL``, an
 administrator URL, or else in an embedded PostgreSQL), seeds two organizations with 1,000
-projects each, then serves the same request with Kijko and with ``bench/bare_app.py`` — the
-same ``kijko.enter`` call, the same query text, the same app role and pool size — each under
-uvicorn with httptools and uvloop in its own process, and drives each with 32 connections
-using wrk (or, without wrk, a load generator in a separate process). Prints requests/s, p50,
-p99, the ratios and the servers' peak RSS. Results go in docs/performance.md.
+projects each, then serves the same request with Kijko, with ``bench/fastapi_peer.py`` (FastAPI,
+PyJWT, asyncpg, pydantic) and with ``bench/bare_app.py`` — the same ``kijko.enter`` call, the
+same query text, the same app role and pool size — each under uvicorn with httptools and uvloop
+in its own process. Before timing, it checks that every server answers the same page and
+refuses a token with a broken signature. It then drives each with 32 connections using wrk (or,
+without wrk, a load generator in a separate process). Prints requests/s, p50, p99, the ratios
+and the servers' peak RSS. Results go in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from kijko_core.auth.local.provider import LocalProvider
 from kijko_core.auth.models import SignupRequest
 from kijko_core.config import load_settings
 from kijko_core.crypto import Keyring
@@ -42,6 +46,7 @@ from kijko_core.db.provision import drop_scratch, provision_scratch
 from kijko_core.runtime import Kijko
 
 PATH = "/api/v1/projects?page=1&pageSize=20"
+SERVERS = ("bare", "peer", "kijko")  # the order within a round
 PROJECTS_PER_ORG = 1_000
 POOL_SIZE = 10
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,6 +101,23 @@ async def seed(env: dict[str, str]) -> dict[str, tuple[str, str, str]]:
     finally:
         await kijko.stop()
     return identities
+
+
+async def jwt_material(env: dict[str, str]) -> dict[str, object]:
+    """What the FastAPI peer verifies tokens with: Kijko's JWKS, issuer, audience and leeway."""
+    settings = load_settings(**{key[6:].lower(): value for key, value in env.items() if key.startswith("KIJKO_")})
+    kijko = await Kijko.start(settings)
+    try:
+        assert isinstance(kijko.identity, LocalProvider)
+        jwks = await kijko.identity.keys.jwks()
+    finally:
+        await kijko.stop()
+    return {
+        "jwks": jwks,
+        "issuer": settings.issuer,
+        "audience": settings.jwt_audience,
+        "leeway": settings.jwt_leeway_seconds,
+    }
 
 
 class Server:
@@ -191,6 +213,46 @@ def drive_httpx(url: str, tokens: list[str], duration: float, connections: int) 
     return rps, p50, p99, errors
 
 
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _broken_signature(token: str) -> str:
+    header, payload, signature = token.split(".")
+    middle = len(signature) // 2
+    changed = "A" if signature[middle] != "A" else "B"
+    return ".".join((header, payload, signature[:middle] + changed + signature[middle + 1 :]))
+
+
+def check_same_answers(names: list[str], env: dict[str, str], tokens: list[str]) -> None:
+    """Before timing: every server answers each token's page with the same body, and answers
+    401 to a token whose signature was altered (the bare reference by its lookup table)."""
+    bodies: dict[str, list[object]] = {}
+    for which in names:
+        server = Server(which, env)
+        try:
+            server.wait_ready(tokens[0])
+            answers = []
+            for token in tokens:
+                response = httpx.get(server.url + PATH, headers={"Authorization": f"Bearer {token}"})
+                response.raise_for_status()
+                body = response.json()
+                if which == "bare":  # it writes the column names as they are
+                    body["data"] = [{_camel(key): value for key, value in item.items()} for item in body["data"]]
+                answers.append(body)
+            forged = httpx.get(server.url + PATH, headers={"Authorization": f"Bearer {_broken_signature(tokens[0])}"})
+            if forged.status_code != 401:
+                raise RuntimeError(f"{which} answered {forged.status_code} to a token with a broken signature")
+        finally:
+            server.stop()
+        bodies[which] = answers
+    first, *others = names
+    for which in others:
+        if bodies[which] != bodies[first]:
+            raise RuntimeError(f"{which} and {first} answer different bodies for {PATH}")
+
+
 def measure(
     which: str, env: dict[str, str], tokens: list[str], duration: float, connections: int, profile: str | None
 ) -> Result:
@@ -220,9 +282,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of measured load per server")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved bare/kijko rounds; medians are reported")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
+    parser.add_argument(
+        "--servers", default=",".join(SERVERS),
+        help="comma-separated servers to measure, of bare, peer (FastAPI) and kijko; default all",
+    )
     parser.add_argument("--py-spy", metavar="FILE", help="also profile Kijko's server with py-spy into FILE (raw)")
     args = parser.parse_args()
+    chosen = {name.strip() for name in args.servers.split(",") if name.strip()}
+    if not chosen or not chosen <= set(SERVERS):
+        parser.error(f"--servers takes a comma-separated subset of {', '.join(SERVERS)}")
+    names = [name for name in SERVERS if name in chosen]
 
     embedded: EmbeddedPostgres | None = None
     tmp = Path(tempfile.mkdtemp(prefix="kijko-bench-"))
@@ -249,15 +319,18 @@ def main() -> None:
         asyncio.run(migrations.migrate(scratch.urls.migration, scratch.roles))
         identities = asyncio.run(seed(env))
         env["KIJKO_BENCH_IDENTITIES"] = json.dumps(identities)
+        env["KIJKO_BENCH_JWT"] = json.dumps(asyncio.run(jwt_material(env)))
         tokens = list(identities)
+        check_same_answers(names, env, tokens)
         tool = "wrk" if shutil.which("wrk") else "bench/load.py (httpx)"
         print(f"GET {PATH}, {args.connections} connections, {args.duration:.0f} s per server, load by {tool}")
-        # Interleaved rounds, so drift in a shared machine's load hits both servers alike.
+        print(f"same answers from {', '.join(names)}; a broken signature is refused by each")
+        # Interleaved rounds, so drift in a shared machine's load hits every server alike.
         rounds = [
-            [
-                measure(which, env, tokens, args.duration, args.connections, args.py_spy if i == 0 else None)
-                for which in ("bare", "kijko")
-            ]
+            {
+                which: measure(which, env, tokens, args.duration, args.connections, args.py_spy if i == 0 else None)
+                for which in names
+            }
             for i in range(args.rounds)
         ]
     finally:
@@ -266,27 +339,44 @@ def main() -> None:
             embedded.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
+    report(rounds)
+
+
+def _ratio(rounds: list[dict[str, Result]], other: str, metric: str) -> tuple[float, list[float]]:
+    """The median over rounds of kijko's ``metric`` divided by ``other``'s, and the values."""
+    values = [getattr(r["kijko"], metric) / getattr(r[other], metric) for r in rounds]
+    return statistics.median(values), values
+
+
+def report(rounds: list[dict[str, Result]]) -> None:
     print(
         f"{'round':<6}{'server':<8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}"
         f"{'RSS load MB':>13}{'RSS all MB':>12}"
     )
     for number, results in enumerate(rounds, 1):
-        for r in results:
+        for r in results.values():
             print(
                 f"{number:<6}{r.name:<8}{r.requests_per_second:>10.0f}{r.p50_ms:>10.2f}{r.p99_ms:>10.2f}{r.errors:>8}"
                 f"{r.peak_rss_mb:>13.1f}{r.peak_rss_overall_mb:>12.1f}"
             )
-    throughputs = [k.requests_per_second / b.requests_per_second for b, k in rounds]
-    p99s = [k.p99_ms / b.p99_ms for b, k in rounds]
-    throughput, p99 = statistics.median(throughputs), statistics.median(p99s)
-    rss = max(k.peak_rss_mb for _, k in rounds)
-    spread = ", ".join(f"{t:.2f}" for t in throughputs)
-    print(f"throughput ratio kijko/bare: {throughput:.2f} median of [{spread}] (goal >= 0.5) "
-          f"{'ok' if throughput >= 0.5 else 'MISSED'}")
-    print(f"p99 ratio kijko/bare:        {p99:.2f} median (goal <= 3)   {'ok' if p99 <= 3 else 'MISSED'}")
+    names = rounds[0].keys()
+    if "kijko" not in names:
+        return
+    # Goals (docs/performance.md): at least half the bare reference's throughput and at most
+    # 3x its p99; at least the FastAPI peer's throughput and at most its p99.
+    for other, min_throughput, max_p99 in (("bare", 0.5, 3.0), ("peer", 1.0, 1.0)):
+        if other not in names:
+            continue
+        throughput, throughputs = _ratio(rounds, other, "requests_per_second")
+        p99, _ = _ratio(rounds, other, "p99_ms")
+        spread = ", ".join(f"{t:.2f}" for t in throughputs)
+        label = f"kijko/{other}:"
+        print(f"throughput ratio {label:<12}{throughput:.2f} median of [{spread}] (goal >= {min_throughput:g}) "
+              f"{'ok' if throughput >= min_throughput else 'MISSED'}")
+        print(f"p99 ratio {label:<19}{p99:.2f} median (goal <= {max_p99:g})   {'ok' if p99 <= max_p99 else 'MISSED'}")
+    rss = max(r["kijko"].peak_rss_mb for r in rounds)
     print(f"kijko peak RSS under load:   {rss:.0f} MB (goal <= 150) {'ok' if rss <= 150 else 'MISSED'}")
-    print(f"kijko peak RSS incl. start:  {max(k.peak_rss_overall_mb for _, k in rounds):.0f} MB")
-
+    print(f"kijko peak RSS incl. start:  {max(r['kijko'].peak_rss_overall_mb for r in rounds):.0f} MB")
 
 if __name__ == "__main__":
     main()

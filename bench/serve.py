@@ -1,6 +1,7 @@
-"""Run Kijko or the bare reference under uvicorn (httptools, uvloop): ``python -m bench.serve kijko|bare PORT``.
+"""Run Kijko, the FastAPI peer or the bare reference under uvicorn (httptools, uvloop):
+``python -m bench.serve kijko|peer|bare PORT``.
 
-Both read their database settings from the environment the benchmark prepares.
+All read their database settings from the environment the benchmark prepares.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ def main() -> None:
         from kijko_server.app import create_app
 
         app = create_app()
+    elif which == "peer":
+        from bench.fastapi_peer import app  # type: ignore[assignment]
     else:
         from bench.bare_app import app  # type: ignore[assignment]
     uvicorn.run(
