@@ -59,9 +59,9 @@ class Limit:
 
 
 class Store(Protocol):
-    async def consume(self, keyed: list[tuple[str, Limit]], now: float) -> float | None:
-        """Check every key and, only if none refuses, record the request on each.
-        Returns the seconds to wait, or None when the request may go ahead."""
+    async def consume(self, keyed: list[tuple[str, Limit]]) -> float | None:
+        """Check every key and, only if none refuses, record the request on each, at the
+        store's own clock. Returns the seconds to wait, or None when the request may go ahead."""
 
 
 class MemoryStore:
@@ -72,8 +72,9 @@ class MemoryStore:
     def __init__(self) -> None:
         self._tats: dict[str, float] = {}
 
-    async def consume(self, keyed: list[tuple[str, Limit]], now: float) -> float | None:
+    async def consume(self, keyed: list[tuple[str, Limit]]) -> float | None:
         # No await in here, so nothing else runs on the event loop in between.
+        now = time.monotonic()
         if len(self._tats) >= self._PRUNE_AT:
             self._tats = {key: tat for key, tat in self._tats.items() if tat > now}
         updates: list[tuple[str, float]] = []
@@ -87,15 +88,19 @@ class MemoryStore:
 
 
 # GCRA for all of a request's limits in one step: check every key, and only if none refuses,
-# record the attempt on each. Returns the milliseconds to wait, or nil. Whole milliseconds,
-# because Lua prints numbers with 14 digits: seconds with decimals would be rounded, and a
-# rounded-up time refused an attempt the budget still had.
+# record the attempt on each. Returns the milliseconds to wait, or nil.
+# - The time is Redis's own: a time taken by each instance before its round trip arrives out
+#   of order (and instances' clocks differ), and an earlier time after a later one was refused
+#   although the budget had room.
+# - Whole milliseconds, because Lua prints numbers with 14 digits: seconds with decimals were
+#   rounded up, with the same effect.
 _CONSUME = """
-local now = tonumber(ARGV[1])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local tats = {}
 for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[i * 2])
-  local burst = tonumber(ARGV[i * 2 + 1])
+  local interval = tonumber(ARGV[i * 2 - 1])
+  local burst = tonumber(ARGV[i * 2])
   local tat = math.max(tonumber(redis.call('GET', key) or now), now)
   if tat - now > burst then
     return tostring(tat - burst - now)
@@ -117,8 +122,8 @@ class RedisStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._script = redis.register_script(_CONSUME)
 
-    async def consume(self, keyed: list[tuple[str, Limit]], now: float) -> float | None:
-        arguments: list[int] = [math.floor(now * 1000)]
+    async def consume(self, keyed: list[tuple[str, Limit]]) -> float | None:
+        arguments: list[int] = []
         for _, limit in keyed:
             arguments += [math.ceil(limit.interval * 1000), math.floor(limit.burst * 1000)]
         try:
@@ -156,7 +161,7 @@ async def by_login_account_and_address() -> str:
     email = body.get("email") if isinstance(body, dict) else None
     account = email_key(email) if isinstance(email, str) else ""
     # Hashed so no email address ends up as a Redis key.
-    digest = hashlib.sha256(account.encode()).hexdigest()
+    digest = hashlib.sha256(account.encode("utf-8", "surrogatepass")).hexdigest()
     return f"account:{digest}:{await by_client_address()}"
 
 
@@ -192,7 +197,7 @@ async def enforce_rate_limits() -> None:
     if not limits:
         return
     keyed = [(f"{KEY_PREFIX}:{endpoint}:{limit.name}:{await limit.key()}", limit) for limit in limits]
-    wait = await _store().consume(keyed, time.time())
+    wait = await _store().consume(keyed)
     if wait is not None:
         raise RateLimited(retry_after=max(1, math.ceil(wait)))
 

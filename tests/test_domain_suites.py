@@ -11,6 +11,7 @@ import pytest
 
 from kijko_core.runtime import Kijko
 from kijko_server.app import KijkoApp
+from kijko_server.openapi import declared_errors
 from tests.conftest import Account
 from tests.domains import ACTORS, DOMAINS, Action, Actor, Domain
 from tests.memberships import add_member
@@ -56,6 +57,14 @@ def test_every_route_of_the_domain_is_registered(domain: Domain, app: KijkoApp) 
     assert registered_routes(domain) - served == set(), "registered but not served"
     for _method, rule in id_routes(app, domain):
         assert ids_in(rule) == [domain.id_param], f"{rule}: the suites fill only {domain.id_param}"
+    # Each view says which errors it answers, so the OpenAPI document is exact (decision 0024).
+    undeclared = sorted(
+        rule.rule
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith(domain.prefix)
+        and declared_errors(app.view_functions[rule.endpoint], public=False) is None
+    )
+    assert undeclared == [], "views without @responds"
 
 
 # --- isolation ---------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from redis import asyncio as aioredis
 
 from kijko_core.runtime import Kijko, make_redis
 from kijko_server.app import KijkoApp, create_app
+from kijko_server.ratelimits import KEY_PREFIX
 from tests.conftest import sign_up
 
 PASSWORD = "correct horse battery"
@@ -289,13 +290,20 @@ REDIS_URL = os.environ.get("KIJKO_TEST_REDIS_URL")
 async def redis_url() -> AsyncIterator[str]:
     if not REDIS_URL:
         pytest.skip("KIJKO_TEST_REDIS_URL is not set")
+    # Only the limiter's keys are cleared: the URL may name a database with other data.
     redis = aioredis.from_url(REDIS_URL)
     try:
-        await redis.flushdb()
+        await clear_limits(redis)
         yield REDIS_URL
     finally:
-        await redis.flushdb()
+        await clear_limits(redis)
         await redis.aclose()
+
+
+async def clear_limits(redis: aioredis.Redis) -> None:
+    keys = [key async for key in redis.scan_iter(match=f"{KEY_PREFIX}:*")]
+    if keys:
+        await redis.delete(*keys)
 
 
 @asynccontextmanager
@@ -348,7 +356,7 @@ async def test_redis_keys_expire_and_name_no_email(
             assert response.status_code == 401
     redis = aioredis.from_url(redis_url)
     try:
-        keys = [key.decode() for key in await redis.keys("*")]
+        keys = [key.decode() async for key in redis.scan_iter(match=f"{KEY_PREFIX}:*")]
         assert keys, "the limiter wrote nothing to Redis"
         for key in keys:
             assert email not in key and "example.com" not in key

@@ -18,6 +18,7 @@ from joserfc.jwk import Key, RSAKey
 from kijko_core.auth.local.keys import SigningKeyStore
 from kijko_core.auth.local.provider import LocalProvider
 from kijko_core.auth.tokens import TokenVerifier
+from kijko_core.errors import InvalidToken
 from kijko_core.runtime import Kijko
 from kijko_server.app import create_app
 from tests.conftest import Account
@@ -248,3 +249,53 @@ async def test_organization_and_roles_come_from_memberships_not_from_claims(
     response = await client.get(ME, headers=bearer(token))
     assert response.status_code == 200
     assert (await response.get_json())["roles"] == ["owner"]
+
+
+class ChangingKeySource:
+    """A key source (as Keycloak's JWKS) whose answers the test sets: a key set, or a failure."""
+
+    def __init__(self, keys: Mapping[str, Key]) -> None:
+        self.keys: Mapping[str, Key] | Exception = keys
+
+    async def load(self) -> Mapping[str, Key]:
+        if isinstance(self.keys, Exception):
+            raise self.keys
+        return self.keys
+
+
+def verifier_over(source: ChangingKeySource, interval: float) -> TokenVerifier:
+    return TokenVerifier(
+        source, issuer="http://kijko.test", audience="kijko-api", leeway_seconds=0,
+        refresh_interval_seconds=interval,
+    )
+
+
+async def test_a_key_that_leaves_the_source_stops_verifying_within_an_interval(
+    alice: Account,
+) -> None:
+    key = fresh_key()
+    token = sign(claims_from(alice.access_token), key, kid="k1")
+    source = ChangingKeySource({"k1": key})
+    verifier = verifier_over(source, interval=0.2)
+    assert str((await verifier.verify(token)).user_id) == alice.user_id
+    source.keys = {}
+    # Cached for the interval, then dropped although the kid is known.
+    assert str((await verifier.verify(token)).user_id) == alice.user_id
+    await asyncio.sleep(0.25)
+    with pytest.raises(InvalidToken):
+        await verifier.verify(token)
+
+
+async def test_a_failing_source_keeps_known_keys_and_fails_unknown_ones(alice: Account) -> None:
+    key = fresh_key()
+    token = sign(claims_from(alice.access_token), key, kid="k1")
+    source = ChangingKeySource({"k1": key})
+    verifier = verifier_over(source, interval=0.2)
+    await verifier.verify(token)
+    source.keys = ConnectionError("key source down")
+    await asyncio.sleep(0.25)
+    assert str((await verifier.verify(token)).user_id) == alice.user_id
+    await asyncio.sleep(0.25)
+    other = sign(claims_from(alice.access_token), fresh_key(), kid="k2")
+    with pytest.raises(ConnectionError):
+        await verifier.verify(other)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+import structlog
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import Key
@@ -22,6 +23,8 @@ from joserfc.jwk import Key
 from kijko_core.auth.principal import TokenIdentity
 from kijko_core.config import Settings
 from kijko_core.errors import InvalidToken
+
+log = structlog.get_logger("kijko.auth")
 
 ALGORITHMS = ("RS256", "ES256")
 # The ``typ`` claim of an access token, as Keycloak and the local provider write it;
@@ -99,7 +102,13 @@ class TokenVerifier:
                     # Marked first: a failing source is asked again after an interval, not
                     # on every request.
                     self._loaded_at = time.monotonic()
-                    self._keys = await self._source.load()
+                    try:
+                        self._keys = await self._source.load()
+                    except Exception:
+                        # A blip of the source does not fail requests whose key we know.
+                        if kid not in self._keys:
+                            raise
+                        log.warning("token_keys_reload_failed", exc_info=True)
         key = self._keys.get(kid)
         if key is None:
             raise InvalidToken()
