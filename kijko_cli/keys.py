@@ -6,6 +6,7 @@ import sys
 from datetime import datetime
 
 import click
+from asyncpg import Record
 
 from kijko_cli.common import in_system_session, settings
 from kijko_core.db.session import SystemSession
@@ -13,28 +14,34 @@ from kijko_core.db.session import SystemSession
 
 @click.command("list")
 def list_keys() -> None:
-    """The local provider's signing keys, newest first: kid, algorithm, created, retired, and
-    which one signs new tokens (tab-separated)."""
+    """The local provider's signing keys, newest first: kid, algorithm, created, signs from,
+    retired, and which one signs new tokens now (tab-separated)."""
     config = settings()
     if config.auth_provider != "local":
         click.echo("configuration error: KIJKO_AUTH_PROVIDER: keys list needs the local provider",
                    err=True)
         sys.exit(2)
 
-    async def work(db: SystemSession, _: object) -> list[tuple[str, str, datetime, datetime | None]]:
-        rows = await db.fetch(
-            "SELECT kid, algorithm, created_at, retired_at FROM kijko_private.signing_keys"
-            " ORDER BY created_at DESC, kid"
+    async def work(db: SystemSession, _: object) -> list[Record]:
+        # The same rule as SigningKeyStore: the newest key already active and not yet retired
+        # signs; a rotated-in key is published (in the JWKS) before it signs.
+        return await db.fetch(
+            "SELECT kid, algorithm, created_at, active_from, retired_at,"
+            " kid = (SELECT s.kid FROM kijko_private.signing_keys s"
+            "        WHERE s.active_from <= now() AND (s.retired_at IS NULL OR s.retired_at > now())"
+            "        ORDER BY s.active_from DESC LIMIT 1) AS signing"
+            " FROM kijko_private.signing_keys ORDER BY created_at DESC, kid"
         )
-        return [(r["kid"], r["algorithm"], r["created_at"], r["retired_at"]) for r in rows]
 
     keys = in_system_session(config, work)
-    # The issuer signs with the newest key that is not retired (SigningKeyStore.active).
-    signing = next((kid for kid, _, _, retired in keys if retired is None), None)
-    click.echo("kid\talgorithm\tcreated_at\tretired_at\tsigning")
-    for kid, algorithm, created, retired in keys:
+    click.echo("kid\talgorithm\tcreated_at\tactive_from\tretired_at\tsigning")
+    for key in keys:
         click.echo(
-            f"{kid}\t{algorithm}\t{created.isoformat(timespec='seconds')}"
-            f"\t{retired.isoformat(timespec='seconds') if retired else '-'}"
-            f"\t{'yes' if kid == signing else 'no'}"
+            f"{key['kid']}\t{key['algorithm']}\t{_when(key['created_at'])}"
+            f"\t{_when(key['active_from'])}\t{_when(key['retired_at'])}"
+            f"\t{'yes' if key['signing'] else 'no'}"
         )
+
+
+def _when(value: datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value else "-"

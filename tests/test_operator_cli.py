@@ -205,13 +205,17 @@ async def test_sessions_revoke_by_user_or_by_session(
 def test_keys_list_shows_which_key_signs(database_env: dict[str, str], tmp_path: Path) -> None:
     rotated = kijko_run(database_env, tmp_path, "keys", "rotate")
     assert rotated.returncode == 0, rotated.stderr
-    new_kid = rotated.stdout.removeprefix("new signing key: ").strip()
+    new_kid = rotated.stdout.removeprefix("new signing key: ").split()[0]
     listing = kijko_run(database_env, tmp_path, "keys", "list")
     assert listing.returncode == 0, listing.stderr
     rows = _columns(listing.stdout)
-    assert rows[0]["kid"] == new_kid
-    assert (rows[0]["signing"], rows[0]["retired_at"], rows[0]["algorithm"]) == ("yes", "-", "RS256")
-    assert len(rows) >= 2 and all(r["signing"] == "no" and r["retired_at"] != "-" for r in rows[1:])
+    # The new key is published first and signs only from its activation time; until then the
+    # previous key signs, retiring exactly when the new one takes over.
+    new, current = rows[0], rows[1]
+    assert (new["kid"], new["signing"], new["retired_at"], new["algorithm"]) == (new_kid, "no", "-", "RS256")
+    assert new["active_from"] > new["created_at"]
+    assert (current["signing"], current["retired_at"]) == ("yes", new["active_from"])
+    assert all(r["signing"] == "no" and r["retired_at"] != "-" for r in rows[2:])
 
 
 # --- db provision ---------------------------------------------------------------------------
