@@ -78,7 +78,12 @@ async def open_session(
 ) -> None:
     await db.execute(
         "INSERT INTO kijko_private.sessions (id, user_id, organization_id, provider, expires_at)"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+        " VALUES ($1, $2, $3, $4, $5)"
+        # An identity-provider session seen again (a refresh) lives as long as its newest
+        # tokens; a revoked one stays revoked.
+        " ON CONFLICT (id) DO UPDATE"
+        " SET expires_at = GREATEST(kijko_private.sessions.expires_at, EXCLUDED.expires_at)"
+        " WHERE kijko_private.sessions.user_id = EXCLUDED.user_id",
         session_id,
         user_id,
         org_id,
