@@ -35,7 +35,7 @@ from kijko_core.auth.keycloak.sessions import KnownSessions, SessionRecordingVer
 from kijko_core.auth.models import SignupRequest, TokenPair
 from kijko_core.auth.principal import TokenIdentity
 from kijko_core.auth.provider import ProviderHealth
-from kijko_core.auth.tokens import ACCESS_TOKEN_TYP, ALGORITHMS, unverified_header
+from kijko_core.auth.tokens import ACCESS_TOKEN_TYP, ALGORITHMS, TokenVerifier, unverified_header
 from kijko_core.config import Settings
 from kijko_core.crypto import Keyring
 from kijko_core.db.session import system_session
@@ -71,8 +71,9 @@ class KeycloakProvider:
             client_secret=settings.keycloak_client_secret.get_secret_value(),
         )
         self._jwks = JwksKeySource(self.client)
-        self.verifier = SessionRecordingVerifier.for_settings(self._jwks, settings)
-        self.verifier.sessions = KnownSessions(system_db, leeway_seconds=settings.jwt_leeway_seconds)
+        self.verifier: TokenVerifier = SessionRecordingVerifier.recording(
+            self._jwks, settings, KnownSessions(system_db, leeway_seconds=settings.jwt_leeway_seconds)
+        )
         self.oauth = OAuthSignIn(
             self.client,
             system_db,

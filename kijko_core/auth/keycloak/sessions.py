@@ -16,7 +16,8 @@ import asyncpg
 from databases import Database
 
 from kijko_core.auth.principal import TokenIdentity
-from kijko_core.auth.tokens import TokenVerifier
+from kijko_core.auth.tokens import KeySource, TokenVerifier
+from kijko_core.config import Settings
 from kijko_core.db.session import system_session
 from kijko_core.errors import InvalidToken
 
@@ -60,12 +61,19 @@ class KnownSessions:
 
 
 class SessionRecordingVerifier(TokenVerifier):
-    """A ``TokenVerifier`` that records the session of every valid access token it returns.
-
-    ``sessions`` is set by the provider right after ``for_settings`` builds the verifier.
-    """
+    """A ``TokenVerifier`` that records the session of every valid access token it returns."""
 
     sessions: KnownSessions
+
+    @classmethod
+    def recording(
+        cls, source: KeySource, settings: Settings, sessions: KnownSessions
+    ) -> SessionRecordingVerifier:
+        """The verifier ``for_settings`` builds, recording into ``sessions``."""
+        verifier = cls.for_settings(source, settings)
+        assert isinstance(verifier, cls)
+        verifier.sessions = sessions
+        return verifier
 
     async def verify(self, token: str, *, allow_expired: bool = False) -> TokenIdentity:
         identity = await super().verify(token, allow_expired=allow_expired)
