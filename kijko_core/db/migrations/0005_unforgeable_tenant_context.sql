@@ -44,69 +44,78 @@ GRANT SELECT (service_capability) ON kijko_private.context_key TO :system_role;
 
 -- HMAC-SHA256 of the context, bound to this backend and this transaction. A parallel worker
 -- has another pid: PARALLEL RESTRICTED keeps the callers in the leader.
+-- Cost (measured, docs/performance.md): plpgsql keeps its statements' plans for the session,
+-- where a non-inlined SQL function is planned again in every query that calls it; and these
+-- kijko_private helpers, executable by the owner only and called only from the SECURITY
+-- DEFINER functions below (whose search_path is pinned), do not pin their own: each pinned
+-- call costs a search-path switch, about half of a context check.
 CREATE FUNCTION kijko_private.context_mac(p_org text, p_user text, p_actor text) RETURNS text
-    LANGUAGE sql STABLE PARALLEL RESTRICTED
-    SET search_path = pg_catalog, pg_temp
+    LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
     AS $$
-        SELECT encode(sha256(k.outer_pad || sha256(k.inner_pad || convert_to(
-            jsonb_build_array(
-                pg_backend_pid(),
-                (extract(epoch FROM transaction_timestamp()) * 1000000)::bigint,
-                p_org, p_user, p_actor
-            )::text, 'UTF8'))), 'hex')
-        FROM kijko_private.context_key k
-    $$;
+DECLARE
+    v_inner bytea;
+    v_outer bytea;
+BEGIN
+    SELECT k.inner_pad, k.outer_pad INTO v_inner, v_outer FROM kijko_private.context_key k;
+    RETURN encode(sha256(v_outer || sha256(v_inner || convert_to(
+        jsonb_build_array(
+            pg_backend_pid(),
+            (extract(epoch FROM transaction_timestamp()) * 1000000)::bigint,
+            p_org, p_user, p_actor
+        )::text, 'UTF8'))), 'hex');
+END
+$$;
 
 -- One verified setting of the context, or NULL.
 CREATE FUNCTION kijko_private.context_value(p_name text) RETURNS text
-    LANGUAGE sql STABLE PARALLEL RESTRICTED
-    SET search_path = pg_catalog, pg_temp
+    LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
     AS $$
-        SELECT CASE
-            WHEN current_setting('kijko.context', true) = kijko_private.context_mac(
-                current_setting('kijko.org_id', true),
-                current_setting('kijko.user_id', true),
-                current_setting('kijko.actor', true))
-            THEN NULLIF(current_setting(p_name, true), '')
-        END
-    $$;
+DECLARE
+    v_mac text := current_setting('kijko.context', true);
+BEGIN
+    IF v_mac IS NULL OR v_mac = '' OR v_mac IS DISTINCT FROM kijko_private.context_mac(
+        current_setting('kijko.org_id', true),
+        current_setting('kijko.user_id', true),
+        current_setting('kijko.actor', true))
+    THEN
+        RETURN NULL;
+    END IF;
+    RETURN NULLIF(current_setting(p_name, true), '');
+END
+$$;
 
 CREATE FUNCTION kijko_private.set_context(p_org uuid, p_user uuid, p_actor text) RETURNS void
-    LANGUAGE sql VOLATILE PARALLEL RESTRICTED
-    SET search_path = pg_catalog, pg_temp
+    LANGUAGE plpgsql VOLATILE PARALLEL RESTRICTED
     AS $$
-        SELECT set_config('kijko.org_id', coalesce(p_org::text, ''), true),
-               set_config('kijko.user_id', coalesce(p_user::text, ''), true),
-               set_config('kijko.actor', coalesce(p_actor, ''), true),
-               set_config('kijko.context', kijko_private.context_mac(
-                   coalesce(p_org::text, ''), coalesce(p_user::text, ''), coalesce(p_actor, '')), true)
-    $$;
-
-CREATE FUNCTION kijko_private.clear_context() RETURNS void
-    LANGUAGE sql VOLATILE PARALLEL RESTRICTED
-    SET search_path = pg_catalog, pg_temp
-    AS $$
-        SELECT set_config('kijko.org_id', '', true), set_config('kijko.user_id', '', true),
-               set_config('kijko.actor', '', true), set_config('kijko.context', '', true)
-    $$;
+DECLARE
+    v_org text := coalesce(p_org::text, '');
+    v_user text := coalesce(p_user::text, '');
+    v_actor text := coalesce(p_actor, '');
+BEGIN
+    PERFORM set_config('kijko.org_id', v_org, true);
+    PERFORM set_config('kijko.user_id', v_user, true);
+    PERFORM set_config('kijko.actor', v_actor, true);
+    PERFORM set_config('kijko.context', kijko_private.context_mac(v_org, v_user, v_actor), true);
+END
+$$;
 
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA kijko_private FROM PUBLIC;
 
 -- The context as policies and queries see it: owner's rights to read the key, NULL unless it
 -- verifies. Policies call them as (SELECT kijko.current_org_id()): an initplan, once a query.
 CREATE OR REPLACE FUNCTION kijko.current_org_id() RETURNS uuid
-    LANGUAGE sql STABLE SECURITY DEFINER PARALLEL RESTRICTED
+    LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
     SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT kijko_private.context_value('kijko.org_id')::uuid $$;
+    AS $$ BEGIN RETURN kijko_private.context_value('kijko.org_id')::uuid; END $$;
 CREATE OR REPLACE FUNCTION kijko.current_user_id() RETURNS uuid
-    LANGUAGE sql STABLE SECURITY DEFINER PARALLEL RESTRICTED
+    LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
     SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT kijko_private.context_value('kijko.user_id')::uuid $$;
+    AS $$ BEGIN RETURN kijko_private.context_value('kijko.user_id')::uuid; END $$;
 -- Who does the work: 'user:<id>' or 'service:<kind>:<job id>' (a column can default to it).
 CREATE FUNCTION kijko.current_actor() RETURNS text
-    LANGUAGE sql STABLE SECURITY DEFINER PARALLEL RESTRICTED
+    LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
     SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT kijko_private.context_value('kijko.actor') $$;
+    AS $$ BEGIN RETURN kijko_private.context_value('kijko.actor'); END $$;
 REVOKE EXECUTE ON FUNCTION kijko.current_actor() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION kijko.current_actor() TO :app_role, :system_role;
 
@@ -123,7 +132,6 @@ CREATE OR REPLACE FUNCTION kijko.enter(p_user_id uuid, p_org_id uuid, p_session_
 DECLARE
     v_roles text[];
 BEGIN
-    PERFORM kijko_private.clear_context();
     IF NOT EXISTS (
         SELECT 1 FROM kijko_private.sessions s
         WHERE s.id = p_session_id AND s.user_id = p_user_id
@@ -131,13 +139,13 @@ BEGIN
     ) THEN
         RAISE EXCEPTION 'unknown, expired or revoked session' USING ERRCODE = 'KJ401';
     END IF;
-    -- memberships has forced RLS, for the owner too: read it inside the context.
+    -- memberships has forced RLS, for the owner too: read it inside the context. A failure
+    -- below aborts the transaction (or the caller's savepoint), and the context with it.
     PERFORM kijko_private.set_context(p_org_id, p_user_id, 'user:' || p_user_id::text);
     SELECT array_agg(m.role ORDER BY m.role) INTO v_roles
     FROM kijko.memberships m
     WHERE m.organization_id = p_org_id AND m.user_id = p_user_id;
     IF v_roles IS NULL THEN
-        PERFORM kijko_private.clear_context();
         RAISE EXCEPTION 'no membership' USING ERRCODE = 'KJ403';
     END IF;
     RETURN v_roles;
@@ -155,7 +163,6 @@ CREATE FUNCTION kijko.enter_service(p_org_id uuid, p_kind text, p_job_id text, p
     SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
-    PERFORM kijko_private.clear_context();
     IF NOT EXISTS (
         SELECT 1 FROM kijko_private.context_key k
         -- Hashes compared, so the comparison's timing says nothing about the secret.
@@ -170,7 +177,6 @@ BEGIN
     END IF;
     PERFORM kijko_private.set_context(p_org_id, NULL, 'service:' || p_kind || ':' || p_job_id);
     IF NOT EXISTS (SELECT 1 FROM kijko.organizations o WHERE o.id = p_org_id) THEN
-        PERFORM kijko_private.clear_context();
         RAISE EXCEPTION 'no such organization' USING ERRCODE = 'KJ404';
     END IF;
 END
