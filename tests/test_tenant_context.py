@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from kijko_core.db.provision import ScratchDatabase
-from kijko_core.db.session import system_session
+from kijko_core.db.session import ServiceActor, load_service_capability, service_session, system_session
 from kijko_core.runtime import Kijko
 from tests.conftest import Account
 
@@ -248,3 +248,33 @@ async def test_app_role_cannot_rewrite_identity_columns_of_projects(
                     value if column != "created_at" else None,
                     UUID(project["id"]),
                 )
+
+
+# -- rotating the key --------------------------------------------------------------------------
+
+
+async def test_rotating_the_context_key_invalidates_live_contexts_and_the_capability(
+    client: Any, kijko: Kijko, database: ScratchDatabase, attacker: asyncpg.Connection, bob: Account
+) -> None:
+    await created(client, bob, "Bob's own")
+    before = await load_service_capability(kijko.system_db)
+    owner = await asyncpg.connect(database.urls.migration)
+    try:
+        async with attacker.transaction():
+            await enter(attacker, bob)
+            assert await attacker.fetchval("SELECT count(*) FROM kijko.projects") == 1
+            await owner.execute("SELECT kijko_private.rotate_context_key()")
+            assert await attacker.fetchval("SELECT count(*) FROM kijko.projects") == 0
+    finally:
+        await owner.close()
+    after = await load_service_capability(kijko.system_db)
+    assert after.reveal() != before.reveal()
+    actor = ServiceActor("scheduler", "rotation")
+    with pytest.raises(asyncpg.PostgresError) as refused:
+        async with service_session(kijko.app_db, before, UUID(bob.org_id), actor):
+            pass
+    assert refused.value.sqlstate == "KJ401"
+    async with service_session(kijko.app_db, after, UUID(bob.org_id), actor) as db:
+        assert await db.fetchval("SELECT count(*) FROM kijko.projects") == 1
+    # New requests work with the new key.
+    assert (await client.get(API, headers=bob.headers)).status_code == 200

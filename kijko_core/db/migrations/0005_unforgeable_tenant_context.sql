@@ -17,7 +17,12 @@ CREATE TABLE kijko_private.context_key (
     service_capability text NOT NULL CHECK (char_length(service_capability) >= 64)
 );
 
-DO $$
+-- Makes (or, run again by the owner, rotates) the key and the capability. Contexts of
+-- transactions running at that moment stop verifying: they see no rows from then on.
+CREATE FUNCTION kijko_private.rotate_context_key() RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
 DECLARE
     -- 64 bytes from pg_strong_random (gen_random_uuid is core; 488 random bits).
     v_key bytea := uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())
@@ -35,9 +40,13 @@ BEGIN
         v_outer,
         encode(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())
                || uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()), 'hex')
-    );
+    )
+    ON CONFLICT (singleton) DO UPDATE
+    SET inner_pad = EXCLUDED.inner_pad, outer_pad = EXCLUDED.outer_pad,
+        service_capability = EXCLUDED.service_capability;
 END
 $$;
+SELECT kijko_private.rotate_context_key();
 
 -- The runtime reads the capability through the system pool to open service sessions.
 GRANT SELECT (service_capability) ON kijko_private.context_key TO :system_role;
