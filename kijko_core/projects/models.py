@@ -34,7 +34,11 @@ def _creator(value: object) -> object:
 
 
 #: The id of the user who created a project, or "" when there is none any more.
-CreatorId = Annotated[str, BeforeValidator(_creator)]
+CreatorId = Annotated[
+    str,
+    BeforeValidator(_creator),
+    Field(description='The creator\'s user id; "" when the creator was erased or a job created it'),
+]
 
 
 class ProjectNotFound(NotFound):
