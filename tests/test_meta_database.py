@@ -22,7 +22,18 @@ from kijko_core.db.roles import RoleNames, quote_identifier
 TENANT_SCHEMA = "kijko"
 PRIVATE_SCHEMA = "kijko_private"
 #: SECURITY DEFINER functions the app role is meant to call (and nothing else of that kind).
-APP_DEFINER_ALLOWLIST = frozenset({"kijko.enter(uuid,uuid,text)", "kijko.current_user_profile()"})
+#: The context readers are definers because they verify the context with a key the app role
+#: cannot read (decision 0016); enter_service demands a capability (decision 0017).
+APP_DEFINER_ALLOWLIST = frozenset(
+    {
+        "kijko.enter(uuid,uuid,text)",
+        "kijko.enter_service(uuid,text,text,text)",
+        "kijko.current_user_profile()",
+        "kijko.current_org_id()",
+        "kijko.current_user_id()",
+        "kijko.current_actor()",
+    }
+)
 
 
 class _Rollback(Exception):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import asyncpg
+from databases import Database
 
 from kijko_core.auth.principal import TokenIdentity
-from kijko_core.db.session import SystemSession
+from kijko_core.db.session import SystemSession, system_session
 from kijko_core.errors import Conflict, InvalidToken
 
 
@@ -79,7 +81,12 @@ async def open_session(
 ) -> None:
     await db.execute(
         "INSERT INTO kijko_private.sessions (id, user_id, organization_id, provider, expires_at)"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+        " VALUES ($1, $2, $3, $4, $5)"
+        # An identity-provider session seen again (a refresh) lives as long as its newest
+        # tokens; a revoked one stays revoked.
+        " ON CONFLICT (id) DO UPDATE"
+        " SET expires_at = GREATEST(kijko_private.sessions.expires_at, EXCLUDED.expires_at)"
+        " WHERE kijko_private.sessions.user_id = EXCLUDED.user_id",
         session_id,
         user_id,
         org_id,
@@ -109,3 +116,56 @@ async def revoke_session(db: SystemSession, identity: TokenIdentity, *, provider
         provider,
         max(identity.expires_at, datetime.now(UTC) + timedelta(seconds=60)),
     )
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What ``erase_user`` did."""
+
+    #: False when there was no such user (nothing was changed).
+    erased: bool
+    #: Organizations the user was the only member of, deleted with everything in them.
+    deleted_organizations: list[UUID] = field(default_factory=list)
+    #: Organizations that still have members but no owner any more (an operator or a later
+    #: role-management endpoint must name one).
+    ownerless_organizations: list[UUID] = field(default_factory=list)
+
+
+async def erase_user(system_db: Database, user_id: UUID) -> Erasure:
+    """Erase a user (decision 0018), in one transaction on the system role.
+
+    Their credentials, sessions (so every access and refresh token stops working at once),
+    memberships and OAuth hand-offs go with the user row. Projects they created stay with
+    their organization with no creator (``userId: ""``); an organization they were the only
+    member of is deleted, since nobody could reach its data any more. With the keycloak
+    provider the Keycloak user is not touched: delete it there too, or its next sign-in
+    provisions a new, empty account.
+    """
+    async with system_session(system_db) as db:
+        # Locking the organizations first holds off a membership being added concurrently
+        # (it takes a key-share lock on its organization), so "only member" stays true.
+        organizations = [
+            row["id"]
+            for row in await db.fetch(
+                "SELECT o.id FROM kijko.organizations o"
+                " WHERE o.id IN (SELECT organization_id FROM kijko.memberships WHERE user_id = $1)"
+                " ORDER BY o.id FOR UPDATE",
+                user_id,
+            )
+        ]
+        alone = await db.fetchval(
+            "SELECT coalesce(array_agg(m.organization_id ORDER BY m.organization_id), '{}')"
+            " FROM kijko.memberships m WHERE m.user_id = $1 AND NOT EXISTS ("
+            "   SELECT 1 FROM kijko.memberships o"
+            "   WHERE o.organization_id = m.organization_id AND o.user_id <> $1)",
+            user_id,
+        )
+        await db.execute("DELETE FROM kijko.organizations WHERE id = ANY($1::uuid[])", alone)
+        erased = await db.fetchval("DELETE FROM kijko_private.users WHERE id = $1 RETURNING id", user_id)
+        ownerless = await db.fetchval(
+            "SELECT coalesce(array_agg(o ORDER BY o), '{}') FROM unnest($1::uuid[]) AS o"
+            " WHERE NOT EXISTS (SELECT 1 FROM kijko.memberships m"
+            "                   WHERE m.organization_id = o AND m.role = 'owner')",
+            [org for org in organizations if org not in set(alone)],
+        )
+    return Erasure(erased is not None, list(alone), list(ownerless))

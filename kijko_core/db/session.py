@@ -1,4 +1,4 @@
-"""The only way code gets a connection: a tenant session or a system session.
+"""The only way code gets a connection: a tenant session, a service session or a system session.
 
 A session is one pooled connection and one transaction. Queries go straight to the asyncpg
 connection (plain ``$1`` parameters, no query compiler on the hot path). Services receive the
@@ -8,18 +8,25 @@ rolls back. Nothing may open a second connection inside a session.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 from databases import Database
 
 from kijko_core.auth.principal import OrgRole, Principal, TokenIdentity
-from kijko_core.errors import Forbidden, InvalidToken
+from kijko_core.errors import Forbidden, InvalidToken, NotFound
 
 _REVOKED = "KJ401"
 _NOT_A_MEMBER = "KJ403"
+_NO_ORGANIZATION = "KJ404"
+# The shapes kijko.enter_service accepts: an actor string must read back unambiguously.
+_SERVICE_KIND = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
+_JOB_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
 
 class Session:
@@ -51,6 +58,69 @@ class TenantSession(Session):
     def __init__(self, connection: asyncpg.Connection, principal: Principal) -> None:
         super().__init__(connection)
         self.principal = principal
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceActor:
+    """Who works in a service session: a kind of work (``ingestion``, ``scheduler``,
+    ``webhook.github``…) and the id of the job or delivery, recorded as
+    ``kijko.current_actor()`` = ``service:<kind>:<job id>``."""
+
+    kind: str
+    job_id: str
+
+    def __post_init__(self) -> None:
+        if not _SERVICE_KIND.match(self.kind) or not _JOB_ID.match(self.job_id):
+            raise ValueError("service kind: [a-z][a-z0-9_.-]*, job id: [A-Za-z0-9_.-]{1,128}")
+
+    def __str__(self) -> str:
+        return f"service:{self.kind}:{self.job_id}"
+
+
+class ServiceCapability:
+    """The secret that lets ``kijko.enter_service`` open a service session (decision 0017).
+
+    Read through the system pool, so only a process holding the system credentials has it;
+    never logged or shown.
+    """
+
+    __slots__ = ("_secret",)
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+
+    def __repr__(self) -> str:
+        return "ServiceCapability(**********)"
+
+    def reveal(self) -> str:
+        return self._secret
+
+
+async def load_service_capability(system_db: Database) -> ServiceCapability:
+    """Read the service capability (once per process is enough; it does not change by itself)."""
+    async with _transaction(system_db, True) as connection:
+        secret = await connection.fetchval("SELECT service_capability FROM kijko_private.context_key")
+    if secret is None:
+        raise RuntimeError("the database has no service capability; is migration 0005 applied?")
+    return ServiceCapability(secret)
+
+
+class OrganizationNotFound(NotFound):
+    code = "ORGANIZATION_NOT_FOUND"
+    default_message = "Organization not found"
+
+
+class ServiceSession(Session):
+    """A session confined to one organization by row-level security, on the app role, for work
+    no user requested this moment (jobs, the scheduler, webhooks). It has no user: rows it
+    creates have no creator, and ``kijko.current_actor()`` names the service and job."""
+
+    __slots__ = ("org_id", "actor")
+
+    def __init__(self, connection: asyncpg.Connection, org_id: UUID, actor: ServiceActor) -> None:
+        super().__init__(connection)
+        self.org_id = org_id
+        self.actor = actor
 
 
 class SystemSession(Session):
@@ -103,6 +173,36 @@ async def tenant_session(
             expires_at=identity.expires_at,
         )
         yield TenantSession(connection, principal)
+
+
+@asynccontextmanager
+async def service_session(
+    database: Database,
+    capability: ServiceCapability,
+    org_id: UUID,
+    actor: ServiceActor,
+    *,
+    readonly: bool = False,
+) -> AsyncIterator[ServiceSession]:
+    """Open a transaction on the app pool and enter ``org_id`` as ``actor``.
+
+    ``database`` is the app pool, like for tenant sessions: the work runs under RLS, never on
+    the system role. Raises ``OrganizationNotFound`` for an organization that does not exist.
+    """
+    async with _transaction(database, readonly) as connection:
+        try:
+            await connection.execute(
+                "SELECT kijko.enter_service($1, $2, $3, $4)",
+                org_id,
+                actor.kind,
+                actor.job_id,
+                capability.reveal(),
+            )
+        except asyncpg.PostgresError as error:
+            if error.sqlstate == _NO_ORGANIZATION:
+                raise OrganizationNotFound() from None
+            raise
+        yield ServiceSession(connection, org_id, actor)
 
 
 @asynccontextmanager

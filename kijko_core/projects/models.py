@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import BeforeValidator, Field, StringConstraints, field_validator
 
 from kijko_core.errors import Conflict, NotFound
 from kijko_core.wire import PageQuery, WireInput, WireModel
@@ -27,6 +27,20 @@ ProjectName = Annotated[
 Description = Annotated[str, Field(max_length=2000)]
 
 
+def _creator(value: object) -> object:
+    # The creator was erased, or a service created the project (decision 0018): the contract
+    # keeps userId a string, and "" is its placeholder for "no user" (as for invitations).
+    return "" if value is None else str(value)
+
+
+#: The id of the user who created a project, or "" when there is none any more.
+CreatorId = Annotated[
+    str,
+    BeforeValidator(_creator),
+    Field(description='The creator\'s user id; "" when the creator was erased or a job created it'),
+]
+
+
 class ProjectNotFound(NotFound):
     code = "PROJECT_NOT_FOUND"
     default_message = "Project not found"
@@ -44,7 +58,7 @@ class InvalidStatus(Conflict):
 
 class Project(WireModel):
     id: UUID
-    user_id: UUID
+    user_id: CreatorId
     organization_id: UUID
     name: str
     description: str | None = None

@@ -2,7 +2,8 @@
 
 Keycloak owns credentials and sessions; Kijko keeps its own user row (same id as the
 Keycloak user), organizations and memberships, and a local record of each Keycloak session
-(``sid``) so logout takes effect at once in every Kijko process. Every HTTP call to Keycloak
+(``sid``), made at sign-in or when its first token is verified, so logout takes effect at once
+in every Kijko process and ``kijko.enter`` accepts only sessions it knows. Every HTTP call to Keycloak
 happens outside any database transaction (ARCHITECTURE §2).
 """
 
@@ -30,6 +31,7 @@ from kijko_core.auth.keycloak.client import (
 )
 from kijko_core.auth.keycloak.jwks import JwksKeySource
 from kijko_core.auth.keycloak.oauth import OAuthSignIn
+from kijko_core.auth.keycloak.sessions import KnownSessions, SessionRecordingVerifier
 from kijko_core.auth.models import SignupRequest, TokenPair
 from kijko_core.auth.principal import TokenIdentity
 from kijko_core.auth.provider import ProviderHealth
@@ -70,7 +72,9 @@ class KeycloakProvider:
             client_secret=settings.keycloak_client_secret.get_secret_value(),
         )
         self._jwks = JwksKeySource(self.client)
-        self.verifier = TokenVerifier.for_settings(self._jwks, settings)
+        self.verifier: TokenVerifier = SessionRecordingVerifier.recording(
+            self._jwks, settings, KnownSessions(system_db, leeway_seconds=settings.jwt_leeway_seconds)
+        )
         self.oauth = OAuthSignIn(
             self.client,
             system_db,
