@@ -25,18 +25,27 @@ def run(factory: Callable[[], Awaitable[T]]) -> T:
     return _run(factory)
 
 
-def in_system_session(
-    config: Settings, work: Callable[[SystemSession, Kijko], Awaitable[T]]
-) -> T:
+def with_runtime(config: Settings, work: Callable[[Kijko], Awaitable[T]]) -> T:
     """Start the runtime (attaching to a running embedded database, never stopping it under a
-    server), run ``work`` in one system transaction, stop the runtime."""
+    server), run ``work``, stop the runtime."""
 
     async def main() -> T:
         kijko = await Kijko.start(config)
         try:
-            async with system_session(kijko.system_db) as db:
-                return await work(db, kijko)
+            return await work(kijko)
         finally:
             await kijko.stop()
 
     return run(main)
+
+
+def in_system_session(
+    config: Settings, work: Callable[[SystemSession, Kijko], Awaitable[T]]
+) -> T:
+    """``work`` in one system transaction of a started runtime."""
+
+    async def in_session(kijko: Kijko) -> T:
+        async with system_session(kijko.system_db) as db:
+            return await work(db, kijko)
+
+    return with_runtime(config, in_session)

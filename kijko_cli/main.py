@@ -216,6 +216,7 @@ def _register_operator_commands() -> None:
     users.add_command(users_commands.list_users)
     users.add_command(users_commands.set_role)
     users.add_command(users_commands.reset_password)
+    users.add_command(users_commands.delete_user)
     keys.add_command(keys_commands.list_keys)
     cli.add_command(config_cmd.config)
     cli.add_command(sessions.sessions)

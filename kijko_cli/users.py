@@ -1,4 +1,4 @@
-"""``kijko users list | set-role | reset-password`` (``users create`` is in main.py)."""
+"""``kijko users list | set-role | reset-password | delete`` (``users create`` is in main.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import uuid
 
 import click
 
-from kijko_cli.common import in_system_session, run, settings
+from kijko_cli.common import in_system_session, run, settings, with_runtime
 from kijko_core.auth import admin
-from kijko_core.db.session import SystemSession
+from kijko_core.auth.accounts import Erasure, erase_user
+from kijko_core.db.session import SystemSession, system_session
+from kijko_core.runtime import Kijko
 
 
 @click.command("list")
@@ -79,3 +81,26 @@ def reset_password(user: str, password: str) -> None:
 
     user_id, revoked = in_system_session(config, work)
     click.echo(f"new password set for {user_id}; revoked {revoked} session(s)")
+
+
+@click.command("delete")
+@click.argument("user")
+@click.confirmation_option(prompt="Erase this user and everything only they can reach?",
+                           help="Do not ask for confirmation.")
+def delete_user(user: str) -> None:
+    """Erase USER (email or id): credentials, sessions and memberships at once; projects they
+    created stay with their organization; an organization they were alone in is deleted
+    (docs/decisions/0018-erasing-a-user.md)."""
+    async def work(kijko: Kijko) -> tuple[uuid.UUID, Erasure]:
+        async with system_session(kijko.system_db, readonly=True) as db:
+            user_id = await admin.find_user(db, user)
+        return user_id, await erase_user(kijko.system_db, user_id)
+
+    user_id, erasure = with_runtime(settings(), work)
+    if not erasure.erased:  # erased by someone else between the lookup and the erasure
+        click.echo("error: No user with that email or id", err=True)
+        sys.exit(1)
+    click.echo(f"erased {user_id}; deleted {len(erasure.deleted_organizations)} organization(s)")
+    for org in erasure.ownerless_organizations:
+        click.echo(f"warning: organization {org} has no owner now: kijko users set-role USER owner --org {org}",
+                   err=True)

@@ -1,5 +1,5 @@
 """The operator's commands (issue 5 §5): ``kijko -h``, ``config show|check``, ``users
-list|set-role|reset-password``, ``sessions revoke``, ``keys list``, ``openapi --output``,
+list|set-role|reset-password|delete``, ``sessions revoke``, ``keys list``, ``openapi --output``,
 ``db provision`` and the warning about unknown ``KIJKO_*`` variables. Commands that touch the
 database run as real processes on the test run's database; their effect is checked through
 the API."""
@@ -155,6 +155,33 @@ async def test_users_list_and_set_role(
     assert (unknown.returncode, unknown.stderr) == (1, "error: No user with that email or id\n")
     bad_role = kijko_run(database_env, tmp_path, "users", "set-role", alice.email, "emperor")
     assert bad_role.returncode == 2
+
+
+@pytest.mark.slow
+async def test_users_delete_erases_the_user_and_keeps_their_projects(
+    database_env: dict[str, str], tmp_path: Path, alice: Account, kijko: Kijko, client: Any
+) -> None:
+    member = await add_member(kijko, alice.org_id, "member")
+    created = await client.post(
+        "/api/v1/projects", headers=member.headers,
+        json={"name": "kept after erasure", "type": "manual", "privacy": "shared"},
+    )
+    assert created.status_code == 201, await created.get_data(as_text=True)
+    project_id = (await created.get_json())["project"]["id"]
+
+    unconfirmed = kijko_run(database_env, tmp_path, "users", "delete", member.email)
+    assert unconfirmed.returncode == 1  # no --yes and no terminal to confirm on: nothing done
+    assert (await client.get("/api/v1/auth/me", headers=member.headers)).status_code == 200
+
+    erased = kijko_run(database_env, tmp_path, "users", "delete", member.email, "--yes")
+    assert erased.returncode == 0, erased.stderr
+    assert erased.stdout == f"erased {member.user_id}; deleted 0 organization(s)\n"
+    assert (await client.get("/api/v1/auth/me", headers=member.headers)).status_code == 401
+    kept = await client.get(f"/api/v1/projects/{project_id}", headers=alice.headers)
+    assert kept.status_code == 200 and (await kept.get_json())["userId"] == ""
+
+    again = kijko_run(database_env, tmp_path, "users", "delete", member.email, "--yes")
+    assert (again.returncode, again.stderr) == (1, "error: No user with that email or id\n")
 
 
 @pytest.mark.slow

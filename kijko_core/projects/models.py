@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BeforeValidator, Field, StringConstraints, field_validator
+from pydantic import Field, PlainSerializer, StringConstraints, WithJsonSchema, field_validator
 
 from kijko_core.errors import Conflict, NotFound
 from kijko_core.wire import PageQuery, WireInput, WireModel
@@ -27,17 +27,15 @@ ProjectName = Annotated[
 Description = Annotated[str, Field(max_length=2000)]
 
 
-def _creator(value: object) -> object:
-    # The creator was erased, or a service created the project (decision 0018): the contract
-    # keeps userId a string, and "" is its placeholder for "no user" (as for invitations).
-    return "" if value is None else str(value)
-
-
-#: The id of the user who created a project, or "" when there is none any more.
+#: The user who created a project, or None when there is none any more: the creator was
+#: erased, or a service created it (decision 0018). The contract keeps userId a string, and ""
+#: is its placeholder for "no user" (as for invitations).
 CreatorId = Annotated[
-    str,
-    BeforeValidator(_creator),
-    Field(description='The creator\'s user id; "" when the creator was erased or a job created it'),
+    UUID | None,
+    PlainSerializer(lambda value: "" if value is None else str(value), return_type=str),
+    WithJsonSchema(
+        {"type": "string", "description": 'The creator\'s user id; "" when the creator was erased or a job created it'}
+    ),
 ]
 
 
