@@ -61,10 +61,12 @@ def _as_uuid(text: str) -> UUID | None:
 
 
 async def find_user(db: SystemSession, ref: str) -> UUID:
-    """The id of the user with this email (any case) or id; ``UnknownUser`` otherwise."""
+    """The id of the user with this email (the login rule: any case, any accents) or id;
+    ``UnknownUser`` otherwise."""
     user_id = _as_uuid(ref)
     found = await db.fetchval(
-        "SELECT id FROM kijko_private.users WHERE id = $1 OR lower(email) = lower($2)",
+        "SELECT id FROM kijko_private.users"
+        " WHERE id = $1 OR kijko_private.email_key(email) = kijko_private.email_key($2)",
         user_id,
         ref,
     )
