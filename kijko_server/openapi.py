@@ -46,7 +46,7 @@ class KijkoOpenAPIProvider(OpenAPIProvider):
         schema["components"]["schemas"]["ErrorBody"] = ErrorBody.model_json_schema()
         return schema
 
-    def build_paths(self, rule: Rule) -> tuple[dict, dict]:
+    def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
         paths, components = super().build_paths(rule)
         redirect = getattr(self._app.view_functions[rule.endpoint], _REDIRECT, None)
         for operations in paths.values():
