@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+import httpx
 from databases import Database
 
 from kijko_core.auth.provider import IdentityProvider
@@ -21,6 +22,7 @@ from kijko_core.db.pools import DatabaseUrls, make_pool
 from kijko_core.db.provision import RoleTimeouts, provision, role_urls
 from kijko_core.db.roles import RoleNames
 from kijko_core.errors import ConfigurationError
+from kijko_core.http import make_http_client
 
 EMBEDDED_DATABASE = "kijko"
 
@@ -33,6 +35,7 @@ class Kijko:
     app_db: Database
     system_db: Database
     identity: IdentityProvider
+    http: httpx.AsyncClient  # outbound calls; closed by ``stop``
     embedded: EmbeddedPostgres | None = field(default=None)
 
     @property
@@ -40,8 +43,13 @@ class Kijko:
         return RoleNames.from_prefix(self.settings.db_role_prefix)
 
     @classmethod
-    async def start(cls, settings: Settings) -> Kijko:
+    async def start(
+        cls, settings: Settings, *, http_transport: httpx.AsyncBaseTransport | None = None
+    ) -> Kijko:
+        """Start everything; ``http_transport`` carries ``kijko.http``'s requests (the egress
+        guard, or a stand-in in tests)."""
         embedded: EmbeddedPostgres | None = None
+        http: httpx.AsyncClient | None = None
         try:
             urls, embedded = await resolve_database(settings)
             keyring = resolve_keyring(settings)
@@ -60,16 +68,20 @@ class Kijko:
             system_db = make_pool(urls.system, size=settings.db_system_pool_size)
             await app_db.connect()
             await system_db.connect()
-            identity = make_identity_provider(settings, system_db, keyring)
+            http = make_http_client(settings, http_transport)
+            identity = make_identity_provider(settings, system_db, keyring, http)
             await identity.start()
         except BaseException:
+            if http is not None:
+                await http.aclose()
             if embedded is not None:
                 embedded.stop()
             raise
-        return cls(settings, urls, keyring, app_db, system_db, identity, embedded)
+        return cls(settings, urls, keyring, app_db, system_db, identity, http, embedded)
 
     async def stop(self) -> None:
         await self.identity.close()
+        await self.http.aclose()
         await self.app_db.disconnect()
         await self.system_db.disconnect()
         if self.embedded is not None:
@@ -77,12 +89,12 @@ class Kijko:
 
 
 def make_identity_provider(
-    settings: Settings, system_db: Database, keyring: Keyring
+    settings: Settings, system_db: Database, keyring: Keyring, http: httpx.AsyncClient
 ) -> IdentityProvider:
     if settings.auth_provider == "keycloak":
         from kijko_core.auth.keycloak.provider import KeycloakProvider
 
-        return KeycloakProvider(settings, system_db, keyring)
+        return KeycloakProvider(settings, system_db, keyring, http)
     from kijko_core.auth.local.provider import LocalProvider
 
     return LocalProvider(settings, system_db, keyring)

@@ -48,7 +48,8 @@ class KijkoOpenAPIProvider(OpenAPIProvider):
 
     def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
         paths, components = super().build_paths(rule)
-        redirect = getattr(self._app.view_functions[rule.endpoint], _REDIRECT, None)
+        view = self._app.view_functions[rule.endpoint]
+        redirect = getattr(view, _REDIRECT, None)
         for operations in paths.values():
             for method, operation in operations.items():
                 # quart-schema keys statuses by int; mixed with ours, sorted JSON output fails.
@@ -71,6 +72,6 @@ class KijkoOpenAPIProvider(OpenAPIProvider):
                         },
                     )
                 operation["responses"] = responses
-                if is_public(method.upper(), rule.rule):
+                if is_public(method.upper(), rule, view):
                     operation["security"] = []
         return paths, components

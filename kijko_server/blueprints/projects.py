@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from quart import Blueprint
-from quart_schema import validate_querystring, validate_request, validate_response
+from quart_schema import validate_querystring, validate_request
 
 from kijko_core.projects import service
 from kijko_core.projects.models import (
@@ -18,6 +18,7 @@ from kijko_core.projects.models import (
     ValidateName,
 )
 from kijko_core.wire import Page, Success
+from kijko_server.responses import validate_response
 from kijko_server.uow import tenant
 
 bp = Blueprint("projects", __name__, url_prefix="/api/v1/projects")
