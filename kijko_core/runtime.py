@@ -60,7 +60,7 @@ class Kijko:
                 behind = await migrations.pending(urls.migration)
                 if behind:
                     names = ", ".join(f"{m.version}_{m.name}" for m in behind)
-                    raise ConfigurationError(
+                    raise migrations.SchemaBehind(
                         [f"the database schema is behind, pending migrations: {names};"
                          " run `kijko migrate` first"]
                     )

@@ -17,6 +17,7 @@ from importlib import resources
 import asyncpg
 
 from kijko_core.db.roles import RoleNames
+from kijko_core.errors import ConfigurationError
 
 # Any 64-bit constant unique to Kijko; pg_advisory_lock is cluster-wide per database.
 _LOCK_KEY = 0x6B696A6B6F6D6967  # "kijkomig"
@@ -35,6 +36,10 @@ CREATE TABLE IF NOT EXISTS kijko_private.schema_migrations (
 
 class MigrationError(Exception):
     """The schema and the shipped migrations disagree, or a file failed to apply."""
+
+
+class SchemaBehind(ConfigurationError):
+    """Production refuses to serve while migrations are pending (``kijko migrate`` first)."""
 
 
 @dataclass(frozen=True)
