@@ -99,10 +99,10 @@ def migrate(show_status: bool) -> None:
             if show_status:
                 for item in await migrations.status(urls.migration):
                     state = item.applied_at.isoformat() if item.applied_at else "pending"
-                    click.echo(f"{item.version}_{item.name}\t{state}")
+                    click.echo(f"{item.label}\t{state}")
                 return
             done = await migrations.migrate(urls.migration, RoleNames.from_prefix(settings.db_role_prefix))
-            click.echo(f"applied {len(done)} migration(s)" + "".join(f"\n  {m.version}_{m.name}" for m in done))
+            click.echo(f"applied {len(done)} migration(s)" + "".join(f"\n  {m.label}" for m in done))
         finally:
             if embedded is not None:
                 embedded.stop()

@@ -59,7 +59,7 @@ class Kijko:
             else:
                 behind = await migrations.pending(urls.migration)
                 if behind:
-                    names = ", ".join(f"{m.version}_{m.name}" for m in behind)
+                    names = ", ".join(m.label for m in behind)
                     raise migrations.SchemaBehind(
                         [f"the database schema is behind, pending migrations: {names};"
                          " run `kijko migrate` first"]
