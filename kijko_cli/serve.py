@@ -28,6 +28,8 @@ import uvicorn
 
 from kijko_core.config import Settings
 from kijko_core.data_dir import DataDirectory
+from kijko_core.db.migrate import MigrationError
+from kijko_core.errors import ConfigurationError, KijkoError
 from kijko_core.logging import configure_logging
 from kijko_core.runtime import Kijko
 from kijko_server.app import create_app
@@ -71,6 +73,14 @@ def run_server(settings: Settings) -> None:
         started = asyncio.run(_serve(settings, sock, stop))
     except asyncio.CancelledError:
         started = True  # Ctrl-C during start-up: the runtime stopped what it had started
+    except (ServeError, ConfigurationError, KijkoError, MigrationError):
+        raise  # the operator's to fix: one line each (kijko_cli.main)
+    except Exception as error:
+        # Unexpected: the traceback goes to the log as JSON, the terminal gets one line.
+        log.exception("start_failed")
+        raise ServeError(
+            f"failed to start: {type(error).__name__} (details in the log)", EXIT_STARTUP_FAILED
+        ) from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
