@@ -251,3 +251,26 @@ def test_bind_reports_a_port_in_use_in_one_line() -> None:
     assert caught.value.message == (
         f"cannot listen on 127.0.0.1:{port}: address already in use (set KIJKO_PORT or --port)"
     )
+
+
+# --- response models ---------------------------------------------------------------------------
+
+
+def test_every_view_with_a_response_model_writes_it_in_one_pydantic_call(app: Any) -> None:
+    from quart_schema.validation import QUART_SCHEMA_RESPONSE_ATTRIBUTE
+
+    from kijko_server.responses import writes_native_json
+
+    with_models = {
+        endpoint for endpoint, view in app.view_functions.items()
+        if getattr(view, QUART_SCHEMA_RESPONSE_ATTRIBUTE, None)
+    }
+    assert {"projects.list_projects", "auth.login", "health.liveness"} <= with_models
+    assert sorted(e for e in with_models if not writes_native_json(app.view_functions[e])) == []
+
+
+async def test_a_model_response_is_what_pydantic_writes(client: Any, alice: Any) -> None:
+    response = await client.get("/api/v1/projects", headers=alice.headers)
+    assert response.status_code == 200 and response.content_type == "application/json"
+    # model_dump_json keeps the model's field order; Quart's JSON provider would sort the keys.
+    assert await response.get_data(as_text=True) == '{"data":[],"total":0,"page":1,"pageSize":20,"hasMore":false}'
