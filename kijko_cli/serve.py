@@ -95,12 +95,14 @@ async def _serve(settings: Settings, sock: socket.socket, stop: _Stop) -> bool:
     kijko = await start_runtime(settings)
     try:
         app = create_app(kijko=kijko)
-        base = settings.base_url
+        host, port = sock.getsockname()[:2]
+        base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"  # as bound
 
         @app.before_serving
         async def announce() -> None:
             structlog.get_logger("kijko.serve").info(
-                "serving", api=f"{base}/api/v1", docs=f"{base}/docs", mode=settings.mode
+                "serving", api=f"{base}/api/v1", docs=f"{base}/docs", mode=settings.mode,
+                issuer=settings.issuer,
             )
 
         server = uvicorn.Server(uvicorn_config(app, settings))

@@ -261,7 +261,9 @@ def test_port_0_announces_and_issues_tokens_for_the_real_port(servers: Servers) 
         )
     serve = Serve(process, "", stdout, stdout)
     servers.started.append(serve)
-    base = serving_line(process, stdout)["api"].removesuffix("/api/v1")
+    serving = serving_line(process, stdout)
+    base = serving["api"].removesuffix("/api/v1")
+    assert serving["issuer"] == base
     assert not base.endswith(":0") and int(base.rsplit(":", 1)[1]) > 0
     serve.base_url = base
 
