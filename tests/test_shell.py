@@ -217,12 +217,13 @@ def test_uvicorn_and_quart_records_are_json_lines_without_locals() -> None:
     try:
         fail()
     except RuntimeError:
-        logging.getLogger("quart.app").error("Exception on request GET /x", exc_info=True)
+        # Quart's app.logger is named after the app's import name.
+        logging.getLogger("kijko_server.app").error("Exception on request GET /x", exc_info=True)
     logging.getLogger("uvicorn.error").info("below the library level")
     lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
     assert [(line["logger"], line["level"], line["event"]) for line in lines] == [
         ("uvicorn.error", "warning", "Invalid HTTP request received."),
-        ("quart.app", "error", "Exception on request GET /x"),
+        ("kijko_server.app", "error", "Exception on request GET /x"),
     ]
     frames = lines[1]["exception"][0]["frames"]
     assert any(frame["name"] == "fail" for frame in frames)
