@@ -95,7 +95,7 @@ class Servers:
         self.data_dir = data_dir
         self.started: list[Serve] = []
 
-    def start(self, port: int | None = None) -> Serve:
+    def start(self, port: int | None = None, *extra: str) -> Serve:
         port = port or _free_port()
         run = len(self.started)
         stdout = self.data_dir.parent / f"{self.data_dir.name}-stdout-{run}.log"
@@ -104,7 +104,8 @@ class Servers:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KIJKO_")}
         with stdout.open("wb") as out, stderr.open("wb") as err:
             process = subprocess.Popen(
-                [*_kijko_command(), "serve", "--port", str(port), "--data-dir", str(self.data_dir)],
+                [*_kijko_command(), "serve", "--port", str(port), "--data-dir", str(self.data_dir),
+                 *extra],
                 stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
             )
         serve = Serve(process, f"http://127.0.0.1:{port}", stdout, stderr)
@@ -332,3 +333,11 @@ def test_operator_errors_are_one_line_and_a_documented_exit_code(tmp_path: Path)
         f"error: data directory not writable: {blocker / 'data'}: Not a directory"
         " (set KIJKO_DATA_DIR or --data-dir)\n"
     )
+
+
+def test_log_level_flag_quiets_the_info_lines(servers: Servers) -> None:
+    serve = servers.start(None, "--log-level", "warning")
+    assert httpx.get(serve.base_url + "/health", timeout=5).status_code == 200
+    assert httpx.get(serve.base_url + "/nowhere", timeout=5).status_code == 404
+    assert serve.interrupt() == 0, serve.output()
+    assert serve.lines() == [], serve.output()  # no "serving", access or "stopped" line
