@@ -10,6 +10,7 @@ on a deliberately broken app or document to prove it would notice.
 from __future__ import annotations
 
 import copy
+import io
 import json
 import re
 import uuid
@@ -24,6 +25,7 @@ from quart_schema.validation import QUART_SCHEMA_REQUEST_ATTRIBUTE
 from werkzeug.routing import Rule
 
 from kijko_core import __version__
+from kijko_core.logging import configure_logging
 from kijko_core.runtime import Kijko
 from kijko_server.app import KijkoApp, create_app
 from kijko_server.security import (
@@ -327,10 +329,16 @@ async def test_a_route_that_never_opens_a_tenant_session_fails_closed(fresh_app:
         "/api/v1/meta/sessionless", "sessionless", lambda: {"secret": "data"}, methods=["GET"]
     )
     live = await sign_up(fresh_app.test_client())
+    logs = io.StringIO()
+    configure_logging("info", "json", stream=logs)
     response = await fresh_app.test_client().get("/api/v1/meta/sessionless", headers=live.headers)
     assert response.status_code == 500
     body = await response.get_json()
     assert body["code"] == "INTERNAL_ERROR" and "secret" not in json.dumps(body)
+    events = [json.loads(line) for line in logs.getvalue().splitlines()]
+    assert [(e["event"], e.get("status")) for e in events] == [
+        ("revocation_not_checked", None), ("request", 500)
+    ]
     # And the meta-test names the route.
     problems = await revoked_session_problems(fresh_app, await revoked_headers(fresh_app))
     assert problems == ["GET /api/v1/meta/sessionless: 500 INTERNAL_ERROR"]
