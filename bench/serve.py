@@ -14,9 +14,13 @@ import uvicorn
 def main() -> None:
     which, port = sys.argv[1], int(sys.argv[2])
     if which == "kijko":
+        from kijko_core.config import load_settings
+        from kijko_core.logging import configure_logging
         from kijko_server.app import create_app
 
-        app = create_app()
+        settings = load_settings()
+        configure_logging(settings.log_level, settings.log_format)  # as `kijko serve` does
+        app = create_app(settings)
     elif which == "peer":
         from bench.fastapi_peer import app  # type: ignore[assignment]
     else:

@@ -6,14 +6,14 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from kijko_core.config import Settings, load_settings
-from kijko_core.db.migrate import MigrationError
+from kijko_core.db.migrate import MigrationError, SchemaBehind
 from kijko_core.errors import ConfigurationError, KijkoError
 
 T = TypeVar("T")
@@ -22,9 +22,14 @@ T = TypeVar("T")
 @contextmanager
 def _one_line_errors() -> Iterator[None]:
     """Expected failures print one readable line each and exit non-zero, never a traceback:
-    2 for configuration, 1 for everything else."""
+    2 for configuration, 3 for a schema behind the code, 1 for everything else
+    (docs/operations.md)."""
     try:
         yield
+    except SchemaBehind as error:
+        for line in error.problems:
+            click.echo(f"configuration error: {line}", err=True)
+        sys.exit(3)
     except ConfigurationError as error:
         for line in error.problems:
             click.echo(f"configuration error: {line}", err=True)
@@ -47,13 +52,6 @@ def _run(factory: Callable[[], Awaitable[T]]) -> T:
         return asyncio.run(factory())  # type: ignore[arg-type]
 
 
-def _serving_claim(settings: Settings) -> AbstractContextManager[None]:
-    """One ``kijko serve`` per embedded data directory (decision 0030)."""
-    from kijko_core.data_dir import claim_for_serving
-
-    return claim_for_serving(settings.data_dir) if settings.embedded_database else nullcontext()
-
-
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kijko")
 @click.pass_context
@@ -73,13 +71,25 @@ def cli(ctx: click.Context) -> None:
 @click.option("--host", help="Interface to listen on (KIJKO_HOST, default 127.0.0.1).")
 @click.option("--port", type=int, help="Port to listen on (KIJKO_PORT, default 8000).")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory (KIJKO_DATA_DIR).")
-def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
-    """Run the API. With no database configured, on an embedded PostgreSQL in the data dir."""
-    from kijko_cli.serve import run_server
+@click.option(
+    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Least severe level logged (KIJKO_LOG_LEVEL, default info).",
+)
+def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: str | None) -> None:
+    """Run the API. With no database configured, on an embedded PostgreSQL in the data dir.
 
-    settings = _settings(host=host, port=port, data_dir=data_dir)
-    with _one_line_errors(), _serving_claim(settings):
-        run_server(settings)
+    Exit codes: 0 stopped, 1 failed to start, 2 configuration, 3 schema behind (run
+    `kijko migrate`), 4 database unreachable, 5 address in use, 6 data directory not writable.
+    """
+    from kijko_cli.serve import ServeError, run_server
+
+    settings = _settings(host=host, port=port, data_dir=data_dir, log_level=log_level)
+    with _one_line_errors():
+        try:
+            run_server(settings)
+        except ServeError as error:
+            click.echo(f"error: {error.message}", err=True)
+            sys.exit(error.exit_code)
 
 
 @cli.command()
@@ -98,10 +108,10 @@ def migrate(show_status: bool) -> None:
             if show_status:
                 for item in await migrations.status(urls.migration):
                     state = item.applied_at.isoformat() if item.applied_at else "pending"
-                    click.echo(f"{item.version}_{item.name}\t{state}")
+                    click.echo(f"{item.label}\t{state}")
                 return
             done = await migrations.migrate(urls.migration, RoleNames.from_prefix(settings.db_role_prefix))
-            click.echo(f"applied {len(done)} migration(s)" + "".join(f"\n  {m.version}_{m.name}" for m in done))
+            click.echo(f"applied {len(done)} migration(s)" + "".join(f"\n  {m.label}" for m in done))
         finally:
             if embedded is not None:
                 embedded.stop()

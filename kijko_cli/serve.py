@@ -1,77 +1,220 @@
-"""``kijko serve``: uvicorn with our logging, a clean shutdown on Ctrl-C / SIGTERM."""
+"""``kijko serve``: the CLI owns the process — its logging, its event loop and the runtime.
+
+In one ``asyncio.run``: bind the socket (so ``--port 0`` is resolved before anything announces
+a URL), start the runtime (``Kijko.start``), build the app on it (``create_app(kijko=…)``)
+and run uvicorn on the bound socket; on Ctrl-C or SIGTERM uvicorn shuts down gracefully,
+then the runtime stops (pools, HTTP client, embedded database). The app is an ordinary ASGI
+app: wrapping it (Socket.IO next) changes nothing here.
+
+Start-up failures an operator can fix are one line on stderr and a documented exit code
+(docs/operations.md), never a traceback: see ``ServeError`` and the ``EXIT_*`` codes.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import signal
 import socket
-from collections.abc import Awaitable, Callable
+import tempfile
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from types import FrameType
+from typing import Any
+from urllib.parse import urlsplit
 
+import asyncpg
 import structlog
 import uvicorn
 
 from kijko_core.config import Settings
+from kijko_core.data_dir import DataDirectory, claim_for_serving
 from kijko_core.db.migrate import MigrationError
-from kijko_core.errors import ConfigurationError
+from kijko_core.errors import ConfigurationError, KijkoError
+from kijko_core.logging import configure_logging
+from kijko_core.runtime import Kijko
 from kijko_server.app import create_app
 
-#: Start-up failures that are the operator's to fix: reported as lines, not as a traceback.
-_OPERATOR_ERRORS = (ConfigurationError, MigrationError)
+#: Exit codes of ``kijko serve`` (documented in docs/operations.md; 2 and 3 are shared with
+#: the other commands: configuration error, schema behind).
+EXIT_STARTUP_FAILED = 1
+EXIT_DATABASE_UNREACHABLE = 4
+EXIT_ADDRESS_UNAVAILABLE = 5
+EXIT_DATA_DIR_UNWRITABLE = 6
+
+#: Failures to reach or log in to PostgreSQL (network, DNS, refused, bad password, no database).
+_DATABASE_UNREACHABLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidCatalogNameError,
+)
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    return sock
+class ServeError(Exception):
+    """A start-up failure that is the operator's to fix: one line, one exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
 
 
 def run_server(settings: Settings) -> None:
-    # Bound before start-up so port 0 works and the announced URL is the real one.
-    sock = _bind(settings.host, settings.port)
-    host, port = sock.getsockname()[:2]
-    base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    configure_logging(settings.log_level, settings.log_format)
     log = structlog.get_logger("kijko.serve")
-    app = create_app(settings)
+    check_data_dir(settings)
+    with serving_claim(settings):
+        _run(settings, log)
 
-    @app.before_serving
-    async def announce() -> None:  # runs after the runtime (database, keys) is up
-        log.info("serving", api=f"{base}/api/v1", docs=f"{base}/docs", mode=settings.mode)
 
-    config = uvicorn.Config(
-        app, log_config=None, access_log=False, lifespan="on", server_header=False,
-        timeout_graceful_shutdown=10,
-    )
-    server = uvicorn.Server(config)
-    failed: list[Exception] = []
-    app.before_serving_funcs[:] = [
-        _reporting(func, failed, server) for func in app.before_serving_funcs
-    ]
+def _run(settings: Settings, log: Any) -> None:
+    sock = bind(settings.host, settings.port)
+    # The real port (``--port 0``) goes into the settings, so the token issuer and the
+    # discovery URLs name the address that actually answers.
+    settings = settings.model_copy(update={"port": sock.getsockname()[1]})
+    stop = _Stop()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:
-        pass  # uvicorn re-raises the signal after its graceful shutdown; that is our exit
+        started = asyncio.run(_serve(settings, sock, stop))
+    except asyncio.CancelledError:
+        started = True  # Ctrl-C during start-up: the runtime stopped what it had started
+    except (ServeError, ConfigurationError, KijkoError, MigrationError):
+        raise  # the operator's to fix: one line each (kijko_cli.main)
+    except Exception as error:
+        # Unexpected: the traceback goes to the log as JSON, the terminal gets one line.
+        log.exception("start_failed")
+        raise ServeError(
+            f"failed to start: {type(error).__name__} (details in the log)", EXIT_STARTUP_FAILED
+        ) from None
     finally:
-        # A second Ctrl-C skips the lifespan shutdown; never leave the database running.
-        kijko = getattr(app, "kijko", None)
-        if kijko is not None and kijko.embedded is not None:
-            kijko.embedded.stop()
-    if failed:
-        raise failed[0]
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
+    if not started:
+        raise ServeError("the application failed to start (see the log above)", EXIT_STARTUP_FAILED)
     log.info("stopped")
 
 
-def _reporting(
-    func: Callable[[], Awaitable[None]], failed: list[Exception], server: uvicorn.Server
-) -> Callable[[], Awaitable[None]]:
-    """Run a start-up hook; on an operator error, remember it and have uvicorn exit quietly
-    (uvicorn and Quart would otherwise log it as a crash with a traceback)."""
+async def _serve(settings: Settings, sock: socket.socket, stop: _Stop) -> bool:
+    stop.arm(asyncio.current_task())
+    kijko = await start_runtime(settings)
+    try:
+        app = create_app(kijko=kijko)
+        host, port = sock.getsockname()[:2]
+        base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"  # as bound
 
-    async def run() -> None:
-        if failed:
-            return
-        try:
-            await func()
-        except _OPERATOR_ERRORS as error:
-            failed.append(error)
-            server.should_exit = True
+        @app.before_serving
+        async def announce() -> None:
+            structlog.get_logger("kijko.serve").info(
+                "serving", api=f"{base}/api/v1", docs=f"{base}/docs", mode=settings.mode,
+                issuer=settings.issuer,
+            )
 
-    return run
+        server = uvicorn.Server(uvicorn_config(app, settings))
+        stop.server = server
+        await server.serve(sockets=[sock])
+        return server.started
+    finally:
+        stop.disarm()  # nothing interrupts the runtime's own stop
+        await kijko.stop()
+
+
+async def start_runtime(settings: Settings) -> Kijko:
+    try:
+        return await Kijko.start(settings)
+    except _DATABASE_UNREACHABLE as error:
+        raise ServeError(
+            f"database unreachable ({database_address(settings)}): {type(error).__name__}: {error}",
+            EXIT_DATABASE_UNREACHABLE,
+        ) from None
+
+
+def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
+    trusted = list(settings.trusted_proxies)
+    return uvicorn.Config(
+        app,
+        lifespan="on",
+        log_config=None,  # our handlers (configure_logging): every line JSON
+        access_log=False,  # the app writes its own access line, with the request id
+        server_header=False,
+        timeout_graceful_shutdown=10,
+        # X-Forwarded-For / -Proto count only from KIJKO_TRUSTED_PROXIES (right-most untrusted
+        # hop, the rule of kijko_server.ratelimits); uvicorn's default would trust 127.0.0.1.
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted,
+    )
+
+
+def serving_claim(settings: Settings) -> AbstractContextManager[None]:
+    """One ``kijko serve`` per embedded data directory (decision 0030); claimed before binding,
+    so a second serve says so whatever port it was given."""
+    return claim_for_serving(settings.data_dir) if settings.embedded_database else nullcontext()
+
+
+def check_data_dir(settings: Settings) -> None:
+    """The data directory holds the embedded database and generated secrets: when it is used,
+    it must be writable before anything starts."""
+    if not settings.embedded_database and settings.encryption_keys is not None:
+        return  # not used
+    path = settings.data_dir
+    try:
+        directory = DataDirectory(path).ensure()
+        with tempfile.TemporaryFile(dir=directory.path):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ServeError(
+            f"data directory not writable: {path}: {reason} (set KIJKO_DATA_DIR or --data-dir)",
+            EXIT_DATA_DIR_UNWRITABLE,
+        ) from None
+
+
+def bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        why = "address already in use" if error.errno == errno.EADDRINUSE else error.strerror
+        raise ServeError(
+            f"cannot listen on {host}:{port}: {why} (set KIJKO_PORT or --port)",
+            EXIT_ADDRESS_UNAVAILABLE,
+        ) from None
+    return sock
+
+
+def database_address(settings: Settings) -> str:
+    """Where the database was looked for, without credentials."""
+    if settings.embedded_database:
+        return f"embedded, in {settings.data_dir}"
+    url = settings.migration_database_url or settings.database_url
+    parts = urlsplit(url.get_secret_value() if url else "")
+    return f"{parts.hostname or 'local socket'}:{parts.port or 5432}{parts.path}"
+
+
+class _Stop:
+    """SIGINT/SIGTERM: before uvicorn runs, cancel the start-up; while it runs, its graceful
+    shutdown (a second Ctrl-C forces it). Installed for the whole run so that neither
+    asyncio's nor uvicorn's re-raised signal interrupts the runtime's own ``stop``."""
+
+    def __init__(self) -> None:
+        self.server: uvicorn.Server | None = None
+        self._cancel: Callable[[], object] | None = None
+
+    def arm(self, task: asyncio.Task[Any] | None) -> None:
+        loop = asyncio.get_running_loop()
+        if task is not None:
+            self._cancel = lambda: loop.call_soon_threadsafe(task.cancel)
+
+    def disarm(self) -> None:
+        self.server = None
+        self._cancel = None
+
+    def __call__(self, sig: int, frame: FrameType | None) -> None:
+        if self.server is not None:
+            self.server.handle_exit(sig, frame)
+        elif self._cancel is not None:
+            self._cancel()
+            self._cancel = None

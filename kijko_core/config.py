@@ -132,6 +132,7 @@ class Settings(BaseSettings):
     oauth_state_ttl_seconds: int = Field(default=600, ge=30, le=3600)
     oauth_handoff_ttl_seconds: int = Field(default=60, ge=10, le=600)
     keycloak_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    http_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
     encryption_keys: SecretStr | None = None
 

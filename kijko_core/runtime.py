@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+import httpx
 from databases import Database
 from redis import asyncio as aioredis
 
@@ -22,6 +23,7 @@ from kijko_core.db.pools import DatabaseUrls, make_pool
 from kijko_core.db.provision import RoleTimeouts, provision, role_urls
 from kijko_core.db.roles import RoleNames
 from kijko_core.errors import ConfigurationError
+from kijko_core.http import make_http_client
 
 EMBEDDED_DATABASE = "kijko"
 # A Redis that does not answer within this fails the request (503) instead of hanging it.
@@ -36,6 +38,7 @@ class Kijko:
     app_db: Database
     system_db: Database
     identity: IdentityProvider
+    http: httpx.AsyncClient  # outbound calls; closed by ``stop``
     embedded: EmbeddedPostgres | None = field(default=None)
     # The one Redis client (rate limits, health; later the queue and Socket.IO), or None.
     redis: aioredis.Redis | None = field(default=None)
@@ -45,8 +48,13 @@ class Kijko:
         return RoleNames.from_prefix(self.settings.db_role_prefix)
 
     @classmethod
-    async def start(cls, settings: Settings) -> Kijko:
+    async def start(
+        cls, settings: Settings, *, http_transport: httpx.AsyncBaseTransport | None = None
+    ) -> Kijko:
+        """Start everything; ``http_transport`` carries ``kijko.http``'s requests (the egress
+        guard, or a stand-in in tests)."""
         embedded: EmbeddedPostgres | None = None
+        http: httpx.AsyncClient | None = None
         try:
             urls, embedded = await resolve_database(settings)
             keyring = resolve_keyring(settings)
@@ -56,8 +64,8 @@ class Kijko:
             else:
                 behind = await migrations.pending(urls.migration)
                 if behind:
-                    names = ", ".join(f"{m.version}_{m.name}" for m in behind)
-                    raise ConfigurationError(
+                    names = ", ".join(m.label for m in behind)
+                    raise migrations.SchemaBehind(
                         [f"the database schema is behind, pending migrations: {names};"
                          " run `kijko migrate` first"]
                     )
@@ -65,20 +73,24 @@ class Kijko:
             system_db = make_pool(urls.system, size=settings.db_system_pool_size)
             await app_db.connect()
             await system_db.connect()
-            identity = make_identity_provider(settings, system_db, keyring)
+            http = make_http_client(settings, http_transport)
+            identity = make_identity_provider(settings, system_db, keyring, http)
             await identity.start()
         except BaseException:
+            if http is not None:
+                await http.aclose()
             if embedded is not None:
                 embedded.stop()
             raise
         return cls(
-            settings, urls, keyring, app_db, system_db, identity, embedded, make_redis(settings)
+            settings, urls, keyring, app_db, system_db, identity, http, embedded, make_redis(settings)
         )
 
     async def stop(self) -> None:
         if self.redis is not None:
             await self.redis.aclose()
         await self.identity.close()
+        await self.http.aclose()
         await self.app_db.disconnect()
         await self.system_db.disconnect()
         if self.embedded is not None:
@@ -86,12 +98,12 @@ class Kijko:
 
 
 def make_identity_provider(
-    settings: Settings, system_db: Database, keyring: Keyring
+    settings: Settings, system_db: Database, keyring: Keyring, http: httpx.AsyncClient
 ) -> IdentityProvider:
     if settings.auth_provider == "keycloak":
         from kijko_core.auth.keycloak.provider import KeycloakProvider
 
-        return KeycloakProvider(settings, system_db, keyring)
+        return KeycloakProvider(settings, system_db, keyring, http)
     from kijko_core.auth.local.provider import LocalProvider
 
     return LocalProvider(settings, system_db, keyring)

@@ -1,6 +1,15 @@
-"""``create_app(settings)``: the one ASGI application."""
+"""``create_app(kijko=…)``: the one ASGI application, around a started runtime.
+
+The process owns the runtime and its logging: ``kijko serve`` starts ``Kijko``, builds the app
+on it and runs uvicorn in one event loop (kijko_cli/serve.py). The app can be wrapped in any
+ASGI middleware (Socket.IO next); its lifespan only runs Quart's own start-up hooks.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
 
 from quart import Quart
 from quart_cors import cors
@@ -8,31 +17,29 @@ from quart_schema import QuartSchema
 
 from kijko_core import __version__
 from kijko_core.config import Settings, load_settings
-from kijko_core.logging import configure_logging
 from kijko_core.runtime import Kijko
-from kijko_server.blueprints import auth, oauth, projects, wellknown
+from kijko_server.blueprints import blueprints
 from kijko_server.errors import register_error_handlers
-from kijko_server.health import bp as health_bp
-from kijko_server.json import KijkoJSONProvider, render_models_natively
 from kijko_server.observability import register_request_logging
 from kijko_server.openapi import KijkoOpenAPIProvider
-from kijko_server.ratelimits import AuthLimits, init_rate_limits
+from kijko_server.ratelimits import init_rate_limits
 from kijko_server.requests import KijkoRequest
-from kijko_server.security import authenticate
-from kijko_server.swagger import init_swagger_ui
+from kijko_server.security import authenticate, public, require_revocation_check
 
 
 class KijkoApp(Quart):
     request_class = KijkoRequest
-    json_provider_class = KijkoJSONProvider
     kijko: Kijko
 
 
 def create_app(settings: Settings | None = None, *, kijko: Kijko | None = None) -> KijkoApp:
-    """Build the app. It starts its runtime (pools, embedded database…) when it starts serving,
-    unless a started ``kijko`` is passed in, which then stays the caller's to stop."""
+    """Build the app on a started ``kijko``, which stays the caller's to stop.
+
+    Without one, the app starts its own runtime in its lifespan and stops it after serving
+    (for ASGI servers that import a factory, and for ``kijko openapi``, which never serves).
+    Logging is not configured here: that is the process's business (the CLI does it).
+    """
     settings = settings or (kijko.settings if kijko else load_settings())
-    configure_logging(settings.log_level, settings.log_format)
 
     app = KijkoApp(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -42,7 +49,7 @@ def create_app(settings: Settings | None = None, *, kijko: Kijko | None = None) 
     QuartSchema(
         app,
         openapi_path="/openapi.json",
-        swagger_ui_path=None,  # kijko_server.swagger serves /docs without a CDN
+        swagger_ui_path=None,  # kijko_server.swagger serves /docs, without a CDN
         redoc_ui_path=None,
         scalar_ui_path=None,
         info={"title": "Kijko API", "version": __version__},
@@ -51,20 +58,19 @@ def create_app(settings: Settings | None = None, *, kijko: Kijko | None = None) 
         pydantic_dump_options={"by_alias": True},
         openapi_provider_class=KijkoOpenAPIProvider,
     )
-    render_models_natively(app)
-    init_swagger_ui(app)
+    # quart-schema's own view (the document) is public like any other view.
+    app.view_functions["openapi"] = public(_plain(app.view_functions["openapi"]))
 
-    # Order matters: the request id exists before authentication can fail.
+    # Order matters: the request id exists before authentication can fail; after requests run
+    # in reverse, so the revocation check's verdict is what the access line logs.
     register_request_logging(app)
     app.before_request(authenticate)
+    app.after_request(require_revocation_check)
     init_rate_limits(app)
     register_error_handlers(app)
 
-    app.register_blueprint(health_bp)
-    app.register_blueprint(wellknown.bp)
-    app.register_blueprint(auth.auth_blueprint(AuthLimits(settings)))
-    app.register_blueprint(projects.bp)
-    app.register_blueprint(oauth.bp)
+    for blueprint in blueprints(settings):
+        app.register_blueprint(blueprint)
 
     owned = kijko is None
     if kijko is not None:
@@ -88,3 +94,13 @@ def create_app(settings: Settings | None = None, *, kijko: Kijko | None = None) 
         expose_headers=["X-Request-ID", "Retry-After"],
         max_age=600,
     )
+
+
+def _plain(view: Callable[..., Any]) -> Callable[..., Any]:
+    """A function of a (bound-method) view, so it can carry our markers."""
+
+    @wraps(view)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        return await view(*args, **kwargs)
+
+    return call

@@ -7,11 +7,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 from quart import Blueprint
-from quart_schema import validate_response
 
 from kijko_core import __version__
 from kijko_core.db.session import system_session
 from kijko_core.errors import ServiceUnavailable
+from kijko_server.responses import validate_response
+from kijko_server.security import public
 from kijko_server.uow import runtime
 
 bp = Blueprint("health", __name__)
@@ -30,6 +31,7 @@ class Readiness(BaseModel):
 
 
 @bp.get("/health")
+@public
 @validate_response(Liveness)
 async def liveness() -> Liveness:
     """The process is up. Checks no dependency."""
@@ -57,6 +59,7 @@ async def _check(probe: Any) -> bool:
 
 
 @bp.get("/health/ready")
+@public
 @validate_response(Readiness)
 async def readiness() -> Readiness:
     """Ready to serve: the database and (when configured) Redis answer in time.

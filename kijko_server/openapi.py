@@ -124,7 +124,7 @@ class KijkoOpenAPIProvider(OpenAPIProvider):
         redirect = getattr(view, _REDIRECT, None)
         for operations in paths.values():
             for method, operation in operations.items():
-                public = is_public(method.upper(), rule.rule)
+                public = is_public(method.upper(), rule, view)
                 # quart-schema keys statuses by int; mixed with ours, sorted JSON output fails.
                 responses = {str(k): v for k, v in operation.get("responses", {}).items()}
                 if redirect is not None:

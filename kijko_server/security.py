@@ -1,21 +1,31 @@
-"""Authentication for every route that is not on the one explicit public list (ARCHITECTURE §7).
+"""Authentication for every route that is not public (ARCHITECTURE §7).
 
 ``authenticate`` runs before every request: public routes pass, all others need a valid
-``Authorization: Bearer`` access token. What the caller may do is decided later, in the tenant
-session, from memberships in the database.
+``Authorization: Bearer`` access token. A route is public when its view is marked ``@public``
+*and* the route is on the one explicit allowlist ``PUBLIC_ROUTES``: the marker says what the
+author meant, the list is what review approved; either alone leaves the route authenticated
+(and the route meta-test reports the mismatch).
+
+What the caller may do is decided later, in the tenant session, from memberships in the
+database; opening it is also what checks that the token's session is not revoked. A request
+that was authenticated but never had its session checked is refused after the view
+(``require_revocation_check``) — a route that forgot the tenant session fails closed.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Final, TypeVar
 
-from quart import current_app, g, request
+import structlog
+from quart import Response, current_app, g, request
+from werkzeug.routing import Rule
 
 from kijko_core.auth.principal import TokenIdentity
-from kijko_core.errors import InvalidToken
+from kijko_core.errors import InvalidToken, KijkoError
 
 
 @dataclass(frozen=True)
@@ -31,8 +41,11 @@ def _public(methods: str, pattern: str) -> PublicRoute:
     return PublicRoute(frozenset(methods.split()), pattern)
 
 
-#: Every route reachable without a token. The route meta-test reads this constant.
+#: Every route that may be reachable without a token (and only when its view is ``@public``).
+#: The route meta-test reads this constant.
 PUBLIC_ROUTES: Final = (
+    _public("GET HEAD", "/"),
+    _public("GET HEAD", "/api/v1"),
     _public("GET HEAD", "/health"),
     _public("GET HEAD", "/health/*"),
     _public("GET HEAD", "/.well-known/*"),
@@ -43,17 +56,49 @@ PUBLIC_ROUTES: Final = (
     _public("POST", "/api/v1/auth/login"),
     _public("POST", "/api/v1/auth/refresh"),
     _public("GET POST", "/api/v1/auth/oauth/*"),
-    _public("*", "/api/v1/webhooks/*"),
+    _public("POST", "/api/v1/webhooks/*"),
     _public("POST", "/api/analytics/events"),
     _public("POST", "/api/v1/analytics/events"),
 )
 
 _EXPIRED_OK = "_kijko_accepts_expired_token"
+_PUBLIC = "_kijko_public"
+_ENDS_SESSION = "_kijko_ends_session"
 F = TypeVar("F", bound=Callable[..., Any])
+log = structlog.get_logger("kijko.security")
 
 
-def is_public(method: str, rule: str) -> bool:
+def public(func: F) -> F:
+    """Mark a view as reachable without a token; its routes must also be on ``PUBLIC_ROUTES``."""
+    setattr(func, _PUBLIC, True)
+    return func
+
+
+def is_marked_public(view: Callable[..., Any] | None) -> bool:
+    return bool(getattr(view, _PUBLIC, False))
+
+
+def is_allowed_public(method: str, rule: str) -> bool:
+    """Whether the allowlist permits ``method`` on the route template ``rule`` to be public."""
     return method == "OPTIONS" or any(route.matches(method, rule) for route in PUBLIC_ROUTES)
+
+
+def is_public(method: str, rule: Rule, view: Callable[..., Any] | None) -> bool:
+    """Whether a request to ``rule`` with ``method``, served by ``view``, needs no token."""
+    if method == "OPTIONS":  # CORS preflights carry no credentials by design
+        return True
+    return is_marked_public(view) and is_allowed_public(method, rule.rule)
+
+
+def ends_session(func: F) -> F:
+    """Mark a view (logout) whose whole effect is to revoke the caller's session: on an already
+    revoked session it changes nothing, so it need not open a tenant session first."""
+    setattr(func, _ENDS_SESSION, True)
+    return func
+
+
+def is_ending_session(view: Callable[..., Any] | None) -> bool:
+    return bool(getattr(view, _ENDS_SESSION, False))
 
 
 def accepts_expired_token(func: F) -> F:
@@ -73,9 +118,9 @@ def bearer_token() -> str:
 async def authenticate() -> None:
     """``before_request`` hook: set ``g.identity`` or answer 401."""
     rule = request.url_rule
-    if rule is None or is_public(request.method, rule.rule):
-        return
     view = current_app.view_functions.get(request.endpoint or "")
+    if rule is None or is_public(request.method, rule, view):
+        return
     allow_expired = bool(getattr(view, _EXPIRED_OK, False))
     g.identity = await current_app.kijko.identity.verifier.verify(  # type: ignore[attr-defined]
         bearer_token(), allow_expired=allow_expired
@@ -85,3 +130,31 @@ async def authenticate() -> None:
 def current_identity() -> TokenIdentity:
     identity: TokenIdentity = g.identity
     return identity
+
+
+def revocation_checked() -> None:
+    """Record that the caller's session was checked against revocation (the tenant session
+    does this on opening)."""
+    g.revocation_checked = True
+
+
+class RevocationNotChecked(KijkoError):
+    status = 500
+    code = "INTERNAL_ERROR"
+
+
+async def require_revocation_check(response: Response) -> Response:
+    """``after_request`` hook: an authenticated request whose session was never checked against
+    revocation must not succeed — its token may belong to a revoked session."""
+    if (
+        g.get("identity") is not None
+        and not g.get("revocation_checked", False)
+        and response.status_code < 400
+        and not is_ending_session(current_app.view_functions.get(request.endpoint or ""))
+    ):
+        log.error("revocation_not_checked", endpoint=request.endpoint, method=request.method)
+        error = RevocationNotChecked()
+        return Response(
+            json.dumps(error.to_body()), status=error.status, content_type="application/json"
+        )
+    return response

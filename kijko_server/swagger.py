@@ -11,9 +11,11 @@ from __future__ import annotations
 from functools import cache
 from typing import Final
 
-from quart import Blueprint, Quart, Response, abort, url_for
+from quart import Blueprint, Response, abort, url_for
 from quart_schema import hide
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
+
+from kijko_server.security import public
 
 #: The files the page uses, and their media types (nothing else of the bundle is served).
 ASSETS: Final = {
@@ -58,6 +60,7 @@ def _asset(name: str) -> bytes:
 
 
 @bp.get("/docs")
+@public
 @hide
 async def docs() -> Response:
     """The API reference, browsable."""
@@ -72,6 +75,7 @@ async def docs() -> Response:
 
 
 @bp.get("/docs/assets/<name>")
+@public
 @hide
 async def asset(name: str) -> Response:
     if name not in ASSETS:
@@ -79,8 +83,3 @@ async def asset(name: str) -> Response:
     response = Response(_asset(name), content_type=ASSETS[name])
     response.headers["Cache-Control"] = "public, max-age=86400"
     return response
-
-
-def init_swagger_ui(app: Quart) -> None:
-    """Serve ``/docs`` from the package (QuartSchema is created with ``swagger_ui_path=None``)."""
-    app.register_blueprint(bp)

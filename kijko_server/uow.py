@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, cast
 from quart import current_app
 
 from kijko_core.db.session import TenantSession, tenant_session
-from kijko_server.security import current_identity
+from kijko_server.security import current_identity, revocation_checked
 
 if TYPE_CHECKING:
     from kijko_core.runtime import Kijko
@@ -23,4 +23,5 @@ def runtime() -> Kijko:
 async def tenant(*, readonly: bool = False) -> AsyncIterator[TenantSession]:
     """Open the caller's tenant session; leaving the block commits, an error rolls back."""
     async with tenant_session(runtime().app_db, current_identity(), readonly=readonly) as db:
+        revocation_checked()  # ``kijko.enter`` refused a revoked session, or we are here
         yield db

@@ -16,6 +16,7 @@ import pytest
 from kijko_core.logging import configure_logging
 from kijko_core.runtime import Kijko
 from kijko_server.app import KijkoApp, create_app
+from kijko_server.security import public
 from tests.conftest import Account
 
 SHAPE_KEYS = {"detail", "code", "message", "field", "details"}
@@ -298,8 +299,9 @@ SECRET_LOCAL = "sk_live_local_variable_secret_4242"
 async def crashing_app(kijko: Kijko) -> AsyncIterator[KijkoApp]:
     application = create_app(kijko=kijko)
 
-    # Under /health/ so the route is public and the crash is reached without a token.
+    # Under /health/ and marked public, so the crash is reached without a token.
     @application.get("/health/crash-for-test")
+    @public
     async def crash() -> str:
         api_key = SECRET_LOCAL  # noqa: F841 - must not show up in a logged traceback
         raise RuntimeError(CRASH_TEXT)
@@ -309,7 +311,7 @@ async def crashing_app(kijko: Kijko) -> AsyncIterator[KijkoApp]:
 
 
 def capture_logs(level: str = "debug") -> io.StringIO:
-    """Send the structlog JSON lines into a buffer (create_app configured stdout)."""
+    """Send the structlog JSON lines into a buffer (replacing the configuration of earlier tests)."""
     buffer = io.StringIO()
     configure_logging(level, "json", stream=buffer)
     return buffer

@@ -25,7 +25,7 @@ GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
 
 @pytest.fixture
 def logs() -> io.StringIO:
-    """The JSON log lines written while the test runs (create_app configured stdout)."""
+    """The JSON log lines written while the test runs (replacing the configuration of earlier tests)."""
     buffer = io.StringIO()
     configure_logging("info", "json", stream=buffer)
     return buffer

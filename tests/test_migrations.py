@@ -237,8 +237,110 @@ def test_production_serve_refuses_a_schema_that_is_behind(
 ) -> None:
     process = kijko("serve", "--port", "0", env=production_env(fresh, tmp_path))
     code, stdout, stderr = finish(process)
-    assert code == 2
+    assert code == 3  # docs/operations.md
     assert stderr.strip() == (
         "configuration error: the database schema is behind, pending migrations: "
         + ", ".join(SHIPPED) + "; run `kijko migrate` first"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Migrations from more than one package.
+
+PLUGIN = migrations.MigrationSource("widgets", "tests.migration_plugin.migrations")
+
+
+@pytest.fixture
+def plugin_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The test plugin registered as an installed distribution would be: a ``.dist-info``
+    folder with its entry point, on ``sys.path`` — without installing anything."""
+    site = tmp_path / "site"
+    info = site / "kijko_widgets-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: kijko-widgets\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[kijko.migrations]\nwidgets = tests.migration_plugin.migrations\n"
+    )
+    monkeypatch.syspath_prepend(str(site))
+    return site
+
+
+def labels(found: list[migrations.Migration]) -> list[str]:
+    return [m.label for m in found]
+
+
+def test_plugins_are_discovered_through_the_entry_point_group(plugin_installed: Path) -> None:
+    assert migrations.discover_sources() == [migrations.CORE_SOURCE, PLUGIN]
+    assert labels(migrations.shipped_migrations()) == [
+        *SHIPPED, "widgets:0001_widgets", "widgets:0002_widget_colour"
+    ]
+
+
+def test_without_plugins_only_kijkos_own_are_shipped() -> None:
+    assert labels(migrations.shipped_migrations()) == SHIPPED
+
+
+async def test_a_plugins_migrations_apply_after_kijkos_and_are_keyed_by_package(
+    fresh: ScratchDatabase, plugin_installed: Path
+) -> None:
+    done = await migrations.migrate(fresh.urls.migration, fresh.roles)
+    assert labels(done) == [*SHIPPED, "widgets:0001_widgets", "widgets:0002_widget_colour"]
+    conn = await asyncpg.connect(fresh.urls.migration)
+    try:
+        rows = await conn.fetch(
+            "SELECT package, version FROM kijko_private.schema_migrations ORDER BY applied_at, package"
+        )
+        assert ("widgets", "0001") in {(r["package"], r["version"]) for r in rows}
+        assert ("kijko", "0001") in {(r["package"], r["version"]) for r in rows}
+        assert await conn.fetchval("SELECT count(*) FROM widgets.widgets") == 0
+    finally:
+        await conn.close()
+    statuses = await migrations.status(fresh.urls.migration)
+    assert all(s.applied_at is not None for s in statuses)
+    assert await migrations.migrate(fresh.urls.migration, fresh.roles) == []
+
+
+async def test_an_applied_plugin_that_is_no_longer_installed_is_an_error(
+    fresh: ScratchDatabase,
+) -> None:
+    shipped = migrations.shipped_migrations([migrations.CORE_SOURCE, PLUGIN])
+    await migrations.migrate(fresh.urls.migration, fresh.roles, migrations=shipped)
+    with pytest.raises(migrations.MigrationError, match="widgets:0001 is applied but not shipped"):
+        await migrations.status(fresh.urls.migration)
+
+
+def test_a_requirement_that_is_not_shipped_before_the_file_is_refused() -> None:
+    needy = migrations.Migration("0001", "needy", "-- requires: kijko:9999\nSELECT 1;", "extra")
+    core = migrations.CORE_SOURCE.migrations()
+    with pytest.raises(migrations.MigrationError, match="extra:0001_needy requires kijko:9999"):
+        migrations.order({"kijko": core, "extra": [needy]})
+    # Packages are ordered by what they require, whatever their names.
+    first = migrations.Migration("0001", "base", "SELECT 1;", "zeta")
+    second = migrations.Migration("0001", "uses_zeta", "-- requires: zeta:0001\nSELECT 1;", "alpha")
+    ordered = migrations.order({"kijko": core, "alpha": [second], "zeta": [first]})
+    assert labels(ordered)[-2:] == ["zeta:0001_base", "alpha:0001_uses_zeta"]
+    # And each other: refused.
+    loop = migrations.Migration("0002", "loop", "-- requires: alpha:0001\nSELECT 1;", "zeta")
+    with pytest.raises(migrations.MigrationError, match="require each other"):
+        migrations.order({"kijko": core, "alpha": [second], "zeta": [first, loop]})
+
+
+async def test_a_database_migrated_before_packages_keeps_its_history(fresh: ScratchDatabase) -> None:
+    # The table as it was: ``version`` the whole key, no package column.
+    await migrations.migrate(fresh.urls.migration, fresh.roles)
+    conn = await asyncpg.connect(fresh.urls.migration)
+    try:
+        await conn.execute(
+            "ALTER TABLE kijko_private.schema_migrations DROP CONSTRAINT schema_migrations_pkey;"
+            " ALTER TABLE kijko_private.schema_migrations DROP COLUMN package;"
+            " ALTER TABLE kijko_private.schema_migrations ADD PRIMARY KEY (version);"
+        )
+    finally:
+        await conn.close()
+    assert await migrations.pending(fresh.urls.migration) == []  # read before the upgrade
+    shipped = migrations.shipped_migrations([migrations.CORE_SOURCE, PLUGIN])
+    done = await migrations.migrate(fresh.urls.migration, fresh.roles, migrations=shipped)
+    assert labels(done) == ["widgets:0001_widgets", "widgets:0002_widget_colour"]
+    assert sorted(await applied_log(fresh.urls.migration)) == sorted(
+        [*SHIPPED, "0001_widgets", "0002_widget_colour"]
     )

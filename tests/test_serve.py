@@ -7,6 +7,7 @@ again after a ``kill -9`` with the keys (and so the tokens) it had before.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -94,7 +95,7 @@ class Servers:
         self.data_dir = data_dir
         self.started: list[Serve] = []
 
-    def start(self, port: int | None = None) -> Serve:
+    def start(self, port: int | None = None, *extra: str) -> Serve:
         port = port or _free_port()
         run = len(self.started)
         stdout = self.data_dir.parent / f"{self.data_dir.name}-stdout-{run}.log"
@@ -103,7 +104,8 @@ class Servers:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KIJKO_")}
         with stdout.open("wb") as out, stderr.open("wb") as err:
             process = subprocess.Popen(
-                [*_kijko_command(), "serve", "--port", str(port), "--data-dir", str(self.data_dir)],
+                [*_kijko_command(), "serve", "--port", str(port), "--data-dir", str(self.data_dir),
+                 *extra],
                 stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
             )
         serve = Serve(process, f"http://127.0.0.1:{port}", stdout, stderr)
@@ -234,3 +236,108 @@ def test_serve_starts_again_after_kill_9_and_keeps_its_keys(servers: Servers) ->
 
     assert third.interrupt() == 0, third.output()
     assert postgres_processes(servers.data_dir) == []
+
+
+def serving_line(process: subprocess.Popen[bytes], stdout: Path) -> dict[str, Any]:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        for line in stdout.read_text().splitlines():
+            event: dict[str, Any] = json.loads(line)
+            if event.get("event") == "serving":
+                return event
+        if process.poll() is not None:
+            break
+        time.sleep(0.2)
+    pytest.fail(f"kijko serve did not announce itself:\n{stdout.read_text()}")
+
+
+def test_port_0_announces_and_issues_tokens_for_the_real_port(servers: Servers) -> None:
+    stdout = servers.data_dir.parent / "port0-stdout.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIJKO_")}
+    with stdout.open("wb") as out:
+        process = subprocess.Popen(
+            [*_kijko_command(), "serve", "--port", "0", "--data-dir", str(servers.data_dir),
+             "--log-level", "info"],
+            stdout=out, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
+        )
+    serve = Serve(process, "", stdout, stdout)
+    servers.started.append(serve)
+    serving = serving_line(process, stdout)
+    base = serving["api"].removesuffix("/api/v1")
+    assert serving["issuer"] == base
+    assert not base.endswith(":0") and int(base.rsplit(":", 1)[1]) > 0
+    serve.base_url = base
+
+    discovery = httpx.get(base + "/.well-known/openid-configuration", timeout=10).json()
+    assert discovery["issuer"] == base
+    assert discovery["jwks_uri"] == base + "/.well-known/jwks.json"
+    tokens = sign_up(base)
+    payload = tokens["access_token"].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["iss"] == base
+    assert me(base, tokens["access_token"]).status_code == 200
+
+    # A request uvicorn cannot parse is logged by uvicorn itself: as a JSON line too.
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as raw:
+        raw.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        raw.recv(1024)
+
+    assert serve.interrupt() == 0
+    _, stderr = process.communicate(timeout=5)
+    events = [json.loads(line) for line in serve.lines()]  # every line is JSON
+    assert any(
+        e.get("logger") == "uvicorn.error" and e["event"] == "Invalid HTTP request received."
+        for e in events
+    )
+    assert events[-1]["event"] == "stopped"
+    assert b"Traceback" not in stderr
+
+
+def run_serve(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*_kijko_command(), "serve", *args], env=env, capture_output=True, text=True,
+        timeout=60, stdin=subprocess.DEVNULL,
+    )
+
+
+def test_operator_errors_are_one_line_and_a_documented_exit_code(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIJKO_")}
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_serve("--port", str(port), "--data-dir", str(tmp_path / "a"), env=env)
+    assert result.returncode == 5, result
+    assert result.stderr == (
+        f"error: cannot listen on 127.0.0.1:{port}: address already in use (set KIJKO_PORT or --port)\n"
+    )
+
+    closed = _free_port()
+    unreachable = f"postgresql://kijko:hunter2-secret@127.0.0.1:{closed}/kijko"
+    result = run_serve("--port", "0", "--data-dir", str(tmp_path / "b"), env={
+        **env, "KIJKO_DATABASE_URL": unreachable, "KIJKO_SYSTEM_DATABASE_URL": unreachable,
+        "KIJKO_MIGRATION_DATABASE_URL": unreachable,
+    })
+    assert result.returncode == 4, result
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: database unreachable (127.0.0.1:{closed}/kijko): ")
+    assert "hunter2" not in result.stderr + result.stdout
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = run_serve("--port", "0", "--data-dir", str(blocker / "data"), env=env)
+    assert result.returncode == 6, result
+    assert result.stderr == (
+        f"error: data directory not writable: {blocker / 'data'}: Not a directory"
+        " (set KIJKO_DATA_DIR or --data-dir)\n"
+    )
+
+
+def test_log_level_flag_quiets_the_info_lines(servers: Servers) -> None:
+    serve = servers.start(None, "--log-level", "warning")
+    assert httpx.get(serve.base_url + "/health", timeout=5).status_code == 200
+    assert httpx.get(serve.base_url + "/nowhere", timeout=5).status_code == 404
+    assert serve.interrupt() == 0, serve.output()
+    assert serve.lines() == [], serve.output()  # no "serving", access or "stopped" line

@@ -1,1 +1,38 @@
-"""One blueprint per domain; each only translates HTTP to service calls."""
+"""One blueprint per domain; each only translates HTTP to service calls.
+
+``BLUEPRINTS`` is the one list ``create_app`` registers, in order: a new domain adds its
+blueprint here (a ``Blueprint``, or a function of the settings that makes one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from quart import Blueprint
+
+from kijko_core.config import Settings
+from kijko_server import health, swagger
+from kijko_server.blueprints import auth, index, oauth, projects, wellknown
+from kijko_server.ratelimits import AuthLimits
+
+BlueprintEntry = Blueprint | Callable[[Settings], Blueprint]
+
+
+def _auth(settings: Settings) -> Blueprint:
+    return auth.auth_blueprint(AuthLimits(settings))
+
+
+BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
+    index.bp,
+    health.bp,
+    wellknown.bp,
+    _auth,
+    projects.bp,
+    oauth.bp,
+    swagger.bp,
+)
+
+
+def blueprints(settings: Settings) -> list[Blueprint]:
+    return [entry if isinstance(entry, Blueprint) else entry(settings) for entry in BLUEPRINTS]

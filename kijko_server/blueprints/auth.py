@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from quart import Blueprint
-from quart_schema import validate_request, validate_response
+from quart_schema import validate_request
 
 from kijko_core.auth import service
 from kijko_core.auth.models import (
@@ -16,7 +16,14 @@ from kijko_core.auth.models import (
 from kijko_core.wire import Success
 from kijko_server.caching import no_store
 from kijko_server.ratelimits import AuthLimits, rate_limit
-from kijko_server.security import accepts_expired_token, bearer_token, current_identity
+from kijko_server.responses import validate_response
+from kijko_server.security import (
+    accepts_expired_token,
+    bearer_token,
+    current_identity,
+    ends_session,
+    public,
+)
 from kijko_server.uow import runtime, tenant
 
 
@@ -25,6 +32,7 @@ def auth_blueprint(limits: AuthLimits) -> Blueprint:
     bp.after_request(no_store)  # tokens and the profile: never cached
 
     @bp.post("/signup")
+    @public
     @rate_limit(limits.per_address)
     @validate_request(SignupRequest)
     @validate_response(TokenPair, 201)
@@ -33,6 +41,7 @@ def auth_blueprint(limits: AuthLimits) -> Blueprint:
         return await runtime().identity.signup(data), 201
 
     @bp.post("/login")
+    @public
     @rate_limit(limits.per_address, limits.per_account)
     @validate_request(LoginRequest)
     @validate_response(TokenPair)
@@ -41,6 +50,7 @@ def auth_blueprint(limits: AuthLimits) -> Blueprint:
         return await runtime().identity.login(data.email, data.password)
 
     @bp.post("/refresh")
+    @public
     @rate_limit(limits.refresh)
     @validate_request(RefreshRequest)
     @validate_response(TokenPair)
@@ -49,6 +59,7 @@ def auth_blueprint(limits: AuthLimits) -> Blueprint:
         return await runtime().identity.refresh(data.refresh_token)
 
     @bp.post("/logout")
+    @ends_session
     @accepts_expired_token
     @validate_response(Success)
     async def logout() -> Success:

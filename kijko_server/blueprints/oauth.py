@@ -15,13 +15,15 @@ from dataclasses import dataclass
 
 from quart import Blueprint, Response, after_this_request, request
 from quart.typing import ResponseTypes
-from quart_schema import validate_querystring, validate_request, validate_response
+from quart_schema import validate_querystring, validate_request
 from werkzeug.sansio.response import Response as AnyResponse
 
 from kijko_core.auth.keycloak.oauth import OAuthCallbackQuery, OAuthSignIn, UnknownOAuthProvider
 from kijko_core.auth.models import OAuthExchangeRequest, TokenPair
 from kijko_server.caching import no_store
 from kijko_server.openapi import redirects
+from kijko_server.responses import validate_response
+from kijko_server.security import public
 from kijko_server.uow import runtime
 
 bp = Blueprint("oauth", __name__, url_prefix="/api/v1/auth/oauth")
@@ -71,6 +73,7 @@ def _redirect(location: str) -> Response:
 
 
 @bp.get("/callback")
+@public
 @redirects("To the frontend, with a one-time `code` (or `error`) in the query")
 @validate_querystring(OAuthCallbackQuery)
 async def oauth_callback(query_args: OAuthCallbackQuery) -> Response:
@@ -94,6 +97,7 @@ async def oauth_callback(query_args: OAuthCallbackQuery) -> Response:
 
 
 @bp.post("/exchange")
+@public
 @validate_request(OAuthExchangeRequest)
 @validate_response(TokenPair)
 async def oauth_exchange(data: OAuthExchangeRequest) -> TokenPair:
@@ -102,6 +106,7 @@ async def oauth_exchange(data: OAuthExchangeRequest) -> TokenPair:
 
 
 @bp.get("/<provider>")
+@public
 @redirects("To Keycloak's authorization endpoint for that identity provider")
 async def oauth_start(provider: str) -> Response:
     """Start signing in with ``google`` or ``github``: answers 302 to Keycloak."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from quart import Blueprint
-from quart_schema import validate_querystring, validate_request, validate_response
+from quart_schema import validate_querystring, validate_request
 
 from kijko_core.errors import Forbidden
 from kijko_core.projects import service
@@ -26,6 +26,7 @@ from kijko_core.projects.models import (
 from kijko_core.wire import Page, Success
 from kijko_server.openapi import responds
 from kijko_server.paths import entity_id, optional_id
+from kijko_server.responses import validate_response
 from kijko_server.uow import tenant
 
 bp = Blueprint("projects", __name__, url_prefix="/api/v1/projects")

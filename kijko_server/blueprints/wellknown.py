@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from quart import Blueprint
-from quart_schema import validate_response
 
 from kijko_core.auth.local.provider import LocalProvider
 from kijko_core.auth.models import JsonWebKeySet, OpenIDConfiguration
 from kijko_core.errors import NotFound
+from kijko_server.responses import validate_response
+from kijko_server.security import public
 from kijko_server.uow import runtime
 
 bp = Blueprint("wellknown", __name__, url_prefix="/.well-known")
@@ -21,6 +22,7 @@ def _local_provider() -> LocalProvider:
 
 
 @bp.get("/jwks.json")
+@public
 @validate_response(JsonWebKeySet)
 async def jwks() -> JsonWebKeySet:
     """The public signing keys, including retired ones whose tokens may still be valid."""
@@ -28,6 +30,7 @@ async def jwks() -> JsonWebKeySet:
 
 
 @bp.get("/openid-configuration")
+@public
 @validate_response(OpenIDConfiguration)
 async def openid_configuration() -> OpenIDConfiguration:
     """OpenID discovery for services that verify Kijko's tokens themselves."""

@@ -63,12 +63,14 @@ class KeycloakClient:
         self,
         http: httpx.AsyncClient,
         *,
+        timeout: float | None = None,
         base_url: str,
         realm: str,
         client_id: str,
         client_secret: str,
     ) -> None:
         self._http = http
+        self._timeout = timeout  # per request; the client's own default applies otherwise
         self._base = base_url.rstrip("/")
         self._realm = realm
         self._client_id = client_id
@@ -260,6 +262,8 @@ class KeycloakClient:
 
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
+            if self._timeout is not None:
+                kwargs.setdefault("timeout", self._timeout)
             return await self._http.request(method, url, **kwargs)
         except httpx.HTTPError as error:
             log.warning("keycloak_unreachable", error=type(error).__name__)

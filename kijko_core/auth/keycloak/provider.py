@@ -59,13 +59,16 @@ OAUTH_CALLBACK_PATH = "/api/v1/auth/oauth/callback"
 class KeycloakProvider:
     name = "keycloak"
 
-    def __init__(self, settings: Settings, system_db: Database, keyring: Keyring) -> None:
+    def __init__(
+        self, settings: Settings, system_db: Database, keyring: Keyring, http: httpx.AsyncClient
+    ) -> None:
+        """``http`` is the runtime's outbound client (``kijko.http``); the runtime closes it."""
         assert settings.keycloak_url is not None and settings.keycloak_client_secret is not None
         self._settings = settings
         self._db = system_db
-        self._http = httpx.AsyncClient(timeout=settings.keycloak_timeout_seconds, follow_redirects=False)
         self.client = KeycloakClient(
-            self._http,
+            http,
+            timeout=settings.keycloak_timeout_seconds,
             base_url=settings.keycloak_url,
             realm=settings.keycloak_realm,
             client_id=settings.keycloak_client_id,
@@ -101,7 +104,7 @@ class KeycloakProvider:
             log.warning("keycloak_issuer_differs", expected=self._settings.issuer, found=discovery.issuer)
 
     async def close(self) -> None:
-        await self._http.aclose()
+        pass  # the HTTP client is the runtime's
 
     async def health(self) -> ProviderHealth:
         try:
