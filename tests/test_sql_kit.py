@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import asyncpg
 import pytest
@@ -165,8 +165,8 @@ def table_problems(table: sql.Table[Any], real: dict[str, bool]) -> list[str]:
         if column not in real:
             problems.append(f"{table.name}.{column}: not a column")
             continue
-        annotation = table.record.model_fields[column]
-        record_nullable = not annotation.is_required() and annotation.default is None
+        # The record may hold None (``X | None``), whether or not the field has a default.
+        record_nullable = type(None) in get_args(table.record.model_fields[column].annotation)
         if record_nullable != real[column]:
             problems.append(
                 f"{table.name}.{column}: nullable {real[column]} in the table, {record_nullable} in the record"

@@ -212,6 +212,16 @@ def render(migration: Migration, roles: RoleNames) -> str:
 Applied = dict[tuple[str, str], asyncpg.Record]
 
 
+_APPLIED = (
+    "SELECT package, version, name, checksum, applied_at FROM kijko_private.schema_migrations"
+)
+# The history table before migrations came from several packages: every row is Kijko's.
+_APPLIED_BEFORE_PACKAGES = (
+    "SELECT 'kijko'::text AS package, version, name, checksum, applied_at"
+    " FROM kijko_private.schema_migrations"
+)
+
+
 async def _applied(conn: asyncpg.Connection) -> Applied:
     exists = await conn.fetchval("SELECT to_regclass('kijko_private.schema_migrations')")
     if exists is None:
@@ -220,11 +230,7 @@ async def _applied(conn: asyncpg.Connection) -> Applied:
         "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema ="
         " 'kijko_private' AND table_name = 'schema_migrations' AND column_name = 'package')"
     )
-    package = "package" if has_package else "'kijko'::text AS package"  # before bootstrap
-    rows = await conn.fetch(
-        "SELECT " + package + ", version, name, checksum, applied_at"  # noqa: S608 - constants
-        " FROM kijko_private.schema_migrations"
-    )
+    rows = await conn.fetch(_APPLIED if has_package else _APPLIED_BEFORE_PACKAGES)
     return {(row["package"], row["version"]): row for row in rows}
 
 
