@@ -78,7 +78,7 @@ def _run(settings: Settings, log: Any) -> None:
     try:
         started = asyncio.run(_serve(settings, sock, stop))
     except asyncio.CancelledError:
-        started = True  # Ctrl-C during start-up: the runtime stopped what it had started
+        started = True  # a second Ctrl-C during start-up: given up on request
     except (ServeError, ConfigurationError, KijkoError, MigrationError):
         raise  # the operator's to fix: one line each (kijko_cli.main)
     except Exception as error:
@@ -113,6 +113,8 @@ async def _serve(settings: Settings, sock: socket.socket, stop: _Stop) -> bool:
 
         server = uvicorn.Server(uvicorn_config(app, settings))
         stop.server = server
+        if stop.requested:  # Ctrl-C while starting: stop cleanly instead of serving
+            return True
         await server.serve(sockets=[sock])
         return server.started
     finally:
@@ -195,12 +197,15 @@ def database_address(settings: Settings) -> str:
 
 
 class _Stop:
-    """SIGINT/SIGTERM: before uvicorn runs, cancel the start-up; while it runs, its graceful
-    shutdown (a second Ctrl-C forces it). Installed for the whole run so that neither
-    asyncio's nor uvicorn's re-raised signal interrupts the runtime's own ``stop``."""
+    """SIGINT/SIGTERM. While starting: let the start-up finish, then stop without serving
+    (cancelling it half-way could leave a starting PostgreSQL behind); a second signal cancels
+    it anyway. While uvicorn runs: its graceful shutdown (a second Ctrl-C forces it). Installed
+    for the whole run so that neither asyncio's nor uvicorn's re-raised signal interrupts the
+    runtime's own ``stop``."""
 
     def __init__(self) -> None:
         self.server: uvicorn.Server | None = None
+        self.requested = False
         self._cancel: Callable[[], object] | None = None
 
     def arm(self, task: asyncio.Task[Any] | None) -> None:
@@ -215,6 +220,8 @@ class _Stop:
     def __call__(self, sig: int, frame: FrameType | None) -> None:
         if self.server is not None:
             self.server.handle_exit(sig, frame)
+        elif not self.requested:
+            self.requested = True
         elif self._cancel is not None:
             self._cancel()
             self._cancel = None

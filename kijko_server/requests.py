@@ -73,8 +73,27 @@ def parse_json(data: bytes) -> Any:
     return value
 
 
+def printable_query(query_string: bytes) -> bytes:
+    """The query string with raw bytes that are not UTF-8 percent-encoded.
+
+    An ASGI server may pass the query's bytes as the client sent them (uvicorn refuses them
+    itself; others need not); Quart decodes them strictly while routing, before any error
+    handler exists, and the app raised. Percent-encoded, such bytes become what werkzeug
+    makes of ``%FF`` in any query: literal text, refused by the query models or harmless.
+    """
+    try:
+        query_string.decode("utf-8")
+    except UnicodeDecodeError:
+        return "".join(chr(b) if b < 0x80 else f"%{b:02X}" for b in query_string).encode()
+    return query_string
+
+
 class KijkoRequest(Request):
     _parsed_json: Any = Ellipsis  # our own cache: Quart's is private to its get_json
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.query_string = printable_query(self.query_string)
 
     async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
         # A JSON route given another media type says so (415), as Flask does, instead of

@@ -4,6 +4,8 @@ logout by a user who was erased meanwhile (docs/decisions/0040-json-input-limits
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -230,6 +232,52 @@ async def test_an_odd_project_id_is_the_404_of_an_unknown_one(client: Any, alice
     for value in ODD_VALUES.values():
         response = await client.get(f"/api/v1/projects/{value}", headers=alice.headers)
         await error_of(response, 404, "PROJECT_NOT_FOUND")
+
+
+async def raw_get(app: KijkoApp, path: str, query: bytes, token: str) -> tuple[int, dict[str, Any]]:
+    """A GET straight through ASGI with the query's bytes as a server passes them (unescaped)."""
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop()
+        await asyncio.Event().wait()  # connected until the app is done, as a client would be
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query,
+        "root_path": "", "headers": [(b"host", b"kijko.test"), (b"authorization", f"Bearer {token}".encode())],
+        "client": ("127.0.0.1", 40000), "server": ("kijko.test", 80), "extensions": {},
+    }
+    await app(scope, receive, send)  # type: ignore[arg-type]
+    start = next(message for message in sent if message["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], json.loads(body)
+
+
+@pytest.mark.parametrize("raw", [b"\xff", b"\xed\xa0\x80", b"caf\xe9", b"\xc0\xaf"])
+async def test_raw_bytes_that_are_not_utf8_in_a_query_string_never_500(
+    app: KijkoApp, alice: Account, raw: bytes
+) -> None:
+    """Quart decodes the query strictly while routing, before error handlers: the app raised
+    out of ASGI. uvicorn refuses such request lines itself (its own 400), but the app must not
+    depend on the server in front of it."""
+    status, body = await raw_get(app, "/api/v1/projects", b"search=" + raw, alice.access_token)
+    assert status == 200 and body["total"] == 0  # kept as the literal text "%FF": no match
+    status, body = await raw_get(app, "/api/v1/projects", b"pageSize=" + raw, alice.access_token)
+    assert status == 422 and body["field"] == "pageSize"
+    status, body = await raw_get(app, "/api/v1/auth/oauth/callback", b"state=" + raw, alice.access_token)
+    assert 400 <= status < 500
+    assert_error_shape(body, status, body["code"])
+    # Valid UTF-8 in the same query is still read as the characters it encodes.
+    mixed = "search=Smile \U0001f600&x=".encode() + raw
+    status, body = await raw_get(app, "/api/v1/projects", mixed, alice.access_token)
+    assert status == 200
 
 
 # --- logout by an erased user -----------------------------------------------------------------

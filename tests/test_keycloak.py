@@ -205,6 +205,14 @@ async def test_logout_revokes_locally_and_ends_the_keycloak_session(kc: Any, fak
     await error_of(refreshed, 401, "INVALID_TOKEN")
 
 
+async def test_logout_by_a_user_erased_in_kijko_is_401(kc: Any, kc_kijko: Kijko) -> None:
+    account = await sign_up(kc)
+    async with system_session(kc_kijko.system_db) as db:
+        await db.execute("DELETE FROM kijko_private.users WHERE id = $1", account.user_id)
+    response = await kc.post("/api/v1/auth/logout", headers=account.headers)
+    await error_of(response, 401, "INVALID_TOKEN")
+
+
 async def test_a_locally_revoked_session_cannot_be_refreshed_back(kc: Any, fake: FakeKeycloak) -> None:
     """Even if Keycloak's session survived logout (Keycloak unreachable at that moment), the
     local revocation keeps refresh from resurrecting it."""

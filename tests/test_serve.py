@@ -341,3 +341,25 @@ def test_log_level_flag_quiets_the_info_lines(servers: Servers) -> None:
     assert httpx.get(serve.base_url + "/nowhere", timeout=5).status_code == 404
     assert serve.interrupt() == 0, serve.output()
     assert serve.lines() == [], serve.output()  # no "serving", access or "stopped" line
+
+
+def test_ctrl_c_while_starting_stops_cleanly_without_serving(servers: Servers) -> None:
+    stdout = servers.data_dir.parent / "early-stdout.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIJKO_")}
+    with stdout.open("wb") as out:
+        process = subprocess.Popen(
+            [*_kijko_command(), "serve", "--port", "0", "--data-dir", str(servers.data_dir)],
+            stdout=out, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
+        )
+    servers.started.append(Serve(process, "", stdout, stdout))
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while not postgres_processes(servers.data_dir) and time.monotonic() < deadline:
+        assert process.poll() is None, stdout.read_text()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)  # the embedded PostgreSQL is starting
+    assert process.wait(timeout=STOP_TIMEOUT_SECONDS) == 0
+    assert process.stderr is not None and b"Traceback" not in process.stderr.read()
+    events = [json.loads(line) for line in stdout.read_text().splitlines()]
+    assert [e["event"] for e in events] == ["stopped"]
+    psutil.wait_procs(postgres_processes(servers.data_dir), timeout=10)
+    assert postgres_processes(servers.data_dir) == [], "nothing of the start-up is left running"
