@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import pytest
 
 from kijko_core.auth.principal import TokenIdentity
@@ -100,6 +101,17 @@ async def app(kijko: Kijko) -> AsyncIterator[KijkoApp]:
 @pytest.fixture
 def client(app: KijkoApp) -> Any:
     return app.test_client()
+
+
+@pytest.fixture
+async def attacker(database: ScratchDatabase) -> AsyncIterator[asyncpg.Connection]:
+    """A plain app-role connection, as the pool hands them out: where an injected statement
+    would run."""
+    conn = await asyncpg.connect(database.urls.app)
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 @dataclass

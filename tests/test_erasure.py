@@ -12,14 +12,9 @@ from kijko_core.db.session import system_session
 from kijko_core.runtime import Kijko
 from tests.conftest import Account
 from tests.memberships import add_member
+from tests.projects import created
 
 API = "/api/v1/projects"
-
-
-async def created(client: Any, account: Account, name: str, **body: Any) -> dict[str, Any]:
-    response = await client.post(API, json={"name": name, "type": "manual", **body}, headers=account.headers)
-    assert response.status_code == 201, await response.get_data(as_text=True)
-    return (await response.get_json())["project"]
 
 
 async def test_a_member_who_created_projects_can_be_erased(client: Any, kijko: Kijko, alice: Account) -> None:

@@ -19,17 +19,12 @@ from kijko_core.projects import repository
 from kijko_core.runtime import Kijko
 from kijko_server.app import KijkoApp, create_app
 from tests.conftest import Account, sign_up
+from tests.projects import created
 
 API = "/api/v1/projects"
 def identity(account: Account) -> TokenIdentity:
     """The verified identity a request of ``account`` carries."""
     return account.identity
-
-
-async def created(client: Any, account: Account, name: str, **body: Any) -> dict[str, Any]:
-    response = await client.post(API, json={"name": name, "type": "repository", **body}, headers=account.headers)
-    assert response.status_code == 201, await response.get_data(as_text=True)
-    return (await response.get_json())["project"]
 
 
 async def test_another_organizations_names_are_not_searchable_and_free(

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 import pytest
 
-from kijko_core.db.provision import ScratchDatabase
 from kijko_core.db.session import (
     OrganizationNotFound,
     ServiceActor,
@@ -24,6 +22,7 @@ from kijko_core.db.session import (
 )
 from kijko_core.runtime import Kijko
 from tests.conftest import Account
+from tests.projects import created
 
 API = "/api/v1/projects"
 
@@ -31,21 +30,6 @@ API = "/api/v1/projects"
 @pytest.fixture
 async def capability(kijko: Kijko) -> ServiceCapability:
     return await load_service_capability(kijko.system_db)
-
-
-@pytest.fixture
-async def attacker(database: ScratchDatabase) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(database.urls.app)
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
-async def created(client: Any, account: Account, name: str, **body: Any) -> dict[str, Any]:
-    response = await client.post(API, json={"name": name, "type": "manual", **body}, headers=account.headers)
-    assert response.status_code == 201, await response.get_data(as_text=True)
-    return (await response.get_json())["project"]
 
 
 async def test_a_service_session_works_in_its_organization_only(

@@ -9,7 +9,6 @@ organization's users and projects (ids leak: URLs, logs, shared links), but no s
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
@@ -20,24 +19,9 @@ from kijko_core.db.provision import ScratchDatabase
 from kijko_core.db.session import ServiceActor, load_service_capability, service_session, system_session
 from kijko_core.runtime import Kijko
 from tests.conftest import Account
+from tests.projects import created
 
 API = "/api/v1/projects"
-
-
-@pytest.fixture
-async def attacker(database: ScratchDatabase) -> AsyncIterator[asyncpg.Connection]:
-    """A plain app-role connection, as the pool hands them out."""
-    conn = await asyncpg.connect(database.urls.app)
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
-async def created(client: Any, account: Account, name: str, **body: Any) -> dict[str, Any]:
-    response = await client.post(API, json={"name": name, "type": "manual", **body}, headers=account.headers)
-    assert response.status_code == 201, await response.get_data(as_text=True)
-    return (await response.get_json())["project"]
 
 
 async def enter(conn: asyncpg.Connection, account: Account) -> list[str]:
