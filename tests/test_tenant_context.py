@@ -234,6 +234,62 @@ async def test_app_role_cannot_rewrite_identity_columns_of_projects(
                 )
 
 
+# -- policies read the verified context, once per statement ------------------------------------
+
+class _Rollback(Exception):
+    """Leaves a transaction that broke an invariant on purpose."""
+
+
+CONTEXT_FUNCTIONS = ("kijko.current_org_id()", "kijko.current_user_id()", "kijko.current_actor()")
+
+
+async def policy_context_violations(conn: asyncpg.Connection) -> list[str]:
+    """Policies of the tenant schema that read the context other than through the verifying
+    functions wrapped in a sub-select (an initplan, evaluated once per statement; a bare call
+    would run the HMAC check for every row), or that read the settings directly."""
+    policies = await conn.fetch(
+        "SELECT c.relname, p.polname, pg_get_expr(p.polqual, p.polrelid) AS using_,"
+        " pg_get_expr(p.polwithcheck, p.polrelid) AS check_"
+        " FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'kijko'"
+    )
+    problems = []
+    for policy in policies:
+        for clause in ("using_", "check_"):
+            text = policy[clause] or ""
+            name = f"kijko.{policy['relname']}: policy {policy['polname']}"
+            if "current_setting" in text:
+                problems.append(f"{name} reads a setting directly")
+            for function in CONTEXT_FUNCTIONS:
+                if text.count(function) != text.count("( SELECT " + function):
+                    problems.append(f"{name} calls {function} per row")
+    return problems
+
+
+async def test_policies_check_the_context_once_per_statement(database: ScratchDatabase) -> None:
+    owner = await asyncpg.connect(database.urls.migration)
+    try:
+        assert await policy_context_violations(owner) == []
+        # And the check notices the two mistakes a new domain could copy.
+        try:
+            async with owner.transaction():
+                await owner.execute("CREATE TABLE kijko.meta_per_row (organization_id uuid)")
+                await owner.execute(
+                    "CREATE POLICY p ON kijko.meta_per_row USING (organization_id = kijko.current_org_id())"
+                    " WITH CHECK (organization_id = current_setting('kijko.org_id')::uuid)"
+                )
+                assert sorted(await policy_context_violations(owner)) == [
+                    "kijko.meta_per_row: policy p calls kijko.current_org_id() per row",
+                    "kijko.meta_per_row: policy p reads a setting directly",
+                ]
+                raise _Rollback
+        except _Rollback:
+            pass
+        assert await policy_context_violations(owner) == []
+    finally:
+        await owner.close()
+
+
 # -- rotating the key --------------------------------------------------------------------------
 
 
