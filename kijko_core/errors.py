@@ -10,10 +10,14 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, Field
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
 def _absent_not_null() -> Any:
     # ``to_body`` leaves out what it has not got, it never writes null: the document shows
     # the plain type, neither nullable nor required nor with a default.
-    return Field(default=None, json_schema_extra=lambda schema: schema.pop("default", None))
+    return Field(default=None, json_schema_extra=_no_default)
 
 
 class ErrorBody(BaseModel):
