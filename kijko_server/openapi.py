@@ -6,7 +6,7 @@ can answer (decisions 0024, 0046): those errors, the ones its validation implies
 400, 413, 415, 422; a query string: 422), the rate limiter's (429, and 503 when its Redis is
 down) on a view with ``@rate_limit``, 401 unless public, and 500. There is no generic list: a
 view without ``@responds`` documents only those implied statuses, and the route meta-test
-fails on it.
+fails on it. Query parameters are required as their model says and never null.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from quart_schema import OpenAPIProvider
 from quart_schema.validation import QUART_SCHEMA_QUERYSTRING_ATTRIBUTE, QUART_SCHEMA_REQUEST_ATTRIBUTE
 from werkzeug.routing import Rule
@@ -115,11 +116,36 @@ def redirects(description: str) -> Callable[[F], F]:
     return mark
 
 
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter's schema without ``null``: a query string cannot carry one (an absent
+    parameter is what the model's ``None`` stands for)."""
+    options = schema.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [option for option in options if option != {"type": "null"}]
+        schema = {key: value for key, value in schema.items() if key != "anyOf"}
+        schema.update(rest[0] if len(rest) == 1 else {"anyOf": rest})
+    if "default" in schema and schema["default"] is None:
+        schema = {key: value for key, value in schema.items() if key != "default"}
+    return schema
+
+
 class KijkoOpenAPIProvider(OpenAPIProvider):
     def schema(self) -> dict[str, Any]:
         schema = super().schema()
         schema["components"]["schemas"]["ErrorBody"] = ErrorBody.model_json_schema()
         return schema
+
+    def build_querystring_parameters(self, model: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        # quart-schema looks for ``required`` on each property, where JSON Schema never puts
+        # it: without this a required parameter (the OAuth callback's ``state``) is optional.
+        parameters, definitions = super().build_querystring_parameters(model)
+        whole = model.model_json_schema() if isinstance(model, type) and issubclass(model, BaseModel) else {}
+        required = set(whole.get("required", []))
+        for parameter in parameters:
+            parameter["schema"] = _not_null(parameter["schema"])
+            if parameter["name"] in required:
+                parameter["required"] = True
+        return parameters, definitions
 
     def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
         paths, components = super().build_paths(rule)

@@ -430,6 +430,16 @@ async def test_other_schemas_say_what_the_runtime_sends(client: Any, alice: Acco
                 responses[(method, path)] = schema
     links = spec["components"]["schemas"]["ApiLinks"]
     assert "null" not in json.dumps(links) and set(links["required"]) == set(links["properties"])
+    # A query string has no null, and what the model requires is a required parameter.
+    parameters = {
+        (path, parameter["name"]): parameter
+        for path in (f"{OAUTH}/callback", API)
+        for parameter in spec["paths"][path]["get"]["parameters"]
+    }
+    assert "null" not in json.dumps(list(parameters.values()))
+    required = {key for key, parameter in parameters.items() if parameter.get("required")}
+    assert required == {(f"{OAUTH}/callback", "state")}
+    assert set(parameters) >= {(f"{OAUTH}/callback", "code"), (f"{OAUTH}/callback", "error"), (API, "search")}
     tokens = responses[("post", f"{AUTH}/signup")]
     assert tokens["properties"]["token_type"]["const"] == "bearer"
 
