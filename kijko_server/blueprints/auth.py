@@ -51,7 +51,7 @@ def auth_blueprint(limits: AuthLimits) -> Blueprint:
 
     @bp.post("/signup")
     @public
-    # Keycloak: 502, and 401 if the grant right after creating the user is refused.
+    # Keycloak: 502, and 401 if completing the sign-in is refused (as in KEYCLOAK_SIGN_IN).
     @responds(AccountExists, UpstreamError, InvalidToken)
     @rate_limit(limits.per_address)
     @validate_request(SignupRequest)
