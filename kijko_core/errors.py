@@ -7,7 +7,17 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def _absent_not_null() -> Any:
+    # ``to_body`` leaves out what it has not got, it never writes null: the document shows
+    # the plain type, neither nullable nor required nor with a default.
+    return Field(default=None, json_schema_extra=_no_default)
 
 
 class ErrorBody(BaseModel):
@@ -16,8 +26,8 @@ class ErrorBody(BaseModel):
     detail: str
     code: str
     message: str
-    field: str | None = None
-    details: dict[str, Any] | None = None
+    field: str = _absent_not_null()
+    details: dict[str, Any] = _absent_not_null()
 
 
 class KijkoError(Exception):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
@@ -77,7 +77,10 @@ class Page(WireModel, Generic[T]):
 
 
 class Success(WireModel):
-    success: bool = True
+    # Always written, so required in the document.
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+    success: Literal[True] = True
 
 
 def like_pattern(text: str) -> str:

@@ -11,6 +11,7 @@ from quart import Blueprint
 from kijko_core import __version__
 from kijko_core.db.session import system_session
 from kijko_core.errors import ServiceUnavailable
+from kijko_server.openapi import responds
 from kijko_server.responses import validate_response
 from kijko_server.security import public
 from kijko_server.uow import runtime
@@ -32,6 +33,7 @@ class Readiness(BaseModel):
 
 @bp.get("/health")
 @public
+@responds()
 @validate_response(Liveness)
 async def liveness() -> Liveness:
     """The process is up. Checks no dependency."""
@@ -60,6 +62,7 @@ async def _check(probe: Any) -> bool:
 
 @bp.get("/health/ready")
 @public
+@responds(ServiceUnavailable)
 @validate_response(Readiness)
 async def readiness() -> Readiness:
     """Ready to serve: the database and (when configured) Redis answer in time.

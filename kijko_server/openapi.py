@@ -1,10 +1,12 @@
 """The OpenAPI document: bearer auth on every route but the public ones, and the error shape
 documented on every operation.
 
-A view that declares its errors with :func:`responds` documents exactly the statuses it can
-answer (decision 0024): those errors, the ones its validation implies (a JSON body: 400, 413,
-415, 422; a query string: 422), 401 unless public, and 500. A view that declares nothing keeps
-the generic list below until its domain declares its errors.
+Every view declares its errors with :func:`responds` and documents exactly the statuses it
+can answer (decisions 0024, 0046): those errors, the ones its validation implies (a JSON body:
+400, 413, 415, 422; a query string: 422), the rate limiter's (429, and 503 when its Redis is
+down) on a view with ``@rate_limit``, 401 unless public, and 500. There is no generic list: a
+view without ``@responds`` documents only those implied statuses, and the route meta-test
+fails on it. Query parameters are required as their model says and never null.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from quart_schema import OpenAPIProvider
 from quart_schema.validation import QUART_SCHEMA_QUERYSTRING_ATTRIBUTE, QUART_SCHEMA_REQUEST_ATTRIBUTE
 from werkzeug.routing import Rule
@@ -22,29 +25,21 @@ from kijko_core.errors import (
     KijkoError,
     MalformedJson,
     PayloadTooLarge,
+    RateLimited,
+    ServiceUnavailable,
     UnsupportedMediaType,
     ValidationFailed,
 )
+from kijko_server.ratelimits import limits_of
 from kijko_server.security import is_public
-
-_ERROR_STATUSES = {
-    "400": "Malformed JSON or a bad request",
-    "401": "Missing, expired, invalid or revoked token, or wrong credentials",
-    "403": "Authenticated, but not allowed to do this",
-    "404": "Unknown route or entity (another organization's entities look the same)",
-    "413": "Request body too large",
-    "415": "The body is not sent as application/json",
-    "422": "The request does not match the schema",
-    "429": "Rate limit or quota exceeded",
-    "500": "Internal error; the body carries the request id",
-}
-
 
 _REDIRECT = "_kijko_redirect"
 _ERRORS = "_kijko_errors"
 F = TypeVar("F", bound=Callable[..., Any])
 
 _BODY_ERRORS: tuple[type[KijkoError], ...] = (MalformedJson, PayloadTooLarge, UnsupportedMediaType, ValidationFailed)
+#: What the limiter answers before the view runs: over the limit, or its Redis is down.
+_LIMITER_ERRORS: tuple[type[KijkoError], ...] = (RateLimited, ServiceUnavailable)
 _STATUS_TITLES = {
     400: "Bad request",
     401: "Not authenticated",
@@ -56,6 +51,7 @@ _STATUS_TITLES = {
     422: "Validation failed",
     429: "Rate limited",
     500: "Internal error; the body carries the request id",
+    502: "Upstream error",
     503: "Service unavailable",
 }
 
@@ -83,11 +79,19 @@ def declared_errors(view: Callable[..., Any], public: bool) -> dict[str, dict[st
     declared: tuple[type[KijkoError], ...] | None = getattr(view, _ERRORS, None)
     if declared is None:
         return None
+    return _error_responses(view, declared, public)
+
+
+def _error_responses(
+    view: Callable[..., Any], declared: tuple[type[KijkoError], ...], public: bool
+) -> dict[str, dict[str, Any]]:
     errors: list[type[KijkoError]] = list(declared)
     if getattr(view, QUART_SCHEMA_REQUEST_ATTRIBUTE, None) is not None:
         errors += _BODY_ERRORS
     if getattr(view, QUART_SCHEMA_QUERYSTRING_ATTRIBUTE, None) is not None:
         errors.append(ValidationFailed)
+    if limits_of(view):
+        errors += _LIMITER_ERRORS
     if not public:
         errors.append(InvalidToken)
     codes: dict[int, list[str]] = {500: ["INTERNAL_ERROR"]}
@@ -112,11 +116,36 @@ def redirects(description: str) -> Callable[[F], F]:
     return mark
 
 
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter's schema without ``null``: a query string cannot carry one (an absent
+    parameter is what the model's ``None`` stands for)."""
+    options = schema.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [option for option in options if option != {"type": "null"}]
+        schema = {key: value for key, value in schema.items() if key != "anyOf"}
+        schema.update(rest[0] if len(rest) == 1 else {"anyOf": rest})
+    if "default" in schema and schema["default"] is None:
+        schema = {key: value for key, value in schema.items() if key != "default"}
+    return schema
+
+
 class KijkoOpenAPIProvider(OpenAPIProvider):
     def schema(self) -> dict[str, Any]:
         schema = super().schema()
         schema["components"]["schemas"]["ErrorBody"] = ErrorBody.model_json_schema()
         return schema
+
+    def build_querystring_parameters(self, model: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        # quart-schema looks for ``required`` on each property, where JSON Schema never puts
+        # it: without this a required parameter (the OAuth callback's ``state``) is optional.
+        parameters, definitions = super().build_querystring_parameters(model)
+        whole = model.model_json_schema() if isinstance(model, type) and issubclass(model, BaseModel) else {}
+        required = set(whole.get("required", []))
+        for parameter in parameters:
+            parameter["schema"] = _not_null(parameter["schema"])
+            if parameter["name"] in required:
+                parameter["required"] = True
+        return parameters, definitions
 
     def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
         paths, components = super().build_paths(rule)
@@ -132,9 +161,8 @@ class KijkoOpenAPIProvider(OpenAPIProvider):
                         "description": redirect,
                         "headers": {"Location": {"schema": {"type": "string"}}},
                     }
-                errors = declared_errors(view, public)
-                if errors is None:
-                    errors = {status: _error_response(text) for status, text in _ERROR_STATUSES.items()}
+                # Undeclared (the route meta-test fails on it): only what every such route answers.
+                errors = declared_errors(view, public) or _error_responses(view, (), public)
                 for status, response in errors.items():
                     responses.setdefault(status, response)
                 operation["responses"] = responses

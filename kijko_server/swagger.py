@@ -15,6 +15,8 @@ from quart import Blueprint, Response, abort, url_for
 from quart_schema import hide
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
+from kijko_core.errors import RouteNotFound
+from kijko_server.openapi import responds
 from kijko_server.security import public
 
 #: The files the page uses, and their media types (nothing else of the bundle is served).
@@ -61,6 +63,7 @@ def _asset(name: str) -> bytes:
 
 @bp.get("/docs")
 @public
+@responds()
 @hide
 async def docs() -> Response:
     """The API reference, browsable."""
@@ -76,6 +79,7 @@ async def docs() -> Response:
 
 @bp.get("/docs/assets/<name>")
 @public
+@responds(RouteNotFound)  # abort(404): not one of ASSETS
 @hide
 async def asset(name: str) -> Response:
     if name not in ASSETS:

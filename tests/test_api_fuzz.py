@@ -2,8 +2,9 @@
 
 Kijko runs under uvicorn on a free port against the test database; schemathesis generates
 valid and invalid requests for every operation, sent with a real bearer token. Whatever it
-sends, the API must never answer >= 500, and every non-2xx answer must be in the error shape
-``{detail, code, message, field?, details?}``.
+sends, the API must never answer >= 500, every non-2xx answer must be in the error shape
+``{detail, code, message, field?, details?}``, and every answer must be one the document
+lists for the operation: its status, media type and body schema (decision 0046).
 
 Skipped unless ``KIJKO_API_FUZZ=1`` (the tox env sets it): it takes minutes, not seconds.
 """
@@ -25,6 +26,7 @@ import httpx  # noqa: E402
 import uvicorn  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
+from schemathesis.specs.openapi import checks as openapi_checks  # noqa: E402
 
 from kijko_server.app import create_app  # noqa: E402
 
@@ -37,6 +39,11 @@ MAX_EXAMPLES = int(os.environ.get("KIJKO_API_FUZZ_EXAMPLES", "25"))
 ERROR_KEYS = {"detail", "code", "message"}
 OPTIONAL_ERROR_KEYS = {"field", "details"}
 LOGOUT = ("POST", "/api/v1/auth/logout")
+CONFORMANCE = [
+    openapi_checks.status_code_conformance,
+    openapi_checks.content_type_conformance,
+    openapi_checks.response_schema_conformance,
+]
 
 
 class Server:
@@ -121,6 +128,11 @@ def check(case: Any, server: Server, token: str) -> None:
     sent = {"query": case.query, "headers": case.headers, "media_type": case.media_type, "body": case.body}
     where = f"{case.method.upper()} {case.formatted_path} {_short(sent)} -> {response.status_code}"
     assert response.status_code < 500, f"{where}: {response.text[:300]}"
+    # The document is truthful: the status is one the operation lists, the body its schema.
+    try:
+        case.validate_response(response, checks=CONFORMANCE)
+    except Exception as error:
+        pytest.fail(f"{where}: {error}")
     if response.status_code >= 400:
         try:
             body = response.json()

@@ -6,6 +6,7 @@ from quart import Blueprint
 from quart_schema import validate_request
 
 from kijko_core.auth import service
+from kijko_core.auth.accounts import AccountExists
 from kijko_core.auth.models import (
     LoginRequest,
     RefreshRequest,
@@ -13,8 +14,18 @@ from kijko_core.auth.models import (
     TokenPair,
     UserProfile,
 )
+from kijko_core.errors import (
+    BadRequest,
+    Forbidden,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    InvalidToken,
+    KijkoError,
+    UpstreamError,
+)
 from kijko_core.wire import Success
 from kijko_server.caching import no_store
+from kijko_server.openapi import responds
 from kijko_server.ratelimits import AuthLimits, rate_limit
 from kijko_server.responses import validate_response
 from kijko_server.security import (
@@ -26,6 +37,13 @@ from kijko_server.security import (
 )
 from kijko_server.uow import runtime, tenant
 
+#: What completing a Keycloak sign-in can answer (KeycloakProvider._complete): Keycloak failed
+#: or is misconfigured; its fresh tokens were refused or name a revoked session; the account
+#: lost its organizations; a first sign-in without an email, or whose email is taken.
+KEYCLOAK_SIGN_IN: tuple[type[KijkoError], ...] = (
+    UpstreamError, InvalidToken, InvalidCredentials, BadRequest, AccountExists,
+)
+
 
 def auth_blueprint(limits: AuthLimits) -> Blueprint:
     bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
@@ -33,6 +51,8 @@ def auth_blueprint(limits: AuthLimits) -> Blueprint:
 
     @bp.post("/signup")
     @public
+    # Keycloak: 502, and 401 if completing the sign-in is refused (as in KEYCLOAK_SIGN_IN).
+    @responds(AccountExists, UpstreamError, InvalidToken)
     @rate_limit(limits.per_address)
     @validate_request(SignupRequest)
     @validate_response(TokenPair, 201)
@@ -42,6 +62,7 @@ def auth_blueprint(limits: AuthLimits) -> Blueprint:
 
     @bp.post("/login")
     @public
+    @responds(InvalidCredentials, *KEYCLOAK_SIGN_IN)
     @rate_limit(limits.per_address, limits.per_account)
     @validate_request(LoginRequest)
     @validate_response(TokenPair)
@@ -51,6 +72,7 @@ def auth_blueprint(limits: AuthLimits) -> Blueprint:
 
     @bp.post("/refresh")
     @public
+    @responds(InvalidRefreshToken, *KEYCLOAK_SIGN_IN)
     @rate_limit(limits.refresh)
     @validate_request(RefreshRequest)
     @validate_response(TokenPair)
@@ -59,6 +81,7 @@ def auth_blueprint(limits: AuthLimits) -> Blueprint:
         return await runtime().identity.refresh(data.refresh_token)
 
     @bp.post("/logout")
+    @responds()  # Keycloak failing to end its copy of the session only logs
     @ends_session
     @accepts_expired_token
     @validate_response(Success)
@@ -68,6 +91,7 @@ def auth_blueprint(limits: AuthLimits) -> Blueprint:
         return Success()
 
     @bp.get("/me")
+    @responds(Forbidden)  # the tenant session: the membership is gone
     @validate_response(UserProfile)
     async def me() -> UserProfile:
         """The signed-in user's profile in the active organization."""

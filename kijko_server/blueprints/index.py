@@ -7,7 +7,7 @@ from pydantic import BaseModel
 from quart import Blueprint, Response, request
 
 from kijko_core import __version__
-from kijko_server.openapi import redirects
+from kijko_server.openapi import redirects, responds
 from kijko_server.responses import validate_response
 from kijko_server.security import public
 
@@ -28,6 +28,7 @@ class ApiIndex(BaseModel):
 
 @bp.get("/")
 @public
+@responds()
 @redirects("To the API documentation (`/docs`)")
 async def root() -> Response:
     """Send a browser to the API documentation."""
@@ -38,6 +39,7 @@ async def root() -> Response:
 
 @bp.get("/api/v1")
 @public
+@responds()
 @validate_response(ApiIndex)
 async def api_index() -> ApiIndex:
     """The API's version and the links to its documentation."""

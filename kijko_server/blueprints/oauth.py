@@ -18,10 +18,18 @@ from quart.typing import ResponseTypes
 from quart_schema import validate_querystring, validate_request
 from werkzeug.sansio.response import Response as AnyResponse
 
-from kijko_core.auth.keycloak.oauth import OAuthCallbackQuery, OAuthSignIn, UnknownOAuthProvider
+from kijko_core.auth.keycloak.oauth import (
+    InvalidOAuthState,
+    OAuthCallbackQuery,
+    OAuthCodeRejected,
+    OAuthSignIn,
+    UnknownOAuthProvider,
+)
 from kijko_core.auth.models import OAuthExchangeRequest, TokenPair
+from kijko_core.errors import InvalidToken, UpstreamError
+from kijko_server.blueprints.auth import KEYCLOAK_SIGN_IN
 from kijko_server.caching import no_store
-from kijko_server.openapi import redirects
+from kijko_server.openapi import redirects, responds
 from kijko_server.responses import validate_response
 from kijko_server.security import public
 from kijko_server.uow import runtime
@@ -74,6 +82,8 @@ def _redirect(location: str) -> Response:
 
 @bp.get("/callback")
 @public
+# 404 with the local provider; a bad state, a code Keycloak refuses, then completing the sign-in.
+@responds(UnknownOAuthProvider, InvalidOAuthState, OAuthCodeRejected, *KEYCLOAK_SIGN_IN)
 @redirects("To the frontend, with a one-time `code` (or `error`) in the query")
 @validate_querystring(OAuthCallbackQuery)
 async def oauth_callback(query_args: OAuthCallbackQuery) -> Response:
@@ -98,6 +108,7 @@ async def oauth_callback(query_args: OAuthCallbackQuery) -> Response:
 
 @bp.post("/exchange")
 @public
+@responds(UnknownOAuthProvider, InvalidToken)  # 401: the code is unknown, used or expired
 @validate_request(OAuthExchangeRequest)
 @validate_response(TokenPair)
 async def oauth_exchange(data: OAuthExchangeRequest) -> TokenPair:
@@ -107,6 +118,7 @@ async def oauth_exchange(data: OAuthExchangeRequest) -> TokenPair:
 
 @bp.get("/<provider>")
 @public
+@responds(UnknownOAuthProvider, UpstreamError)  # 502: Keycloak's discovery failed
 @redirects("To Keycloak's authorization endpoint for that identity provider")
 async def oauth_start(provider: str) -> Response:
     """Start signing in with ``google`` or ``github``: answers 302 to Keycloak."""

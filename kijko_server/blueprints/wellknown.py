@@ -7,6 +7,7 @@ from quart import Blueprint
 from kijko_core.auth.local.provider import LocalProvider
 from kijko_core.auth.models import JsonWebKeySet, OpenIDConfiguration
 from kijko_core.errors import NotFound
+from kijko_server.openapi import responds
 from kijko_server.responses import validate_response
 from kijko_server.security import public
 from kijko_server.uow import runtime
@@ -23,6 +24,7 @@ def _local_provider() -> LocalProvider:
 
 @bp.get("/jwks.json")
 @public
+@responds(NotFound)  # another identity provider publishes the keys
 @validate_response(JsonWebKeySet)
 async def jwks() -> JsonWebKeySet:
     """The public signing keys, including retired ones whose tokens may still be valid."""
@@ -31,6 +33,7 @@ async def jwks() -> JsonWebKeySet:
 
 @bp.get("/openid-configuration")
 @public
+@responds(NotFound)
 @validate_response(OpenIDConfiguration)
 async def openid_configuration() -> OpenIDConfiguration:
     """OpenID discovery for services that verify Kijko's tokens themselves."""
