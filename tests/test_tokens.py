@@ -299,3 +299,48 @@ async def test_a_failing_source_keeps_known_keys_and_fails_unknown_ones(alice: A
     other = sign(claims_from(alice.access_token), fresh_key(), kid="k2")
     with pytest.raises(ConnectionError):
         await verifier.verify(other)
+
+
+# --- tokens verified once, then remembered --------------------------------------------------
+
+
+async def test_a_remembered_token_still_expires(alice: Account) -> None:
+    key = fresh_key()
+    now = [time.time()]
+    verifier = TokenVerifier(
+        ChangingKeySource({"k1": key}), issuer="http://kijko.test", audience="kijko-api",
+        leeway_seconds=5, refresh_interval_seconds=3600, clock=lambda: now[0],
+    )
+    claims = claims_from(alice.access_token)
+    token = sign(claims, key, kid="k1")
+    await verifier.verify(token)
+    now[0] = claims["exp"] + 5  # the last second the leeway allows
+    assert str((await verifier.verify(token)).user_id) == alice.user_id
+    now[0] = claims["exp"] + 6
+    with pytest.raises(InvalidToken):
+        await verifier.verify(token)
+
+
+async def test_a_remembered_token_is_refused_once_its_kid_names_another_key(alice: Account) -> None:
+    old, new = fresh_key(), fresh_key()
+    source = ChangingKeySource({"k1": old})
+    verifier = verifier_over(source, interval=0.2)
+    token = sign(claims_from(alice.access_token), old, kid="k1")
+    await verifier.verify(token)
+    source.keys = {"k1": new}  # the same kid, other key material
+    await asyncio.sleep(0.25)
+    with pytest.raises(InvalidToken):
+        await verifier.verify(token)
+
+
+async def test_remembered_tokens_are_bounded(alice: Account) -> None:
+    key = fresh_key()
+    verifier = verifier_over(ChangingKeySource({"k1": key}), interval=3600)
+    verifier.CACHE_SIZE = 3
+    tokens = [sign(claims_from(alice.access_token, jti=str(n)), key, kid="k1") for n in range(5)]
+    for token in tokens:
+        await verifier.verify(token)
+    assert len(verifier._verified) == 3
+    assert list(verifier._verified) == tokens[2:]  # the oldest went first
+    # A forgotten token is verified in full again, and still valid.
+    assert str((await verifier.verify(tokens[0])).user_id) == alice.user_id

@@ -11,6 +11,7 @@ import base64
 import json
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
@@ -51,7 +52,22 @@ def unverified_header(token: str) -> dict[str, Any]:
     return header
 
 
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A token this verifier accepted: whom it names, and what made it valid."""
+
+    identity: TokenIdentity
+    kid: str
+    key: Key
+    exp: int
+
+
 class TokenVerifier:
+    #: Tokens remembered after a full verification. A client sends the same access token on
+    #: every call until it expires, so signature and claims are checked once per token, not
+    #: once per request; revocation is still checked per request (``kijko.enter``).
+    CACHE_SIZE = 4096
+
     def __init__(
         self,
         source: KeySource,
@@ -71,6 +87,7 @@ class TokenVerifier:
         self._keys: Mapping[str, Key] = {}
         self._loaded_at = float("-inf")
         self._lock = asyncio.Lock()
+        self._verified: dict[str, _Verified] = {}
 
     def expect_new_key(self) -> None:
         """The source now holds a key we have not loaded (we just started signing with it):
@@ -120,6 +137,8 @@ class TokenVerifier:
         ``allow_expired`` serves logout only: an expired but validly signed token still names
         the session to end.
         """
+        if not allow_expired and (known := self._still_valid(token)) is not None:
+            return known
         header = unverified_header(token)
         kid = header.get("kid")
         if not isinstance(kid, str) or header.get("alg") not in ALGORITHMS:
@@ -144,14 +163,35 @@ class TokenVerifier:
         )
         try:
             registry.validate(claims)
-            return TokenIdentity(
+            exp = int(claims["exp"])
+            identity = TokenIdentity(
                 user_id=UUID(str(claims["sub"])),
                 org_id=UUID(str(claims["org_id"])),
                 session_id=str(claims["sid"]),
-                expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+                expires_at=datetime.fromtimestamp(exp, UTC),
             )
         except (JoseError, ValueError, TypeError, KeyError):
             raise InvalidToken() from None
+        if not allow_expired:
+            self._remember(token, _Verified(identity, kid, key, exp))
+        return identity
+
+    def _still_valid(self, token: str) -> TokenIdentity | None:
+        """The identity of a token verified before, if nothing that made it valid has changed:
+        not expired, and its key is still the one the current key set has for its ``kid`` (a
+        reloaded set without it, or with another key, sends the token through in full)."""
+        known = self._verified.get(token)
+        if known is None or self._stale() or self._keys.get(known.kid) is not known.key:
+            return None
+        if self._clock() > known.exp + self._leeway:
+            del self._verified[token]
+            return None
+        return known.identity
+
+    def _remember(self, token: str, verified: _Verified) -> None:
+        if len(self._verified) >= self.CACHE_SIZE:
+            del self._verified[next(iter(self._verified))]  # the oldest
+        self._verified[token] = verified
 
 
 def _int(value: Any) -> int:
