@@ -199,6 +199,19 @@ async def read_back_as_app(pool: Any) -> tuple[int, Any, Any, int]:
         )
 
 
+async def session_state(pool: Any) -> tuple[int, str, int]:
+    """Backend, statement timeout and advisory locks held, on the pool's next connection."""
+    async with pool.connection() as handle:
+        connection = handle.raw_connection
+        return (
+            await connection.fetchval("SELECT pg_backend_pid()"),
+            await connection.fetchval("SHOW statement_timeout"),
+            await connection.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+            ),
+        )
+
+
 @pytest.mark.parametrize("ending", ["python error", "sql error", "commit"])
 async def test_a_finished_transaction_leaves_no_context_on_the_connection(
     client: Any, kijko: Kijko, alice: Account, ending: str
@@ -211,17 +224,23 @@ async def test_a_finished_transaction_leaves_no_context_on_the_connection(
         class Boom(Exception):
             pass
 
+        role_default = await session_state(pool)
         pid = None
         try:
             async with tenant_session(pool, identity(alice)) as db:
                 pid = await db.fetchval("SELECT pg_backend_pid()")
                 assert await db.fetchval("SELECT count(*) FROM kijko.projects") == 1
+                # What an injected statement could leave behind beyond its transaction.
+                await db.fetchval("SELECT set_config('statement_timeout', '0', false)")
+                await db.fetchval("SELECT pg_advisory_lock(4242)")
                 if ending == "python error":
                     raise Boom()
                 if ending == "sql error":
                     await db.fetchval("SELECT 1 / 0")
         except (Boom, asyncpg.DivisionByZeroError):
             assert ending != "commit"
+        # Session-level state is reset too (sent with the COMMIT/ROLLBACK, or by the pool).
+        assert await session_state(pool) == role_default
         same_pid, setting, org, visible = await read_back_as_app(pool)
         assert same_pid == pid  # the very connection the session used
         assert setting in ("", None) and org is None

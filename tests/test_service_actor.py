@@ -56,13 +56,13 @@ async def test_a_service_session_works_in_its_organization_only(
         )
         # Not another organization's, and not in anyone's name.
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
-            async with db.connection.transaction():
+            async with db.savepoint():
                 await db.execute(
                     "INSERT INTO kijko.projects (organization_id, name, type) VALUES ($1, 'Planted', 'manual')",
                     UUID(bob.org_id),
                 )
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
-            async with db.connection.transaction():
+            async with db.savepoint():
                 await db.execute(
                     "INSERT INTO kijko.projects (organization_id, user_id, name, type)"
                     " VALUES ($1, $2, 'In Alice''s name', 'manual')",

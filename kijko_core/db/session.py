@@ -19,6 +19,7 @@ import asyncpg
 from databases import Database
 
 from kijko_core.auth.principal import OrgRole, Principal, TokenIdentity
+from kijko_core.db.pools import SessionConnection
 from kijko_core.errors import Forbidden, InvalidToken, NotFound
 
 _REVOKED = "KJ401"
@@ -48,6 +49,21 @@ class Session:
 
     async def execute(self, query: str, *args: Any) -> str:
         return await self.connection.execute(query, *args)
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A part of the session that an error undoes alone, leaving the session usable.
+        (The session's transaction is started by hand, so asyncpg's nested ``transaction()``
+        is not available; PostgreSQL resolves a repeated savepoint name to the newest.)"""
+        await self.connection.execute("SAVEPOINT kijko_savepoint")
+        try:
+            yield
+        except BaseException:
+            await self.connection.execute(
+                "ROLLBACK TO SAVEPOINT kijko_savepoint; RELEASE SAVEPOINT kijko_savepoint"
+            )
+            raise
+        await self.connection.execute("RELEASE SAVEPOINT kijko_savepoint")
 
 
 class TenantSession(Session):
@@ -132,14 +148,20 @@ class SystemSession(Session):
 @asynccontextmanager
 async def _transaction(database: Database, readonly: bool) -> AsyncIterator[asyncpg.Connection]:
     async with database.connection() as handle:
-        connection: asyncpg.Connection = handle.raw_connection
+        connection: SessionConnection = handle.raw_connection
         # `databases` hands the same task the same connection, and asyncpg would turn a second
         # transaction into a savepoint: a nested tenant session would then leave its
         # organization's context on the outer one. Sessions do not nest.
         if connection.is_in_transaction():
             raise RuntimeError("a session is already open on this pool in this task")
-        async with connection.transaction(readonly=readonly):
+        await connection.execute("BEGIN READ ONLY" if readonly else "BEGIN")
+        try:
             yield connection
+        except BaseException:
+            if not connection.is_closed():
+                await connection.end_transaction(commit=False)
+            raise
+        await connection.end_transaction(commit=True)
 
 
 @asynccontextmanager
