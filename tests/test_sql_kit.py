@@ -19,7 +19,6 @@ from kijko_core.db.provision import ScratchDatabase
 from kijko_core.errors import Conflict
 from kijko_core.projects import repository
 from kijko_core.runtime import Kijko
-from tests.conftest import Account
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("kijko_core", "kijko_server", "kijko_cli")
@@ -282,26 +281,3 @@ async def test_unique_as_maps_only_the_named_constraint(database: ScratchDatabas
                 await connection.execute("INSERT INTO kit_rows VALUES (2, 1)")
     finally:
         await connection.close()
-
-
-async def test_records_built_without_validation_are_the_validated_records(
-    client: Any, kijko: Kijko, alice: Account
-) -> None:
-    """``Table.many`` skips validating what the database typed; the records must still be
-    exactly what validation would make of the same rows, field by field and on the wire."""
-    from kijko_core.db.session import tenant_session
-    from tests.projects import created
-
-    await created(client, alice, "Plain")
-    await created(client, alice, "Full", description="Everything set", privacy="shared",
-                  type="repository", chunking_strategy="fixed", include_metadata=False)
-    async with tenant_session(kijko.app_db, alice.identity, readonly=True) as db:
-        rows = await db.fetch(repository._LIST, *repository.PROJECTS.readable_args(db.principal),
-                              None, 100, 0)
-    assert len(rows) == 2
-    built = repository.TABLE.many(rows)
-    validated = [repository.TABLE.record.model_validate(dict(row)) for row in rows]
-    assert [record.model_dump() for record in built] == [record.model_dump() for record in validated]
-    assert [record.model_dump_json(by_alias=True) for record in built] == [
-        record.model_dump_json(by_alias=True) for record in validated
-    ]
