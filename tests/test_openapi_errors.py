@@ -47,6 +47,22 @@ async def openapi(client: Any) -> dict[str, Any]:
     return document
 
 
+async def answers_not_as_documented(
+    method: str, template: str, cases: dict[str, Any], documented: dict[str, str]
+) -> list[str]:
+    """Run each case (labelled by the status it should answer); report any answer whose
+    status or code differs from the label or is not among the statuses' documented codes."""
+    problems = []
+    for label, request in cases.items():
+        status = label.split()[0]
+        response = await request()
+        answer = await response.get_json(force=True, silent=True) or {}
+        code = answer.get("code")
+        if response.status_code != int(status) or not code or code not in documented.get(status, ""):
+            problems.append(f"{method} {template} [{label}]: {response.status_code} {code}")
+    return problems
+
+
 def documented_errors(spec: dict[str, Any], method: str, path: str) -> dict[str, str]:
     responses = spec["paths"][path][method]["responses"]
     return {status: response["description"] for status, response in responses.items() if status[0] in "45"}
@@ -138,13 +154,7 @@ async def test_every_documented_error_happens_with_its_documented_code(
     for (method, template), cases in triggers.items():
         documented = documented_errors(spec, method, template)
         assert {status.split()[0] for status in cases} == EXPECTED[(method, template)], (method, template)
-        for label, request in cases.items():
-            status = label.split()[0]
-            response = await request()
-            answer = await response.get_json(force=True, silent=True) or {}
-            code = answer.get("code")
-            if response.status_code != int(status) or not code or code not in documented.get(status, ""):
-                problems.append(f"{method} {template} [{label}]: {response.status_code} {code}")
+        problems += await answers_not_as_documented(method, template, cases, documented)
     assert problems == []
 
 
@@ -392,13 +402,7 @@ async def check_triggers(
         covered = {label.split()[0] for label in cases} | NOT_TRIGGERED.get((method, template), set())
         assert covered == statuses, (method, template)
         documented = documented_errors(spec, method, template)
-        for label, request in cases.items():
-            status = label.split()[0]
-            response = await request()
-            answer = await response.get_json(force=True, silent=True) or {}
-            code = answer.get("code")
-            if response.status_code != int(status) or not code or code not in documented.get(status, ""):
-                problems.append(f"{method} {template} [{label}]: {response.status_code} {code}")
+        problems += await answers_not_as_documented(method, template, cases, documented)
     # Hidden from the document, declared all the same: an asset that is not one.
     missing = await client.get("/docs/assets/nope.js")
     assert missing.status_code == 404 and (await missing.get_json())["code"] == "ROUTE_NOT_FOUND"

@@ -19,6 +19,7 @@ import pytest
 from kijko_core.config import SecretUrl, Settings, load_settings, mask_url
 from kijko_core.db.provision import ScratchDatabase
 from tests.test_cli import clean_env
+from tests.test_cli import database_env as database_env  # noqa: F401 - fixture
 from tests.test_serve import _kijko_command
 
 PG_PASSWORD = "pg-Passw0rd-4711"
@@ -115,18 +116,10 @@ def _passwords(database: ScratchDatabase) -> list[str]:
 
 @pytest.mark.slow
 def test_start_up_logs_of_serve_contain_no_password(
-    database: ScratchDatabase, encryption_key: str, tmp_path: Path
+    database: ScratchDatabase, database_env: dict[str, str], encryption_key: str, tmp_path: Path
 ) -> None:
     port = _free_port()
-    env = clean_env(
-        tmp_path,
-        KIJKO_DATABASE_URL=database.urls.app,
-        KIJKO_SYSTEM_DATABASE_URL=database.urls.system,
-        KIJKO_MIGRATION_DATABASE_URL=database.urls.migration,
-        KIJKO_DB_ROLE_PREFIX=database.prefix,
-        KIJKO_ENCRYPTION_KEYS=encryption_key,
-        KIJKO_LOG_LEVEL="debug",
-    )
+    env = {**database_env, "KIJKO_LOG_LEVEL": "debug"}
     out, err = tmp_path / "stdout.log", tmp_path / "stderr.log"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = subprocess.Popen(
