@@ -81,6 +81,11 @@ def granted(principal: Principal, grant: Grant) -> bool:
     return any(grant in ORG_ROLES[role] for role in principal.roles)
 
 
+def sees_everything(principal: Principal) -> bool:
+    """Private resources of others are visible to whoever may edit others' (owners, admins)."""
+    return granted(principal, Grant.EDIT_OTHERS)
+
+
 class ProjectRole(StrEnum):
     ADMIN = "admin"
     MANAGER = "manager"
@@ -136,13 +141,13 @@ class Policy:
 
     @staticmethod
     def readable_args(principal: Principal) -> tuple[UUID, UUID, bool]:
-        return principal.org_id, principal.user_id, principal.is_org_admin
+        return principal.org_id, principal.user_id, sees_everything(principal)
 
 
 def _project_readable(principal: Principal, project: Any) -> bool:
     # Decision 0013: the creator stands in for the project's members until they exist.
     return project.organization_id == principal.org_id and (
-        project.privacy == "shared" or project.user_id == principal.user_id or principal.is_org_admin
+        project.privacy == "shared" or project.user_id == principal.user_id or sees_everything(principal)
     )
 
 

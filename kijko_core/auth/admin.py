@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
+from kijko_core.auth.principal import OrgRole
 from kijko_core.db.session import SystemSession
 from kijko_core.errors import Conflict, NotFound
 
-ROLES = ("owner", "admin", "member", "viewer")
+ROLES = tuple(role.value for role in OrgRole)  # the choices `kijko users set-role` offers
 
 
 class UnknownUser(NotFound):

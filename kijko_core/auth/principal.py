@@ -34,16 +34,3 @@ class Principal:
     session_id: str
     roles: frozenset[OrgRole]
     expires_at: datetime
-
-    def has_any(self, *roles: OrgRole) -> bool:
-        return not self.roles.isdisjoint(roles)
-
-    @property
-    def can_write(self) -> bool:
-        """Create and edit own things: everyone but viewers (ARCHITECTURE §3)."""
-        return self.has_any(OrgRole.OWNER, OrgRole.ADMIN, OrgRole.MEMBER)
-
-    @property
-    def is_org_admin(self) -> bool:
-        """Edit others' things, delete, see private projects: owners and admins."""
-        return self.has_any(OrgRole.OWNER, OrgRole.ADMIN)
