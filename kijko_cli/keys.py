@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import datetime
 
 import click
 from asyncpg import Record
 
-from kijko_cli.common import in_system_session, settings
+from kijko_cli.common import in_system_session, require_local, settings
 from kijko_core.db.session import SystemSession
 
 
@@ -17,10 +16,7 @@ def list_keys() -> None:
     """The local provider's signing keys, newest first: kid, algorithm, created, signs from,
     retired, and which one signs new tokens now (tab-separated)."""
     config = settings()
-    if config.auth_provider != "local":
-        click.echo("configuration error: KIJKO_AUTH_PROVIDER: keys list needs the local provider",
-                   err=True)
-        sys.exit(2)
+    require_local(config, "keys list")
 
     async def work(db: SystemSession, _: object) -> list[Record]:
         # The same rule as SigningKeyStore: the newest key already active and not yet retired

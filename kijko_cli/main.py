@@ -1,55 +1,26 @@
-"""``kijko serve | migrate | users create | keys rotate | openapi``."""
+"""``kijko``: ``serve``, ``migrate``, ``users create`` and ``keys rotate``, ``openapi``; the
+operator commands (``config``, ``users …``, ``sessions``, ``keys list``, ``db``) live in their
+own modules and are registered at the end."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from kijko_core.config import Settings, load_settings
-from kijko_core.db.migrate import MigrationError, SchemaBehind
-from kijko_core.errors import ConfigurationError, KijkoError
-
-T = TypeVar("T")
-
-
-@contextmanager
-def _one_line_errors() -> Iterator[None]:
-    """Expected failures print one readable line each and exit non-zero, never a traceback:
-    2 for configuration, 3 for a schema behind the code, 1 for everything else
-    (docs/operations.md)."""
-    try:
-        yield
-    except SchemaBehind as error:
-        for line in error.problems:
-            click.echo(f"configuration error: {line}", err=True)
-        sys.exit(3)
-    except ConfigurationError as error:
-        for line in error.problems:
-            click.echo(f"configuration error: {line}", err=True)
-        sys.exit(2)
-    except MigrationError as error:
-        click.echo(f"migration error: {error}", err=True)
-        sys.exit(1)
-    except KijkoError as error:
-        click.echo(f"error: {error.message}", err=True)
-        sys.exit(1)
-
-
-def _settings(**overrides: Any) -> Settings:
-    with _one_line_errors():
-        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
-
-
-def _run(factory: Callable[[], Awaitable[T]]) -> T:
-    with _one_line_errors():
-        return asyncio.run(factory())  # type: ignore[arg-type]
+from kijko_cli.common import (
+    one_line_errors,
+    option_errors,
+    require_local,
+    run,
+    with_runtime,
+)
+from kijko_cli.common import (
+    settings as load_cli_settings,
+)
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -83,8 +54,8 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: 
     """
     from kijko_cli.serve import ServeError, run_server
 
-    settings = _settings(host=host, port=port, data_dir=data_dir, log_level=log_level)
-    with _one_line_errors():
+    settings = load_cli_settings(host=host, port=port, data_dir=data_dir, log_level=log_level)
+    with one_line_errors():
         try:
             run_server(settings)
         except ServeError as error:
@@ -100,7 +71,7 @@ def migrate(show_status: bool) -> None:
     from kijko_core.db.roles import RoleNames
     from kijko_core.runtime import resolve_database
 
-    settings = _settings()
+    settings = load_cli_settings()
 
     async def work() -> None:
         urls, embedded = await resolve_database(settings)
@@ -116,7 +87,7 @@ def migrate(show_status: bool) -> None:
             if embedded is not None:
                 embedded.stop()
 
-    _run(work)
+    run(work)
 
 
 @cli.group()
@@ -137,31 +108,21 @@ def users_create(email: str, first_name: str, last_name: str, password: str) -> 
     from kijko_core.auth.models import SignupRequest
     from kijko_core.runtime import Kijko
 
-    settings = _settings()
-    if settings.auth_provider != "local":
-        click.echo("error: users are created in Keycloak when KIJKO_AUTH_PROVIDER=keycloak", err=True)
-        sys.exit(2)
+    settings = load_cli_settings()
+    require_local(settings, "users create")
     try:
         data = SignupRequest(email=email, password=password, first_name=first_name, last_name=last_name)
     except ValidationError as error:
-        # One line per bad option; never the submitted value (it may be the password).
-        for problem in error.errors(include_input=False, include_url=False):
-            option = "--" + str(problem["loc"][0]).replace("_", "-") if problem["loc"] else ""
-            click.echo(f"error: {option}: {problem['msg']}", err=True)
-        sys.exit(2)
+        option_errors(error)
 
-    async def work() -> tuple[Any, Any]:
-        kijko = await Kijko.start(settings)
-        try:
-            assert isinstance(kijko.identity, LocalProvider)
-            return await kijko.identity.create_user(
-                email=str(data.email), password=data.password,
-                first_name=data.first_name, last_name=data.last_name,
-            )
-        finally:
-            await kijko.stop()
+    async def work(kijko: Kijko) -> tuple[Any, Any]:
+        assert isinstance(kijko.identity, LocalProvider)
+        return await kijko.identity.create_user(
+            email=str(data.email), password=data.password,
+            first_name=data.first_name, last_name=data.last_name,
+        )
 
-    user_id, org_id = _run(work)
+    user_id, org_id = with_runtime(settings, work)
     click.echo(json.dumps({"user_id": str(user_id), "org_id": str(org_id)}))
 
 
@@ -178,18 +139,14 @@ def keys_rotate() -> None:
     from kijko_core.auth.local.provider import LocalProvider
     from kijko_core.runtime import Kijko
 
-    settings = _settings()
+    settings = load_cli_settings()
+    require_local(settings, "keys rotate")
 
-    async def work() -> Rotation:
-        kijko = await Kijko.start(settings)
-        try:
-            if not isinstance(kijko.identity, LocalProvider):
-                raise ConfigurationError(["KIJKO_AUTH_PROVIDER: keys rotate needs the local provider"])
-            return await kijko.identity.keys.rotate()
-        finally:
-            await kijko.stop()
+    async def work(kijko: Kijko) -> Rotation:
+        assert isinstance(kijko.identity, LocalProvider)
+        return await kijko.identity.keys.rotate()
 
-    rotation = _run(work)
+    rotation = with_runtime(settings, work)
     click.echo(f"new signing key: {rotation.kid} (published now, signs from {rotation.active_from.isoformat()})")
 
 
@@ -200,13 +157,14 @@ def openapi(output: Path | None) -> None:
     """Print (or write) the OpenAPI document."""
     from kijko_server.app import create_app
 
-    app = create_app(_settings())
+    with one_line_errors():
+        app = create_app(load_cli_settings())
 
     async def work() -> dict[str, Any]:
         async with app.test_request_context("/openapi.json"):
             return app.extensions["QUART_SCHEMA"].openapi_provider.schema()  # type: ignore[no-any-return]
 
-    document = json.dumps(_run(work), indent=2)
+    document = json.dumps(run(work), indent=2)
     if output is None:
         click.echo(document)
         return

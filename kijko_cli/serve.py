@@ -23,10 +23,10 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
-import asyncpg
 import structlog
 import uvicorn
 
+from kijko_cli.common import DATABASE_UNREACHABLE, EXIT_DATABASE_UNREACHABLE, EXIT_FAILED
 from kijko_core.config import Settings
 from kijko_core.data_dir import DataDirectory, claim_for_serving
 from kijko_core.db.migrate import MigrationError
@@ -37,18 +37,9 @@ from kijko_server.app import create_app
 
 #: Exit codes of ``kijko serve`` (documented in docs/operations.md; 2 and 3 are shared with
 #: the other commands: configuration error, schema behind).
-EXIT_STARTUP_FAILED = 1
-EXIT_DATABASE_UNREACHABLE = 4
+EXIT_STARTUP_FAILED = EXIT_FAILED
 EXIT_ADDRESS_UNAVAILABLE = 5
 EXIT_DATA_DIR_UNWRITABLE = 6
-
-#: Failures to reach or log in to PostgreSQL (network, DNS, refused, bad password, no database).
-_DATABASE_UNREACHABLE = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InvalidAuthorizationSpecificationError,
-    asyncpg.InvalidCatalogNameError,
-)
 
 
 class ServeError(Exception):
@@ -125,7 +116,7 @@ async def _serve(settings: Settings, sock: socket.socket, stop: _Stop) -> bool:
 async def start_runtime(settings: Settings) -> Kijko:
     try:
         return await Kijko.start(settings)
-    except _DATABASE_UNREACHABLE as error:
+    except DATABASE_UNREACHABLE as error:
         raise ServeError(
             f"database unreachable ({database_address(settings)}): {type(error).__name__}: {error}",
             EXIT_DATABASE_UNREACHABLE,

@@ -7,7 +7,14 @@ import uuid
 
 import click
 
-from kijko_cli.common import in_system_session, run, settings, with_runtime
+from kijko_cli.common import (
+    EXIT_CONFIGURATION,
+    in_system_session,
+    require_local,
+    run,
+    settings,
+    with_runtime,
+)
 from kijko_core.auth import admin
 from kijko_core.auth.accounts import Erasure, erase_user
 from kijko_core.db.session import SystemSession, system_session
@@ -56,18 +63,13 @@ def reset_password(user: str, password: str) -> None:
     from kijko_core.auth.passwords import PasswordHashing
 
     config = settings()
-    if config.auth_provider != "local":
-        click.echo(
-            "error: passwords are reset in Keycloak when KIJKO_AUTH_PROVIDER=keycloak", err=True
-        )
-        sys.exit(2)
+    require_local(config, "users reset-password")
     try:
         TypeAdapter(Password).validate_python(password)
     except ValidationError as error:
-        # Never the submitted value.
-        for problem in error.errors(include_input=False, include_url=False):
+        for problem in error.errors(include_input=False, include_url=False):  # never the value
             click.echo(f"error: --password: {problem['msg']}", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_CONFIGURATION)
 
     hashing = PasswordHashing(config.password_hash_threads)
     try:

@@ -302,3 +302,22 @@ def _with_user(url: str, user: str) -> str:
 
 def kijko_run(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return run_kijko(*args, env=env, cwd=cwd)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [("users", "list"), ("sessions", "revoke", "x"), ("migrate", "--status")])
+def test_a_database_that_cannot_be_reached_is_one_line_and_exit_4(
+    tmp_path: Path, encryption_key: str, command: tuple[str, ...]
+) -> None:
+    from tests.test_health import closed_port
+
+    url = f"postgresql://kijko_app:s3cret-pw@127.0.0.1:{closed_port()}/kijko"
+    env = clean_env(
+        tmp_path, KIJKO_DATABASE_URL=url, KIJKO_SYSTEM_DATABASE_URL=url,
+        KIJKO_MIGRATION_DATABASE_URL=url, KIJKO_ENCRYPTION_KEYS=encryption_key,
+    )
+    result = run_kijko(*command, env=env, cwd=tmp_path)
+    assert result.returncode == 4, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: database unreachable: "), result.stderr
+    assert "s3cret-pw" not in result.stderr and "Traceback" not in result.stderr
