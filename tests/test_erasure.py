@@ -42,6 +42,8 @@ async def test_a_member_who_created_projects_can_be_erased(client: Any, kijko: K
     assert set(by_id) == {shared["id"], private["id"], own["id"]}
     assert by_id[shared["id"]]["userId"] == "" and by_id[private["id"]]["userId"] == ""
     assert by_id[own["id"]]["userId"] == alice.user_id
+    full = await client.get(f"{API}/{shared['id']}/full", headers=alice.headers)
+    assert full.status_code == 200 and (await full.get_json())["userId"] == ""
     renamed = await client.patch(f"{API}/{private['id']}", json={"name": "Kept"}, headers=alice.headers)
     assert renamed.status_code == 200 and (await renamed.get_json())["userId"] == ""
 

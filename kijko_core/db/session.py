@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+import contextlib
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -86,7 +87,7 @@ class ServiceActor:
     job_id: str
 
     def __post_init__(self) -> None:
-        if not _SERVICE_KIND.match(self.kind) or not _JOB_ID.match(self.job_id):
+        if not _SERVICE_KIND.fullmatch(self.kind) or not _JOB_ID.fullmatch(self.job_id):
             raise ValueError("service kind: [a-z][a-z0-9_.-]*, job id: [A-Za-z0-9_.-]{1,128}")
 
     def __str__(self) -> str:
@@ -114,8 +115,8 @@ class ServiceCapability:
 
 async def load_service_capability(system_db: Database) -> ServiceCapability:
     """Read the service capability (once per process is enough; it does not change by itself)."""
-    async with _transaction(system_db, True) as connection:
-        secret = await connection.fetchval("SELECT service_capability FROM kijko_private.context_key")
+    async with system_session(system_db, readonly=True) as db:
+        secret = await db.fetchval("SELECT service_capability FROM kijko_private.context_key")
     if secret is None:
         raise RuntimeError("the database has no service capability; is migration 0005 applied?")
     return ServiceCapability(secret)
@@ -159,7 +160,10 @@ async def _transaction(database: Database, readonly: bool) -> AsyncIterator[asyn
             yield connection
         except BaseException:
             if not connection.is_closed():
-                await connection.end_transaction(commit=False)
+                # A failed ROLLBACK (connection lost) must not hide the error that caused it;
+                # the pool then rolls back and resets the connection itself.
+                with contextlib.suppress(Exception):
+                    await connection.end_transaction(commit=False)
             raise
         await connection.end_transaction(commit=True)
 

@@ -44,7 +44,8 @@ async def get(db: TenantSession, project_id: UUID) -> Project:
 
 
 async def get_full(db: TenantSession, project_id: UUID) -> ProjectWithRelations:
-    return ProjectWithRelations.model_validate((await get(db, project_id)).model_dump())
+    # From the fields, not a dump: dumping writes the wire form (no creator → "").
+    return ProjectWithRelations.model_validate(dict(await get(db, project_id)))
 
 
 async def list_projects(db: TenantSession, query: ProjectListQuery) -> Page[Project]:
