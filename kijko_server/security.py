@@ -14,7 +14,6 @@ that was authenticated but never had its session checked is refused after the vi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -26,6 +25,8 @@ from werkzeug.routing import Rule
 
 from kijko_core.auth.principal import TokenIdentity
 from kijko_core.errors import InvalidToken, KijkoError
+from kijko_server.errors import error_response
+from kijko_server.observability import current_request_id
 
 
 @dataclass(frozen=True)
@@ -138,11 +139,6 @@ def revocation_checked() -> None:
     g.revocation_checked = True
 
 
-class RevocationNotChecked(KijkoError):
-    status = 500
-    code = "INTERNAL_ERROR"
-
-
 async def require_revocation_check(response: Response) -> Response:
     """``after_request`` hook: an authenticated request whose session was never checked against
     revocation must not succeed — its token may belong to a revoked session."""
@@ -153,8 +149,11 @@ async def require_revocation_check(response: Response) -> Response:
         and not is_ending_session(current_app.view_functions.get(request.endpoint or ""))
     ):
         log.error("revocation_not_checked", endpoint=request.endpoint, method=request.method)
-        error = RevocationNotChecked()
-        return Response(
-            json.dumps(error.to_body()), status=error.status, content_type="application/json"
-        )
+        # The answer of any crash, keeping the headers already set (CORS, no-store, request id)
+        # so the browser can read it.
+        kept = {
+            name: value for name, value in response.headers.items()
+            if name.lower() not in ("content-type", "content-length")
+        }
+        return error_response(KijkoError(details={"requestId": current_request_id()}), kept)
     return response

@@ -332,10 +332,15 @@ async def test_a_route_that_never_opens_a_tenant_session_fails_closed(fresh_app:
     live = await sign_up(fresh_app.test_client())
     logs = io.StringIO()
     configure_logging("info", "json", stream=logs)
-    response = await fresh_app.test_client().get("/api/v1/meta/sessionless", headers=live.headers)
+    response = await fresh_app.test_client().get(
+        "/api/v1/meta/sessionless", headers={**live.headers, "Origin": "http://localhost:3000"}
+    )
     assert response.status_code == 500
     body = await response.get_json()
     assert body["code"] == "INTERNAL_ERROR" and "secret" not in json.dumps(body)
+    # The crash answer of any route: the request id to quote, and the headers the browser needs.
+    assert body["details"]["requestId"] == response.headers["X-Request-ID"]
+    assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
     events = [json.loads(line) for line in logs.getvalue().splitlines()]
     assert [(e["event"], e.get("status")) for e in events] == [
         ("revocation_not_checked", None), ("request", 500)
