@@ -6,22 +6,21 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import click
 from pydantic import SecretStr
 
 from kijko_cli.common import settings
 from kijko_core.config import (
+    MASK,
     Settings,
     env_file_values,
     environment_names,
     load_settings,
+    mask_url,
     unknown_variables,
 )
 from kijko_core.errors import ConfigurationError
-
-MASK = "********"
 
 
 @click.group("config")
@@ -82,16 +81,3 @@ def display(value: Any) -> str:
 
 def _is_url(value: str) -> bool:
     return "://" in value
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password (if any) masked: the rest helps to spot a wrong host."""
-    parts = urlsplit(url)
-    if parts.password is not None:
-        host = parts.netloc.rsplit("@", 1)[1]
-        parts = parts._replace(netloc=f"{parts.username or ''}:{MASK}@{host}")
-    query = [
-        f"{key}={MASK}" if key.lower() == "password" else f"{key}={value}"
-        for key, value in parse_qsl(parts.query, keep_blank_values=True)
-    ]
-    return urlunsplit(parts._replace(query="&".join(query)))

@@ -74,6 +74,7 @@ class Kijko:
             await app_db.connect()
             await system_db.connect()
             http = make_http_client(settings, http_transport)
+            redis = make_redis(settings)  # a bad URL fails here, with the cleanup below
             identity = make_identity_provider(settings, system_db, keyring, http)
             await identity.start()
         except BaseException:
@@ -82,9 +83,7 @@ class Kijko:
             if embedded is not None:
                 embedded.stop()
             raise
-        return cls(
-            settings, urls, keyring, app_db, system_db, identity, http, embedded, make_redis(settings)
-        )
+        return cls(settings, urls, keyring, app_db, system_db, identity, http, embedded, redis)
 
     async def stop(self) -> None:
         if self.redis is not None:

@@ -34,6 +34,7 @@ from kijko_server.uow import runtime
 KEY_PREFIX = "kijko:rl"
 _LIMITS_ATTRIBUTE = "_kijko_rate_limits"
 _MEMORY_STORE = "kijko.rate_limits"
+_REDIS_STORE = "kijko.rate_limits.redis"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -120,6 +121,7 @@ class RedisStore:
     once they no longer matter."""
 
     def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
         self._script = redis.register_script(_CONSUME)
 
     async def consume(self, keyed: list[tuple[str, Limit]]) -> float | None:
@@ -183,9 +185,13 @@ class AuthLimits:
 
 def _store() -> Store:
     redis = runtime().redis
-    if redis is not None:
-        return RedisStore(redis)
-    store: MemoryStore = current_app.extensions[_MEMORY_STORE]
+    if redis is None:
+        memory: MemoryStore = current_app.extensions[_MEMORY_STORE]
+        return memory
+    # Made once per runtime client (the runtime may be attached after the app is built).
+    store: RedisStore | None = current_app.extensions.get(_REDIS_STORE)
+    if store is None or store.redis is not redis:
+        store = current_app.extensions[_REDIS_STORE] = RedisStore(redis)
     return store
 
 

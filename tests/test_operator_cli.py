@@ -83,8 +83,8 @@ def test_config_show_lists_every_setting_with_its_source_and_masks_secrets(
     assert rows["KIJKO_PORT"] == ("9000", "environment")
     assert rows["KIJKO_LOG_LEVEL"] == ("debug", ".env")
     assert rows["KIJKO_HOST"] == ("127.0.0.1", "default")
-    assert rows["KIJKO_ENCRYPTION_KEYS"] == ("********", "environment")
-    assert rows["KIJKO_REDIS_URL"] == ("redis://:********@localhost:6379/0", "environment")
+    assert rows["KIJKO_ENCRYPTION_KEYS"] == ("***", "environment")
+    assert rows["KIJKO_REDIS_URL"] == ("redis://:***@localhost:6379/0", "environment")
     assert key not in result.output and "hunter2-secret" not in result.output
 
 

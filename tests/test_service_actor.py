@@ -85,7 +85,10 @@ async def test_a_service_session_for_an_unknown_organization_is_refused(
             pass
 
 
-@pytest.mark.parametrize(("kind", "job_id"), [("Ingestion", "1"), ("a:b", "1"), ("webhook", "x:y"), ("", "1"), ("webhook", "job\n"), ("kind\n", "1")])
+@pytest.mark.parametrize(
+    ("kind", "job_id"),
+    [("Ingestion", "1"), ("a:b", "1"), ("webhook", "x:y"), ("", "1"), ("webhook", "job\n"), ("kind\n", "1")],
+)
 def test_actor_names_are_unambiguous(kind: str, job_id: str) -> None:
     with pytest.raises(ValueError):
         ServiceActor(kind, job_id)

@@ -100,22 +100,21 @@ async def revoke_session(db: SystemSession, identity: TokenIdentity, *, provider
     process never saw it open, and kept at least until its access tokens expire. A token of an
     erased user is invalid (401): its session can no longer be recorded, nor needs to be, since
     no route accepts that user any more."""
-    if not await db.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM kijko_private.users WHERE id = $1)", identity.user_id
-    ):
-        raise InvalidToken()
-    await db.execute(
-        "INSERT INTO kijko_private.sessions"
-        " (id, user_id, organization_id, provider, expires_at, revoked_at)"
-        " VALUES ($1, $2, $3, $4, $5, now())"
-        " ON CONFLICT (id) DO UPDATE SET revoked_at = COALESCE(kijko_private.sessions.revoked_at, now())"
-        " WHERE kijko_private.sessions.user_id = EXCLUDED.user_id",
-        identity.session_id,
-        identity.user_id,
-        identity.org_id,
-        provider,
-        max(identity.expires_at, datetime.now(UTC) + timedelta(seconds=60)),
-    )
+    try:
+        await db.execute(
+            "INSERT INTO kijko_private.sessions"
+            " (id, user_id, organization_id, provider, expires_at, revoked_at)"
+            " VALUES ($1, $2, $3, $4, $5, now())"
+            " ON CONFLICT (id) DO UPDATE SET revoked_at = COALESCE(kijko_private.sessions.revoked_at, now())"
+            " WHERE kijko_private.sessions.user_id = EXCLUDED.user_id",
+            identity.session_id,
+            identity.user_id,
+            identity.org_id,
+            provider,
+            max(identity.expires_at, datetime.now(UTC) + timedelta(seconds=60)),
+        )
+    except asyncpg.ForeignKeyViolationError:
+        raise InvalidToken() from None  # no such user any more: erased
 
 
 @dataclass(frozen=True)

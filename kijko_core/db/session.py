@@ -8,9 +8,9 @@ rolls back. Nothing may open a second connection inside a session.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator
-import contextlib
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any

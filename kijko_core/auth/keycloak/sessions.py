@@ -15,19 +15,12 @@ from datetime import datetime, timedelta
 import asyncpg
 from databases import Database
 
+from kijko_core.auth.accounts import open_session
 from kijko_core.auth.principal import TokenIdentity
 from kijko_core.auth.tokens import KeySource, TokenVerifier
 from kijko_core.config import Settings
 from kijko_core.db.session import system_session
 from kijko_core.errors import InvalidToken
-
-_REGISTER = (
-    "INSERT INTO kijko_private.sessions (id, user_id, organization_id, provider, expires_at)"
-    " VALUES ($1, $2, $3, 'keycloak', $4)"
-    " ON CONFLICT (id) DO UPDATE"
-    " SET expires_at = GREATEST(kijko_private.sessions.expires_at, EXCLUDED.expires_at)"
-    " WHERE kijko_private.sessions.user_id = EXCLUDED.user_id"
-)
 
 
 class KnownSessions:
@@ -49,8 +42,9 @@ class KnownSessions:
             return
         try:
             async with system_session(self._db) as db:
-                await db.execute(
-                    _REGISTER, identity.session_id, identity.user_id, identity.org_id, until
+                await open_session(
+                    db, session_id=identity.session_id, user_id=identity.user_id,
+                    org_id=identity.org_id, provider="keycloak", expires_at=until,
                 )
         except asyncpg.ForeignKeyViolationError:
             # No Kijko user with this id: erased, or never signed in through Kijko.
