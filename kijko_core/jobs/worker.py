@@ -92,11 +92,19 @@ class Worker:
         """Claim and run jobs until ``drain()``; ``sweep_every``: also run the sweeper every
         that many seconds (an in-process worker; under huey the periodic tick does it)."""
         next_sweep = time.monotonic() if sweep_every else None
+        # Expired leases are reaped by every worker each poll interval, not only by the minute
+        # tick: a job whose worker died is retried soon after its lease (one indexed query).
+        next_reap = time.monotonic()
+        reap_every = self.kijko.settings.worker_poll_seconds
         while not self._stopping:
             self._wake.clear()
             if next_sweep is not None and time.monotonic() >= next_sweep:
                 await self._guarded(self.sweep())
                 next_sweep = time.monotonic() + (sweep_every or 60.0)
+                next_reap = time.monotonic() + reap_every
+            elif time.monotonic() >= next_reap:
+                await self._guarded(self.reap())
+                next_reap = time.monotonic() + reap_every
             free = self.concurrency - len(self._running)
             claimed = 0
             if free > 0:
@@ -110,6 +118,7 @@ class Worker:
                     timeout = min(timeout, max(due_in, 0.0) + 0.01)
             if next_sweep is not None:
                 timeout = min(timeout, max(next_sweep - time.monotonic(), 0.0))
+            timeout = min(timeout, max(next_reap - time.monotonic(), 0.0))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
@@ -252,14 +261,20 @@ class Worker:
         self._stopping = True
         self._wake.set()
 
-    async def drain(self, grace_seconds: float | None = None) -> int:
+    async def drain(self, grace_seconds: float | None = None, *, hurry: asyncio.Event | None = None) -> int:
         """Stop claiming, let running jobs finish for up to ``grace_seconds``
-        (``KIJKO_WORKER_GRACE_SECONDS``), then give the rest back. Returns how many were
-        given back."""
+        (``KIJKO_WORKER_GRACE_SECONDS``) or until ``hurry`` is set, then give the rest back.
+        Returns how many were given back."""
         self.stop_claiming()
         grace = self.kijko.settings.worker_grace_seconds if grace_seconds is None else grace_seconds
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), grace)
+        waits = [asyncio.create_task(self._idle.wait())]
+        if hurry is not None:
+            waits.append(asyncio.create_task(hurry.wait()))
+        try:
+            await asyncio.wait(waits, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
         left = list(self._running.values())
         for running in left:
             if running.task is not None and not running.handler_done:
@@ -275,6 +290,16 @@ class Worker:
         return len(self._running)
 
     # -- the sweeper ---------------------------------------------------------------------
+
+    async def reap(self) -> int:
+        """Retry (or fail) jobs whose lease expired; returns how many."""
+        async with system_session(self.kijko.system_db) as db:
+            reaped = await store.reap(db, self.retry)
+        for job_id, state in reaped:
+            log.warning("job_lease_expired", job_id=str(job_id), state=state)
+        if any(state == "queued" for _, state in reaped):
+            self._wake.set()
+        return len(reaped)
 
     async def sweep(self) -> SweepReport:
         """Reap expired leases, delete what expired, and re-ring if due jobs are waiting."""
