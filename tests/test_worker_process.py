@@ -258,3 +258,56 @@ async def test_jobs_command_lists_retries_and_cancels(kijko: Kijko, worker_env: 
         row = await store.get(db, failed)
         assert row is not None and row["state"] == "queued" and row["attempts"] == 0
         await store.cancel(db, failed)
+
+
+SERVE = [sys.executable, "-c", "import tests.job_kinds; from kijko_cli.main import cli; cli()", "serve"]
+
+
+def _start_serve(env: dict[str, str], tmp_path: Path, name: str) -> tuple[subprocess.Popen[bytes], Path]:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp_path / f"{name}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*SERVE, "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while '"serving"' not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"kijko serve did not start:\n{log.read_text()}")
+        time.sleep(0.1)
+    return process, log
+
+
+async def test_serve_runs_the_worker_in_process_when_told_and_drains_on_ctrl_c(
+    kijko: Kijko, worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs.log"
+    env = {k: v for k, v in worker_env.items() if k != "KIJKO_REDIS_URL"}
+    process, log = _start_serve({**env, "KIJKO_SERVE_WORKER": "on"}, tmp_path, "serve-on")
+    try:
+        assert "worker_in_process" in log.read_text()
+        async with system_session(kijko.system_db) as db:
+            job_id = await enqueue(db, "test.noop", {"log": str(runs)})
+        rows = await wait_for(kijko, [job_id], {"succeeded"}, seconds=20)
+        assert rows[job_id]["attempts"] == 1
+        assert log_lines(runs)[0][3] == str(process.pid)  # run by the server process itself
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0, log.read_text()
+    assert "worker_stopped" in log.read_text()
+
+    # On an external database, `auto` leaves the jobs to `kijko worker` processes.
+    process, log = _start_serve(env, tmp_path, "serve-auto")
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 0, log.read_text()
+    assert "worker_in_process" not in log.read_text()
