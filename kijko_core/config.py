@@ -178,6 +178,15 @@ class Settings(BaseSettings):
     rate_limit_refresh_per_minute: int = Field(default=30, ge=1)
     rate_limit_login_per_account_per_hour: int = Field(default=20, ge=1)
 
+    # Background jobs and the worker (docs/jobs.md).
+    job_retention_days: int = Field(default=14, ge=1, le=3650)
+    job_retry_base_seconds: float = Field(default=10.0, ge=0, le=3600)
+    job_retry_max_seconds: float = Field(default=3600.0, ge=0, le=7 * 24 * 3600)
+    worker_concurrency: int = Field(default=8, ge=1, le=256)
+    worker_grace_seconds: float = Field(default=30.0, ge=0, le=3600)
+    worker_poll_seconds: float = Field(default=10.0, gt=0, le=3600)
+    serve_worker: Literal["auto", "on", "off"] = "auto"
+
     # Mail (docs/mail.md): SMTP when a URL is set, else the local outbox in the data dir.
     smtp_url: SecretUrl | None = None
     smtp_ca_file: Path | None = None
