@@ -22,6 +22,7 @@ import structlog
 
 from kijko_core.config import Settings
 from kijko_core.db.session import Session
+from kijko_core.jobs import JobContext, job_kind
 from kijko_core.mail import outbox
 from kijko_core.mail.transport import DeliveryFailed, MailTransport, build_message, make_transport, sender
 
@@ -73,3 +74,13 @@ async def deliver_once(
     async with open_session() as db:
         await outbox.finish(db, mail.id, sent=True)
     return "sent"
+
+
+@job_kind(outbox.DELIVER, max_attempts=MAX_ATTEMPTS, lease_seconds=60)
+async def deliver(ctx: JobContext) -> None:
+    """The ``mail.deliver`` job: one attempt at the outbox row named by the payload. Tenant
+    mail is read and marked in the organization's service session (under RLS), system mail
+    in a system session."""
+    outbox_id = UUID(str(ctx.payload["outbox_id"]))
+    open_session: OpenSession = ctx.service_session if ctx.org_id is not None else ctx.system_session
+    await deliver_once(ctx.kijko.settings, open_session, outbox_id, last_attempt=ctx.attempt >= MAX_ATTEMPTS)

@@ -7,7 +7,6 @@ one is delivered (at least once) even if the process dies right after the commit
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -16,6 +15,7 @@ from uuid import UUID
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel
 
+from kijko_core import jobs
 from kijko_core.db import sql
 from kijko_core.db.session import Session, SystemSession
 from kijko_core.errors import ValidationFailed
@@ -64,8 +64,9 @@ _BEGIN_ATTEMPT = sql.compose(
     columns=TABLE.select_list,
 )
 # Compare-and-set: only a queued row finishes, once; the bodies go with it (decision 0055).
+# A sent mail keeps the error of an earlier attempt that failed.
 _FINISH = sql.compose(
-    "UPDATE {table} SET state = $2, last_error = $3, finished_at = now(),"
+    "UPDATE {table} SET state = $2, last_error = coalesce($3, last_error), finished_at = now(),"
     " text_body = NULL, html_body = NULL\nWHERE id = $1 AND state = 'queued'\nRETURNING id",
     table=TABLE,
 )
@@ -109,12 +110,7 @@ async def send(
 
 
 async def _enqueue_delivery(db: Session, outbox_id: UUID, org_id: UUID | None) -> None:
-    # The jobs module arrives on its own branch (INTERFACES.md); until it is merged the row
-    # waits in the outbox.
-    try:
-        jobs = importlib.import_module("kijko_core.jobs")
-    except ModuleNotFoundError:
-        return
+    # The job row commits with the outbox row; the doorbell rings after the commit.
     await jobs.enqueue(db, DELIVER, {"outbox_id": str(outbox_id)}, org_id=org_id)
 
 
