@@ -30,8 +30,9 @@ CREATE INDEX mail_outbox_queued_idx ON kijko.mail_outbox (created_at) WHERE stat
 
 ALTER TABLE kijko.mail_outbox ENABLE ROW LEVEL SECURITY;
 ALTER TABLE kijko.mail_outbox FORCE ROW LEVEL SECURITY;
+-- The context read once per statement (a sub-select), as in migration 0005.
 CREATE POLICY mail_outbox_tenant ON kijko.mail_outbox
-    USING (organization_id = kijko.current_org_id())
-    WITH CHECK (organization_id = kijko.current_org_id());
+    USING (organization_id = (SELECT kijko.current_org_id()))
+    WITH CHECK (organization_id = (SELECT kijko.current_org_id()));
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON kijko.mail_outbox TO :app_role, :system_role;
