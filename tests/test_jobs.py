@@ -5,6 +5,7 @@ backoff, cancel, the sweeper, and tenant work confined to the job's organization
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
@@ -427,3 +428,31 @@ async def test_the_sweeper_deletes_what_expired_and_nothing_else(jobs: Kijko, al
     # Alice's own (live) session still works.
     async with tenant_session(jobs.app_db, alice.identity) as db:
         assert await db.fetchval("SELECT 1") == 1
+
+
+def test_serve_runs_the_worker_on_the_embedded_defaults_only(make_settings: Any) -> None:
+    from kijko_cli.worker import serve_runs_worker
+    from kijko_core.config import load_settings
+
+    assert serve_runs_worker(load_settings(data_dir="/tmp/kijko-embedded-probe"))  # no database URL
+    assert not serve_runs_worker(make_settings())  # an external database
+    assert serve_runs_worker(make_settings(serve_worker="on"))
+    assert not serve_runs_worker(load_settings(data_dir="/tmp/kijko-embedded-probe", serve_worker="off"))
+
+
+def test_the_queue_carries_json_never_pickle() -> None:
+    import pickle
+
+    from huey.registry import Message
+
+    from kijko_server.jobs import JsonSerializer
+
+    serializer = JsonSerializer()
+    message = Message("id-1", "kijko.jobs.ring", None, 0, 0, None, (["a", "b"],), {})
+    data = serializer.serialize(message)
+    assert json.loads(data)[1] == "kijko.jobs.ring"
+    assert serializer.deserialize(data) == message
+    with pytest.raises(ValueError):
+        serializer.deserialize(pickle.dumps(message))  # a pickle is not even read
+    with pytest.raises(TypeError):
+        serializer.serialize({"not": "a message"})

@@ -19,9 +19,9 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from kijko_core.db.session import ServiceCapability, load_service_capability, system_session
@@ -47,6 +47,30 @@ class _Running:
     task: asyncio.Task[None] | None = None
     release: bool = False  # set by a drain past its grace: give the job back, do not fail it
     handler_done: bool = False  # from then on only the outcome is written: never cancelled
+
+
+class _Beat:
+    """A job's heartbeat, started only when its first beat is due."""
+
+    __slots__ = ("_handle", "_task", "_work")
+
+    def __init__(self, work: Coroutine[Any, Any, None], delay: float) -> None:
+        self._work: Coroutine[Any, Any, None] | None = work
+        self._task: asyncio.Task[None] | None = None
+        self._handle = asyncio.get_running_loop().call_later(delay, self._begin)
+
+    def _begin(self) -> None:
+        if self._work is not None:
+            self._task = asyncio.create_task(self._work)
+            self._work = None
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+        if self._work is not None:
+            self._work.close()  # never started
+            self._work = None
+        if self._task is not None:
+            self._task.cancel()
 
 
 @dataclass(frozen=True)
@@ -76,6 +100,9 @@ class Worker:
         self.retry = store.Retry(kijko.settings.job_retry_base_seconds, kijko.settings.job_retry_max_seconds)
         self._capability: ServiceCapability | None = None
         self._running: dict[UUID, _Running] = {}
+        self._completions: list[tuple[store.Claimed, asyncio.Future[bool | None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.started = 0  # attempts started by this worker
         self._wake = asyncio.Event()
         self._stopping = False
         self._idle = asyncio.Event()
@@ -92,14 +119,25 @@ class Worker:
         """Claim and run jobs until ``drain()``; ``sweep_every``: also run the sweeper every
         that many seconds (an in-process worker; under huey the periodic tick does it)."""
         next_sweep = time.monotonic() if sweep_every else None
+        # Expired leases are reaped by every worker each poll interval, not only by the minute
+        # tick: a job whose worker died is retried soon after its lease (one indexed query).
+        next_reap = time.monotonic()
+        reap_every = self.kijko.settings.worker_poll_seconds
         while not self._stopping:
             self._wake.clear()
             if next_sweep is not None and time.monotonic() >= next_sweep:
                 await self._guarded(self.sweep())
                 next_sweep = time.monotonic() + (sweep_every or 60.0)
+                next_reap = time.monotonic() + reap_every
+            elif time.monotonic() >= next_reap:
+                await self._guarded(self.reap())
+                next_reap = time.monotonic() + reap_every
             free = self.concurrency - len(self._running)
             claimed = 0
-            if free > 0:
+            # While completions are being written, the same transaction claims the freed
+            # slots' next jobs (one round trip less per batch): leave those slots to it.
+            refilling = self._flusher is not None and not self._flusher.done()
+            if free > 0 and not refilling:
                 claimed = await self._guarded(self.claim_and_start(free)) or 0
                 if claimed == free:
                     continue  # more may be due: claim again as soon as a slot frees
@@ -110,6 +148,7 @@ class Worker:
                     timeout = min(timeout, max(due_in, 0.0) + 0.01)
             if next_sweep is not None:
                 timeout = min(timeout, max(next_sweep - time.monotonic(), 0.0))
+            timeout = min(timeout, max(next_reap - time.monotonic(), 0.0))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
@@ -133,13 +172,17 @@ class Worker:
         capability = await self.capability()
         async with system_session(self.kijko.system_db) as db:
             claimed = await store.claim(db, self.owner, list(self.kinds), limit)
+        self._start(claimed, capability)
+        return len(claimed)
+
+    def _start(self, claimed: list[store.Claimed], capability: ServiceCapability) -> None:
+        self.started += len(claimed)
         for job in claimed:
             ctx = JobContext(job.id, job.kind, job.org_id, job.payload, job.attempt, self.kijko, capability)
             running = _Running(job, ctx)
             self._running[job.id] = running
             self._idle.clear()
             running.task = asyncio.create_task(self._execute(running), name=f"job:{job.id}")
-        return len(claimed)
 
     async def capability(self) -> ServiceCapability:
         if self._capability is None:
@@ -150,7 +193,8 @@ class Worker:
 
     async def _execute(self, running: _Running) -> None:
         job, ctx = running.job, running.ctx
-        beat = asyncio.create_task(self._heartbeat(running), name=f"heartbeat:{job.id}")
+        # The first beat is due after a third of the lease: most jobs never need one.
+        beat = _Beat(self._heartbeat(running), max(job.lease_seconds / 3, 0.2))
         try:
             try:
                 await self.kinds[job.kind].handler(ctx)
@@ -188,12 +232,12 @@ class Worker:
         interval = max(running.job.lease_seconds / 3, 0.2)
         job = running.job
         while True:
-            await asyncio.sleep(interval)
             try:
                 async with system_session(self.kijko.system_db) as db:
                     ours = await store.heartbeat(db, self.owner, job.id, job.attempt)
             except Exception:
                 log.exception("heartbeat_failed", job_id=str(job.id))
+                await asyncio.sleep(interval)
                 continue  # the lease may still hold; the next beat tries again
             if not ours:
                 # Cancelled, or reaped after a stall: whatever it does next would be a second
@@ -202,18 +246,42 @@ class Worker:
                 if running.task is not None and not running.handler_done:
                     running.task.cancel()
                 return
+            await asyncio.sleep(interval)
 
     async def _complete(self, job: store.Claimed) -> None:
-        try:
-            async with system_session(self.kijko.system_db) as db:
-                done = await store.complete(db, self.owner, [(job.id, job.attempt)])
-        except Exception:
-            log.exception("job_complete_failed", job_id=str(job.id))
-            return  # the lease expires and the job runs again: at-least-once
-        if job.id in done:
-            log.debug("job_succeeded", job_id=str(job.id), kind=job.kind, attempt=job.attempt)
-        else:
+        """Record success. Completions that arrive while one is being written go together in
+        the next statement (one round trip for many short jobs); the job's slot stays taken
+        until its row says so."""
+        done = asyncio.get_running_loop().create_future()
+        self._completions.append((job, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_completions(), name="complete")
+        ours = await asyncio.shield(done)
+        if ours is False:
             log.info("job_lost", job_id=str(job.id), kind=job.kind, attempt=job.attempt)
+
+    async def _flush_completions(self) -> None:
+        while self._completions:
+            batch, self._completions = self._completions, []
+            claimed: list[store.Claimed] = []
+            try:
+                capability = await self.capability()
+                async with system_session(self.kijko.system_db) as db:
+                    written = await store.complete(db, self.owner, [(j.id, j.attempt) for j, _ in batch])
+                    free = self.concurrency - len(self._running) + len(batch)
+                    if free > 0 and not self._stopping and self.kinds:
+                        claimed = await store.claim(db, self.owner, list(self.kinds), free)
+            except Exception:
+                # The leases expire and the jobs run again: at-least-once.
+                log.exception("job_complete_failed", job_ids=[str(j.id) for j, _ in batch])
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+                continue
+            for job, done in batch:
+                if not done.done():
+                    done.set_result(job.id in written)
+            self._start(claimed, capability)
 
     async def _fail(self, job: store.Claimed, error: BaseException) -> None:
         message = f"{type(error).__name__}: {error}"
@@ -252,14 +320,20 @@ class Worker:
         self._stopping = True
         self._wake.set()
 
-    async def drain(self, grace_seconds: float | None = None) -> int:
+    async def drain(self, grace_seconds: float | None = None, *, hurry: asyncio.Event | None = None) -> int:
         """Stop claiming, let running jobs finish for up to ``grace_seconds``
-        (``KIJKO_WORKER_GRACE_SECONDS``), then give the rest back. Returns how many were
-        given back."""
+        (``KIJKO_WORKER_GRACE_SECONDS``) or until ``hurry`` is set, then give the rest back.
+        Returns how many were given back."""
         self.stop_claiming()
         grace = self.kijko.settings.worker_grace_seconds if grace_seconds is None else grace_seconds
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), grace)
+        waits = [asyncio.create_task(self._idle.wait())]
+        if hurry is not None:
+            waits.append(asyncio.create_task(hurry.wait()))
+        try:
+            await asyncio.wait(waits, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
         left = list(self._running.values())
         for running in left:
             if running.task is not None and not running.handler_done:
@@ -275,6 +349,16 @@ class Worker:
         return len(self._running)
 
     # -- the sweeper ---------------------------------------------------------------------
+
+    async def reap(self) -> int:
+        """Retry (or fail) jobs whose lease expired; returns how many."""
+        async with system_session(self.kijko.system_db) as db:
+            reaped = await store.reap(db, self.retry)
+        for job_id, state in reaped:
+            log.warning("job_lease_expired", job_id=str(job_id), state=state)
+        if any(state == "queued" for _, state in reaped):
+            self._wake.set()
+        return len(reaped)
 
     async def sweep(self) -> SweepReport:
         """Reap expired leases, delete what expired, and re-ring if due jobs are waiting."""
@@ -305,11 +389,7 @@ async def run_until_idle(kijko: Kijko, *, concurrency: int | None = None) -> int
     """Claim and run every due job in this process until none is left; returns how many
     attempts ran. Jobs retried with a backoff in the future are left queued."""
     worker = Worker(kijko, concurrency=concurrency)
-    ran = 0
-    while True:
-        started = await worker.claim_and_start(worker.concurrency)
-        if not started:
-            break
-        ran += started
-        await worker._idle.wait()
-    return ran
+    while await worker.claim_and_start(worker.concurrency):
+        await worker._idle.wait()  # completions may claim more; idle means none was left
+    await worker._idle.wait()
+    return worker.started
