@@ -155,8 +155,18 @@ async def test_the_last_failed_attempt_fails_the_mail(
     with pytest.raises(DeliveryFailed):
         await deliver_once(settings, opener(kijko, UUID(alice.org_id)), outbox_id, last_attempt=True)
     failed = await row(kijko, outbox_id)
-    assert failed.state == "failed" and "451" in (failed.last_error or "")
-    assert failed.text_body is None and failed.html_body is None and failed.finished_at is not None
+    assert failed.state == "failed" and "451" in (failed.last_error or "") and failed.finished_at is not None
+    # Out of attempts, not refused: the bodies stay for an operator's retry of the job…
+    assert failed.text_body is not None and failed.html_body is not None
+    assert await deliver_once(settings, opener(kijko, UUID(alice.org_id)), outbox_id, last_attempt=False) == "gone"
+    # …whose first attempt sends it again once the server takes mail.
+    plain_smtp.handler.temporary_failures = 0
+    again = await deliver_once(
+        settings, opener(kijko, UUID(alice.org_id)), outbox_id, last_attempt=False, revive_failed=True
+    )
+    assert again == "sent" and len(plain_smtp.received) == 1
+    sent = await row(kijko, outbox_id)
+    assert sent.state == "sent" and sent.text_body is None and sent.attempts == 2
 
 
 async def test_a_refused_recipient_fails_at_once(
@@ -168,6 +178,11 @@ async def test_a_refused_recipient_fails_at_once(
     assert await deliver_once(settings, opener(kijko, UUID(alice.org_id)), outbox_id, last_attempt=False) == "failed"
     failed = await row(kijko, outbox_id)
     assert failed.state == "failed" and "550" in (failed.last_error or "") and not plain_smtp.received
+    assert failed.text_body is None  # refused for good: nothing kept to retry
+    revived = await deliver_once(
+        settings, opener(kijko, UUID(alice.org_id)), outbox_id, last_attempt=False, revive_failed=True
+    )
+    assert revived == "gone"
 
 
 async def test_an_unreachable_server_is_a_temporary_failure(kijko: Kijko, make_settings: Any, alice: Account) -> None:

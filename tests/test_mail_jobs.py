@@ -12,6 +12,7 @@ import pytest
 
 from kijko_core import mail
 from kijko_core.db.session import system_session, tenant_session
+from kijko_core.jobs import admin
 from kijko_core.jobs.worker import run_until_idle
 from kijko_core.mail import outbox
 from kijko_core.mail.delivery import MAX_ATTEMPTS
@@ -102,7 +103,7 @@ async def test_a_failed_smtp_attempt_is_retried_by_the_job_system(
     assert server.handler.attempts == 2 and [r.recipients for r in server.received] == [["retried@example.com"]]
 
 
-async def test_a_mail_refused_every_time_ends_failed_with_its_job(
+async def test_a_mail_refused_every_time_fails_and_a_retry_of_its_job_sends_it(
     mailer: Kijko, server: SmtpServer, alice: Account
 ) -> None:
     server.handler.temporary_failures = 100
@@ -112,7 +113,20 @@ async def test_a_mail_refused_every_time_ends_failed_with_its_job(
     assert job["state"] == "failed" and job["attempts"] == MAX_ATTEMPTS and "451" in job["last_error"]
     row = await mail_row(mailer, outbox_id)
     assert row.state == "failed" and row.attempts == MAX_ATTEMPTS and "451" in (row.last_error or "")
-    assert row.text_body is None and not server.received
+    assert not server.received
+
+    # The operator fixes the cause and retries the job (`kijko jobs retry`): the mail goes out.
+    server.handler.temporary_failures = 0
+    async with system_session(mailer.system_db) as db:
+        job_id = await db.fetchval(
+            "SELECT id FROM kijko.jobs WHERE kind = 'mail.deliver' AND payload ->> 'outbox_id' = $1", str(outbox_id)
+        )
+        await admin.retry(db, job_id)
+    assert await run_until_idle(mailer) == 1
+    assert (await job_of(mailer, outbox_id))["state"] == "succeeded"
+    row = await mail_row(mailer, outbox_id)
+    assert row.state == "sent" and row.attempts == MAX_ATTEMPTS + 1 and row.text_body is None
+    assert [r.recipients for r in server.received] == [["never@example.com"]]
 
 
 async def test_a_permanently_refused_recipient_ends_the_job_at_once(

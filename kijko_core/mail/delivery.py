@@ -5,7 +5,8 @@ the transport outside any transaction (an SMTP conversation must not hold a conn
 locks), then marks the row sent or failed with a compare-and-set. A failed attempt raises,
 and the jobs system retries it with backoff; the last one marks the row failed. A permanent
 refusal (5xx for the recipient or the message) fails the row at once and ends the job: no
-retry could change the answer.
+retry could change the answer. A mail failed for lack of attempts keeps its bodies, so an
+operator's ``kijko jobs retry`` of its job sends it again.
 
 Delivery is at least once: a worker that dies between the server's "250 OK" and the commit
 of ``sent`` leaves the job to be retried, and the mail goes out twice with the same
@@ -40,14 +41,17 @@ async def deliver_once(
     outbox_id: UUID,
     *,
     last_attempt: bool,
+    revive_failed: bool = False,
     transport: MailTransport | None = None,
 ) -> str:
     """One delivery attempt of ``outbox_id``; ``open_session`` opens a session that sees the
     row (its organization's service session, or a system session for system mail). Returns
     the row's new state (``sent``, ``failed``, or ``gone`` when it was not queued any more);
-    raises ``DeliveryFailed`` for an attempt to be retried."""
+    raises ``DeliveryFailed`` for an attempt to be retried. ``revive_failed``: this is the
+    first attempt of its job, so a failed row that kept its bodies was retried by an operator
+    and is sent again."""
     async with open_session() as db:
-        mail = await outbox.begin_attempt(db, outbox_id)
+        mail = await outbox.begin_attempt(db, outbox_id, revive_failed=revive_failed)
     if mail is None:
         return "gone"  # sent or failed already (a repeated job), or deleted
     message = build_message(mail, sender(settings))
@@ -57,7 +61,9 @@ async def deliver_once(
         final = error.permanent or last_attempt
         async with open_session() as db:
             if final:
-                await outbox.finish(db, mail.id, sent=False, error=str(error))
+                # Refused for good: the body goes. Out of attempts: kept, so that retrying
+                # the job (`kijko jobs retry`) once the cause is fixed sends it.
+                await outbox.finish(db, mail.id, sent=False, error=str(error), for_good=error.permanent)
             else:
                 await outbox.record_error(db, mail.id, str(error))
         log.warning(
@@ -83,4 +89,10 @@ async def deliver(ctx: JobContext) -> None:
     in a system session."""
     outbox_id = UUID(str(ctx.payload["outbox_id"]))
     open_session: OpenSession = ctx.service_session if ctx.org_id is not None else ctx.system_session
-    await deliver_once(ctx.kijko.settings, open_session, outbox_id, last_attempt=ctx.attempt >= MAX_ATTEMPTS)
+    await deliver_once(
+        ctx.kijko.settings,
+        open_session,
+        outbox_id,
+        last_attempt=ctx.attempt >= MAX_ATTEMPTS,
+        revive_failed=ctx.attempt == 1,  # a job's first attempt finding its mail failed: a retry
+    )

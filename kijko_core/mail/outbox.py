@@ -57,17 +57,22 @@ _INSERT = sql.compose(
     table=TABLE,
 )
 _GET = sql.compose("SELECT {columns}\nFROM {table}\nWHERE id = $1", columns=TABLE.select_list, table=TABLE)
-# One attempt counted, and the row read, only while it is still queued.
+# One attempt counted, and the row read, only while it is queued — or, for the first attempt
+# of a job an operator retried, when it failed but still has its bodies (queued again).
 _BEGIN_ATTEMPT = sql.compose(
-    "UPDATE {table} SET attempts = attempts + 1\nWHERE id = $1 AND state = 'queued'\nRETURNING {columns}",
+    "UPDATE {table} SET attempts = attempts + 1, state = 'queued', finished_at = NULL"
+    "\nWHERE id = $1 AND (state = 'queued' OR ($2 AND state = 'failed' AND text_body IS NOT NULL))"
+    "\nRETURNING {columns}",
     table=TABLE,
     columns=TABLE.select_list,
 )
-# Compare-and-set: only a queued row finishes, once; the bodies go with it (decision 0055).
-# A sent mail keeps the error of an earlier attempt that failed.
+# Compare-and-set: only a queued row finishes, once (decision 0055). A sent mail loses its
+# bodies, and a failed one when $4 (refused for good); it keeps the error of an earlier attempt.
 _FINISH = sql.compose(
     "UPDATE {table} SET state = $2, last_error = coalesce($3, last_error), finished_at = now(),"
-    " text_body = NULL, html_body = NULL\nWHERE id = $1 AND state = 'queued'\nRETURNING id",
+    " text_body = CASE WHEN $4 THEN NULL ELSE text_body END,"
+    " html_body = CASE WHEN $4 THEN NULL ELSE html_body END"
+    "\nWHERE id = $1 AND state = 'queued'\nRETURNING id",
     table=TABLE,
 )
 _RECORD_ERROR = sql.compose("UPDATE {table} SET last_error = $2\nWHERE id = $1 AND state = 'queued'", table=TABLE)
@@ -119,15 +124,18 @@ async def get(db: Session, outbox_id: UUID) -> OutboxMail | None:
     return TABLE.maybe(await db.fetchrow(_GET, outbox_id))
 
 
-async def begin_attempt(db: Session, outbox_id: UUID) -> OutboxMail | None:
-    """Count a delivery attempt and return the row; ``None`` if it is not queued (any more)."""
-    return TABLE.maybe(await db.fetchrow(_BEGIN_ATTEMPT, outbox_id))
+async def begin_attempt(db: Session, outbox_id: UUID, *, revive_failed: bool = False) -> OutboxMail | None:
+    """Count a delivery attempt and return the row; ``None`` if it is not queued (any more).
+    ``revive_failed``: a failed row that still has its bodies is queued again (the first
+    attempt of a job an operator retried)."""
+    return TABLE.maybe(await db.fetchrow(_BEGIN_ATTEMPT, outbox_id, revive_failed))
 
 
-async def finish(db: Session, outbox_id: UUID, *, sent: bool, error: str | None = None) -> bool:
-    """Mark a queued row sent or failed (erasing its bodies); ``False`` if it was not queued."""
+async def finish(db: Session, outbox_id: UUID, *, sent: bool, error: str | None = None, for_good: bool = True) -> bool:
+    """Mark a queued row sent (erasing its bodies) or failed (erasing them too when
+    ``for_good``; else kept for a retry); ``False`` if it was not queued."""
     state = "sent" if sent else "failed"
-    return await db.fetchval(_FINISH, outbox_id, state, _clip(error)) is not None
+    return await db.fetchval(_FINISH, outbox_id, state, _clip(error), sent or for_good) is not None
 
 
 async def record_error(db: Session, outbox_id: UUID, error: str) -> None:
