@@ -1,0 +1,13 @@
+"""The mailer (docs/mail.md): templates shipped in the package, an outbox written in the
+caller's transaction, and delivery by the ``mail.deliver`` job through a transport (SMTP, or
+the local outbox in the data directory).
+
+    from kijko_core import mail
+    outbox_id = await mail.send(db, to="a@b.c", template="invitation", values={...}, org_id=org)
+"""
+
+from kijko_core.mail import delivery as delivery  # declares the mail.deliver job kind
+from kijko_core.mail.outbox import InvalidRecipient, OutboxMail, send
+from kijko_core.mail.rendering import RenderedMail, TemplateError, render
+
+__all__ = ["InvalidRecipient", "OutboxMail", "RenderedMail", "TemplateError", "render", "send"]

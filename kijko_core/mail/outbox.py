@@ -1,0 +1,147 @@
+"""The outbox table (``kijko.mail_outbox``, migration 0008) and ``send``.
+
+``send`` renders a template and writes the mail in the caller's transaction, together with the
+``mail.deliver`` job that delivers it: a change that rolls back sends nothing, and a committed
+one is delivered (at least once) even if the process dies right after the commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel
+
+from kijko_core import jobs
+from kijko_core.db import sql
+from kijko_core.db.session import Session, SystemSession
+from kijko_core.errors import ValidationFailed
+from kijko_core.mail import rendering
+
+#: The job kind that delivers an outbox row (kijko_core/mail/delivery.py).
+DELIVER = "mail.deliver"
+#: How much of a delivery error is kept on the row.
+ERROR_LIMIT = 2000
+
+
+class OutboxMail(BaseModel):
+    """A row of ``kijko.mail_outbox``. The bodies are ``None`` once the mail left."""
+
+    id: UUID
+    organization_id: UUID | None
+    recipient: str
+    template: str
+    subject: str
+    text_body: str | None
+    html_body: str | None
+    state: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class InvalidRecipient(ValidationFailed):
+    code = "INVALID_EMAIL"
+    default_message = "The email address is not valid"
+
+
+TABLE = sql.Table("kijko.mail_outbox", OutboxMail)
+
+_INSERT = sql.compose(
+    "INSERT INTO {table} (organization_id, recipient, template, subject, text_body, html_body)"
+    "\nVALUES ($1, $2, $3, $4, $5, $6)\nRETURNING id",
+    table=TABLE,
+)
+_GET = sql.compose("SELECT {columns}\nFROM {table}\nWHERE id = $1", columns=TABLE.select_list, table=TABLE)
+# One attempt counted, and the row read, only while it is queued — or, for the first attempt
+# of a job an operator retried, when it failed but still has its bodies (queued again).
+_BEGIN_ATTEMPT = sql.compose(
+    "UPDATE {table} SET attempts = attempts + 1, state = 'queued', finished_at = NULL"
+    "\nWHERE id = $1 AND (state = 'queued' OR ($2 AND state = 'failed' AND text_body IS NOT NULL))"
+    "\nRETURNING {columns}",
+    table=TABLE,
+    columns=TABLE.select_list,
+)
+# Compare-and-set: only a queued row finishes, once (decision 0055). A sent mail loses its
+# bodies, and a failed one when $4 (refused for good); it keeps the error of an earlier attempt.
+_FINISH = sql.compose(
+    "UPDATE {table} SET state = $2, last_error = coalesce($3, last_error), finished_at = now(),"
+    " text_body = CASE WHEN $4 THEN NULL ELSE text_body END,"
+    " html_body = CASE WHEN $4 THEN NULL ELSE html_body END"
+    "\nWHERE id = $1 AND state = 'queued'\nRETURNING id",
+    table=TABLE,
+)
+_RECORD_ERROR = sql.compose("UPDATE {table} SET last_error = $2\nWHERE id = $1 AND state = 'queued'", table=TABLE)
+
+
+def recipient_address(to: str) -> str:
+    """``to`` checked as one email address (no display name, no header tricks), normalized."""
+    if not isinstance(to, str) or any(c in to for c in "\r\n,<>"):
+        raise InvalidRecipient(field="email")
+    try:
+        return validate_email(to, check_deliverability=False).normalized
+    except EmailNotValidError:
+        raise InvalidRecipient(field="email") from None
+
+
+async def send(
+    db: Session,
+    *,
+    to: str,
+    template: str,
+    values: Mapping[str, Any],
+    org_id: UUID | None,
+) -> UUID:
+    """Render ``template`` with ``values`` for ``to`` and queue it in ``db``'s transaction;
+    returns the outbox id. ``org_id`` is the organization the mail belongs to (the session's,
+    under row-level security); ``None`` is system mail and needs a system session.
+
+    Raises ``rendering.TemplateError`` for values that do not fit the template (a bug) and
+    ``InvalidRecipient`` for an address that is not one.
+    """
+    if org_id is None and not isinstance(db, SystemSession):
+        raise ValueError("mail without an organization is system mail: send it in a system session")
+    rendered = rendering.render(template, values)
+    recipient = recipient_address(to)
+    outbox_id: UUID = await db.fetchval(
+        _INSERT, org_id, recipient, template, rendered.subject, rendered.text, rendered.html
+    )
+    await _enqueue_delivery(db, outbox_id, org_id)
+    return outbox_id
+
+
+async def _enqueue_delivery(db: Session, outbox_id: UUID, org_id: UUID | None) -> None:
+    # The job row commits with the outbox row; the doorbell rings after the commit.
+    await jobs.enqueue(db, DELIVER, {"outbox_id": str(outbox_id)}, org_id=org_id)
+
+
+async def get(db: Session, outbox_id: UUID) -> OutboxMail | None:
+    """The row (visible to ``db``: its organization's, or any to a system session)."""
+    return TABLE.maybe(await db.fetchrow(_GET, outbox_id))
+
+
+async def begin_attempt(db: Session, outbox_id: UUID, *, revive_failed: bool = False) -> OutboxMail | None:
+    """Count a delivery attempt and return the row; ``None`` if it is not queued (any more).
+    ``revive_failed``: a failed row that still has its bodies is queued again (the first
+    attempt of a job an operator retried)."""
+    return TABLE.maybe(await db.fetchrow(_BEGIN_ATTEMPT, outbox_id, revive_failed))
+
+
+async def finish(db: Session, outbox_id: UUID, *, sent: bool, error: str | None = None, for_good: bool = True) -> bool:
+    """Mark a queued row sent (erasing its bodies) or failed (erasing them too when
+    ``for_good``; else kept for a retry); ``False`` if it was not queued."""
+    state = "sent" if sent else "failed"
+    return await db.fetchval(_FINISH, outbox_id, state, _clip(error), sent or for_good) is not None
+
+
+async def record_error(db: Session, outbox_id: UUID, error: str) -> None:
+    """Keep the error of an attempt that will be retried."""
+    await db.execute(_RECORD_ERROR, outbox_id, _clip(error))
+
+
+def _clip(error: str | None) -> str | None:
+    return None if error is None else error[:ERROR_LIMIT]
