@@ -9,8 +9,9 @@ rolls back. Nothing may open a second connection inside a session.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from databases import Database
 from kijko_core.auth.principal import OrgRole, Principal, TokenIdentity
 from kijko_core.db.pools import SessionConnection
 from kijko_core.errors import Forbidden, InvalidToken, NotFound
+from kijko_core.logging import get_logger
 
 _REVOKED = "KJ401"
 _NOT_A_MEMBER = "KJ403"
@@ -31,13 +33,40 @@ _SERVICE_KIND = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
 _JOB_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
 
+#: What ``Session.after_commit`` accepts: a plain or an async function of no arguments.
+AfterCommit = Callable[[], Awaitable[None] | None]
+
+
 class Session:
     """One connection inside one transaction."""
 
-    __slots__ = ("connection",)
+    __slots__ = ("connection", "_after_commit")
 
     def __init__(self, connection: asyncpg.Connection) -> None:
         self.connection = connection
+        self._after_commit: list[AfterCommit] = []
+
+    def after_commit(self, callback: AfterCommit) -> None:
+        """Call ``callback`` once this session's transaction has committed (never if it rolls
+        back), in the order registered. The change is durable by then: a callback that fails
+        is logged and skipped, it does not fail the caller (whatever it announces must have
+        a fallback, like the jobs sweeper re-ringing queued rows)."""
+        self._after_commit.append(callback)
+
+    @property
+    def after_commit_callbacks(self) -> tuple[AfterCommit, ...]:
+        """The callbacks registered so far (``enqueue`` adds its ids to its own one)."""
+        return tuple(self._after_commit)
+
+    async def _committed(self) -> None:
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            try:
+                result = callback()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                get_logger("kijko.db").exception("after_commit_failed", callback=repr(callback))
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         return await self.connection.fetch(query, *args)
@@ -198,7 +227,9 @@ async def tenant_session(
             roles=frozenset(OrgRole(role) for role in roles),
             expires_at=identity.expires_at,
         )
-        yield TenantSession(connection, principal)
+        session = TenantSession(connection, principal)
+        yield session
+    await session._committed()
 
 
 @asynccontextmanager
@@ -228,7 +259,9 @@ async def service_session(
             if error.sqlstate == _NO_ORGANIZATION:
                 raise OrganizationNotFound() from None
             raise
-        yield ServiceSession(connection, org_id, actor)
+        service = ServiceSession(connection, org_id, actor)
+        yield service
+    await service._committed()
 
 
 @asynccontextmanager
@@ -237,4 +270,6 @@ async def system_session(
 ) -> AsyncIterator[SystemSession]:
     """Open a transaction on the system pool (signup, login, refresh, provisioning…)."""
     async with _transaction(database, readonly) as connection:
-        yield SystemSession(connection)
+        session = SystemSession(connection)
+        yield session
+    await session._committed()
