@@ -76,3 +76,23 @@ def recorded(project_id: str, event: str | None = None) -> list[events.Event]:
     port = events.port()
     assert isinstance(port, events.InProcessEvents)
     return port.recorded(f"project:{project_id}", event)
+
+
+# The statuses each member and invitation operation documents besides its success (500 is on
+# all of them); tests/test_members.py makes each happen with its documented code.
+P = "/api/v1/projects/{project_id}"
+M = f"{P}/members/{{member_id}}"
+BODY = {"400", "413", "415", "422"}
+MEMBER_OPERATIONS: dict[tuple[str, str], set[str]] = {
+    ("get", f"{P}/members"): {"401", "403", "404"},
+    ("post", f"{P}/members"): {"401", "403", "404", "409"} | BODY,
+    ("put", M): {"401", "403", "404"} | BODY,
+    ("patch", M): {"401", "403", "404"} | BODY,
+    ("delete", M): {"401", "403", "404"},
+    ("post", f"{P}/invitations"): {"401", "403", "404"} | BODY,
+    ("get", f"{P}/invitations/pending"): {"401", "403", "404"},
+    ("post", f"{P}/invitations/{{member_id}}/resend"): {"401", "403", "404", "409", "429"},
+    ("delete", f"{P}/invitations/{{member_id}}"): {"401", "403", "404", "409"},
+    ("get", "/api/v1/invitations/{token}"): {"404", "409", "410", "429", "503"},
+    ("post", "/api/v1/invitations/accept"): {"401", "403", "404", "409", "410"} | BODY,
+}

@@ -16,6 +16,7 @@ from tests.conftest import Account, sign_up
 from tests.invitations import (
     API,
     LINKS,
+    MEMBER_OPERATIONS,
     accept,
     invite,
     invited,
@@ -27,6 +28,7 @@ from tests.invitations import (
 )
 from tests.memberships import add_member
 from tests.projects import created
+from tests.test_openapi_errors import answers_not_as_documented, documented_errors, openapi
 
 MEMBER_KEYS = {
     "id",
@@ -561,3 +563,153 @@ async def test_the_invitation_mail_carries_no_token_in_its_subject_and_one_link(
     token = await link_token(kijko, email)
     assert token not in mail["subject"]
     assert len(re.findall(re.escape(token), mail["html_body"])) == 1
+
+
+# --- every documented error, with its documented code -------------------------------------------
+
+
+async def test_member_operations_document_exactly_their_errors(client: Any) -> None:
+    spec = await openapi(client)
+    for (method, path), statuses in MEMBER_OPERATIONS.items():
+        assert set(documented_errors(spec, method, path)) == statuses | {"500"}, (method, path)
+    assert "INVITATION_EMAIL_MISMATCH" in documented_errors(spec, "post", "/api/v1/invitations/accept")["403"]
+    assert "MEMBER_NOT_FOUND" in documented_errors(spec, "put", f"{OP}/members/{{member_id}}")["404"]
+
+
+OP = "/api/v1/projects/{project_id}"
+
+
+async def test_every_documented_member_error_happens_with_its_documented_code(
+    client: Any, kijko: Kijko, alice: Account, bob: Account
+) -> None:
+    gone = await add_member(kijko, alice.org_id, "member")
+    async with system_session(kijko.system_db) as db:
+        await db.execute("DELETE FROM kijko.memberships WHERE user_id = $1", UUID(gone.user_id))
+    viewer = await add_member(kijko, alice.org_id, "viewer")
+    project = await created(client, alice, "Documented", privacy="shared")
+    pid = project["id"]
+    pending = await invited(client, alice, pid, fresh_email())
+    accepted = await joined(client, kijko, alice, pid, bob, "viewer")
+    expired = await invited(client, alice, pid, fresh_email())
+    expired_token = await link_token(kijko, expired["email"])
+    async with system_session(kijko.system_db) as db:
+        await db.execute(
+            "UPDATE kijko.project_invitations SET expires_at = now() - interval '1 second' WHERE member_id = $1",
+            UUID(expired["id"]),
+        )
+        # One more resend would be over the hour's budget.
+        await db.execute(
+            "UPDATE kijko.project_invitations SET resend_window_started_at = now(), resends_in_window = 100"
+            " WHERE member_id = $1",
+            UUID(pending["id"]),
+        )
+    used = await link_token(kijko, bob.email)
+    again = await add_member(kijko, alice.org_id, "member")
+    already = await invited(client, alice, pid, again.email)
+    already_token = await link_token(kijko, again.email)
+    # MEMBER_EXISTS on accepting: the user is already on the project under another address.
+    async with system_session(kijko.system_db) as db:
+        await db.execute(
+            "INSERT INTO kijko.project_members (organization_id, project_id, user_id, email, role, accepted_at)"
+            " VALUES ($1, $2, $3, $4, 'viewer', now())",
+            UUID(alice.org_id),
+            UUID(pid),
+            UUID(again.user_id),
+            f"other-{again.email}",
+        )
+    unknown = str(uuid4())
+
+    def send(method: str, path: str, account: Account | None, **kwargs: Any) -> Any:
+        headers = dict(account.headers) if account else {}
+        return lambda: client.open(path, method=method.upper(), headers=headers, **kwargs)
+
+    def raw(method: str, path: str, data: bytes, content_type: str = "application/json") -> Any:
+        headers = {**alice.headers, "Content-Type": content_type}
+        return lambda: client.open(path, method=method.upper(), headers=headers, data=data)
+
+    huge = b'{"email": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    bodies = {
+        ("post", f"{OP}/members"): {"email": fresh_email(), "role": "viewer"},
+        ("put", f"{OP}/members/{{member_id}}"): {"role": "viewer"},
+        ("patch", f"{OP}/members/{{member_id}}"): {"notifyOnError": True},
+        ("post", f"{OP}/invitations"): {
+            "invitations": [{"email": fresh_email(), "role": "viewer", "notificationLevel": "daily"}]
+        },
+        ("post", "/api/v1/invitations/accept"): {"token": "x" * 43},
+    }
+    triggers: dict[tuple[str, str], dict[str, Any]] = {}
+    for (method, template), statuses in MEMBER_OPERATIONS.items():
+        if "{token}" in template:
+            continue
+        path = template.format(project_id=pid, member_id=pending["id"])
+        body = {"json": bodies[(method, template)]} if (method, template) in bodies else {}
+        cases: dict[str, Any] = {"401": send(method, path, None, **body)}
+        if "{project_id}" in template:
+            cases["403"] = send(method, path, viewer, **body)  # reads the shared project, may not act
+            cases["403 gone"] = send(method, path, gone, **body)  # left the organization
+            cases["404"] = send(method, template.format(project_id=unknown, member_id=pending["id"]), alice, **body)
+            if "{member_id}" in template:
+                cases["404 member"] = send(method, template.format(project_id=pid, member_id=unknown), alice, **body)
+        if "400" in statuses:
+            cases["400"] = raw(method, path, b'{"email": ')
+            cases["413"] = raw(method, path, huge)
+            cases["415"] = raw(method, path, b"email=x", "application/x-www-form-urlencoded")
+            cases["422"] = send(
+                method,
+                path,
+                alice,
+                json={"email": 5, "role": "nope", "invitations": 5, "token": 5, "notifyOnError": "x"},
+            )
+        triggers[(method, template)] = cases
+    for method in ("get",):
+        triggers[(method, f"{OP}/members")].pop("403")  # reading needs only read: viewers may
+        triggers[(method, f"{OP}/invitations/pending")].pop("403")
+    triggers[("post", f"{OP}/members")]["409"] = send(
+        "post", f"{OP}/members".format(project_id=pid), alice, json={"email": bob.email.upper(), "role": "viewer"}
+    )
+    resend = f"{OP}/invitations/{{member_id}}/resend"
+    triggers[("post", resend)]["409"] = send("post", resend.format(project_id=pid, member_id=accepted["id"]), alice)
+    triggers[("post", resend)]["429"] = send("post", resend.format(project_id=pid, member_id=pending["id"]), alice)
+    cancel = f"{OP}/invitations/{{member_id}}"
+    triggers[("delete", cancel)]["409"] = send("delete", cancel.format(project_id=pid, member_id=accepted["id"]), alice)
+    links = "/api/v1/invitations"
+    triggers[("get", f"{links}/{{token}}")] = {
+        "404": send("get", f"{links}/{'n' * 43}", None),
+        "409": send("get", f"{links}/{used}", None),
+        "410": send("get", f"{links}/{expired_token}", None),
+    }
+    for _ in range(kijko.settings.rate_limit_invitation_lookup_per_minute):
+        await client.get(f"{links}/{'m' * 43}", scope_base={"client": ("203.0.113.9", 51000)})
+    triggers[("get", f"{links}/{{token}}")]["429"] = lambda: client.get(
+        f"{links}/{'m' * 43}", scope_base={"client": ("203.0.113.9", 51000)}
+    )
+    accept_path = f"{links}/accept"
+    triggers[("post", accept_path)].update(
+        {
+            "403 mismatch": send("post", accept_path, alice, json={"token": expired_token}),
+            "404": send("post", accept_path, alice, json={"token": "n" * 43}),
+            "409": send("post", accept_path, bob, json={"token": used}),
+            "409 member": send("post", accept_path, again, json={"token": already_token}),
+        }
+    )
+    expired_user = await add_member(kijko, alice.org_id, "member")
+    late = await invited(client, alice, pid, expired_user.email)
+    late_token = await link_token(kijko, expired_user.email)
+    async with system_session(kijko.system_db) as db:
+        await db.execute(
+            "UPDATE kijko.project_invitations SET expires_at = now() - interval '1 second' WHERE member_id = $1",
+            UUID(late["id"]),
+        )
+    triggers[("post", accept_path)]["410"] = send("post", accept_path, expired_user, json={"token": late_token})
+    assert already["id"]
+
+    # Only a Redis that is down answers 503 (the shared limiter; tests/test_openapi_errors.py).
+    not_triggered = {("get", f"{links}/{{token}}"): {"503"}}
+    spec = await openapi(client)
+    problems = []
+    for (method, template), statuses in MEMBER_OPERATIONS.items():
+        cases = triggers[(method, template)]
+        covered = {label.split()[0] for label in cases} | not_triggered.get((method, template), set())
+        assert covered == statuses, (method, template, covered)
+        problems += await answers_not_as_documented(method, template, cases, documented_errors(spec, method, template))
+    assert problems == []

@@ -175,9 +175,12 @@ async def add_member(db: TenantSession, settings: Settings, project_id: UUID, da
         "notify_on_error": data.notify_on_error,
         "notify_on_team_changes": data.notify_on_team_changes,
     }
-    member = await _invite(
-        db, settings, project, me, email=email, role=data.role, notify=notify, message=data.invite_message
-    )
+    try:
+        member = await _invite(
+            db, settings, project, me, email=email, role=data.role, notify=notify, message=data.invite_message
+        )
+    except mail.InvalidRecipient:  # the mailer's check is stricter than ours
+        raise ValidationFailed(INVALID_EMAIL, field="email") from None
     return member.wire()
 
 
