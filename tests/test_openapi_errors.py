@@ -22,8 +22,8 @@ from kijko_core.runtime import Kijko, make_redis
 from kijko_server.app import KijkoApp, create_app
 from kijko_server.openapi import declared_errors
 from tests.conftest import Account
-from tests.keycloak_server import FakeKeycloak
 from tests.invitations import MEMBER_OPERATIONS
+from tests.keycloak_server import FakeKeycloak
 from tests.memberships import add_member
 
 API = "/api/v1/projects"
