@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import structlog
-
 from kijko_core.db.session import Session
+from kijko_core.logging import get_logger
 
-log = structlog.get_logger("kijko.events")
+log = get_logger("kijko.events")
 
 _ROOM = re.compile(r"^(project|user|org):[0-9a-f-]{36}$")
 
@@ -69,7 +68,7 @@ class InProcessEvents:
             try:
                 await subscriber(event)
             except Exception:
-                log.exception("event_subscriber_failed", room=event.room, event=event.event)
+                log.exception("event_subscriber_failed", room=event.room, name=event.event)
 
 
 _port: EventPort = InProcessEvents()

@@ -8,6 +8,7 @@ import re
 from typing import Any
 from uuid import UUID, uuid4
 
+import asyncpg
 import pytest
 
 from kijko_core.db.session import system_session
@@ -713,3 +714,52 @@ async def test_every_documented_member_error_happens_with_its_documented_code(
         assert covered == statuses, (method, template, covered)
         problems += await answers_not_as_documented(method, template, cases, documented_errors(spec, method, template))
     assert problems == []
+
+
+# --- migration 0009 -----------------------------------------------------------------------------
+
+
+async def test_migration_0009_makes_every_existing_creator_the_admin_of_their_project(database: Any) -> None:
+    from kijko_core.db import migrate as migrations
+    from kijko_core.db.provision import drop_scratch, provision_scratch
+
+    scratch = await provision_scratch(database.admin_dsn, prefix_hint="kb")
+    try:
+        shipped = migrations.shipped_migrations()
+        before = [m for m in shipped if m.package != "kijko" or m.version < "0009"]
+        await migrations.migrate(scratch.urls.migration, scratch.roles, migrations=before)
+        admin = await asyncpg.connect(scratch.admin_url)
+        try:
+            user = await admin.fetchval(
+                "INSERT INTO kijko_private.users (email, first_name, last_name)"
+                " VALUES ('Founder@Example.com', 'Fay', 'Founder') RETURNING id"
+            )
+            org = await admin.fetchval("INSERT INTO kijko.organizations (name) VALUES ('Old') RETURNING id")
+            made = await admin.fetchval(
+                "INSERT INTO kijko.projects (organization_id, user_id, name, type)"
+                " VALUES ($1, $2, 'Old project', 'manual') RETURNING id",
+                org,
+                user,
+            )
+            # A project whose creator was erased (decision 0018) gets no admin row.
+            await admin.execute(
+                "INSERT INTO kijko.projects (organization_id, user_id, name, type)"
+                " VALUES ($1, NULL, 'Orphan', 'files')",
+                org,
+            )
+            await migrations.migrate(scratch.urls.migration, scratch.roles)
+            rows = await admin.fetch(
+                "SELECT project_id, user_id, email, name, role, accepted_at FROM kijko.project_members"
+            )
+            forced = await admin.fetch(
+                "SELECT relname FROM pg_class WHERE relname IN ('projects', 'project_members') AND relforcerowsecurity"
+            )
+        finally:
+            await admin.close()
+    finally:
+        await drop_scratch(scratch)
+    assert [(r["project_id"], r["user_id"], r["email"], r["name"], r["role"]) for r in rows] == [
+        (made, user, "Founder@Example.com", "Fay Founder", "admin")
+    ]
+    assert rows[0]["accepted_at"] is not None
+    assert sorted(r["relname"] for r in forced) == ["project_members", "projects"]  # forced again

@@ -118,11 +118,12 @@ async def accept(db: SystemSession, caller: dict[str, Any], token: str) -> Accep
     if await db.fetchval(_ALREADY_MEMBER, org_id, row["project_id"], user_id):
         raise MemberExists("You are already a member of this project")
     await db.execute(_JOIN_ORGANIZATION, org_id, user_id, ORG_ROLE_FOR[row["role"]])
-    member = MEMBERS.one(
-        await db.fetchrow(_ACCEPT_MEMBER, org_id, row["member_id"], user_id, caller["name"] or None)  # type: ignore[arg-type]
-    )
+    accepted = await db.fetchrow(_ACCEPT_MEMBER, org_id, row["member_id"], user_id, caller["name"] or None)
+    project_row = await db.fetchrow(_PROJECT, org_id, row["project_id"])
+    assert accepted is not None and project_row is not None  # both locked or referenced above
+    member = MEMBERS.one(accepted)
     await db.execute(_ACCEPT_INVITATION, org_id, row["id"])
-    project = PROJECTS.one(await db.fetchrow(_PROJECT, org_id, row["project_id"]))  # type: ignore[arg-type]
+    project = PROJECTS.one(project_row)
     who = caller["name"] or caller["email"]
     announce(db, "updated", member, project, caller, f"{who} accepted the invitation as {member.role}")
     return AcceptedInvitation(project_id=project.id, organization_id=org_id, member=member.wire())
