@@ -192,6 +192,11 @@ class Settings(BaseSettings):
     smtp_ca_file: Path | None = None
     smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
     mail_from: str | None = None
+    # Project invitations (docs/members.md).
+    app_url: str = "http://localhost:3000"
+    invitation_ttl_hours: int = Field(default=168, ge=1, le=24 * 90)
+    invitation_resends_per_hour: int = Field(default=3, ge=1, le=100)
+    rate_limit_invitation_lookup_per_minute: int = Field(default=30, ge=1)
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
@@ -251,7 +256,7 @@ class Settings(BaseSettings):
                 raise ValueError("each entry must be an IP address or CIDR network") from None
         return value
 
-    @field_validator("public_url", "keycloak_url", "oauth_redirect_url", "jwt_issuer")
+    @field_validator("public_url", "keycloak_url", "oauth_redirect_url", "jwt_issuer", "app_url")
     @classmethod
     def _check_http_url(cls, value: str | None) -> str | None:
         if value is None:

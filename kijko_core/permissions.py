@@ -1,7 +1,7 @@
 """Who may do what (ARCHITECTURE §3), as data, and the one function services ask.
 
 - :data:`ORG_ROLES` is the organization role × grant table; :data:`PROJECT_ROLES` the project
-  role × action table (not enforced until project members exist, decision 0013).
+  role × action table, read from the caller's project membership (decision 0058).
 - :func:`authorize` is what a service calls: the caller cannot read the resource → the
   domain's 404 (exactly like a missing one); can read but not act → 403 ``FORBIDDEN``.
 - Each domain has a :class:`Policy`: its 404, which rows the caller may read (in Python, for
@@ -16,10 +16,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from kijko_core.auth.principal import OrgRole, Principal
 from kijko_core.db.sql import Fragment
@@ -57,6 +58,8 @@ class Action(StrEnum):
     EDIT = "edit"
     DELETE = "delete"
     MANAGE_MEMBERS = "manage members"
+    INGEST = "run ingestion"
+    CHANGE_SETTINGS = "change settings"
     VIEW_BILLING = "view billing"
     MANAGE_BILLING = "manage billing"
     MANAGE_ORGANIZATION = "manage organization"
@@ -71,6 +74,9 @@ _NEEDS: dict[Action, tuple[Grant, Grant]] = {
     # A member deletes what they created; deleting others' is an admin's (decision 0013).
     Action.DELETE: (Grant.CREATE_EDIT_OWN, Grant.EDIT_OTHERS),
     Action.MANAGE_MEMBERS: (Grant.MEMBERS, Grant.MEMBERS),
+    # Project actions: on a project these come from the project role (decision 0058).
+    Action.INGEST: (Grant.CREATE_EDIT_OWN, Grant.EDIT_OTHERS),
+    Action.CHANGE_SETTINGS: (Grant.CREATE_EDIT_OWN, Grant.EDIT_OTHERS),
     Action.VIEW_BILLING: (Grant.BILLING_VIEW, Grant.BILLING_VIEW),
     Action.MANAGE_BILLING: (Grant.BILLING_MANAGE, Grant.BILLING_MANAGE),
     Action.MANAGE_ORGANIZATION: (Grant.ORG_SETTINGS, Grant.ORG_SETTINGS),
@@ -126,36 +132,86 @@ class Owned(Protocol):
 
 @dataclass(frozen=True)
 class Policy:
-    """One domain's answers: its 404, and which rows the caller may read.
+    """One domain's answers: its 404, which rows the caller may read, and (optionally) what the
+    caller may do to a row it can read.
 
     ``readable_sql`` is the same rule as ``readable`` for the database, with ``$1`` the
     organization, ``$2`` the caller and ``$3`` whether the caller sees everything in the
     organization (``readable_args``); repositories put it in every read, so lists, counts and
-    single reads agree.
+    single reads agree. Without ``may``, acting follows the organization table (own vs others').
     """
 
     name: str
     not_found: type[NotFound]
     readable: Callable[[Principal, Any], bool]
     readable_sql: Fragment
+    may: Callable[[Principal, Action, Any], bool] | None = None
 
     @staticmethod
     def readable_args(principal: Principal) -> tuple[UUID, UUID, bool]:
         return principal.org_id, principal.user_id, sees_everything(principal)
 
 
+@dataclass(frozen=True)
+class MemberAccess:
+    """The project role one user holds on one project (an accepted project member); a project
+    read for a caller carries it, so :func:`authorize` needs no query."""
+
+    user_id: UUID
+    role: ProjectRole
+
+
+def project_role(principal: Principal, project: Any) -> ProjectRole | None:
+    """The caller's role on ``project``, or None: not a member (or the project was read for
+    someone else)."""
+    access: MemberAccess | None = getattr(project, "member_access", None)
+    if access is None or access.user_id != principal.user_id:
+        return None
+    return access.role
+
+
 def _project_readable(principal: Principal, project: Any) -> bool:
-    # Decision 0013: the creator stands in for the project's members until they exist.
+    # ARCHITECTURE §3: shared → every member of the organization; private → its project
+    # members and the organization's owners and admins (decision 0058).
     return project.organization_id == principal.org_id and (
-        project.privacy == "shared" or project.user_id == principal.user_id or sees_everything(principal)
+        project.privacy == "shared" or sees_everything(principal) or project_role(principal, project) is not None
     )
+
+
+#: The project action each service action is on a project.
+PROJECT_ACTIONS: dict[Action, ProjectAction] = {
+    Action.READ: ProjectAction.READ,
+    Action.EDIT: ProjectAction.EDIT,
+    Action.INGEST: ProjectAction.INGEST,
+    Action.MANAGE_MEMBERS: ProjectAction.MEMBERS,
+    Action.CHANGE_SETTINGS: ProjectAction.SETTINGS,
+    Action.DELETE: ProjectAction.DELETE,
+}
+
+
+def _project_may(principal: Principal, action: Action, project: Any) -> bool:
+    """On a project the caller can read: org owners and admins may do everything; others what
+    their project role allows, and an org viewer no more than read whatever the project role."""
+    wanted = PROJECT_ACTIONS.get(action)
+    if wanted is None:  # not a project action (billing…): the organization table decides
+        return allowed(principal, action)
+    if sees_everything(principal) or wanted is ProjectAction.READ:
+        return True
+    role = project_role(principal, project)
+    if role is None or not granted(principal, Grant.CREATE_EDIT_OWN):
+        return False
+    return wanted in PROJECT_ROLES[role]
 
 
 PROJECTS = Policy(
     name="projects",
     not_found=ProjectNotFound,
     readable=_project_readable,
-    readable_sql=Fragment("organization_id = $1 AND (privacy = 'shared' OR user_id = $2 OR $3::boolean)"),
+    readable_sql=Fragment(
+        "organization_id = $1 AND (privacy = 'shared' OR $3::boolean OR id IN"
+        " (SELECT project_id FROM kijko.project_members WHERE organization_id = $1 AND user_id = $2))"
+    ),
+    may=_project_may,
 )
 
 
@@ -173,7 +229,11 @@ def authorize(principal: Principal, action: Action, resource: Owned | None = Non
     it but not act. Without a resource (create, organization-wide actions) only 403."""
     if resource is not None and not (policy.readable(principal, resource) and granted(principal, Grant.READ)):
         raise policy.not_found()
-    if not allowed(principal, action, resource):
+    if resource is not None and policy.may is not None:
+        permitted = policy.may(principal, action, resource)
+    else:
+        permitted = allowed(principal, action, resource)
+    if not permitted:
         raise Forbidden(f"Your role does not allow you to {action} this")
 
 
@@ -220,9 +280,87 @@ def render() -> str:
         ["project role", *(str(action) for action in ProjectAction)],
         [[str(role), *(_yes(action in PROJECT_ROLES[role]) for action in ProjectAction)] for role in ProjectRole],
     )
-    return _TEMPLATE.format(
-        org=org, actions=actions, project=project, projects_sql=PROJECTS.readable_sql
+    routes = _table(
+        ["request", "needs", *(title for title, _ in _CALLERS)],
+        [
+            [f"`{method} {path}`", f"`{action}`", *(cell(action) for _, cell in _CALLERS)]
+            for method, path, action in PROJECT_ROUTES
+        ],
     )
+    return _TEMPLATE.format(
+        org=org, actions=actions, project=project, routes=routes, projects_sql=PROJECTS.readable_sql
+    )
+
+
+#: Every project route and the action it needs: the rows of the matrix in docs/permissions.md
+#: (paths relative to /api/v1). A domain adding routes under /projects/{id} adds them here.
+PROJECT_ROUTES: tuple[tuple[str, str, Action], ...] = (
+    ("GET", "/projects/{id}", Action.READ),
+    ("GET", "/projects/{id}/full", Action.READ),
+    ("PUT/PATCH", "/projects/{id} (name, description)", Action.EDIT),
+    ("PUT/PATCH", "/projects/{id} (type, privacy, chunkingStrategy, includeMetadata, anonymizeSecrets)",
+     Action.CHANGE_SETTINGS),
+    ("DELETE", "/projects/{id}", Action.DELETE),
+    ("GET", "/projects/{id}/members", Action.READ),
+    ("GET", "/projects/{id}/invitations/pending", Action.READ),
+    ("POST", "/projects/{id}/members", Action.MANAGE_MEMBERS),
+    ("PUT/PATCH", "/projects/{id}/members/{memberId}", Action.MANAGE_MEMBERS),
+    ("DELETE", "/projects/{id}/members/{memberId}", Action.MANAGE_MEMBERS),
+    ("POST", "/projects/{id}/invitations", Action.MANAGE_MEMBERS),
+    ("POST", "/projects/{id}/invitations/{memberId}/resend", Action.MANAGE_MEMBERS),
+    ("DELETE", "/projects/{id}/invitations/{memberId}", Action.MANAGE_MEMBERS),
+)
+
+
+@dataclass
+class _Example:
+    """A project as the matrix imagines it, for a caller with some role on it."""
+
+    organization_id: UUID
+    user_id: UUID | None
+    privacy: str
+    member_access: MemberAccess | None = None
+
+
+def _verdict(org_role: OrgRole, action: Action, privacy: str, project_role: ProjectRole | None) -> str:
+    me = Principal(uuid4(), uuid4(), "example", frozenset({org_role}), datetime.now(UTC))
+    access = MemberAccess(me.user_id, project_role) if project_role else None
+    try:
+        authorize(me, action, _Example(me.org_id, uuid4(), privacy, access), policy=PROJECTS)
+    except NotFound:
+        return "404"
+    except Forbidden:
+        return "403"
+    return "yes"
+
+
+def _member_cell(*roles: ProjectRole) -> Callable[[Action], str]:
+    def cell(action: Action) -> str:
+        verdicts = {_verdict(OrgRole.MEMBER, action, "private", role) for role in roles}
+        assert len(verdicts) == 1, "roles sharing a column must agree"
+        return verdicts.pop()
+
+    return cell
+
+
+def _outsider_cell(org_role: OrgRole) -> Callable[[Action], str]:
+    def cell(action: Action) -> str:
+        shared, private = (_verdict(org_role, action, privacy, None) for privacy in ("shared", "private"))
+        return f"{shared} / {private}"
+
+    return cell
+
+
+#: The callers of the route matrix: (column title, verdict of an action).
+_CALLERS: list[tuple[str, Callable[[Action], str]]] = [
+    ("org owner, admin", lambda action: _verdict(OrgRole.ADMIN, action, "private", None)),
+    ("project admin", _member_cell(ProjectRole.ADMIN)),
+    ("manager", _member_cell(ProjectRole.MANAGER)),
+    ("developer", _member_cell(ProjectRole.DEVELOPER)),
+    ("viewer, auditor", _member_cell(ProjectRole.VIEWER, ProjectRole.AUDITOR)),
+    ("org member, not on the project (shared / private)", _outsider_cell(OrgRole.MEMBER)),
+    ("org viewer, not on the project (shared / private)", _outsider_cell(OrgRole.VIEWER)),
+]
 
 
 _TEMPLATE = """\
@@ -245,8 +383,10 @@ A 403 therefore never reveals something the caller could not see.
 
 {org}
 
-The person who signs up becomes the owner of a new organization. Members, invitations,
-billing and organization settings have no endpoints yet; the table says what they will follow.
+The person who signs up becomes the owner of a new organization; someone who accepts an
+invitation to a project of another organization joins it as `member` (or `viewer`, for the
+project roles viewer and auditor). Billing and organization settings have no endpoints yet;
+the table says what they will follow.
 
 ## Actions
 
@@ -260,22 +400,44 @@ someone else did (organization-wide actions need the same either way):
 Which projects a caller can read is one rule, in Python for a project in hand and in SQL in
 every read of `kijko_core/projects/repository.py` (lists, counts, stats and single reads
 agree): a `shared` project is readable by every member of the organization, viewers
-included; a `private` one by its creator and the organization's owners and admins.
+included; a `private` one by its project members (accepted ones: a pending invitee is not a
+member yet) and the organization's owners and admins.
 
 ```sql
 {projects_sql}
 -- $1 organization, $2 caller, $3 caller is an owner or admin of the organization
 ```
 
-| request | needs | otherwise |
-| --- | --- | --- |
-| get, get full, list, stats | `read` | 404 `PROJECT_NOT_FOUND`; left out of lists and stats |
-| create | `create` | 403 `FORBIDDEN` (viewers) |
-| update (`PUT`/`PATCH`) | `edit` | 404 if unreadable, else 403 `FORBIDDEN` |
-| delete | `delete` | 404 if unreadable, else 403 `FORBIDDEN` |
-| change `type` | `edit`, and only while the status is `draft` | 409 `INVALID_STATUS` with `field: "type"` |
-| check a name (`POST /projects/validate-name`) | `read` | — |
+What a caller may do to a project they can read comes from their **project role** (their row
+in `kijko.project_members`, read with the project), except that the organization's owners and
+admins may do everything on every project, and an organization **viewer** never does more
+than read, whatever their project role. The creator of a project is its first `admin`
+member; having created a project gives no right of its own (see
+[decisions/0058](decisions/0058-project-roles-from-members.md)).
 
+{project}
+
+### Every project route
+
+`yes` allowed, `403` `FORBIDDEN` (the caller can read the project but not do this), `404`
+`PROJECT_NOT_FOUND` (the caller cannot read it: exactly as for a project that does not exist,
+or another organization's). The project-role columns are for members whose organization role
+is `member` (owners and admins have everything anyway; org viewers only read).
+
+{routes}
+
+Also:
+
+- **create** (`POST /projects`) needs `create` in the organization: owners, admins and
+  members; 403 for viewers. Lists, stats and `validate-name` show only readable projects.
+- **Admins are the admins' business:** a manager manages members but cannot give the `admin`
+  role, nor change, remove, resend or cancel an admin's membership or invitation (403); a
+  project admin and org owners/admins can.
+- **One's own membership:** any member may change their own notification flags and remove
+  themselves (leave the project) without `manage members`; their role they cannot change.
+- **Invitation links** (`GET /invitations/{{token}}`, public; `POST /invitations/accept`) are
+  not project routes: the token is the permission, and accepting also needs the caller's
+  email to be the invited one (see [members](members.md)).
 - **Names** are unique per organization, case-insensitively. `validate-name` looks only at
   the projects the caller can read, so it never confirms the name of a project the caller
   cannot see; creating or renaming onto a name held by such a project is still a 409
@@ -283,16 +445,9 @@ included; a `private` one by its creator and the organization's owners and admin
 - **Only writable fields** are taken from a body: name, description, privacy,
   chunkingStrategy, includeMetadata, anonymizeSecrets and (while draft) type. Server-managed
   fields (`id`, `organizationId`, `userId`, `status`, counters, timestamps) in a body are
-  ignored.
-- A malformed project id in a path is the same 404 `PROJECT_NOT_FOUND` as an unknown one.
-
-## Project roles (not enforced yet)
-
-{project}
-
-There are no project members yet, so the creator acts as the project's admin and the
-organization's owners and admins as admins of every project. See
-[decisions/0013](decisions/0013-project-visibility-before-project-members.md).
+  ignored. Changing `type` is possible only while the status is `draft` (409
+  `INVALID_STATUS` with `field: "type"`).
+- A malformed id in a path is the same 404 as an unknown one.
 """
 
 

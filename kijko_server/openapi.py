@@ -46,6 +46,7 @@ _STATUS_TITLES = {
     403: "Not allowed",
     404: "Not found",
     409: "Conflict",
+    410: "Gone",
     413: "Request body too large",
     415: "Unsupported media type",
     422: "Validation failed",

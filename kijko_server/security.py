@@ -57,6 +57,7 @@ PUBLIC_ROUTES: Final = (
     _public("POST", "/api/v1/auth/login"),
     _public("POST", "/api/v1/auth/refresh"),
     _public("GET POST", "/api/v1/auth/oauth/*"),
+    _public("GET HEAD", "/api/v1/invitations/<token>"),  # the invitation link's look-up
     _public("POST", "/api/v1/webhooks/*"),
     _public("POST", "/api/analytics/events"),
     _public("POST", "/api/v1/analytics/events"),

@@ -36,6 +36,9 @@ Client = Any
 NewBody = Callable[[str], dict[str, Any]]
 Listed = Callable[[Client, Account], Awaitable[set[str]]]
 Snapshot = Callable[[Client, Account], Awaitable[Any]]
+#: Makes a sub-resource of a resource (as the account that created it) and returns its id,
+#: for routes that address one inside the resource (``/projects/<project_id>/members/<member_id>``).
+Fill = Callable[[Client, Account, dict[str, Any]], Awaitable[str]]
 
 
 def everyone(outcome: Outcome = "ok") -> dict[Actor, Outcome]:
@@ -79,9 +82,20 @@ class Domain:
     owner_keys: tuple[str, str, str] = ("organizationId", "userId", "id")
     #: The resource in the create route's answer.
     unwrap: Callable[[Any], dict[str, Any]] = lambda body: body
+    #: How to fill the other ids of a route (parameter → a fresh sub-resource's id).
+    fill: dict[str, Fill] = field(default_factory=dict)
 
     def path(self, rule: str, resource_id: str) -> str:
         return rule.replace(f"<{self.id_param}>", resource_id)
+
+    async def resolve(self, client: Client, creator: Account, rule: str, resource: dict[str, Any]) -> str:
+        """``rule`` for ``resource``, its other ids filled with fresh sub-resources made by
+        ``creator`` (who made the resource)."""
+        path = self.path(rule, resource["id"])
+        for param, make in self.fill.items():
+            if f"<{param}>" in path:
+                path = path.replace(f"<{param}>", await make(client, creator, resource))
+        return path
 
     async def create(self, client: Client, account: Account, kind: str) -> dict[str, Any]:
         method, rule = self.create_rule
@@ -113,6 +127,23 @@ async def _project_snapshot(client: Client, account: Account) -> dict[str, Any]:
     return {"list": await listed.get_json(), "stats": await stats.get_json()}
 
 
+async def _pending_member(client: Client, creator: Account, project: dict[str, Any]) -> str:
+    """A pending member (an invitation) of ``project``, added by its creator."""
+    response = await client.post(
+        f"{PROJECTS_API}/{project['id']}/members",
+        json={"email": f"invitee-{uuid.uuid4().hex[:10]}@example.com", "role": "developer"},
+        headers=creator.headers,
+    )
+    assert response.status_code == 201, await response.get_data(as_text=True)
+    member_id: str = (await response.get_json())["id"]
+    return member_id
+
+
+_MEMBERS = f"{_PROJECT}/members"
+_MEMBER = f"{_MEMBERS}/<member_id>"
+_INVITATIONS = f"{_PROJECT}/invitations"
+_INVITATION = f"{_INVITATIONS}/<member_id>"
+
 _READ: Expected = {
     "shared": everyone(),
     "private": only("owner", "admin", "creator", otherwise="404"),
@@ -139,7 +170,25 @@ PROJECTS = Domain(
         Action("update", "PUT", _PROJECT, _WRITE, {"description": "changed by PUT", "privacy": "shared"}),
         Action("patch", "PATCH", _PROJECT, _WRITE, {"description": "changed by PATCH"}),
         Action("delete", "DELETE", _PROJECT, _WRITE),
+        # Members and invitations (ARCHITECTURE §3: reading the project shows its members;
+        # managing them is the project admin's — the creator — and the org owners'/admins').
+        Action("list members", "GET", _MEMBERS, _READ),
+        Action("pending invitations", "GET", f"{_INVITATIONS}/pending", _READ),
+        Action("add member", "POST", _MEMBERS, _WRITE, {"email": "new-member@example.com", "role": "viewer"}),
+        Action("update member", "PUT", _MEMBER, _WRITE, {"role": "viewer"}),
+        Action("patch member", "PATCH", _MEMBER, _WRITE, {"notifyOnError": False}),
+        Action("remove member", "DELETE", _MEMBER, _WRITE),
+        Action(
+            "invite",
+            "POST",
+            _INVITATIONS,
+            _WRITE,
+            {"invitations": [{"email": "bulk@example.com", "role": "auditor", "notificationLevel": "daily"}]},
+        ),
+        Action("resend invitation", "POST", f"{_INVITATION}/resend", _WRITE),
+        Action("cancel invitation", "DELETE", _INVITATION, _WRITE),
     ),
+    fill={"member_id": _pending_member},
     create_rule=("POST", PROJECTS_API),
     may_create=only("owner", "admin", "member", "creator", otherwise="403"),
     collection_routes={

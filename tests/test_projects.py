@@ -90,12 +90,15 @@ async def test_get_returns_the_project_as_created(client: Any, alice: Account) -
     assert project["includeMetadata"] is False
 
 
-async def test_full_has_empty_relations(client: Any, alice: Account) -> None:
+async def test_full_has_the_creator_as_its_admin_member(client: Any, alice: Account) -> None:
     project = await created(client, alice)
     response = await client.get(f"{API}/{project['id']}/full", headers=alice.headers)
     assert response.status_code == 200
     body = await response.get_json()
-    assert body["repositories"] == [] and body["members"] == []
+    assert body["repositories"] == []
+    [member] = body["members"]
+    assert (member["userId"], member["email"], member["role"]) == (alice.user_id, alice.email, "admin")
+    assert member["projectId"] == project["id"] and member["acceptedAt"] is not None
     assert body["currentIngestion"] is None
     assert {key: body[key] for key in project} == project
 

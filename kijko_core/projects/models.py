@@ -6,9 +6,10 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import Field, PlainSerializer, StringConstraints, WithJsonSchema, field_validator
+from pydantic import Field, PlainSerializer, PrivateAttr, StringConstraints, WithJsonSchema, field_validator
 
 from kijko_core.errors import Conflict, NotFound
+from kijko_core.members.models import ProjectMember
 from kijko_core.wire import PageQuery, WireInput, WireModel
 
 ProjectType = Literal["repository", "files", "manual"]
@@ -74,12 +75,24 @@ class Project(WireModel):
     created_at: datetime
     updated_at: datetime
 
+    # The caller's project membership (kijko_core.permissions.MemberAccess), set by the read
+    # that loaded the project for that caller; never on the wire.
+    _member_access: Any = PrivateAttr(default=None)
+
+    @property
+    def member_access(self) -> Any:
+        return self._member_access
+
+    def with_access(self, access: Any) -> Project:
+        self._member_access = access
+        return self
+
 
 class ProjectWithRelations(Project):
     """``GET /projects/{id}/full``; the relations fill in as their domains arrive."""
 
     repositories: list[dict[str, object]] = Field(default_factory=list)
-    members: list[dict[str, object]] = Field(default_factory=list)
+    members: list[ProjectMember] = Field(default_factory=list)
     current_ingestion: dict[str, object] | None = None
 
 

@@ -8,14 +8,18 @@ from uuid import UUID
 
 from kijko_core.db import sql
 from kijko_core.db.session import TenantSession
-from kijko_core.permissions import PROJECTS
+from kijko_core.permissions import PROJECTS, MemberAccess, ProjectRole
 from kijko_core.projects.models import Project, ProjectExists, ProjectStats
 
 TABLE = sql.Table("kijko.projects", Project)
 READABLE = PROJECTS.readable_sql  # $1 organization, $2 caller, $3 caller sees private projects
 
+# With the caller's project role (NULL: not a member), which ``authorize`` reads.
 _GET = sql.compose(
-    "SELECT {columns}\nFROM {table}\nWHERE {readable} AND id = $4",
+    "SELECT {columns},"
+    "\n    (SELECT m.role FROM kijko.project_members m"
+    " WHERE m.organization_id = $1 AND m.project_id = p.id AND m.user_id = $2) AS member_role"
+    "\nFROM {table} p\nWHERE {readable} AND id = $4",
     columns=TABLE.select_list,
     table=TABLE,
     readable=READABLE,
@@ -83,7 +87,14 @@ _EXISTS = {"projects_name_key": lambda: ProjectExists(field="name")}
 
 
 async def get(db: TenantSession, scope: Scope, project_id: UUID, *, for_update: bool = False) -> Project | None:
-    return TABLE.maybe(await db.fetchrow(_GET_FOR_UPDATE if for_update else _GET, *scope, project_id))
+    """The project if the caller can read it, carrying the caller's project membership."""
+    row = await db.fetchrow(_GET_FOR_UPDATE if for_update else _GET, *scope, project_id)
+    if row is None:
+        return None
+    project = TABLE.one(row)
+    if row["member_role"] is not None:
+        project.with_access(MemberAccess(scope[1], ProjectRole(row["member_role"])))
+    return project
 
 
 async def list_page(

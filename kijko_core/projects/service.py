@@ -1,5 +1,6 @@
-"""The rules of projects: who may see and change what (ARCHITECTURE §3), names unique per
-organization, the type fixed once a project leaves draft."""
+"""The rules of projects: who may see and change what (ARCHITECTURE §3, decision 0058: read
+from the caller's project membership), names unique per organization, the type fixed once a
+project leaves draft. The creator becomes the project's first admin member."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 from uuid import UUID
 
 from kijko_core.db.session import TenantSession
+from kijko_core.members import repository as members
+from kijko_core.members.common import add_creator
 from kijko_core.permissions import PROJECTS, Action, authorize
 from kijko_core.projects import repository
 from kijko_core.projects.models import (
@@ -26,6 +29,9 @@ from kijko_core.projects.models import (
 )
 from kijko_core.wire import Page, like_pattern
 
+#: Fields whose change needs ``change settings`` rather than ``edit``.
+SETTINGS = frozenset({"type", "privacy", "chunking_strategy", "include_metadata", "anonymize_secrets"})
+
 
 async def _readable(db: TenantSession, project_id: UUID, *, for_update: bool = False) -> Project:
     scope = PROJECTS.readable_args(db.principal)
@@ -44,8 +50,10 @@ async def get(db: TenantSession, project_id: UUID) -> Project:
 
 
 async def get_full(db: TenantSession, project_id: UUID) -> ProjectWithRelations:
+    project = await get(db, project_id)
+    rows = await members.list_members(db, project.organization_id, project.id)
     # From the fields, not a dump: dumping writes the wire form (no creator → "").
-    return ProjectWithRelations.model_validate(dict(await get(db, project_id)))
+    return ProjectWithRelations.model_validate(dict(project) | {"members": [row.wire() for row in rows]})
 
 
 async def list_projects(db: TenantSession, query: ProjectListQuery) -> Page[Project]:
@@ -60,14 +68,17 @@ async def create(db: TenantSession, data: CreateProject) -> CreateProjectRespons
     principal = db.principal
     authorize(principal, Action.CREATE, policy=PROJECTS)
     project = await repository.insert(db, principal.org_id, principal.user_id, data.model_dump())
+    await add_creator(db, project)  # the creator is the project's first admin (decision 0058)
     return CreateProjectResponse(project=project, next_steps=list(NEXT_STEPS))
 
 
 async def update(db: TenantSession, project_id: UUID, data: UpdateProject) -> Project:
     current = await _readable(db, project_id, for_update=True)
-    authorize(db.principal, Action.EDIT, current, policy=PROJECTS)
     # Present fields only; the model refuses null for every field but the description.
     changes: dict[str, Any] = {name: getattr(data, name) for name in data.model_fields_set}
+    # Name and description are editing; the rest are the project's settings (decision 0058).
+    action = Action.CHANGE_SETTINGS if changes.keys() & SETTINGS else Action.EDIT
+    authorize(db.principal, action, current, policy=PROJECTS)
     if "type" in changes and changes["type"] != current.type and current.status != "draft":
         raise InvalidStatus("The type can only change while the project is a draft", field="type")
     project = await repository.update(db, db.principal.org_id, current.id, changes)

@@ -13,7 +13,7 @@ from quart import Blueprint
 
 from kijko_core.config import Settings
 from kijko_server import health, swagger
-from kijko_server.blueprints import auth, index, oauth, projects, wellknown
+from kijko_server.blueprints import auth, index, members, oauth, projects, wellknown
 from kijko_server.ratelimits import AuthLimits
 
 BlueprintEntry = Blueprint | Callable[[Settings], Blueprint]
@@ -23,12 +23,18 @@ def _auth(settings: Settings) -> Blueprint:
     return auth.auth_blueprint(AuthLimits(settings))
 
 
+def _invitations(settings: Settings) -> Blueprint:
+    return members.invitations_blueprint(settings.rate_limit_invitation_lookup_per_minute)
+
+
 BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     index.bp,
     health.bp,
     wellknown.bp,
     _auth,
     projects.bp,
+    members.bp,
+    _invitations,
     oauth.bp,
     swagger.bp,
 )
