@@ -40,6 +40,8 @@ PUBLIC_GIT_HOSTS = {
 #: ``oauth2``, Bitbucket ``x-token-auth``).
 TOKEN_USERNAME = "x-access-token"
 LS_REMOTE_MAX_BYTES = 8 * 1024 * 1024
+#: ``str(GitFailed)`` when the server wants credentials (or hides a private repository).
+AUTHENTICATION_REQUIRED = "authentication required"
 STDERR_KEPT_BYTES = 4096
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 
@@ -286,7 +288,7 @@ def _summary(stderr: str) -> str:
     if "not found" in lower or "does not appear to be a git repository" in lower:
         return "repository not found"
     if "authentication" in lower or "could not read username" in lower or "401" in lower:
-        return "authentication required"
+        return AUTHENTICATION_REQUIRED
     if "redirect" in lower:
         return "the server redirected (redirects are not followed)"
     if "could not resolve" in lower or "failed to connect" in lower or "couldn't connect" in lower:
@@ -327,15 +329,19 @@ async def ls_remote(
     token: str | None = None,
     username: str = TOKEN_USERNAME,
     guard: EgressGuard | None = None,
+    patterns: Sequence[str] = (),
     max_output_bytes: int = LS_REMOTE_MAX_BYTES,
 ) -> dict[str, str]:
     """``git ls-remote`` of ``url`` through the guard: ``{ref name: commit id}`` (HEAD
-    included when the server tells it). Raises ``GitRefused``, ``GitFailed``,
+    included when the server tells it), only the refs matching ``patterns`` when given (the
+    server filters them too, with protocol v2). Raises ``GitRefused``, ``GitFailed``,
     ``GitTimeout`` or ``GitTooLarge``; success means the repository is reachable."""
+    if any(p.startswith("-") for p in patterns):
+        raise GitRefused("not a ref pattern")
     target = await _check_url(settings, url, guard or EgressGuard.from_settings(settings))
     async with _environment(token, username) as env:
         output = await _run(
-            [*_config(target, token=token is not None), "ls-remote", "--", target.url],
+            [*_config(target, token=token is not None), "ls-remote", "--", target.url, *patterns],
             env,
             seconds=settings.git_timeout_seconds,
             max_output=max_output_bytes,

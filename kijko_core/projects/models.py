@@ -9,6 +9,7 @@ from uuid import UUID
 from pydantic import Field, PlainSerializer, StringConstraints, WithJsonSchema, field_validator
 
 from kijko_core.errors import Conflict, NotFound
+from kijko_core.repositories.models import ProjectRepository
 from kijko_core.wire import PageQuery, WireInput, WireModel
 
 ProjectType = Literal["repository", "files", "manual"]
@@ -78,7 +79,7 @@ class Project(WireModel):
 class ProjectWithRelations(Project):
     """``GET /projects/{id}/full``; the relations fill in as their domains arrive."""
 
-    repositories: list[dict[str, object]] = Field(default_factory=list)
+    repositories: list[ProjectRepository] = Field(default_factory=list)
     members: list[dict[str, object]] = Field(default_factory=list)
     current_ingestion: dict[str, object] | None = None
 

@@ -24,6 +24,7 @@ from kijko_core.projects.models import (
     ProjectWithRelations,
     UpdateProject,
 )
+from kijko_core.repositories import service as repositories
 from kijko_core.wire import Page, like_pattern
 
 
@@ -44,8 +45,11 @@ async def get(db: TenantSession, project_id: UUID) -> Project:
 
 
 async def get_full(db: TenantSession, project_id: UUID) -> ProjectWithRelations:
+    project = await get(db, project_id)
     # From the fields, not a dump: dumping writes the wire form (no creator → "").
-    return ProjectWithRelations.model_validate(dict(await get(db, project_id)))
+    return ProjectWithRelations.model_validate(
+        {**dict(project), "repositories": await repositories.for_project(db, project)}
+    )
 
 
 async def list_projects(db: TenantSession, query: ProjectListQuery) -> Page[Project]:
