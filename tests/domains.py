@@ -143,6 +143,23 @@ _MEMBERS = f"{_PROJECT}/members"
 _MEMBER = f"{_MEMBERS}/<member_id>"
 _INVITATIONS = f"{_PROJECT}/invitations"
 _INVITATION = f"{_INVITATIONS}/<member_id>"
+async def _repository(client: Client, creator: Account, project: dict[str, Any]) -> str:
+    """A repository of ``project``, added by its creator."""
+    response = await client.post(
+        f"{PROJECTS_API}/{project['id']}/repositories",
+        json={
+            "provider": "github",
+            "repositoryUrl": f"https://github.com/acme/r-{uuid.uuid4().hex[:10]}",
+            "branch": "main",
+        },
+        headers=creator.headers,
+    )
+    assert response.status_code == 201, await response.get_data(as_text=True)
+    repository_id: str = (await response.get_json())["id"]
+    return repository_id
+
+
+_REPOSITORIES = f"{_PROJECT}/repositories"
 
 _READ: Expected = {
     "shared": everyone(),
@@ -187,8 +204,18 @@ PROJECTS = Domain(
         ),
         Action("resend invitation", "POST", f"{_INVITATION}/resend", _WRITE),
         Action("cancel invitation", "DELETE", _INVITATION, _WRITE),
+        # Repositories: reading them is reading the project; adding and removing, editing it.
+        Action("list repositories", "GET", _REPOSITORIES, _READ),
+        Action(
+            "add repository",
+            "POST",
+            _REPOSITORIES,
+            _WRITE,
+            {"provider": "gitlab", "repositoryUrl": "https://gitlab.com/acme/suite", "branch": "main"},
+        ),
+        Action("remove repository", "DELETE", f"{_REPOSITORIES}/<repo_id>", _WRITE),
     ),
-    fill={"member_id": _pending_member},
+    fill={"member_id": _pending_member, "repo_id": _repository},
     create_rule=("POST", PROJECTS_API),
     may_create=only("owner", "admin", "member", "creator", otherwise="403"),
     collection_routes={
@@ -196,6 +223,7 @@ PROJECTS = Domain(
         ("POST", PROJECTS_API): "create: may_create, and foreign ids in its body",
         ("GET", f"{PROJECTS_API}/stats"): "aggregates over readable projects: the isolation snapshot",
         ("POST", f"{PROJECTS_API}/validate-name"): "names only: test_projects.py (decision 0022)",
+        ("POST", f"{PROJECTS_API}/validate-repository"): "a URL only, no project: test_repositories.py",
     },
 )
 

@@ -10,6 +10,7 @@ from pydantic import Field, PlainSerializer, PrivateAttr, StringConstraints, Wit
 
 from kijko_core.errors import Conflict, NotFound
 from kijko_core.members.models import ProjectMember
+from kijko_core.repositories.models import ProjectRepository
 from kijko_core.wire import PageQuery, WireInput, WireModel
 
 ProjectType = Literal["repository", "files", "manual"]
@@ -91,7 +92,7 @@ class Project(WireModel):
 class ProjectWithRelations(Project):
     """``GET /projects/{id}/full``; the relations fill in as their domains arrive."""
 
-    repositories: list[dict[str, object]] = Field(default_factory=list)
+    repositories: list[ProjectRepository] = Field(default_factory=list)
     members: list[ProjectMember] = Field(default_factory=list)
     current_ingestion: dict[str, object] | None = None
 

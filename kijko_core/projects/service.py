@@ -27,6 +27,7 @@ from kijko_core.projects.models import (
     ProjectWithRelations,
     UpdateProject,
 )
+from kijko_core.repositories import service as repositories
 from kijko_core.wire import Page, like_pattern
 
 #: Fields whose change needs ``change settings`` rather than ``edit``.
@@ -53,7 +54,13 @@ async def get_full(db: TenantSession, project_id: UUID) -> ProjectWithRelations:
     project = await get(db, project_id)
     rows = await members.list_members(db, project.organization_id, project.id)
     # From the fields, not a dump: dumping writes the wire form (no creator → "").
-    return ProjectWithRelations.model_validate(dict(project) | {"members": [row.wire() for row in rows]})
+    return ProjectWithRelations.model_validate(
+        dict(project)
+        | {
+            "members": [row.wire() for row in rows],
+            "repositories": await repositories.for_project(db, project),
+        }
+    )
 
 
 async def list_projects(db: TenantSession, query: ProjectListQuery) -> Page[Project]:

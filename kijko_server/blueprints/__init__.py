@@ -13,7 +13,7 @@ from quart import Blueprint
 
 from kijko_core.config import Settings
 from kijko_server import health, swagger
-from kijko_server.blueprints import auth, index, members, oauth, projects, wellknown
+from kijko_server.blueprints import auth, index, members, oauth, projects, repositories, wellknown
 from kijko_server.ratelimits import AuthLimits
 
 BlueprintEntry = Blueprint | Callable[[Settings], Blueprint]
@@ -35,6 +35,7 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     projects.bp,
     members.bp,
     _invitations,
+    repositories.bp,
     oauth.bp,
     swagger.bp,
 )
