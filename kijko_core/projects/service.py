@@ -9,12 +9,15 @@ from uuid import UUID
 from kijko_core.db.session import TenantSession
 from kijko_core.permissions import PROJECTS, Action, authorize
 from kijko_core.projects import repository
+from kijko_core.sources import repository as sources
 from kijko_core.projects.models import (
     NAME_MAX,
     NAME_MIN,
     NEXT_STEPS,
     CreateProject,
     CreateProjectResponse,
+    CustomSettings,
+    CustomSettingsInput,
     InvalidStatus,
     NameValidation,
     Project,
@@ -45,7 +48,10 @@ async def get(db: TenantSession, project_id: UUID) -> Project:
 
 async def get_full(db: TenantSession, project_id: UUID) -> ProjectWithRelations:
     # From the fields, not a dump: dumping writes the wire form (no creator → "").
-    return ProjectWithRelations.model_validate(dict(await get(db, project_id)))
+    full = ProjectWithRelations.model_validate(dict(await get(db, project_id)))
+    full.files = [record.listed() for record in await sources.project_files(db, full.id)]
+    full.manual_content = await sources.manual_content(db, full.id)
+    return full
 
 
 async def list_projects(db: TenantSession, query: ProjectListQuery) -> Page[Project]:
@@ -59,8 +65,17 @@ async def list_projects(db: TenantSession, query: ProjectListQuery) -> Page[Proj
 async def create(db: TenantSession, data: CreateProject) -> CreateProjectResponse:
     principal = db.principal
     authorize(principal, Action.CREATE, policy=PROJECTS)
-    project = await repository.insert(db, principal.org_id, principal.user_id, data.model_dump())
+    values = data.model_dump(exclude={"custom_settings"})
+    values["custom_settings"] = data.custom_settings.stored() if data.custom_settings else {}
+    project = await repository.insert(db, principal.org_id, principal.user_id, values)
+    await _manual_content(db, project.id, data.custom_settings)
     return CreateProjectResponse(project=project, next_steps=list(NEXT_STEPS))
+
+
+async def _manual_content(db: TenantSession, project_id: UUID, settings: CustomSettingsInput | None) -> None:
+    """A manual project's text, when the body's customSettings names it (null clears it)."""
+    if settings is not None and "manual_content" in settings.model_fields_set:
+        await sources.set_manual_content(db, project_id, settings.manual_content)
 
 
 async def update(db: TenantSession, project_id: UUID, data: UpdateProject) -> Project:
@@ -70,6 +85,13 @@ async def update(db: TenantSession, project_id: UUID, data: UpdateProject) -> Pr
     changes: dict[str, Any] = {name: getattr(data, name) for name in data.model_fields_set}
     if "type" in changes and changes["type"] != current.type and current.status != "draft":
         raise InvalidStatus("The type can only change while the project is a draft", field="type")
+    if "custom_settings" in changes:
+        given: CustomSettingsInput = changes["custom_settings"]
+        merged = current.custom_settings.stored() | given.stored()
+        cleared = {f.alias or name for name, f in CustomSettings.model_fields.items()
+                   if name in given.model_fields_set and getattr(given, name) is None}
+        changes["custom_settings"] = {key: value for key, value in merged.items() if key not in cleared}
+        await _manual_content(db, current.id, given)
     project = await repository.update(db, db.principal.org_id, current.id, changes)
     if project is None:  # unreachable while the row is locked; kept as the repository's contract
         raise ProjectNotFound()
