@@ -34,6 +34,8 @@ from kijko_core.errors import ConfigurationError
 
 ROLE_PREFIX_PATTERN = r"^[a-z][a-z0-9_]{0,30}$"
 DEFAULT_CORS_ORIGINS = ["https://app.kijko.nl", "http://localhost:3000"]
+#: The git providers a repository URL may name (KIJKO_GIT_HOSTS entries use these names).
+GIT_PROVIDERS = ("github", "gitlab", "bitbucket", "azure")
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -134,6 +136,15 @@ class Settings(BaseSettings):
     keycloak_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     http_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
+    # The egress guard (kijko_core/egress.py, docs/egress.md) and git through it.
+    egress_allow_cidrs: CommaList = Field(default_factory=list)
+    egress_max_response_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    egress_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    git_hosts: CommaList = Field(default_factory=list)
+    git_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    git_clone_timeout_seconds: float = Field(default=900.0, gt=0, le=24 * 3600)
+    git_clone_max_bytes: int = Field(default=2 * 1024**3, ge=1024 * 1024)
+
     encryption_keys: SecretStr | None = None
 
     # Git-provider connections of the wizard (docs/providers.md): a provider without its
@@ -199,6 +210,49 @@ class Settings(BaseSettings):
         if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
             raise ValueError("not a redis URL")
         return str(value)
+
+    _split_egress_lists = field_validator("egress_allow_cidrs", "git_hosts", mode="before")(
+        _split_commas
+    )
+
+    @field_validator("egress_allow_cidrs")
+    @classmethod
+    def _check_allowed_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError("each entry must be an IP address or CIDR network") from None
+        return value
+
+    @field_validator("git_hosts")
+    @classmethod
+    def _check_git_hosts(cls, value: list[str]) -> list[str]:
+        for item in value:
+            provider, sep, url = item.partition("=")
+            if not sep or provider.strip() not in GIT_PROVIDERS:
+                raise ValueError(
+                    "each entry must be provider=base_url with provider one of "
+                    + ", ".join(GIT_PROVIDERS)
+                )
+            parts = urlsplit(url.strip())
+            try:
+                port_ok = parts.port is None or parts.port > 0
+            except ValueError:
+                port_ok = False
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or not port_ok
+                or parts.username is not None
+                or parts.query
+                or parts.fragment
+            ):
+                raise ValueError(
+                    "each base_url must be an http(s) URL with a host and no credentials,"
+                    " query or fragment"
+                )
+        return [f"{p.strip()}={u.strip().rstrip('/')}" for p, _, u in (i.partition("=") for i in value)]
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -22,6 +22,7 @@ from kijko_core.db.embedded import EmbeddedPostgres
 from kijko_core.db.pools import DatabaseUrls, make_pool
 from kijko_core.db.provision import RoleTimeouts, provision, role_urls
 from kijko_core.db.roles import RoleNames
+from kijko_core.egress import EgressGuard, make_egress_client
 from kijko_core.errors import ConfigurationError
 from kijko_core.http import make_http_client
 from kijko_core.sources.cache import ProviderCache
@@ -40,7 +41,9 @@ class Kijko:
     app_db: Database
     system_db: Database
     identity: IdentityProvider
-    http: httpx.AsyncClient  # outbound calls; closed by ``stop``
+    http: httpx.AsyncClient  # outbound calls to configured, trusted services; closed by ``stop``
+    # Outbound calls to tenant-chosen addresses, through the egress guard; closed by ``stop``.
+    egress: httpx.AsyncClient
     embedded: EmbeddedPostgres | None = field(default=None)
     # The one Redis client (rate limits, health; later the queue and Socket.IO), or None.
     redis: aioredis.Redis | None = field(default=None)
@@ -54,12 +57,17 @@ class Kijko:
 
     @classmethod
     async def start(
-        cls, settings: Settings, *, http_transport: httpx.AsyncBaseTransport | None = None
+        cls,
+        settings: Settings,
+        *,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+        egress_guard: EgressGuard | None = None,
     ) -> Kijko:
-        """Start everything; ``http_transport`` carries ``kijko.http``'s requests (the egress
-        guard, or a stand-in in tests)."""
+        """Start everything; ``http_transport`` carries ``kijko.http``'s requests (a stand-in
+        in tests); ``egress_guard`` decides ``kijko.egress``'s (default: from the settings)."""
         embedded: EmbeddedPostgres | None = None
         http: httpx.AsyncClient | None = None
+        egress: httpx.AsyncClient | None = None
         try:
             urls, embedded = await resolve_database(settings)
             keyring = resolve_keyring(settings)
@@ -79,6 +87,7 @@ class Kijko:
             await app_db.connect()
             await system_db.connect()
             http = make_http_client(settings, http_transport)
+            egress = make_egress_client(settings, egress_guard)
             redis = make_redis(settings)  # a bad URL fails here, with the cleanup below
             storage = make_storage(settings.files_dir)
             identity = make_identity_provider(settings, system_db, keyring, http)
@@ -86,11 +95,13 @@ class Kijko:
         except BaseException:
             if http is not None:
                 await http.aclose()
+            if egress is not None:
+                await egress.aclose()
             if embedded is not None:
                 embedded.stop()
             raise
         return cls(
-            settings, urls, keyring, app_db, system_db, identity, http, embedded, redis,
+            settings, urls, keyring, app_db, system_db, identity, http, egress, embedded, redis,
             storage=storage,
             provider_cache=ProviderCache(redis, settings.provider_cache_seconds),
         )
@@ -100,6 +111,7 @@ class Kijko:
             await self.redis.aclose()
         await self.identity.close()
         await self.http.aclose()
+        await self.egress.aclose()
         await self.app_db.disconnect()
         await self.system_db.disconnect()
         if self.embedded is not None:
