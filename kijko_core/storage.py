@@ -14,7 +14,7 @@ import os
 import re
 import secrets
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import IO, Protocol
 
 #: Keys are ours: ``<org id>/<random>``; anything else is refused before it meets a path.
 _KEY = re.compile(r"^[0-9a-f-]{36}/[A-Za-z0-9_-]{16,64}$")
@@ -22,7 +22,7 @@ _CHUNK = 1024 * 1024
 
 
 class Storage(Protocol):
-    async def put(self, key: str, source: BinaryIO) -> None:
+    async def put(self, key: str, source: IO[bytes]) -> None:
         """Store ``source`` (read from its current position to the end) under ``key``."""
 
     async def read(self, key: str) -> bytes: ...
@@ -49,11 +49,11 @@ class DirectoryStorage:
             raise ValueError("not a storage key")
         return self.root / key
 
-    async def put(self, key: str, source: BinaryIO) -> None:
+    async def put(self, key: str, source: IO[bytes]) -> None:
         await asyncio.to_thread(self._put, self._path(key), source)
 
     @staticmethod
-    def _put(path: Path, source: BinaryIO) -> None:
+    def _put(path: Path, source: IO[bytes]) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.part")
         try:

@@ -9,7 +9,6 @@ from uuid import UUID
 from kijko_core.db.session import TenantSession
 from kijko_core.permissions import PROJECTS, Action, authorize
 from kijko_core.projects import repository
-from kijko_core.sources import repository as sources
 from kijko_core.projects.models import (
     NAME_MAX,
     NAME_MIN,
@@ -27,6 +26,7 @@ from kijko_core.projects.models import (
     ProjectWithRelations,
     UpdateProject,
 )
+from kijko_core.sources import repository as sources
 from kijko_core.wire import Page, like_pattern
 
 

@@ -14,7 +14,7 @@ import mimetypes
 import unicodedata
 import uuid
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO
 
 import filetype
 
@@ -50,7 +50,7 @@ class IncomingFile:
     """One ``files`` part: the name the client gave and the bytes (a seekable stream)."""
 
     filename: str | None
-    stream: BinaryIO
+    stream: IO[bytes]
 
 
 def clean_name(raw: str | None) -> str | None:
@@ -92,7 +92,7 @@ def _plain_text(suffix: str) -> str:
     return guessed if guessed.startswith("text/") else "text/plain"
 
 
-def _measure(stream: BinaryIO) -> tuple[int, str, bytes]:
+def _measure(stream: IO[bytes]) -> tuple[int, str, bytes]:
     """Size, SHA-256 and first bytes of ``stream``, which is left at its start."""
     stream.seek(0)
     digest = hashlib.sha256()

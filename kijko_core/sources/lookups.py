@@ -51,7 +51,8 @@ async def validate_full(connections: Connections, open_session: OpenSession, url
 
 async def _repo_info(connections: Connections, chosen: Provider, ref: RepoRef, caller: Caller) -> RepoInfo | None:
     cache = connections.cache
-    key = cache.key(caller.org_id, caller.user_id, "repo", chosen.name, ref.path, "token" if caller.token else "anonymous")
+    asked_as = "token" if caller.token else "anonymous"
+    key = cache.key(caller.org_id, caller.user_id, "repo", chosen.name, ref.path, asked_as)
     hit = await cache.get(key)
     if hit is not None:
         return RepoInfo.model_validate(hit["info"]) if hit["info"] is not None else None

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from kijko_core.errors import BadRequest, Conflict, KijkoError, NotFound, ServiceUnavailable
 from kijko_core.wire import WireInput, WireModel
@@ -71,6 +71,10 @@ class OAuthConnection(WireModel):
     avatar_url: str | None = None
     connected_at: datetime | None = None
     scope: list[str] | None = None
+
+
+class OAuthConnections(RootModel[list[OAuthConnection]]):
+    """``GET /oauth/connections``: a plain array (contract §1.4)."""
 
 
 class AuthUrl(WireModel):

@@ -106,6 +106,14 @@ def _text(value: Any, default: str = "") -> str:
     return value if isinstance(value, str) else default
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
@@ -292,14 +300,14 @@ class Provider(ABC):
         if prefix:
             if not path.startswith(prefix + "/"):
                 return None
-            path = path[len(prefix):]
+            path = path[len(prefix) :]
         segments = [segment for segment in path.strip("/").split("/")]
         if segments and segments[-1].endswith(".git"):
             segments[-1] = segments[-1][: -len(".git")]
-        segments = self._repository_segments(segments)
-        if segments is None or not all(_SEGMENT.fullmatch(s) and s not in (".", "..") for s in segments):
+        kept = self._repository_segments(segments)
+        if kept is None or not all(_SEGMENT.fullmatch(s) and s not in (".", "..") for s in kept):
             return None
-        return RepoRef(self.name, "/".join(segments))
+        return RepoRef(self.name, "/".join(kept))
 
     def _repository_segments(self, segments: list[str]) -> list[str] | None:
         return segments if len(segments) == 2 else None
@@ -473,7 +481,7 @@ class GitLab(Provider):
         languages = await self._get(f"{base}/languages", token)
         shares = self._json(languages) if languages is not None else {}
         primary = max(shares, key=lambda k: shares[k]) if isinstance(shares, dict) and shares else ""
-        statistics = project.get("statistics") if isinstance(project.get("statistics"), dict) else {}
+        statistics = _obj(project.get("statistics"))
         return RepoInfo(
             name=_text(project.get("name"), ref.name),
             full_name=_text(project.get("path_with_namespace"), ref.path),
@@ -568,8 +576,8 @@ class Bitbucket(Provider):
         name = body.get("username") or body.get("nickname") or body.get("display_name")
         if not isinstance(name, str):
             raise ProviderFailed()
-        links = body.get("links") if isinstance(body.get("links"), dict) else {}
-        avatar = links.get("avatar") if isinstance(links.get("avatar"), dict) else {}
+        links = _obj(body.get("links"))
+        avatar = _obj(links.get("avatar"))
         return Profile(name, _text(avatar.get("href")) or None)
 
     async def repo_info(self, ref: RepoRef, token: str | None) -> RepoInfo | None:
@@ -581,16 +589,16 @@ class Bitbucket(Provider):
         repo = self._json(response)
         if not isinstance(repo, dict):
             raise ProviderFailed()
-        mainbranch = repo.get("mainbranch") if isinstance(repo.get("mainbranch"), dict) else {}
+        mainbranch = _obj(repo.get("mainbranch"))
         branch = _text(mainbranch.get("name"), "main")
         # Bitbucket has no commit count: the newest page of 100, counted back 30 days.
         commits = await self._get(f"{base}/commits/{quote(branch, safe='')}", token, {"pagelen": _PAGE})
         body = self._json(commits) if commits is not None else {}
         cutoff = datetime.now(UTC) - timedelta(days=30)
-        values = body.get("values") if isinstance(body, dict) and isinstance(body.get("values"), list) else []
+        values = _list(_obj(body).get("values"))
         recent = sum(1 for item in values if isinstance(item, dict) and _timestamp(item.get("date")) >= cutoff)
-        links = repo.get("links") if isinstance(repo.get("links"), dict) else {}
-        html = links.get("html") if isinstance(links.get("html"), dict) else {}
+        links = _obj(repo.get("links"))
+        html = _obj(links.get("html"))
         return RepoInfo(
             name=_text(repo.get("name"), ref.name),
             full_name=_text(repo.get("full_name"), ref.path),
@@ -619,8 +627,8 @@ class Bitbucket(Provider):
                 break
             for item in values:
                 if isinstance(item, dict) and isinstance(item.get("full_name"), str):
-                    links = item.get("links") if isinstance(item.get("links"), dict) else {}
-                    html = links.get("html") if isinstance(links.get("html"), dict) else {}
+                    links = _obj(item.get("links"))
+                    html = _obj(links.get("html"))
                     listed.append(
                         BatchRepository(
                             id=_text(item.get("uuid"), item["full_name"]),

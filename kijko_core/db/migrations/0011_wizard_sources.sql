@@ -70,20 +70,22 @@ ALTER TABLE kijko.projects
 ALTER TABLE kijko.git_connections ENABLE ROW LEVEL SECURITY;
 ALTER TABLE kijko.git_connections FORCE ROW LEVEL SECURITY;
 CREATE POLICY git_connections_tenant ON kijko.git_connections
-    USING (organization_id = kijko.current_org_id())
-    WITH CHECK (organization_id = kijko.current_org_id());
+    USING (organization_id = (SELECT kijko.current_org_id()))
+    WITH CHECK (organization_id = (SELECT kijko.current_org_id()));
 
 ALTER TABLE kijko.git_oauth_states ENABLE ROW LEVEL SECURITY;
 ALTER TABLE kijko.git_oauth_states FORCE ROW LEVEL SECURITY;
 CREATE POLICY git_oauth_states_tenant ON kijko.git_oauth_states
-    USING (organization_id = kijko.current_org_id())
-    WITH CHECK (organization_id = kijko.current_org_id());
+    USING (organization_id = (SELECT kijko.current_org_id()))
+    WITH CHECK (organization_id = (SELECT kijko.current_org_id()));
 
 ALTER TABLE kijko.uploaded_files ENABLE ROW LEVEL SECURITY;
 ALTER TABLE kijko.uploaded_files FORCE ROW LEVEL SECURITY;
 CREATE POLICY uploaded_files_tenant ON kijko.uploaded_files
-    USING (organization_id = kijko.current_org_id())
-    WITH CHECK (organization_id = kijko.current_org_id());
+    USING (organization_id = (SELECT kijko.current_org_id()))
+    WITH CHECK (organization_id = (SELECT kijko.current_org_id()));
 
 GRANT SELECT, INSERT, UPDATE, DELETE
     ON kijko.git_connections, kijko.git_oauth_states, kijko.uploaded_files TO :app_role, :system_role;
+-- The app role updates only the columns it owns (migration 0005); these two are the wizard's.
+GRANT UPDATE (custom_settings, manual_content) ON kijko.projects TO :app_role;
