@@ -68,7 +68,8 @@ class FakeProvider:
         self.refresh_tokens: dict[str, str] = {}  # refresh token → user (rotated on use)
         #: Lifetime of access tokens; None: they do not expire (GitHub OAuth apps).
         self.expires_in: int | None = None if kind == "github" else 7200
-        self.limited = False  # answer every API call as rate-limited
+        self.limited = False  # answer every API and token call as rate-limited
+        self.broken = False  # answer every API and token call with a 500
         self.requests: list[str] = []  # "METHOD path" of every request
         self.token_requests: list[dict[str, str]] = []
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -282,7 +283,9 @@ class FakeProvider:
             per_page, page = int(query.get("per_page", 20)), int(query.get("page", 1))
             chunk = mine[(page - 1) * per_page : page * per_page]
             following = str(page + 1) if page * per_page < len(mine) else ""
-            return _Reply(200, [self._gitlab_project(r) for r in chunk], {"X-Next-Page": following, "X-Page": str(page)})
+            return _Reply(
+                200, [self._gitlab_project(r) for r in chunk], {"X-Next-Page": following, "X-Page": str(page)}
+            )
         if len(parts) >= 2 and parts[0] == "projects":
             repo = self.visible(unquote(parts[1]), user)
             rest = parts[2:]
@@ -318,13 +321,16 @@ class FakeProvider:
         if parts == ["user"]:
             if user is None:
                 raise _Reply(401, {"type": "error", "error": {"message": "Unauthorized"}})
-            return _Reply(200, {"username": user, "display_name": user.title(), "links": {"avatar": {"href": self.users[user]}}})
+            return _Reply(
+                200, {"username": user, "display_name": user.title(), "links": {"avatar": {"href": self.users[user]}}}
+            )
         if parts == ["repositories"]:
             mine = self._mine(user) if query.get("role") == "member" else []
             size, page = int(query.get("pagelen", 10)), int(query.get("page", 1))
             body: dict[str, Any] = {"values": [self._bitbucket_repo(r) for r in mine[(page - 1) * size : page * size]]}
             if page * size < len(mine):
-                body["next"] = f"{self.url}/api/2.0/repositories?{urlencode({'role': 'member', 'pagelen': size, 'page': page + 1})}"
+                following = urlencode({"role": "member", "pagelen": size, "page": page + 1})
+                body["next"] = f"{self.url}/api/2.0/repositories?{following}"
             return _Reply(200, body)
         if len(parts) >= 3 and parts[0] == "repositories":
             repo = self.visible(f"{parts[1]}/{parts[2]}", user)
@@ -376,12 +382,18 @@ def _handler(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:
             try:
                 if method == "GET" and parts.path == _AUTHORIZE[provider.kind]:
                     provider.authorize(query)
+                if provider.broken and parts.path != _AUTHORIZE[provider.kind]:
+                    raise _Reply(500, {"message": "Server Error"})
+                if provider.limited and parts.path == _TOKEN[provider.kind]:
+                    raise provider.rate_limited()
                 if method == "POST" and parts.path == _TOKEN[provider.kind]:
                     length = int(self.headers.get("Content-Length") or 0)
                     form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
                     body = provider.token(form, self.headers.get("Authorization"))
                     if provider.kind == "github" and "application/json" not in self.headers.get("Accept", ""):
-                        raise _Reply(200, urlencode(body).encode(), {"Content-Type": "application/x-www-form-urlencoded"})
+                        raise _Reply(
+                            200, urlencode(body).encode(), {"Content-Type": "application/x-www-form-urlencoded"}
+                        )
                     raise _Reply(200, body)
                 prefix = _API_PREFIX[provider.kind]
                 if method == "GET" and parts.path.startswith(prefix + "/"):

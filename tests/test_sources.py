@@ -5,9 +5,11 @@ providers and uploads, against stand-ins that speak the providers' wire formats
 from __future__ import annotations
 
 import io
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from uuid import UUID
 
 import asyncpg
 import httpx
@@ -15,6 +17,7 @@ import pytest
 from quart.datastructures import FileStorage
 
 from kijko_core.db.provision import ScratchDatabase
+from kijko_core.db.session import system_session
 from kijko_core.runtime import Kijko
 from kijko_core.sources.files import clean_name
 from tests.apps import running
@@ -114,8 +117,9 @@ async def test_connections_list_every_provider_not_connected(web: Any, carol: Ac
 
 
 @pytest.mark.parametrize("provider", ["github", "gitlab", "bitbucket"])
-async def test_connect_sends_the_browser_with_pkce_and_a_state(web: Any, carol: Account, provider: str,
-                                                               providers: dict[str, FakeProvider]) -> None:
+async def test_connect_sends_the_browser_with_pkce_and_a_state(
+    web: Any, carol: Account, provider: str, providers: dict[str, FakeProvider]
+) -> None:
     response = await web.post(f"/api/v1/oauth/connect/{provider}", headers=carol.headers)
     url = urlsplit((await response.get_json())["authUrl"])
     query = {k: v[0] for k, v in parse_qs(url.query).items()}
@@ -127,7 +131,11 @@ async def test_connect_sends_the_browser_with_pkce_and_a_state(web: Any, carol: 
 
 @pytest.mark.parametrize("provider", ["github", "gitlab", "bitbucket"])
 async def test_a_connection_is_made_and_its_tokens_are_stored_encrypted(
-    web: Any, kijko_w: Kijko, carol: Account, provider: str, providers: dict[str, FakeProvider],
+    web: Any,
+    kijko_w: Kijko,
+    carol: Account,
+    provider: str,
+    providers: dict[str, FakeProvider],
     admin_db: asyncpg.Connection,
 ) -> None:
     connection = await connect(web, carol, provider)
@@ -193,7 +201,9 @@ async def test_unconfigured_unknown_and_azure_providers(client: Any, alice: Acco
     # The session's app has no provider settings.
     response = await client.post("/api/v1/oauth/connect/github", headers=alice.headers)
     assert (response.status_code, (await response.get_json())["code"]) == (409, "PROVIDER_NOT_CONFIGURED")
-    response = await client.get("/api/v1/repositories/batch", query_string={"provider": "gitlab"}, headers=alice.headers)
+    response = await client.get(
+        "/api/v1/repositories/batch", query_string={"provider": "gitlab"}, headers=alice.headers
+    )
     assert (response.status_code, (await response.get_json())["code"]) == (409, "PROVIDER_NOT_CONFIGURED")
     response = await web.post("/api/v1/oauth/connect/azure", headers=carol.headers)
     assert (response.status_code, (await response.get_json())["code"]) == (409, "PROVIDER_NOT_CONFIGURED")
@@ -219,12 +229,16 @@ async def test_an_expiring_token_is_refreshed_and_a_refused_refresh_asks_to_reco
     try:
         await connect(web, carol, "gitlab")
         before = len(gitlab.token_requests)
-        response = await web.get("/api/v1/repositories/batch", query_string={"provider": "gitlab"}, headers=carol.headers)
+        response = await web.get(
+            "/api/v1/repositories/batch", query_string={"provider": "gitlab"}, headers=carol.headers
+        )
         assert response.status_code == 200, await response.get_json()
         assert "team/tool" in {r["fullName"] for r in (await response.get_json())["repositories"]}
         assert gitlab.token_requests[before]["grant_type"] == "refresh_token"
         gitlab.refresh_tokens.clear()  # the provider revoked the grant
-        response = await web.get("/api/v1/repositories/batch", query_string={"provider": "gitlab"}, headers=carol.headers)
+        response = await web.get(
+            "/api/v1/repositories/batch", query_string={"provider": "gitlab"}, headers=carol.headers
+        )
         assert (response.status_code, (await response.get_json())["code"]) == (409, "NOT_AUTHENTICATED")
     finally:
         gitlab.expires_in = 7200
@@ -273,7 +287,9 @@ async def test_validate_full_private_repositories_need_the_callers_connection(
     github.add_repo("acme/secret", private=True, members={"octo"})
     url = f"{github.url}/acme/secret"
     assert await validate(web, dave, url) == {
-        "valid": False, "error": "This repository is private. Please authenticate to access it.", "info": None
+        "valid": False,
+        "error": "This repository is private. Please authenticate to access it.",
+        "info": None,
     }
     await connect(web, carol, "github")
     body = await validate(web, carol, url)
@@ -284,17 +300,31 @@ async def test_validate_full_private_repositories_need_the_callers_connection(
 
 @pytest.mark.parametrize(
     "url",
-    ["https://example.com/a/b", "ftp://github.com/a/b", "not a url", "", "{github}/only-owner",
-     "{github}/a/b?x=1", "{github}/a/b/c", "{github}/../b"],
+    [
+        "https://example.com/a/b",
+        "ftp://github.com/a/b",
+        "not a url",
+        "",
+        "{github}/only-owner",
+        "{github}/a/b?x=1",
+        "{github}/a/b/c",
+        "{github}/../b",
+    ],
 )
-async def test_validate_full_refuses_unsupported_urls(web: Any, carol: Account, url: str,
-                                                      providers: dict[str, FakeProvider]) -> None:
+async def test_validate_full_refuses_unsupported_urls(
+    web: Any, carol: Account, url: str, providers: dict[str, FakeProvider]
+) -> None:
     body = await validate(web, carol, url.format(github=providers["github"].url))
-    assert body == {"valid": False, "error": "Invalid repository URL. Supported: GitHub, GitLab, Bitbucket", "info": None}
+    assert body == {
+        "valid": False,
+        "error": "Invalid repository URL. Supported: GitHub, GitLab, Bitbucket",
+        "info": None,
+    }
 
 
-async def test_answers_are_cached_per_user(web: Any, carol: Account, dave: Account,
-                                           providers: dict[str, FakeProvider]) -> None:
+async def test_answers_are_cached_per_user(
+    web: Any, carol: Account, dave: Account, providers: dict[str, FakeProvider]
+) -> None:
     github = providers["github"]
     github.add_repo("acme/cached")
     url = f"{github.url}/acme/cached"
@@ -327,20 +357,29 @@ async def test_a_rate_limited_provider_is_503_with_retry_after(
 async def test_batch_needs_a_connection_then_lists_every_page(
     web: Any, carol: Account, providers: dict[str, FakeProvider]
 ) -> None:
-    response = await web.get("/api/v1/repositories/batch", query_string={"provider": "bitbucket"}, headers=carol.headers)
+    response = await web.get(
+        "/api/v1/repositories/batch", query_string={"provider": "bitbucket"}, headers=carol.headers
+    )
     assert (response.status_code, (await response.get_json())["code"]) == (409, "NOT_AUTHENTICATED")
     bitbucket = providers["bitbucket"]
     for n in range(130):
         bitbucket.add_repo(f"space/r{n}", private=n % 2 == 0, members={"octo"})
     await connect(web, carol, "bitbucket")
-    response = await web.get("/api/v1/repositories/batch", query_string={"provider": "bitbucket"}, headers=carol.headers)
+    response = await web.get(
+        "/api/v1/repositories/batch", query_string={"provider": "bitbucket"}, headers=carol.headers
+    )
     body = await response.get_json()
     names = {r["fullName"] for r in body["repositories"]}
     assert {f"space/r{n}" for n in range(130)} <= names and body["total"] == len(body["repositories"])
     item = next(r for r in body["repositories"] if r["fullName"] == "space/r0")
     assert item == {
-        "id": item["id"], "name": "r0", "fullName": "space/r0", "url": f"{bitbucket.url}/space/r0",
-        "isPrivate": True, "lastUpdated": item["lastUpdated"], "isArchived": False,
+        "id": item["id"],
+        "name": "r0",
+        "fullName": "space/r0",
+        "url": f"{bitbucket.url}/space/r0",
+        "isPrivate": True,
+        "lastUpdated": item["lastUpdated"],
+        "isArchived": False,
     }
 
 
@@ -379,10 +418,12 @@ async def upload(web: Any, account: Account, *items: tuple[str, bytes, str], pro
     return await web.post("/api/v1/files/upload", files=parts(*items), form=form, headers=account.headers)
 
 
-async def test_upload_stores_files_with_clean_names_and_sniffed_types(web: Any, kijko_w: Kijko, carol: Account,
-                                                                     admin_db: asyncpg.Connection) -> None:
+async def test_upload_stores_files_with_clean_names_and_sniffed_types(
+    web: Any, kijko_w: Kijko, carol: Account, admin_db: asyncpg.Connection
+) -> None:
     response = await upload(
-        web, carol,
+        web,
+        carol,
         ("../../etc/picture.txt", PNG, "text/plain"),
         ("/home/me/notes.md", b"# Notes\n\nhello \xc3\xa9\n", "application/octet-stream"),
         ("blob.bin", b"\x00\x01\x02\xff" * 10, "text/plain"),
@@ -391,10 +432,14 @@ async def test_upload_stores_files_with_clean_names_and_sniffed_types(web: Any, 
     body = await response.get_json()
     assert body["errors"] == []
     assert [(f["name"], f["type"]) for f in body["uploaded"]] == [
-        ("picture.txt", "image/png"), ("notes.md", "text/markdown"), ("blob.bin", "application/octet-stream")
+        ("picture.txt", "image/png"),
+        ("notes.md", "text/markdown"),
+        ("blob.bin", "application/octet-stream"),
     ]
     assert [f["size"] for f in body["uploaded"]] == [len(PNG), 18, 40]
-    key = await admin_db.fetchval("SELECT storage_key FROM kijko.uploaded_files WHERE id = $1", body["uploaded"][0]["id"])
+    key = await admin_db.fetchval(
+        "SELECT storage_key FROM kijko.uploaded_files WHERE id = $1", body["uploaded"][0]["id"]
+    )
     assert kijko_w.storage is not None and await kijko_w.storage.read(key) == PNG
 
 
@@ -427,9 +472,9 @@ async def test_upload_caps(web: Any, carol: Account, admin_db: asyncpg.Connectio
     assert (response.status_code, (await response.get_json())["code"]) == (413, "PAYLOAD_TOO_LARGE")
     response = await upload(web, carol, *[(f"f{n}.txt", b"z", "text/plain") for n in range(6)])
     assert (response.status_code, (await response.get_json())["code"]) == (413, "PAYLOAD_TOO_LARGE")
-    assert await admin_db.fetchval(
-        "SELECT count(*) FROM kijko.uploaded_files WHERE user_id = $1", carol.user_id
-    ) == count
+    assert (
+        await admin_db.fetchval("SELECT count(*) FROM kijko.uploaded_files WHERE user_id = $1", carol.user_id) == count
+    )
 
 
 async def test_upload_without_files_is_422(web: Any, carol: Account) -> None:
@@ -467,8 +512,13 @@ async def test_a_viewer_cannot_upload(web: Any, kijko_w: Kijko, carol: Account) 
 SETTINGS = {
     "outputFormat": "markdown",
     "embeddingModel": "text-embedding-3-small",
-    "metadataOptions": {"functionSignatures": True, "importDependencies": False, "gitHistory": True,
-                        "fileStructure": True, "customAnnotations": False},
+    "metadataOptions": {
+        "functionSignatures": True,
+        "importDependencies": False,
+        "gitHistory": True,
+        "fileStructure": True,
+        "customAnnotations": False,
+    },
     "patternFilters": {"languagePatterns": ["*.py"], "excludePatterns": ["node_modules/**"]},
     "processingOptions": {"anonymizeSecrets": True, "parallelProcessing": False, "realTimeIncremental": True},
     "defaultNotificationLevel": "real-time",
@@ -484,7 +534,9 @@ async def test_custom_settings_are_stored_validated_and_returned(web: Any, carol
     full = await (await web.get(f"/api/v1/projects/{project['id']}/full", headers=carol.headers)).get_json()
     assert full["manualContent"] == "Our notes" and full["customSettings"] == SETTINGS
     path = f"/api/v1/projects/{project['id']}"
-    response = await web.put(path, json={"customSettings": {"persona": "sam", "outputFormat": None}}, headers=carol.headers)
+    response = await web.put(
+        path, json={"customSettings": {"persona": "sam", "outputFormat": None}}, headers=carol.headers
+    )
     changed = (await response.get_json())["customSettings"]
     assert changed["persona"] == "sam" and changed["outputFormat"] is None
     assert changed["patternFilters"] == SETTINGS["patternFilters"]
@@ -499,3 +551,138 @@ async def test_custom_settings_are_stored_validated_and_returned(web: Any, carol
         response = await web.put(path, json={"customSettings": bad}, headers=carol.headers)
         body = await response.get_json()
         assert (response.status_code, body.get("field")) == (422, field), body
+
+
+# --- every documented error, with its documented code (decision 0046) -------------------------
+
+BODY = {"400", "413", "415", "422"}
+MULTIPART = {"413", "422"}
+#: The statuses each operation documents besides its success and 500 (checked against the
+#: document by tests/test_openapi_errors.py's operation list, and triggered below).
+WIZARD: dict[tuple[str, str], set[str]] = {
+    ("get", "/api/v1/oauth/connections"): {"401", "403"},
+    ("post", "/api/v1/oauth/connect/{provider}"): {"401", "403", "404", "409"},
+    ("post", "/api/v1/oauth/callback"): {"401", "403", "404", "409", "502", "503"} | BODY,
+    ("delete", "/api/v1/oauth/disconnect/{provider}"): {"401", "403", "404", "409"},
+    ("post", "/api/v1/repositories/validate-full"): {"401", "403", "502", "503"} | BODY,
+    ("get", "/api/v1/repositories/batch"): {"401", "403", "404", "409", "422", "502", "503"},
+    ("post", "/api/v1/files/upload"): {"401", "403", "404"} | MULTIPART,
+}
+
+
+async def test_every_documented_error_happens_with_its_documented_code(
+    web: Any, kijko_w: Kijko, carol: Account, providers: dict[str, FakeProvider]
+) -> None:
+    from tests.test_openapi_errors import answers_not_as_documented, documented_errors, openapi
+
+    gone = await add_member(kijko_w, carol.org_id, "member")
+    async with system_session(kijko_w.system_db) as db:
+        await db.execute("DELETE FROM kijko.memberships WHERE user_id = $1", UUID(gone.user_id))
+    github = providers["github"]
+    github.add_repo("acme/errors")
+    await connect(web, carol, "github")
+
+    def send(method: str, path: str, account: Account | None = carol, **kwargs: Any) -> Any:
+        headers = dict(account.headers) if account else {}
+        return lambda: web.open(path, method=method.upper(), headers=headers, **kwargs)
+
+    def raw(path: str, data: bytes, content_type: str = "application/json") -> Any:
+        return lambda: web.open(path, method="POST", headers={**carol.headers, "Content-Type": content_type}, data=data)
+
+    def body_errors(path: str) -> dict[str, Any]:
+        return {
+            "400": raw(path, b'{"url": '),
+            "413": raw(path, b'{"url": "' + b"x" * (2 * 1024 * 1024) + b'"}'),
+            "415": raw(path, b"url=x", "application/x-www-form-urlencoded"),
+            "422": send("post", path, json={"url": 5, "code": 5}),
+        }
+
+    async def callback_with(fake: FakeProvider, flag: str) -> Any:
+        response = await web.post("/api/v1/oauth/connect/github", headers=carol.headers)
+        state = parse_qs(urlsplit((await response.get_json())["authUrl"]).query)["state"][0]
+        setattr(fake, flag, True)
+        try:
+            return await web.post(
+                "/api/v1/oauth/callback",
+                json={"provider": "github", "code": "c", "state": state},
+                headers=carol.headers,
+            )
+        finally:
+            setattr(fake, flag, False)
+
+    async def with_flag(flag: str, request: Any) -> Any:
+        setattr(github, flag, True)
+        try:
+            return await request()
+        finally:
+            setattr(github, flag, False)
+
+    callback = "/api/v1/oauth/callback"
+    validate_path = "/api/v1/repositories/validate-full"
+    batch_path = "/api/v1/repositories/batch"
+    repo = {"url": f"{github.url}/acme/errors-{uuid.uuid4().hex[:6]}"}  # uncached
+    upload_path = "/api/v1/files/upload"
+    boundary = "----kijko"
+    broken_multipart = f'--{boundary}\r\nContent-Disposition: form-data; name="files"'.encode()
+    triggers: dict[tuple[str, str], dict[str, Any]] = {
+        ("get", "/api/v1/oauth/connections"): {
+            "401": send("get", "/api/v1/oauth/connections", None),
+            "403": send("get", "/api/v1/oauth/connections", gone),
+        },
+        ("post", "/api/v1/oauth/connect/{provider}"): {
+            "401": send("post", "/api/v1/oauth/connect/github", None),
+            "403": send("post", "/api/v1/oauth/connect/github", gone),
+            "404": send("post", "/api/v1/oauth/connect/myspace"),
+            "409": send("post", "/api/v1/oauth/connect/azure"),
+        },
+        ("post", "/api/v1/oauth/callback"): {
+            **body_errors(callback),
+            "400 state": send("post", callback, json={"provider": "github", "code": "c", "state": "made-up"}),
+            "401": send("post", callback, None, json={"provider": "github", "code": "c", "state": "s"}),
+            "403": send("post", callback, gone, json={"provider": "github", "code": "c", "state": "s"}),
+            "404": send("post", callback, json={"provider": "myspace", "code": "c", "state": "s"}),
+            "409": send("post", callback, json={"provider": "azure", "code": "c", "state": "s"}),
+            "502": lambda: callback_with(github, "broken"),
+            "503": lambda: callback_with(github, "limited"),
+        },
+        ("delete", "/api/v1/oauth/disconnect/{provider}"): {
+            "401": send("delete", "/api/v1/oauth/disconnect/github", None),
+            "403": send("delete", "/api/v1/oauth/disconnect/github", gone),
+            "404": send("delete", "/api/v1/oauth/disconnect/myspace"),
+            "409": send("delete", "/api/v1/oauth/disconnect/azure"),
+        },
+        ("post", validate_path): {
+            **body_errors(validate_path),
+            "401": send("post", validate_path, None, json=repo),
+            "403": send("post", validate_path, gone, json=repo),
+            "502": lambda: with_flag("broken", send("post", validate_path, json=repo)),
+            "503": lambda: with_flag("limited", send("post", validate_path, json=repo)),
+        },
+        ("get", batch_path): {
+            "401": send("get", batch_path, None, query_string={"provider": "github"}),
+            "403": send("get", batch_path, gone, query_string={"provider": "github"}),
+            "404": send("get", batch_path, query_string={"provider": "myspace"}),
+            "409": send("get", batch_path, query_string={"provider": "gitlab"}),  # not connected
+            "422": send("get", batch_path),
+            "502": lambda: with_flag("broken", send("get", batch_path, query_string={"provider": "github"})),
+            "503": lambda: with_flag("limited", send("get", batch_path, query_string={"provider": "github"})),
+        },
+        ("post", upload_path): {
+            "401": send("post", upload_path, None),
+            "403": send("post", upload_path, gone, files=parts(("a.txt", b"a", "text/plain"))),
+            "404": send("post", upload_path, files=parts(("a.txt", b"a", "text/plain")), form={"projectId": "x"}),
+            "413": send("post", upload_path, files=parts(*[(f"{n}.txt", b"z", "text/plain") for n in range(6)])),
+            "422": send("post", upload_path, json={"files": 5}),
+            # A malformed multipart body parses as empty (Quart's parser is silent): 422 too.
+            "422 malformed": raw(upload_path, broken_multipart, f"multipart/form-data; boundary={boundary}"),
+        },
+    }
+    spec = await openapi(web)
+    problems = []
+    for (method, template), statuses in WIZARD.items():
+        documented = documented_errors(spec, method, template)
+        assert set(documented) == statuses | {"500"}, (method, template)
+        cases = triggers[(method, template)]
+        assert {label.split()[0] for label in cases} == statuses, (method, template)
+        problems += await answers_not_as_documented(method, template, cases, documented)
+    assert problems == []

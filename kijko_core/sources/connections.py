@@ -96,10 +96,10 @@ class Connections:
         )
 
     async def finish(self, open_session: OpenSession, data: OAuthCallback) -> OAuthConnection:
-        chosen = self.provider(data.provider)
-        chosen.configured()
         # Consumed in its own transaction: whatever happens next, the state cannot be replayed.
         async with open_session() as db:
+            chosen = self.provider(data.provider)
+            chosen.configured()
             ciphertext = await repository.take_state(db, _digest(data.state), chosen.name)
             principal = db.principal
         if ciphertext is None:
@@ -138,17 +138,22 @@ class Connections:
         await repository.delete_connection(db, chosen.name)
         await self.cache.forget_user(db.principal.org_id, db.principal.user_id)
 
-    async def caller(self, open_session: OpenSession, chosen: Provider) -> Caller:
-        """The caller and their usable token at ``chosen`` (None when not connected)."""
+    async def caller(self, open_session: OpenSession, chosen: Provider | str) -> tuple[Caller, Provider]:
+        """The caller and their usable token at ``chosen`` (None when not connected). A
+        provider named by the request is resolved inside the session: a revoked token is a
+        401 before anything about the request is judged."""
         async with open_session() as db:
             principal = db.principal
+            if isinstance(chosen, str):
+                chosen = self.provider(chosen)
             record = await repository.connection(db, chosen.name)
             if record is not None and _expiring(record):
                 record = await repository.connection(db, chosen.name, for_update=True)
                 if record is not None and _expiring(record):
-                    return Caller(principal.org_id, principal.user_id, await self._refresh(db, chosen, record))
+                    refreshed = await self._refresh(db, chosen, record)
+                    return Caller(principal.org_id, principal.user_id, refreshed), chosen
         token = self._access_token(record) if record is not None else None
-        return Caller(principal.org_id, principal.user_id, token)
+        return Caller(principal.org_id, principal.user_id, token), chosen
 
     def _access_token(self, record: ConnectionRecord) -> str:
         try:

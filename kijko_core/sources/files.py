@@ -20,7 +20,7 @@ import filetype
 
 from kijko_core.config import Settings
 from kijko_core.db.session import TenantSession
-from kijko_core.errors import PayloadTooLarge
+from kijko_core.errors import PayloadTooLarge, ValidationFailed
 from kijko_core.permissions import PROJECTS, Action, authorize
 from kijko_core.projects import service as projects
 from kijko_core.projects.models import ProjectNotFound
@@ -109,6 +109,8 @@ def _measure(stream: IO[bytes]) -> tuple[int, str, bytes]:
 async def upload(
     db: TenantSession, storage: Storage, settings: Settings, incoming: list[IncomingFile], project_id: str | None
 ) -> UploadResult:
+    if not incoming:
+        raise ValidationFailed("files: at least one file is required", field="files")
     if len(incoming) > settings.upload_max_files:
         raise PayloadTooLarge(f"At most {settings.upload_max_files} files per request", field="files")
     target = None

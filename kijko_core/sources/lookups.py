@@ -8,6 +8,7 @@ cached briefly per user (kijko_core/sources/cache.py).
 
 from __future__ import annotations
 
+from kijko_core.errors import ValidationFailed
 from kijko_core.sources.connections import Caller, Connections, OpenSession
 from kijko_core.sources.models import (
     BatchRepositories,
@@ -30,8 +31,9 @@ async def validate_full(connections: Connections, open_session: OpenSession, url
             pass
         return RepoValidation(valid=False, error=INVALID_URL)
     chosen, ref = found
+    caller: Caller | None
     try:
-        caller = await connections.caller(open_session, chosen)
+        caller, _ = await connections.caller(open_session, chosen)
     except NotAuthenticated:
         caller = None
     if caller is not None and caller.token is not None:
@@ -61,9 +63,12 @@ async def _repo_info(connections: Connections, chosen: Provider, ref: RepoRef, c
     return info
 
 
-async def batch(connections: Connections, open_session: OpenSession, name: str) -> BatchRepositories:
-    chosen = connections.provider(name)
-    caller = await connections.caller(open_session, chosen)
+async def batch(connections: Connections, open_session: OpenSession, name: str | None) -> BatchRepositories:
+    if name is None:
+        async with open_session(readonly=True):  # the token first: a revoked one is a 401
+            pass
+        raise ValidationFailed("provider: Field required", field="provider")
+    caller, chosen = await connections.caller(open_session, name)
     if caller.token is None:
         if chosen.credentials() is None:
             raise ProviderNotConfigured(f"{chosen.title} is not configured on this server")

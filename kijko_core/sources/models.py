@@ -148,7 +148,8 @@ class RepoValidation(WireModel):
 
 
 class BatchQuery(WireInput):
-    provider: Annotated[str, Field(max_length=40)]
+    # Required, but checked after the token (a revoked session is a 401 first).
+    provider: Annotated[str, Field(max_length=40)] | None = None
 
 
 class BatchRepository(WireModel):

@@ -14,7 +14,7 @@ from quart import Blueprint
 from quart_schema import DataSource, validate_querystring, validate_request
 from quart_schema.pydantic import File
 
-from kijko_core.errors import Forbidden, PayloadTooLarge
+from kijko_core.errors import Forbidden, PayloadTooLarge, ValidationFailed
 from kijko_core.projects.models import ProjectNotFound
 from kijko_core.sources import files, lookups
 from kijko_core.sources.connections import Connections
@@ -104,7 +104,7 @@ async def validate_full(data: ValidateFull) -> RepoValidation:
 
 
 @bp.get("/repositories/batch")
-@responds(*_TENANT, ProviderNotFound, ProviderNotConfigured, NotAuthenticated, *_PROVIDER)
+@responds(*_TENANT, ProviderNotFound, ProviderNotConfigured, NotAuthenticated, ValidationFailed, *_PROVIDER)
 @validate_querystring(BatchQuery)
 @validate_response(BatchRepositories)
 async def batch(query_args: BatchQuery) -> BatchRepositories:
@@ -120,7 +120,8 @@ def _as_list(value: Any) -> Any:
 class UploadForm(WireInput):
     """``multipart/form-data``: one or more ``files`` parts and an optional ``projectId``."""
 
-    files: list[File]
+    # Required, but checked after the token (a revoked session is a 401 first).
+    files: list[File] = Field(default_factory=list)
     project_id: Annotated[str, Field(max_length=100)] | None = None
 
     _one_or_many = field_validator("files", mode="before")(_as_list)
