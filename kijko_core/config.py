@@ -182,6 +182,31 @@ class Settings(BaseSettings):
 
     encryption_keys: SecretStr | None = None
 
+    # Git-provider connections of the wizard (docs/providers.md): a provider without its
+    # client id and secret answers 409 PROVIDER_NOT_CONFIGURED. Base URLs are settings so a
+    # self-hosted GitLab (and the tests' stand-ins) can be used.
+    git_oauth_redirect_url: str = "http://localhost:3000/oauth/callback"
+    git_oauth_state_ttl_seconds: int = Field(default=600, ge=30, le=3600)
+    github_client_id: str | None = None
+    github_client_secret: SecretStr | None = None
+    github_url: str = "https://github.com"
+    github_api_url: str = "https://api.github.com"
+    gitlab_client_id: str | None = None
+    gitlab_client_secret: SecretStr | None = None
+    gitlab_url: str = "https://gitlab.com"
+    bitbucket_client_id: str | None = None
+    bitbucket_client_secret: SecretStr | None = None
+    bitbucket_url: str = "https://bitbucket.org"
+    bitbucket_api_url: str = "https://api.bitbucket.org"
+    provider_cache_seconds: int = Field(default=60, ge=0, le=3600)
+
+    # Uploaded files (docs/configuration.md#uploads): the storage directory defaults to
+    # ``files`` in the data dir.
+    storage_dir: Path | None = None
+    upload_max_file_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    upload_max_request_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    upload_max_files: int = Field(default=20, ge=1, le=1000)
+
     cors_origins: CommaList = Field(default_factory=lambda: list(DEFAULT_CORS_ORIGINS))
     trusted_proxies: CommaList = Field(default_factory=list)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
@@ -310,7 +335,10 @@ class Settings(BaseSettings):
                 raise ValueError("each entry must be an IP address or CIDR network") from None
         return value
 
-    @field_validator("public_url", "keycloak_url", "oauth_redirect_url", "jwt_issuer", "app_url")
+    @field_validator(
+        "public_url", "keycloak_url", "oauth_redirect_url", "jwt_issuer", "app_url", "git_oauth_redirect_url",
+        "github_url", "github_api_url", "gitlab_url", "bitbucket_url", "bitbucket_api_url",
+    )
     @classmethod
     def _check_http_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -351,6 +379,11 @@ class Settings(BaseSettings):
         if problems:
             raise ConfigurationError([f"KIJKO_{name.upper()}: {why}" for name, why in problems])
         return self
+
+    @property
+    def files_dir(self) -> Path:
+        """Where uploaded files are stored: ``KIJKO_STORAGE_DIR``, or ``files`` in the data dir."""
+        return self.storage_dir or self.data_dir / "files"
 
     @property
     def embedded_database(self) -> bool:

@@ -25,6 +25,8 @@ from kijko_core.db.roles import RoleNames
 from kijko_core.egress import EgressGuard, make_egress_client
 from kijko_core.errors import ConfigurationError
 from kijko_core.http import make_http_client
+from kijko_core.sources.cache import ProviderCache
+from kijko_core.storage import Storage, make_storage
 
 EMBEDDED_DATABASE = "kijko"
 # A Redis that does not answer within this fails the request (503) instead of hanging it.
@@ -45,6 +47,9 @@ class Kijko:
     embedded: EmbeddedPostgres | None = field(default=None)
     # The one Redis client (rate limits, health; later the queue and Socket.IO), or None.
     redis: aioredis.Redis | None = field(default=None)
+    # Uploaded files' bytes (the storage port) and the wizard's short cache of provider answers.
+    storage: Storage | None = field(default=None)
+    provider_cache: ProviderCache | None = field(default=None)
 
     @property
     def roles(self) -> RoleNames:
@@ -84,6 +89,7 @@ class Kijko:
             http = make_http_client(settings, http_transport)
             egress = make_egress_client(settings, egress_guard)
             redis = make_redis(settings)  # a bad URL fails here, with the cleanup below
+            storage = make_storage(settings.files_dir)
             identity = make_identity_provider(settings, system_db, keyring, http)
             await identity.start()
         except BaseException:
@@ -95,7 +101,9 @@ class Kijko:
                 embedded.stop()
             raise
         return cls(
-            settings, urls, keyring, app_db, system_db, identity, http, egress, embedded, redis
+            settings, urls, keyring, app_db, system_db, identity, http, egress, embedded, redis,
+            storage=storage,
+            provider_cache=ProviderCache(redis, settings.provider_cache_seconds),
         )
 
     async def stop(self) -> None:

@@ -19,6 +19,7 @@ from kijko_core import __version__
 from kijko_core.config import Settings, load_settings
 from kijko_core.runtime import Kijko
 from kijko_server.blueprints import blueprints
+from kijko_server.blueprints.sources import UPLOAD_PATH
 from kijko_server.errors import register_error_handlers
 from kijko_server.observability import register_request_logging
 from kijko_server.openapi import KijkoOpenAPIProvider
@@ -42,6 +43,8 @@ def create_app(settings: Settings | None = None, *, kijko: Kijko | None = None) 
     settings = settings or (kijko.settings if kijko else load_settings())
 
     app = KijkoApp(__name__, static_folder=None)
+    # Uploads may be larger than a JSON body (their own setting, enforced while reading).
+    app.request_class = KijkoRequest.with_body_limits({UPLOAD_PATH: settings.upload_max_request_bytes})
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     app.url_map.strict_slashes = False

@@ -54,8 +54,9 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(errors.KijkoError)
     async def kijko_error(error: errors.KijkoError) -> Response:
         headers = {}
-        if isinstance(error, errors.RateLimited):
-            headers["Retry-After"] = str(error.retry_after)
+        retry_after = getattr(error, "retry_after", None)  # ours, or a provider's limit (503)
+        if isinstance(retry_after, int):
+            headers["Retry-After"] = str(retry_after)
         return error_response(error, headers)
 
     @app.errorhandler(RequestSchemaValidationError)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from quart_schema import OpenAPIProvider
+from quart_schema import DataSource, OpenAPIProvider
 from quart_schema.validation import QUART_SCHEMA_QUERYSTRING_ATTRIBUTE, QUART_SCHEMA_REQUEST_ATTRIBUTE
 from werkzeug.routing import Rule
 
@@ -38,6 +38,8 @@ _ERRORS = "_kijko_errors"
 F = TypeVar("F", bound=Callable[..., Any])
 
 _BODY_ERRORS: tuple[type[KijkoError], ...] = (MalformedJson, PayloadTooLarge, UnsupportedMediaType, ValidationFailed)
+#: Quart's form parser is silent: a malformed multipart body parses as empty (422), never a 400.
+_MULTIPART_ERRORS: tuple[type[KijkoError], ...] = (PayloadTooLarge, ValidationFailed)
 #: What the limiter answers before the view runs: over the limit, or its Redis is down.
 _LIMITER_ERRORS: tuple[type[KijkoError], ...] = (RateLimited, ServiceUnavailable)
 _STATUS_TITLES = {
@@ -87,8 +89,11 @@ def _error_responses(
     view: Callable[..., Any], declared: tuple[type[KijkoError], ...], public: bool
 ) -> dict[str, dict[str, Any]]:
     errors: list[type[KijkoError]] = list(declared)
-    if getattr(view, QUART_SCHEMA_REQUEST_ATTRIBUTE, None) is not None:
-        errors += _BODY_ERRORS
+    request_model = getattr(view, QUART_SCHEMA_REQUEST_ATTRIBUTE, None)
+    if request_model is not None:
+        # A multipart body (uploads) is not JSON: no 400 MALFORMED_JSON nor 415.
+        multipart = request_model[1] == DataSource.FORM_MULTIPART
+        errors += _MULTIPART_ERRORS if multipart else _BODY_ERRORS
     if getattr(view, QUART_SCHEMA_QUERYSTRING_ATTRIBUTE, None) is not None:
         errors.append(ValidationFailed)
     if limits_of(view):

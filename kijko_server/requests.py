@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Final
+from collections.abc import Mapping
+from typing import Any, ClassVar, Final
 
 from quart import Request
 
@@ -90,9 +91,24 @@ def printable_query(query_string: bytes) -> bytes:
 
 class KijkoRequest(Request):
     _parsed_json: Any = Ellipsis  # our own cache: Quart's is private to its get_json
+    #: Paths whose body has its own limit instead of ``MAX_CONTENT_LENGTH`` (file uploads);
+    #: set per app by ``with_body_limits``.
+    body_limits: ClassVar[Mapping[str, int]] = {}
+
+    @classmethod
+    def with_body_limits(cls, limits: Mapping[str, int]) -> type[KijkoRequest]:
+        return type(cls.__name__, (cls,), {"body_limits": dict(limits)})
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Quart passes (method, scheme, path, …); the limit must be known before the body
+        # arrives, since the body and the form parser enforce it while reading.
+        path = args[2] if len(args) > 2 else kwargs.get("path")
+        limit = self.body_limits.get(path) if isinstance(path, str) else None
+        if limit is not None:
+            kwargs["max_content_length"] = limit
         super().__init__(*args, **kwargs)
+        if limit is not None:
+            self.max_content_length = limit
         self.query_string = printable_query(self.query_string)
 
     async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:

@@ -28,8 +28,9 @@ from tests.conftest import Account
 #: Who calls: the organization's roles, and the member who created the resource.
 Actor = Literal["owner", "admin", "member", "viewer", "creator"]
 ACTORS: tuple[Actor, ...] = ("owner", "admin", "member", "viewer", "creator")
-#: What a call may come to: done, 403 FORBIDDEN, or the domain's 404.
-Outcome = Literal["ok", "403", "404"]
+#: What a call may come to: done, 403 FORBIDDEN, or the domain's 404 (or, for a caller
+#: route, 409: a provider the suites' app does not configure).
+Outcome = Literal["ok", "403", "404", "409"]
 Expected = dict[str, dict[Actor, Outcome]]  # resource kind → actor → outcome
 
 Client = Any
@@ -228,3 +229,127 @@ PROJECTS = Domain(
 )
 
 DOMAINS: tuple[Domain, ...] = (PROJECTS,)
+
+
+# --- routes without a resource id in their path ----------------------------------------------
+
+#: What such a route is asked with: (client, caller, a project id or None) → the response.
+Call = Callable[[Client, Account, "str | None"], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class CallerRoute:
+    """A route that addresses no resource of the organization by an id in its path: it acts on
+    the caller's own things (git-provider connections) or names a project in its body or form
+    (uploads). ``expected`` is the role matrix: without a project (``"-"``), or per kind of
+    project (``PROJECTS.kinds``) when ``call`` takes the project's id; another organization's
+    project id is always the projects' 404 (the isolation suite)."""
+
+    name: str
+    method: str
+    rule: str
+    call: Call
+    expected: Expected
+
+
+@dataclass(frozen=True)
+class CallerRoutes:
+    """The routes under ``prefix``; the coverage check fails on a served one not listed here."""
+
+    name: str
+    prefix: str
+    routes: tuple[CallerRoute, ...]
+
+
+def _json(method: str, path: str, body: dict[str, Any] | None = None) -> Call:
+    async def call(client: Client, account: Account, project_id: str | None) -> Any:
+        return await client.open(path, method=method, headers=account.headers, **({"json": body} if body else {}))
+
+    return call
+
+
+async def _upload(client: Client, account: Account, project_id: str | None) -> Any:
+    from io import BytesIO
+
+    from quart.datastructures import FileStorage
+
+    class Parts(list[tuple[str, FileStorage]]):
+        def items(self) -> Parts:  # Quart's test client encodes files.items(): one part each
+            return self
+
+    files = Parts([("files", FileStorage(BytesIO(b"hello"), filename="hello.txt", content_type="text/plain"))])
+    form = {"projectId": project_id} if project_id else None
+    return await client.post("/api/v1/files/upload", files=files, form=form, headers=account.headers)
+
+
+_ANYONE: Expected = {"-": everyone()}
+SOURCES = "/api/v1"
+CALLER_ROUTES: tuple[CallerRoutes, ...] = (
+    CallerRoutes(
+        "git-provider connections",
+        f"{SOURCES}/oauth",
+        (
+            # Personal: every member connects their own account; nobody sees another's. The
+            # suites' app has no provider configured: connect and callback answer 409 to all
+            # (tests/test_sources.py runs them against stand-in providers).
+            CallerRoute(
+                "list", "GET", f"{SOURCES}/oauth/connections", _json("GET", f"{SOURCES}/oauth/connections"), _ANYONE
+            ),
+            CallerRoute(
+                "connect",
+                "POST",
+                f"{SOURCES}/oauth/connect/<provider>",
+                _json("POST", f"{SOURCES}/oauth/connect/github"),
+                {"-": everyone("409")},
+            ),
+            CallerRoute(
+                "callback",
+                "POST",
+                f"{SOURCES}/oauth/callback",
+                _json("POST", f"{SOURCES}/oauth/callback", {"provider": "github", "code": "c", "state": "s"}),
+                {"-": everyone("409")},
+            ),
+            CallerRoute(
+                "disconnect",
+                "DELETE",
+                f"{SOURCES}/oauth/disconnect/<provider>",
+                _json("DELETE", f"{SOURCES}/oauth/disconnect/github"),
+                _ANYONE,
+            ),
+        ),
+    ),
+    CallerRoutes(
+        "repositories at the providers",
+        f"{SOURCES}/repositories",
+        (
+            CallerRoute(
+                "validate-full",
+                "POST",
+                f"{SOURCES}/repositories/validate-full",
+                _json("POST", f"{SOURCES}/repositories/validate-full", {"url": "https://example.com/a/b"}),
+                _ANYONE,
+            ),
+            CallerRoute(
+                "batch",
+                "GET",
+                f"{SOURCES}/repositories/batch",
+                _json("GET", f"{SOURCES}/repositories/batch?provider=github"),
+                {"-": everyone("409")},
+            ),
+        ),
+    ),
+    CallerRoutes(
+        "uploads",
+        f"{SOURCES}/files",
+        (
+            CallerRoute(
+                "upload",
+                "POST",
+                f"{SOURCES}/files/upload",
+                _upload,
+                # Without a project: whoever may create; to a project: whoever may edit it.
+                {"-": only("owner", "admin", "member", "creator", otherwise="403"), **_WRITE},
+            ),
+        ),
+    ),
+)

@@ -13,7 +13,7 @@ from kijko_core.runtime import Kijko
 from kijko_server.app import KijkoApp
 from kijko_server.openapi import declared_errors
 from tests.conftest import Account
-from tests.domains import ACTORS, DOMAINS, Action, Actor, Domain
+from tests.domains import ACTORS, CALLER_ROUTES, DOMAINS, PROJECTS, Action, Actor, CallerRoutes, Domain
 from tests.memberships import add_member
 
 IMPLICIT = frozenset({"HEAD", "OPTIONS"})
@@ -193,3 +193,76 @@ async def test_role_matrix(domain: Domain, who: Actor, client: Any, kijko: Kijko
     got[("create", "-")] = {201: "ok", 200: "ok", 403: "403"}.get(response.status_code, str(response.status_code))
     expected[("create", "-")] = domain.may_create[who]
     assert got == expected
+
+
+# --- routes without a resource id in their path (tests/domains.py CALLER_ROUTES) ---------------
+
+
+def _caller_served(app: KijkoApp, group: CallerRoutes) -> set[tuple[str, str]]:
+    return {
+        (method, rule.rule)
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith(group.prefix + "/")
+        for method in rule.methods or ()
+        if method not in IMPLICIT
+    }
+
+
+@pytest.mark.parametrize("group", CALLER_ROUTES, ids=lambda g: g.name)
+def test_every_caller_route_is_registered(group: CallerRoutes, app: KijkoApp) -> None:
+    served = _caller_served(app, group)
+    assert served, f"{group.name}: no routes under {group.prefix}"
+    assert served == {(route.method, route.rule) for route in group.routes}
+    undeclared = sorted(
+        rule.rule
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith(group.prefix + "/")
+        and declared_errors(app.view_functions[rule.endpoint], public=False) is None
+    )
+    assert undeclared == [], "views without @responds"
+
+
+async def _caller_outcome(response: Any) -> str:
+    body = await response.get_json()
+    status = response.status_code
+    if 200 <= status < 300:
+        return "ok"
+    if (status, body.get("code")) in {(403, "FORBIDDEN"), (404, PROJECTS.not_found)} or status == 409:
+        return str(status)
+    return f"{status} {body.get('code')}"
+
+
+@pytest.mark.parametrize("who", ACTORS)
+@pytest.mark.parametrize("group", CALLER_ROUTES, ids=lambda g: g.name)
+async def test_caller_routes_role_matrix(
+    group: CallerRoutes, who: Actor, client: Any, kijko: Kijko, alice: Account
+) -> None:
+    creator, actor = await actors(kijko, alice, who)
+    got: dict[tuple[str, str], str] = {}
+    expected: dict[tuple[str, str], str] = {}
+    for route in group.routes:
+        for kind, outcomes in route.expected.items():
+            project = None if kind == "-" else await PROJECTS.create(client, creator, kind)
+            before = await PROJECTS.snapshot(client, creator) if project else None
+            result = await _caller_outcome(await route.call(client, actor, project["id"] if project else None))
+            got[(route.name, kind)] = result
+            expected[(route.name, kind)] = outcomes[who]
+            if project and result != "ok":
+                assert await PROJECTS.snapshot(client, creator) == before, (route.name, kind)
+    assert got == expected
+
+
+@pytest.mark.parametrize("group", CALLER_ROUTES, ids=lambda g: g.name)
+async def test_caller_routes_refuse_another_organizations_projects(
+    group: CallerRoutes, client: Any, alice: Account, bob: Account
+) -> None:
+    for route in group.routes:
+        for kind in (k for k in route.expected if k != "-"):
+            theirs = await PROJECTS.create(client, alice, kind)
+            before = await client.get(f"{PROJECTS.prefix}/{theirs['id']}/full", headers=alice.headers)
+            response = await route.call(client, bob, theirs["id"])
+            body = await response.get_json()
+            assert (response.status_code, body.get("code")) == (404, PROJECTS.not_found), (route.name, kind, body)
+            assert set(body) == {"detail", "code", "message"}
+            after = await client.get(f"{PROJECTS.prefix}/{theirs['id']}/full", headers=alice.headers)
+            assert await after.get_json() == await before.get_json()

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import Field, PlainSerializer, PrivateAttr, StringConstraints, WithJsonSchema, field_validator
+from pydantic import (
+    Field,
+    PlainSerializer,
+    PrivateAttr,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from kijko_core.errors import Conflict, NotFound
 from kijko_core.members.models import ProjectMember
 from kijko_core.repositories.models import ProjectRepository
+from kijko_core.sources.models import ProjectFile
 from kijko_core.wire import PageQuery, WireInput, WireModel
 
 ProjectType = Literal["repository", "files", "manual"]
@@ -56,6 +66,66 @@ class InvalidStatus(Conflict):
     default_message = "The project's status does not allow this"
 
 
+# --- the wizard-only settings (contract §3.1 "Wizard-only structures"), under customSettings ---
+
+OutputFormat = Literal["json", "markdown", "vector"]
+NotificationLevel = Literal["real-time", "daily", "weekly", "disabled"]
+PersonaType = Literal["alex", "maya", "sam"]
+Pattern = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+#: Largest customSettings (its JSON, manualContent aside) and largest manualContent.
+CUSTOM_SETTINGS_MAX_BYTES = 16 * 1024
+MANUAL_CONTENT_MAX_CHARS = 500_000
+
+
+class MetadataOptions(WireInput):
+    function_signatures: bool = True
+    import_dependencies: bool = True
+    git_history: bool = False
+    file_structure: bool = True
+    custom_annotations: bool = False
+
+
+class PatternFilters(WireInput):
+    language_patterns: Annotated[list[Pattern], Field(max_length=100)] = Field(default_factory=list)
+    exclude_patterns: Annotated[list[Pattern], Field(max_length=100)] = Field(default_factory=list)
+
+
+class ProcessingOptions(WireInput):
+    anonymize_secrets: bool = True
+    parallel_processing: bool = True
+    real_time_incremental: bool = False
+
+
+class CustomSettings(WireInput):
+    """What the wizard stores on a project beyond the contract's Project fields; each field
+    is optional (absent = not chosen), unknown keys are ignored (decision 0014)."""
+
+    output_format: OutputFormat | None = None
+    embedding_model: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    metadata_options: MetadataOptions | None = None
+    pattern_filters: PatternFilters | None = None
+    processing_options: ProcessingOptions | None = None
+    default_notification_level: NotificationLevel | None = None
+    persona: PersonaType | None = None
+
+    def stored(self) -> dict[str, Any]:
+        """The JSON kept in ``projects.custom_settings``: the wire form, chosen fields only."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True, include=set(CustomSettings.model_fields))
+
+
+class CustomSettingsInput(CustomSettings):
+    """``customSettings`` in a create or update body: the settings, and a manual project's
+    text (kept apart from the Project, read by ingestion; ``null`` clears it)."""
+
+    manual_content: Annotated[str, Field(max_length=MANUAL_CONTENT_MAX_CHARS)] | None = None
+
+    @model_validator(mode="after")
+    def _capped(self) -> CustomSettingsInput:
+        if len(json.dumps(self.stored())) > CUSTOM_SETTINGS_MAX_BYTES:
+            raise ValueError(f"customSettings is larger than {CUSTOM_SETTINGS_MAX_BYTES} bytes")
+        return self
+
+
 class Project(WireModel):
     id: UUID
     user_id: CreatorId
@@ -73,6 +143,7 @@ class Project(WireModel):
     original_tokens: int | None = None
     optimized_tokens: int | None = None
     ingestion_time_seconds: float | None = None
+    custom_settings: CustomSettings
     created_at: datetime
     updated_at: datetime
 
@@ -95,6 +166,9 @@ class ProjectWithRelations(Project):
     repositories: list[ProjectRepository] = Field(default_factory=list)
     members: list[ProjectMember] = Field(default_factory=list)
     current_ingestion: dict[str, object] | None = None
+    # Beyond the contract: the project's uploaded files and a manual project's text.
+    files: list[ProjectFile] = Field(default_factory=list)
+    manual_content: str | None = None
 
 
 class CreateProject(WireInput):
@@ -105,6 +179,7 @@ class CreateProject(WireInput):
     chunking_strategy: ChunkingStrategy = "semantic"
     include_metadata: bool = True
     anonymize_secrets: bool = True
+    custom_settings: CustomSettingsInput | None = None
 
 
 class CreateProjectResponse(WireModel):
@@ -134,9 +209,12 @@ class UpdateProject(WireInput):
     chunking_strategy: ChunkingStrategy = _optional()
     include_metadata: bool = _optional()
     anonymize_secrets: bool = _optional()
+    #: The keys given replace those keys; the others stay.
+    custom_settings: CustomSettingsInput = _optional()
 
     @field_validator(
         "name", "type", "privacy", "chunking_strategy", "include_metadata", "anonymize_secrets",
+        "custom_settings",
         mode="before",
     )
     @classmethod

@@ -40,8 +40,8 @@ _COUNT = sql.counted(_SEARCH)
 
 _INSERT = sql.compose(
     "INSERT INTO {table} (organization_id, user_id, name, description, type, privacy,"
-    " chunking_strategy, include_metadata, anonymize_secrets)"
-    "\nVALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)\nRETURNING {columns}",
+    " chunking_strategy, include_metadata, anonymize_secrets, custom_settings)"
+    "\nVALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)\nRETURNING {columns}",
     table=TABLE,
     columns=TABLE.select_list,
 )
@@ -54,6 +54,7 @@ UPDATABLE = (
     "chunking_strategy",
     "include_metadata",
     "anonymize_secrets",
+    "custom_settings",
 )
 _UPDATE = sql.Update(TABLE, UPDATABLE, where=sql.Fragment("organization_id = $1 AND id = $2"), leading=2)
 
@@ -117,6 +118,7 @@ async def insert(db: TenantSession, org_id: UUID, user_id: UUID, values: dict[st
             values["chunking_strategy"],
             values["include_metadata"],
             values["anonymize_secrets"],
+            values.get("custom_settings") or {},
         )
     assert row is not None
     return TABLE.one(row)

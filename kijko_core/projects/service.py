@@ -18,6 +18,8 @@ from kijko_core.projects.models import (
     NEXT_STEPS,
     CreateProject,
     CreateProjectResponse,
+    CustomSettings,
+    CustomSettingsInput,
     InvalidStatus,
     NameValidation,
     Project,
@@ -28,6 +30,7 @@ from kijko_core.projects.models import (
     UpdateProject,
 )
 from kijko_core.repositories import service as repositories
+from kijko_core.sources import repository as sources
 from kijko_core.wire import Page, like_pattern
 
 #: Fields whose change needs ``change settings`` rather than ``edit``.
@@ -54,13 +57,16 @@ async def get_full(db: TenantSession, project_id: UUID) -> ProjectWithRelations:
     project = await get(db, project_id)
     rows = await members.list_members(db, project.organization_id, project.id)
     # From the fields, not a dump: dumping writes the wire form (no creator → "").
-    return ProjectWithRelations.model_validate(
+    full = ProjectWithRelations.model_validate(
         dict(project)
         | {
             "members": [row.wire() for row in rows],
             "repositories": await repositories.for_project(db, project),
         }
     )
+    full.files = [record.listed() for record in await sources.project_files(db, full.id)]
+    full.manual_content = await sources.manual_content(db, full.id)
+    return full
 
 
 async def list_projects(db: TenantSession, query: ProjectListQuery) -> Page[Project]:
@@ -74,9 +80,18 @@ async def list_projects(db: TenantSession, query: ProjectListQuery) -> Page[Proj
 async def create(db: TenantSession, data: CreateProject) -> CreateProjectResponse:
     principal = db.principal
     authorize(principal, Action.CREATE, policy=PROJECTS)
-    project = await repository.insert(db, principal.org_id, principal.user_id, data.model_dump())
+    values = data.model_dump(exclude={"custom_settings"})
+    values["custom_settings"] = data.custom_settings.stored() if data.custom_settings else {}
+    project = await repository.insert(db, principal.org_id, principal.user_id, values)
     await add_creator(db, project)  # the creator is the project's first admin (decision 0058)
+    await _manual_content(db, project.id, data.custom_settings)
     return CreateProjectResponse(project=project, next_steps=list(NEXT_STEPS))
+
+
+async def _manual_content(db: TenantSession, project_id: UUID, settings: CustomSettingsInput | None) -> None:
+    """A manual project's text, when the body's customSettings names it (null clears it)."""
+    if settings is not None and "manual_content" in settings.model_fields_set:
+        await sources.set_manual_content(db, project_id, settings.manual_content)
 
 
 async def update(db: TenantSession, project_id: UUID, data: UpdateProject) -> Project:
@@ -88,6 +103,13 @@ async def update(db: TenantSession, project_id: UUID, data: UpdateProject) -> Pr
     authorize(db.principal, action, current, policy=PROJECTS)
     if "type" in changes and changes["type"] != current.type and current.status != "draft":
         raise InvalidStatus("The type can only change while the project is a draft", field="type")
+    if "custom_settings" in changes:
+        given: CustomSettingsInput = changes["custom_settings"]
+        merged = current.custom_settings.stored() | given.stored()
+        cleared = {f.alias or name for name, f in CustomSettings.model_fields.items()
+                   if name in given.model_fields_set and getattr(given, name) is None}
+        changes["custom_settings"] = {key: value for key, value in merged.items() if key not in cleared}
+        await _manual_content(db, current.id, given)
     project = await repository.update(db, db.principal.org_id, current.id, changes)
     if project is None:  # unreachable while the row is locked; kept as the repository's contract
         raise ProjectNotFound()

@@ -13,7 +13,7 @@ from quart import Blueprint
 
 from kijko_core.config import Settings
 from kijko_server import health, swagger
-from kijko_server.blueprints import auth, index, members, oauth, projects, repositories, wellknown
+from kijko_server.blueprints import auth, index, members, oauth, projects, repositories, sources, wellknown
 from kijko_server.ratelimits import AuthLimits
 
 BlueprintEntry = Blueprint | Callable[[Settings], Blueprint]
@@ -37,6 +37,7 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     _invitations,
     repositories.bp,
     oauth.bp,
+    sources.bp,
     swagger.bp,
 )
 

@@ -1,0 +1,81 @@
+"""The storage port: where uploaded files' bytes live, by key.
+
+The database keeps what a file is (name, size, type, owner, project); the port keeps its bytes
+under an opaque key the server generates (never a name a user chose). The default
+implementation is a directory (``KIJKO_STORAGE_DIR``, else ``files`` in the data dir); an
+object store can implement the same three methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import IO, Protocol
+
+#: Keys are ours: ``<org id>/<random>``; anything else is refused before it meets a path.
+_KEY = re.compile(r"^[0-9a-f-]{36}/[A-Za-z0-9_-]{16,64}$")
+_CHUNK = 1024 * 1024
+
+
+class Storage(Protocol):
+    async def put(self, key: str, source: IO[bytes]) -> None:
+        """Store ``source`` (read from its current position to the end) under ``key``."""
+
+    async def read(self, key: str) -> bytes: ...
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key``; a missing key is not an error."""
+
+
+def new_key(org_id: object) -> str:
+    """A fresh key for a file of ``org_id``: the organization as a prefix (an operator can
+    find or delete one tenant's files), and 192 random bits."""
+    return f"{org_id}/{secrets.token_urlsafe(24)}"
+
+
+class DirectoryStorage:
+    """Files in a directory: ``<root>/<org id>/<random>``, written to a temporary name and
+    renamed, so a reader never sees half a file."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        if not _KEY.fullmatch(key):
+            raise ValueError("not a storage key")
+        return self.root / key
+
+    async def put(self, key: str, source: IO[bytes]) -> None:
+        await asyncio.to_thread(self._put, self._path(key), source)
+
+    @staticmethod
+    def _put(path: Path, source: IO[bytes]) -> None:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.part")
+        try:
+            with open(temporary, "xb") as target:
+                while chunk := source.read(_CHUNK):
+                    target.write(chunk)
+                target.flush()
+                os.fsync(target.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
+            raise
+
+    async def read(self, key: str) -> bytes:
+        return await asyncio.to_thread(self._path(key).read_bytes)
+
+    async def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread(self._path(key).unlink)
+
+
+def make_storage(root: Path) -> DirectoryStorage:
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return DirectoryStorage(root)
