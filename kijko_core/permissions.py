@@ -24,6 +24,7 @@ from uuid import UUID
 from kijko_core.auth.principal import OrgRole, Principal
 from kijko_core.db.sql import Fragment
 from kijko_core.errors import Forbidden, NotFound
+from kijko_core.organizations.models import MemberNotFound
 from kijko_core.projects.models import ProjectNotFound
 
 
@@ -60,6 +61,8 @@ class Action(StrEnum):
     VIEW_BILLING = "view billing"
     MANAGE_BILLING = "manage billing"
     MANAGE_ORGANIZATION = "manage organization"
+    #: Make someone an owner, or change or remove an owner (decision 0070).
+    MANAGE_OWNERS = "manage owners"
 
 
 #: The grant an action needs on one's own resource and on another's (the same for
@@ -74,6 +77,7 @@ _NEEDS: dict[Action, tuple[Grant, Grant]] = {
     Action.VIEW_BILLING: (Grant.BILLING_VIEW, Grant.BILLING_VIEW),
     Action.MANAGE_BILLING: (Grant.BILLING_MANAGE, Grant.BILLING_MANAGE),
     Action.MANAGE_ORGANIZATION: (Grant.ORG_SETTINGS, Grant.ORG_SETTINGS),
+    Action.MANAGE_OWNERS: (Grant.ORG_SETTINGS, Grant.ORG_SETTINGS),
 }
 
 
@@ -157,6 +161,25 @@ PROJECTS = Policy(
     readable=_project_readable,
     readable_sql=Fragment("organization_id = $1 AND (privacy = 'shared' OR user_id = $2 OR $3::boolean)"),
 )
+
+
+#: Members of the organization: every member reads them (row-level security keeps them to the
+#: active organization); owners and admins change them (decision 0070).
+ORGANIZATION_MEMBERS = Policy(
+    name="organization members",
+    not_found=MemberNotFound,
+    readable=lambda principal, member: True,
+    readable_sql=Fragment("organization_id = $1"),
+)
+
+
+def authorize_member_change(principal: Principal, target_role: OrgRole, new_role: OrgRole | None) -> None:
+    """Changing a member's role (``new_role``) or removing them (``None``): owners and admins;
+    only an owner makes an owner or changes or removes one. (That the last owner stays is the
+    database's rule, checked under a lock: 409 ``LAST_OWNER``.)"""
+    authorize(principal, Action.MANAGE_MEMBERS, policy=ORGANIZATION_MEMBERS)
+    if OrgRole.OWNER in (target_role, new_role):
+        authorize(principal, Action.MANAGE_OWNERS, policy=ORGANIZATION_MEMBERS)
 
 
 def allowed(principal: Principal, action: Action, resource: Owned | None = None) -> bool:
