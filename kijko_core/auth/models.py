@@ -49,7 +49,8 @@ class SwitchOrganizationRequest(AuthModel):
     organization_id: Annotated[
         str, Field(min_length=1, max_length=100, validation_alias=AliasChoices("organization_id", "organizationId"))
     ]
-    refresh_token: OpaqueToken | None = None
+    #: Empty or absent: not sent (never null on the wire).
+    refresh_token: Annotated[str, Field(max_length=4096)] = ""
 
 
 class TokenPair(AuthModel):

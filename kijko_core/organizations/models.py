@@ -16,7 +16,7 @@ OrgRoleName = Literal["owner", "admin", "member", "viewer"]
 
 #: The database allows 1–200 characters (migration 0001); surrounding whitespace is dropped.
 OrganizationName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-SearchText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+SearchText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
 
 #: ``GET /users/search`` answers at most this many users (the frontend's ``limit 10``).
 SEARCH_LIMIT = 10
@@ -72,7 +72,8 @@ class ChangeMemberRole(WireInput):
 
 
 class UserSearchQuery(WireInput):
-    q: SearchText
+    #: Nothing to search for (absent or blank) finds nobody, like an empty search box.
+    q: SearchText = ""
 
 
 class UserSearchResult(WireModel):

@@ -95,4 +95,6 @@ async def search_users(db: TenantSession, text: str) -> list[UserSearchResult]:
     """Members of the active organization whose email or name contains ``text``
     (case-insensitive, taken literally), at most ``SEARCH_LIMIT``."""
     authorize(db.principal, Action.READ, policy=ORGANIZATION_MEMBERS)
+    if not text:
+        return []
     return await repository.search(db, like_pattern(text), SEARCH_LIMIT)

@@ -105,8 +105,10 @@ def auth_blueprint(limits: AuthLimits) -> Blueprint:
         try:
             org_id = UUID(data.organization_id)
         except ValueError:
-            raise Forbidden("You are not a member of this organization") from None
-        pair = await runtime().identity.switch_organization(current_identity(), org_id, data.refresh_token)
+            # No organization has the nil id: the provider checks the session first (401), then
+            # answers the same 403 as for an unknown organization.
+            org_id = UUID(int=0)
+        pair = await runtime().identity.switch_organization(current_identity(), org_id, data.refresh_token or None)
         revocation_checked()  # the provider checked the session as kijko.enter does
         return pair
 

@@ -9,6 +9,8 @@ happens outside any database transaction (ARCHITECTURE §2).
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -292,6 +294,8 @@ class KeycloakProvider:
                 "refresh_token: required to switch organizations with this identity provider",
                 field="refresh_token",
             )
+        if not _names_session(refresh_token, identity):
+            raise InvalidRefreshToken()  # another session's: do not even touch the attribute
         async with system_session(self._db) as db:
             await accounts.require_live_session(db, identity)
             if not await accounts.is_member(db, identity.user_id, org_id):
@@ -349,3 +353,17 @@ class KeycloakProvider:
             await self.client.delete_user(user_id)
         except UpstreamError:
             log.error("keycloak_orphan_user", user_id=str(user_id))
+
+
+def _names_session(refresh_token: str, identity: TokenIdentity) -> bool:
+    """Whether a Keycloak refresh token (a JWT Keycloak signs with a key of its own, which Kijko
+    cannot check) says it belongs to the caller's session. Only a guard against side effects;
+    Keycloak judges the token, and the fresh access token is checked again afterwards."""
+    try:
+        segment = refresh_token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (IndexError, ValueError, UnicodeDecodeError, RecursionError):
+        return True  # not a JWT: leave it to Keycloak
+    if not isinstance(claims, dict):
+        return True
+    return claims.get("sid") in (None, identity.session_id) and claims.get("sub") in (None, str(identity.user_id))
