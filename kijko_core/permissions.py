@@ -268,8 +268,8 @@ A 403 therefore never reveals something the caller could not see.
 
 {org}
 
-The person who signs up becomes the owner of a new organization. Members, invitations,
-billing and organization settings have no endpoints yet; the table says what they will follow.
+The person who signs up becomes the owner of a new organization. Invitations and billing
+have no endpoints yet; the table says what they will follow.
 
 ## Actions
 
@@ -277,6 +277,21 @@ What each action a service asks about needs, on a resource the caller created an
 someone else did (organization-wide actions need the same either way):
 
 {actions}
+
+## Organizations and their members
+
+The routes of [organizations](organizations.md) (decision 0070); members are readable by
+every member, so a refused change of a real member is 403, an unknown one 404.
+
+| request | needs | otherwise |
+| --- | --- | --- |
+| list the caller's organizations | a live session (no membership of the token's organization) | 401 |
+| get the current organization, list its members, search users | `read` | 403 `FORBIDDEN` when no longer a member |
+| rename the current organization | `manage organization` (owners) | 403 `FORBIDDEN` |
+| change a member's role, remove a member | `manage members` (owners, admins) | 404 `MEMBER_NOT_FOUND` if no such member here, else 403 `FORBIDDEN` |
+| … when the member is an owner, or the new role is `owner` | also `manage owners` (owners) | 403 `FORBIDDEN` |
+| … when it would leave no owner | — | 409 `LAST_OWNER` |
+| switch to another organization | membership of the target | 403 `FORBIDDEN` (unknown organizations alike) |
 
 ## Projects
 
