@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import pytest
 
-from kijko_core.db.session import system_session
+from kijko_core.auth.principal import OrgRole, Principal
+from kijko_core.db.session import system_session, tenant_session
+from kijko_core.errors import Forbidden
+from kijko_core.permissions import authorize_member_change
 from kijko_core.runtime import Kijko
 from tests.conftest import Account, sign_up
 from tests.memberships import add_member
@@ -564,3 +569,79 @@ async def test_search_without_text_finds_nobody(client: Any, alice: Account) -> 
 async def test_search_text_over_100_characters_is_a_422(client: Any, alice: Account) -> None:
     response = await client.get(SEARCH, query_string={"q": "x" * 101}, headers=alice.headers)
     assert (await error_of(response, 422, "VALIDATION_ERROR"))["field"] == "q"
+
+
+# --- the rule, cell by cell, and the database holding it ---------------------------------------
+
+
+def rule(caller: OrgRole, target: OrgRole, new: OrgRole | None) -> str:
+    who = Principal(uuid.uuid4(), uuid.uuid4(), "session", frozenset({caller}), datetime.now(UTC))
+    try:
+        authorize_member_change(who, target, new)
+    except Forbidden:
+        return "403"
+    return "ok"
+
+
+@pytest.mark.parametrize("caller", list(OrgRole))
+@pytest.mark.parametrize("target", list(OrgRole))
+@pytest.mark.parametrize("new", [*OrgRole, None], ids=lambda new: f"to-{new}" if new else "remove")
+def test_member_change_rule_per_cell(caller: OrgRole, target: OrgRole, new: OrgRole | None) -> None:
+    """Written from the rule (decision 0070), independently of the module: owners anything;
+    admins anything not touching an owner; members and viewers nothing."""
+    if caller == OrgRole.OWNER:
+        expected = "ok"
+    elif caller == OrgRole.ADMIN:
+        expected = "403" if OrgRole.OWNER in (target, new) else "ok"
+    else:
+        expected = "403"
+    assert rule(caller, target, new) == expected
+
+
+async def test_sql_on_the_app_role_cannot_promote_its_caller(client: Any, kijko: Kijko, alice: Account) -> None:
+    """The member functions hold the rules themselves: a member's own tenant context cannot
+    make them owner, and the table stays unwritable on the app role."""
+    member = await add_member(kijko, alice.org_id, "member")
+    for statement in (
+        "SELECT * FROM kijko.change_member_role($1, 'owner')",
+        "SELECT kijko.remove_member($2)",
+    ):
+        with pytest.raises(asyncpg.PostgresError) as refused:
+            async with tenant_session(kijko.app_db, member.identity) as db:
+                target = alice.user_id if "remove" in statement else member.user_id
+                await db.fetch(statement.replace("$2", "$1"), UUID(target))
+        assert refused.value.sqlstate == "KJ403"
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        async with tenant_session(kijko.app_db, member.identity) as db:
+            await db.execute("UPDATE kijko.memberships SET role = 'owner' WHERE user_id = $1", UUID(member.user_id))
+    assert (await roles_in(kijko, alice.org_id))[member.user_id] == "member"
+
+
+async def test_without_a_context_the_member_functions_see_and_do_nothing(
+    attacker: asyncpg.Connection, alice: Account
+) -> None:
+    assert await attacker.fetch("SELECT * FROM kijko.organization_members()") == []
+    with pytest.raises(asyncpg.PostgresError) as refused:
+        await attacker.fetch("SELECT * FROM kijko.change_member_role($1, 'viewer')", UUID(alice.user_id))
+    assert refused.value.sqlstate == "KJ403"
+
+
+async def test_the_database_refuses_what_the_rule_refuses_even_when_asked_directly(
+    kijko: Kijko, alice: Account
+) -> None:
+    admin = await add_member(kijko, alice.org_id, "admin")
+    cases = (
+        (admin, "SELECT * FROM kijko.change_member_role($1, 'member')", alice.user_id, "KJ403"),
+        (admin, "SELECT * FROM kijko.change_member_role($1, 'owner')", admin.user_id, "KJ403"),
+        (admin, "SELECT kijko.remove_member($1)", alice.user_id, "KJ403"),
+        (alice, "SELECT * FROM kijko.change_member_role($1, 'admin')", alice.user_id, "KJ409"),
+        (alice, "SELECT kijko.remove_member($1)", alice.user_id, "KJ409"),
+        (alice, "SELECT kijko.remove_member($1)", str(uuid.uuid4()), "KJ404"),
+        (alice, "SELECT * FROM kijko.change_member_role($1, 'root')", admin.user_id, "22023"),
+    )
+    for caller, statement, target, sqlstate in cases:
+        with pytest.raises(asyncpg.PostgresError) as refused:
+            async with tenant_session(kijko.app_db, caller.identity) as db:
+                await db.fetch(statement, UUID(target))
+        assert refused.value.sqlstate == sqlstate, (statement, target)
+    assert await roles_in(kijko, alice.org_id) == {alice.user_id: "owner", admin.user_id: "admin"}
