@@ -25,6 +25,7 @@ from uuid import UUID, uuid4
 from kijko_core.auth.principal import OrgRole, Principal
 from kijko_core.db.sql import Fragment
 from kijko_core.errors import Forbidden, NotFound
+from kijko_core.organizations.models import MemberNotFound
 from kijko_core.projects.models import ProjectNotFound
 
 
@@ -63,6 +64,8 @@ class Action(StrEnum):
     VIEW_BILLING = "view billing"
     MANAGE_BILLING = "manage billing"
     MANAGE_ORGANIZATION = "manage organization"
+    #: Make someone an owner, or change or remove an owner (decision 0070).
+    MANAGE_OWNERS = "manage owners"
 
 
 #: The grant an action needs on one's own resource and on another's (the same for
@@ -80,6 +83,7 @@ _NEEDS: dict[Action, tuple[Grant, Grant]] = {
     Action.VIEW_BILLING: (Grant.BILLING_VIEW, Grant.BILLING_VIEW),
     Action.MANAGE_BILLING: (Grant.BILLING_MANAGE, Grant.BILLING_MANAGE),
     Action.MANAGE_ORGANIZATION: (Grant.ORG_SETTINGS, Grant.ORG_SETTINGS),
+    Action.MANAGE_OWNERS: (Grant.ORG_SETTINGS, Grant.ORG_SETTINGS),
 }
 
 
@@ -213,6 +217,25 @@ PROJECTS = Policy(
     ),
     may=_project_may,
 )
+
+
+#: Members of the organization: every member reads them (row-level security keeps them to the
+#: active organization); owners and admins change them (decision 0070).
+ORGANIZATION_MEMBERS = Policy(
+    name="organization members",
+    not_found=MemberNotFound,
+    readable=lambda principal, member: True,
+    readable_sql=Fragment("organization_id = $1"),
+)
+
+
+def authorize_member_change(principal: Principal, target_role: OrgRole, new_role: OrgRole | None) -> None:
+    """Changing a member's role (``new_role``) or removing them (``None``): owners and admins;
+    only an owner makes an owner or changes or removes one. (That the last owner stays is the
+    database's rule, checked under a lock: 409 ``LAST_OWNER``.)"""
+    authorize(principal, Action.MANAGE_MEMBERS, policy=ORGANIZATION_MEMBERS)
+    if OrgRole.OWNER in (target_role, new_role):
+        authorize(principal, Action.MANAGE_OWNERS, policy=ORGANIZATION_MEMBERS)
 
 
 def allowed(principal: Principal, action: Action, resource: Owned | None = None) -> bool:
@@ -385,8 +408,8 @@ A 403 therefore never reveals something the caller could not see.
 
 The person who signs up becomes the owner of a new organization; someone who accepts an
 invitation to a project of another organization joins it as `member` (or `viewer`, for the
-project roles viewer and auditor). Billing and organization settings have no endpoints yet;
-the table says what they will follow.
+project roles viewer and auditor). Billing has no endpoints yet; the table says what it will
+follow.
 
 ## Actions
 
@@ -394,6 +417,21 @@ What each action a service asks about needs, on a resource the caller created an
 someone else did (organization-wide actions need the same either way):
 
 {actions}
+
+## Organizations and their members
+
+The routes of [organizations](organizations.md) (decision 0070); members are readable by
+every member, so a refused change of a real member is 403, an unknown one 404.
+
+| request | needs | otherwise |
+| --- | --- | --- |
+| list the caller's organizations | a live session (no membership of the token's organization) | 401 |
+| get the current organization, list its members, search users | `read` | 403 `FORBIDDEN` when no longer a member |
+| rename the current organization | `manage organization` (owners) | 403 `FORBIDDEN` |
+| change a member's role, remove a member | `manage members` (owners, admins) | 404 `MEMBER_NOT_FOUND` if no such member here, else 403 `FORBIDDEN` |
+| … when the member is an owner, or the new role is `owner` | also `manage owners` (owners) | 403 `FORBIDDEN` |
+| … when it would leave no owner | — | 409 `LAST_OWNER` |
+| switch to another organization | membership of the target | 403 `FORBIDDEN` (unknown organizations alike) |
 
 ## Projects
 

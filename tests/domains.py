@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tests.conftest import Account
+from tests.memberships import add_member
 
 #: Who calls: the organization's roles, and the member who created the resource.
 Actor = Literal["owner", "admin", "member", "viewer", "creator"]
@@ -74,8 +75,9 @@ class Domain:
     listed: Listed  # (client, account) → ids the account's lists show
     snapshot: Snapshot  # (client, account) → everything the account can see, to compare
     actions: tuple[Action, ...]
-    #: The create route and who may use it (resource-less: "ok" or "403").
-    create_rule: tuple[str, str]
+    #: The create route and who may use it (resource-less: "ok" or "403"); None for a domain
+    #: whose resources are not created over its own API (``make`` makes them instead).
+    create_rule: tuple[str, str] | None
     may_create: dict[Actor, Outcome]
     #: Routes without the id, registered with why they need no suite of their own here.
     collection_routes: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -85,6 +87,8 @@ class Domain:
     unwrap: Callable[[Any], dict[str, Any]] = lambda body: body
     #: How to fill the other ids of a route (parameter → a fresh sub-resource's id).
     fill: dict[str, Fill] = field(default_factory=dict)
+    #: Makes a resource of a kind in the account's organization when there is no create route.
+    make: Callable[[Client, Account, str], Awaitable[dict[str, Any]]] | None = None
 
     def path(self, rule: str, resource_id: str) -> str:
         return rule.replace(f"<{self.id_param}>", resource_id)
@@ -99,6 +103,9 @@ class Domain:
         return path
 
     async def create(self, client: Client, account: Account, kind: str) -> dict[str, Any]:
+        if self.make is not None:
+            return await self.make(client, account, kind)
+        assert self.create_rule is not None
         method, rule = self.create_rule
         response = await client.open(rule, method=method, json=self.new_body(kind), headers=account.headers)
         assert response.status_code == 201, await response.get_data(as_text=True)
@@ -228,7 +235,6 @@ PROJECTS = Domain(
     },
 )
 
-DOMAINS: tuple[Domain, ...] = (PROJECTS,)
 
 
 # --- routes without a resource id in their path ----------------------------------------------
@@ -353,3 +359,67 @@ CALLER_ROUTES: tuple[CallerRoutes, ...] = (
         ),
     ),
 )
+# --- organization members -------------------------------------------------------------------------
+
+ORGANIZATIONS_API = "/api/v1/organizations"
+_CURRENT_ORG = f"{ORGANIZATIONS_API}/current"
+_ORG_MEMBERS = f"{_CURRENT_ORG}/members"
+_ORG_MEMBER = f"{_ORG_MEMBERS}/<user_id>"
+
+
+async def _make_member(client: Client, account: Account, kind: str) -> dict[str, Any]:
+    """A user with role ``kind`` in the account's organization (members join by invitation,
+    which is not this domain's route)."""
+    member = await add_member(client.app.kijko, account.org_id, kind)  # type: ignore[arg-type]
+    return {"id": member.user_id}
+
+
+async def _listed_members(client: Client, account: Account) -> set[str]:
+    """The members the account's list shows, the account itself left out (it is always there)."""
+    response = await client.get(_ORG_MEMBERS, headers=account.headers)
+    body = await response.get_json()
+    assert response.status_code == 200, body
+    return {member["id"] for member in body if member["id"] != account.user_id}
+
+
+async def _members_snapshot(client: Client, account: Account) -> dict[str, Any]:
+    members = await client.get(_ORG_MEMBERS, headers=account.headers)
+    current = await client.get(_CURRENT_ORG, headers=account.headers)
+    return {"members": await members.get_json(), "current": await current.get_json()}
+
+
+# Owners and admins manage members; only owners change an owner (ARCHITECTURE §3 "members,
+# invitations"; decision 0070). Readable by every member, so the others get 403.
+_MANAGE_MEMBER: Expected = {
+    "owner": only("owner", otherwise="403"),
+    "admin": only("owner", "admin", otherwise="403"),
+    "member": only("owner", "admin", otherwise="403"),
+    "viewer": only("owner", "admin", otherwise="403"),
+}
+
+ORGANIZATION_MEMBERS = Domain(
+    name="organization members",
+    prefix=ORGANIZATIONS_API,
+    id_param="user_id",
+    not_found="MEMBER_NOT_FOUND",
+    kinds=("owner", "admin", "member", "viewer"),
+    new_body=lambda kind: {},
+    make=_make_member,
+    listed=_listed_members,
+    snapshot=_members_snapshot,
+    actions=(
+        Action("list", "LIST", _ORG_MEMBERS, {kind: everyone() for kind in ("owner", "admin", "member", "viewer")}),
+        Action("change role", "PATCH", _ORG_MEMBER, _MANAGE_MEMBER, {"role": "viewer"}),
+        Action("remove", "DELETE", _ORG_MEMBER, _MANAGE_MEMBER),
+    ),
+    create_rule=None,
+    may_create={},
+    collection_routes={
+        ("GET", ORGANIZATIONS_API): "the caller's own organizations: test_organizations.py",
+        ("GET", _CURRENT_ORG): "the token's organization: the isolation snapshot, test_organizations.py",
+        ("PATCH", _CURRENT_ORG): "owners only, own organization: test_organizations.py",
+        ("GET", _ORG_MEMBERS): "the 'list' action and the isolation snapshot",
+    },
+)
+
+DOMAINS: tuple[Domain, ...] = (PROJECTS, ORGANIZATION_MEMBERS)

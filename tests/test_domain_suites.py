@@ -113,6 +113,8 @@ async def test_another_organizations_ids_are_not_found_on_every_route(
 async def test_bodies_naming_another_organizations_ids_change_nothing(
     domain: Domain, client: Any, alice: Account, bob: Account
 ) -> None:
+    if domain.create_rule is None:
+        pytest.skip("no create route; its own tests send foreign ids to its update routes")
     org_key, user_key, id_key = domain.owner_keys
     victim = await domain.create(client, alice, domain.kinds[0])
     alice_before = await domain.snapshot(client, alice)
@@ -188,10 +190,11 @@ async def test_role_matrix(domain: Domain, who: Actor, client: Any, kijko: Kijko
             expected[(action.name, kind)] = action.expected[kind][who]
             if result != "ok":  # a refusal changes nothing
                 assert await domain.snapshot(client, creator) == before, (action.name, kind)
-    method, rule = domain.create_rule
-    response = await call(client, actor, method, rule, domain.new_body(domain.kinds[0]))
-    got[("create", "-")] = {201: "ok", 200: "ok", 403: "403"}.get(response.status_code, str(response.status_code))
-    expected[("create", "-")] = domain.may_create[who]
+    if domain.create_rule is not None:
+        method, rule = domain.create_rule
+        response = await call(client, actor, method, rule, domain.new_body(domain.kinds[0]))
+        got[("create", "-")] = {201: "ok", 200: "ok", 403: "403"}.get(response.status_code, str(response.status_code))
+        expected[("create", "-")] = domain.may_create[who]
     assert got == expected
 
 

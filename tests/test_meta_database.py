@@ -32,6 +32,10 @@ APP_DEFINER_ALLOWLIST = frozenset(
         "kijko.current_org_id()",
         "kijko.current_user_id()",
         "kijko.current_actor()",
+        # Organization members (migration 0012): each holds its own rules.
+        "kijko.organization_members()",
+        "kijko.change_member_role(uuid,text)",
+        "kijko.remove_member(uuid)",
     }
 )
 

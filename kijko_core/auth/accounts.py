@@ -70,6 +70,35 @@ async def default_organization(db: SystemSession, user_id: UUID) -> UUID | None:
     )
 
 
+async def require_live_session(db: SystemSession, identity: TokenIdentity, *, lock: bool = False) -> None:
+    """The check ``kijko.enter`` makes first, for the routes that act on the caller's session
+    outside any organization (listing their organizations, switching): a session Kijko knows,
+    of that very user, unexpired and unrevoked, or ``InvalidToken`` (401). ``lock`` holds the
+    session row until the transaction ends (a switch and a refresh do not interleave)."""
+    live = await db.fetchval(_LOCKED_LIVE_SESSION if lock else _LIVE_SESSION, identity.session_id, identity.user_id)
+    if not live:
+        raise InvalidToken()
+
+
+_LIVE_SESSION = (
+    "SELECT true FROM kijko_private.sessions s"
+    " WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now()"
+)
+_LOCKED_LIVE_SESSION = _LIVE_SESSION + " FOR UPDATE"
+
+
+async def is_member(db: SystemSession, user_id: UUID, org_id: UUID) -> bool:
+    """Whether ``user_id`` belongs to ``org_id``; the membership row stays share-locked until the
+    transaction ends, so a removal cannot slip in before tokens for it are issued."""
+    return bool(
+        await db.fetchval(
+            "SELECT true FROM kijko.memberships WHERE organization_id = $1 AND user_id = $2 FOR KEY SHARE",
+            org_id,
+            user_id,
+        )
+    )
+
+
 async def open_session(
     db: SystemSession,
     *,

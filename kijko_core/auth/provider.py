@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal, Protocol
+from uuid import UUID
 
 from kijko_core.auth.models import SignupRequest, TokenPair
 from kijko_core.auth.principal import TokenIdentity
@@ -32,6 +33,12 @@ class IdentityProvider(Protocol):
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         """Rotate: a new access and a new refresh token."""
+        ...
+
+    async def switch_organization(self, identity: TokenIdentity, org_id: UUID, refresh_token: str | None) -> TokenPair:
+        """New tokens of the caller's session for another organization of theirs: 403 if the
+        caller is not a member of it (an unknown organization likewise), 401 for a session that
+        is no longer valid."""
         ...
 
     async def logout(self, identity: TokenIdentity, access_token: str) -> None:

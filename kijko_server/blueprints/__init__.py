@@ -13,7 +13,17 @@ from quart import Blueprint
 
 from kijko_core.config import Settings
 from kijko_server import health, swagger
-from kijko_server.blueprints import auth, index, members, oauth, projects, repositories, sources, wellknown
+from kijko_server.blueprints import (
+    auth,
+    index,
+    members,
+    oauth,
+    organizations,
+    projects,
+    repositories,
+    sources,
+    wellknown,
+)
 from kijko_server.ratelimits import AuthLimits
 
 BlueprintEntry = Blueprint | Callable[[Settings], Blueprint]
@@ -36,6 +46,7 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     members.bp,
     _invitations,
     repositories.bp,
+    organizations.bp,
     oauth.bp,
     sources.bp,
     swagger.bp,

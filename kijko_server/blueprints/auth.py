@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from quart import Blueprint
 from quart_schema import validate_request
 
@@ -11,6 +13,7 @@ from kijko_core.auth.models import (
     LoginRequest,
     RefreshRequest,
     SignupRequest,
+    SwitchOrganizationRequest,
     TokenPair,
     UserProfile,
 )
@@ -34,6 +37,7 @@ from kijko_server.security import (
     current_identity,
     ends_session,
     public,
+    revocation_checked,
 )
 from kijko_server.uow import runtime, tenant
 
@@ -89,6 +93,24 @@ def auth_blueprint(limits: AuthLimits) -> Blueprint:
         """End the session: its refresh tokens and its access tokens stop working."""
         await runtime().identity.logout(current_identity(), bearer_token())
         return Success()
+
+    @bp.post("/switch-organization")
+    # 403: not a member (an unknown organization alike); keycloak: 400 without the refresh
+    # token, 401 for a refresh token Keycloak refuses, 502 if Keycloak fails.
+    @responds(Forbidden, BadRequest, InvalidRefreshToken, UpstreamError)
+    @validate_request(SwitchOrganizationRequest)
+    @validate_response(TokenPair)
+    async def switch_organization(data: SwitchOrganizationRequest) -> TokenPair:
+        """New tokens for another organization of the caller (the session stays the same)."""
+        try:
+            org_id = UUID(data.organization_id)
+        except ValueError:
+            # No organization has the nil id: the provider checks the session first (401), then
+            # answers the same 403 as for an unknown organization.
+            org_id = UUID(int=0)
+        pair = await runtime().identity.switch_organization(current_identity(), org_id, data.refresh_token or None)
+        revocation_checked()  # the provider checked the session as kijko.enter does
+        return pair
 
     @bp.get("/me")
     @responds(Forbidden)  # the tenant session: the membership is gone

@@ -9,6 +9,8 @@ happens outside any database transaction (ARCHITECTURE §2).
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,6 +43,7 @@ from kijko_core.crypto import Keyring
 from kijko_core.db.session import system_session
 from kijko_core.errors import (
     BadRequest,
+    Forbidden,
     InvalidCredentials,
     InvalidRefreshToken,
     InvalidToken,
@@ -192,9 +195,11 @@ class KeycloakProvider:
         """
         claims = await self._claims(tokens.access_token)
         user_id = UUID(str(claims["sub"]))
-        org_id, provisioned = await self._organization(user_id)
         claimed = claims.get(ORG_ID_ATTRIBUTE)
-        if claimed is None or (provisioned and claimed != str(org_id)):
+        org_id = await self._organization(user_id, claimed)
+        # No org_id yet, a new organization, or one the user was removed from (decision 0070):
+        # point the attribute at the organization the sign-in lands in and take fresh tokens.
+        if claimed != str(org_id):
             await self.client.set_attribute(user_id, ORG_ID_ATTRIBUTE, str(org_id))
             try:
                 tokens = await self.client.refresh_grant(tokens.refresh_token)
@@ -227,11 +232,13 @@ class KeycloakProvider:
         )
         return pair, user_id
 
-    async def _organization(self, user_id: UUID) -> tuple[UUID, bool]:
-        """The user's organization, provisioning user and organization if Kijko has neither."""
-        known, org_id = await self._account(user_id)
+    async def _organization(self, user_id: UUID, claimed: Any) -> UUID:
+        """The organization a sign-in lands in: the one the token claims while the user is still
+        a member of it, else the oldest membership; provisions user and organization if Kijko
+        has neither."""
+        known, org_id = await self._account(user_id, claimed)
         if org_id is not None:
-            return org_id, False
+            return org_id
         if known:
             raise InvalidCredentials("This account belongs to no organization")
         user = await self.client.get_user(user_id)
@@ -249,20 +256,67 @@ class KeycloakProvider:
                 )
         except accounts.AccountExists:
             # A parallel first sign-in of the same user won the race: use its organization.
-            known, org_id = await self._account(user_id)
+            known, org_id = await self._account(user_id, None)
             if org_id is None:
                 raise
-            return org_id, False
+            return org_id
         log.info("keycloak_user_provisioned", user_id=str(user_id))
-        return org_id, True
+        return org_id
 
-    async def _account(self, user_id: UUID) -> tuple[bool, UUID | None]:
+    async def _account(self, user_id: UUID, claimed: Any) -> tuple[bool, UUID | None]:
+        try:
+            claimed_org = UUID(str(claimed)) if claimed is not None else None
+        except ValueError:
+            claimed_org = None
         async with system_session(self._db, readonly=True) as db:
             known = await db.fetchval(
                 "SELECT EXISTS (SELECT 1 FROM kijko_private.users WHERE id = $1)", user_id
             )
-            org_id = await accounts.default_organization(db, user_id) if known else None
-        return bool(known), org_id
+            if not known:
+                return False, None
+            if claimed_org is not None and await db.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM kijko.memberships WHERE organization_id = $1 AND user_id = $2)",
+                claimed_org,
+                user_id,
+            ):
+                return True, claimed_org
+            return True, await accounts.default_organization(db, user_id)
+
+    async def switch_organization(
+        self, identity: TokenIdentity, org_id: UUID, refresh_token: str | None
+    ) -> TokenPair:
+        """Point the user's ``org_id`` attribute at ``org_id`` and refresh the caller's session
+        with its refresh token, so Keycloak's mapper writes the new organization (decision
+        0072). The attribute is the user's: their other sessions land there on their next
+        refresh too."""
+        if refresh_token is None:
+            raise BadRequest(
+                "refresh_token: required to switch organizations with this identity provider",
+                field="refresh_token",
+            )
+        if not _names_session(refresh_token, identity):
+            raise InvalidRefreshToken()  # another session's: do not even touch the attribute
+        async with system_session(self._db) as db:
+            await accounts.require_live_session(db, identity)
+            if not await accounts.is_member(db, identity.user_id, org_id):
+                raise Forbidden("You are not a member of this organization")
+        await self.client.set_attribute(identity.user_id, ORG_ID_ATTRIBUTE, str(org_id))
+        try:
+            tokens = await self.client.refresh_grant(refresh_token)
+        except GrantRejected:
+            raise InvalidRefreshToken() from None
+        fresh = await self._claims(tokens.access_token)
+        if fresh.get("sub") != str(identity.user_id) or fresh.get("sid") != identity.session_id:
+            # Another session's refresh token (or another user's): not this caller's to switch.
+            raise InvalidRefreshToken()
+        try:
+            pair, _ = await self._complete(tokens)
+        except InvalidToken:  # the session was revoked here meanwhile (logout)
+            raise InvalidRefreshToken() from None
+        if (await self._claims(pair.access_token)).get(ORG_ID_ATTRIBUTE) != str(org_id):
+            # Removed from it while switching: the sign-in landed elsewhere.
+            raise Forbidden("You are not a member of this organization")
+        return pair
 
     async def _claims(self, token: str) -> dict[str, Any]:
         """Verify an access token fresh from Keycloak; ``org_id`` may still be missing.
@@ -299,3 +353,17 @@ class KeycloakProvider:
             await self.client.delete_user(user_id)
         except UpstreamError:
             log.error("keycloak_orphan_user", user_id=str(user_id))
+
+
+def _names_session(refresh_token: str, identity: TokenIdentity) -> bool:
+    """Whether a Keycloak refresh token (a JWT Keycloak signs with a key of its own, which Kijko
+    cannot check) says it belongs to the caller's session. Only a guard against side effects;
+    Keycloak judges the token, and the fresh access token is checked again afterwards."""
+    try:
+        segment = refresh_token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (IndexError, ValueError, UnicodeDecodeError, RecursionError):
+        return True  # not a JWT: leave it to Keycloak
+    if not isinstance(claims, dict):
+        return True
+    return claims.get("sid") in (None, identity.session_id) and claims.get("sub") in (None, str(identity.user_id))

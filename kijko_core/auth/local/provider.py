@@ -23,7 +23,7 @@ from kijko_core.auth.tokens import ACCESS_TOKEN_TYP, TokenVerifier
 from kijko_core.config import Settings
 from kijko_core.crypto import Keyring
 from kijko_core.db.session import SystemSession, system_session
-from kijko_core.errors import InvalidCredentials, InvalidRefreshToken
+from kijko_core.errors import Forbidden, InvalidCredentials, InvalidRefreshToken
 
 
 def _hash_token(token: str) -> bytes:
@@ -175,6 +175,7 @@ class LocalProvider:
             )
             if row is None or row["revoked"] or row["expired"]:
                 raise InvalidRefreshToken()
+            org_id = await self._still_a_member(db, row["session_id"], row["user_id"], row["organization_id"])
             successor: str | None = None
             if row["used_at"] is None:
                 successor = secrets.token_urlsafe(32)
@@ -194,7 +195,49 @@ class LocalProvider:
             # Reuse after the grace window: assume theft and end the whole family.
             await self._revoke_family(row["session_id"])
             raise InvalidRefreshToken()
-        return await self._pair(row["user_id"], row["organization_id"], row["session_id"], successor)
+        return await self._pair(row["user_id"], org_id, row["session_id"], successor)
+
+    async def _still_a_member(self, db: SystemSession, session_id: str, user_id: UUID, org_id: UUID) -> UUID:
+        """The session's organization, or, when the user was removed from it, the organization
+        a fresh login would land in (the session moves there); none left: the refresh fails."""
+        if await accounts.is_member(db, user_id, org_id):
+            return org_id
+        fallback = await accounts.default_organization(db, user_id)
+        if fallback is None:
+            raise InvalidRefreshToken()
+        await db.execute("UPDATE kijko_private.sessions SET organization_id = $2 WHERE id = $1", session_id, fallback)
+        return fallback
+
+    async def switch_organization(
+        self, identity: TokenIdentity, org_id: UUID, refresh_token: str | None
+    ) -> TokenPair:
+        """Move the caller's session to ``org_id`` and rotate its refresh token (decision 0072).
+
+        The session stays one session (logout still ends everything); its refresh tokens not
+        yet used now lead to the new one, so a refresh racing the switch inside the grace window
+        gets the same successor, for the new organization, and a later reuse is a reuse.
+        ``refresh_token`` is not needed here: the access token names the session.
+        """
+        successor = secrets.token_urlsafe(32)
+        async with system_session(self._db) as db:
+            await accounts.require_live_session(db, identity, lock=True)
+            if not await accounts.is_member(db, identity.user_id, org_id):
+                raise Forbidden("You are not a member of this organization")
+            await db.execute(
+                "UPDATE kijko_private.sessions SET organization_id = $2 WHERE id = $1",
+                identity.session_id,
+                org_id,
+            )
+            successor_id = await self._store_refresh_token(db, identity.session_id, successor)
+            await db.execute(
+                "UPDATE kijko_private.refresh_tokens"
+                " SET used_at = now(), successor_id = $2, successor_ciphertext = $3"
+                " WHERE session_id = $1 AND used_at IS NULL AND id <> $2",
+                identity.session_id,
+                successor_id,
+                self._keyring.encrypt(successor),
+            )
+        return await self._pair(identity.user_id, org_id, identity.session_id, successor)
 
     async def _revoke_family(self, session_id: str) -> None:
         # Its own transaction: the refresh that detected the reuse fails, the revocation stays.
