@@ -510,3 +510,11 @@ async def test_drain_gives_back_what_runs_past_the_grace_without_counting_the_at
     assert row["state"] == "queued" and row["attempts"] == 0 and row["lease_owner"] is None
     async with system_session(jobs.system_db) as db:
         assert await store.cancel(db, job_id)  # nothing left due for other tests
+
+
+async def test_an_attempt_past_its_kinds_timeout_fails(jobs: Kijko) -> None:
+    job_id = await enqueue_system(jobs, "test.hang")
+    await run_until_idle(jobs)
+    row = await job_row(jobs, job_id)
+    assert row["state"] == "failed" and row["attempts"] == 1
+    assert row["last_error"].startswith("TimeoutError")
