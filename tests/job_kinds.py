@@ -96,3 +96,9 @@ async def cancel_leftovers(kijko: Any) -> None:
             "UPDATE kijko.jobs SET state = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,"
             " finished_at = clock_timestamp() WHERE kind LIKE 'test.%' AND state IN ('queued', 'running')"
         )
+
+
+@job_kind("test.hang", max_attempts=1, lease_seconds=30, timeout_seconds=0.5)
+async def hang(ctx: JobContext) -> None:
+    RUNS[ctx.job_id].append(ctx.attempt)
+    await asyncio.Event().wait()  # never set: only the kind's timeout ends it
