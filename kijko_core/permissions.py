@@ -288,7 +288,7 @@ every member, so a refused change of a real member is 403, an unknown one 404.
 | list the caller's organizations | a live session (no membership of the token's organization) | 401 |
 | get the current organization, list its members, search users | `read` | 403 `FORBIDDEN` when no longer a member |
 | rename the current organization | `manage organization` (owners) | 403 `FORBIDDEN` |
-| change a member's role, remove a member | `manage members` (owners, admins) | 404 `MEMBER_NOT_FOUND` if no such member here, else 403 `FORBIDDEN` |
+| change a member's role, remove them | `manage members` (owners, admins) | 404 `MEMBER_NOT_FOUND` if none, else 403 |
 | … when the member is an owner, or the new role is `owner` | also `manage owners` (owners) | 403 `FORBIDDEN` |
 | … when it would leave no owner | — | 409 `LAST_OWNER` |
 | switch to another organization | membership of the target | 403 `FORBIDDEN` (unknown organizations alike) |
