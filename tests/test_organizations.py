@@ -14,6 +14,7 @@ from uuid import UUID
 import asyncpg
 import pytest
 
+from kijko_core.auth.accounts import erase_user
 from kijko_core.auth.principal import OrgRole, Principal
 from kijko_core.db.session import system_session, tenant_session
 from kijko_core.errors import Forbidden
@@ -574,10 +575,10 @@ async def test_search_text_over_100_characters_is_a_422(client: Any, alice: Acco
 # --- the rule, cell by cell, and the database holding it ---------------------------------------
 
 
-def rule(caller: OrgRole, target: OrgRole, new: OrgRole | None) -> str:
+def rule(caller: OrgRole, target: OrgRole, new: OrgRole | None, *, has_owner: bool = True) -> str:
     who = Principal(uuid.uuid4(), uuid.uuid4(), "session", frozenset({caller}), datetime.now(UTC))
     try:
-        authorize_member_change(who, target, new)
+        authorize_member_change(who, target, new, organization_has_owner=has_owner)
     except Forbidden:
         return "403"
     return "ok"
@@ -596,6 +597,33 @@ def test_member_change_rule_per_cell(caller: OrgRole, target: OrgRole, new: OrgR
     else:
         expected = "403"
     assert rule(caller, target, new) == expected
+    # Where no owner is left (an erased sole owner), naming one is an admin's too.
+    if target != OrgRole.OWNER:
+        assert rule(caller, target, new, has_owner=False) == (
+            "403" if caller in (OrgRole.MEMBER, OrgRole.VIEWER) else "ok"
+        )
+
+
+async def test_an_admin_names_an_owner_when_the_only_owner_was_erased(
+    client: Any, kijko: Kijko, alice: Account
+) -> None:
+    admin = await add_member(kijko, alice.org_id, "admin")
+    member = await add_member(kijko, alice.org_id, "member")
+    erasure = await erase_user(kijko.system_db, UUID(alice.user_id))
+    assert erasure.ownerless_organizations == [UUID(alice.org_id)]
+    refused = await client.patch(member_path(admin.user_id), json={"role": "owner"}, headers=member.headers)
+    await error_of(refused, 403, "FORBIDDEN")
+    named = await client.patch(member_path(admin.user_id), json={"role": "owner"}, headers=admin.headers)
+    assert named.status_code == 200 and (await named.get_json())["role"] == "owner"
+    # From then on the usual rule: only owners touch owners.
+    other_admin = await add_member(kijko, alice.org_id, "admin")
+    again = await client.patch(member_path(member.user_id), json={"role": "owner"}, headers=other_admin.headers)
+    await error_of(again, 403, "FORBIDDEN")
+    assert await roles_in(kijko, alice.org_id) == {
+        admin.user_id: "owner",
+        member.user_id: "member",
+        other_admin.user_id: "admin",
+    }
 
 
 async def test_sql_on_the_app_role_cannot_promote_its_caller(client: Any, kijko: Kijko, alice: Account) -> None:
