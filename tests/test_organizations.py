@@ -59,6 +59,10 @@ async def roles_in(kijko: Kijko, org_id: str) -> dict[str, str]:
     return {str(row["user_id"]): row["role"] for row in rows}
 
 
+def bearer(access_token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {access_token}"}
+
+
 def with_token(account: Account, access_token: str, refresh_token: str, org_id: str) -> Account:
     return Account(account.email, account.password, access_token, refresh_token, account.user_id, org_id)
 
@@ -673,3 +677,30 @@ async def test_the_database_refuses_what_the_rule_refuses_even_when_asked_direct
                 await db.fetch(statement, UUID(target))
         assert refused.value.sqlstate == sqlstate, (statement, target)
     assert await roles_in(kijko, alice.org_id) == {alice.user_id: "owner", admin.user_id: "admin"}
+
+
+async def test_a_refresh_racing_a_switch_neither_fails_nor_deadlocks(
+    client: Any, kijko: Kijko, alice: Account, bob: Account
+) -> None:
+    await join(kijko, alice, bob.org_id, "member")
+    current = alice
+    for _ in range(10):
+        switched, refreshed = await asyncio.gather(
+            client.post(SWITCH, json={"organization_id": bob.org_id}, headers=current.headers),
+            client.post("/api/v1/auth/refresh", json={"refresh_token": current.refresh_token}),
+        )
+        assert (switched.status_code, refreshed.status_code) == (200, 200)
+        pair, other = await switched.get_json(), await refreshed.get_json()
+        me = await (await client.get("/api/v1/auth/me", headers=bearer(pair["access_token"]))).get_json()
+        assert me["org_id"] == bob.org_id
+        # Whichever ran first, the refresh's answer continues the same family, in Bob's
+        # organization now.
+        again = await client.post("/api/v1/auth/refresh", json={"refresh_token": other["refresh_token"]})
+        assert again.status_code == 200
+        tokens = await again.get_json()
+        me = await (await client.get("/api/v1/auth/me", headers=bearer(tokens["access_token"]))).get_json()
+        assert me["org_id"] == bob.org_id
+        back = await client.post(SWITCH, json={"organization_id": alice.org_id}, headers=bearer(tokens["access_token"]))
+        assert back.status_code == 200
+        fresh = await back.get_json()
+        current = with_token(alice, fresh["access_token"], fresh["refresh_token"], alice.org_id)
