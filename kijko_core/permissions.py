@@ -229,12 +229,15 @@ ORGANIZATION_MEMBERS = Policy(
 )
 
 
-def authorize_member_change(principal: Principal, target_role: OrgRole, new_role: OrgRole | None) -> None:
+def authorize_member_change(
+    principal: Principal, target_role: OrgRole, new_role: OrgRole | None, *, organization_has_owner: bool = True
+) -> None:
     """Changing a member's role (``new_role``) or removing them (``None``): owners and admins;
-    only an owner makes an owner or changes or removes one. (That the last owner stays is the
+    only an owner makes an owner or changes or removes one — unless the organization has no
+    owner left (decision 0018), when an admin may name one. (That the last owner stays is the
     database's rule, checked under a lock: 409 ``LAST_OWNER``.)"""
     authorize(principal, Action.MANAGE_MEMBERS, policy=ORGANIZATION_MEMBERS)
-    if OrgRole.OWNER in (target_role, new_role):
+    if OrgRole.OWNER in (target_role, new_role) and organization_has_owner:
         authorize(principal, Action.MANAGE_OWNERS, policy=ORGANIZATION_MEMBERS)
 
 
@@ -428,8 +431,9 @@ every member, so a refused change of a real member is 403, an unknown one 404.
 | list the caller's organizations | a live session (no membership of the token's organization) | 401 |
 | get the current organization, list its members, search users | `read` | 403 `FORBIDDEN` when no longer a member |
 | rename the current organization | `manage organization` (owners) | 403 `FORBIDDEN` |
-| change a member's role, remove a member | `manage members` (owners, admins) | 404 `MEMBER_NOT_FOUND` if no such member here, else 403 `FORBIDDEN` |
+| change a member's role, remove them | `manage members` (owners, admins) | 404 `MEMBER_NOT_FOUND` if none, else 403 |
 | … when the member is an owner, or the new role is `owner` | also `manage owners` (owners) | 403 `FORBIDDEN` |
+| … naming an owner where none is left (decision 0018) | `manage members` | 403 `FORBIDDEN` |
 | … when it would leave no owner | — | 409 `LAST_OWNER` |
 | switch to another organization | membership of the target | 403 `FORBIDDEN` (unknown organizations alike) |
 

@@ -14,6 +14,7 @@ from uuid import UUID
 import asyncpg
 import pytest
 
+from kijko_core.auth.accounts import erase_user
 from kijko_core.auth.principal import OrgRole, Principal
 from kijko_core.db.session import system_session, tenant_session
 from kijko_core.errors import Forbidden
@@ -56,6 +57,10 @@ async def roles_in(kijko: Kijko, org_id: str) -> dict[str, str]:
     async with system_session(kijko.system_db, readonly=True) as db:
         rows = await db.fetch("SELECT user_id, role FROM kijko.memberships WHERE organization_id = $1", UUID(org_id))
     return {str(row["user_id"]): row["role"] for row in rows}
+
+
+def bearer(access_token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {access_token}"}
 
 
 def with_token(account: Account, access_token: str, refresh_token: str, org_id: str) -> Account:
@@ -574,10 +579,10 @@ async def test_search_text_over_100_characters_is_a_422(client: Any, alice: Acco
 # --- the rule, cell by cell, and the database holding it ---------------------------------------
 
 
-def rule(caller: OrgRole, target: OrgRole, new: OrgRole | None) -> str:
+def rule(caller: OrgRole, target: OrgRole, new: OrgRole | None, *, has_owner: bool = True) -> str:
     who = Principal(uuid.uuid4(), uuid.uuid4(), "session", frozenset({caller}), datetime.now(UTC))
     try:
-        authorize_member_change(who, target, new)
+        authorize_member_change(who, target, new, organization_has_owner=has_owner)
     except Forbidden:
         return "403"
     return "ok"
@@ -596,6 +601,33 @@ def test_member_change_rule_per_cell(caller: OrgRole, target: OrgRole, new: OrgR
     else:
         expected = "403"
     assert rule(caller, target, new) == expected
+    # Where no owner is left (an erased sole owner), naming one is an admin's too.
+    if target != OrgRole.OWNER:
+        assert rule(caller, target, new, has_owner=False) == (
+            "403" if caller in (OrgRole.MEMBER, OrgRole.VIEWER) else "ok"
+        )
+
+
+async def test_an_admin_names_an_owner_when_the_only_owner_was_erased(
+    client: Any, kijko: Kijko, alice: Account
+) -> None:
+    admin = await add_member(kijko, alice.org_id, "admin")
+    member = await add_member(kijko, alice.org_id, "member")
+    erasure = await erase_user(kijko.system_db, UUID(alice.user_id))
+    assert erasure.ownerless_organizations == [UUID(alice.org_id)]
+    refused = await client.patch(member_path(admin.user_id), json={"role": "owner"}, headers=member.headers)
+    await error_of(refused, 403, "FORBIDDEN")
+    named = await client.patch(member_path(admin.user_id), json={"role": "owner"}, headers=admin.headers)
+    assert named.status_code == 200 and (await named.get_json())["role"] == "owner"
+    # From then on the usual rule: only owners touch owners.
+    other_admin = await add_member(kijko, alice.org_id, "admin")
+    again = await client.patch(member_path(member.user_id), json={"role": "owner"}, headers=other_admin.headers)
+    await error_of(again, 403, "FORBIDDEN")
+    assert await roles_in(kijko, alice.org_id) == {
+        admin.user_id: "owner",
+        member.user_id: "member",
+        other_admin.user_id: "admin",
+    }
 
 
 async def test_sql_on_the_app_role_cannot_promote_its_caller(client: Any, kijko: Kijko, alice: Account) -> None:
@@ -645,3 +677,30 @@ async def test_the_database_refuses_what_the_rule_refuses_even_when_asked_direct
                 await db.fetch(statement, UUID(target))
         assert refused.value.sqlstate == sqlstate, (statement, target)
     assert await roles_in(kijko, alice.org_id) == {alice.user_id: "owner", admin.user_id: "admin"}
+
+
+async def test_a_refresh_racing_a_switch_neither_fails_nor_deadlocks(
+    client: Any, kijko: Kijko, alice: Account, bob: Account
+) -> None:
+    await join(kijko, alice, bob.org_id, "member")
+    current = alice
+    for _ in range(10):
+        switched, refreshed = await asyncio.gather(
+            client.post(SWITCH, json={"organization_id": bob.org_id}, headers=current.headers),
+            client.post("/api/v1/auth/refresh", json={"refresh_token": current.refresh_token}),
+        )
+        assert (switched.status_code, refreshed.status_code) == (200, 200)
+        pair, other = await switched.get_json(), await refreshed.get_json()
+        me = await (await client.get("/api/v1/auth/me", headers=bearer(pair["access_token"]))).get_json()
+        assert me["org_id"] == bob.org_id
+        # Whichever ran first, the refresh's answer continues the same family, in Bob's
+        # organization now.
+        again = await client.post("/api/v1/auth/refresh", json={"refresh_token": other["refresh_token"]})
+        assert again.status_code == 200
+        tokens = await again.get_json()
+        me = await (await client.get("/api/v1/auth/me", headers=bearer(tokens["access_token"]))).get_json()
+        assert me["org_id"] == bob.org_id
+        back = await client.post(SWITCH, json={"organization_id": alice.org_id}, headers=bearer(tokens["access_token"]))
+        assert back.status_code == 200
+        fresh = await back.get_json()
+        current = with_token(alice, fresh["access_token"], fresh["refresh_token"], alice.org_id)

@@ -85,6 +85,15 @@ class UserSearchResult(WireModel):
 
 
 # Plain arrays on the wire (contract §1.4: member lists are plain arrays).
-OrganizationList = RootModel[list[OrganizationListItem]]
-MemberList = RootModel[list[Member]]
-UserSearchResults = RootModel[list[UserSearchResult]]
+
+
+class OrganizationList(RootModel[list[OrganizationListItem]]):
+    pass
+
+
+class MemberList(RootModel[list[Member]]):
+    pass
+
+
+class UserSearchResults(RootModel[list[UserSearchResult]]):
+    pass

@@ -31,6 +31,7 @@ _MEMBERS = sql.compose(
 _MEMBER = sql.compose("SELECT {columns} FROM kijko.organization_members() WHERE user_id = $1", columns=_MEMBER_COLUMNS)
 _CHANGE_ROLE = sql.compose("SELECT {columns} FROM kijko.change_member_role($1, $2)", columns=_MEMBER_COLUMNS)
 _REMOVE = "SELECT kijko.remove_member($1)"
+_HAS_OWNER = "SELECT EXISTS (SELECT 1 FROM kijko.memberships WHERE organization_id = $1 AND role = 'owner')"
 # $1 an ILIKE pattern (kijko_core.wire.like_pattern), $2 the limit.
 _SEARCH = (
     "SELECT user_id AS id, email, btrim(first_name || ' ' || last_name) AS name"
@@ -74,6 +75,10 @@ async def members(db: TenantSession) -> list[Member]:
 async def member(db: TenantSession, user_id: UUID) -> Member | None:
     row = await db.fetchrow(_MEMBER, user_id)
     return None if row is None else Member.model_validate(dict(row))
+
+
+async def has_owner(db: TenantSession, org_id: UUID) -> bool:
+    return bool(await db.fetchval(_HAS_OWNER, org_id))
 
 
 async def change_role(db: TenantSession, user_id: UUID, role: str) -> Member:

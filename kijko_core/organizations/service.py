@@ -80,7 +80,10 @@ async def _target(db: TenantSession, user_id: UUID) -> Member:
 
 async def change_role(db: TenantSession, user_id: UUID, data: ChangeMemberRole) -> Member:
     target = await _target(db, user_id)
-    authorize_member_change(db.principal, OrgRole(target.role), OrgRole(data.role))
+    new_role = OrgRole(data.role)
+    # Naming an owner where none is left (decision 0018) is an admin's too.
+    ownerless = new_role == OrgRole.OWNER and not await repository.has_owner(db, db.principal.org_id)
+    authorize_member_change(db.principal, OrgRole(target.role), new_role, organization_has_owner=not ownerless)
     # The database checks again under the organization's lock (a concurrent change, the last owner).
     return await repository.change_role(db, user_id, data.role)
 

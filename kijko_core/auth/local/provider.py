@@ -220,6 +220,12 @@ class LocalProvider:
         """
         successor = secrets.token_urlsafe(32)
         async with system_session(self._db) as db:
+            # Locks in refresh's order (its token, then the session): a refresh racing the
+            # switch waits, it does not deadlock.
+            await db.execute(
+                "SELECT 1 FROM kijko_private.refresh_tokens WHERE session_id = $1 AND used_at IS NULL FOR UPDATE",
+                identity.session_id,
+            )
             await accounts.require_live_session(db, identity, lock=True)
             if not await accounts.is_member(db, identity.user_id, org_id):
                 raise Forbidden("You are not a member of this organization")

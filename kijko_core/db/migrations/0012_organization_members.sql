@@ -53,7 +53,10 @@ BEGIN
     IF v_target_role IS NULL THEN
         RAISE EXCEPTION 'no such member' USING ERRCODE = 'KJ404';
     END IF;
-    IF v_caller_role <> 'owner' AND (v_target_role = 'owner' OR p_new_role = 'owner') THEN
+    -- Only owners touch owners; in an organization left without one (its only owner was
+    -- erased, decision 0018) an admin may name one.
+    IF v_caller_role <> 'owner' AND (v_target_role = 'owner' OR p_new_role = 'owner')
+       AND EXISTS (SELECT 1 FROM kijko.memberships m WHERE m.organization_id = v_org AND m.role = 'owner') THEN
         RAISE EXCEPTION 'only owners change owners' USING ERRCODE = 'KJ403';
     END IF;
     IF v_target_role = 'owner' AND p_new_role IS DISTINCT FROM 'owner' AND NOT EXISTS (
