@@ -66,7 +66,7 @@ async def update_current(data: UpdateOrganization) -> Organization:
 @bp.get(f"{_CURRENT}/members")
 @responds(*_TENANT)
 @validate_response(MemberList)
-async def list_members() -> MemberList:
+async def list_organization_members() -> MemberList:
     """The users of the active organization with their role, in the order they joined."""
     async with tenant(readonly=True) as db:
         return MemberList(await service.members(db))
@@ -76,7 +76,7 @@ async def list_members() -> MemberList:
 @responds(*_TENANT, MemberNotFound, LastOwner)
 @validate_request(ChangeMemberRole)
 @validate_response(Member)
-async def change_member_role(user_id: str, data: ChangeMemberRole) -> Member:
+async def change_organization_member_role(user_id: str, data: ChangeMemberRole) -> Member:
     """Change a member's role (owners and admins; only owners make or change owners)."""
     async with tenant() as db:
         return await service.change_role(db, entity_id(user_id, MemberNotFound), data)
@@ -85,7 +85,7 @@ async def change_member_role(user_id: str, data: ChangeMemberRole) -> Member:
 @bp.delete(f"{_CURRENT}/members/<user_id>")
 @responds(*_TENANT, MemberNotFound, LastOwner)
 @validate_response(Success)
-async def remove_member(user_id: str) -> Success:
+async def remove_organization_member(user_id: str) -> Success:
     """Remove a member from the active organization; their access to it ends at once."""
     async with tenant() as db:
         await service.remove(db, entity_id(user_id, MemberNotFound))
