@@ -296,3 +296,30 @@ async def test_without_smtp_mails_are_kept_in_the_data_dir(
     (line,) = [json.loads(raw) for raw in logs.getvalue().splitlines() if "local outbox" in raw]
     assert line["outbox_id"] == str(outbox_id) and line["hint"] == f"kijko mail show {outbox_id}"
     assert "Reader" not in json.dumps(line) and "one" not in json.dumps(line)
+
+
+async def test_non_ascii_text_survives_the_trip(
+    kijko: Kijko, make_settings: Any, alice: Account, plain_smtp: SmtpServer
+) -> None:
+    settings = smtp_settings(make_settings, f"smtp://127.0.0.1:{plain_smtp.port}?starttls=off")
+    values = {"instance": "Zoë's café ✓", "details": [{"label": "naïve", "value": "日本語 🚀"}]}
+    async with tenant_session(kijko.app_db, alice.identity) as db:
+        outbox_id = await mail.send(
+            db, to="zoe@example.com", template="test_message", values=values, org_id=UUID(alice.org_id)
+        )
+    assert await deliver_once(settings, opener(kijko, UUID(alice.org_id)), outbox_id, last_attempt=False) == "sent"
+    (received,) = plain_smtp.received
+    assert received.message["Subject"] == "Kijko test message from Zoë's café ✓"
+    text, html = received.message.get_body(("plain",)), received.message.get_body(("html",))
+    assert text is not None and "- naïve: 日本語 🚀" in text.get_content()
+    assert html is not None and "<strong>Zoë&#x27;s café ✓</strong>" in html.get_content()
+
+
+async def test_in_production_a_mail_kept_locally_is_a_warning(
+    kijko: Kijko, make_settings: Any, alice: Account, tmp_path: Path, logs: io.StringIO
+) -> None:
+    settings: Settings = make_settings(mode="production", data_dir=tmp_path / "data")
+    outbox_id = await queued(kijko, alice)
+    assert await deliver_once(settings, opener(kijko, UUID(alice.org_id)), outbox_id, last_attempt=False) == "sent"
+    (line,) = [json.loads(raw) for raw in logs.getvalue().splitlines() if "local outbox" in raw]
+    assert line["level"] == "warning" and line["advice"] == "set KIJKO_SMTP_URL to send mail"
