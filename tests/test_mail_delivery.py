@@ -323,3 +323,20 @@ async def test_in_production_a_mail_kept_locally_is_a_warning(
     assert await deliver_once(settings, opener(kijko, UUID(alice.org_id)), outbox_id, last_attempt=False) == "sent"
     (line,) = [json.loads(raw) for raw in logs.getvalue().splitlines() if "local outbox" in raw]
     assert line["level"] == "warning" and line["advice"] == "set KIJKO_SMTP_URL to send mail"
+
+
+async def test_a_local_outbox_that_cannot_be_written_fails_the_attempt(
+    kijko: Kijko, make_settings: Any, alice: Account, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "mail").write_text("a file where the outbox directory should be")
+    settings: Settings = make_settings(data_dir=data)
+    outbox_id = await queued(kijko, alice)
+    with pytest.raises(DeliveryFailed, match="FileExistsError"):
+        await deliver_once(settings, opener(kijko, UUID(alice.org_id)), outbox_id, last_attempt=False)
+    assert (await row(kijko, outbox_id)).state == "queued"
+    with pytest.raises(DeliveryFailed):
+        await deliver_once(settings, opener(kijko, UUID(alice.org_id)), outbox_id, last_attempt=True)
+    failed = await row(kijko, outbox_id)
+    assert failed.state == "failed" and failed.attempts == 2 and "FileExistsError" in (failed.last_error or "")

@@ -56,7 +56,15 @@ async def deliver_once(
         return "gone"  # sent or failed already (a repeated job), or deleted
     message = build_message(mail, sender(settings))
     try:
-        await (transport or make_transport(settings)).deliver(message, outbox_id=mail.id, template=mail.template)
+        try:
+            await (transport or make_transport(settings)).deliver(message, outbox_id=mail.id, template=mail.template)
+        except DeliveryFailed:
+            raise
+        except Exception as unexpected:
+            # Anything else (a full disk under the local outbox, a library's surprise) is
+            # an attempt that failed too: recorded, retried, and on the last one the row fails
+            # instead of staying queued forever.
+            raise DeliveryFailed(f"{type(unexpected).__name__}: {unexpected}") from unexpected
     except DeliveryFailed as error:
         final = error.permanent or last_attempt
         async with open_session() as db:
