@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -25,7 +25,7 @@ from kijko_core.db.session import system_session
 from kijko_core.jobs import add_doorbell, enqueue, remove_doorbell, store
 from kijko_core.runtime import Kijko
 from kijko_server.jobs import HueyJobs
-from tests import job_kinds  # noqa: F401 - registers the test kinds in this process too
+from tests import job_kinds  # registers the test kinds in this process too
 from tests.test_cli import clean_env, run_kijko
 
 pytestmark = pytest.mark.slow
@@ -53,6 +53,12 @@ def worker_env(database: ScratchDatabase, encryption_key: str, tmp_path: Path) -
     if os.environ.get("KIJKO_TEST_REDIS_URL"):
         values["KIJKO_REDIS_URL"] = os.environ["KIJKO_TEST_REDIS_URL"]
     return clean_env(tmp_path, **values)
+
+
+@pytest.fixture(autouse=True, scope="module")
+async def no_leftovers(kijko: Kijko) -> AsyncIterator[None]:
+    yield
+    await job_kinds.cancel_leftovers(kijko)
 
 
 class Workers:
