@@ -90,7 +90,9 @@ async def deliver_once(
     return "sent"
 
 
-@job_kind(outbox.DELIVER, max_attempts=MAX_ATTEMPTS, lease_seconds=60)
+# Each SMTP step times out on its own (KIJKO_SMTP_TIMEOUT_SECONDS, ≤ 300); five minutes bound
+# the whole conversation of one small message generously.
+@job_kind(outbox.DELIVER, max_attempts=MAX_ATTEMPTS, lease_seconds=60, timeout_seconds=300)
 async def deliver(ctx: JobContext) -> None:
     """The ``mail.deliver`` job: one attempt at the outbox row named by the payload. Tenant
     mail is read and marked in the organization's service session (under RLS), system mail
