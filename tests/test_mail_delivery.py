@@ -340,3 +340,33 @@ async def test_a_local_outbox_that_cannot_be_written_fails_the_attempt(
         await deliver_once(settings, opener(kijko, UUID(alice.org_id)), outbox_id, last_attempt=True)
     failed = await row(kijko, outbox_id)
     assert failed.state == "failed" and failed.attempts == 2 and "FileExistsError" in (failed.last_error or "")
+
+
+async def test_a_delivery_prunes_its_organizations_old_finished_mail_only(
+    kijko: Kijko, make_settings: Any, alice: Account, bob: Account, plain_smtp: SmtpServer
+) -> None:
+    settings = smtp_settings(make_settings, f"smtp://127.0.0.1:{plain_smtp.port}?starttls=off")
+    old_alice, recent_alice, old_bob = await queued(kijko, alice), await queued(kijko, alice), await queued(kijko, bob)
+    async with system_session(kijko.system_db) as db:
+        old_system = await mail.send(db, to="ops@example.com", template="test_message", values=VALUES, org_id=None)
+        for outbox_id, days in ((old_alice, 20), (recent_alice, 10), (old_bob, 20), (old_system, 20)):
+            assert await outbox.begin_attempt(db, outbox_id) is not None
+            assert await outbox.finish(db, outbox_id, sent=True)
+            # Finished that many days ago (test set-up: the clock cannot be moved).
+            await db.execute(
+                "UPDATE kijko.mail_outbox SET finished_at = now() - make_interval(days => $2) WHERE id = $1",
+                outbox_id,
+                days,
+            )
+    settings = settings.model_copy(update={"job_retention_days": 14})
+    fresh = await queued(kijko, alice)
+    assert await deliver_once(settings, opener(kijko, UUID(alice.org_id)), fresh, last_attempt=False) == "sent"
+    async with system_session(kijko.system_db, readonly=True) as db:
+        left = {
+            r["id"]
+            for r in await db.fetch(
+                "SELECT id FROM kijko.mail_outbox WHERE id = ANY($1)",
+                [old_alice, recent_alice, old_bob, old_system, fresh],
+            )
+        }
+    assert left == {recent_alice, old_bob, old_system, fresh}

@@ -87,6 +87,8 @@ async def deliver_once(
         raise
     async with open_session() as db:
         await outbox.finish(db, mail.id, sent=True)
+        # The outbox row goes when its job would: KIJKO_JOB_RETENTION_DAYS after it finished.
+        await outbox.prune(db, mail.organization_id, retention_days=settings.job_retention_days)
     return "sent"
 
 
