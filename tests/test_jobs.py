@@ -518,3 +518,11 @@ async def test_an_attempt_past_its_kinds_timeout_fails(jobs: Kijko) -> None:
     row = await job_row(jobs, job_id)
     assert row["state"] == "failed" and row["attempts"] == 1
     assert row["last_error"].startswith("TimeoutError")
+
+
+async def test_the_sweeper_re_rings_while_due_jobs_wait(jobs: Kijko, bell: Recorder) -> None:
+    await enqueue_system(jobs, "test.noop")
+    bell.rings.clear()  # the ring of the commit was lost, say
+    report = await sweep(jobs)
+    assert report.due >= 1 and len(bell.rings) == 1
+    await run_until_idle(jobs)

@@ -317,3 +317,24 @@ async def test_serve_runs_the_worker_in_process_when_told_and_drains_on_ctrl_c(
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 0, log.read_text()
     assert "worker_in_process" not in log.read_text()
+
+
+@pytest.mark.parametrize("command", [("worker",), ("jobs", "list")])
+def test_an_unreachable_database_is_one_line_and_exit_4(
+    tmp_path: Path, encryption_key: str, command: tuple[str, ...]
+) -> None:
+    from tests.test_health import closed_port
+
+    url = f"postgresql://kijko_app:s3cret-pw@127.0.0.1:{closed_port()}/kijko"
+    env = clean_env(
+        tmp_path,
+        KIJKO_DATABASE_URL=url,
+        KIJKO_SYSTEM_DATABASE_URL=url,
+        KIJKO_MIGRATION_DATABASE_URL=url,
+        KIJKO_ENCRYPTION_KEYS=encryption_key,
+    )
+    result = run_kijko(*command, env=env, cwd=tmp_path)
+    assert result.returncode == 4, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "database unreachable" in lines[0], result.stderr
+    assert "s3cret-pw" not in result.stderr and "Traceback" not in result.stderr
