@@ -250,3 +250,10 @@ def test_smtp_settings_need_a_sender_and_mask_the_password() -> None:
     server = SmtpServer.from_url(settings.smtp_url.get_secret_value() if settings.smtp_url else "")
     assert (server.username, server.password, server.port, server.implicit_tls) == ("u@x", "pa:ss", 465, True)
     assert "pa:ss" not in repr(server)
+
+
+def test_an_overlong_subject_is_an_error() -> None:
+    template = rendering.load("test_message")
+    values = sample(template.placeholders())
+    with pytest.raises(rendering.TemplateError, match="longer than 998"):
+        template.render({**values, "instance": "x" * 1000})

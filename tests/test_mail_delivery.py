@@ -296,3 +296,77 @@ async def test_without_smtp_mails_are_kept_in_the_data_dir(
     (line,) = [json.loads(raw) for raw in logs.getvalue().splitlines() if "local outbox" in raw]
     assert line["outbox_id"] == str(outbox_id) and line["hint"] == f"kijko mail show {outbox_id}"
     assert "Reader" not in json.dumps(line) and "one" not in json.dumps(line)
+
+
+async def test_non_ascii_text_survives_the_trip(
+    kijko: Kijko, make_settings: Any, alice: Account, plain_smtp: SmtpServer
+) -> None:
+    settings = smtp_settings(make_settings, f"smtp://127.0.0.1:{plain_smtp.port}?starttls=off")
+    values = {"instance": "Zoë's café ✓", "details": [{"label": "naïve", "value": "日本語 🚀"}]}
+    async with tenant_session(kijko.app_db, alice.identity) as db:
+        outbox_id = await mail.send(
+            db, to="zoe@example.com", template="test_message", values=values, org_id=UUID(alice.org_id)
+        )
+    assert await deliver_once(settings, opener(kijko, UUID(alice.org_id)), outbox_id, last_attempt=False) == "sent"
+    (received,) = plain_smtp.received
+    assert received.message["Subject"] == "Kijko test message from Zoë's café ✓"
+    text, html = received.message.get_body(("plain",)), received.message.get_body(("html",))
+    assert text is not None and "- naïve: 日本語 🚀" in text.get_content()
+    assert html is not None and "<strong>Zoë&#x27;s café ✓</strong>" in html.get_content()
+
+
+async def test_in_production_a_mail_kept_locally_is_a_warning(
+    kijko: Kijko, make_settings: Any, alice: Account, tmp_path: Path, logs: io.StringIO
+) -> None:
+    settings: Settings = make_settings(mode="production", data_dir=tmp_path / "data")
+    outbox_id = await queued(kijko, alice)
+    assert await deliver_once(settings, opener(kijko, UUID(alice.org_id)), outbox_id, last_attempt=False) == "sent"
+    (line,) = [json.loads(raw) for raw in logs.getvalue().splitlines() if "local outbox" in raw]
+    assert line["level"] == "warning" and line["advice"] == "set KIJKO_SMTP_URL to send mail"
+
+
+async def test_a_local_outbox_that_cannot_be_written_fails_the_attempt(
+    kijko: Kijko, make_settings: Any, alice: Account, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "mail").write_text("a file where the outbox directory should be")
+    settings: Settings = make_settings(data_dir=data)
+    outbox_id = await queued(kijko, alice)
+    with pytest.raises(DeliveryFailed, match="FileExistsError"):
+        await deliver_once(settings, opener(kijko, UUID(alice.org_id)), outbox_id, last_attempt=False)
+    assert (await row(kijko, outbox_id)).state == "queued"
+    with pytest.raises(DeliveryFailed):
+        await deliver_once(settings, opener(kijko, UUID(alice.org_id)), outbox_id, last_attempt=True)
+    failed = await row(kijko, outbox_id)
+    assert failed.state == "failed" and failed.attempts == 2 and "FileExistsError" in (failed.last_error or "")
+
+
+async def test_a_delivery_prunes_its_organizations_old_finished_mail_only(
+    kijko: Kijko, make_settings: Any, alice: Account, bob: Account, plain_smtp: SmtpServer
+) -> None:
+    settings = smtp_settings(make_settings, f"smtp://127.0.0.1:{plain_smtp.port}?starttls=off")
+    old_alice, recent_alice, old_bob = await queued(kijko, alice), await queued(kijko, alice), await queued(kijko, bob)
+    async with system_session(kijko.system_db) as db:
+        old_system = await mail.send(db, to="ops@example.com", template="test_message", values=VALUES, org_id=None)
+        for outbox_id, days in ((old_alice, 20), (recent_alice, 10), (old_bob, 20), (old_system, 20)):
+            assert await outbox.begin_attempt(db, outbox_id) is not None
+            assert await outbox.finish(db, outbox_id, sent=True)
+            # Finished that many days ago (test set-up: the clock cannot be moved).
+            await db.execute(
+                "UPDATE kijko.mail_outbox SET finished_at = now() - make_interval(days => $2) WHERE id = $1",
+                outbox_id,
+                days,
+            )
+    settings = settings.model_copy(update={"job_retention_days": 14})
+    fresh = await queued(kijko, alice)
+    assert await deliver_once(settings, opener(kijko, UUID(alice.org_id)), fresh, last_attempt=False) == "sent"
+    async with system_session(kijko.system_db, readonly=True) as db:
+        left = {
+            r["id"]
+            for r in await db.fetch(
+                "SELECT id FROM kijko.mail_outbox WHERE id = ANY($1)",
+                [old_alice, recent_alice, old_bob, old_system, fresh],
+            )
+        }
+    assert left == {recent_alice, old_bob, old_system, fresh}

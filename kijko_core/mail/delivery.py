@@ -56,7 +56,15 @@ async def deliver_once(
         return "gone"  # sent or failed already (a repeated job), or deleted
     message = build_message(mail, sender(settings))
     try:
-        await (transport or make_transport(settings)).deliver(message, outbox_id=mail.id, template=mail.template)
+        try:
+            await (transport or make_transport(settings)).deliver(message, outbox_id=mail.id, template=mail.template)
+        except DeliveryFailed:
+            raise
+        except Exception as unexpected:
+            # Anything else (a full disk under the local outbox, a library's surprise) is
+            # an attempt that failed too: recorded, retried, and on the last one the row fails
+            # instead of staying queued forever.
+            raise DeliveryFailed(f"{type(unexpected).__name__}: {unexpected}") from unexpected
     except DeliveryFailed as error:
         final = error.permanent or last_attempt
         async with open_session() as db:
@@ -79,10 +87,14 @@ async def deliver_once(
         raise
     async with open_session() as db:
         await outbox.finish(db, mail.id, sent=True)
+        # The outbox row goes when its job would: KIJKO_JOB_RETENTION_DAYS after it finished.
+        await outbox.prune(db, mail.organization_id, retention_days=settings.job_retention_days)
     return "sent"
 
 
-@job_kind(outbox.DELIVER, max_attempts=MAX_ATTEMPTS, lease_seconds=60)
+# Each SMTP step times out on its own (KIJKO_SMTP_TIMEOUT_SECONDS, ≤ 300); five minutes bound
+# the whole conversation of one small message generously.
+@job_kind(outbox.DELIVER, max_attempts=MAX_ATTEMPTS, lease_seconds=60, timeout_seconds=300)
 async def deliver(ctx: JobContext) -> None:
     """The ``mail.deliver`` job: one attempt at the outbox row named by the payload. Tenant
     mail is read and marked in the organization's service session (under RLS), system mail

@@ -75,6 +75,13 @@ _FINISH = sql.compose(
     "\nWHERE id = $1 AND state = 'queued'\nRETURNING id",
     table=TABLE,
 )
+# Finished mail of the same organization (NULL: system mail) past retention, a bounded batch.
+_PRUNE = sql.compose(
+    "DELETE FROM {table}\nWHERE id IN (SELECT id FROM {table}"
+    " WHERE organization_id IS NOT DISTINCT FROM $1 AND finished_at < now() - make_interval(days => $2)"
+    " LIMIT $3)",
+    table=TABLE,
+)
 _RECORD_ERROR = sql.compose("UPDATE {table} SET last_error = $2\nWHERE id = $1 AND state = 'queued'", table=TABLE)
 
 
@@ -141,6 +148,14 @@ async def finish(db: Session, outbox_id: UUID, *, sent: bool, error: str | None 
 async def record_error(db: Session, outbox_id: UUID, error: str) -> None:
     """Keep the error of an attempt that will be retried."""
     await db.execute(_RECORD_ERROR, outbox_id, _clip(error))
+
+
+async def prune(db: Session, org_id: UUID | None, *, retention_days: int, limit: int = 100) -> int:
+    """Delete up to ``limit`` mails of ``org_id`` (``None``: system mail) that finished more
+    than ``retention_days`` ago; returns how many. Run after each delivery, so an organization
+    that sends mail cleans up after itself (decision 0055)."""
+    status = await db.execute(_PRUNE, org_id, retention_days, limit)
+    return int(status.rpartition(" ")[2] or 0)
 
 
 def _clip(error: str | None) -> str | None:

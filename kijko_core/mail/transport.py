@@ -56,7 +56,8 @@ class MailTransport(Protocol):
 def make_transport(settings: Settings) -> MailTransport:
     if settings.smtp_url is not None:
         return SmtpTransport(settings)
-    return LocalOutbox(DataDirectory(settings.data_dir))
+    # In production a mail kept on the server's disk is most likely a forgotten setting.
+    return LocalOutbox(DataDirectory(settings.data_dir), warn=settings.mode == "production")
 
 
 def build_message(mail: OutboxMail, sender: str) -> EmailMessage:
@@ -173,18 +174,18 @@ class LocalOutbox:
     """Mails kept as ``<data dir>/mail/<outbox id>.eml`` (0600 files in a 0700 directory:
     they may carry one-time links)."""
 
-    def __init__(self, data: DataDirectory) -> None:
+    def __init__(self, data: DataDirectory, *, warn: bool = False) -> None:
         self.directory = data.path / "mail"
+        self.warn = warn
 
     async def deliver(self, message: EmailMessage, *, outbox_id: UUID, template: str) -> None:
         await asyncio.to_thread(self._write, message, outbox_id)
         # One line, with neither the recipient nor anything of the body (it may hold a token).
-        log.info(
-            "mail waiting in the local outbox",
-            outbox_id=str(outbox_id),
-            template=template,
-            hint=f"kijko mail show {outbox_id}",
-        )
+        fields = {"outbox_id": str(outbox_id), "template": template, "hint": f"kijko mail show {outbox_id}"}
+        if self.warn:
+            log.warning("mail waiting in the local outbox", **fields, advice="set KIJKO_SMTP_URL to send mail")
+        else:
+            log.info("mail waiting in the local outbox", **fields)
 
     def _write(self, message: EmailMessage, outbox_id: UUID) -> None:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)

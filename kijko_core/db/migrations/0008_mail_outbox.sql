@@ -30,6 +30,9 @@ CREATE TABLE kijko.mail_outbox (
     UNIQUE (organization_id, id)
 );
 CREATE INDEX mail_outbox_queued_idx ON kijko.mail_outbox (created_at) WHERE state = 'queued';
+-- Pruning finished mail of one organization (or the system's) past retention.
+CREATE INDEX mail_outbox_finished_idx ON kijko.mail_outbox (organization_id, finished_at)
+    WHERE finished_at IS NOT NULL;
 
 ALTER TABLE kijko.mail_outbox ENABLE ROW LEVEL SECURITY;
 ALTER TABLE kijko.mail_outbox FORCE ROW LEVEL SECURITY;
