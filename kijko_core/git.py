@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import shutil
 import signal
@@ -154,6 +155,14 @@ async def _check_url(settings: Settings, url: str, guard: EgressGuard) -> _Targe
     return _Target(url, parts.scheme, host, port, str(addresses[0]))
 
 
+def _literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _config(target: _Target, *, token: bool) -> list[str]:
     address = f"[{target.address}]" if ":" in target.address else target.address
     settings = [
@@ -161,7 +170,8 @@ def _config(target: _Target, *, token: bool) -> list[str]:
         "protocol.https.allow=always",  # … but https,
         *(["protocol.http.allow=always"] if target.scheme == "http" else []),  # (listed hosts)
         "http.followRedirects=false",  # a redirect is an error (also: no http-alternates)
-        f"http.curloptResolve={target.host}:{target.port}:{address}",  # the checked address
+        # The checked address (a literal address in the URL is already the one checked).
+        *([f"http.curloptResolve={target.host}:{target.port}:{address}"] if not _literal(target.host) else []),
         "http.sslVerify=true",
         "http.proxy=",
         "core.hooksPath=/dev/null",
