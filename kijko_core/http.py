@@ -1,9 +1,9 @@
 """The one outbound HTTP client of a running Kijko (``kijko.http``).
 
-Every call Kijko makes to another service (Keycloak today; webhooks, git hosts and model
-providers next) goes through this client, so timeouts, the user agent and — next — the egress
-guard (which addresses may be called at all) are decided in one place. The guard plugs in as
-the client's transport: ``Kijko.start(settings, http_transport=…)``.
+Every call Kijko makes to a service the operator configured (Keycloak) goes through this
+client, so timeouts and the user agent are decided in one place. Addresses a tenant chose go
+through ``kijko.egress`` instead: the same settings on the egress guard's transport
+(kijko_core/egress.py, decision 0062).
 """
 
 from __future__ import annotations

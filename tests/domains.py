@@ -37,6 +37,9 @@ Client = Any
 NewBody = Callable[[str], dict[str, Any]]
 Listed = Callable[[Client, Account], Awaitable[set[str]]]
 Snapshot = Callable[[Client, Account], Awaitable[Any]]
+#: Makes a sub-resource of a resource (as the account that created it) and returns its id,
+#: for routes that address one inside the resource (``/projects/<project_id>/members/<member_id>``).
+Fill = Callable[[Client, Account, dict[str, Any]], Awaitable[str]]
 
 
 def everyone(outcome: Outcome = "ok") -> dict[Actor, Outcome]:
@@ -80,9 +83,20 @@ class Domain:
     owner_keys: tuple[str, str, str] = ("organizationId", "userId", "id")
     #: The resource in the create route's answer.
     unwrap: Callable[[Any], dict[str, Any]] = lambda body: body
+    #: How to fill the other ids of a route (parameter → a fresh sub-resource's id).
+    fill: dict[str, Fill] = field(default_factory=dict)
 
     def path(self, rule: str, resource_id: str) -> str:
         return rule.replace(f"<{self.id_param}>", resource_id)
+
+    async def resolve(self, client: Client, creator: Account, rule: str, resource: dict[str, Any]) -> str:
+        """``rule`` for ``resource``, its other ids filled with fresh sub-resources made by
+        ``creator`` (who made the resource)."""
+        path = self.path(rule, resource["id"])
+        for param, make in self.fill.items():
+            if f"<{param}>" in path:
+                path = path.replace(f"<{param}>", await make(client, creator, resource))
+        return path
 
     async def create(self, client: Client, account: Account, kind: str) -> dict[str, Any]:
         method, rule = self.create_rule
@@ -114,6 +128,24 @@ async def _project_snapshot(client: Client, account: Account) -> dict[str, Any]:
     return {"list": await listed.get_json(), "stats": await stats.get_json()}
 
 
+async def _repository(client: Client, creator: Account, project: dict[str, Any]) -> str:
+    """A repository of ``project``, added by its creator."""
+    response = await client.post(
+        f"{PROJECTS_API}/{project['id']}/repositories",
+        json={
+            "provider": "github",
+            "repositoryUrl": f"https://github.com/acme/r-{uuid.uuid4().hex[:10]}",
+            "branch": "main",
+        },
+        headers=creator.headers,
+    )
+    assert response.status_code == 201, await response.get_data(as_text=True)
+    repository_id: str = (await response.get_json())["id"]
+    return repository_id
+
+
+_REPOSITORIES = f"{_PROJECT}/repositories"
+
 _READ: Expected = {
     "shared": everyone(),
     "private": only("owner", "admin", "creator", otherwise="404"),
@@ -140,7 +172,18 @@ PROJECTS = Domain(
         Action("update", "PUT", _PROJECT, _WRITE, {"description": "changed by PUT", "privacy": "shared"}),
         Action("patch", "PATCH", _PROJECT, _WRITE, {"description": "changed by PATCH"}),
         Action("delete", "DELETE", _PROJECT, _WRITE),
+        # Repositories: reading them is reading the project; adding and removing, editing it.
+        Action("list repositories", "GET", _REPOSITORIES, _READ),
+        Action(
+            "add repository",
+            "POST",
+            _REPOSITORIES,
+            _WRITE,
+            {"provider": "gitlab", "repositoryUrl": "https://gitlab.com/acme/suite", "branch": "main"},
+        ),
+        Action("remove repository", "DELETE", f"{_REPOSITORIES}/<repo_id>", _WRITE),
     ),
+    fill={"repo_id": _repository},
     create_rule=("POST", PROJECTS_API),
     may_create=only("owner", "admin", "member", "creator", otherwise="403"),
     collection_routes={
@@ -148,6 +191,7 @@ PROJECTS = Domain(
         ("POST", PROJECTS_API): "create: may_create, and foreign ids in its body",
         ("GET", f"{PROJECTS_API}/stats"): "aggregates over readable projects: the isolation snapshot",
         ("POST", f"{PROJECTS_API}/validate-name"): "names only: test_projects.py (decision 0022)",
+        ("POST", f"{PROJECTS_API}/validate-repository"): "a URL only, no project: test_repositories.py",
     },
 )
 

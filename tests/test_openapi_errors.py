@@ -40,6 +40,12 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("put", P): {"401", "403", "404", "409"} | BODY,
     ("patch", P): {"401", "403", "404", "409"} | BODY,
     ("delete", P): {"401", "403", "404"},
+    # Repositories (contract §2.2.2, §2.2.6, §2.2.7).
+    ("post", f"{API}/validate-repository"): {"401", "403"} | BODY,
+    ("get", f"{P}/repositories"): {"401", "403", "404"},
+    ("post", f"{P}/repositories"): {"401", "403", "404", "409"} | BODY,
+    ("delete", f"{P}/repositories/{{repo_id}}"): {"401", "403", "404"},
+    ("get", "/api/v1/users/{user_id}/recent-repos"): {"401", "403", "404"},
 }
 
 
@@ -126,14 +132,17 @@ async def test_every_documented_error_happens_with_its_documented_code(
     huge = b'{"name": "' + b"x" * (2 * 1024 * 1024) + b'"}'
     triggers: dict[tuple[str, str], dict[str, Request]] = {}
     for (method, template), statuses in EXPECTED.items():
-        path = template.format(project_id=other_id)
+        path = template.format(project_id=other_id, repo_id=unknown, user_id="me")
         body = {"json": {"name": "Some name"}} if "400" in statuses else {}
         cases: dict[str, Request] = {
             "401": send(method, path, None),
             "403": send(method, path, gone, **body),  # the membership is gone
         }
         if "404" in statuses:
-            cases["404"] = send(method, template.format(project_id=unknown), alice, json={"description": "x"})
+            cases["404"] = send(
+                method, template.format(project_id=unknown, repo_id=unknown, user_id=unknown), alice,
+                json={"description": "x"},
+            )
         if "400" in statuses:
             cases["400"] = raw(method, path, b'{"name": ')
             cases["413"] = raw(method, path, huge)
@@ -149,6 +158,21 @@ async def test_every_documented_error_happens_with_its_documented_code(
         triggers[(method, P)]["403"] = send(method, P.format(project_id=taken["id"]), viewer, json={"name": "Nope"})
         triggers[(method, P)]["409 name"] = send(method, path, alice, json={"name": "taken"})
     triggers[("delete", P)]["403"] = send("delete", P.format(project_id=taken["id"]), viewer)
+    repos = f"{P}/repositories"
+    repo = {"provider": "github", "repositoryUrl": "https://github.com/a/b", "branch": "main"}
+    assert (await client.post(repos.format(project_id=other_id), json=repo, headers=alice.headers)).status_code == 201
+    triggers[("post", repos)]["403"] = send("post", repos.format(project_id=other_id), gone, json=repo)
+    triggers[("post", repos)]["404"] = send("post", repos.format(project_id=unknown), alice, json=repo)
+    triggers[("post", repos)]["409"] = send("post", repos.format(project_id=other_id), alice, json=repo)
+    triggers[("post", repos)]["422 url"] = send(
+        "post", repos.format(project_id=other_id), alice, json={**repo, "repositoryUrl": "https://example.com/a/b"}
+    )
+    triggers[("delete", f"{repos}/{{repo_id}}")]["404 repository"] = send(
+        "delete", f"{repos}/{unknown}".format(project_id=other_id), alice
+    )
+    triggers[("post", f"{API}/validate-repository")]["422"] = send(
+        "post", f"{API}/validate-repository", alice, json={"url": 5}
+    )
 
     spec = await openapi(client)
     problems = []

@@ -10,6 +10,7 @@ from uuid import UUID
 from pydantic import Field, PlainSerializer, StringConstraints, WithJsonSchema, field_validator, model_validator
 
 from kijko_core.errors import Conflict, NotFound
+from kijko_core.repositories.models import ProjectRepository
 from kijko_core.sources.models import ProjectFile
 from kijko_core.wire import PageQuery, WireInput, WireModel
 
@@ -141,7 +142,7 @@ class Project(WireModel):
 class ProjectWithRelations(Project):
     """``GET /projects/{id}/full``; the relations fill in as their domains arrive."""
 
-    repositories: list[dict[str, object]] = Field(default_factory=list)
+    repositories: list[ProjectRepository] = Field(default_factory=list)
     members: list[dict[str, object]] = Field(default_factory=list)
     current_ingestion: dict[str, object] | None = None
     # Beyond the contract: the project's uploaded files and a manual project's text.

@@ -26,6 +26,7 @@ from kijko_core.projects.models import (
     ProjectWithRelations,
     UpdateProject,
 )
+from kijko_core.repositories import service as repositories
 from kijko_core.sources import repository as sources
 from kijko_core.wire import Page, like_pattern
 
@@ -47,8 +48,11 @@ async def get(db: TenantSession, project_id: UUID) -> Project:
 
 
 async def get_full(db: TenantSession, project_id: UUID) -> ProjectWithRelations:
+    project = await get(db, project_id)
     # From the fields, not a dump: dumping writes the wire form (no creator → "").
-    full = ProjectWithRelations.model_validate(dict(await get(db, project_id)))
+    full = ProjectWithRelations.model_validate(
+        {**dict(project), "repositories": await repositories.for_project(db, project)}
+    )
     full.files = [record.listed() for record in await sources.project_files(db, full.id)]
     full.manual_content = await sources.manual_content(db, full.id)
     return full

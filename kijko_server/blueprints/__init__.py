@@ -13,7 +13,7 @@ from quart import Blueprint
 
 from kijko_core.config import Settings
 from kijko_server import health, swagger
-from kijko_server.blueprints import auth, index, oauth, projects, sources, wellknown
+from kijko_server.blueprints import auth, index, oauth, projects, repositories, sources, wellknown
 from kijko_server.ratelimits import AuthLimits
 
 BlueprintEntry = Blueprint | Callable[[Settings], Blueprint]
@@ -29,6 +29,7 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     wellknown.bp,
     _auth,
     projects.bp,
+    repositories.bp,
     oauth.bp,
     sources.bp,
     swagger.bp,
