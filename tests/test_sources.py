@@ -19,6 +19,7 @@ import pytest
 from quart.datastructures import FileStorage
 from redis import asyncio as aioredis
 
+from kijko_core.auth.accounts import erase_user
 from kijko_core.db.provision import ScratchDatabase
 from kijko_core.db.session import system_session
 from kijko_core.runtime import Kijko
@@ -742,3 +743,18 @@ async def test_a_redis_that_is_down_is_skipped() -> None:
         assert await cache.get("kijko:provider:x") is None
     finally:
         await redis.aclose()
+
+
+async def test_erasing_a_user_deletes_their_connections_and_keeps_their_files(
+    web: Any, kijko_w: Kijko, carol: Account, admin_db: asyncpg.Connection
+) -> None:
+    member = await add_member(kijko_w, carol.org_id, "member")
+    await connect(web, member, "gitlab")
+    project = await created(web, member, "Member files", type="files", privacy="shared")
+    uploaded = (await (await upload(web, member, ("m.txt", b"m", "text/plain"), project_id=project["id"])).get_json())[
+        "uploaded"
+    ][0]
+    assert (await erase_user(kijko_w.system_db, UUID(member.user_id))).erased
+    assert await admin_db.fetchval("SELECT count(*) FROM kijko.git_connections WHERE user_id = $1", member.user_id) == 0
+    row = await admin_db.fetchrow("SELECT user_id, project_id FROM kijko.uploaded_files WHERE id = $1", uploaded["id"])
+    assert row["user_id"] is None and str(row["project_id"]) == project["id"]  # the project's source stays
