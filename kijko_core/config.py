@@ -179,6 +179,7 @@ class Settings(BaseSettings):
     git_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     git_clone_timeout_seconds: float = Field(default=900.0, gt=0, le=24 * 3600)
     git_clone_max_bytes: int = Field(default=2 * 1024**3, ge=1024 * 1024)
+    git_max_processes: int = Field(default=8, ge=1, le=256)
 
     encryption_keys: SecretStr | None = None
 

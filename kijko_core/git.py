@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import shutil
 import signal
 import tempfile
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,6 +155,14 @@ async def _check_url(settings: Settings, url: str, guard: EgressGuard) -> _Targe
     return _Target(url, parts.scheme, host, port, str(addresses[0]))
 
 
+def _literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _config(target: _Target, *, token: bool) -> list[str]:
     address = f"[{target.address}]" if ":" in target.address else target.address
     settings = [
@@ -160,7 +170,8 @@ def _config(target: _Target, *, token: bool) -> list[str]:
         "protocol.https.allow=always",  # … but https,
         *(["protocol.http.allow=always"] if target.scheme == "http" else []),  # (listed hosts)
         "http.followRedirects=false",  # a redirect is an error (also: no http-alternates)
-        f"http.curloptResolve={target.host}:{target.port}:{address}",  # the checked address
+        # The checked address (a literal address in the URL is already the one checked).
+        *([f"http.curloptResolve={target.host}:{target.port}:{address}"] if not _literal(target.host) else []),
         "http.sslVerify=true",
         "http.proxy=",
         "core.hooksPath=/dev/null",
@@ -230,7 +241,55 @@ async def _tail(stream: asyncio.StreamReader) -> bytes:
     return kept
 
 
+# Per event loop (a semaphore belongs to one loop): how many git commands may run at once.
+_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[int, asyncio.Semaphore]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _slots(limit: int) -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    current = _SLOTS.get(loop)
+    if current is None or current[0] != limit:
+        current = _SLOTS[loop] = (limit, asyncio.Semaphore(limit))
+    return current[1]
+
+
 async def _run(
+    args: Sequence[str],
+    env: dict[str, str],
+    *,
+    seconds: float,
+    max_output: int,
+    max_processes: int,
+    cwd: str | None = None,
+    watch: Path | None = None,
+    max_tree_bytes: int | None = None,
+) -> str:
+    """Run git in one of ``max_processes`` slots; waiting for a slot counts towards
+    ``seconds`` (many validations at once queue, they do not fork without bound)."""
+    slots = _slots(max_processes)
+    started = asyncio.get_running_loop().time()
+    try:
+        await asyncio.wait_for(slots.acquire(), timeout=seconds)
+    except TimeoutError:
+        raise GitTimeout("too many git commands running; try again later") from None
+    try:
+        left = seconds - (asyncio.get_running_loop().time() - started)
+        return await _run_in_slot(
+            args,
+            env,
+            seconds=max(left, 0.1),
+            max_output=max_output,
+            cwd=cwd,
+            watch=watch,
+            max_tree_bytes=max_tree_bytes,
+        )
+    finally:
+        slots.release()
+
+
+async def _run_in_slot(
     args: Sequence[str],
     env: dict[str, str],
     *,
@@ -344,6 +403,7 @@ async def ls_remote(
             [*_config(target, token=token is not None), "ls-remote", "--", target.url, *patterns],
             env,
             seconds=settings.git_timeout_seconds,
+            max_processes=settings.git_max_processes,
             max_output=max_output_bytes,
         )
     return _reference_lines(output)
@@ -384,6 +444,7 @@ async def clone(
                 [*_config(target, token=token is not None), "clone", *options, "--", target.url, str(destination)],
                 env,
                 seconds=settings.git_clone_timeout_seconds,
+                max_processes=settings.git_max_processes,
                 max_output=LS_REMOTE_MAX_BYTES,
                 watch=destination,
                 max_tree_bytes=settings.git_clone_max_bytes,

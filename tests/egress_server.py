@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import ssl
 import subprocess
 import threading
 import time
@@ -73,11 +74,15 @@ class _EgressServer(ThreadingHTTPServer):
 
 
 class EgressServer:
-    def __init__(self) -> None:
+    """``tls``: serve https with that server context (``self.url`` still names 127.0.0.1)."""
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.httpd = _EgressServer(("127.0.0.1", 0), _Handler)
         self.httpd.hosts_seen = []
         self.port = self.httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
@@ -120,6 +125,9 @@ class GitServer:
         self.require_token: str | None = None
         self.delay = 0.0
         self.heads: dict[str, str] = {}  # "owner/name" -> head commit
+        self.in_flight = 0
+        self.most_in_flight = 0  # the most requests it served at once
+        gauge = threading.Lock()
         self.requests: list[str] = []
         self.authorizations: list[str] = []
         outer = self
@@ -135,9 +143,19 @@ class GitServer:
                 self._serve()
 
             def _serve(self) -> None:
+                # Counted around the delay only: a request's bookkeeping may overlap the next
+                # request's, the delays of two git commands overlap only if both run.
+                with gauge:
+                    outer.in_flight += 1
+                    outer.most_in_flight = max(outer.most_in_flight, outer.in_flight)
+                time.sleep(outer.delay)
+                with gauge:
+                    outer.in_flight -= 1
+                self._answer()
+
+            def _answer(self) -> None:
                 outer.requests.append(self.path)
                 outer.authorizations.append(self.headers.get("Authorization", ""))
-                time.sleep(outer.delay)
                 if outer.redirect_to is not None:
                     self.send_response(302)
                     self.send_header("Location", outer.redirect_to + self.path)
@@ -228,3 +246,50 @@ class GitServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def tls_pair(name: str, directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a certificate for ``name`` only, and a client context trusting
+    the self-signed CA that issued it (real X.509, made with ``cryptography``)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "egress test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "server.pem", directory / "server.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert_file, key_file)
+    client = ssl.create_default_context(cadata=ca.public_bytes(serialization.Encoding.PEM).decode())
+    return server, client

@@ -20,7 +20,7 @@ from kijko_core.egress import (
     refusal,
 )
 from kijko_core.runtime import Kijko
-from tests.egress_server import EgressServer
+from tests.egress_server import EgressServer, tls_pair
 
 LOCAL = ["127.0.0.0/8"]
 
@@ -177,6 +177,26 @@ async def test_the_connection_goes_to_the_checked_address_and_keeps_the_name(
         response = await client.get(f"http://pinned.test:{server.port}/ok")
     assert response.text == f"hello from pinned.test:{server.port}"
     assert resolver.calls == ["pinned.test"]
+
+
+async def test_tls_names_the_host_while_the_socket_goes_to_the_checked_address(
+    tmp_path: Any,
+) -> None:
+    server_tls, client_tls = tls_pair("pinned.test", tmp_path)
+    server = EgressServer(server_tls).start()
+    try:
+        resolver = fixed({"pinned.test": ["127.0.0.1"]})
+        guard = EgressGuard(LOCAL, resolver)
+        async with httpx.AsyncClient(transport=GuardedTransport(guard, ssl_context=client_tls)) as client:
+            # SNI and the certificate check use the name, not the pinned address …
+            response = await client.get(f"https://pinned.test:{server.port}/ok")
+            assert response.text == f"hello from pinned.test:{server.port}"
+            # … and verification is on: the address itself is not the certificate's name.
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED|match"):
+                await client.get(f"https://127.0.0.1:{server.port}/ok")
+        assert resolver.calls == ["pinned.test"]
+    finally:
+        server.stop()
 
 
 async def test_a_rebinding_name_is_checked_on_every_new_connection(server: EgressServer) -> None:

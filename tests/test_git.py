@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,6 +143,24 @@ async def test_the_wall_clock_limit(make_settings: Any, git_server: GitServer) -
     git_server.delay = 3.0
     with pytest.raises(GitTimeout):
         await ls_remote(settings, f"{git_server.url}/acme/widgets.git")
+
+
+@pytest.mark.parametrize("slots", [1, 3])
+async def test_git_commands_wait_for_a_slot(make_settings: Any, git_server: GitServer, slots: int) -> None:
+    settings = make_settings(
+        egress_allow_cidrs="127.0.0.0/8", git_hosts=f"gitlab={git_server.url}", git_max_processes=slots
+    )
+    for _ in range(100):  # a request left by an earlier test (killed git) may still be delayed
+        if git_server.in_flight == 0:
+            break
+        await asyncio.sleep(0.1)
+    git_server.delay = 0.3
+    git_server.most_in_flight = 0
+    url = f"{git_server.url}/acme/widgets.git"
+    results = await asyncio.gather(*(ls_remote(settings, url) for _ in range(3)))
+    assert all("refs/heads/main" in refs for refs in results)
+    # One ls-remote has one request in flight at a time: the server saw at most `slots`.
+    assert git_server.most_in_flight == slots
 
 
 async def test_the_output_limit(allowed: Settings, git_server: GitServer) -> None:

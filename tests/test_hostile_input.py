@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from quart_schema import DataSource
 from quart_schema.validation import QUART_SCHEMA_REQUEST_ATTRIBUTE
 
 from kijko_core.db.session import system_session
@@ -64,7 +65,8 @@ def json_routes(app: KijkoApp) -> list[tuple[str, str]]:
     found = []
     for rule in app.url_map.iter_rules():
         view = app.view_functions[rule.endpoint]
-        if getattr(view, QUART_SCHEMA_REQUEST_ATTRIBUTE, None) is None:
+        found_model = getattr(view, QUART_SCHEMA_REQUEST_ATTRIBUTE, None)
+        if found_model is None or found_model[1] != DataSource.JSON:  # uploads are multipart
             continue
         found += [(method, rule.rule) for method in sorted((rule.methods or set()) & BODY_METHODS)]
     return sorted(found)

@@ -5,6 +5,8 @@ providers and uploads, against stand-ins that speak the providers' wire formats
 from __future__ import annotations
 
 import io
+import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -15,10 +17,13 @@ import asyncpg
 import httpx
 import pytest
 from quart.datastructures import FileStorage
+from redis import asyncio as aioredis
 
+from kijko_core.auth.accounts import erase_user
 from kijko_core.db.provision import ScratchDatabase
 from kijko_core.db.session import system_session
 from kijko_core.runtime import Kijko
+from kijko_core.sources.cache import ProviderCache
 from kijko_core.sources.files import clean_name
 from tests.apps import running
 from tests.conftest import Account, sign_up
@@ -468,7 +473,7 @@ async def test_upload_caps(web: Any, carol: Account, admin_db: asyncpg.Connectio
     assert body["errors"][0]["name"] == "big.txt" and body["errors"][0]["code"] == "PAYLOAD_TOO_LARGE"
     count = await admin_db.fetchval("SELECT count(*) FROM kijko.uploaded_files WHERE user_id = $1", carol.user_id)
     # Over the request cap, or too many files: 413 and nothing stored.
-    response = await upload(web, carol, *[(f"f{n}.txt", b"y" * 4000, "text/plain") for n in range(20)])
+    response = await upload(web, carol, ("huge.txt", b"y" * 70_000, "text/plain"))  # over the 64 KiB request cap
     assert (response.status_code, (await response.get_json())["code"]) == (413, "PAYLOAD_TOO_LARGE")
     response = await upload(web, carol, *[(f"f{n}.txt", b"z", "text/plain") for n in range(6)])
     assert (response.status_code, (await response.get_json())["code"]) == (413, "PAYLOAD_TOO_LARGE")
@@ -686,3 +691,70 @@ async def test_every_documented_error_happens_with_its_documented_code(
         assert {label.split()[0] for label in cases} == statuses, (method, template)
         problems += await answers_not_as_documented(method, template, cases, documented)
     assert problems == []
+
+
+# --- the cache ------------------------------------------------------------------------------------
+
+
+async def exercise_cache(cache: ProviderCache) -> None:
+    org, alice_id, bob_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    mine = cache.key(org, alice_id, "repo", "github", "acme/x", "token")
+    theirs = cache.key(org, bob_id, "repo", "github", "acme/x", "token")
+    assert mine != theirs and "acme" not in mine  # per user; what was asked is hashed
+    await cache.put(mine, {"info": {"name": "x"}})
+    assert await cache.get(mine) == {"info": {"name": "x"}}
+    assert await cache.get(theirs) is None
+    await cache.forget_user(org, alice_id)
+    assert await cache.get(mine) is None
+
+
+async def test_the_cache_in_process() -> None:
+    await exercise_cache(ProviderCache(None, 60))
+    off = ProviderCache(None, 0)
+    await off.put("k", 1)
+    assert await off.get("k") is None
+
+
+@pytest.mark.redis
+async def test_the_cache_in_redis() -> None:
+    url = os.environ.get("KIJKO_TEST_REDIS_URL")
+    if not url:
+        pytest.skip("KIJKO_TEST_REDIS_URL is not set")
+    redis = aioredis.from_url(url)
+    try:
+        cache = ProviderCache(redis, 60)
+        await exercise_cache(cache)
+        key = cache.key(uuid.uuid4(), uuid.uuid4(), "batch", "gitlab")
+        await cache.put(key, {"total": 0})
+        assert 0 < await redis.ttl(key) <= 60  # expires by itself
+        await redis.delete(key)
+    finally:
+        await redis.aclose()
+
+
+async def test_a_redis_that_is_down_is_skipped() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    redis = aioredis.from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=1)
+    try:
+        cache = ProviderCache(redis, 60)
+        await cache.put("kijko:provider:x", {"a": 1})
+        assert await cache.get("kijko:provider:x") is None
+    finally:
+        await redis.aclose()
+
+
+async def test_erasing_a_user_deletes_their_connections_and_keeps_their_files(
+    web: Any, kijko_w: Kijko, carol: Account, admin_db: asyncpg.Connection
+) -> None:
+    member = await add_member(kijko_w, carol.org_id, "member")
+    await connect(web, member, "gitlab")
+    project = await created(web, member, "Member files", type="files", privacy="shared")
+    uploaded = (await (await upload(web, member, ("m.txt", b"m", "text/plain"), project_id=project["id"])).get_json())[
+        "uploaded"
+    ][0]
+    assert (await erase_user(kijko_w.system_db, UUID(member.user_id))).erased
+    assert await admin_db.fetchval("SELECT count(*) FROM kijko.git_connections WHERE user_id = $1", member.user_id) == 0
+    row = await admin_db.fetchrow("SELECT user_id, project_id FROM kijko.uploaded_files WHERE id = $1", uploaded["id"])
+    assert row["user_id"] is None and str(row["project_id"]) == project["id"]  # the project's source stays

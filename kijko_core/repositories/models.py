@@ -41,6 +41,8 @@ def _ref_name(name: str) -> str:
     ):
         raise ValueError("not a valid branch name")
     return name
+
+
 PathPattern = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 
 

@@ -116,7 +116,8 @@ class Connections:
                 chosen.name,
                 {
                     "username": profile.username[:200],
-                    "avatar_url": (profile.avatar_url or "")[:2000] or None,
+                    # A cut URL is a broken one: an over-long avatar is dropped instead.
+                    "avatar_url": profile.avatar_url if len(profile.avatar_url or "") <= 2000 else None,
                     "scope": grant.scope,
                     **self._encrypted(grant),
                 },
