@@ -35,7 +35,9 @@ def _log(ctx: JobContext, what: str) -> None:
 
 @job_kind("test.noop", max_attempts=3, lease_seconds=30)
 async def noop(ctx: JobContext) -> None:
+    """Does nothing (for ``sleep`` seconds, when the payload says so)."""
     RUNS[ctx.job_id].append(ctx.attempt)
+    await asyncio.sleep(float(ctx.payload.get("sleep", 0)))
     _log(ctx, "ran")
 
 

@@ -167,8 +167,10 @@ async def test_two_workers_racing_for_500_jobs_run_each_exactly_once(
     first = workers.start(KIJKO_WORKER_CONCURRENCY="8")
     second = workers.start(KIJKO_WORKER_CONCURRENCY="8")
     runs = tmp_path / "runs.log"
-    async with system_session(kijko.system_db) as db:  # one commit: all 500 appear at once
-        ids = [await enqueue(db, "test.noop", {"log": str(runs), "n": n}) for n in range(500)]
+    # One commit: all 500 appear at once. Each takes 20 ms, so one worker cannot have finished
+    # them all before the other's first poll, however the doorbell's rings fall.
+    async with system_session(kijko.system_db) as db:
+        ids = [await enqueue(db, "test.noop", {"log": str(runs), "n": n, "sleep": 0.02}) for n in range(500)]
     rows = await wait_for(kijko, ids, {"succeeded"})
     assert all(r["attempts"] == 1 for r in rows.values())
     ran = Counter(UUID(line[0]) for line in log_lines(runs) if line[2] == "ran")
