@@ -414,6 +414,15 @@ async def test_the_sweeper_deletes_what_expired_and_nothing_else(jobs: Kijko, al
                 expiry,
             )
             await db.execute(
+                "INSERT INTO kijko.git_oauth_states"
+                " (state_hash, organization_id, user_id, provider, verifier_ciphertext, expires_at)"
+                " VALUES ($1, $2, $3, 'gitlab', 'x', now() + $4)",
+                f"{token}-{name}".encode(),
+                UUID(alice.org_id),
+                user_id,
+                expiry,
+            )
+            await db.execute(
                 "INSERT INTO kijko_private.oauth_handoffs (code_hash, user_id, tokens_ciphertext, expires_at)"
                 " VALUES ($1, $2, 'x', now() + $3)",
                 f"{token}-{name}".encode(),
@@ -429,15 +438,16 @@ async def test_the_sweeper_deletes_what_expired_and_nothing_else(jobs: Kijko, al
             r["id"] for r in await db.fetch("SELECT id FROM kijko_private.sessions WHERE id LIKE $1", f"{token}-%")
         }
         assert sessions == {f"{token}-{n}" for n in ("live", "just-expired", "revoked-keycloak")}
-        for table, column in (
-            ("refresh_tokens", "token_hash"),
-            ("oauth_states", "state_hash"),
-            ("oauth_handoffs", "code_hash"),
+        for schema, table, column in (
+            ("kijko_private", "refresh_tokens", "token_hash"),
+            ("kijko_private", "oauth_states", "state_hash"),
+            ("kijko_private", "oauth_handoffs", "code_hash"),
+            ("kijko", "git_oauth_states", "state_hash"),
         ):
             left = {
                 bytes(r[0])
                 for r in await db.fetch(
-                    f"SELECT {column} FROM kijko_private.{table} WHERE {column} IN ($1, $2)",  # noqa: S608
+                    f"SELECT {column} FROM {schema}.{table} WHERE {column} IN ($1, $2)",  # noqa: S608
                     f"{token}-expired".encode(),
                     f"{token}-live".encode(),
                 )

@@ -266,6 +266,11 @@ DELETE FROM kijko_private.oauth_states WHERE state_hash IN (
     SELECT state_hash FROM kijko_private.oauth_states WHERE expires_at < clock_timestamp() LIMIT $1
 )
 """
+_DELETE_GIT_OAUTH_STATES = """
+DELETE FROM kijko.git_oauth_states WHERE state_hash IN (
+    SELECT state_hash FROM kijko.git_oauth_states WHERE expires_at < clock_timestamp() LIMIT $1
+)
+"""
 _DELETE_OAUTH_HANDOFFS = """
 DELETE FROM kijko_private.oauth_handoffs WHERE code_hash IN (
     SELECT code_hash FROM kijko_private.oauth_handoffs WHERE expires_at < clock_timestamp() LIMIT $1
@@ -290,6 +295,7 @@ async def delete_expired(db: Session, *, retention_days: int, limit: int = 10_00
         "refresh_tokens": _deleted(await db.execute(_DELETE_REFRESH_TOKENS, limit)),
         "oauth_states": _deleted(await db.execute(_DELETE_OAUTH_STATES, limit)),
         "oauth_handoffs": _deleted(await db.execute(_DELETE_OAUTH_HANDOFFS, limit)),
+        "git_oauth_states": _deleted(await db.execute(_DELETE_GIT_OAUTH_STATES, limit)),
     }
 
 
