@@ -207,6 +207,7 @@ class Settings(BaseSettings):
     upload_max_file_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     upload_max_request_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     upload_max_files: int = Field(default=20, ge=1, le=1000)
+    upload_unattached_hours: int = Field(default=24, ge=1, le=24 * 365)
 
     cors_origins: CommaList = Field(default_factory=lambda: list(DEFAULT_CORS_ORIGINS))
     trusted_proxies: CommaList = Field(default_factory=list)

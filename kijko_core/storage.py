@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import secrets
+import time
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -29,6 +30,10 @@ class Storage(Protocol):
 
     async def delete(self, key: str) -> None:
         """Remove ``key``; a missing key is not an error."""
+
+    async def stale_keys(self, *, older_than_seconds: float, limit: int) -> list[str]:
+        """Up to ``limit`` keys stored more than ``older_than_seconds`` ago (the sweeper
+        removes those no row names)."""
 
 
 def new_key(org_id: object) -> str:
@@ -74,6 +79,24 @@ class DirectoryStorage:
     async def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             await asyncio.to_thread(self._path(key).unlink)
+
+    async def stale_keys(self, *, older_than_seconds: float, limit: int) -> list[str]:
+        return await asyncio.to_thread(self._stale_keys, time.time() - older_than_seconds, limit)
+
+    def _stale_keys(self, before: float, limit: int) -> list[str]:
+        found: list[str] = []
+        for folder in os.scandir(self.root):
+            if not folder.is_dir(follow_symlinks=False):
+                continue
+            for entry in os.scandir(folder.path):
+                key = f"{folder.name}/{entry.name}"
+                # Temporary ``.part`` names never match a key: a write in progress is skipped.
+                if _KEY.fullmatch(key) and entry.is_file(follow_symlinks=False):
+                    if entry.stat(follow_symlinks=False).st_mtime < before:
+                        found.append(key)
+                        if len(found) >= limit:
+                            return found
+        return found
 
 
 def make_storage(root: Path) -> DirectoryStorage:

@@ -758,3 +758,49 @@ async def test_erasing_a_user_deletes_their_connections_and_keeps_their_files(
     assert await admin_db.fetchval("SELECT count(*) FROM kijko.git_connections WHERE user_id = $1", member.user_id) == 0
     row = await admin_db.fetchrow("SELECT user_id, project_id FROM kijko.uploaded_files WHERE id = $1", uploaded["id"])
     assert row["user_id"] is None and str(row["project_id"]) == project["id"]  # the project's source stays
+
+
+async def test_the_sweeper_deletes_unattached_uploads_and_bytes_no_row_names(
+    web: Any, kijko_w: Kijko, carol: Account, admin_db: asyncpg.Connection
+) -> None:
+    from kijko_core.jobs.worker import sweep
+
+    project = await created(web, carol, "Swept", type="files", privacy="shared")
+    kept = await (await upload(web, carol, ("kept.txt", b"kept", "text/plain"), project_id=project["id"])).get_json()
+    loose = await (await upload(web, carol, ("loose.txt", b"loose", "text/plain"))).get_json()
+    fresh = await (await upload(web, carol, ("fresh.txt", b"fresh", "text/plain"))).get_json()
+    gone = await created(web, carol, "Deleted later", type="files", privacy="shared")
+    orphan = await (await upload(web, carol, ("orphan.txt", b"orphan", "text/plain"), project_id=gone["id"])).get_json()
+    ids = {
+        name: UUID(body["uploaded"][0]["id"])
+        for name, body in (("kept", kept), ("loose", loose), ("fresh", fresh), ("orphan", orphan))
+    }
+    keys = {
+        name: await admin_db.fetchval("SELECT storage_key FROM kijko.uploaded_files WHERE id = $1", file_id)
+        for name, file_id in ids.items()
+    }
+    assert (await web.delete(f"/api/v1/projects/{gone['id']}", headers=carol.headers)).status_code == 200
+    # "loose" was uploaded two days ago without a project; every file's bytes are old but
+    # "fresh"'s, which may belong to an upload whose row is not committed yet.
+    await admin_db.execute(
+        "UPDATE kijko.uploaded_files SET created_at = now() - interval '2 days' WHERE id = $1", ids["loose"]
+    )
+    assert kijko_w.storage is not None
+    root = kijko_w.settings.files_dir
+    for name in ("kept", "loose", "orphan"):
+        os.utime(root / keys[name], (0, 0))
+    stray_young = f"{carol.org_id}/{'y' * 32}"
+    (root / stray_young).write_bytes(b"in flight")
+
+    report = await sweep(kijko_w)
+
+    assert report.deleted["uploads"] >= 2  # the orphan's bytes and the loose file's
+    left = {
+        r[0] for r in await admin_db.fetch("SELECT id FROM kijko.uploaded_files WHERE id = ANY($1)", list(ids.values()))
+    }
+    assert left == {ids["kept"], ids["fresh"]}
+    assert await kijko_w.storage.read(keys["kept"]) == b"kept"
+    assert await kijko_w.storage.read(keys["fresh"]) == b"fresh"
+    assert (root / stray_young).exists()
+    for name in ("loose", "orphan"):
+        assert not (root / keys[name]).exists(), name

@@ -55,6 +55,8 @@ __all__ = [
     "known_kinds",
     "remove_doorbell",
     "ring",
+    "sweep_step",
+    "sweep_steps",
 ]
 
 ENTRY_POINT_GROUP = "kijko.jobs"
@@ -144,6 +146,28 @@ def get_kind(name: str) -> JobKind:
 def known_kinds() -> dict[str, JobKind]:
     load_kinds()
     return dict(_KINDS)
+
+
+#: A step of the periodic sweeper: cleans up after a domain, returns how many things it removed.
+SweepStep = Callable[["Kijko"], Awaitable[int]]
+_SWEEP_STEPS: dict[str, SweepStep] = {}
+
+
+def sweep_step(name: str) -> Callable[[SweepStep], SweepStep]:
+    """Declare a clean-up the sweeper runs every tick, next to its own (at import time, in a
+    module of the ``kijko.jobs`` entry-point group). It must be idempotent and bounded: any
+    worker may run it, several at once."""
+
+    def register(step: SweepStep) -> SweepStep:
+        _SWEEP_STEPS[name] = step
+        return step
+
+    return register
+
+
+def sweep_steps() -> dict[str, SweepStep]:
+    load_kinds()
+    return dict(_SWEEP_STEPS)
 
 
 # ---------------------------------------------------------------------------------------------

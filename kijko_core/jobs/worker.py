@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from kijko_core.db.session import ServiceCapability, load_service_capability, system_session
-from kijko_core.jobs import JobContext, JobKind, known_kinds, ring, store
+from kijko_core.jobs import JobContext, JobKind, known_kinds, ring, store, sweep_steps
 from kijko_core.logging import get_logger
 
 if TYPE_CHECKING:
@@ -377,6 +377,11 @@ async def sweep(kijko: Kijko, retry: store.Retry | None = None) -> SweepReport:
         reaped = await store.reap(db, retry)
     async with system_session(kijko.system_db) as db:
         deleted = await store.delete_expired(db, retention_days=kijko.settings.job_retention_days)
+    for name, step in sweep_steps().items():
+        try:
+            deleted[name] = await step(kijko)
+        except Exception:  # one domain's failing clean-up must not stop the others, nor the tick
+            log.exception("sweep_step_failed", step=name)
     async with system_session(kijko.system_db, readonly=True) as db:
         due = await store.due_count(db)
     failed = sum(1 for _, state in reaped if state == "failed")
