@@ -1,5 +1,5 @@
 """``kijko``: ``serve``, ``migrate``, ``users create`` and ``keys rotate``, ``openapi``; the
-operator commands (``config``, ``users …``, ``sessions``, ``keys list``, ``db``) live in their
+operator commands (``config``, ``users …``, ``sessions``, ``keys list``, ``db``, ``mail``) live in their
 own modules and are registered at the end."""
 
 from __future__ import annotations
@@ -178,8 +178,11 @@ def openapi(output: Path | None) -> None:
 def _register_operator_commands() -> None:
     """The operator commands live in their own modules (kijko_cli/users.py, …)."""
     from kijko_cli import config_cmd, db, sessions
+    from kijko_cli import jobs as jobs_commands
     from kijko_cli import keys as keys_commands
+    from kijko_cli import mail as mail_commands
     from kijko_cli import users as users_commands
+    from kijko_cli import worker as worker_command
 
     users.add_command(users_commands.list_users)
     users.add_command(users_commands.set_role)
@@ -189,6 +192,9 @@ def _register_operator_commands() -> None:
     cli.add_command(config_cmd.config)
     cli.add_command(sessions.sessions)
     cli.add_command(db.db)
+    cli.add_command(worker_command.worker)
+    cli.add_command(jobs_commands.jobs)
+    cli.add_command(mail_commands.mail)
 
 
 _register_operator_commands()

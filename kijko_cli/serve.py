@@ -18,7 +18,7 @@ import signal
 import socket
 import tempfile
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, AsyncExitStack, nullcontext
 from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,6 +27,7 @@ import structlog
 import uvicorn
 
 from kijko_cli.common import DATABASE_UNREACHABLE, EXIT_DATABASE_UNREACHABLE, EXIT_FAILED
+from kijko_cli.worker import jobs_in_serve
 from kijko_core.config import Settings
 from kijko_core.data_dir import DataDirectory, claim_for_serving
 from kijko_core.db.migrate import MigrationError
@@ -90,7 +91,10 @@ def _run(settings: Settings, log: Any) -> None:
 async def _serve(settings: Settings, sock: socket.socket, stop: _Stop) -> bool:
     stop.arm(asyncio.current_task())
     kijko = await start_runtime(settings)
+    jobs = AsyncExitStack()
     try:
+        # A worker in this loop on the embedded defaults, else huey's doorbell (docs/jobs.md).
+        await jobs.enter_async_context(jobs_in_serve(kijko))
         app = create_app(kijko=kijko)
         host, port = sock.getsockname()[:2]
         base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"  # as bound
@@ -110,7 +114,10 @@ async def _serve(settings: Settings, sock: socket.socket, stop: _Stop) -> bool:
         return server.started
     finally:
         stop.disarm()  # nothing interrupts the runtime's own stop
-        await kijko.stop()
+        try:
+            await jobs.aclose()
+        finally:
+            await kijko.stop()
 
 
 async def start_runtime(settings: Settings) -> Kijko:

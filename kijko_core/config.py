@@ -91,6 +91,41 @@ def _postgres_url(value: Any) -> str | None:
     return str(value)
 
 
+SMTP_SCHEMES = {"smtp": 587, "smtps": 465}
+
+
+def check_smtp_url(url: str) -> None:
+    """``smtp://[user:pass@]host[:587]`` (STARTTLS), ``smtps://…[:465]`` (TLS from the first
+    byte), or ``smtp://host:25?starttls=off`` for a relay without TLS (no credentials then: they
+    would cross the network in clear). Raises ``ValueError`` naming what is wrong, never the URL."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a port that is not a number in range raises here
+    except ValueError:
+        raise ValueError("not an SMTP URL (smtp://user:password@host:587 or smtps://…)") from None
+    if parts.scheme not in SMTP_SCHEMES or not parts.hostname:
+        raise ValueError("not an SMTP URL (smtp://user:password@host:587 or smtps://…)")
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if set(query) - {"starttls"} or query.get("starttls", "on") not in ("on", "off"):
+        raise ValueError("the only option of an SMTP URL is starttls=off (smtp:// only)")
+    if query.get("starttls") == "off" and (parts.scheme == "smtps" or parts.username or parts.password):
+        raise ValueError("starttls=off is for smtp:// without credentials (they would travel in clear)")
+    if parts.path not in ("", "/") or parts.fragment:
+        raise ValueError("an SMTP URL has no path or fragment")
+
+
+def sender_address(value: str) -> str | None:
+    """The address of a From value (``Kijko <kijko@example.com>`` or ``kijko@example.com``), or
+    None if it is not one."""
+    from email.utils import parseaddr
+
+    if any(c in value for c in "\r\n"):
+        return None
+    _, address = parseaddr(value)
+    local, at, domain = address.rpartition("@")
+    return address if at and local and domain and " " not in address else None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="KIJKO_", env_file=".env", extra="ignore", frozen=True
@@ -143,6 +178,21 @@ class Settings(BaseSettings):
     rate_limit_refresh_per_minute: int = Field(default=30, ge=1)
     rate_limit_login_per_account_per_hour: int = Field(default=20, ge=1)
 
+    # Background jobs and the worker (docs/jobs.md).
+    job_retention_days: int = Field(default=14, ge=1, le=3650)
+    job_retry_base_seconds: float = Field(default=10.0, ge=0, le=3600)
+    job_retry_max_seconds: float = Field(default=3600.0, ge=0, le=7 * 24 * 3600)
+    worker_concurrency: int = Field(default=8, ge=1, le=256)
+    worker_grace_seconds: float = Field(default=30.0, ge=0, le=3600)
+    worker_poll_seconds: float = Field(default=10.0, gt=0, le=3600)
+    serve_worker: Literal["auto", "on", "off"] = "auto"
+
+    # Mail (docs/mail.md): SMTP when a URL is set, else the local outbox in the data dir.
+    smtp_url: SecretUrl | None = None
+    smtp_ca_file: Path | None = None
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    mail_from: str | None = None
+
     # Project invitations (docs/members.md).
     app_url: str = "http://localhost:3000"
     invitation_ttl_hours: int = Field(default=168, ge=1, le=24 * 90)
@@ -164,7 +214,7 @@ class Settings(BaseSettings):
         return _postgres_url(value)
 
     @field_serializer(
-        "database_url", "system_database_url", "migration_database_url", "redis_url",
+        "database_url", "system_database_url", "migration_database_url", "redis_url", "smtp_url",
         when_used="json",
     )
     def _show_masked_url(self, value: SecretUrl | None) -> str | None:
@@ -180,6 +230,22 @@ class Settings(BaseSettings):
         if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
             raise ValueError("not a redis URL")
         return str(value)
+
+    @field_validator("smtp_url", mode="before")
+    @classmethod
+    def _check_smtp(cls, value: Any) -> str | None:
+        value = _plain(value)
+        if not value:
+            return None
+        check_smtp_url(str(value))
+        return str(value)
+
+    @field_validator("mail_from")
+    @classmethod
+    def _check_mail_from(cls, value: str | None) -> str | None:
+        if value is not None and not sender_address(value):
+            raise ValueError("not an email address (optionally with a name: Kijko <kijko@example.com>)")
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -218,6 +284,8 @@ class Settings(BaseSettings):
                 problems.append(
                     ("keycloak_client_secret", "required when KIJKO_AUTH_PROVIDER=keycloak")
                 )
+        if self.smtp_url is not None and self.mail_from is None:
+            problems.append(("mail_from", "required when KIJKO_SMTP_URL is set"))
         urls = (self.database_url, self.system_database_url, self.migration_database_url)
         if any(urls) and not all(urls):
             problems.append(

@@ -207,3 +207,53 @@ async def test_finishing_is_compare_and_set_and_erases_the_bodies(kijko: Kijko) 
         row = await outbox.get(db, outbox_id)
     assert row is not None and row.state == "sent" and row.finished_at is not None
     assert row.text_body is None and row.html_body is None and row.last_error is None
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://mail.example.com", "not an SMTP URL"),
+        ("smtp://", "not an SMTP URL"),
+        ("smtp://mail.example.com:99999", "not an SMTP URL"),
+        ("smtp://u:p@mail.example.com?starttls=off", "without credentials"),
+        ("smtps://mail.example.com?starttls=off", "without credentials"),
+        ("smtp://mail.example.com?verify=no", "only option"),
+        ("smtp://mail.example.com/path", "no path"),
+    ],
+)
+def test_smtp_urls_are_checked_without_showing_them(url: str, problem: str) -> None:
+    from kijko_core.config import load_settings
+    from kijko_core.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings(smtp_url=url, mail_from="kijko@example.com")
+    (line,) = raised.value.problems
+    assert line.startswith("KIJKO_SMTP_URL: ") and problem in line and "mail.example.com" not in line
+
+
+def test_smtp_settings_need_a_sender_and_mask_the_password() -> None:
+    from kijko_core.config import load_settings
+    from kijko_core.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="KIJKO_MAIL_FROM: required"):
+        load_settings(smtp_url="smtp://mail.example.com")
+    with pytest.raises(ConfigurationError, match="KIJKO_MAIL_FROM: not an email address"):
+        load_settings(mail_from="Kijko <nobody>")
+    settings = load_settings(smtp_url="smtps://u%40x:pa%3Ass@mail.example.com", mail_from="Kijko <k@example.com>")
+    assert "pa%3Ass" not in repr(settings) and "pa%3Ass" not in settings.model_dump_json()
+    assert '"smtp_url":"smtps://u%40x:***@mail.example.com"' in settings.model_dump_json()
+    from kijko_core.mail.transport import SmtpServer
+
+    server = SmtpServer.from_url(settings.smtp_url.get_secret_value() if settings.smtp_url else "")
+    assert (server.username, server.password, server.port, server.implicit_tls) == ("u@x", "pa:ss", 465, True)
+    assert "pa:ss" not in repr(server)
+
+
+def test_an_overlong_subject_is_an_error() -> None:
+    template = rendering.load("test_message")
+    values = sample(template.placeholders())
+    with pytest.raises(rendering.TemplateError, match="longer than 998"):
+        template.render({**values, "instance": "x" * 1000})

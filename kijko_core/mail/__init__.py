@@ -6,6 +6,7 @@ the local outbox in the data directory).
     outbox_id = await mail.send(db, to="a@b.c", template="invitation", values={...}, org_id=org)
 """
 
+from kijko_core.mail import delivery as delivery  # declares the mail.deliver job kind
 from kijko_core.mail.outbox import InvalidRecipient, OutboxMail, send
 from kijko_core.mail.rendering import RenderedMail, TemplateError, render
 

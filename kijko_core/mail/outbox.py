@@ -7,7 +7,6 @@ one is delivered (at least once) even if the process dies right after the commit
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -16,6 +15,7 @@ from uuid import UUID
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel
 
+from kijko_core import jobs
 from kijko_core.db import sql
 from kijko_core.db.session import Session, SystemSession
 from kijko_core.errors import ValidationFailed
@@ -57,16 +57,22 @@ _INSERT = sql.compose(
     table=TABLE,
 )
 _GET = sql.compose("SELECT {columns}\nFROM {table}\nWHERE id = $1", columns=TABLE.select_list, table=TABLE)
-# One attempt counted, and the row read, only while it is still queued.
+# One attempt counted, and the row read, only while it is queued — or, for the first attempt
+# of a job an operator retried, when it failed but still has its bodies (queued again).
 _BEGIN_ATTEMPT = sql.compose(
-    "UPDATE {table} SET attempts = attempts + 1\nWHERE id = $1 AND state = 'queued'\nRETURNING {columns}",
+    "UPDATE {table} SET attempts = attempts + 1, state = 'queued', finished_at = NULL"
+    "\nWHERE id = $1 AND (state = 'queued' OR ($2 AND state = 'failed' AND text_body IS NOT NULL))"
+    "\nRETURNING {columns}",
     table=TABLE,
     columns=TABLE.select_list,
 )
-# Compare-and-set: only a queued row finishes, once; the bodies go with it (decision 0055).
+# Compare-and-set: only a queued row finishes, once (decision 0055). A sent mail loses its
+# bodies, and a failed one when $4 (refused for good); it keeps the error of an earlier attempt.
 _FINISH = sql.compose(
-    "UPDATE {table} SET state = $2, last_error = $3, finished_at = now(),"
-    " text_body = NULL, html_body = NULL\nWHERE id = $1 AND state = 'queued'\nRETURNING id",
+    "UPDATE {table} SET state = $2, last_error = coalesce($3, last_error), finished_at = now(),"
+    " text_body = CASE WHEN $4 THEN NULL ELSE text_body END,"
+    " html_body = CASE WHEN $4 THEN NULL ELSE html_body END"
+    "\nWHERE id = $1 AND state = 'queued'\nRETURNING id",
     table=TABLE,
 )
 _RECORD_ERROR = sql.compose("UPDATE {table} SET last_error = $2\nWHERE id = $1 AND state = 'queued'", table=TABLE)
@@ -109,12 +115,7 @@ async def send(
 
 
 async def _enqueue_delivery(db: Session, outbox_id: UUID, org_id: UUID | None) -> None:
-    # The jobs module arrives on its own branch (INTERFACES.md); until it is merged the row
-    # waits in the outbox.
-    try:
-        jobs = importlib.import_module("kijko_core.jobs")
-    except ModuleNotFoundError:
-        return
+    # The job row commits with the outbox row; the doorbell rings after the commit.
     await jobs.enqueue(db, DELIVER, {"outbox_id": str(outbox_id)}, org_id=org_id)
 
 
@@ -123,15 +124,18 @@ async def get(db: Session, outbox_id: UUID) -> OutboxMail | None:
     return TABLE.maybe(await db.fetchrow(_GET, outbox_id))
 
 
-async def begin_attempt(db: Session, outbox_id: UUID) -> OutboxMail | None:
-    """Count a delivery attempt and return the row; ``None`` if it is not queued (any more)."""
-    return TABLE.maybe(await db.fetchrow(_BEGIN_ATTEMPT, outbox_id))
+async def begin_attempt(db: Session, outbox_id: UUID, *, revive_failed: bool = False) -> OutboxMail | None:
+    """Count a delivery attempt and return the row; ``None`` if it is not queued (any more).
+    ``revive_failed``: a failed row that still has its bodies is queued again (the first
+    attempt of a job an operator retried)."""
+    return TABLE.maybe(await db.fetchrow(_BEGIN_ATTEMPT, outbox_id, revive_failed))
 
 
-async def finish(db: Session, outbox_id: UUID, *, sent: bool, error: str | None = None) -> bool:
-    """Mark a queued row sent or failed (erasing its bodies); ``False`` if it was not queued."""
+async def finish(db: Session, outbox_id: UUID, *, sent: bool, error: str | None = None, for_good: bool = True) -> bool:
+    """Mark a queued row sent (erasing its bodies) or failed (erasing them too when
+    ``for_good``; else kept for a retry); ``False`` if it was not queued."""
     state = "sent" if sent else "failed"
-    return await db.fetchval(_FINISH, outbox_id, state, _clip(error)) is not None
+    return await db.fetchval(_FINISH, outbox_id, state, _clip(error), sent or for_good) is not None
 
 
 async def record_error(db: Session, outbox_id: UUID, error: str) -> None:

@@ -32,6 +32,8 @@ _TAG = re.compile(
 )
 _TEMPLATE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _SUBJECT = "Subject: "
+#: The longest subject (a line of RFC 5322; the outbox column's limit).
+SUBJECT_MAX = 998
 TEMPLATES = resources.files("kijko_core.mail") / "templates"
 
 
@@ -67,6 +69,8 @@ class Template:
         subject = _render(self.subject, [values], escape=False)
         if "\r" in subject or "\n" in subject or not subject.strip():
             raise TemplateError(f"{self.name}: the subject must be one non-empty line")
+        if len(subject) > SUBJECT_MAX:
+            raise TemplateError(f"{self.name}: the subject is longer than {SUBJECT_MAX} characters")
         return RenderedMail(
             subject=subject.strip(),
             text=_render(self.text, [values], escape=False),

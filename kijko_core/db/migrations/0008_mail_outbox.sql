@@ -1,7 +1,7 @@
 -- The mail outbox (docs/mail.md, decision 0055): a mail is rendered and written here in the
 -- transaction of the change that caused it, and a `mail.deliver` job (written in the same
 -- transaction) delivers it. The row is a queue entry, not an archive: its bodies (which may
--- carry one-time links) are erased when it is sent or has failed for good.
+-- carry one-time links) are erased when it is sent or refused for good.
 --
 -- Tenant mail has its organization and is confined to it by row-level security like every
 -- tenant table. System mail (organization_id NULL: nothing of a tenant caused it) matches no
@@ -21,8 +21,11 @@ CREATE TABLE kijko.mail_outbox (
     created_at timestamptz NOT NULL DEFAULT now(),
     finished_at timestamptz,
     CHECK ((state = 'queued') = (finished_at IS NULL)),
-    CHECK (state <> 'queued' OR (text_body IS NOT NULL AND html_body IS NOT NULL)),
-    CHECK (state = 'queued' OR (text_body IS NULL AND html_body IS NULL)),
+    CHECK ((text_body IS NULL) = (html_body IS NULL)),
+    -- A queued mail has its bodies, a sent one has none; a failed one keeps them only when
+    -- an operator's retry of its job could still send it (decision 0055).
+    CHECK (state <> 'queued' OR text_body IS NOT NULL),
+    CHECK (state <> 'sent' OR text_body IS NULL),
     -- Target of composite foreign keys of later tables (a mail's bounces, say).
     UNIQUE (organization_id, id)
 );
@@ -30,8 +33,9 @@ CREATE INDEX mail_outbox_queued_idx ON kijko.mail_outbox (created_at) WHERE stat
 
 ALTER TABLE kijko.mail_outbox ENABLE ROW LEVEL SECURITY;
 ALTER TABLE kijko.mail_outbox FORCE ROW LEVEL SECURITY;
+-- The context read once per statement (a sub-select), as in migration 0005.
 CREATE POLICY mail_outbox_tenant ON kijko.mail_outbox
-    USING (organization_id = kijko.current_org_id())
-    WITH CHECK (organization_id = kijko.current_org_id());
+    USING (organization_id = (SELECT kijko.current_org_id()))
+    WITH CHECK (organization_id = (SELECT kijko.current_org_id()));
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON kijko.mail_outbox TO :app_role, :system_role;

@@ -1,0 +1,85 @@
+"""Job kinds for the jobs tests only, registered by importing this module (never shipped).
+
+Outcomes are recorded where the test can read them: in this process's ``RUNS`` for
+in-process workers, and appended to the file named by the payload's ``log`` for worker
+processes (one short line per write: O_APPEND keeps lines whole across processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import defaultdict
+from uuid import UUID
+
+import asyncpg
+
+from kijko_core.jobs import JobContext, job_kind
+
+#: job id → attempts run in this process.
+RUNS: dict[UUID, list[int]] = defaultdict(list)
+#: job id → what a tenant job saw.
+SEEN: dict[UUID, dict[str, object]] = {}
+
+
+def _log(ctx: JobContext, what: str) -> None:
+    path = ctx.payload.get("log")
+    if path:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, f"{ctx.job_id} {ctx.attempt} {what} {os.getpid()}\n".encode())
+        finally:
+            os.close(fd)
+
+
+@job_kind("test.noop", max_attempts=3, lease_seconds=30)
+async def noop(ctx: JobContext) -> None:
+    RUNS[ctx.job_id].append(ctx.attempt)
+    _log(ctx, "ran")
+
+
+@job_kind("test.fail", max_attempts=3, lease_seconds=30)
+async def always_fails(ctx: JobContext) -> None:
+    RUNS[ctx.job_id].append(ctx.attempt)
+    raise ValueError(f"boom on attempt {ctx.attempt}")
+
+
+@job_kind("test.flaky", max_attempts=3, lease_seconds=30)
+async def flaky(ctx: JobContext) -> None:
+    RUNS[ctx.job_id].append(ctx.attempt)
+    if ctx.attempt == 1:
+        raise ConnectionError("first attempt fails")
+
+
+@job_kind("test.slow", max_attempts=3, lease_seconds=2)
+async def slow(ctx: JobContext) -> None:
+    """Sleeps ``seconds`` (only on the attempts listed in ``slow_attempts``, default all)."""
+    RUNS[ctx.job_id].append(ctx.attempt)
+    _log(ctx, "started")
+    if ctx.attempt in ctx.payload.get("slow_attempts", [ctx.attempt]):
+        await asyncio.sleep(float(ctx.payload.get("seconds", 1)))
+    _log(ctx, "finished")
+
+
+@job_kind("test.tenant", max_attempts=1, lease_seconds=30)
+async def tenant_work(ctx: JobContext) -> None:
+    """Reads and writes in the job's organization; tries to plant a row in ``other_org``."""
+    async with ctx.service_session() as db:
+        names = sorted(r["name"] for r in await db.fetch("SELECT name FROM kijko.projects"))
+        actor = await db.fetchval("SELECT kijko.current_actor()")
+        role = await db.fetchval("SELECT current_user")
+        await db.execute(
+            "INSERT INTO kijko.projects (organization_id, name, type) VALUES ($1, $2, 'manual')",
+            ctx.org_id,
+            f"Made by job {str(ctx.job_id)[:8]}",
+        )
+        planted = "allowed"
+        try:
+            async with db.savepoint():
+                await db.execute(
+                    "INSERT INTO kijko.projects (organization_id, name, type) VALUES ($1, 'Planted', 'manual')",
+                    UUID(ctx.payload["other_org"]),
+                )
+        except asyncpg.InsufficientPrivilegeError:
+            planted = "refused"
+    SEEN[ctx.job_id] = {"projects": names, "actor": actor, "role": role, "planted": planted}
