@@ -741,13 +741,26 @@ async def test_migration_0009_makes_every_existing_creator_the_admin_of_their_pr
                 " VALUES ('Founder@Example.com', 'Fay', 'Founder') RETURNING id"
             )
             org = await admin.fetchval("INSERT INTO kijko.organizations (name) VALUES ('Old') RETURNING id")
+            await admin.execute(
+                "INSERT INTO kijko.memberships (organization_id, user_id, role) VALUES ($1, $2, 'member')", org, user
+            )
             made = await admin.fetchval(
                 "INSERT INTO kijko.projects (organization_id, user_id, name, type)"
                 " VALUES ($1, $2, 'Old project', 'manual') RETURNING id",
                 org,
                 user,
             )
-            # A project whose creator was erased (decision 0018) gets no admin row.
+            # A creator who has left the organization gets no admin row, nor does a project
+            # whose creator was erased (decision 0018).
+            gone = await admin.fetchval(
+                "INSERT INTO kijko_private.users (email, first_name, last_name)"
+                " VALUES ('left@example.com', 'Lee', 'Left') RETURNING id"
+            )
+            await admin.execute(
+                "INSERT INTO kijko.projects (organization_id, user_id, name, type) VALUES ($1, $2, 'Left', 'files')",
+                org,
+                gone,
+            )
             await admin.execute(
                 "INSERT INTO kijko.projects (organization_id, user_id, name, type)"
                 " VALUES ($1, NULL, 'Orphan', 'files')",
@@ -758,7 +771,8 @@ async def test_migration_0009_makes_every_existing_creator_the_admin_of_their_pr
                 "SELECT project_id, user_id, email, name, role, accepted_at FROM kijko.project_members"
             )
             forced = await admin.fetch(
-                "SELECT relname FROM pg_class WHERE relname IN ('projects', 'project_members') AND relforcerowsecurity"
+                "SELECT relname FROM pg_class WHERE relnamespace = 'kijko'::regnamespace"
+                " AND relname IN ('projects', 'memberships', 'project_members') AND relforcerowsecurity"
             )
         finally:
             await admin.close()
@@ -768,7 +782,7 @@ async def test_migration_0009_makes_every_existing_creator_the_admin_of_their_pr
         (made, user, "Founder@Example.com", "Fay Founder", "admin")
     ]
     assert rows[0]["accepted_at"] is not None
-    assert sorted(r["relname"] for r in forced) == ["project_members", "projects"]  # forced again
+    assert sorted(r["relname"] for r in forced) == ["memberships", "project_members", "projects"]  # forced again
 
 
 async def test_the_link_token_never_reaches_the_logs(client: Any, kijko: Kijko, alice: Account) -> None:
@@ -787,3 +801,23 @@ async def test_the_link_token_never_reaches_the_logs(client: Any, kijko: Kijko, 
     assert (await accept(client, user, token)).status_code == 403
     text = buffer.getvalue()
     assert token not in text and "/invitations/<token>" in text
+
+
+async def test_leaving_the_organization_ends_the_project_memberships(client: Any, kijko: Kijko, alice: Account) -> None:
+    project = await created(client, alice, "Left behind")
+    user = await add_member(kijko, alice.org_id, "member")
+    await joined(client, kijko, alice, project["id"], user, "manager")
+    async with system_session(kijko.system_db) as db:  # what removing an org member does
+        await db.execute(
+            "DELETE FROM kijko.memberships WHERE organization_id = $1 AND user_id = $2",
+            UUID(alice.org_id),
+            UUID(user.user_id),
+        )
+        await db.execute(
+            "INSERT INTO kijko.memberships (organization_id, user_id, role) VALUES ($1, $2, 'member')",
+            UUID(alice.org_id),
+            UUID(user.user_id),
+        )
+    assert [m["email"] for m in await members(client, alice, project["id"])] == [alice.email]
+    response = await client.get(f"{API}/{project['id']}", headers=user.headers)
+    assert (response.status_code, (await response.get_json())["code"]) == (404, "PROJECT_NOT_FOUND")
