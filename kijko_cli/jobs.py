@@ -79,8 +79,12 @@ def cancel(job_id: uuid.UUID) -> None:
 
 
 def _ring_through_huey() -> None:
-    """A retried job is due now: ring the workers' doorbell after the commit."""
+    """A retried job is due now: ring the workers' doorbell after the commit. Not when
+    ``kijko serve`` runs the worker itself: it consumes no queue (it finds the job by its poll)."""
+    from kijko_cli.worker import serve_runs_worker
     from kijko_core.jobs import add_doorbell
     from kijko_server.jobs import HueyJobs
 
-    add_doorbell(HueyJobs(settings()))
+    config = settings()
+    if not serve_runs_worker(config):
+        add_doorbell(HueyJobs(config))

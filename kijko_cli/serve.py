@@ -93,8 +93,6 @@ async def _serve(settings: Settings, sock: socket.socket, stop: _Stop) -> bool:
     kijko = await start_runtime(settings)
     jobs = AsyncExitStack()
     try:
-        # A worker in this loop on the embedded defaults, else huey's doorbell (docs/jobs.md).
-        await jobs.enter_async_context(jobs_in_serve(kijko))
         app = create_app(kijko=kijko)
         host, port = sock.getsockname()[:2]
         base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"  # as bound
@@ -110,6 +108,8 @@ async def _serve(settings: Settings, sock: socket.socket, stop: _Stop) -> bool:
         stop.server = server
         if stop.requested:  # Ctrl-C while starting: stop cleanly instead of serving
             return True
+        # A worker in this loop on the embedded defaults, else huey's doorbell (docs/jobs.md).
+        await jobs.enter_async_context(jobs_in_serve(kijko))
         await server.serve(sockets=[sock])
         return server.started
     finally:

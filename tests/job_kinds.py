@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import defaultdict
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -83,3 +84,21 @@ async def tenant_work(ctx: JobContext) -> None:
         except asyncpg.InsufficientPrivilegeError:
             planted = "refused"
     SEEN[ctx.job_id] = {"projects": names, "actor": actor, "role": role, "planted": planted}
+
+
+async def cancel_leftovers(kijko: Any) -> None:
+    """Cancel this module's kinds' unfinished jobs, so another test module's
+    ``run_until_idle`` never runs them."""
+    from kijko_core.db.session import system_session
+
+    async with system_session(kijko.system_db) as db:
+        await db.execute(
+            "UPDATE kijko.jobs SET state = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,"
+            " finished_at = clock_timestamp() WHERE kind LIKE 'test.%' AND state IN ('queued', 'running')"
+        )
+
+
+@job_kind("test.hang", max_attempts=1, lease_seconds=30, timeout_seconds=0.5)
+async def hang(ctx: JobContext) -> None:
+    RUNS[ctx.job_id].append(ctx.attempt)
+    await asyncio.Event().wait()  # never set: only the kind's timeout ends it

@@ -78,6 +78,12 @@ async def enqueue_system(kijko: Kijko, kind: str, payload: dict[str, Any] | None
         return await enqueue(db, kind, payload or {}, **kw)
 
 
+@pytest.fixture(autouse=True, scope="module")
+async def no_leftovers(jobs: Kijko) -> AsyncIterator[None]:
+    yield
+    await job_kinds.cancel_leftovers(jobs)
+
+
 # ---------------------------------------------------------------------------------------------
 # Enqueue and the doorbell.
 
@@ -372,14 +378,26 @@ async def test_the_sweeper_deletes_what_expired_and_nothing_else(jobs: Kijko, al
         # Sessions, refresh tokens, OAuth states and hand-offs: one expired, one live each.
         user_id = UUID(alice.user_id)
         expiries = (("expired", timedelta(minutes=-1)), ("live", timedelta(hours=1)))
-        for name, expiry in expiries:
+        # Sessions: gone an hour after expiry (no access token outlives that), except a revoked
+        # Keycloak one, kept 30 days (Keycloak may still issue tokens for its sid).
+        session_rows = (
+            ("expired", "local", timedelta(hours=-2), False),
+            ("revoked-local", "local", timedelta(hours=-2), True),
+            ("just-expired", "local", timedelta(minutes=-30), False),
+            ("live", "local", timedelta(hours=1), False),
+            ("revoked-keycloak", "keycloak", timedelta(hours=-2), True),
+            ("old-revoked-keycloak", "keycloak", timedelta(days=-31), True),
+        )
+        for name, provider, expiry, revoked in session_rows:
             await db.execute(
-                "INSERT INTO kijko_private.sessions (id, user_id, organization_id, provider, expires_at)"
-                " VALUES ($1, $2, $3, 'local', now() + $4)",
+                "INSERT INTO kijko_private.sessions (id, user_id, organization_id, provider, expires_at, revoked_at)"
+                " VALUES ($1, $2, $3, $4, now() + $5, CASE WHEN $6 THEN now() - interval '3 days' END)",
                 f"{token}-{name}",
                 user_id,
                 UUID(alice.org_id),
+                provider,
                 expiry,
+                revoked,
             )
         for name, expiry in expiries:
             await db.execute(
@@ -410,7 +428,7 @@ async def test_the_sweeper_deletes_what_expired_and_nothing_else(jobs: Kijko, al
         sessions = {
             r["id"] for r in await db.fetch("SELECT id FROM kijko_private.sessions WHERE id LIKE $1", f"{token}-%")
         }
-        assert sessions == {f"{token}-live"}
+        assert sessions == {f"{token}-{n}" for n in ("live", "just-expired", "revoked-keycloak")}
         for table, column in (
             ("refresh_tokens", "token_hash"),
             ("oauth_states", "state_hash"),
@@ -456,3 +474,55 @@ def test_the_queue_carries_json_never_pickle() -> None:
         serializer.deserialize(pickle.dumps(message))  # a pickle is not even read
     with pytest.raises(TypeError):
         serializer.serialize({"not": "a message"})
+
+
+async def test_heartbeats_keep_a_job_longer_than_its_lease_from_being_reaped(jobs: Kijko) -> None:
+    """test.slow has a 2 s lease; the job takes 3.5 s while the worker reaps every 0.2 s."""
+    job_id = await enqueue_system(jobs, "test.slow", {"seconds": 3.5})
+    worker = Worker(jobs, kinds=["test.slow"])
+    runner = asyncio.create_task(worker.run())
+    try:
+        for _ in range(200):
+            row = await job_row(jobs, job_id)
+            if row["state"] != "queued" and row["state"] != "running":
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await worker.drain(0)
+        await runner
+    row = await job_row(jobs, job_id)
+    assert row["state"] == "succeeded" and row["attempts"] == 1 and row["last_error"] is None
+    assert job_kinds.RUNS[job_id] == [1]
+    assert (row["finished_at"] - row["started_at"]).total_seconds() > 3.4
+
+
+async def test_drain_gives_back_what_runs_past_the_grace_without_counting_the_attempt(jobs: Kijko) -> None:
+    job_id = await enqueue_system(jobs, "test.slow", {"seconds": 60})
+    worker = Worker(jobs, kinds=["test.slow"])
+    runner = asyncio.create_task(worker.run())
+    for _ in range(100):
+        if job_id in job_kinds.RUNS:
+            break
+        await asyncio.sleep(0.05)
+    assert await worker.drain(0.2) == 1
+    await runner
+    row = await job_row(jobs, job_id)
+    assert row["state"] == "queued" and row["attempts"] == 0 and row["lease_owner"] is None
+    async with system_session(jobs.system_db) as db:
+        assert await store.cancel(db, job_id)  # nothing left due for other tests
+
+
+async def test_an_attempt_past_its_kinds_timeout_fails(jobs: Kijko) -> None:
+    job_id = await enqueue_system(jobs, "test.hang")
+    await run_until_idle(jobs)
+    row = await job_row(jobs, job_id)
+    assert row["state"] == "failed" and row["attempts"] == 1
+    assert row["last_error"].startswith("TimeoutError")
+
+
+async def test_the_sweeper_re_rings_while_due_jobs_wait(jobs: Kijko, bell: Recorder) -> None:
+    await enqueue_system(jobs, "test.noop")
+    bell.rings.clear()  # the ring of the commit was lost, say
+    report = await sweep(jobs)
+    assert report.due >= 1 and len(bell.rings) == 1
+    await run_until_idle(jobs)

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -25,7 +25,7 @@ from kijko_core.db.session import system_session
 from kijko_core.jobs import add_doorbell, enqueue, remove_doorbell, store
 from kijko_core.runtime import Kijko
 from kijko_server.jobs import HueyJobs
-from tests import job_kinds  # noqa: F401 - registers the test kinds in this process too
+from tests import job_kinds  # registers the test kinds in this process too
 from tests.test_cli import clean_env, run_kijko
 
 pytestmark = pytest.mark.slow
@@ -53,6 +53,12 @@ def worker_env(database: ScratchDatabase, encryption_key: str, tmp_path: Path) -
     if os.environ.get("KIJKO_TEST_REDIS_URL"):
         values["KIJKO_REDIS_URL"] = os.environ["KIJKO_TEST_REDIS_URL"]
     return clean_env(tmp_path, **values)
+
+
+@pytest.fixture(autouse=True, scope="module")
+async def no_leftovers(kijko: Kijko) -> AsyncIterator[None]:
+    yield
+    await job_kinds.cancel_leftovers(kijko)
 
 
 class Workers:
@@ -311,3 +317,24 @@ async def test_serve_runs_the_worker_in_process_when_told_and_drains_on_ctrl_c(
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 0, log.read_text()
     assert "worker_in_process" not in log.read_text()
+
+
+@pytest.mark.parametrize("command", [("worker",), ("jobs", "list")])
+def test_an_unreachable_database_is_one_line_and_exit_4(
+    tmp_path: Path, encryption_key: str, command: tuple[str, ...]
+) -> None:
+    from tests.test_health import closed_port
+
+    url = f"postgresql://kijko_app:s3cret-pw@127.0.0.1:{closed_port()}/kijko"
+    env = clean_env(
+        tmp_path,
+        KIJKO_DATABASE_URL=url,
+        KIJKO_SYSTEM_DATABASE_URL=url,
+        KIJKO_MIGRATION_DATABASE_URL=url,
+        KIJKO_ENCRYPTION_KEYS=encryption_key,
+    )
+    result = run_kijko(*command, env=env, cwd=tmp_path)
+    assert result.returncode == 4, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "database unreachable" in lines[0], result.stderr
+    assert "s3cret-pw" not in result.stderr and "Traceback" not in result.stderr

@@ -80,23 +80,31 @@ class JobKind:
     handler: Handler
     max_attempts: int
     lease_seconds: int
+    timeout_seconds: float | None = None
 
 
 _KINDS: dict[str, JobKind] = {}
 _entry_points_loaded = False
 
 
-def job_kind(name: str, *, max_attempts: int = 5, lease_seconds: int = 60) -> Callable[[Handler], Handler]:
+def job_kind(
+    name: str, *, max_attempts: int = 5, lease_seconds: int = 60, timeout_seconds: float | None = 3600
+) -> Callable[[Handler], Handler]:
     """Declare the handler of a job kind (at import time).
 
     ``max_attempts``: runs before the job ends ``failed``; ``lease_seconds``: how long a worker
-    holds the job between heartbeats (sent every third of it) before another may retry it.
+    holds the job between heartbeats (sent every third of it) before another may retry it;
+    ``timeout_seconds``: an attempt running longer is cancelled and fails with
+    ``TimeoutError`` (heartbeats keep a hung handler's lease alive, so this is what ends it;
+    ``None``: no limit).
     """
     ServiceActor(name, "0")  # the kind names the service actor: same shape (raises otherwise)
     if not 1 <= max_attempts <= 100:
         raise ValueError("max_attempts: 1 to 100")
     if not 1 <= lease_seconds <= 86400:
         raise ValueError("lease_seconds: 1 to 86400")
+    if timeout_seconds is not None and not 0 < timeout_seconds:
+        raise ValueError("timeout_seconds: > 0, or None")
 
     def register(handler: Handler) -> Handler:
         existing = _KINDS.get(name)
@@ -107,7 +115,7 @@ def job_kind(name: str, *, max_attempts: int = 5, lease_seconds: int = 60) -> Ca
                 handler.__qualname__,
             ):
                 raise ValueError(f"job kind {name!r} is already declared by {existing.handler.__module__}")
-        _KINDS[name] = JobKind(name, handler, max_attempts, lease_seconds)
+        _KINDS[name] = JobKind(name, handler, max_attempts, lease_seconds, timeout_seconds)
         return handler
 
     return register

@@ -245,9 +245,15 @@ DELETE FROM kijko.jobs WHERE id IN (
     WHERE finished_at < clock_timestamp() - make_interval(days => $1) LIMIT $2
 )
 """
+# A session row outlives its expiry by an hour (longer than any access token can outlive its
+# session, leeway included), and a revoked Keycloak session by 30 days: Keycloak may still
+# issue tokens for its sid, and only this row makes Kijko refuse them.
 _DELETE_SESSIONS = """
 DELETE FROM kijko_private.sessions WHERE id IN (
-    SELECT id FROM kijko_private.sessions WHERE expires_at < clock_timestamp() LIMIT $1
+    SELECT id FROM kijko_private.sessions
+    WHERE expires_at < clock_timestamp() - interval '1 hour'
+      AND (revoked_at IS NULL OR provider = 'local' OR expires_at < clock_timestamp() - interval '30 days')
+    LIMIT $1
 )
 """
 _DELETE_REFRESH_TOKENS = """

@@ -197,7 +197,9 @@ class Worker:
         beat = _Beat(self._heartbeat(running), max(job.lease_seconds / 3, 0.2))
         try:
             try:
-                await self.kinds[job.kind].handler(ctx)
+                kind = self.kinds[job.kind]
+                async with asyncio.timeout(kind.timeout_seconds):
+                    await kind.handler(ctx)
             except asyncio.CancelledError:
                 running.handler_done = True
                 beat.cancel()
