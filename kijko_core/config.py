@@ -230,6 +230,7 @@ class Settings(BaseSettings):
     smtp_ca_file: Path | None = None
     smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
     mail_from: str | None = None
+
     # Project invitations (docs/members.md).
     app_url: str = "http://localhost:3000"
     invitation_ttl_hours: int = Field(default=168, ge=1, le=24 * 90)

@@ -5,12 +5,30 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import structlog
-from quart import Quart, Response, g, request
+from quart import Quart, Response, current_app, g, request
 
 _PLAIN_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_SECRET_PATH = "_kijko_secret_path"
 log = structlog.get_logger("kijko.http")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def secret_in_path(func: F) -> F:
+    """Mark a view whose path carries a secret (an invitation token): its access line shows
+    the route template (``/api/v1/invitations/<token>``), never the path itself."""
+    setattr(func, _SECRET_PATH, True)
+    return func
+
+
+def _logged_path() -> str:
+    view = current_app.view_functions.get(request.endpoint or "")
+    if request.url_rule is not None and getattr(view, _SECRET_PATH, False):
+        return request.url_rule.rule
+    return request.path
 
 
 def current_request_id() -> str | None:
@@ -43,7 +61,7 @@ def register_request_logging(app: Quart) -> None:
         log.info(
             "request",
             method=request.method,
-            path=request.path,
+            path=_logged_path(),
             status=response.status_code,
             duration_ms=round((time.perf_counter() - started) * 1000, 2) if started else None,
             user_id=str(identity.user_id) if identity else None,

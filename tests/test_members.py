@@ -4,6 +4,7 @@ invitation link read from the mail outbox and the events read from the in-proces
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 from typing import Any
 from uuid import UUID, uuid4
@@ -12,6 +13,7 @@ import asyncpg
 import pytest
 
 from kijko_core.db.session import system_session
+from kijko_core.logging import configure_logging
 from kijko_core.runtime import Kijko
 from tests.conftest import Account, sign_up
 from tests.invitations import (
@@ -679,11 +681,15 @@ async def test_every_documented_member_error_happens_with_its_documented_code(
         "409": send("get", f"{links}/{used}", None),
         "410": send("get", f"{links}/{expired_token}", None),
     }
-    for _ in range(kijko.settings.rate_limit_invitation_lookup_per_minute):
-        await client.get(f"{links}/{'m' * 43}", scope_base={"client": ("203.0.113.9", 51000)})
-    triggers[("get", f"{links}/{{token}}")]["429"] = lambda: client.get(
-        f"{links}/{'m' * 43}", scope_base={"client": ("203.0.113.9", 51000)}
-    )
+
+    async def over_the_limit() -> Any:
+        # The whole budget of one address at once, then one more (the budget refills with time).
+        scope = {"client": ("203.0.113.9", 51000)}
+        for _ in range(kijko.settings.rate_limit_invitation_lookup_per_minute):
+            await client.get(f"{links}/{'m' * 43}", scope_base=scope)
+        return await client.get(f"{links}/{'m' * 43}", scope_base=scope)
+
+    triggers[("get", f"{links}/{{token}}")]["429"] = over_the_limit
     accept_path = f"{links}/accept"
     triggers[("post", accept_path)].update(
         {
@@ -735,13 +741,26 @@ async def test_migration_0009_makes_every_existing_creator_the_admin_of_their_pr
                 " VALUES ('Founder@Example.com', 'Fay', 'Founder') RETURNING id"
             )
             org = await admin.fetchval("INSERT INTO kijko.organizations (name) VALUES ('Old') RETURNING id")
+            await admin.execute(
+                "INSERT INTO kijko.memberships (organization_id, user_id, role) VALUES ($1, $2, 'member')", org, user
+            )
             made = await admin.fetchval(
                 "INSERT INTO kijko.projects (organization_id, user_id, name, type)"
                 " VALUES ($1, $2, 'Old project', 'manual') RETURNING id",
                 org,
                 user,
             )
-            # A project whose creator was erased (decision 0018) gets no admin row.
+            # A creator who has left the organization gets no admin row, nor does a project
+            # whose creator was erased (decision 0018).
+            gone = await admin.fetchval(
+                "INSERT INTO kijko_private.users (email, first_name, last_name)"
+                " VALUES ('left@example.com', 'Lee', 'Left') RETURNING id"
+            )
+            await admin.execute(
+                "INSERT INTO kijko.projects (organization_id, user_id, name, type) VALUES ($1, $2, 'Left', 'files')",
+                org,
+                gone,
+            )
             await admin.execute(
                 "INSERT INTO kijko.projects (organization_id, user_id, name, type)"
                 " VALUES ($1, NULL, 'Orphan', 'files')",
@@ -752,7 +771,8 @@ async def test_migration_0009_makes_every_existing_creator_the_admin_of_their_pr
                 "SELECT project_id, user_id, email, name, role, accepted_at FROM kijko.project_members"
             )
             forced = await admin.fetch(
-                "SELECT relname FROM pg_class WHERE relname IN ('projects', 'project_members') AND relforcerowsecurity"
+                "SELECT relname FROM pg_class WHERE relnamespace = 'kijko'::regnamespace"
+                " AND relname IN ('projects', 'memberships', 'project_members') AND relforcerowsecurity"
             )
         finally:
             await admin.close()
@@ -762,4 +782,42 @@ async def test_migration_0009_makes_every_existing_creator_the_admin_of_their_pr
         (made, user, "Founder@Example.com", "Fay Founder", "admin")
     ]
     assert rows[0]["accepted_at"] is not None
-    assert sorted(r["relname"] for r in forced) == ["project_members", "projects"]  # forced again
+    assert sorted(r["relname"] for r in forced) == ["memberships", "project_members", "projects"]  # forced again
+
+
+async def test_the_link_token_never_reaches_the_logs(client: Any, kijko: Kijko, alice: Account) -> None:
+    buffer = io.StringIO()
+    configure_logging("debug", "json", stream=buffer)
+    project = await created(client, alice, "Logged")
+    email = fresh_email()
+    member = await invited(client, alice, project["id"], email)
+    token = await link_token(kijko, email)
+    assert (await client.get(f"{LINKS}/{token}")).status_code == 200
+    assert (await client.get(f"{LINKS}/{token}x")).status_code == 404
+    resend = await client.post(f"{API}/{project['id']}/invitations/{member['id']}/resend", headers=alice.headers)
+    assert resend.status_code == 200
+    token = await link_token(kijko, email)
+    user = await add_member(kijko, alice.org_id, "member")
+    assert (await accept(client, user, token)).status_code == 403
+    text = buffer.getvalue()
+    assert token not in text and "/invitations/<token>" in text
+
+
+async def test_leaving_the_organization_ends_the_project_memberships(client: Any, kijko: Kijko, alice: Account) -> None:
+    project = await created(client, alice, "Left behind")
+    user = await add_member(kijko, alice.org_id, "member")
+    await joined(client, kijko, alice, project["id"], user, "manager")
+    async with system_session(kijko.system_db) as db:  # what removing an org member does
+        await db.execute(
+            "DELETE FROM kijko.memberships WHERE organization_id = $1 AND user_id = $2",
+            UUID(alice.org_id),
+            UUID(user.user_id),
+        )
+        await db.execute(
+            "INSERT INTO kijko.memberships (organization_id, user_id, role) VALUES ($1, $2, 'member')",
+            UUID(alice.org_id),
+            UUID(user.user_id),
+        )
+    assert [m["email"] for m in await members(client, alice, project["id"])] == [alice.email]
+    response = await client.get(f"{API}/{project['id']}", headers=user.headers)
+    assert (response.status_code, (await response.get_json())["code"]) == (404, "PROJECT_NOT_FOUND")

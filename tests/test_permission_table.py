@@ -185,6 +185,12 @@ async def test_the_sql_readable_condition_agrees_with_the_python_one(database: S
                 )
             new_org = "INSERT INTO kijko.organizations (name) VALUES ('probe') RETURNING id"
             orgs = [await connection.fetchval(new_org) for _ in range(2)]
+            for org in orgs:  # an accepted project member is a member of the organization
+                await connection.execute(
+                    "INSERT INTO kijko.memberships (organization_id, user_id, role) VALUES ($1, $2, 'member')",
+                    org,
+                    users["me"],
+                )
             for role in OrgRole:
                 me = Principal(users["me"], orgs[0], "session", frozenset({role}), datetime.now(UTC))
                 for org in orgs:

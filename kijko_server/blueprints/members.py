@@ -33,6 +33,7 @@ from kijko_core.members.models import (
 from kijko_core.projects.models import ProjectNotFound
 from kijko_core.wire import Success
 from kijko_server.caching import no_store
+from kijko_server.observability import secret_in_path
 from kijko_server.openapi import responds
 from kijko_server.paths import entity_id
 from kijko_server.ratelimits import Limit, by_client_address, rate_limit
@@ -140,6 +141,7 @@ def invitations_blueprint(limit_per_minute: int) -> Blueprint:
 
     @links.get("/<token>")
     @public
+    @secret_in_path
     @responds(InvitationNotFound, AlreadyAccepted, InvitationExpired)
     @rate_limit(Limit("address", limit_per_minute, 60, by_client_address))
     @validate_response(InvitationPreview)

@@ -22,6 +22,10 @@ CREATE TABLE kijko.project_members (
     updated_at timestamptz NOT NULL DEFAULT now(),
     FOREIGN KEY (organization_id, project_id)
         REFERENCES kijko.projects (organization_id, id) ON DELETE CASCADE,
+    -- An accepted member is a member of the organization; leaving (or being removed from) the
+    -- organization ends their project memberships too, so rejoining restores none of them.
+    FOREIGN KEY (organization_id, user_id)
+        REFERENCES kijko.memberships (organization_id, user_id) ON DELETE CASCADE,
     -- A member is either pending (no user, not accepted) or a user who accepted.
     CHECK ((user_id IS NULL) = (accepted_at IS NULL)),
     UNIQUE (organization_id, id)
@@ -31,7 +35,7 @@ CREATE UNIQUE INDEX project_members_email_key ON kijko.project_members (project_
 CREATE UNIQUE INDEX project_members_user_key ON kijko.project_members (project_id, user_id)
     WHERE user_id IS NOT NULL;
 -- The readable condition of kijko_core/permissions.py looks members up by user.
-CREATE INDEX project_members_user_idx ON kijko.project_members (user_id, project_id)
+CREATE INDEX project_members_user_idx ON kijko.project_members (organization_id, user_id, project_id)
     WHERE user_id IS NOT NULL;
 CREATE INDEX project_members_list_idx ON kijko.project_members (organization_id, project_id, invited_at, id);
 
@@ -92,12 +96,16 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON kijko.project_members, kijko.project_inv
 -- Forced RLS binds the owner running this file too (no organization in context): lifted for
 -- the copy and restored in the same transaction, so no other session ever sees it lifted.
 ALTER TABLE kijko.projects NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE kijko.memberships NO FORCE ROW LEVEL SECURITY;
 ALTER TABLE kijko.project_members NO FORCE ROW LEVEL SECURITY;
 INSERT INTO kijko.project_members
     (organization_id, project_id, user_id, email, name, role, invited_by, invited_at, accepted_at)
 SELECT p.organization_id, p.id, p.user_id, u.email,
        btrim(u.first_name || ' ' || u.last_name), 'admin', p.user_id, p.created_at, p.created_at
 FROM kijko.projects p
-JOIN kijko_private.users u ON u.id = p.user_id;
+JOIN kijko_private.users u ON u.id = p.user_id
+-- Only creators still in the organization (memberships has forced RLS too, lifted likewise).
+JOIN kijko.memberships m ON m.organization_id = p.organization_id AND m.user_id = p.user_id;
 ALTER TABLE kijko.projects FORCE ROW LEVEL SECURITY;
+ALTER TABLE kijko.memberships FORCE ROW LEVEL SECURITY;
 ALTER TABLE kijko.project_members FORCE ROW LEVEL SECURITY;
