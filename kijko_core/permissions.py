@@ -335,6 +335,10 @@ PROJECT_ROUTES: tuple[tuple[str, str, Action], ...] = (
     ("POST", "/projects/{id}/invitations", Action.MANAGE_MEMBERS),
     ("POST", "/projects/{id}/invitations/{memberId}/resend", Action.MANAGE_MEMBERS),
     ("DELETE", "/projects/{id}/invitations/{memberId}", Action.MANAGE_MEMBERS),
+    ("GET", "/projects/{id}/repositories", Action.READ),
+    ("POST", "/projects/{id}/repositories", Action.EDIT),
+    ("DELETE", "/projects/{id}/repositories/{repoId}", Action.EDIT),
+    ("POST", "/files/upload (with projectId)", Action.EDIT),
 )
 
 
