@@ -46,6 +46,16 @@ class CamelModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
+class CustomSettings(CamelModel):
+    output_format: str | None = None
+    embedding_model: str | None = None
+    metadata_options: dict[str, Any] | None = None
+    pattern_filters: dict[str, Any] | None = None
+    processing_options: dict[str, Any] | None = None
+    default_notification_level: str | None = None
+    persona: str | None = None
+
+
 class Project(CamelModel):
     id: UUID
     user_id: UUID
@@ -63,6 +73,7 @@ class Project(CamelModel):
     original_tokens: int | None = None
     optimized_tokens: int | None = None
     ingestion_time_seconds: float | None = None
+    custom_settings: CustomSettings
     created_at: datetime
     updated_at: datetime
 
@@ -84,6 +95,10 @@ class Identity(BaseModel):
 # --- Start-up: the pool and the public keys --------------------------------------------------
 
 
+async def _json_codec(connection: asyncpg.Connection) -> None:
+    await connection.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     verification = json.loads(os.environ["KIJKO_BENCH_JWT"])
@@ -93,7 +108,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.audience = verification["audience"]
     app.state.leeway = verification["leeway"]
     app.state.pool = await asyncpg.create_pool(
-        os.environ["KIJKO_DATABASE_URL"], min_size=POOL_SIZE, max_size=POOL_SIZE
+        os.environ["KIJKO_DATABASE_URL"], min_size=POOL_SIZE, max_size=POOL_SIZE, init=_json_codec
     )
     try:
         yield
