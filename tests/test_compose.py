@@ -36,6 +36,16 @@ def test_provisioning_is_a_kijko_command_that_parses() -> None:
     assert group is not None and command[2] in group.list_commands(context)  # type: ignore[attr-defined]
 
 
+def test_a_worker_runs_next_to_the_api_with_the_same_settings_and_files() -> None:
+    services = _compose()["services"]
+    worker, api = services["worker"], services["api"]
+    assert worker["command"] == ["kijko", "worker"]
+    assert "worker" in cli.list_commands(cli.make_context("kijko", [], resilient_parsing=True))
+    assert worker["environment"] == api["environment"]
+    files = _compose()["x-kijko-env"]["KIJKO_STORAGE_DIR"]
+    assert any(v.endswith(f":{files}") for v in worker["volumes"]) and worker["volumes"] == api["volumes"]
+
+
 def test_every_kijko_variable_in_compose_is_a_setting() -> None:
     compose = _compose()
     names = list(compose["x-kijko-env"])
