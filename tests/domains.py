@@ -358,7 +358,35 @@ CALLER_ROUTES: tuple[CallerRoutes, ...] = (
             ),
         ),
     ),
+    CallerRoutes(
+        "users",
+        f"{SOURCES}/users",
+        (
+            # The caller's own recent repositories (another user's id is a 404:
+            # test_repositories.py) and the members of the caller's organization
+            # (test_organizations.py keeps other organizations' users out).
+            CallerRoute(
+                "recent repositories",
+                "GET",
+                f"{SOURCES}/users/<user_id>/recent-repos",
+                _json("GET", f"{SOURCES}/users/me/recent-repos"),
+                _ANYONE,
+            ),
+            CallerRoute(
+                "search", "GET", f"{SOURCES}/users/search", _json("GET", f"{SOURCES}/users/search?q=a"), _ANYONE
+            ),
+        ),
+    ),
 )
+
+#: Routes under /api/v1 that neither a domain nor a caller group covers, and why: a route
+#: anywhere else must be registered in one of them (test_domain_suites.py).
+OUTSIDE_SUITES: dict[str, str] = {
+    "/api/v1": "the API's index: public, test_shell.py",
+    "/api/v1/auth/": "the caller's own credentials and session: test_auth_endpoints.py, test_keycloak*.py",
+    "/api/v1/invitations/": "addressed by a one-time token, not an id: test_members.py",
+}
+
 # --- organization members -------------------------------------------------------------------------
 
 ORGANIZATIONS_API = "/api/v1/organizations"

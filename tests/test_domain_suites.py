@@ -13,7 +13,17 @@ from kijko_core.runtime import Kijko
 from kijko_server.app import KijkoApp, create_app
 from kijko_server.openapi import declared_errors
 from tests.conftest import Account
-from tests.domains import ACTORS, CALLER_ROUTES, DOMAINS, PROJECTS, Action, Actor, CallerRoutes, Domain
+from tests.domains import (
+    ACTORS,
+    CALLER_ROUTES,
+    DOMAINS,
+    OUTSIDE_SUITES,
+    PROJECTS,
+    Action,
+    Actor,
+    CallerRoutes,
+    Domain,
+)
 from tests.memberships import add_member
 
 IMPLICIT = frozenset({"HEAD", "OPTIONS"})
@@ -231,6 +241,28 @@ def caller_coverage_problems(app: KijkoApp, group: CallerRoutes) -> list[str]:
 def test_every_caller_route_is_registered(group: CallerRoutes, app: KijkoApp) -> None:
     assert _caller_served(app, group), f"{group.name}: no routes under {group.prefix}"
     assert caller_coverage_problems(app, group) == []
+
+
+def unsuited_routes(app: KijkoApp) -> list[str]:
+    """API routes that no domain, no caller group and no entry of OUTSIDE_SUITES covers."""
+    prefixes = [d.prefix for d in DOMAINS] + [g.prefix + "/" for g in CALLER_ROUTES]
+    return sorted(
+        rule.rule
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/api/v1")
+        and not any(rule.rule.startswith(prefix) for prefix in prefixes)
+        and not any(rule.rule == p or (p.endswith("/") and rule.rule.startswith(p)) for p in OUTSIDE_SUITES)
+    )
+
+
+def test_every_api_route_is_in_a_suite_or_named_outside(app: KijkoApp) -> None:
+    assert unsuited_routes(app) == []
+
+
+async def test_the_suite_check_notices_a_route_outside_every_suite(kijko: Kijko) -> None:
+    fresh = create_app(kijko=kijko)
+    fresh.add_url_rule("/api/v1/widgets/<widget_id>", "widget", lambda widget_id: {}, methods=["GET"])
+    assert unsuited_routes(fresh) == ["/api/v1/widgets/<widget_id>"]
 
 
 async def test_the_caller_route_check_notices_an_unregistered_route(kijko: Kijko) -> None:
