@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
+from pydantic import SecretStr
 
 from kijko_core.config import Settings
 from kijko_core.sources.models import (
@@ -143,15 +144,17 @@ class Provider(ABC):
     def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
         self.settings = settings
         self.client = client
-        self.web = self._web_url(settings).rstrip("/")
+        # Each provider's settings are named after it: <name>_url, <name>_client_id, <name>_client_secret.
+        web: str = getattr(settings, f"{self.name}_url")
+        self.web = web.rstrip("/")
 
-    @staticmethod
-    @abstractmethod
-    def _web_url(settings: Settings) -> str: ...
-
-    @abstractmethod
     def credentials(self) -> tuple[str, str] | None:
         """(client id, client secret), or None when the provider is not configured."""
+        client_id: str | None = getattr(self.settings, f"{self.name}_client_id")
+        secret: SecretStr | None = getattr(self.settings, f"{self.name}_client_secret")
+        if client_id and secret:
+            return client_id, secret.get_secret_value()
+        return None
 
     def configured(self) -> tuple[str, str]:
         credentials = self.credentials()
@@ -273,6 +276,18 @@ class Provider(ABC):
         except ValueError:
             raise ProviderFailed() from None
 
+    async def _get_object(
+        self, url: str, token: str | None, params: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """GET a JSON object: None as ``_get`` (not there, not visible); any other body fails."""
+        response = await self._get(url, token, params)
+        if response is None:
+            return None
+        body = self._json(response)
+        if not isinstance(body, dict):
+            raise ProviderFailed()
+        return body
+
     def _within_api(self, url: str, base: str) -> bool:
         return url.startswith(base.rstrip("/") + "/")
 
@@ -318,16 +333,6 @@ class GitHub(Provider):
     title = "GitHub"
     scopes = ("read:user", "repo")
 
-    @staticmethod
-    def _web_url(settings: Settings) -> str:
-        return settings.github_url
-
-    def credentials(self) -> tuple[str, str] | None:
-        s = self.settings
-        if s.github_client_id and s.github_client_secret:
-            return s.github_client_id, s.github_client_secret.get_secret_value()
-        return None
-
     @property
     def api(self) -> str:
         return self.settings.github_api_url.rstrip("/")
@@ -347,21 +352,17 @@ class GitHub(Provider):
         return headers
 
     async def profile(self, token: str) -> Profile:
-        response = await self._get(f"{self.api}/user", token)
-        body = self._json(response) if response is not None else None
-        if not isinstance(body, dict) or not isinstance(body.get("login"), str):
+        body = await self._get_object(f"{self.api}/user", token)
+        if body is None or not isinstance(body.get("login"), str):
             raise ProviderFailed()
         return Profile(body["login"], _text(body.get("avatar_url")) or None)
 
     async def repo_info(self, ref: RepoRef, token: str | None) -> RepoInfo | None:
         owner, name = ref.path.split("/")
         base = f"{self.api}/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
-        response = await self._get(base, token)
-        if response is None:
+        repo = await self._get_object(base, token)
+        if repo is None:
             return None
-        repo = self._json(response)
-        if not isinstance(repo, dict):
-            raise ProviderFailed()
         branch = _text(repo.get("default_branch"), "main")
         commits = await self._get(f"{base}/commits", token, {"since": _since(), "per_page": 1})
         commit_count = 0
@@ -425,16 +426,6 @@ class GitLab(Provider):
     title = "GitLab"
     scopes = ("read_user", "read_api")
 
-    @staticmethod
-    def _web_url(settings: Settings) -> str:
-        return settings.gitlab_url
-
-    def credentials(self) -> tuple[str, str] | None:
-        s = self.settings
-        if s.gitlab_client_id and s.gitlab_client_secret:
-            return s.gitlab_client_id, s.gitlab_client_secret.get_secret_value()
-        return None
-
     @property
     def api(self) -> str:
         return f"{self.web}/api/v4"
@@ -454,9 +445,8 @@ class GitLab(Provider):
         return segments if 2 <= len(segments) <= 20 else None
 
     async def profile(self, token: str) -> Profile:
-        response = await self._get(f"{self.api}/user", token)
-        body = self._json(response) if response is not None else None
-        if not isinstance(body, dict) or not isinstance(body.get("username"), str):
+        body = await self._get_object(f"{self.api}/user", token)
+        if body is None or not isinstance(body.get("username"), str):
             raise ProviderFailed()
         return Profile(body["username"], _text(body.get("avatar_url")) or None)
 
@@ -467,12 +457,9 @@ class GitLab(Provider):
 
     async def repo_info(self, ref: RepoRef, token: str | None) -> RepoInfo | None:
         base = f"{self.api}/projects/{quote(ref.path, safe='')}"
-        response = await self._get(base, token, {"statistics": "true"} if token else None)
-        if response is None:
+        project = await self._get_object(base, token, {"statistics": "true"} if token else None)
+        if project is None:
             return None
-        project = self._json(response)
-        if not isinstance(project, dict):
-            raise ProviderFailed()
         branch = _text(project.get("default_branch"), "main")
         commits = await self._get(
             f"{base}/repository/commits", token, {"since": _since(), "per_page": 1, "ref_name": branch}
@@ -536,16 +523,6 @@ class Bitbucket(Provider):
     # Bitbucket takes the scopes configured on the OAuth consumer; these are what it needs.
     scopes = ("account", "repository")
 
-    @staticmethod
-    def _web_url(settings: Settings) -> str:
-        return settings.bitbucket_url
-
-    def credentials(self) -> tuple[str, str] | None:
-        s = self.settings
-        if s.bitbucket_client_id and s.bitbucket_client_secret:
-            return s.bitbucket_client_id, s.bitbucket_client_secret.get_secret_value()
-        return None
-
     @property
     def api(self) -> str:
         return f"{self.settings.bitbucket_api_url.rstrip('/')}/2.0"
@@ -569,9 +546,8 @@ class Bitbucket(Provider):
         return [item for item in re.split(r"[\s,]+", scopes) if item] if isinstance(scopes, str) else []
 
     async def profile(self, token: str) -> Profile:
-        response = await self._get(f"{self.api}/user", token)
-        body = self._json(response) if response is not None else None
-        if not isinstance(body, dict):
+        body = await self._get_object(f"{self.api}/user", token)
+        if body is None:
             raise ProviderFailed()
         name = body.get("username") or body.get("nickname") or body.get("display_name")
         if not isinstance(name, str):
@@ -583,12 +559,9 @@ class Bitbucket(Provider):
     async def repo_info(self, ref: RepoRef, token: str | None) -> RepoInfo | None:
         workspace, slug = ref.path.split("/")
         base = f"{self.api}/repositories/{quote(workspace, safe='')}/{quote(slug, safe='')}"
-        response = await self._get(base, token)
-        if response is None:
+        repo = await self._get_object(base, token)
+        if repo is None:
             return None
-        repo = self._json(response)
-        if not isinstance(repo, dict):
-            raise ProviderFailed()
         mainbranch = _obj(repo.get("mainbranch"))
         branch = _text(mainbranch.get("name"), "main")
         # Bitbucket has no commit count: the newest page of 100, counted back 30 days.
