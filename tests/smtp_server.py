@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import socket
 import ssl
 import threading
 from dataclasses import dataclass, field
@@ -23,6 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.net import free_port
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
@@ -105,7 +106,7 @@ class SmtpServer:
         user: tuple[str, str] | None = None,
     ) -> None:
         self.handler = Handler()
-        self.port = _free_port()
+        self.port = free_port()
         self.user = user
         tls: ssl.SSLContext | None = None
         if certificate is not None:
@@ -145,7 +146,3 @@ class SmtpServer:
         return self.handler.received
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.test_serve import Servers, _free_port, _kijko_command, me, postgres_processes, sign_up
+from tests.net import free_port
+from tests.test_serve import Servers, _kijko_command, me, postgres_processes, sign_up
 from tests.test_serve import servers as servers  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.slow
@@ -63,7 +64,7 @@ def test_a_second_serve_on_the_same_data_dir_refuses_with_one_line(servers: Serv
     first = servers.start()
     port = int(first.base_url.rsplit(":", 1)[1])
     env = {k: v for k, v in os.environ.items() if not k.startswith("KIJKO_")}
-    for second_port in (port, _free_port()):
+    for second_port in (port, free_port()):
         second = subprocess.run(
             [*_kijko_command(), "serve", "--port", str(second_port),
              "--data-dir", str(servers.data_dir)],

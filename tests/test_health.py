@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,13 +19,7 @@ from kijko_core import __version__
 from kijko_core.runtime import Kijko, make_redis
 from kijko_server import health
 from kijko_server.app import KijkoApp, create_app
-
-
-def closed_port() -> int:
-    """A local port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.net import free_port
 
 
 def with_port(url: str, port: int) -> str:
@@ -63,7 +56,7 @@ async def assert_not_ready(response: Any, component: str) -> dict[str, Any]:
 @pytest.fixture
 async def database_down(kijko: Kijko) -> AsyncIterator[Kijko]:
     """The runtime with its system pool pointing at a port nothing listens on."""
-    pool = Database(with_port(kijko.urls.system, closed_port()), min_size=0, max_size=1)
+    pool = Database(with_port(kijko.urls.system, free_port()), min_size=0, max_size=1)
     await pool.connect()  # min_size 0: connects lazily, so this succeeds
     try:
         yield dataclasses.replace(kijko, system_db=pool)
@@ -136,7 +129,7 @@ async def with_redis(kijko: Kijko, settings: Any) -> AsyncIterator[Kijko]:
 async def test_readiness_is_503_when_configured_redis_is_down(
     kijko: Kijko, make_settings: Any
 ) -> None:
-    settings = make_settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0")
+    settings = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     async with with_redis(kijko, settings) as runtime:
         response = await get(runtime, "/health/ready")
     body = await assert_not_ready(response, "redis")
@@ -205,7 +198,7 @@ async def test_readiness_uses_the_runtimes_one_redis_client(
 async def test_the_runtime_owns_one_redis_client_and_starts_while_redis_is_down(
     make_settings: Any,
 ) -> None:
-    runtime = await Kijko.start(make_settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0"))
+    runtime = await Kijko.start(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
     try:
         assert runtime.redis is not None
     finally:
@@ -218,7 +211,7 @@ async def test_the_runtime_owns_one_redis_client_and_starts_while_redis_is_down(
 
 
 async def test_both_down_names_both(database_down: Kijko, make_settings: Any) -> None:
-    settings = make_settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0")
+    settings = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     async with with_redis(database_down, settings) as runtime:
         response = await get(runtime, "/health/ready")
     body = await assert_not_ready(response, "database")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -21,6 +20,7 @@ from kijko_core.runtime import Kijko
 from kijko_server.app import KijkoApp, create_app
 from tests.conftest import Account, sign_up
 from tests.keycloak_server import CLIENT_ID, REALM_FILE, FakeKeycloak, RealmBehaviour
+from tests.net import free_port
 from tests.tokens import bearer
 
 pytestmark = pytest.mark.slow
@@ -509,12 +509,6 @@ async def test_unknown_kids_cause_at_most_one_jwks_fetch_per_interval(kc: Any, f
 # -- health ----------------------------------------------------------------------------------
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_readiness_shows_keycloak_degraded_without_failing(
     kc: Any, make_settings: Any, fake: FakeKeycloak
 ) -> None:
@@ -523,7 +517,7 @@ async def test_readiness_shows_keycloak_degraded_without_failing(
 
     settings = make_settings(
         auth_provider="keycloak",
-        keycloak_url=f"http://127.0.0.1:{closed_port()}",
+        keycloak_url=f"http://127.0.0.1:{free_port()}",
         keycloak_client_secret=fake.client_secret,
         keycloak_timeout_seconds=1,
     )

@@ -34,6 +34,7 @@ from kijko_core.mail.delivery import deliver_once
 from kijko_core.mail.transport import DeliveryFailed, LocalOutbox
 from kijko_core.runtime import Kijko
 from tests.conftest import Account
+from tests.net import free_port
 from tests.smtp_server import SmtpServer, self_signed_certificate
 
 PASSWORD = "sm7p-Pa55word-do-not-log"
@@ -186,9 +187,8 @@ async def test_a_refused_recipient_fails_at_once(
 
 
 async def test_an_unreachable_server_is_a_temporary_failure(kijko: Kijko, make_settings: Any, alice: Account) -> None:
-    from tests.smtp_server import _free_port
 
-    settings = smtp_settings(make_settings, f"smtp://127.0.0.1:{_free_port()}?starttls=off")
+    settings = smtp_settings(make_settings, f"smtp://127.0.0.1:{free_port()}?starttls=off")
     outbox_id = await queued(kijko, alice)
     with pytest.raises(DeliveryFailed) as raised:
         await deliver_once(settings, opener(kijko, UUID(alice.org_id)), outbox_id, last_attempt=False)

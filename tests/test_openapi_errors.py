@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -25,6 +24,7 @@ from tests.conftest import Account, sign_up
 from tests.invitations import MEMBER_OPERATIONS
 from tests.keycloak_server import FakeKeycloak
 from tests.memberships import add_member
+from tests.net import free_port
 from tests.test_sources import WIZARD
 
 API = "/api/v1/projects"
@@ -284,12 +284,6 @@ def unique_address() -> str:
     return f"198.18.{value % 250}.{(value >> 8) % 250 + 1}"
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def fake_keycloak() -> Iterator[FakeKeycloak]:
     server = FakeKeycloak().start()
@@ -322,7 +316,7 @@ async def test_every_other_documented_error_happens_with_its_documented_code(
     gone = await add_member(kijko, alice.org_id, "member")
     async with system_session(kijko.system_db) as db:
         await db.execute("DELETE FROM kijko.memberships WHERE user_id = $1", UUID(gone.user_id))
-    down = make_settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0")
+    down = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     keycloak = {"auth_provider": "keycloak", "keycloak_client_secret": fake_keycloak.client_secret}
     async with AsyncExitStack() as stack:
         limited = await stack.enter_async_context(
@@ -336,7 +330,7 @@ async def test_every_other_documented_error_happens_with_its_documented_code(
             app_on(await stack.enter_async_context(started(make_settings(keycloak_url=fake_keycloak.url, **keycloak))))
         )
         kc_down_settings = make_settings(
-            keycloak_url=f"http://127.0.0.1:{closed_port()}", keycloak_timeout_seconds=1, **keycloak
+            keycloak_url=f"http://127.0.0.1:{free_port()}", keycloak_timeout_seconds=1, **keycloak
         )
         kc_down = await stack.enter_async_context(app_on(await stack.enter_async_context(started(kc_down_settings))))
         await check_triggers(client, limited, redis_down, kc, kc_down, alice, gone)

@@ -25,6 +25,7 @@ from kijko_core.db.roles import RoleNames
 from kijko_core.runtime import Kijko
 from tests.conftest import Account
 from tests.memberships import add_member
+from tests.net import free_port
 from tests.test_cli import clean_env, run_kijko
 from tests.test_cli import database_env as database_env  # noqa: F401 - fixture
 from tests.test_cli import runner as runner  # noqa: F401 - fixture
@@ -309,9 +310,8 @@ def kijko_run(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Complete
 def test_a_database_that_cannot_be_reached_is_one_line_and_exit_4(
     tmp_path: Path, encryption_key: str, command: tuple[str, ...]
 ) -> None:
-    from tests.test_health import closed_port
 
-    url = f"postgresql://kijko_app:s3cret-pw@127.0.0.1:{closed_port()}/kijko"
+    url = f"postgresql://kijko_app:s3cret-pw@127.0.0.1:{free_port()}/kijko"
     env = clean_env(
         tmp_path, KIJKO_DATABASE_URL=url, KIJKO_SYSTEM_DATABASE_URL=url,
         KIJKO_MIGRATION_DATABASE_URL=url, KIJKO_ENCRYPTION_KEYS=encryption_key,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +24,7 @@ from kijko_core.runtime import Kijko, make_redis
 from kijko_server.app import KijkoApp, create_app
 from kijko_server.ratelimits import KEY_PREFIX
 from tests.conftest import sign_up
+from tests.net import free_port
 
 PASSWORD = "correct horse battery"
 
@@ -367,17 +367,10 @@ async def test_redis_keys_expire_and_name_no_email(
         await redis.aclose()
 
 
-def closed_port() -> int:
-    """A local port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_redis_configured_but_down_is_503_never_500_nor_unlimited(
     kijko: Kijko, make_settings: Any
 ) -> None:
-    settings = make_settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0")
+    settings = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     async with with_redis(kijko, settings) as runtime:
         async for application in make_app(runtime, settings):
             client = application.test_client()

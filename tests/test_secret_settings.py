@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from kijko_core.config import SecretUrl, Settings, load_settings, mask_url
 from kijko_core.db.provision import ScratchDatabase
+from tests.net import free_port
 from tests.test_cli import clean_env
 from tests.test_cli import database_env as database_env  # noqa: F401 - fixture
 from tests.test_serve import _kijko_command
@@ -101,12 +101,6 @@ def test_mask_url(url: str, shown: str) -> None:
     assert mask_url(url) == shown
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _passwords(database: ScratchDatabase) -> list[str]:
     urls = (database.urls.app, database.urls.system, database.urls.migration)
     found = [urlsplit(url).password for url in urls]
@@ -118,7 +112,7 @@ def _passwords(database: ScratchDatabase) -> list[str]:
 def test_start_up_logs_of_serve_contain_no_password(
     database: ScratchDatabase, database_env: dict[str, str], encryption_key: str, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**database_env, "KIJKO_LOG_LEVEL": "debug"}
     out, err = tmp_path / "stdout.log", tmp_path / "stderr.log"
     with out.open("wb") as stdout, err.open("wb") as stderr:
@@ -146,7 +140,7 @@ def test_start_up_logs_of_serve_contain_no_password(
 
 @pytest.mark.slow
 def test_a_failed_start_up_names_no_password(tmp_path: Path) -> None:
-    closed = _free_port()
+    closed = free_port()
     url = f"postgresql://kijko_app:{PG_PASSWORD}@127.0.0.1:{closed}/kijko"
     env = clean_env(
         tmp_path,
@@ -158,7 +152,7 @@ def test_a_failed_start_up_names_no_password(tmp_path: Path) -> None:
         KIJKO_LOG_LEVEL="debug",
     )
     result = subprocess.run(
-        [*_kijko_command(), "serve", "--port", str(_free_port())],
+        [*_kijko_command(), "serve", "--port", str(free_port())],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
     )
     assert result.returncode != 0

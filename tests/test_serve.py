@@ -26,16 +26,12 @@ import httpx
 import psutil
 import pytest
 
+from tests.net import free_port
+
 pytestmark = pytest.mark.slow
 
 START_TIMEOUT_SECONDS = 45.0
 STOP_TIMEOUT_SECONDS = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _kijko_command() -> list[str]:
@@ -96,7 +92,7 @@ class Servers:
         self.started: list[Serve] = []
 
     def start(self, port: int | None = None, *extra: str) -> Serve:
-        port = port or _free_port()
+        port = port or free_port()
         run = len(self.started)
         stdout = self.data_dir.parent / f"{self.data_dir.name}-stdout-{run}.log"
         stderr = self.data_dir.parent / f"{self.data_dir.name}-stderr-{run}.log"
@@ -314,7 +310,7 @@ def test_operator_errors_are_one_line_and_a_documented_exit_code(tmp_path: Path)
         f"error: cannot listen on 127.0.0.1:{port}: address already in use (set KIJKO_PORT or --port)\n"
     )
 
-    closed = _free_port()
+    closed = free_port()
     unreachable = f"postgresql://kijko:hunter2-secret@127.0.0.1:{closed}/kijko"
     result = run_serve("--port", "0", "--data-dir", str(tmp_path / "b"), env={
         **env, "KIJKO_DATABASE_URL": unreachable, "KIJKO_SYSTEM_DATABASE_URL": unreachable,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -29,6 +28,7 @@ from tests.apps import running
 from tests.conftest import Account, sign_up
 from tests.git_providers import CLIENT_ID, FakeProvider
 from tests.memberships import add_member
+from tests.net import free_port
 from tests.projects import created
 
 REDIRECT = "http://localhost:3000/oauth/callback"
@@ -733,10 +733,7 @@ async def test_the_cache_in_redis() -> None:
 
 
 async def test_a_redis_that_is_down_is_skipped() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    redis = aioredis.from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=1)
+    redis = aioredis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
     try:
         cache = ProviderCache(redis, 60)
         await cache.put("kijko:provider:x", {"a": 1})

@@ -26,6 +26,7 @@ from kijko_core.jobs import add_doorbell, enqueue, remove_doorbell, store
 from kijko_core.runtime import Kijko
 from kijko_server.jobs import HueyJobs
 from tests import job_kinds  # registers the test kinds in this process too
+from tests.net import free_port
 from tests.test_cli import clean_env, run_kijko
 
 pytestmark = pytest.mark.slow
@@ -272,11 +273,7 @@ SERVE = [sys.executable, "-c", "import tests.job_kinds; from kijko_cli.main impo
 
 
 def _start_serve(env: dict[str, str], tmp_path: Path, name: str) -> tuple[subprocess.Popen[bytes], Path]:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     log = tmp_path / f"{name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -325,9 +322,8 @@ async def test_serve_runs_the_worker_in_process_when_told_and_drains_on_ctrl_c(
 def test_an_unreachable_database_is_one_line_and_exit_4(
     tmp_path: Path, encryption_key: str, command: tuple[str, ...]
 ) -> None:
-    from tests.test_health import closed_port
 
-    url = f"postgresql://kijko_app:s3cret-pw@127.0.0.1:{closed_port()}/kijko"
+    url = f"postgresql://kijko_app:s3cret-pw@127.0.0.1:{free_port()}/kijko"
     env = clean_env(
         tmp_path,
         KIJKO_DATABASE_URL=url,
