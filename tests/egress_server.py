@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.net import HttpStandIn
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _EgressServer
@@ -73,29 +75,17 @@ class _EgressServer(ThreadingHTTPServer):
     hosts_seen: list[str]
 
 
-class EgressServer:
+class EgressServer(HttpStandIn):
     """``tls``: serve https with that server context (``self.url`` still names 127.0.0.1)."""
 
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
-        self.httpd = _EgressServer(("127.0.0.1", 0), _Handler)
-        self.httpd.hosts_seen = []
-        self.port = self.httpd.server_address[1]
+        httpd = _EgressServer(("127.0.0.1", 0), _Handler)
+        httpd.hosts_seen = []
         if tls is not None:
-            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+            httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
+        super().__init__(httpd)
+        self.hosts_seen: list[str] = httpd.hosts_seen
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def hosts_seen(self) -> list[str]:
-        return self.httpd.hosts_seen
-
-    def start(self) -> EgressServer:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def _git(*args: str, cwd: Path | None = None) -> str:
@@ -112,7 +102,7 @@ def _git(*args: str, cwd: Path | None = None) -> str:
     return done.stdout
 
 
-class GitServer:
+class GitServer(HttpStandIn):
     """Serves ``<root>/<owner>/<repo>.git`` bare repositories over git's smart HTTP protocol
     (``git http-backend``, git's own CGI server, run per request) on 127.0.0.1.
 
@@ -205,11 +195,8 @@ class GitServer:
                 self.end_headers()
                 self.wfile.write(payload)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
+        super().__init__(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
         self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def add_repository(
         self,
@@ -238,14 +225,6 @@ class GitServer:
         _git("update-server-info", cwd=bare)
         self.heads[f"{owner}/{name}"] = _git("rev-parse", "HEAD", cwd=work).strip()
         return self.heads[f"{owner}/{name}"]
-
-    def start(self) -> GitServer:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def tls_pair(name: str, directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:

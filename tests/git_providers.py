@@ -14,13 +14,14 @@ import base64
 import hashlib
 import json
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+
+from tests.net import HttpStandIn
 
 CLIENT_ID = "kijko-test-client"
 CLIENT_SECRET = "kijko-test-secret"
@@ -56,7 +57,7 @@ class _Reply(Exception):
         self.status, self.body, self.headers = status, body, headers or {}
 
 
-class FakeProvider:
+class FakeProvider(HttpStandIn):
     """One provider. ``kind`` is ``github``, ``gitlab`` or ``bitbucket``."""
 
     def __init__(self, kind: str) -> None:
@@ -72,18 +73,8 @@ class FakeProvider:
         self.broken = False  # answer every API and token call with a 500
         self.requests: list[str] = []  # "METHOD path" of every request
         self.token_requests: list[dict[str, str]] = []
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def start(self) -> FakeProvider:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(ThreadingHTTPServer(("127.0.0.1", 0), _handler(self)))
+        self.url = f"http://127.0.0.1:{self.port}"
 
     @property
     def settings(self) -> dict[str, Any]:

@@ -34,6 +34,8 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
 
+from tests.net import HttpStandIn
+
 REALM = "kijko"
 CLIENT_ID = "kijko-api"
 REALM_FILE = Path(__file__).resolve().parent.parent / "deploy" / "keycloak" / "realm-kijko.json"
@@ -102,7 +104,7 @@ class FakeSession:
     active: bool = True
 
 
-class FakeKeycloak:
+class FakeKeycloak(HttpStandIn):
     def __init__(self, client_secret: str | None = None) -> None:
         self.client_secret = client_secret or secrets.token_urlsafe(24)
         self.key = RSAKey.generate_key(2048, parameters={"kid": "kc-" + secrets.token_hex(4)}, private=True)
@@ -124,28 +126,18 @@ class FakeKeycloak:
         self.token_requests: list[str] = []
         self.service_account_id = str(uuid.uuid4())
         self.lock = threading.RLock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(ThreadingHTTPServer(("127.0.0.1", 0), _handler(self)))
 
     # -- lifecycle ------------------------------------------------------------------------
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
+        host, port = self.httpd.server_address[:2]
         return f"http://{host}:{port}"
 
     @property
     def issuer(self) -> str:
         return f"{self.url}/realms/{REALM}"
-
-    def start(self) -> FakeKeycloak:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     # -- helpers for tests ----------------------------------------------------------------
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import socket
+import threading
+from http.server import ThreadingHTTPServer
+from typing import Self
 
 
 def free_port() -> int:
@@ -12,3 +15,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class HttpStandIn:
+    """The plumbing of a local HTTP stand-in (a git host, Keycloak, an egress target): ``httpd``
+    served on a daemon thread between ``start()`` and ``stop()``."""
+
+    def __init__(self, httpd: ThreadingHTTPServer) -> None:
+        httpd.daemon_threads = True  # a request left open never keeps the test run alive
+        self.httpd = httpd
+        self.port = int(httpd.server_address[1])
+        self._thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
