@@ -240,7 +240,9 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
 
-    _split_lists = field_validator("cors_origins", "trusted_proxies", mode="before")(
+    _split_lists = field_validator(
+        "cors_origins", "trusted_proxies", "egress_allow_cidrs", "git_hosts", mode="before"
+    )(
         _split_commas
     )
 
@@ -285,20 +287,6 @@ class Settings(BaseSettings):
             raise ValueError("not an email address (optionally with a name: Kijko <kijko@example.com>)")
         return value
 
-    _split_egress_lists = field_validator("egress_allow_cidrs", "git_hosts", mode="before")(
-        _split_commas
-    )
-
-    @field_validator("egress_allow_cidrs")
-    @classmethod
-    def _check_allowed_networks(cls, value: list[str]) -> list[str]:
-        for item in value:
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError:
-                raise ValueError("each entry must be an IP address or CIDR network") from None
-        return value
-
     @field_validator("git_hosts")
     @classmethod
     def _check_git_hosts(cls, value: list[str]) -> list[str]:
@@ -328,7 +316,7 @@ class Settings(BaseSettings):
                 )
         return [f"{p.strip()}={u.strip().rstrip('/')}" for p, _, u in (i.partition("=") for i in value)]
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "egress_allow_cidrs")
     @classmethod
     def _check_networks(cls, value: list[str]) -> list[str]:
         for item in value:
