@@ -40,3 +40,14 @@ async def add_member(kijko: Kijko, org_id: str, role: OrgRoleName, *, first_name
         await db.execute("DELETE FROM kijko.organizations WHERE id = $1", own_org)
     tokens = await identity.login(email, PASSWORD)
     return Account(email, PASSWORD, tokens.access_token, tokens.refresh_token, str(user_id), org_id)
+
+
+async def join(kijko: Kijko, account: Account, org_id: str, role: str) -> None:
+    """Give an existing user a further membership (what accepting an invitation will do)."""
+    async with system_session(kijko.system_db) as db:
+        await db.execute(
+            "INSERT INTO kijko.memberships (organization_id, user_id, role) VALUES ($1, $2, $3)",
+            UUID(org_id),
+            UUID(account.user_id),
+            role,
+        )

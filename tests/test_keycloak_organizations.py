@@ -4,63 +4,29 @@ as the user's ``org_id`` attribute, which the realm's mapper writes into each ac
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
-from uuid import UUID
 
 import pytest
 
-from kijko_core.db.session import system_session
 from kijko_core.runtime import Kijko
-from kijko_server.app import create_app
-from tests.conftest import Account, sign_up
+from tests import test_keycloak as keycloak_suite
+from tests.conftest import sign_up
 from tests.keycloak_server import FakeKeycloak
+from tests.memberships import join
 from tests.test_keycloak import claims_of, error_of
+from tests.tokens import bearer
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeKeycloak]:
-    server = FakeKeycloak().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-async def kc_kijko(make_settings: Any, fake: FakeKeycloak) -> AsyncIterator[Kijko]:
-    settings = make_settings(auth_provider="keycloak", keycloak_url=fake.url, keycloak_client_secret=fake.client_secret)
-    runtime = await Kijko.start(settings)
-    try:
-        yield runtime
-    finally:
-        await runtime.stop()
-
-
-@pytest.fixture
-async def kc(kc_kijko: Kijko) -> AsyncIterator[Any]:
-    application = create_app(kijko=kc_kijko)
-    async with application.test_app():
-        yield application.test_client()
+# The Keycloak stand-in and a runtime using it, shared with the provider's own suite.
+fake = keycloak_suite.fake
+kc_kijko = keycloak_suite.kc_kijko
+kc_app = keycloak_suite.kc_app
+kc = keycloak_suite.kc
 
 
 SWITCH = "/api/v1/auth/switch-organization"
-
-
-async def join(kijko: Kijko, account: Account, org_id: str, role: str) -> None:
-    async with system_session(kijko.system_db) as db:
-        await db.execute(
-            "INSERT INTO kijko.memberships (organization_id, user_id, role) VALUES ($1, $2, $3)",
-            UUID(org_id),
-            UUID(account.user_id),
-            role,
-        )
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def test_switch_points_the_attribute_and_refreshes_the_same_session(

@@ -21,7 +21,8 @@ from kijko_core.errors import Forbidden
 from kijko_core.permissions import authorize_member_change
 from kijko_core.runtime import Kijko
 from tests.conftest import Account, sign_up
-from tests.memberships import add_member
+from tests.memberships import add_member, join
+from tests.tokens import bearer
 
 ORGS = "/api/v1/organizations"
 CURRENT = f"{ORGS}/current"
@@ -42,25 +43,10 @@ async def error_of(response: Any, status: int, code: str) -> dict[str, Any]:
     return dict(body)
 
 
-async def join(kijko: Kijko, account: Account, org_id: str, role: str) -> None:
-    """Give an existing user a further membership (what accepting an invitation will do)."""
-    async with system_session(kijko.system_db) as db:
-        await db.execute(
-            "INSERT INTO kijko.memberships (organization_id, user_id, role) VALUES ($1, $2, $3)",
-            UUID(org_id),
-            UUID(account.user_id),
-            role,
-        )
-
-
 async def roles_in(kijko: Kijko, org_id: str) -> dict[str, str]:
     async with system_session(kijko.system_db, readonly=True) as db:
         rows = await db.fetch("SELECT user_id, role FROM kijko.memberships WHERE organization_id = $1", UUID(org_id))
     return {str(row["user_id"]): row["role"] for row in rows}
-
-
-def bearer(access_token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {access_token}"}
 
 
 def with_token(account: Account, access_token: str, refresh_token: str, org_id: str) -> Account:
