@@ -5,7 +5,6 @@ database and Redis URLs; the code that connects still gets the whole URL."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -20,20 +19,13 @@ from kijko_core.db.provision import ScratchDatabase
 from tests.net import free_port
 from tests.test_cli import clean_env
 from tests.test_cli import database_env as database_env  # noqa: F401 - fixture
+from tests.test_config import clean_environment as clean_environment  # noqa: F401 - autouse fixture
 from tests.test_serve import _kijko_command
 
 PG_PASSWORD = "pg-Passw0rd-4711"
 REDIS_PASSWORD = "redis-Passw0rd-0815"
 CLIENT_SECRET = "kc-client-secret-2342"
 FERNET_KEY = "Yz1uZXZlci1zaG93LXRoaXMta2V5LWluLWxvZ3M9PT0="
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith("KIJKO_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 def secret_settings() -> Settings:
