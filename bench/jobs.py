@@ -38,7 +38,6 @@ from pathlib import Path
 
 import asyncpg
 
-from kijko_core.crypto import Keyring
 from kijko_core.jobs import JobContext, add_doorbell, enqueue, job_kind, remove_doorbell, store
 
 KIND = "bench.noop"
@@ -195,34 +194,14 @@ def main() -> None:
         asyncio.run(reference_worker(os.environ["KIJKO_SYSTEM_DATABASE_URL"], args.concurrency))
         return
 
-    from kijko_core.db import migrate as migrations
-    from kijko_core.db.embedded import EmbeddedPostgres
-    from kijko_core.db.provision import drop_scratch, provision_scratch
+    from bench.scratch import kijko_settings, scratch_database
 
-    embedded: EmbeddedPostgres | None = None
     tmp = Path(tempfile.mkdtemp(prefix="kijko-bench-jobs-"))
-    admin = os.environ.get("KIJKO_BENCH_DATABASE_URL")
-    if not admin:
-        embedded = EmbeddedPostgres(tmp / "postgres")
-        embedded.start()
-        admin = embedded.admin_dsn()
-    scratch = asyncio.run(provision_scratch(admin, prefix_hint="kb"))
-    try:
+    with scratch_database(tmp) as scratch:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KIJKO_")}
-        env.update(
-            KIJKO_MODE="production",
-            KIJKO_PUBLIC_URL="http://bench.kijko.test",
-            KIJKO_DATABASE_URL=scratch.urls.app,
-            KIJKO_SYSTEM_DATABASE_URL=scratch.urls.system,
-            KIJKO_MIGRATION_DATABASE_URL=scratch.urls.migration,
-            KIJKO_DB_ROLE_PREFIX=scratch.prefix,
-            KIJKO_ENCRYPTION_KEYS=Keyring.generate_key(),
-            KIJKO_DATA_DIR=str(tmp / "data"),
-            KIJKO_LOG_LEVEL="info",
-        )
+        env.update(kijko_settings(scratch, tmp))
         if os.environ.get("KIJKO_BENCH_REDIS_URL"):
             env["KIJKO_REDIS_URL"] = os.environ["KIJKO_BENCH_REDIS_URL"]
-        asyncio.run(migrations.migrate(scratch.urls.migration, scratch.roles))
         queue = "Redis" if "KIJKO_REDIS_URL" in env else "SQLite"
         print(
             f"{args.jobs} no-op jobs, {args.workers} worker processes x {args.concurrency}, "
@@ -235,10 +214,6 @@ def main() -> None:
             }
             for _ in range(args.rounds)
         ]
-    finally:
-        asyncio.run(drop_scratch(scratch))
-        if embedded is not None:
-            embedded.stop()
     report(rounds)
 
 

@@ -36,13 +36,10 @@ from pathlib import Path
 import httpx
 import psutil
 
+from bench.scratch import kijko_settings, scratch_database
 from kijko_core.auth.local.provider import LocalProvider
 from kijko_core.auth.models import SignupRequest
 from kijko_core.config import load_settings
-from kijko_core.crypto import Keyring
-from kijko_core.db import migrate as migrations
-from kijko_core.db.embedded import EmbeddedPostgres
-from kijko_core.db.provision import drop_scratch, provision_scratch
 from kijko_core.runtime import Kijko
 
 PATH = "/api/v1/projects?page=1&pageSize=20"
@@ -294,49 +291,28 @@ def main() -> None:
         parser.error(f"--servers takes a comma-separated subset of {', '.join(SERVERS)}")
     names = [name for name in SERVERS if name in chosen]
 
-    embedded: EmbeddedPostgres | None = None
     tmp = Path(tempfile.mkdtemp(prefix="kijko-bench-"))
-    admin = os.environ.get("KIJKO_BENCH_DATABASE_URL")
-    if not admin:
-        embedded = EmbeddedPostgres(tmp / "postgres")
-        embedded.start()
-        admin = embedded.admin_dsn()
-    scratch = asyncio.run(provision_scratch(admin, prefix_hint="kb"))
     try:
-        env = dict(os.environ)
-        env.update(
-            KIJKO_MODE="production",
-            KIJKO_PUBLIC_URL="http://bench.kijko.test",
-            KIJKO_DATABASE_URL=scratch.urls.app,
-            KIJKO_SYSTEM_DATABASE_URL=scratch.urls.system,
-            KIJKO_MIGRATION_DATABASE_URL=scratch.urls.migration,
-            KIJKO_DB_ROLE_PREFIX=scratch.prefix,
-            KIJKO_DB_POOL_SIZE=str(POOL_SIZE),
-            KIJKO_ENCRYPTION_KEYS=Keyring.generate_key(),
-            KIJKO_DATA_DIR=str(tmp / "data"),
-            KIJKO_LOG_LEVEL="info",
-        )
-        asyncio.run(migrations.migrate(scratch.urls.migration, scratch.roles))
-        identities = asyncio.run(seed(env))
-        env["KIJKO_BENCH_IDENTITIES"] = json.dumps(identities)
-        env["KIJKO_BENCH_JWT"] = json.dumps(asyncio.run(jwt_material(env)))
-        tokens = list(identities)
-        check_same_answers(names, env, tokens)
-        tool = "wrk" if shutil.which("wrk") else "bench/load.py (httpx)"
-        print(f"GET {PATH}, {args.connections} connections, {args.duration:.0f} s per server, load by {tool}")
-        print(f"same answers from {', '.join(names)}; a broken signature is refused by each")
-        # Interleaved rounds, so drift in a shared machine's load hits every server alike.
-        rounds = [
-            {
-                which: measure(which, env, tokens, args.duration, args.connections, args.py_spy if i == 0 else None)
-                for which in names
-            }
-            for i in range(args.rounds)
-        ]
+        with scratch_database(tmp) as scratch:
+            env = dict(os.environ)
+            env.update(kijko_settings(scratch, tmp), KIJKO_DB_POOL_SIZE=str(POOL_SIZE))
+            identities = asyncio.run(seed(env))
+            env["KIJKO_BENCH_IDENTITIES"] = json.dumps(identities)
+            env["KIJKO_BENCH_JWT"] = json.dumps(asyncio.run(jwt_material(env)))
+            tokens = list(identities)
+            check_same_answers(names, env, tokens)
+            tool = "wrk" if shutil.which("wrk") else "bench/load.py (httpx)"
+            print(f"GET {PATH}, {args.connections} connections, {args.duration:.0f} s per server, load by {tool}")
+            print(f"same answers from {', '.join(names)}; a broken signature is refused by each")
+            # Interleaved rounds, so drift in a shared machine's load hits every server alike.
+            rounds = [
+                {
+                    which: measure(which, env, tokens, args.duration, args.connections, args.py_spy if i == 0 else None)
+                    for which in names
+                }
+                for i in range(args.rounds)
+            ]
     finally:
-        asyncio.run(drop_scratch(scratch))
-        if embedded is not None:
-            embedded.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
     report(rounds)
