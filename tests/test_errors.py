@@ -29,7 +29,7 @@ def assert_error_shape(body: Any, status: int, code: str) -> None:
     assert {"detail", "code", "message"} <= set(body), body
     assert body["code"] == code, body
     assert isinstance(body["detail"], str) and body["detail"]
-    assert isinstance(body["message"], str) and body["message"]
+    assert isinstance(body["message"], str) and body["message"] == body["detail"]
     if "field" in body:
         assert isinstance(body["field"], str)
     if "details" in body:

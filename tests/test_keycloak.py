@@ -21,6 +21,7 @@ from kijko_server.app import KijkoApp, create_app
 from tests.conftest import Account, sign_up
 from tests.keycloak_server import CLIENT_ID, REALM_FILE, FakeKeycloak, RealmBehaviour
 from tests.net import free_port
+from tests.test_errors import error_of
 from tests.tokens import bearer
 
 pytestmark = pytest.mark.slow
@@ -73,14 +74,6 @@ def claims_of(token: str) -> dict[str, Any]:
 
     payload = token.split(".")[1]
     return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
-
-
-async def error_of(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, await response.get_data(as_text=True)
-    body = await response.get_json()
-    assert body["code"] == code
-    assert isinstance(body["detail"], str) and body["message"] == body["detail"]
-    return dict(body)
 
 
 # -- signup, login, refresh, logout -----------------------------------------------------------

@@ -13,7 +13,8 @@ from tests import test_keycloak as keycloak_suite
 from tests.conftest import sign_up
 from tests.keycloak_server import FakeKeycloak
 from tests.memberships import join
-from tests.test_keycloak import claims_of, error_of
+from tests.test_errors import error_of
+from tests.test_keycloak import claims_of
 from tests.tokens import bearer
 
 pytestmark = pytest.mark.slow

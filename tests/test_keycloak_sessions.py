@@ -14,7 +14,8 @@ from kijko_core.runtime import Kijko
 from tests import test_keycloak as keycloak_suite
 from tests.conftest import sign_up
 from tests.keycloak_server import FakeKeycloak
-from tests.test_keycloak import claims_of, error_of
+from tests.test_errors import error_of
+from tests.test_keycloak import claims_of
 from tests.tokens import bearer
 
 # The Keycloak stand-in and a runtime using it, shared with the provider's own suite.

@@ -22,6 +22,7 @@ from kijko_core.permissions import authorize_member_change
 from kijko_core.runtime import Kijko
 from tests.conftest import Account, sign_up
 from tests.memberships import add_member, join
+from tests.test_errors import error_of
 from tests.tokens import bearer
 
 ORGS = "/api/v1/organizations"
@@ -33,14 +34,6 @@ SEARCH = "/api/v1/users/search"
 
 def member_path(user_id: str) -> str:
     return f"{MEMBERS}/{user_id}"
-
-
-async def error_of(response: Any, status: int, code: str) -> dict[str, Any]:
-    body = await response.get_json()
-    assert response.status_code == status, body
-    assert body["code"] == code, body
-    assert body["detail"] == body["message"] and isinstance(body["detail"], str)
-    return dict(body)
 
 
 async def roles_in(kijko: Kijko, org_id: str) -> dict[str, str]:
