@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
-from tests.net import HttpStandIn
+from tests.net import DispatchingHandler, HttpStandIn, Reply
 
 CLIENT_ID = "kijko-test-client"
 CLIENT_SECRET = "kijko-test-secret"
@@ -50,11 +50,6 @@ class Grant:
     user: str
     challenge: str | None
     redirect_uri: str | None
-
-
-class _Reply(Exception):
-    def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
-        self.status, self.body, self.headers = status, body, headers or {}
 
 
 class FakeProvider(HttpStandIn):
@@ -110,22 +105,22 @@ class FakeProvider(HttpStandIn):
 
     # --- OAuth ---------------------------------------------------------------------------
 
-    def authorize(self, query: dict[str, str]) -> _Reply:
+    def authorize(self, query: dict[str, str]) -> Reply:
         if query.get("client_id") != CLIENT_ID or not query.get("redirect_uri"):
-            raise _Reply(400, {"error": "invalid_request"})
+            raise Reply(400, {"error": "invalid_request"})
         user = next(iter(self.users))  # the user who is signed in at the provider and consents
         code = secrets.token_hex(10)
         challenge = query.get("code_challenge") if query.get("code_challenge_method") == "S256" else None
         self.codes[code] = Grant(user, challenge, query["redirect_uri"])
         location = f"{query['redirect_uri']}?{urlencode({'code': code, 'state': query.get('state', '')})}"
-        raise _Reply(302, b"", {"Location": location})
+        raise Reply(302, b"", {"Location": location})
 
     def token(self, form: dict[str, str], authorization: str | None) -> dict[str, Any]:
         self.token_requests.append(form)
         if self.kind == "bitbucket":
             expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
             if authorization != expected:
-                raise _Reply(401, {"error": "invalid_client", "error_description": "Invalid OAuth client credentials"})
+                raise Reply(401, {"error": "invalid_client", "error_description": "Invalid OAuth client credentials"})
         elif (form.get("client_id"), form.get("client_secret")) != (CLIENT_ID, CLIENT_SECRET):
             raise self._token_error("invalid_client", 401)
         grant_type = form.get("grant_type", "authorization_code")
@@ -144,10 +139,10 @@ class FakeProvider(HttpStandIn):
                 raise self._token_error("invalid_grant")
         return self._token_body(grant.user)
 
-    def _token_error(self, error: str, status: int = 400) -> _Reply:
+    def _token_error(self, error: str, status: int = 400) -> Reply:
         body = {"error": error, "error_description": "The code passed is incorrect or expired."}
         # GitHub answers token errors with 200 and an "error" member.
-        return _Reply(200 if self.kind == "github" else status, body)
+        return Reply(200 if self.kind == "github" else status, body)
 
     def _token_body(self, user: str) -> dict[str, Any]:
         token = self.issue_token(user)
@@ -176,7 +171,7 @@ class FakeProvider(HttpStandIn):
         entry = self.tokens.get(token) if scheme.lower() in ("bearer", "token") else None
         if entry is None or (entry[1] is not None and entry[1] < time.time()):
             message = {"message": "Bad credentials"} if self.kind == "github" else {"error": "invalid_token"}
-            raise _Reply(401, message)
+            raise Reply(401, message)
         return entry[0]
 
     def visible(self, path: str, user: str | None) -> Repo:
@@ -187,20 +182,20 @@ class FakeProvider(HttpStandIn):
                 "gitlab": {"message": "404 Project Not Found"},
                 "bitbucket": {"type": "error", "error": {"message": "Repository not found"}},
             }[self.kind]
-            raise _Reply(404, not_found)
+            raise Reply(404, not_found)
         return repo
 
-    def rate_limited(self) -> _Reply:
+    def rate_limited(self) -> Reply:
         reset = int(time.time()) + 120
         if self.kind == "github":
-            return _Reply(
+            return Reply(
                 403,
                 {"message": "API rate limit exceeded"},
                 {"X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)},
             )
-        return _Reply(429, {"message": "Retry later"}, {"Retry-After": "42"})
+        return Reply(429, {"message": "Retry later"}, {"Retry-After": "42"})
 
-    def api(self, path: str, query: dict[str, str], authorization: str | None) -> _Reply:
+    def api(self, path: str, query: dict[str, str], authorization: str | None) -> Reply:
         if self.limited:
             raise self.rate_limited()
         user = self.caller(authorization)
@@ -211,27 +206,27 @@ class FakeProvider(HttpStandIn):
     def _mine(self, user: str | None) -> list[Repo]:
         return [r for r in self.repos.values() if user is not None and (user in r.members)]
 
-    def _github(self, path: str, query: dict[str, str], user: str | None) -> _Reply:
+    def _github(self, path: str, query: dict[str, str], user: str | None) -> Reply:
         parts = path.strip("/").split("/")
         if parts == ["user"]:
             if user is None:
-                raise _Reply(401, {"message": "Requires authentication"})
-            return _Reply(200, {"login": user, "id": 1, "avatar_url": self.users[user]})
+                raise Reply(401, {"message": "Requires authentication"})
+            return Reply(200, {"login": user, "id": 1, "avatar_url": self.users[user]})
         if parts == ["user", "repos"]:
             if user is None:
-                raise _Reply(401, {"message": "Requires authentication"})
+                raise Reply(401, {"message": "Requires authentication"})
             mine = self._mine(user)
             per_page, page = int(query.get("per_page", 30)), int(query.get("page", 1))
             chunk = mine[(page - 1) * per_page : page * per_page]
             headers = {}
             if page * per_page < len(mine):
                 headers["Link"] = f'<{self.url}/api/user/repos?page={page + 1}>; rel="next"'
-            return _Reply(200, [self._github_repo(r) for r in chunk], headers)
+            return Reply(200, [self._github_repo(r) for r in chunk], headers)
         if len(parts) >= 3 and parts[0] == "repos":
             repo = self.visible(f"{parts[1]}/{parts[2]}", user)
             rest = parts[3:]
             if not rest:
-                return _Reply(200, self._github_repo(repo))
+                return Reply(200, self._github_repo(repo))
             if rest == ["commits"]:
                 headers = {}
                 if repo.recent_commits > 1:
@@ -239,13 +234,13 @@ class FakeProvider(HttpStandIn):
                         f'<{self.url}/api/repositories/1/commits?per_page=1&page=2>; rel="next", '
                         f'<{self.url}/api/repositories/1/commits?per_page=1&page={repo.recent_commits}>; rel="last"'
                     )
-                return _Reply(200, [{"sha": "0" * 40}] if repo.recent_commits else [], headers)
+                return Reply(200, [{"sha": "0" * 40}] if repo.recent_commits else [], headers)
             if rest[:2] == ["git", "trees"]:
                 size = repo.file_bytes // max(repo.files, 1)
                 tree = [{"path": f"f{n}.py", "type": "blob", "size": size} for n in range(repo.files)]
                 tree.append({"path": "src", "type": "tree"})
-                return _Reply(200, {"sha": "1" * 40, "tree": tree, "truncated": False})
-        raise _Reply(404, {"message": "Not Found"})
+                return Reply(200, {"sha": "1" * 40, "tree": tree, "truncated": False})
+        raise Reply(404, {"message": "Not Found"})
 
     def _github_repo(self, repo: Repo) -> dict[str, Any]:
         return {
@@ -263,32 +258,30 @@ class FakeProvider(HttpStandIn):
             "updated_at": "2026-11-02T10:00:00Z",
         }
 
-    def _gitlab(self, path: str, query: dict[str, str], user: str | None) -> _Reply:
+    def _gitlab(self, path: str, query: dict[str, str], user: str | None) -> Reply:
         parts = path.strip("/").split("/")
         if parts == ["user"]:
             if user is None:
-                raise _Reply(401, {"message": "401 Unauthorized"})
-            return _Reply(200, {"id": 1, "username": user, "avatar_url": self.users[user]})
+                raise Reply(401, {"message": "401 Unauthorized"})
+            return Reply(200, {"id": 1, "username": user, "avatar_url": self.users[user]})
         if parts == ["projects"]:
             mine = self._mine(user) if query.get("membership") == "true" else []
             per_page, page = int(query.get("per_page", 20)), int(query.get("page", 1))
             chunk = mine[(page - 1) * per_page : page * per_page]
             following = str(page + 1) if page * per_page < len(mine) else ""
-            return _Reply(
-                200, [self._gitlab_project(r) for r in chunk], {"X-Next-Page": following, "X-Page": str(page)}
-            )
+            return Reply(200, [self._gitlab_project(r) for r in chunk], {"X-Next-Page": following, "X-Page": str(page)})
         if len(parts) >= 2 and parts[0] == "projects":
             repo = self.visible(unquote(parts[1]), user)
             rest = parts[2:]
             if not rest:
-                return _Reply(200, self._gitlab_project(repo, statistics=query.get("statistics") == "true"))
+                return Reply(200, self._gitlab_project(repo, statistics=query.get("statistics") == "true"))
             if rest == ["repository", "commits"]:
-                return _Reply(200, [{"id": "0" * 40}][: repo.recent_commits], {"X-Total": str(repo.recent_commits)})
+                return Reply(200, [{"id": "0" * 40}][: repo.recent_commits], {"X-Total": str(repo.recent_commits)})
             if rest == ["repository", "tree"]:
-                return _Reply(200, [{"path": "f0.py", "type": "blob"}], {"X-Total": str(repo.files)})
+                return Reply(200, [{"path": "f0.py", "type": "blob"}], {"X-Total": str(repo.files)})
             if rest == ["languages"]:
-                return _Reply(200, {repo.language: 90.5, "Shell": 9.5})
-        raise _Reply(404, {"message": "404 Not found"})
+                return Reply(200, {repo.language: 90.5, "Shell": 9.5})
+        raise Reply(404, {"message": "404 Not found"})
 
     def _gitlab_project(self, repo: Repo, *, statistics: bool = False) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -307,12 +300,12 @@ class FakeProvider(HttpStandIn):
             body["statistics"] = {"commit_count": 100, "repository_size": repo.file_bytes}
         return body
 
-    def _bitbucket(self, path: str, query: dict[str, str], user: str | None) -> _Reply:
+    def _bitbucket(self, path: str, query: dict[str, str], user: str | None) -> Reply:
         parts = path.strip("/").split("/")
         if parts == ["user"]:
             if user is None:
-                raise _Reply(401, {"type": "error", "error": {"message": "Unauthorized"}})
-            return _Reply(
+                raise Reply(401, {"type": "error", "error": {"message": "Unauthorized"}})
+            return Reply(
                 200, {"username": user, "display_name": user.title(), "links": {"avatar": {"href": self.users[user]}}}
             )
         if parts == ["repositories"]:
@@ -322,18 +315,18 @@ class FakeProvider(HttpStandIn):
             if page * size < len(mine):
                 following = urlencode({"role": "member", "pagelen": size, "page": page + 1})
                 body["next"] = f"{self.url}/api/2.0/repositories?{following}"
-            return _Reply(200, body)
+            return Reply(200, body)
         if len(parts) >= 3 and parts[0] == "repositories":
             repo = self.visible(f"{parts[1]}/{parts[2]}", user)
             rest = parts[3:]
             if not rest:
-                return _Reply(200, self._bitbucket_repo(repo))
+                return Reply(200, self._bitbucket_repo(repo))
             if rest[:1] == ["commits"]:
                 now = datetime.now(UTC)
                 recent = [{"hash": "0" * 40, "date": (now - timedelta(days=1)).isoformat()}] * repo.recent_commits
                 old = [{"hash": "1" * 40, "date": (now - timedelta(days=90)).isoformat()}] * 3
-                return _Reply(200, {"values": recent + old, "pagelen": 100})
-        raise _Reply(404, {"type": "error", "error": {"message": "Not found"}})
+                return Reply(200, {"values": recent + old, "pagelen": 100})
+        raise Reply(404, {"type": "error", "error": {"message": "Not found"}})
 
     def _bitbucket_repo(self, repo: Repo) -> dict[str, Any]:
         return {
@@ -356,16 +349,7 @@ _TOKEN = {"github": "/login/oauth/access_token", "gitlab": "/oauth/token", "bitb
 
 
 def _handler(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
-            pass
-
-        def do_GET(self) -> None:
-            self._dispatch("GET")
-
-        def do_POST(self) -> None:
-            self._dispatch("POST")
-
+    class Handler(DispatchingHandler):
         def _dispatch(self, method: str) -> None:
             parts = urlsplit(self.path)
             provider.requests.append(f"{method} {parts.path}")
@@ -374,7 +358,7 @@ def _handler(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:
                 if method == "GET" and parts.path == _AUTHORIZE[provider.kind]:
                     provider.authorize(query)
                 if provider.broken and parts.path != _AUTHORIZE[provider.kind]:
-                    raise _Reply(500, {"message": "Server Error"})
+                    raise Reply(500, {"message": "Server Error"})
                 if provider.limited and parts.path == _TOKEN[provider.kind]:
                     raise provider.rate_limited()
                 if method == "POST" and parts.path == _TOKEN[provider.kind]:
@@ -382,19 +366,19 @@ def _handler(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:
                     form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
                     body = provider.token(form, self.headers.get("Authorization"))
                     if provider.kind == "github" and "application/json" not in self.headers.get("Accept", ""):
-                        raise _Reply(
+                        raise Reply(
                             200, urlencode(body).encode(), {"Content-Type": "application/x-www-form-urlencoded"}
                         )
-                    raise _Reply(200, body)
+                    raise Reply(200, body)
                 prefix = _API_PREFIX[provider.kind]
                 if method == "GET" and parts.path.startswith(prefix + "/"):
                     raw = self.path.split("?", 1)[0]  # keep %2F in GitLab's project ids
                     raise provider.api(raw[len(prefix) :], query, self.headers.get("Authorization"))
-                raise _Reply(404, {"message": "Not Found"})
-            except _Reply as reply:
+                raise Reply(404, {"message": "Not Found"})
+            except Reply as reply:
                 self._send(reply)
 
-        def _send(self, reply: _Reply) -> None:
+        def _send(self, reply: Reply) -> None:
             body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
             self.send_response(reply.status)
             headers = {"Content-Type": "application/json"} | reply.headers

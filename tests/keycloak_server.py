@@ -34,7 +34,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
 
-from tests.net import HttpStandIn
+from tests.net import DispatchingHandler, HttpStandIn, Reply
 
 REALM = "kijko"
 CLIENT_ID = "kijko-api"
@@ -221,15 +221,8 @@ class FakeKeycloak(HttpStandIn):
         return claims
 
 
-class _Reply(Exception):
-    def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
-        self.status = status
-        self.body = body
-        self.headers = headers or {}
-
-
-def _oauth_error(status: int, error: str, description: str) -> _Reply:
-    return _Reply(status, {"error": error, "error_description": description})
+def _oauth_error(status: int, error: str, description: str) -> Reply:
+    return Reply(status, {"error": error, "error_description": description})
 
 
 def _handler(kc: FakeKeycloak) -> type[BaseHTTPRequestHandler]:
@@ -237,17 +230,8 @@ def _handler(kc: FakeKeycloak) -> type[BaseHTTPRequestHandler]:
     oidc = f"{realm_path}/protocol/openid-connect"
     admin = f"/admin/realms/{REALM}"
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(DispatchingHandler):
         protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
-            pass
-
-        def do_GET(self) -> None:
-            self._dispatch("GET")
-
-        def do_POST(self) -> None:
-            self._dispatch("POST")
 
         def do_PUT(self) -> None:
             self._dispatch("PUT")
@@ -262,11 +246,11 @@ def _handler(kc: FakeKeycloak) -> type[BaseHTTPRequestHandler]:
             try:
                 with kc.lock:
                     self._route(method, parts.path, parse_qs(parts.query), raw)
-                raise _Reply(404, {"error": "Unable to find matching target resource method"})
-            except _Reply as reply:
+                raise Reply(404, {"error": "Unable to find matching target resource method"})
+            except Reply as reply:
                 self._send(reply)
 
-        def _send(self, reply: _Reply) -> None:
+        def _send(self, reply: Reply) -> None:
             data = b"" if reply.body is None else json.dumps(reply.body).encode()
             self.send_response(reply.status)
             if reply.body is not None:
@@ -281,11 +265,11 @@ def _handler(kc: FakeKeycloak) -> type[BaseHTTPRequestHandler]:
 
         def _route(self, method: str, path: str, query: dict[str, list[str]], raw: bytes) -> None:
             if method == "GET" and path == f"{realm_path}/.well-known/openid-configuration":
-                raise _Reply(200, self._discovery())
+                raise Reply(200, self._discovery())
             if method == "GET" and path == f"{oidc}/certs":
                 kc.jwks_fetches += 1
                 public = kc.key.as_dict(private=False, use="sig", alg="RS256")
-                raise _Reply(200, {"keys": [public]})
+                raise Reply(200, {"keys": [public]})
             if method == "POST" and path == f"{oidc}/token":
                 self._token(_form(raw))
             if method == "POST" and path == f"{oidc}/logout":
@@ -332,7 +316,7 @@ def _handler(kc: FakeKeycloak) -> type[BaseHTTPRequestHandler]:
                     raise _oauth_error(401, "invalid_grant", "Invalid user credentials")
                 if not user.enabled:
                     raise _oauth_error(400, "invalid_grant", "Account disabled")
-                raise _Reply(200, kc.token_response(user, kc.new_session(user)))
+                raise Reply(200, kc.token_response(user, kc.new_session(user)))
             if grant == "refresh_token":
                 claims = kc.verify(form.get("refresh_token", ""), "Refresh")
                 if claims is None:
@@ -341,7 +325,7 @@ def _handler(kc: FakeKeycloak) -> type[BaseHTTPRequestHandler]:
                 user = kc.users.get(claims["sub"])
                 if session is None or not session.active or user is None:
                     raise _oauth_error(400, "invalid_grant", "Session not active")
-                raise _Reply(200, kc.token_response(user, session.id))
+                raise Reply(200, kc.token_response(user, session.id))
             if grant == "authorization_code":
                 self._code_grant(form)
             if grant == "client_credentials":
@@ -357,7 +341,7 @@ def _handler(kc: FakeKeycloak) -> type[BaseHTTPRequestHandler]:
                     "azp": CLIENT_ID,
                     "resource_access": {"realm-management": {"roles": ["manage-users", "view-users"]}},
                 }
-                raise _Reply(200, {"access_token": kc.sign(claims), "expires_in": 300, "token_type": "Bearer"})
+                raise Reply(200, {"access_token": kc.sign(claims), "expires_in": 300, "token_type": "Bearer"})
             raise _oauth_error(400, "unsupported_grant_type", "Unsupported grant_type")
 
         def _code_grant(self, form: dict[str, str]) -> None:
@@ -374,7 +358,7 @@ def _handler(kc: FakeKeycloak) -> type[BaseHTTPRequestHandler]:
             if not secrets.compare_digest(challenge, record["challenge"]):
                 raise _oauth_error(400, "invalid_grant", "PKCE verification failed: Code mismatch")
             user = kc.users[record["user_id"]]
-            raise _Reply(200, kc.token_response(user, record["session_id"]))
+            raise Reply(200, kc.token_response(user, record["session_id"]))
 
         def _logout(self, form: dict[str, str]) -> None:
             self._client(form)
@@ -384,16 +368,16 @@ def _handler(kc: FakeKeycloak) -> type[BaseHTTPRequestHandler]:
             session = kc.sessions.get(claims["sid"])
             if session is not None:
                 session.active = False
-            raise _Reply(204)
+            raise Reply(204)
 
         # -- authorization endpoint (a brokered login, simulated) ------------------------
 
         def _authorize(self, params: dict[str, str]) -> None:
             if params.get("client_id") != CLIENT_ID or params.get("response_type") != "code":
-                raise _Reply(400, {"error": "invalid_request"})
+                raise Reply(400, {"error": "invalid_request"})
             redirect_uri = params.get("redirect_uri", "")
             if not redirect_uri.startswith("http://kijko.test/api/v1/auth/oauth/callback"):
-                raise _Reply(400, {"error": "invalid_redirect_uri"})
+                raise Reply(400, {"error": "invalid_redirect_uri"})
             # The realm's client requires PKCE (pkce.code.challenge.method); only S256 is modelled.
             if kc.pkce_method != "S256":
                 raise _oauth_error(400, "invalid_request", "fake models PKCE S256 only")
@@ -402,7 +386,7 @@ def _handler(kc: FakeKeycloak) -> type[BaseHTTPRequestHandler]:
             hint = params.get("kc_idp_hint", "")
             identity = kc.broker_identities.get(hint)
             if identity is None:
-                raise _Reply(400, {"error": "login form not simulated; pass kc_idp_hint"})
+                raise Reply(400, {"error": "login form not simulated; pass kc_idp_hint"})
             user = next((u for u in kc.users.values() if u.federated.get(hint) == identity["subject"]), None)
             if user is None:  # first broker login: Keycloak creates the user and links it
                 user = kc.user_by_email(identity["email"])
@@ -426,7 +410,7 @@ def _handler(kc: FakeKeycloak) -> type[BaseHTTPRequestHandler]:
                 "expires": time.time() + 60,
             }
             back = {"state": params.get("state", ""), "session_state": session_id, "iss": kc.issuer, "code": code}
-            raise _Reply(302, None, {"Location": f"{redirect_uri}?{urlencode(back)}"})
+            raise Reply(302, None, {"Location": f"{redirect_uri}?{urlencode(back)}"})
 
         # -- admin REST API ---------------------------------------------------------------
 
@@ -434,10 +418,10 @@ def _handler(kc: FakeKeycloak) -> type[BaseHTTPRequestHandler]:
             header = self.headers.get("Authorization", "")
             claims = kc.verify(header.removeprefix("Bearer "), "Bearer") if header.startswith("Bearer ") else None
             if claims is None:
-                raise _Reply(401, {"error": "HTTP 401 Unauthorized"})
+                raise Reply(401, {"error": "HTTP 401 Unauthorized"})
             roles = claims.get("resource_access", {}).get("realm-management", {}).get("roles", [])
             if "manage-users" not in roles:
-                raise _Reply(403, {"error": "HTTP 403 Forbidden"})
+                raise Reply(403, {"error": "HTTP 403 Forbidden"})
 
         def _admin(self, method: str, path: str, raw: bytes) -> None:
             self._admin_auth()
@@ -448,35 +432,35 @@ def _handler(kc: FakeKeycloak) -> type[BaseHTTPRequestHandler]:
             if segments[0] == "sessions" and len(segments) == 2 and method == "DELETE":
                 session = kc.sessions.get(segments[1])
                 if session is None or not session.active:
-                    raise _Reply(404, {"error": "Sesssion not found"})
+                    raise Reply(404, {"error": "Sesssion not found"})
                 session.active = False
-                raise _Reply(204)
+                raise Reply(204)
             if segments[0] == "users" and len(segments) >= 2:
                 user = kc.users.get(segments[1])
                 if user is None:
-                    raise _Reply(404, {"error": "User not found"})
+                    raise Reply(404, {"error": "User not found"})
                 rest = segments[2:]
                 if rest == [] and method == "GET":
-                    raise _Reply(200, user.representation())
+                    raise Reply(200, user.representation())
                 if rest == [] and method == "PUT":
                     user.first_name = body.get("firstName", user.first_name)
                     user.last_name = body.get("lastName", user.last_name)
                     user.enabled = body.get("enabled", user.enabled)
                     if "attributes" in body:
                         user.attributes = self._declared(body["attributes"])
-                    raise _Reply(204)
+                    raise Reply(204)
                 if rest == [] and method == "DELETE":
                     del kc.users[user.id]
                     for session in kc.sessions.values():
                         if session.user_id == user.id:
                             session.active = False
-                    raise _Reply(204)
+                    raise Reply(204)
                 if rest == ["reset-password"] and method == "PUT":
                     value = body.get("value")
                     if body.get("type") != "password" or not isinstance(value, str):
-                        raise _Reply(400, {"error": "invalid_request"})
+                        raise Reply(400, {"error": "invalid_request"})
                     if len(value) < kc.min_password_length:
-                        raise _Reply(
+                        raise Reply(
                             400,
                             {
                                 "error": "invalidPasswordMinLengthMessage",
@@ -484,7 +468,7 @@ def _handler(kc: FakeKeycloak) -> type[BaseHTTPRequestHandler]:
                             },
                         )
                     user.password = value
-                    raise _Reply(204)
+                    raise Reply(204)
 
         def _declared(self, attributes: Any) -> dict[str, list[str]]:
             # Keycloak ≥ 24 with unmanaged attributes disabled: undeclared ones vanish silently.
@@ -500,12 +484,12 @@ def _handler(kc: FakeKeycloak) -> type[BaseHTTPRequestHandler]:
             username = str(body.get("username") or body.get("email") or "").lower()
             email = str(body.get("email") or "").lower()
             if not username:
-                raise _Reply(400, {"errorMessage": "error-user-attribute-required"})
+                raise Reply(400, {"errorMessage": "error-user-attribute-required"})
             for other in kc.users.values():
                 if other.username == username:
-                    raise _Reply(409, {"errorMessage": "User exists with same username"})
+                    raise Reply(409, {"errorMessage": "User exists with same username"})
                 if email and other.email == email:
-                    raise _Reply(409, {"errorMessage": "User exists with same email"})
+                    raise Reply(409, {"errorMessage": "User exists with same email"})
             user = FakeUser(
                 id=str(uuid.uuid4()),
                 username=username,
@@ -516,7 +500,7 @@ def _handler(kc: FakeKeycloak) -> type[BaseHTTPRequestHandler]:
                 attributes=self._declared(body.get("attributes") or {}),
             )
             kc.users[user.id] = user
-            raise _Reply(201, None, {"Location": f"{kc.url}{admin}/users/{user.id}"})
+            raise Reply(201, None, {"Location": f"{kc.url}{admin}/users/{user.id}"})
 
     return Handler
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import socket
 import threading
-from http.server import ThreadingHTTPServer
-from typing import Self
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
 
 
 def free_port() -> int:
@@ -34,3 +34,27 @@ class HttpStandIn:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class Reply(Exception):
+    """An answer a stand-in's handler raises from anywhere in its routing; ``body`` as the
+    stand-in's ``_send`` encodes it."""
+
+    def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
+        self.status, self.body, self.headers = status, body, headers or {}
+
+
+class DispatchingHandler(BaseHTTPRequestHandler):
+    """A stand-in's request handler: quiet in test output, GET and POST both go to ``_dispatch``."""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
+        pass
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def _dispatch(self, method: str) -> None:
+        raise NotImplementedError
