@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from kijko_core.crypto import digest_secret
 from kijko_core.db import sql
 from kijko_core.db.session import SystemSession
 from kijko_core.members.common import announce
@@ -34,7 +35,6 @@ from kijko_core.members.models import (
     MemberExists,
 )
 from kijko_core.members.repository import MEMBERS
-from kijko_core.members.service import hash_token
 from kijko_core.projects.repository import TABLE as PROJECTS
 
 #: The organization role an accepted invitee gets when not yet in the organization.
@@ -85,7 +85,7 @@ _PROJECT = sql.compose(
 
 
 async def preview(db: SystemSession, token: str) -> InvitationPreview:
-    row = await db.fetchrow(_PREVIEW, hash_token(token))
+    row = await db.fetchrow(_PREVIEW, digest_secret(token))
     if row is None:
         raise InvitationNotFound()
     if row["accepted_at"] is not None:
@@ -103,7 +103,7 @@ async def preview(db: SystemSession, token: str) -> InvitationPreview:
 
 async def accept(db: SystemSession, caller: dict[str, Any], token: str) -> AcceptedInvitation:
     """``caller``: the id, email and name of the signed-in user (from their tenant session)."""
-    row = await db.fetchrow(_LOCK, hash_token(token), caller["email"])
+    row = await db.fetchrow(_LOCK, digest_secret(token), caller["email"])
     if row is None:
         raise InvitationNotFound()
     # The address first: whoever else holds the link learns nothing about its state.

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import UTC
 from typing import Any
@@ -25,6 +24,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from kijko_core import mail
 from kijko_core.config import Settings
+from kijko_core.crypto import digest_secret
 from kijko_core.db.session import TenantSession
 from kijko_core.errors import Forbidden, RateLimited, ValidationFailed
 from kijko_core.members import repository
@@ -55,12 +55,7 @@ INVALID_EMAIL = "Invalid email format"
 def new_token() -> tuple[str, bytes]:
     """A fresh invitation token (256 random bits) and the hash that is stored."""
     token = secrets.token_urlsafe(32)
-    return token, hash_token(token)
-
-
-def hash_token(token: str) -> bytes:
-    # 256 random bits: a fast hash is as good as a slow one (as for refresh tokens).
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+    return token, digest_secret(token)
 
 
 def accept_url(settings: Settings, token: str) -> str:

@@ -15,7 +15,6 @@ leaving the organization deletes it (foreign key to the membership).
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -27,7 +26,7 @@ import httpx
 
 from kijko_core.auth.keycloak.oauth import pkce_pair
 from kijko_core.config import Settings
-from kijko_core.crypto import DecryptionFailed, Keyring
+from kijko_core.crypto import DecryptionFailed, Keyring, digest_secret
 from kijko_core.db.session import TenantSession
 from kijko_core.sources import repository
 from kijko_core.sources.cache import ProviderCache
@@ -47,11 +46,6 @@ from kijko_core.sources.providers import Provider, TokenGrant, provider
 OpenSession = Callable[..., AbstractAsyncContextManager[TenantSession]]
 #: A token this close to its expiry is refreshed before use.
 REFRESH_MARGIN = timedelta(seconds=60)
-
-
-def _digest(state: str) -> bytes:
-    # 256 random bits: a fast hash is enough to hide the state at rest (as for social sign-in).
-    return hashlib.sha256(state.encode("utf-8", "surrogatepass")).digest()
 
 
 @dataclass(frozen=True)
@@ -87,7 +81,11 @@ class Connections:
         state = secrets.token_urlsafe(32)
         verifier, challenge = pkce_pair()
         await repository.insert_state(
-            db, _digest(state), chosen.name, self.keyring.encrypt(verifier), self.settings.git_oauth_state_ttl_seconds
+            db,
+            digest_secret(state),
+            chosen.name,
+            self.keyring.encrypt(verifier),
+            self.settings.git_oauth_state_ttl_seconds,
         )
         return AuthUrl(
             auth_url=chosen.authorization_url(
@@ -100,7 +98,7 @@ class Connections:
         async with open_session() as db:
             chosen = self.provider(data.provider)
             chosen.configured()
-            ciphertext = await repository.take_state(db, _digest(data.state), chosen.name)
+            ciphertext = await repository.take_state(db, digest_secret(data.state), chosen.name)
             principal = db.principal
         if ciphertext is None:
             raise InvalidConnectionState()

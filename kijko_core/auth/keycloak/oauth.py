@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kijko_core.auth.keycloak.client import GrantRejected, KeycloakClient, KeycloakTokens
 from kijko_core.auth.models import TokenPair
-from kijko_core.crypto import DecryptionFailed, Keyring
+from kijko_core.crypto import DecryptionFailed, Keyring, digest_secret
 from kijko_core.db.session import system_session
 from kijko_core.errors import BadRequest, InvalidToken, NotFound
 
@@ -51,11 +51,6 @@ class InvalidOAuthState(BadRequest):
 class OAuthCodeRejected(BadRequest):
     code = "OAUTH_CODE_REJECTED"
     default_message = "The identity provider did not accept the sign-in; please start again"
-
-
-def _digest(secret: str) -> bytes:
-    # State and hand-off codes carry 256 random bits: a fast hash is enough to hide them at rest.
-    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
 
 
 @dataclass(frozen=True)
@@ -112,7 +107,7 @@ class OAuthSignIn:
                 "INSERT INTO kijko_private.oauth_states"
                 " (state_hash, provider, verifier_ciphertext, expires_at)"
                 " VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
-                _digest(state),
+                digest_secret(state),
                 provider,
                 self._keyring.encrypt(verifier),
                 self._state_ttl,
@@ -137,7 +132,7 @@ class OAuthSignIn:
             ciphertext = await db.fetchval(
                 "DELETE FROM kijko_private.oauth_states WHERE state_hash = $1"
                 " RETURNING CASE WHEN expires_at > now() THEN verifier_ciphertext END",
-                _digest(state),
+                digest_secret(state),
             )
         if ciphertext is None:
             raise InvalidOAuthState()
@@ -154,7 +149,7 @@ class OAuthSignIn:
         ``bound_state`` is the state this browser started with (``None``: it started none).
         """
         verifier = await self._take_state(state)  # consumed, whether bound here or not
-        if bound_state is None or not hmac.compare_digest(_digest(bound_state), _digest(state)):
+        if bound_state is None or not hmac.compare_digest(digest_secret(bound_state), digest_secret(state)):
             raise InvalidOAuthState()
         if error is not None or not code:
             # Cancelled at Keycloak or at the provider: tell the frontend, without details.
@@ -173,7 +168,7 @@ class OAuthSignIn:
             await db.execute(
                 "INSERT INTO kijko_private.oauth_handoffs (code_hash, user_id, tokens_ciphertext, expires_at)"
                 " VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
-                _digest(handoff),
+                digest_secret(handoff),
                 user_id,
                 self._keyring.encrypt(pair.model_dump_json()),
                 self._handoff_ttl,
@@ -186,7 +181,7 @@ class OAuthSignIn:
             ciphertext = await db.fetchval(
                 "DELETE FROM kijko_private.oauth_handoffs WHERE code_hash = $1"
                 " RETURNING CASE WHEN expires_at > now() THEN tokens_ciphertext END",
-                _digest(code),
+                digest_secret(code),
             )
         if ciphertext is None:
             raise InvalidToken("The sign-in code is unknown, used or expired")
