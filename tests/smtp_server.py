@@ -144,5 +144,3 @@ class SmtpServer:
     @property
     def received(self) -> list[Received]:
         return self.handler.received
-
-
