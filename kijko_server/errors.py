@@ -35,18 +35,29 @@ def error_response(error: errors.KijkoError, headers: dict[str, str] | None = No
 
 
 def _wire_field(location: tuple[int | str, ...]) -> str | None:
+    """The form field (``invitations.email``): what a client shows the error next to."""
     parts = [str(part) for part in location if not isinstance(part, int)]
     return ".".join(parts) or None
+
+
+def _wire_path(location: tuple[int | str, ...]) -> str | None:
+    """The field with the positions in lists (``invitations[3].email``), for the message: in a
+    bulk body it says which row is wrong."""
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or None
 
 
 def validation_error(error: Exception) -> errors.ValidationFailed:
     if isinstance(error, ValidationError):
         first = error.errors(include_input=False, include_url=False, include_context=False)[0]
-        field = _wire_field(tuple(first["loc"]))
+        location = tuple(first["loc"])
+        field, path = _wire_field(location), _wire_path(location)
         if first["type"] in ("model_type", "model_attributes_type", "dict_type"):
             return errors.ValidationFailed("The request body must be a JSON object")
         message = first["msg"]
-        return errors.ValidationFailed(f"{field}: {message}" if field else message, field=field)
+        return errors.ValidationFailed(f"{path}: {message}" if path else message, field=field)
     return errors.ValidationFailed()
 
 

@@ -18,6 +18,7 @@ from kijko_core.runtime import Kijko
 from kijko_server.app import KijkoApp, create_app
 from kijko_server.security import public
 from tests.conftest import Account
+from tests.projects import created
 
 SHAPE_KEYS = {"detail", "code", "message", "field", "details"}
 ONE_MIB = 1024 * 1024
@@ -412,3 +413,15 @@ async def test_invalid_bearer_token_is_not_logged(client: Any) -> None:
     await error_of(response, 401, "INVALID_TOKEN")
     assert KNOWN_TOKEN not in logs.getvalue()
     assert KNOWN_TOKEN not in await response.get_data(as_text=True)
+
+
+async def test_a_bad_row_of_a_list_is_named_by_its_position_in_the_message(client: Any, alice: Account) -> None:
+    project = await created(client, alice, "Bulk rows")
+    rows = [{"email": f"row{n}@example.com", "role": "viewer", "notificationLevel": "daily"} for n in range(3)]
+    del rows[2]["notificationLevel"]
+    response = await client.post(
+        f"/api/v1/projects/{project['id']}/invitations", json={"invitations": rows}, headers=alice.headers
+    )
+    body = await error_of(response, 422, "VALIDATION_ERROR")
+    assert body["field"] == "invitations.notificationLevel"  # the form field
+    assert body["message"].startswith("invitations[2].notificationLevel: ")  # and which row
