@@ -821,3 +821,20 @@ async def test_leaving_the_organization_ends_the_project_memberships(client: Any
     assert [m["email"] for m in await members(client, alice, project["id"])] == [alice.email]
     response = await client.get(f"{API}/{project['id']}", headers=user.headers)
     assert (response.status_code, (await response.get_json())["code"]) == (404, "PROJECT_NOT_FOUND")
+
+
+@pytest.mark.parametrize("method, suffix", [("POST", ""), ("DELETE", ""), ("PUT", ""), ("GET", "/"), ("GET", "/accept")])
+async def test_a_link_token_sent_with_the_wrong_method_or_path_stays_out_of_the_logs(
+    client: Any, kijko: Kijko, alice: Account, method: str, suffix: str
+) -> None:
+    # A client's mistake (a POST to the link, a stray suffix) matches no route (405, 404): the
+    # access line must still not carry the token.
+    buffer = io.StringIO()
+    configure_logging("debug", "json", stream=buffer)
+    project = await created(client, alice, "Misrouted")
+    email = fresh_email()
+    await invited(client, alice, project["id"], email)
+    token = await link_token(kijko, email)
+    response = await client.open(f"{LINKS}/{token}{suffix}", method=method)
+    assert response.status_code < 500
+    assert token not in buffer.getvalue()
