@@ -891,3 +891,53 @@ async def pending_of(web: Any, account: Account, project_id: str) -> list[dict[s
     assert response.status_code == 200
     members: list[dict[str, Any]] = await response.get_json()
     return members
+
+
+async def _lock_waiters(conn: asyncpg.Connection) -> int:
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+    )
+
+
+async def _until_waiting(conn: asyncpg.Connection, count: int) -> None:
+    for _ in range(200):
+        if await _lock_waiters(conn) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{count} requests never waited for a lock")
+
+
+async def test_accepting_while_the_invitation_is_cancelled_neither_deadlocks_nor_fails(
+    client: Any, kijko: Kijko, alice: Account, database: Any
+) -> None:
+    # Cancelling locks the member, then (deleting it) its invitation; accepting must take them
+    # in the same order, or the two wait for each other and one request dies of a deadlock.
+    project = await created(client, alice, "Raced")
+    user = await add_member(kijko, alice.org_id, "member")
+    member = await invited(client, alice, project["id"], user.email)
+    token = await link_token(kijko, user.email)
+    blocker = await asyncpg.connect(database.admin_url)
+    watcher = await asyncpg.connect(database.admin_url)
+    try:
+        transaction = blocker.transaction()
+        await transaction.start()
+        # Both requests queue behind a lock on the invitation row, then go on together.
+        await blocker.execute(
+            "SELECT 1 FROM kijko.project_invitations WHERE member_id = $1 FOR UPDATE", UUID(member["id"])
+        )
+        # The accept first: it is first in line for the invitation when the blocker lets go.
+        accepting = asyncio.create_task(accept(client, user, token))
+        await _until_waiting(watcher, 1)
+        cancelling = asyncio.create_task(
+            client.delete(f"{API}/{project['id']}/invitations/{member['id']}", headers=alice.headers)
+        )
+        await _until_waiting(watcher, 2)
+        await transaction.rollback()
+        cancelled, accepted = await asyncio.gather(cancelling, accepting)
+    finally:
+        await blocker.close()
+        await watcher.close()
+    statuses = (cancelled.status_code, accepted.status_code)
+    assert statuses in ((200, 404), (409, 200)), (statuses, await accepted.get_data(as_text=True))
