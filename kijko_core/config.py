@@ -235,6 +235,7 @@ class Settings(BaseSettings):
     app_url: str = "http://localhost:3000"
     invitation_ttl_hours: int = Field(default=168, ge=1, le=24 * 90)
     invitation_resends_per_hour: int = Field(default=3, ge=1, le=100)
+    invitation_mails_per_hour: int = Field(default=100, ge=1, le=100_000)
     rate_limit_invitation_lookup_per_minute: int = Field(default=30, ge=1)
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -104,6 +104,8 @@ def _own_refusal(ip: IPAddress) -> str | None:
         return "a loopback address"
     if ip.is_link_local:
         return "a link-local address"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:
+        return "a site-local address"  # fec0::/10: deprecated, not flagged private by Python
     if ip.is_multicast:
         return "a multicast address"
     if ip in _CGNAT:

@@ -31,9 +31,9 @@ class Storage(Protocol):
     async def delete(self, key: str) -> None:
         """Remove ``key``; a missing key is not an error."""
 
-    async def stale_keys(self, *, older_than_seconds: float, limit: int) -> list[str]:
-        """Up to ``limit`` keys stored more than ``older_than_seconds`` ago (the sweeper
-        removes those no row names)."""
+    async def stale_keys(self, *, older_than_seconds: float, limit: int, after: str | None = None) -> list[str]:
+        """Up to ``limit`` keys stored more than ``older_than_seconds`` ago, in key order and
+        after ``after`` when given (the sweeper removes those no row names, a page a tick)."""
 
 
 def new_key(org_id: object) -> str:
@@ -80,16 +80,22 @@ class DirectoryStorage:
         with contextlib.suppress(FileNotFoundError):
             await asyncio.to_thread(self._path(key).unlink)
 
-    async def stale_keys(self, *, older_than_seconds: float, limit: int) -> list[str]:
-        return await asyncio.to_thread(self._stale_keys, time.time() - older_than_seconds, limit)
+    async def stale_keys(self, *, older_than_seconds: float, limit: int, after: str | None = None) -> list[str]:
+        return await asyncio.to_thread(self._stale_keys, time.time() - older_than_seconds, limit, after)
 
-    def _stale_keys(self, before: float, limit: int) -> list[str]:
+    def _stale_keys(self, before: float, limit: int, after: str | None = None) -> list[str]:
         found: list[str] = []
-        for folder in os.scandir(self.root):
+        # Sorted (folders are fixed-length org ids, so "folder/name" sorts as the pair): a
+        # caller pages through every key with ``after``, whatever the directory order.
+        for folder in sorted(os.scandir(self.root), key=lambda entry: entry.name):
             if not folder.is_dir(follow_symlinks=False):
                 continue
-            for entry in os.scandir(folder.path):
+            if after is not None and folder.name < after.partition("/")[0]:
+                continue
+            for entry in sorted(os.scandir(folder.path), key=lambda entry: entry.name):
                 key = f"{folder.name}/{entry.name}"
+                if after is not None and key <= after:
+                    continue
                 # Temporary ``.part`` names never match a key: a write in progress is skipped.
                 if _KEY.fullmatch(key) and entry.is_file(follow_symlinks=False):
                     if entry.stat(follow_symlinks=False).st_mtime < before:

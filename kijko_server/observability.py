@@ -25,9 +25,16 @@ def secret_in_path(func: F) -> F:
 
 
 def _logged_path() -> str:
-    view = current_app.view_functions.get(request.endpoint or "")
-    if request.url_rule is not None and getattr(view, _SECRET_PATH, False):
-        return request.url_rule.rule
+    if request.url_rule is not None:
+        view = current_app.view_functions.get(request.endpoint or "")
+        return request.url_rule.rule if getattr(view, _SECRET_PATH, False) else request.path
+    # No route matched (a 405 for the wrong method, a 404 for a stray suffix): the path may
+    # still carry a secret route's secret, so everything after that route's fixed prefix goes.
+    for rule in current_app.url_map.iter_rules():
+        if getattr(current_app.view_functions.get(rule.endpoint), _SECRET_PATH, False):
+            prefix = rule.rule.split("<", 1)[0]
+            if prefix != rule.rule and request.path.startswith(prefix):
+                return f"{prefix}<redacted>"
     return request.path
 
 

@@ -85,7 +85,7 @@ M = f"{P}/members/{{member_id}}"
 BODY = {"400", "413", "415", "422"}
 MEMBER_OPERATIONS: dict[tuple[str, str], set[str]] = {
     ("get", f"{P}/members"): {"401", "403", "404"},
-    ("post", f"{P}/members"): {"401", "403", "404", "409"} | BODY,
+    ("post", f"{P}/members"): {"401", "403", "404", "409", "429"} | BODY,
     ("put", M): {"401", "403", "404"} | BODY,
     ("patch", M): {"401", "403", "404"} | BODY,
     ("delete", M): {"401", "403", "404"},

@@ -57,6 +57,8 @@ REFUSED = [
     ("192.0.0.170", "IETF protocol"),
     ("198.18.0.1", "private"),
     ("2001:db8::1", "documentation"),
+    ("fec0::1", "site-local"),  # deprecated (RFC 3879) but still routed inside some networks
+    ("fe80::1%eth0", "link-local"),  # a zone id changes nothing
 ]
 
 

@@ -15,6 +15,7 @@ import pytest
 from kijko_core.db.session import system_session
 from kijko_core.logging import configure_logging
 from kijko_core.runtime import Kijko
+from tests.apps import running
 from tests.conftest import Account, sign_up
 from tests.invitations import (
     API,
@@ -670,6 +671,18 @@ async def test_every_documented_member_error_happens_with_its_documented_code(
     triggers[("post", f"{OP}/members")]["409"] = send(
         "post", f"{OP}/members".format(project_id=pid), alice, json={"email": bob.email.upper(), "role": "viewer"}
     )
+    # 429: an organization (bob's) that spent its invitation mails of the hour.
+    spent = await created(client, bob, "Spent")
+    async with system_session(kijko.system_db) as db:
+        await db.execute(
+            "INSERT INTO kijko.mail_outbox (organization_id, recipient, template, subject, state, finished_at)"
+            " SELECT $1, 'someone@example.com', 'invitation', 'sent', 'sent', now() FROM generate_series(1, $2)",
+            UUID(bob.org_id),
+            kijko.settings.invitation_mails_per_hour,
+        )
+    triggers[("post", f"{OP}/members")]["429"] = send(
+        "post", f"{OP}/members".format(project_id=spent["id"]), bob, json={"email": fresh_email(), "role": "viewer"}
+    )
     resend = f"{OP}/invitations/{{member_id}}/resend"
     triggers[("post", resend)]["409"] = send("post", resend.format(project_id=pid, member_id=accepted["id"]), alice)
     triggers[("post", resend)]["429"] = send("post", resend.format(project_id=pid, member_id=pending["id"]), alice)
@@ -821,3 +834,110 @@ async def test_leaving_the_organization_ends_the_project_memberships(client: Any
     assert [m["email"] for m in await members(client, alice, project["id"])] == [alice.email]
     response = await client.get(f"{API}/{project['id']}", headers=user.headers)
     assert (response.status_code, (await response.get_json())["code"]) == (404, "PROJECT_NOT_FOUND")
+
+
+@pytest.mark.parametrize(
+    "method, suffix", [("POST", ""), ("DELETE", ""), ("PUT", ""), ("GET", "/"), ("GET", "/accept")]
+)
+async def test_a_link_token_sent_with_the_wrong_method_or_path_stays_out_of_the_logs(
+    client: Any, kijko: Kijko, alice: Account, method: str, suffix: str
+) -> None:
+    # A client's mistake (a POST to the link, a stray suffix) matches no route (405, 404): the
+    # access line must still not carry the token.
+    buffer = io.StringIO()
+    configure_logging("debug", "json", stream=buffer)
+    project = await created(client, alice, "Misrouted")
+    email = fresh_email()
+    await invited(client, alice, project["id"], email)
+    token = await link_token(kijko, email)
+    response = await client.open(f"{LINKS}/{token}{suffix}", method=method)
+    assert response.status_code < 500
+    assert token not in buffer.getvalue()
+
+
+async def test_an_organization_sends_at_most_its_invitation_mails_per_hour(make_settings: Any) -> None:
+    # Anyone may sign up and create a project: without a budget per organization, adding,
+    # cancelling and adding again (or bulk invitations) would mail any text to any address.
+    async with running(make_settings(invitation_mails_per_hour=3)) as (kijko, _, web):
+        owner = await sign_up(web)
+        pid = (await created(web, owner, "Budgeted"))["id"]
+        first = await invited(web, owner, pid, fresh_email())
+        await web.delete(f"{API}/{pid}/invitations/{first['id']}", headers=owner.headers)  # a cancel refunds nothing
+        await invited(web, owner, pid, fresh_email())
+        rows = [{"email": fresh_email(), "role": "viewer", "notificationLevel": "daily"} for _ in range(2)]
+        response = await web.post(f"{API}/{pid}/invitations", json={"invitations": rows}, headers=owner.headers)
+        bulk = await response.get_json()
+        assert [r["status"] for r in bulk["results"]] == ["sent", "failed"]
+        assert "try again later" in bulk["results"][1]["error"]
+        limited = await invite(web, owner, pid, fresh_email())
+        assert (limited.status_code, (await limited.get_json())["code"]) == (429, "RATE_LIMITED")
+        assert 0 < int(limited.headers["Retry-After"]) <= 3600
+        pending = (await pending_of(web, owner, pid))[0]
+        resent = await web.post(f"{API}/{pid}/invitations/{pending['id']}/resend", headers=owner.headers)
+        assert resent.status_code == 429
+        async with system_session(kijko.system_db, readonly=True) as db:
+            sent = await db.fetchval(
+                "SELECT count(*) FROM kijko.mail_outbox WHERE organization_id = $1 AND template = 'invitation'",
+                UUID(owner.org_id),
+            )
+        assert sent == 3
+        # Another organization has its own budget.
+        other = await sign_up(web)
+        await invited(web, other, (await created(web, other, "Elsewhere"))["id"], fresh_email())
+
+
+async def pending_of(web: Any, account: Account, project_id: str) -> list[dict[str, Any]]:
+    response = await web.get(f"{API}/{project_id}/invitations/pending", headers=account.headers)
+    assert response.status_code == 200
+    members: list[dict[str, Any]] = await response.get_json()
+    return members
+
+
+async def _lock_waiters(conn: asyncpg.Connection) -> int:
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+    )
+
+
+async def _until_waiting(conn: asyncpg.Connection, count: int) -> None:
+    for _ in range(200):
+        if await _lock_waiters(conn) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{count} requests never waited for a lock")
+
+
+async def test_accepting_while_the_invitation_is_cancelled_neither_deadlocks_nor_fails(
+    client: Any, kijko: Kijko, alice: Account, database: Any
+) -> None:
+    # Cancelling locks the member, then (deleting it) its invitation; accepting must take them
+    # in the same order, or the two wait for each other and one request dies of a deadlock.
+    project = await created(client, alice, "Raced")
+    user = await add_member(kijko, alice.org_id, "member")
+    member = await invited(client, alice, project["id"], user.email)
+    token = await link_token(kijko, user.email)
+    blocker = await asyncpg.connect(database.admin_url)
+    watcher = await asyncpg.connect(database.admin_url)
+    try:
+        transaction = blocker.transaction()
+        await transaction.start()
+        # Both requests queue behind a lock on the invitation row, then go on together.
+        await blocker.execute(
+            "SELECT 1 FROM kijko.project_invitations WHERE member_id = $1 FOR UPDATE", UUID(member["id"])
+        )
+        # The accept first: it is first in line for the invitation when the blocker lets go.
+        accepting = asyncio.create_task(accept(client, user, token))
+        await _until_waiting(watcher, 1)
+        cancelling = asyncio.create_task(
+            client.delete(f"{API}/{project['id']}/invitations/{member['id']}", headers=alice.headers)
+        )
+        await _until_waiting(watcher, 2)
+        await transaction.rollback()
+        cancelled, accepted = await asyncio.gather(cancelling, accepting)
+    finally:
+        await blocker.close()
+        await watcher.close()
+    statuses = (cancelled.status_code, accepted.status_code)
+    assert statuses in ((200, 404), (409, 200)), (statuses, await accepted.get_data(as_text=True))

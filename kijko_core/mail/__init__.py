@@ -7,7 +7,7 @@ the local outbox in the data directory).
 """
 
 from kijko_core.mail import delivery as delivery  # declares the mail.deliver job kind
-from kijko_core.mail.outbox import InvalidRecipient, OutboxMail, send
+from kijko_core.mail.outbox import InvalidRecipient, OutboxMail, budget_wait, send
 from kijko_core.mail.rendering import RenderedMail, TemplateError, render
 
-__all__ = ["InvalidRecipient", "OutboxMail", "RenderedMail", "TemplateError", "render", "send"]
+__all__ = ["InvalidRecipient", "OutboxMail", "RenderedMail", "TemplateError", "budget_wait", "render", "send"]

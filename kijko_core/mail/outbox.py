@@ -82,6 +82,16 @@ _PRUNE = sql.compose(
     " LIMIT $3)",
     table=TABLE,
 )
+# Seconds until an organization may send another mail of a template, given its budget per
+# hour ($3): 0 while fewer were written in the last hour (rows of the caller's own transaction
+# count: their created_at is its now()).
+_BUDGET_WAIT = sql.compose(
+    "SELECT CASE WHEN count(*) >= $3"
+    "\n    THEN greatest(1, ceil(extract(epoch FROM min(created_at) + interval '1 hour' - now())))::int"
+    "\n    ELSE 0 END"
+    "\nFROM {table}\nWHERE organization_id = $1 AND template = $2 AND created_at > now() - interval '1 hour'",
+    table=TABLE,
+)
 _RECORD_ERROR = sql.compose("UPDATE {table} SET last_error = $2\nWHERE id = $1 AND state = 'queued'", table=TABLE)
 
 
@@ -143,6 +153,13 @@ async def finish(db: Session, outbox_id: UUID, *, sent: bool, error: str | None 
     ``for_good``; else kept for a retry); ``False`` if it was not queued."""
     state = "sent" if sent else "failed"
     return await db.fetchval(_FINISH, outbox_id, state, _clip(error), sent or for_good) is not None
+
+
+async def budget_wait(db: Session, org_id: UUID, template: str, per_hour: int) -> int:
+    """Seconds until ``org_id`` may queue another ``template`` mail (0: now), at most
+    ``per_hour`` in any hour. Concurrent transactions may each pass the last free place: the
+    budget bounds abuse (anyone may sign up and invite), it is not an exact quota."""
+    return int(await db.fetchval(_BUDGET_WAIT, org_id, template, per_hour) or 0)
 
 
 async def record_error(db: Session, outbox_id: UUID, error: str) -> None:

@@ -50,8 +50,18 @@ _PREVIEW = sql.compose(
     "\nLEFT JOIN kijko_private.users u ON u.id = i.invited_by"
     "\nWHERE i.token_hash = $1",
 )
+# The member is locked first, then (below) the invitation: the order in which cancelling,
+# resending and removing take them (the member row, then its invitation), so an accept racing
+# one of them waits instead of deadlocking.
+_MEMBER_OF = sql.compose(
+    "SELECT organization_id, member_id FROM kijko.project_invitations WHERE token_hash = $1",
+)
+_LOCK_MEMBER = sql.compose(
+    "SELECT 1 FROM {members} WHERE organization_id = $1 AND id = $2\nFOR UPDATE",
+    members=MEMBERS,
+)
 # Locks the invitation and its member: a second accept of the same token waits here, then
-# finds it accepted.
+# finds it accepted. Read by the token again: a resend may have replaced it meanwhile.
 _LOCK = sql.compose(
     "SELECT i.id, i.organization_id, i.project_id, i.member_id, i.accepted_at,"
     "\n    i.expires_at <= now() AS expired, m.email, m.role,"
@@ -103,7 +113,12 @@ async def preview(db: SystemSession, token: str) -> InvitationPreview:
 
 async def accept(db: SystemSession, caller: dict[str, Any], token: str) -> AcceptedInvitation:
     """``caller``: the id, email and name of the signed-in user (from their tenant session)."""
-    row = await db.fetchrow(_LOCK, digest_secret(token), caller["email"])
+    token_hash = digest_secret(token)
+    found = await db.fetchrow(_MEMBER_OF, token_hash)
+    if found is None:
+        raise InvitationNotFound()
+    await db.execute(_LOCK_MEMBER, found["organization_id"], found["member_id"])
+    row = await db.fetchrow(_LOCK, token_hash, caller["email"])
     if row is None:
         raise InvitationNotFound()
     # The address first: whoever else holds the link learns nothing about its state.

@@ -47,6 +47,7 @@ from kijko_core.projects import service as projects
 from kijko_core.projects.models import Project
 
 INVALID_EMAIL = "Invalid email format"
+MAIL_BUDGET_SPENT = "This organization sent too many invitations in the last hour; try again later"
 
 
 # --- tokens ---------------------------------------------------------------------------------------
@@ -153,6 +154,17 @@ async def _mail(
     )
 
 
+async def _mail_budget_wait(db: TenantSession, settings: Settings, project: Project) -> int:
+    """Seconds until the organization may mail another invitation (0: now)."""
+    return await mail.budget_wait(db, project.organization_id, "invitation", settings.invitation_mails_per_hour)
+
+
+async def _check_mail_budget(db: TenantSession, settings: Settings, project: Project) -> None:
+    wait = await _mail_budget_wait(db, settings, project)
+    if wait > 0:
+        raise RateLimited(retry_after=wait, message=MAIL_BUDGET_SPENT)
+
+
 def _one_line(text: str) -> str:
     # Names go into the subject line, which is one line.
     return " ".join(text.split())
@@ -164,6 +176,7 @@ async def add_member(db: TenantSession, settings: Settings, project_id: UUID, da
     if email is None:
         raise ValidationFailed(INVALID_EMAIL, field="email")
     _check_role_change(db, project, data.role)
+    await _check_mail_budget(db, settings, project)
     me = await caller_profile(db)
     notify = {
         "notify_on_ingestion": data.notify_on_ingestion,
@@ -196,6 +209,9 @@ async def invite(
             results.append(
                 InvitationResult(email=email, status="failed", error="Only a project admin can invite an admin")
             )
+            continue
+        if await _mail_budget_wait(db, settings, project) > 0:
+            results.append(InvitationResult(email=email, status="failed", error=MAIL_BUDGET_SPENT))
             continue
         try:
             async with db.savepoint():
@@ -243,6 +259,7 @@ async def resend(db: TenantSession, settings: Settings, project_id: UUID, member
     wait = await repository.resend_wait(db, invitation, settings.invitation_resends_per_hour)
     if wait > 0:
         raise RateLimited(retry_after=wait, message="This invitation was resent too often; try again later")
+    await _check_mail_budget(db, settings, project)
     token, token_hash = new_token()
     invitation = await repository.renew(db, invitation, token_hash, settings.invitation_ttl_hours)
     await _mail(db, settings, project, member, invitation, await caller_profile(db), token, None)

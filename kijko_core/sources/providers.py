@@ -304,7 +304,10 @@ class Provider(ABC):
 
     def parse(self, url: str) -> RepoRef | None:
         """The repository ``url`` names on this provider's web address, or None."""
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # e.g. an unbalanced "[" in the host: no URL of ours
+            return None
         base = urlsplit(self.web)
         if (parts.scheme.lower(), parts.netloc.lower()) != (base.scheme.lower(), base.netloc.lower()):
             return None

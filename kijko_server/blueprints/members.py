@@ -67,7 +67,7 @@ async def list_members(project_id: str) -> MemberList:
 
 
 @bp.post("/<project_id>/members")
-@responds(*_PROJECT, MemberExists)
+@responds(*_PROJECT, MemberExists, RateLimited)
 @validate_request(AddMember)
 @validate_response(ProjectMember, 201)
 async def add_member(project_id: str, data: AddMember) -> tuple[ProjectMember, int]:
