@@ -5,6 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from kijko_core.errors import NotFound
+from kijko_core.projects.models import ProjectNotFound
 
 
 def entity_id(raw: str, not_found: type[NotFound]) -> UUID:
@@ -14,6 +15,11 @@ def entity_id(raw: str, not_found: type[NotFound]) -> UUID:
         return UUID(raw)
     except ValueError:
         raise not_found() from None
+
+
+def parse_project_id(raw: str) -> UUID:
+    """A project id in a path: the projects' 404 when malformed, on every route under it."""
+    return entity_id(raw, ProjectNotFound)
 
 
 def optional_id(raw: str | None) -> UUID | None:

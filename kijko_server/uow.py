@@ -9,10 +9,17 @@ from typing import TYPE_CHECKING, cast
 from quart import current_app
 
 from kijko_core.db.session import TenantSession, tenant_session
+from kijko_core.errors import Forbidden
 from kijko_server.security import current_identity, revocation_checked
 
 if TYPE_CHECKING:
     from kijko_core.runtime import Kijko
+
+
+#: What every route that opens ``tenant()`` may answer besides its own errors: ``kijko.enter``
+#: refuses a caller who is no longer a member of the token's organization (403). Body, query
+#: and token errors are documented from the validation decorators (kijko_server/openapi.py).
+TENANT_ERRORS = (Forbidden,)
 
 
 def runtime() -> Kijko:

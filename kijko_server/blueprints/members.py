@@ -35,19 +35,15 @@ from kijko_core.wire import Success
 from kijko_server.caching import no_store
 from kijko_server.observability import secret_in_path
 from kijko_server.openapi import responds
-from kijko_server.paths import entity_id
+from kijko_server.paths import entity_id, parse_project_id
 from kijko_server.ratelimits import Limit, by_client_address, rate_limit
 from kijko_server.responses import validate_response
 from kijko_server.security import public
-from kijko_server.uow import runtime, tenant
+from kijko_server.uow import TENANT_ERRORS, runtime, tenant
 
 #: A tenant session refuses a caller who left the token's organization (403); the project
 #: is the domain's 404 whether unknown, unreadable or another organization's.
-_PROJECT = (Forbidden, ProjectNotFound)
-
-
-def _project(raw: str) -> UUID:
-    return entity_id(raw, ProjectNotFound)
+_PROJECT = (*TENANT_ERRORS, ProjectNotFound)
 
 
 def _member(raw: str) -> UUID:
@@ -63,7 +59,7 @@ bp = Blueprint("members", __name__, url_prefix="/api/v1/projects")
 async def list_members(project_id: str) -> MemberList:
     """The project's members, pending invitations included (no ``acceptedAt``)."""
     async with tenant(readonly=True) as db:
-        return MemberList(await service.list_members(db, _project(project_id)))
+        return MemberList(await service.list_members(db, parse_project_id(project_id)))
 
 
 @bp.post("/<project_id>/members")
@@ -73,7 +69,7 @@ async def list_members(project_id: str) -> MemberList:
 async def add_member(project_id: str, data: AddMember) -> tuple[ProjectMember, int]:
     """Invite someone to the project by email: a pending member, and the invitation mailed."""
     async with tenant() as db:
-        return await service.add_member(db, runtime().settings, _project(project_id), data), 201
+        return await service.add_member(db, runtime().settings, parse_project_id(project_id), data), 201
 
 
 @bp.route("/<project_id>/members/<member_id>", methods=["PUT", "PATCH"])
@@ -83,7 +79,7 @@ async def add_member(project_id: str, data: AddMember) -> tuple[ProjectMember, i
 async def update_member(project_id: str, member_id: str, data: UpdateMember) -> ProjectMember:
     """Change a member's role or notification flags (absent fields stay)."""
     async with tenant() as db:
-        return await service.update(db, _project(project_id), _member(member_id), data)
+        return await service.update(db, parse_project_id(project_id), _member(member_id), data)
 
 
 @bp.delete("/<project_id>/members/<member_id>")
@@ -92,7 +88,7 @@ async def update_member(project_id: str, member_id: str, data: UpdateMember) -> 
 async def remove_member(project_id: str, member_id: str) -> Success:
     """Remove a member (or cancel a pending invitation); members may remove themselves."""
     async with tenant() as db:
-        await service.remove(db, _project(project_id), _member(member_id))
+        await service.remove(db, parse_project_id(project_id), _member(member_id))
     return Success()
 
 
@@ -103,7 +99,7 @@ async def remove_member(project_id: str, member_id: str) -> Success:
 async def invite(project_id: str, data: BulkInvitations) -> BulkInvitationResponse:
     """Invite several addresses; each row succeeds or fails on its own."""
     async with tenant() as db:
-        return await service.invite(db, runtime().settings, _project(project_id), data)
+        return await service.invite(db, runtime().settings, parse_project_id(project_id), data)
 
 
 @bp.get("/<project_id>/invitations/pending")
@@ -112,7 +108,7 @@ async def invite(project_id: str, data: BulkInvitations) -> BulkInvitationRespon
 async def pending_invitations(project_id: str) -> MemberList:
     """The members who have not accepted yet."""
     async with tenant(readonly=True) as db:
-        return MemberList(await service.list_members(db, _project(project_id), pending_only=True))
+        return MemberList(await service.list_members(db, parse_project_id(project_id), pending_only=True))
 
 
 @bp.post("/<project_id>/invitations/<member_id>/resend")
@@ -121,7 +117,7 @@ async def pending_invitations(project_id: str) -> MemberList:
 async def resend_invitation(project_id: str, member_id: str) -> InvitationResult:
     """Mail a new link (the previous one stops working) with a fresh expiry."""
     async with tenant() as db:
-        return await service.resend(db, runtime().settings, _project(project_id), _member(member_id))
+        return await service.resend(db, runtime().settings, parse_project_id(project_id), _member(member_id))
 
 
 @bp.delete("/<project_id>/invitations/<member_id>")
@@ -130,7 +126,7 @@ async def resend_invitation(project_id: str, member_id: str) -> InvitationResult
 async def cancel_invitation(project_id: str, member_id: str) -> Success:
     """Withdraw a pending invitation."""
     async with tenant() as db:
-        await service.cancel(db, _project(project_id), _member(member_id))
+        await service.cancel(db, parse_project_id(project_id), _member(member_id))
     return Success()
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from quart import Blueprint
 from quart_schema import validate_querystring, validate_request
 
-from kijko_core.errors import Forbidden
 from kijko_core.organizations import service
 from kijko_core.organizations.models import (
     ChangeMemberRole,
@@ -25,12 +24,10 @@ from kijko_server.openapi import responds
 from kijko_server.paths import entity_id
 from kijko_server.responses import validate_response
 from kijko_server.security import current_identity, revocation_checked
-from kijko_server.uow import runtime, tenant
+from kijko_server.uow import TENANT_ERRORS, runtime, tenant
 
 bp = Blueprint("organizations", __name__, url_prefix="/api/v1")
 
-#: The tenant session refuses a caller who is no longer a member of the token's organization.
-_TENANT = (Forbidden,)
 _CURRENT = "/organizations/current"
 
 
@@ -45,7 +42,7 @@ async def list_organizations() -> OrganizationList:
 
 
 @bp.get(_CURRENT)
-@responds(*_TENANT)
+@responds(*TENANT_ERRORS)
 @validate_response(Organization)
 async def get_current() -> Organization:
     """The active organization (the token's), with the caller's role."""
@@ -54,7 +51,7 @@ async def get_current() -> Organization:
 
 
 @bp.patch(_CURRENT)
-@responds(*_TENANT)  # 403 also for everyone but owners
+@responds(*TENANT_ERRORS)  # 403 also for everyone but owners
 @validate_request(UpdateOrganization)
 @validate_response(Organization)
 async def update_current(data: UpdateOrganization) -> Organization:
@@ -64,7 +61,7 @@ async def update_current(data: UpdateOrganization) -> Organization:
 
 
 @bp.get(f"{_CURRENT}/members")
-@responds(*_TENANT)
+@responds(*TENANT_ERRORS)
 @validate_response(MemberList)
 async def list_organization_members() -> MemberList:
     """The users of the active organization with their role, in the order they joined."""
@@ -73,7 +70,7 @@ async def list_organization_members() -> MemberList:
 
 
 @bp.patch(f"{_CURRENT}/members/<user_id>")
-@responds(*_TENANT, MemberNotFound, LastOwner)
+@responds(*TENANT_ERRORS, MemberNotFound, LastOwner)
 @validate_request(ChangeMemberRole)
 @validate_response(Member)
 async def change_organization_member_role(user_id: str, data: ChangeMemberRole) -> Member:
@@ -83,7 +80,7 @@ async def change_organization_member_role(user_id: str, data: ChangeMemberRole) 
 
 
 @bp.delete(f"{_CURRENT}/members/<user_id>")
-@responds(*_TENANT, MemberNotFound, LastOwner)
+@responds(*TENANT_ERRORS, MemberNotFound, LastOwner)
 @validate_response(Success)
 async def remove_organization_member(user_id: str) -> Success:
     """Remove a member from the active organization; their access to it ends at once."""
@@ -93,7 +90,7 @@ async def remove_organization_member(user_id: str) -> Success:
 
 
 @bp.get("/users/search")
-@responds(*_TENANT)
+@responds(*TENANT_ERRORS)
 @validate_querystring(UserSearchQuery)
 @validate_response(UserSearchResults)
 async def search_users(query_args: UserSearchQuery) -> UserSearchResults:

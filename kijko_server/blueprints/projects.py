@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from uuid import UUID
-
 from quart import Blueprint
 from quart_schema import validate_querystring, validate_request
 
-from kijko_core.errors import Forbidden
 from kijko_core.projects import service
 from kijko_core.projects.models import (
     CreateProject,
@@ -25,25 +22,15 @@ from kijko_core.projects.models import (
 )
 from kijko_core.wire import Page, Success
 from kijko_server.openapi import responds
-from kijko_server.paths import entity_id, optional_id
+from kijko_server.paths import optional_id, parse_project_id
 from kijko_server.responses import validate_response
-from kijko_server.uow import tenant
+from kijko_server.uow import TENANT_ERRORS, tenant
 
 bp = Blueprint("projects", __name__, url_prefix="/api/v1/projects")
 
 
-#: Every route here opens a tenant session, which refuses a caller who is no longer a member
-#: of the token's organization (403). Body, query and token errors are documented from the
-#: validation decorators (kijko_server/openapi.py).
-_TENANT = (Forbidden,)
-
-
-def _id(raw: str) -> UUID:
-    return entity_id(raw, ProjectNotFound)
-
-
 @bp.get("")
-@responds(*_TENANT)
+@responds(*TENANT_ERRORS)
 @validate_querystring(ProjectListQuery)
 @validate_response(Page[Project])
 async def list_projects(query_args: ProjectListQuery) -> Page[Project]:
@@ -53,7 +40,7 @@ async def list_projects(query_args: ProjectListQuery) -> Page[Project]:
 
 
 @bp.post("")
-@responds(*_TENANT, ProjectExists)  # 403 also for viewers
+@responds(*TENANT_ERRORS, ProjectExists)  # 403 also for viewers
 @validate_request(CreateProject)
 @validate_response(CreateProjectResponse, 201)
 async def create_project(data: CreateProject) -> tuple[CreateProjectResponse, int]:
@@ -63,7 +50,7 @@ async def create_project(data: CreateProject) -> tuple[CreateProjectResponse, in
 
 
 @bp.get("/stats")
-@responds(*_TENANT)
+@responds(*TENANT_ERRORS)
 @validate_response(ProjectStats)
 async def project_stats() -> ProjectStats:
     """Counts and totals over the projects the caller can see."""
@@ -72,7 +59,7 @@ async def project_stats() -> ProjectStats:
 
 
 @bp.post("/validate-name")
-@responds(*_TENANT)
+@responds(*TENANT_ERRORS)
 @validate_request(ValidateName)
 @validate_response(NameValidation)
 async def validate_name(data: ValidateName) -> NameValidation:
@@ -82,38 +69,38 @@ async def validate_name(data: ValidateName) -> NameValidation:
 
 
 @bp.get("/<project_id>")
-@responds(*_TENANT, ProjectNotFound)
+@responds(*TENANT_ERRORS, ProjectNotFound)
 @validate_response(Project)
 async def get_project(project_id: str) -> Project:
     """One project."""
     async with tenant(readonly=True) as db:
-        return await service.get(db, _id(project_id))
+        return await service.get(db, parse_project_id(project_id))
 
 
 @bp.get("/<project_id>/full")
-@responds(*_TENANT, ProjectNotFound)
+@responds(*TENANT_ERRORS, ProjectNotFound)
 @validate_response(ProjectWithRelations)
 async def get_project_full(project_id: str) -> ProjectWithRelations:
     """One project with its repositories, members and current ingestion."""
     async with tenant(readonly=True) as db:
-        return await service.get_full(db, _id(project_id))
+        return await service.get_full(db, parse_project_id(project_id))
 
 
 @bp.route("/<project_id>", methods=["PUT", "PATCH"])
-@responds(*_TENANT, ProjectNotFound, ProjectExists, InvalidStatus)
+@responds(*TENANT_ERRORS, ProjectNotFound, ProjectExists, InvalidStatus)
 @validate_request(UpdateProject)
 @validate_response(Project)
 async def update_project(project_id: str, data: UpdateProject) -> Project:
     """Change the writable fields given; absent fields stay, null clears the description."""
     async with tenant() as db:
-        return await service.update(db, _id(project_id), data)
+        return await service.update(db, parse_project_id(project_id), data)
 
 
 @bp.delete("/<project_id>")
-@responds(*_TENANT, ProjectNotFound)
+@responds(*TENANT_ERRORS, ProjectNotFound)
 @validate_response(Success)
 async def delete_project(project_id: str) -> Success:
     """Delete a project and everything in it."""
     async with tenant() as db:
-        await service.delete(db, _id(project_id))
+        await service.delete(db, parse_project_id(project_id))
     return Success()

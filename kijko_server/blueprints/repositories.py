@@ -3,12 +3,10 @@ recent-repos."""
 
 from __future__ import annotations
 
-from uuid import UUID
-
 from quart import Blueprint
 from quart_schema import validate_request
 
-from kijko_core.errors import Forbidden, ValidationFailed
+from kijko_core.errors import ValidationFailed
 from kijko_core.projects.models import ProjectNotFound
 from kijko_core.repositories import service
 from kijko_core.repositories.models import (
@@ -24,22 +22,15 @@ from kijko_core.repositories.models import (
 )
 from kijko_core.wire import Success
 from kijko_server.openapi import responds
-from kijko_server.paths import entity_id
+from kijko_server.paths import entity_id, parse_project_id
 from kijko_server.responses import validate_response
-from kijko_server.uow import runtime, tenant
+from kijko_server.uow import TENANT_ERRORS, runtime, tenant
 
 bp = Blueprint("project_repositories", __name__, url_prefix="/api/v1")
 
-#: Every route opens a tenant session, which refuses a caller who is no longer a member (403).
-_TENANT = (Forbidden,)
-
-
-def _project_id(raw: str) -> UUID:
-    return entity_id(raw, ProjectNotFound)
-
 
 @bp.post("/projects/validate-repository")
-@responds(*_TENANT)
+@responds(*TENANT_ERRORS)
 @validate_request(ValidateRepository)
 @validate_response(RepositoryValidation)
 async def validate_repository(data: ValidateRepository) -> RepositoryValidation:
@@ -51,37 +42,37 @@ async def validate_repository(data: ValidateRepository) -> RepositoryValidation:
 
 
 @bp.get("/projects/<project_id>/repositories")
-@responds(*_TENANT, ProjectNotFound)
+@responds(*TENANT_ERRORS, ProjectNotFound)
 @validate_response(RepositoryList)
 async def list_repositories(project_id: str) -> RepositoryList:
     """The project's repositories, oldest first."""
     async with tenant(readonly=True) as db:
-        return RepositoryList(await service.list_repositories(db, _project_id(project_id)))
+        return RepositoryList(await service.list_repositories(db, parse_project_id(project_id)))
 
 
 @bp.post("/projects/<project_id>/repositories")
-@responds(*_TENANT, ProjectNotFound, ValidationFailed, RepositoryExists)
+@responds(*TENANT_ERRORS, ProjectNotFound, ValidationFailed, RepositoryExists)
 @validate_request(AddRepository)
 @validate_response(ProjectRepository, 201)
 async def add_repository(project_id: str, data: AddRepository) -> tuple[ProjectRepository, int]:
     """Add a repository (status ``pending``; its name derived from the URL) and count it in
     the project's ``totalRepos``."""
     async with tenant() as db:
-        return await service.add(db, runtime().settings, _project_id(project_id), data), 201
+        return await service.add(db, runtime().settings, parse_project_id(project_id), data), 201
 
 
 @bp.delete("/projects/<project_id>/repositories/<repo_id>")
-@responds(*_TENANT, ProjectNotFound, RepositoryNotFound)
+@responds(*TENANT_ERRORS, ProjectNotFound, RepositoryNotFound)
 @validate_response(Success)
 async def remove_repository(project_id: str, repo_id: str) -> Success:
     """Remove a repository from the project and from its ``totalRepos``."""
     async with tenant() as db:
-        await service.remove(db, _project_id(project_id), entity_id(repo_id, RepositoryNotFound))
+        await service.remove(db, parse_project_id(project_id), entity_id(repo_id, RepositoryNotFound))
     return Success()
 
 
 @bp.get("/users/<user_id>/recent-repos")
-@responds(*_TENANT, UserNotFound)
+@responds(*TENANT_ERRORS, UserNotFound)
 @validate_response(RecentRepoList)
 async def recent_repositories(user_id: str) -> RecentRepoList:
     """The caller's five most recently added repositories (``me`` and ``current-user`` name

@@ -14,7 +14,7 @@ from quart import Blueprint
 from quart_schema import DataSource, validate_querystring, validate_request
 from quart_schema.pydantic import File
 
-from kijko_core.errors import Forbidden, PayloadTooLarge, ValidationFailed
+from kijko_core.errors import PayloadTooLarge, ValidationFailed
 from kijko_core.projects.models import ProjectNotFound
 from kijko_core.sources import files, lookups
 from kijko_core.sources.connections import Connections
@@ -40,13 +40,12 @@ from kijko_core.wire import Success, WireInput
 from kijko_server.caching import no_store
 from kijko_server.openapi import responds
 from kijko_server.responses import validate_response
-from kijko_server.uow import runtime, tenant
+from kijko_server.uow import TENANT_ERRORS, runtime, tenant
 
 bp = Blueprint("sources", __name__, url_prefix="/api/v1")
 bp.after_request(no_store)  # per-user answers about private repositories: never cached on the way
 
 UPLOAD_PATH = "/api/v1/files/upload"
-_TENANT = (Forbidden,)
 #: What asking a provider can answer: its rate limit (503), its failure (502).
 _PROVIDER = (ProviderRateLimited, ProviderFailed)
 
@@ -58,7 +57,7 @@ def _connections() -> Connections:
 
 
 @bp.get("/oauth/connections")
-@responds(*_TENANT)
+@responds(*TENANT_ERRORS)
 @validate_response(OAuthConnections)
 async def list_connections() -> OAuthConnections:
     """The caller's connections: every provider, connected or not."""
@@ -67,7 +66,7 @@ async def list_connections() -> OAuthConnections:
 
 
 @bp.post("/oauth/connect/<provider>")
-@responds(*_TENANT, ProviderNotFound, ProviderNotConfigured)
+@responds(*TENANT_ERRORS, ProviderNotFound, ProviderNotConfigured)
 @validate_response(AuthUrl)
 async def connect(provider: str) -> AuthUrl:
     """Start connecting a provider: the URL to send the browser to (code flow with PKCE)."""
@@ -76,7 +75,9 @@ async def connect(provider: str) -> AuthUrl:
 
 
 @bp.post("/oauth/callback")
-@responds(*_TENANT, ProviderNotFound, ProviderNotConfigured, InvalidConnectionState, ConnectionCodeRejected, *_PROVIDER)
+@responds(
+    *TENANT_ERRORS, ProviderNotFound, ProviderNotConfigured, InvalidConnectionState, ConnectionCodeRejected, *_PROVIDER
+)
 @validate_request(OAuthCallback)
 @validate_response(OAuthConnection)
 async def callback(data: OAuthCallback) -> OAuthConnection:
@@ -85,7 +86,7 @@ async def callback(data: OAuthCallback) -> OAuthConnection:
 
 
 @bp.delete("/oauth/disconnect/<provider>")
-@responds(*_TENANT, ProviderNotFound, ProviderNotConfigured)
+@responds(*TENANT_ERRORS, ProviderNotFound, ProviderNotConfigured)
 @validate_response(Success)
 async def disconnect(provider: str) -> Success:
     """Forget the caller's connection to a provider (idempotent)."""
@@ -95,7 +96,7 @@ async def disconnect(provider: str) -> Success:
 
 
 @bp.post("/repositories/validate-full")
-@responds(*_TENANT, *_PROVIDER)
+@responds(*TENANT_ERRORS, *_PROVIDER)
 @validate_request(ValidateFull)
 @validate_response(RepoValidation)
 async def validate_full(data: ValidateFull) -> RepoValidation:
@@ -104,7 +105,7 @@ async def validate_full(data: ValidateFull) -> RepoValidation:
 
 
 @bp.get("/repositories/batch")
-@responds(*_TENANT, ProviderNotFound, ProviderNotConfigured, NotAuthenticated, ValidationFailed, *_PROVIDER)
+@responds(*TENANT_ERRORS, ProviderNotFound, ProviderNotConfigured, NotAuthenticated, ValidationFailed, *_PROVIDER)
 @validate_querystring(BatchQuery)
 @validate_response(BatchRepositories)
 async def batch(query_args: BatchQuery) -> BatchRepositories:
@@ -128,7 +129,7 @@ class UploadForm(WireInput):
 
 
 @bp.post("/files/upload")
-@responds(*_TENANT, ProjectNotFound, PayloadTooLarge)
+@responds(*TENANT_ERRORS, ProjectNotFound, PayloadTooLarge)
 @validate_request(UploadForm, source=DataSource.FORM_MULTIPART)
 @validate_response(UploadResult)
 async def upload(data: UploadForm) -> UploadResult:
