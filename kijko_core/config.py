@@ -210,6 +210,7 @@ class Settings(BaseSettings):
     upload_unattached_hours: int = Field(default=24, ge=1, le=24 * 365)
 
     cors_origins: CommaList = Field(default_factory=lambda: list(DEFAULT_CORS_ORIGINS))
+    health_check_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     trusted_proxies: CommaList = Field(default_factory=list)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     rate_limit_auth_per_minute: int = Field(default=5, ge=1)

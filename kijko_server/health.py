@@ -17,7 +17,6 @@ from kijko_server.security import public
 from kijko_server.uow import runtime
 
 bp = Blueprint("health", __name__)
-CHECK_TIMEOUT_SECONDS = 2.0
 
 
 class Liveness(BaseModel):
@@ -54,7 +53,7 @@ async def _redis() -> None:
 
 async def _check(probe: Any) -> bool:
     try:
-        await asyncio.wait_for(probe, CHECK_TIMEOUT_SECONDS)
+        await asyncio.wait_for(probe, runtime().settings.health_check_timeout_seconds)
     except Exception:
         return False
     return True
@@ -75,7 +74,7 @@ async def readiness() -> Readiness:
     if kijko.redis is not None:
         components["redis"] = "ok" if await _check(_redis()) else "unavailable"
     try:
-        provider = await asyncio.wait_for(kijko.identity.health(), CHECK_TIMEOUT_SECONDS)
+        provider = await asyncio.wait_for(kijko.identity.health(), kijko.settings.health_check_timeout_seconds)
         components["identity"] = provider.status
     except Exception:
         components["identity"] = "degraded"

@@ -17,7 +17,6 @@ from databases import Database
 
 from kijko_core import __version__
 from kijko_core.runtime import Kijko, make_redis
-from kijko_server import health
 from kijko_server.app import KijkoApp, create_app
 from tests.net import free_port
 
@@ -95,20 +94,18 @@ async def test_readiness_is_503_when_the_database_is_down(database_down: Kijko) 
     assert "redis" not in body["message"]
 
 
-async def test_readiness_gives_up_on_a_database_that_does_not_answer(
-    kijko: Kijko, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_readiness_gives_up_on_a_database_that_does_not_answer(kijko: Kijko) -> None:
     # A server that accepts connections and never says a word: only the timeout ends the check.
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    monkeypatch.setattr(health, "CHECK_TIMEOUT_SECONDS", 0.5)
     pool = Database(with_port(kijko.urls.system, port), min_size=0, max_size=1)
     await pool.connect()
     try:
-        response = await get(dataclasses.replace(kijko, system_db=pool), "/health/ready")
+        impatient = kijko.settings.model_copy(update={"health_check_timeout_seconds": 0.5})
+        response = await get(dataclasses.replace(kijko, system_db=pool, settings=impatient), "/health/ready")
         await assert_not_ready(response, "database")
     finally:
         await pool.disconnect()
