@@ -92,10 +92,6 @@ class EgressTimeout(httpx.TimeoutException):
     """The request with its body took longer than ``KIJKO_EGRESS_TIMEOUT_SECONDS`` in total."""
 
 
-def parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
-    return tuple(ipaddress.ip_network(value.strip(), strict=False) for value in values)
-
-
 def _own_refusal(ip: IPAddress) -> str | None:
     """Why ``ip`` itself is no public address, or None."""
     if ip.is_unspecified:
