@@ -2,9 +2,11 @@
 
 ``publish(db, room=…, event=…, data=…)`` records an event in ``db``'s transaction; it is handed
 to the port only **after that transaction commits** (``Session.after_commit``), so a listener
-never hears of a change that was rolled back, nor before it can read it. Rooms are
-``project:<id>``, ``user:<id>`` or ``org:<id>``; event names and payloads are the contract's
-(``project_user:added``, ``activity:new`` …), with the payload's own casing.
+never hears of a change that was rolled back, nor before it can read it. ``send(room=…, …)``
+hands over at once an event that describes no database change (a throttled progress update
+whose state was written earlier). Rooms are ``project:<id>``, ``ingestion:<project id>``,
+``user:<id>`` or ``org:<id>``; event names and payloads are the contract's
+(``project_user:added``, ``activity:new``, ``progress_update`` …), with the payload's own casing.
 
 The port in use is process-wide (:func:`use`). Until the Socket.IO transport arrives (the
 ingestion issue) it is :class:`InProcessEvents`: it keeps the last events in memory, where
@@ -25,7 +27,7 @@ from kijko_core.logging import get_logger
 
 log = get_logger("kijko.events")
 
-_ROOM = re.compile(r"^(project|user|org):[0-9a-f-]{36}$")
+_ROOM = re.compile(r"^(project|ingestion|user|org):[0-9a-f-]{36}$")
 
 
 @dataclass(frozen=True)
@@ -85,11 +87,15 @@ def port() -> EventPort:
     return _port
 
 
+def _event(room: str, event: str, data: dict[str, Any]) -> Event:
+    if not _ROOM.fullmatch(room):
+        raise ValueError("room: project:<id>, ingestion:<id>, user:<id> or org:<id>")
+    return Event(room, event, data)
+
+
 def publish(db: Session, *, room: str, event: str, data: dict[str, Any]) -> Event:
     """Record ``event`` for ``room``; delivered after ``db`` commits, dropped if it rolls back."""
-    if not _ROOM.fullmatch(room):
-        raise ValueError("room: project:<id>, user:<id> or org:<id>")
-    recorded = Event(room, event, data)
+    recorded = _event(room, event, data)
 
     async def deliver() -> None:
         # The port in use at delivery time (a transport swapped in meanwhile gets it).
@@ -97,3 +103,14 @@ def publish(db: Session, *, room: str, event: str, data: dict[str, Any]) -> Even
 
     db.after_commit(deliver)
     return recorded
+
+
+async def send(*, room: str, event: str, data: dict[str, Any]) -> Event:
+    """Deliver ``event`` to ``room`` now: for events that describe no change of this moment's
+    transaction (state already committed). Never raises for a listener's fault."""
+    sent = _event(room, event, data)
+    try:
+        await _port.deliver(sent)
+    except Exception:
+        log.exception("event_delivery_failed", room=room, name=event)
+    return sent

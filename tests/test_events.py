@@ -69,3 +69,24 @@ async def test_rooms_are_named_by_kind_and_id(kijko: Kijko, alice: Account, room
     async with tenant_session(kijko.app_db, alice.identity, readonly=True) as db:
         with pytest.raises(ValueError, match="room"):
             events.publish(db, room=room, event="activity:new", data={})
+
+
+async def test_send_delivers_at_once_and_a_failing_port_does_not_raise() -> None:
+    port = events.InProcessEvents()
+    previous = events.use(port)
+    room = f"ingestion:{uuid.uuid4()}"
+    try:
+        await events.send(room=room, event="progress_update", data={"progressPercent": 40})
+        assert [(e.event, e.data) for e in port.recorded(room)] == [("progress_update", {"progressPercent": 40})]
+
+        class Down:
+            async def deliver(self, event: events.Event) -> None:
+                raise ConnectionError("transport down")
+
+        events.use(Down())
+        sent = await events.send(room=room, event="progress_update", data={})  # logged, not raised
+        assert sent.room == room
+        with pytest.raises(ValueError, match="room"):
+            await events.send(room="ingestion:x", event="progress_update", data={})
+    finally:
+        events.use(previous)

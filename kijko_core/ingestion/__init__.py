@@ -1,0 +1,1 @@
+"""Ingestion: a project's sources turned into searchable chunks (docs/ingestion.md)."""
