@@ -62,6 +62,8 @@ class Action:
     rule: str
     expected: Expected
     body: dict[str, Any] | None = None
+    #: A query string valid enough that a 422 cannot hide the outcome (``?q=`` of search).
+    query: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,9 @@ PROJECTS = Domain(
             {"provider": "gitlab", "repositoryUrl": "https://gitlab.com/acme/suite", "branch": "main"},
         ),
         Action("remove repository", "DELETE", f"{_REPOSITORIES}/<repo_id>", _WRITE),
+        # Search and the indexed files: reading them is reading the project (docs/search.md).
+        Action("search", "GET", f"{_PROJECT}/search", _READ, query={"q": "parse_config"}),
+        Action("list indexed files", "GET", f"{_PROJECT}/files", _READ),
     ),
     fill={"member_id": _pending_member, "repo_id": _repository},
     create_rule=("POST", PROJECTS_API),

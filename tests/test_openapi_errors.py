@@ -47,6 +47,9 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("post", f"{P}/repositories"): {"401", "403", "404", "409"} | BODY,
     ("delete", f"{P}/repositories/{{repo_id}}"): {"401", "403", "404"},
     ("get", "/api/v1/users/{user_id}/recent-repos"): {"401", "403", "404"},
+    # Search and the indexed files (issue 7 §3).
+    ("get", f"{P}/search"): {"401", "403", "404", "422"},
+    ("get", f"{P}/files"): {"401", "403", "404", "422"},
 }
 
 
@@ -173,6 +176,13 @@ async def test_every_documented_error_happens_with_its_documented_code(
     )
     triggers[("post", f"{API}/validate-repository")]["422"] = send(
         "post", f"{API}/validate-repository", alice, json={"url": 5}
+    )
+    triggers[("get", f"{P}/search")]["422"] = send("get", f"{P}/search".format(project_id=other_id), alice)
+    triggers[("get", f"{P}/search")]["422 pageSize"] = send(
+        "get", f"{P}/search".format(project_id=other_id), alice, query_string={"q": "x", "pageSize": 0}
+    )
+    triggers[("get", f"{P}/files")]["422"] = send(
+        "get", f"{P}/files".format(project_id=other_id), alice, query_string={"page": 0}
     )
 
     spec = await openapi(client)

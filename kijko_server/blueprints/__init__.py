@@ -21,6 +21,7 @@ from kijko_server.blueprints import (
     organizations,
     projects,
     repositories,
+    search,
     sources,
     wellknown,
 )
@@ -46,6 +47,7 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     members.bp,
     _invitations,
     repositories.bp,
+    search.bp,
     organizations.bp,
     oauth.bp,
     sources.bp,
