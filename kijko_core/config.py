@@ -226,6 +226,11 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(default=10.0, gt=0, le=3600)
     serve_worker: Literal["auto", "on", "off"] = "auto"
 
+    # Ingestion runs (docs/ingestion.md): how many run at once per organization (more wait,
+    # queued), and how soon a waiting one looks for a free slot again.
+    ingestion_concurrency_per_org: int = Field(default=2, ge=1, le=1000)
+    ingestion_queue_recheck_seconds: float = Field(default=5.0, ge=0.1, le=600)
+
     # Mail (docs/mail.md): SMTP when a URL is set, else the local outbox in the data dir.
     smtp_url: SecretUrl | None = None
     smtp_ca_file: Path | None = None
