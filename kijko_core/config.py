@@ -250,6 +250,11 @@ class Settings(BaseSettings):
     invitation_mails_per_hour: int = Field(default=100, ge=1, le=100_000)
     rate_limit_invitation_lookup_per_minute: int = Field(default=30, ge=1)
 
+    # Chunking of ingested files (docs/chunking.md).
+    ingestion_chunk_tokens: int = Field(default=512, ge=16, le=8192)
+    ingestion_chunk_overlap_tokens: int = Field(default=64, ge=0, le=4096)
+    ingestion_custom_chunker: str | None = None
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
 
@@ -369,6 +374,10 @@ class Settings(BaseSettings):
                 problems.append(
                     ("keycloak_client_secret", "required when KIJKO_AUTH_PROVIDER=keycloak")
                 )
+        if self.ingestion_chunk_overlap_tokens >= self.ingestion_chunk_tokens:
+            problems.append(
+                ("ingestion_chunk_overlap_tokens", "must be less than KIJKO_INGESTION_CHUNK_TOKENS")
+            )
         if self.smtp_url is not None and self.mail_from is None:
             problems.append(("mail_from", "required when KIJKO_SMTP_URL is set"))
         urls = (self.database_url, self.system_database_url, self.migration_database_url)
