@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 from uuid import UUID
 
-from kijko_core import jobs
+from kijko_core import git, jobs
 from kijko_core.crypto import DecryptionFailed
 from kijko_core.db.session import ServiceSession
 from kijko_core.ingestion import repository, service
@@ -56,6 +56,8 @@ CHUNK_BATCH = 2000
 FILE_BATCH = 5000
 #: An attempt running longer is stopped (and retried, up to the kind's attempts).
 TIMEOUT_SECONDS = 6 * 3600.0
+#: The user name each provider expects with an OAuth token over HTTPS.
+TOKEN_USERNAMES = {"github": "x-access-token", "gitlab": "oauth2", "bitbucket": "x-token-auth"}
 #: The ``errorCode`` of a run stopped by something that is not one of the documented codes.
 INTERNAL_ERROR = "INTERNAL_ERROR"
 
@@ -110,8 +112,13 @@ async def run_ingestion(ctx: JobContext) -> None:
             last = ctx.attempt >= jobs.get_kind(ctx.kind).max_attempts
             log.exception("ingestion_attempt_failed", run_id=str(run_id), attempt=ctx.attempt, last=last)
             if last:
-                await _failed(ctx, reporter, INTERNAL_ERROR, f"The ingestion stopped unexpectedly ({type(error).__name__})",
-                              recoverable=False)
+                await _failed(
+                    ctx,
+                    reporter,
+                    INTERNAL_ERROR,
+                    f"The ingestion stopped unexpectedly ({type(error).__name__})",
+                    recoverable=False,
+                )
             else:
                 await _retrying(reporter, ctx.attempt)
             raise
@@ -169,6 +176,7 @@ async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workd
                 source=row["repository_name"],
                 workdir=workdir / f"repository-{index}",
                 token=tokens.get(row["provider"]),
+                username=TOKEN_USERNAMES.get(row["provider"], git.TOKEN_USERNAME),
             )
         except IngestionFailed:
             async with ctx.service_session() as db:
@@ -191,21 +199,19 @@ async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workd
     planned_bytes = 0
     for index, source in enumerate(outcome.sources):
         ctx.check()
-        row = source.repository
+        settings_of = source.repository
         source.plan = await asyncio.to_thread(
             plan,
             source.checkout,
-            include=tuple(row["include_paths"]) if row else (),
-            exclude=tuple(row["exclude_paths"]) if row else (),
+            include=tuple(settings_of["include_paths"]) if settings_of else (),
+            exclude=tuple(settings_of["exclude_paths"]) if settings_of else (),
             caps=caps,
         )
         reporter.counters.total_files += len(source.plan.files)
         planned_bytes += sum(planned.size_bytes for planned in source.plan.files)
         # The caps hold for the run as a whole, not only for each source.
         if reporter.counters.total_files > caps.max_files:
-            raise IngestionFailed(
-                "TOO_MANY_FILES", f"The sources have more than {caps.max_files:,} files to ingest"
-            )
+            raise IngestionFailed("TOO_MANY_FILES", f"The sources have more than {caps.max_files:,} files to ingest")
         if planned_bytes > caps.max_total_bytes:
             raise IngestionFailed(
                 "REPOSITORY_TOO_LARGE", f"The sources hold more than {caps.max_total_bytes:,} bytes to ingest"
@@ -218,7 +224,7 @@ async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workd
 
     # 3. chunking
     await reporter.phase_started("chunking", f"Cutting {reporter.counters.total_files} files into chunks")
-    chunker = chunker_for(project.chunking_strategy)
+    chunker = chunker_for(project.chunking_strategy, custom=settings.ingestion_custom_chunker)
     options = ChunkOptions.from_settings(settings)
     raw_spool, files_spool = workdir / "chunks.jsonl", workdir / "files.jsonl"
     total = max(reporter.counters.total_files, 1)
@@ -271,11 +277,11 @@ async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workd
     with kept_spool.open(encoding="utf-8") as kept_in:
         for batch in _batches(kept_in, CHUNK_BATCH):
             ctx.check()
-            chunks = [json.loads(line) for line in batch]
+            stored = [json.loads(line) for line in batch]
             async with ctx.service_session() as db:
-                await _insert_chunks(db, reporter, chunks)
-            reporter.counters.chunks_created += len(chunks)
-            reporter.counters.tokens_processed += sum(chunk["token_count"] for chunk in chunks)
+                await _insert_chunks(db, reporter, stored)
+            reporter.counters.chunks_created += len(stored)
+            reporter.counters.tokens_processed += sum(item["token_count"] for item in stored)
             await reporter.progress(100 * reporter.counters.chunks_created / max(kept_count, 1))
     with files_spool.open(encoding="utf-8") as files_in:
         for batch in _batches(files_in, FILE_BATCH):

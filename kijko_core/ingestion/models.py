@@ -45,14 +45,6 @@ class NoSources(ValidationFailed):
     default_message = "The project has no repositories, uploaded files or text to ingest"
 
 
-class CustomChunkerMissing(ValidationFailed):
-    code = "CUSTOM_CHUNKER_MISSING"
-    default_message = (
-        "The project uses the custom chunking strategy, but no chunker is installed"
-        " (entry-point group kijko.chunkers)"
-    )
-
-
 class NoActiveIngestion(NotFound):
     code = "NO_ACTIVE_INGESTION"
     default_message = "The project has no ingestion under way"
@@ -74,7 +66,11 @@ class IngestionMetrics(WireModel):
     @classmethod
     def zero(cls) -> IngestionMetrics:
         return cls(
-            files_processed=0, total_files=0, tokens_processed=0, bytes_processed=0, chunks_created=0,
+            files_processed=0,
+            total_files=0,
+            tokens_processed=0,
+            bytes_processed=0,
+            chunks_created=0,
             errors_encountered=0,
         )
 

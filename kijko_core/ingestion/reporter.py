@@ -3,9 +3,9 @@
 
 - ``phase_started``, ``ingestion_complete`` and ``error`` go out at once;
 - ``progress_update`` at most once per 500 ms per project (:class:`ProgressThrottle`): an update
-  inside the window replaces the pending one, which goes out when the window ends — and before
-  any ``phase_started``, ``ingestion_complete`` or ``error`` (the window starts afresh with
-  each phase);
+  inside the window replaces the pending one, which goes out when the window ends — or at once
+  before ``ingestion_complete`` or ``error``; a new phase starts a fresh window (the previous
+  phase's pending update is dropped: ``phase_started`` says that phase is over);
 - the progress record is written at every phase change and at least every 2 s while a run
   is running (:class:`Reporter`); the write names the states a live run has, so a run that
   was cancelled answers "no row" and the worker stops (that write *is* its cancellation check).
@@ -140,9 +140,14 @@ class ProgressThrottle:
             self._timer = None
         await self._send_pending()
 
-    async def new_phase(self) -> None:
-        """Flush, then start a fresh window: a phase's first update goes out at once."""
-        await self.flush()
+    def new_phase(self) -> None:
+        """A fresh window: the phase's first update goes out at once. A pending update of the
+        previous phase is dropped (``phase_started`` says that phase is over; sending it
+        now would break the 500 ms spacing)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._pending = None
         self._last = -math.inf
 
 
@@ -243,9 +248,11 @@ class Reporter:
     async def phase_started(self, phase: IngestionPhase, message: str) -> None:
         self.phase, self.percent, self.message = phase, 0.0, message
         await self.write()
-        await self.throttle.new_phase()
+        self.throttle.new_phase()
         await events.send(
-            room=room(self.project_id), event="phase_started", data=phase_started_payload(self.project_id, phase, message)
+            room=room(self.project_id),
+            event="phase_started",
+            data=phase_started_payload(self.project_id, phase, message),
         )
         await self.throttle.offer(self._progress())
 

@@ -163,9 +163,7 @@ _RUNNING_IN_ORG = sql.compose(
 # One start at a time per organization: the count and the start are one decision.
 _ORG_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('kijko.ingestion:' || $1::text, 0))"
 
-_SET_PROJECT_STATUS = (
-    "UPDATE kijko.projects SET status = $3, updated_at = now() WHERE organization_id = $1 AND id = $2"
-)
+_SET_PROJECT_STATUS = "UPDATE kijko.projects SET status = $3, updated_at = now() WHERE organization_id = $1 AND id = $2"
 # Completion: the project's counters (contract §2.2.5 progress/complete).
 _PROJECT_COMPLETED = (
     "UPDATE kijko.projects SET status = 'active', total_files = $3, original_tokens = coalesce($4, original_tokens),"

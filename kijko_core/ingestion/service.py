@@ -22,12 +22,13 @@ import asyncpg
 from databases import Database
 
 from kijko_core import events, jobs, mail
+from kijko_core.config import Settings
 from kijko_core.db.session import Session, TenantSession, system_session
 from kijko_core.ingestion import reporter, repository
+from kijko_core.ingestion.chunkers import NoCustomChunker, custom_chunker_installed
 from kijko_core.ingestion.models import (
     AlreadyProcessing,
     CompleteIngestion,
-    CustomChunkerMissing,
     IngestionProgress,
     NoActiveIngestion,
     NoSources,
@@ -89,13 +90,9 @@ async def _project(db: TenantSession, project_id: UUID, action: Action, *, lock:
     return project
 
 
-def _custom_chunker_installed() -> bool:
-    from kijko_core.ingestion.chunkers import custom_chunker_installed
-
-    return custom_chunker_installed()
-
-
-async def start(db: TenantSession, project_id: UUID, data: StartIngestion) -> StartIngestionResponse:
+async def start(
+    db: TenantSession, settings: Settings, project_id: UUID, data: StartIngestion
+) -> StartIngestionResponse:
     """POST /projects/{id}/ingest. ``skipValidation`` changes nothing: the sources are checked
     by the run itself (an unreachable repository fails it with ``REPOSITORY_UNREACHABLE``)."""
     project = await _project(db, project_id, Action.INGEST, lock=True)
@@ -107,8 +104,8 @@ async def start(db: TenantSession, project_id: UUID, data: StartIngestion) -> St
     sources = await repository.sources(db, org_id, project.id)
     if not (sources["repositories"] or sources["uploads"] or sources["manual_bytes"]):
         raise NoSources()
-    if project.chunking_strategy == "custom" and not _custom_chunker_installed():
-        raise CustomChunkerMissing()
+    if project.chunking_strategy == "custom" and not custom_chunker_installed(settings.ingestion_custom_chunker):
+        raise NoCustomChunker()
     seconds = estimate_seconds(sources)
     run_id = uuid4()
     job_id = await jobs.enqueue(db, JOB_KIND, {"run_id": str(run_id), "project_id": str(project.id)})
@@ -218,7 +215,7 @@ async def update_progress(db: TenantSession, project_id: UUID, data: ProgressUpd
 
     async def announce() -> None:
         if phase_changed:
-            await throttle.new_phase()
+            throttle.new_phase()
         await throttle.offer(progress)
 
     db.after_commit(announce)
@@ -258,7 +255,9 @@ async def announce_completion(db: Session, org_id: UUID, project_id: UUID, run: 
     """In the completing transaction: ``ingestion_complete`` (after the commit, the pending
     progress flushed first) and the mails of the members who asked for them."""
     project = await projects_row(db, org_id, project_id)
-    payload = reporter.complete_payload(project_id, seconds, run.metrics, project.model_dump(mode="json", by_alias=True))
+    payload = reporter.complete_payload(
+        project_id, seconds, run.metrics, project.model_dump(mode="json", by_alias=True)
+    )
     db.after_commit(_flush(project_id))
     events.publish(db, room=reporter.room(project_id), event="ingestion_complete", data=payload)
     values = {

@@ -7,10 +7,10 @@ from quart import Blueprint
 from quart_schema import validate_request
 
 from kijko_core.ingestion import service
+from kijko_core.ingestion.chunkers import NoCustomChunker
 from kijko_core.ingestion.models import (
     AlreadyProcessing,
     CompleteIngestion,
-    CustomChunkerMissing,
     IngestionProgress,
     NoActiveIngestion,
     NoSources,
@@ -33,7 +33,7 @@ bp = Blueprint("ingestion", __name__, url_prefix="/api/v1")
 
 
 @bp.post("/projects/<project_id>/ingest")
-@responds(*TENANT_ERRORS, ProjectNotFound, AlreadyProcessing, NotIngestible, NoSources, CustomChunkerMissing)
+@responds(*TENANT_ERRORS, ProjectNotFound, AlreadyProcessing, NotIngestible, NoSources, NoCustomChunker)
 @validate_request(StartIngestion)
 @validate_response(StartIngestionResponse)
 async def start_ingestion(project_id: str, data: StartIngestion) -> StartIngestionResponse:
@@ -41,7 +41,7 @@ async def start_ingestion(project_id: str, data: StartIngestion) -> StartIngesti
     and the job queued, together. ``wsNamespaceUrl`` is the Socket.IO path with the project
     whose room (``ingestion:<projectId>``) carries the run's events."""
     async with tenant() as db:
-        return await service.start(db, parse_project_id(project_id), data)
+        return await service.start(db, runtime().settings, parse_project_id(project_id), data)
 
 
 @bp.get("/projects/<project_id>/progress")
