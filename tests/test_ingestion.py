@@ -497,6 +497,11 @@ async def _status_is(kijko: Kijko, run_id: Any, *states: str) -> bool:
     return (await run_row(kijko, run_id))["status"] in states
 
 
+async def _only_run_id(kijko: Kijko, project_id: str) -> Any:
+    (run,) = await runs_of(kijko, project_id)
+    return run["id"]
+
+
 async def _idle(worker: Any) -> bool:
     return worker.running_count == 0
 
@@ -507,3 +512,41 @@ async def _no_chunks(kijko: Kijko, run_id: Any) -> bool:
 
 def _metrics(**values: int) -> dict[str, int]:
     return {name: values.get(name, 0) for name in contract_events.METRICS}
+
+
+async def test_an_organization_runs_at_most_its_limit_and_queues_the_rest(
+    web: Any, ingestion_kijko: Kijko, server: GitServer, carol: Account, dave: Account
+) -> None:
+    kijko = ingestion_kijko
+    assert kijko.settings.ingestion_concurrency_per_org == 2
+    projects = [await project_with_repository(web, carol, unique(f"Busy {i}"), repo_url(server)) for i in range(3)]
+    elsewhere = await project_with_repository(web, dave, unique("Elsewhere"), repo_url(server))
+    server.delay = 0.7
+    most = 0
+    seen_queued_while_full = False
+    async with running_worker(kijko, concurrency=8) as worker:
+        for project in projects:  # more than the limit: accepted, not refused
+            await ingest(web, carol, project["id"])
+        await ingest(web, dave, elsewhere["id"])  # another organization's limit is its own
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            states = [(await runs_of(kijko, p["id"]))[0]["status"] for p in projects]
+            running = states.count("running")
+            most = max(most, running)
+            if running == 2 and "queued" in states:
+                seen_queued_while_full = True
+            if all(state == "completed" for state in states):
+                break
+            await asyncio.sleep(0.05)
+        other_run = await _only_run_id(kijko, elsewhere["id"])
+        await wait_for(lambda: _status_is(kijko, other_run, "completed"))
+        await wait_for(lambda: _idle(worker))
+    assert most == 2 and seen_queued_while_full
+    assert [(await runs_of(kijko, p["id"]))[0]["status"] for p in projects] == ["completed"] * 3
+    async with system_session(kijko.system_db, readonly=True) as db:
+        attempts = await db.fetch(
+            "SELECT j.attempts FROM kijko.jobs j JOIN kijko.ingestion_runs r ON r.job_id = j.id"
+            " WHERE r.project_id = ANY($1::uuid[])",
+            [UUID(p["id"]) for p in projects],
+        )
+    assert [a["attempts"] for a in attempts] == [1, 1, 1]  # waiting consumed no attempt
