@@ -16,6 +16,7 @@ from kijko_server import health, swagger
 from kijko_server.blueprints import (
     auth,
     index,
+    ingestion,
     members,
     oauth,
     organizations,
@@ -48,6 +49,7 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     _invitations,
     repositories.bp,
     search.bp,
+    ingestion.bp,
     organizations.bp,
     oauth.bp,
     sources.bp,
