@@ -17,9 +17,11 @@ from kijko_core.db.session import (
     service_session,
     system_session,
 )
+from kijko_core.jobs.worker import run_until_idle
 from kijko_core.runtime import Kijko
 from kijko_core.search.models import MARK_END, MARK_START
 from tests.conftest import Account
+from tests.ingestion_kit import ingest
 from tests.memberships import add_member
 from tests.projects import created
 from tests.search_index import CHUNK_COLUMNS, INSERT_CHUNKS, Chunk, index, insert_rows
@@ -79,7 +81,11 @@ async def test_identifiers_match_in_every_casing_style(client: Any, alice: Accou
     for spelling in ("parse_config", "parseConfig", "ParseConfig", "parse-config", "PARSE_CONFIG", "parseconfig"):
         found = await paths(client, alice, project["id"], spelling)
         assert found[0] == PARSER.path, spelling
-        if spelling != "parseconfig":  # the joined form is kept for symbols only (docs/search.md)
+        if spelling == "parseconfig":
+            # One word: the symbol's whole identifier, and a camelCase word in a body (CAMEL),
+            # not the snake_case call in CALLER's body (docs/search.md).
+            assert set(found) == {PARSER.path, CAMEL.path}, spelling
+        else:
             # camelCase in a body (CAMEL) and snake_case in a body (CALLER) both match.
             assert set(found) == {PARSER.path, CALLER.path, CAMEL.path}, spelling
     # Two words match wherever both occur, side by side or not (the README has both too).
@@ -91,6 +97,8 @@ async def test_identifiers_match_in_every_casing_style(client: Any, alice: Accou
     }
     # Acronyms and dotted or slashed names are split as well.
     assert await paths(client, alice, project["id"], "http server") == [CAMEL.path]
+    assert await paths(client, alice, project["id"], "HTTPServer") == [CAMEL.path]
+    assert await paths(client, alice, project["id"], "httpserver") == [CAMEL.path]
     assert await paths(client, alice, project["id"], "location.href") == [CAMEL.path]
     assert await paths(client, alice, project["id"], "config/loader") == [PARSER.path]
     assert await paths(client, alice, project["id"], "fetch_user") == [CAMEL.path]
@@ -315,6 +323,13 @@ async def test_hostile_queries_are_safe(client: Any, alice: Account, project: di
             )
             body = await response.get_json()
             assert response.status_code == 200, (q, extra, body)
+    # Huge values are refused on their field; the last page there can be is empty.
+    for query in ({"q": "x" * 50_000}, {"q": "a", "path": "/" * 50_000}, {"q": "a", "language": "l" * 5_000}):
+        response = await client.get(f"{API}/{project['id']}/search", query_string=query, headers=alice.headers)
+        body = await response.get_json()
+        assert (response.status_code, body["field"]) == (422, next(iter(query.keys() - {"q"}), "q"))
+    far = await search(client, alice, project["id"], q="parse_config", page=1_000_000, pageSize=100)
+    assert (far["data"], far["total"], far["hasMore"]) == ([], 3, False)
     # Still there, still searchable.
     assert (await paths(client, alice, project["id"], "parse_config"))[0] == PARSER.path
     # A negation alone matches what lacks the word.
@@ -345,3 +360,32 @@ async def test_copy_names_its_columns_and_the_search_column_is_computed(
         assert vector == "'text':3 'txt':2B 'x':1B"  # the path (B) above the content
     async with system_session(kijko.system_db) as db:
         assert await db.fetchval("SELECT count(*) FROM kijko.chunks WHERE run_id = $1", run) == 2
+
+
+MANUAL_TEXT = (
+    "# Loading settings\n\n"
+    "The loader reads the file given on the command line:\n\n"
+    "```python\n"
+    "def parse_config(path):\n"
+    "    with open(path) as handle:\n"
+    "        return load(handle)\n"
+    "```\n\n"
+    "Call `parseConfig` from JavaScript clients.\n"
+)
+
+
+async def test_what_a_real_ingestion_indexed_is_searchable(client: Any, kijko: Kijko, alice: Account) -> None:
+    made = await created(client, alice, "Ingested for real", customSettings={"manualContent": MANUAL_TEXT})
+    await ingest(client, alice, made["id"])
+    await run_until_idle(kijko)
+    shown = await (await client.get(f"{API}/{made['id']}", headers=alice.headers)).get_json()
+    assert shown["status"] == "active", shown
+    for spelling in ("ParseConfig", "parse_config", '"return load"', "loader -javascript_is_absent"):
+        body = await search(client, alice, made["id"], q=spelling)
+        assert [(hit["source"], hit["path"]) for hit in body["data"]] == [("manual", "manual.md")], spelling
+        assert "def parse_config(path):" in body["data"][0]["content"]
+    assert (await search(client, alice, made["id"], q="loader -javascript"))["data"] == []
+    files = await (await client.get(f"{API}/{made['id']}/files", headers=alice.headers)).get_json()
+    assert [(f["source"], f["path"], f["lineCount"]) for f in files["data"]] == [
+        ("manual", "manual.md", MANUAL_TEXT.count("\n"))
+    ]
