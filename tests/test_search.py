@@ -171,6 +171,10 @@ async def test_pages_of_hits(client: Any, kijko: Kijko, capability: ServiceCapab
         await client.get(f"{API}/{made['id']}/files", query_string={"page": 3, "pageSize": 10}, headers=alice.headers)
     ).get_json()
     assert (files["total"], [f["path"] for f in files["data"]]) == (25, [f"pkg/mod_{n:02}.py" for n in range(20, 25)])
+    beyond = await (
+        await client.get(f"{API}/{made['id']}/files", query_string={"page": 9, "pageSize": 10}, headers=alice.headers)
+    ).get_json()
+    assert (beyond["data"], beyond["total"], beyond["hasMore"]) == ([], 25, False)
 
 
 async def test_only_the_current_index_is_searched(
