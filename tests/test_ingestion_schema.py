@@ -147,3 +147,63 @@ async def test_deleting_a_project_deletes_its_runs_index_and_chunks(client: Any,
         for table in ("ingestion_runs", "project_indexes", "chunks", "indexed_files"):
             count = await db.fetchval(f"SELECT count(*) FROM kijko.{table} WHERE project_id = $1", UUID(project_id))  # noqa: S608
             assert count == 0, table
+
+
+# --- the sweeper ends runs nothing will finish ------------------------------------------------------
+
+
+async def _orphan(kijko: Kijko, client: Any, account: Account, job_state: str) -> tuple[str, str]:
+    project_id, run_id = await queued_run(client, account)
+    async with system_session(kijko.system_db) as db:
+        await db.execute(
+            "UPDATE kijko.jobs SET state = $2, finished_at = now() WHERE id = (SELECT job_id FROM"
+            " kijko.ingestion_runs WHERE id = $1)",
+            UUID(run_id),
+            job_state,
+        )
+        await db.execute(
+            "UPDATE kijko.ingestion_runs SET updated_at = now() - interval '2 minutes' WHERE id = $1", UUID(run_id)
+        )
+    return project_id, run_id
+
+
+async def test_the_sweeper_ends_runs_whose_job_is_over(client: Any, kijko: Kijko, alice: Account) -> None:
+    from kijko_core.jobs import sweep_steps
+
+    lost_project, lost_run = await _orphan(kijko, client, alice, "failed")
+    cancelled_project, cancelled_run = await _orphan(kijko, client, alice, "cancelled")
+    fresh_project, fresh_run = await queued_run(client, alice)  # its job is queued: left alone
+    capability = await load_service_capability(kijko.system_db)
+    async with service_session(kijko.app_db, capability, UUID(alice.org_id), ServiceActor("ingestion.run", "t")) as db:
+        await db.execute(
+            "INSERT INTO kijko.chunks (organization_id, project_id, run_id, source, path, language, start_line,"
+            " end_line, content, content_hash, token_count) VALUES ($1, $2, $3, 'manual', 'stray.txt', 'text', 1, 1,"
+            " 'stray', repeat('b', 64), 1)",
+            UUID(alice.org_id),
+            UUID(cancelled_project),
+            UUID(cancelled_run),
+        )
+    assert await sweep_steps()["ingestion"](kijko) >= 3
+    async with system_session(kijko.system_db, readonly=True) as db:
+        runs = {
+            str(r["id"]): (r["status"], r["error_code"])
+            for r in await db.fetch(
+                "SELECT id, status, error_code FROM kijko.ingestion_runs WHERE id = ANY($1::uuid[])",
+                [UUID(lost_run), UUID(cancelled_run), UUID(fresh_run)],
+            )
+        }
+        projects = {
+            str(r["id"]): r["status"]
+            for r in await db.fetch(
+                "SELECT id, status FROM kijko.projects WHERE id = ANY($1::uuid[])",
+                [UUID(lost_project), UUID(cancelled_project), UUID(fresh_project)],
+            )
+        }
+        stray = await db.fetchval("SELECT count(*) FROM kijko.chunks WHERE run_id = $1", UUID(cancelled_run))
+    assert runs == {
+        lost_run: ("failed", "WORKER_LOST"),
+        cancelled_run: ("cancelled", None),
+        fresh_run: ("queued", None),
+    }
+    assert projects == {lost_project: "error", cancelled_project: "draft", fresh_project: "processing"}
+    assert stray == 0
