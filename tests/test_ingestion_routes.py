@@ -359,3 +359,22 @@ async def test_progress_updates_are_throttled_to_one_per_window_with_the_latest_
 def test_the_contract_validators_refuse_what_the_client_drops(event: str, payload: dict[str, Any], wrong: str) -> None:
     found = contract_events.problems(event, payload)
     assert found and any(wrong in problem for problem in found), found
+
+
+async def test_a_progress_record_as_the_snapshot_realtime_sends_on_join(
+    client: Any, kijko: Kijko, alice: Account
+) -> None:
+    from kijko_core.db.session import tenant_session
+    from kijko_core.ingestion import service
+    from kijko_core.ingestion.reporter import snapshot_payload
+
+    project = await text_project(client, alice, "Snapshot")
+    async with tenant_session(kijko.app_db, alice.identity, readonly=True) as db:
+        assert await service.current_progress(db, UUID(project["id"])) is None
+    await start(client, alice, project["id"])
+    async with tenant_session(kijko.app_db, alice.identity, readonly=True) as db:
+        current = await service.current_progress(db, UUID(project["id"]))
+    assert current is not None
+    payload = snapshot_payload(current)
+    contract_events.assert_valid("progress_update", payload)
+    assert payload["projectId"] == project["id"] and payload["phase"] == "repository_fetch"

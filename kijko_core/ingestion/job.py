@@ -57,6 +57,8 @@ log = get_logger("kijko.ingestion")
 #: Rows per INSERT of chunks (one statement, arrays bound once) and of file rows.
 CHUNK_BATCH = 2000
 FILE_BATCH = 5000
+#: Chunks optimized per thread hand-off.
+OPTIMIZE_BATCH = 500
 #: An attempt running longer is stopped (and retried, up to the kind's attempts).
 TIMEOUT_SECONDS = 6 * 3600.0
 #: The user name each provider expects with an OAuth token over HTTPS.
@@ -259,17 +261,14 @@ async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workd
     per_file: dict[tuple[str, str], int] = {}
     seen = 0
     with raw_spool.open(encoding="utf-8") as chunks_in, kept_spool.open("w", encoding="utf-8") as kept_out:
-        for line in chunks_in:
-            chunk = Chunk(**json.loads(line))
-            kept = optimizer.optimize(chunk)
-            seen += 1
-            if kept is not None:
-                kept_out.write(json.dumps(dataclasses.asdict(kept)) + "\n")
-                key = (kept.source, kept.path)
+        # In a thread, a batch at a time: secret detection is CPU work, and the event loop
+        # must stay free for the heartbeat and the progress writes.
+        for batch in _batches(chunks_in, OPTIMIZE_BATCH):
+            ctx.check()
+            for key in await asyncio.to_thread(_optimize, batch, optimizer, kept_out):
                 per_file[key] = per_file.get(key, 0) + 1
-            if seen % 200 == 0:
-                ctx.check()
-                await reporter.progress(100 * seen / max(raw_count, 1))
+            seen += len(batch)
+            await reporter.progress(100 * seen / max(raw_count, 1))
     await reporter.progress(
         100.0, f"{optimizer.secrets_redacted} secrets redacted, {optimizer.duplicates} duplicate chunks dropped"
     )
@@ -304,6 +303,17 @@ async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workd
                     [per_file.get((r[0], r[1]), 0) for r in rows],
                 )
     return outcome
+
+
+def _optimize(lines: list[str], optimizer: Optimizer, out: IO[str]) -> list[tuple[str, str]]:
+    """Optimize a batch of spooled chunks into ``out``; the (source, path) of each one kept."""
+    kept_from: list[tuple[str, str]] = []
+    for line in lines:
+        kept = optimizer.optimize(Chunk(**json.loads(line)))
+        if kept is not None:
+            out.write(json.dumps(dataclasses.asdict(kept)) + "\n")
+            kept_from.append((kept.source, kept.path))
+    return kept_from
 
 
 def _read_and_cut(planned: Planned, chunker: Any, options: ChunkOptions) -> tuple[SourceFile, list[Chunk], int] | None:
