@@ -45,6 +45,7 @@ TREE: dict[str, str | bytes] = {
     "scripts/deploy": "#!/usr/bin/env bash\necho deploy\n",
     "logo.png": PNG,
     "data.bin2": b"text at first\x00then binary\n",
+    "assets/photo.data": b"\xff\xd8\xff\xe0JFIF" + b"\x01" * 100,  # a JPEG's magic number, no NUL
     "package-lock.json": '{"lockfileVersion": 3}\n',
     "static/app.min.js": "var a=1;\n",
     "static/bundle.js": "var x=" + "1+" * 700 + "1;\n",  # one line of 1,400+ characters
@@ -105,7 +106,7 @@ def test_the_plan_of_a_tree(tree: Path) -> None:
     assert result.skipped == {
         "ignored": 3,  # src/debug.log, src/secret.txt, generated/
         "symlink": 3,  # src/passwd, linked, private.txt
-        "binary": 2,  # logo.png (its name), data.bin2 (a NUL byte)
+        "binary": 3,  # logo.png (its name), data.bin2 (a NUL byte), photo.data (a magic number)
         "generated": 5,  # package-lock.json, app.min.js, bundle.js (long line), api.pb.go, gen/models.go
         "vendored": 2,  # node_modules/, dist/ (each once)
         "too_large": 1,  # big.txt
@@ -143,8 +144,8 @@ def test_include_and_exclude_paths(tree: Path) -> None:
     excluded = plan(checkout, include=["src/"], exclude=["web/", "*.h"], caps=CAPS)
     assert {f.path for f in excluded.files} == {"src/.gitignore", "src/app.py", "src/keep.log", "src/lib.rs"}
     # An excluded directory is skipped once, not walked (src/web/); files outside the include
-    # patterns are excluded one by one, before any other check (11 of them).
-    assert excluded.skipped["excluded"] == 1 + 1 + 11
+    # patterns are excluded one by one, before any other check (12 of them).
+    assert excluded.skipped["excluded"] == 1 + 1 + 12
     assert excluded.skipped["vendored"] == 2 and "generated" not in excluded.skipped
     # Patterns are git's: the last match wins, so "!" takes a file back out.
     negated = plan(checkout, include=["*.py", "*.rs", "!src/lib.rs"], caps=CAPS)
@@ -162,6 +163,13 @@ def test_caps_end_the_run(tree: Path) -> None:
         plan(checkout, caps=Caps(max_total_bytes=total - 1, max_files=1000, max_file_bytes=64 * 1024))
     assert failed.value.code == codes.REPOSITORY_TOO_LARGE
     plan(checkout, caps=Caps(max_total_bytes=total, max_files=1000, max_file_bytes=64 * 1024))
+    # Caps for a whole run: each source is planned with what the earlier ones left.
+    left = CAPS.left(files=CAPS.max_files - len(EXPECTED), total_bytes=0)
+    assert left.max_files == len(EXPECTED) and plan(checkout, caps=left).files
+    with pytest.raises(IngestionFailed, match=codes.TOO_MANY_FILES):
+        plan(checkout, caps=left.left(files=1, total_bytes=0))
+    with pytest.raises(IngestionFailed, match=codes.REPOSITORY_TOO_LARGE):
+        plan(checkout, caps=CAPS.left(files=0, total_bytes=CAPS.max_total_bytes - total + 1))
     # A larger single-file cap lets big.txt in (it is text).
     bigger = plan(checkout, caps=Caps(max_total_bytes=10**9, max_files=1000, max_file_bytes=64 * 1024 + 1))
     assert "big.txt" in {f.path for f in bigger.files} and "too_large" not in bigger.skipped
@@ -379,8 +387,7 @@ async def test_repository_failures(allowed: Settings, server: GitServer, tmp_pat
     missing = await _failure(allowed, f"{server.url}/acme/nothing.git", tmp_path)
     assert missing.code == codes.REPOSITORY_NOT_FOUND
     # Nothing is left behind by a failed clone.
-    leftovers = [p for p in (tmp_path / "repositories").rglob("*") if p.name != "repositories" and p.is_file()]
-    assert leftovers == []
+    assert list((tmp_path / "repositories").iterdir()) == []
 
 
 @pytest.mark.slow
