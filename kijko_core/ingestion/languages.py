@@ -16,7 +16,7 @@ import filetype
 from identify import identify
 
 #: identify tag → our language name, in order of preference when a file has several tags
-#: (``.h`` is tagged both ``c`` and ``c++``: it is ``c``).
+#: (``.h`` is tagged both ``c`` and ``c++``: it is ``c``; ``.mm`` is ``objective-cpp``).
 LANGUAGES: Final[dict[str, str]] = {
     "python": "python",
     "pyi": "python",
@@ -34,11 +34,11 @@ LANGUAGES: Final[dict[str, str]] = {
     "groovy": "groovy",
     "go": "go",
     "rust": "rust",
+    "objective-c++": "objective-cpp",
+    "objective-c": "objective-c",
+    "cuda": "cuda",
     "c": "c",
     "c++": "cpp",
-    "cuda": "cuda",
-    "objective-c": "objective-c",
-    "objective-c++": "objective-cpp",
     "c#": "csharp",
     "f#": "fsharp",
     "vb": "vb",
