@@ -170,6 +170,17 @@ def test_caps_end_the_run(tree: Path) -> None:
         plan(checkout, caps=left.left(files=1, total_bytes=0))
     with pytest.raises(IngestionFailed, match=codes.REPOSITORY_TOO_LARGE):
         plan(checkout, caps=CAPS.left(files=0, total_bytes=CAPS.max_total_bytes - total + 1))
+    # A tree of many entries fails before it is listed in full, whatever is skipped.
+    # Listed: every entry of the root and of each directory plan enters (not generated/, the
+    # vendored node_modules/ and dist/, nor the linked directory).
+    entered = [tree] + [p for p in tree.rglob("*") if p.is_dir() and not p.is_symlink()]
+    entered = [d for d in entered if not {"generated", "node_modules", "dist", "linked"} & set(d.parts)]
+    listed = sum(len(os.listdir(d)) for d in entered)
+    assert CAPS.entries_limit == 1000 * 10 + 100_000
+    assert plan(checkout, caps=Caps(10**9, 1000, 64 * 1024, max_entries=listed)).files
+    with pytest.raises(IngestionFailed) as failed:
+        plan(checkout, caps=Caps(10**9, 1000, 64 * 1024, max_entries=listed - 1))
+    assert failed.value.code == codes.TOO_MANY_FILES and "files and directories" in failed.value.message
     # A larger single-file cap lets big.txt in (it is text).
     bigger = plan(checkout, caps=Caps(max_total_bytes=10**9, max_files=1000, max_file_bytes=64 * 1024 + 1))
     assert "big.txt" in {f.path for f in bigger.files} and "too_large" not in bigger.skipped
@@ -334,6 +345,13 @@ def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
         {k: v for k, v in TREE.items() if k != "big.txt"},
         symlinks={"src/passwd": "/etc/passwd", "escape": "../../../../etc/passwd"},
     )
+    # More than one 64 KiB chunk of `git ls-files` output, with links all through it, one of
+    # them with a name that is not UTF-8 (b"caf\xe9" on disk).
+    many: dict[str, str | bytes] = {f"d{i // 100}/file-{i:05d}-{'x' * 60}.txt": f"{i}\n" for i in range(1500)}
+    links = {f"d{i // 100}/link-{i:05d}": "/etc/passwd" for i in range(0, 1500, 70)}
+    links["caf\udce9"] = "/etc/hostname"
+    server.add_repository("acme", "many", many, symlinks=links)
+    server.links = set(links)  # type: ignore[attr-defined]
     server.add_repository("acme", "huge", {"blob.bin": os.urandom(3 * 1024 * 1024)})
     server.start()
     yield server
@@ -372,6 +390,18 @@ async def test_a_public_repository(allowed: Settings, server: GitServer, tmp_pat
         allowed, url=f"{server.url}/acme/widgets.git", branch="main", source="acme/widgets", workdir=tmp_path
     )
     assert again.root != checkout.root
+
+
+@pytest.mark.slow
+async def test_links_are_found_in_a_long_listing(allowed: Settings, server: GitServer, tmp_path: Path) -> None:
+    checkout = await fetch_repository(
+        allowed, url=f"{server.url}/acme/many.git", branch="main", source="acme/many", workdir=tmp_path
+    )
+    expected: set[str] = server.links  # type: ignore[attr-defined]
+    assert checkout.symlinks == expected and len(expected) == 23
+    assert (checkout.root / "caf\udce9").is_file()  # the name os.scandir gives (a plain file)
+    result = plan(checkout, caps=Caps(10**9, 2000, 1024 * 1024))
+    assert len(result.files) == 1500 and result.skipped == {"symlink": 23}
 
 
 async def _failure(settings: Settings, url: str, workdir: Path, **options: Any) -> IngestionFailed:

@@ -10,6 +10,7 @@ one. docs/ingestion-sources.md describes every filter and count.
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 from collections import Counter
@@ -170,7 +171,8 @@ def plan(checkout: Checkout, *, include: Sequence[str] = (), exclude: Sequence[s
     ``include``/``exclude`` are gitignore-style patterns relative to the root (a repository's
     ``includePaths``/``excludePaths``; no include pattern means everything). Raises
     ``IngestionFailed`` with ``TOO_MANY_FILES`` or ``REPOSITORY_TOO_LARGE`` as soon as the
-    planned files pass ``caps.max_files`` or ``caps.max_total_bytes``.
+    planned files pass ``caps.max_files`` or ``caps.max_total_bytes``, or the entries listed
+    pass ``caps.entries_limit``.
     """
     root = checkout.root.resolve()
     wanted = _spec(include)
@@ -178,6 +180,7 @@ def plan(checkout: Checkout, *, include: Sequence[str] = (), exclude: Sequence[s
     files: list[Planned] = []
     skipped: Counter[str] = Counter()
     total = 0
+    listed, most_listed = 0, caps.entries_limit
     # Depth first, each directory's entries in name order: the plan's order is the paths'.
     pending: list[tuple[str, _Ignores]] = [("", [])]
     while pending:
@@ -185,9 +188,17 @@ def plan(checkout: Checkout, *, include: Sequence[str] = (), exclude: Sequence[s
         directory = root / prefix if prefix else root
         try:
             with os.scandir(directory) as listing:
-                entries = sorted(listing, key=lambda e: e.name)
+                batch = list(itertools.islice(listing, most_listed - listed + 1))
         except OSError:
             continue
+        listed += len(batch)
+        if listed > most_listed:
+            raise IngestionFailed(
+                TOO_MANY_FILES,
+                f"{checkout.source} has more than {most_listed:,} files and directories to look at; "
+                "narrow it with excludePaths",
+            )
+        entries = sorted(batch, key=lambda e: e.name)
         ignores = inherited
         for entry in entries:
             if entry.name == ".gitignore" and entry.is_file(follow_symlinks=False):
