@@ -191,6 +191,38 @@ def _planned(tmp_path: Path, content: bytes, name: str = "f.txt") -> Planned:
     return Planned("uploads", name, tmp_path.resolve() / name, len(content), "text")
 
 
+def test_gitignore_patterns_in_effect_are_bounded(tmp_path: Path) -> None:
+    # The root's 600 patterns apply; a nested file that would bring them past 1,000 does not;
+    # a single file of more than 1,000 patterns does not either.
+    padding = [f"# comment {i}" for i in range(2000)] + [f"/nothing-{i}/" for i in range(598)]
+    write_tree(
+        tmp_path,
+        {
+            ".gitignore": "\n".join([*padding, "*.log", "!keep.log"]) + "\n",
+            "a.log": "x\n",
+            "keep.log": "x\n",
+            "deep/.gitignore": "\n".join(f"/n{i}" for i in range(401)) + "\n*.txt\n",
+            "deep/a.txt": "x\n",
+            "deep/b.log": "x\n",
+            "fits/.gitignore": "\n".join(f"/n{i}" for i in range(399)) + "\n*.txt\n",
+            "fits/a.txt": "x\n",
+            "huge/.gitignore": "\n".join(f"/n{i}" for i in range(1001)) + "\n",
+            "huge/.gitignore-too": "",
+        },
+    )
+    result = plan(Checkout("uploads", tmp_path, None), caps=CAPS)
+    assert [f.path for f in result.files] == [  # (depth first, each directory in name order)
+        ".gitignore",
+        "deep/.gitignore",
+        "deep/a.txt",  # deep/.gitignore (402 patterns) does not fit next to the root's 600
+        "fits/.gitignore",
+        "huge/.gitignore",
+        "huge/.gitignore-too",
+        "keep.log",
+    ]
+    assert result.skipped == {"ignored": 3}  # a.log, deep/b.log (the root's *.log), fits/a.txt
+
+
 @pytest.mark.parametrize(
     ("content", "text", "lines"),
     [
