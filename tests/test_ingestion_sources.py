@@ -368,6 +368,9 @@ async def test_uploads_whose_bytes_are_gone(tmp_path: Path) -> None:
 # --- repositories, through the egress guard --------------------------------------------------
 
 
+MANY_LINKS = {f"d{i // 100}/link-{i:05d}": "/etc/passwd" for i in range(0, 1500, 70)} | {"caf\udce9": "/etc/hostname"}
+
+
 @pytest.fixture(scope="module")
 def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
     server = GitServer(tmp_path_factory.mktemp("ingestion-git"))
@@ -380,17 +383,14 @@ def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
     # More than one 64 KiB chunk of `git ls-files` output, with links all through it, one of
     # them with a name that is not UTF-8 (b"caf\xe9" on disk).
     many: dict[str, str | bytes] = {f"d{i // 100}/file-{i:05d}-{'x' * 60}.txt": f"{i}\n" for i in range(1500)}
-    links = {f"d{i // 100}/link-{i:05d}": "/etc/passwd" for i in range(0, 1500, 70)}
-    links["caf\udce9"] = "/etc/hostname"
-    server.add_repository("acme", "many", many, symlinks=links)
-    server.links = set(links)  # type: ignore[attr-defined]
+    server.add_repository("acme", "many", many, symlinks=MANY_LINKS)
     server.add_repository("acme", "huge", {"blob.bin": os.urandom(3 * 1024 * 1024)})
     server.start()
     yield server
     server.stop()
 
 
-@pytest.fixture(autouse=False)
+@pytest.fixture
 def server(git_server: GitServer) -> Iterator[GitServer]:
     yield git_server
     git_server.require_token = None
@@ -429,8 +429,7 @@ async def test_links_are_found_in_a_long_listing(allowed: Settings, server: GitS
     checkout = await fetch_repository(
         allowed, url=f"{server.url}/acme/many.git", branch="main", source="acme/many", workdir=tmp_path
     )
-    expected: set[str] = server.links  # type: ignore[attr-defined]
-    assert checkout.symlinks == expected and len(expected) == 23
+    assert checkout.symlinks == set(MANY_LINKS) and len(MANY_LINKS) == 23
     assert (checkout.root / "caf\udce9").is_file()  # the name os.scandir gives (a plain file)
     result = plan(checkout, caps=Caps(10**9, 2000, 1024 * 1024))
     assert len(result.files) == 1500 and result.skipped == {"symlink": 23}
