@@ -255,6 +255,121 @@ def test_recursive_chunks_do_not_overlap() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# semantic
+
+
+def semantic(text: str, language: str, max_tokens: int) -> list[tuple[int, int, str | None]]:
+    file = source(text, "f", language)
+    chunks = chunks_of("semantic", file, max_tokens=max_tokens)
+    check(file, chunks, max_tokens)
+    return [(c.start_line, c.end_line, c.symbol) for c in chunks]
+
+
+def test_semantic_follows_functions_and_classes_in_python() -> None:
+    # Everything fits: one chunk, named by its definitions.
+    assert semantic(PYTHON, "python", 512) == [(1, 29, "small, Store, loader")]
+    # The class is over the size: opened into its methods; the small function joins the imports.
+    assert semantic(PYTHON, "python", 60) == [
+        (1, 8, "small"),
+        (11, 16, "Store.__init__"),
+        (18, 20, "Store.put"),
+        (22, 23, "Store.get"),
+        (26, 29, "loader"),  # with its decorator
+    ]
+
+
+def test_semantic_in_typescript_and_go() -> None:
+    assert semantic(TYPESCRIPT, "typescript", 60) == [(1, 11, "User, greet"), (13, 15, "shout"), (17, 23, "Counter")]
+    assert semantic(TYPESCRIPT, "typescript", 25) == [
+        (1, 6, "User"),
+        (8, 9, "greet"),  # a function over the size, cut between its statements
+        (10, 11, "greet"),
+        (13, 13, "shout"),
+        (14, 15, "shout"),
+        (17, 18, "Counter"),
+        (19, 23, "Counter.increment"),
+    ]
+    assert semantic(GO, "go", 60) == [(1, 12, "Point, Sum"), (14, 17, "main")]
+
+
+def test_a_comment_above_a_definition_stays_with_it() -> None:
+    text = (
+        "from os import getcwd, path, sep, environ, listdir\n\n\n"
+        "# Loads the thing.\n# Carefully.\ndef load():\n    return getcwd() + '/thing/and/more/words'\n"
+    )
+    assert semantic(text, "python", 40) == [(1, 1, None), (4, 7, "load")]
+
+
+def test_semantic_pieces_of_a_large_function_stay_within_the_size() -> None:
+    body = "".join(f"    value_{n} = compute({n}, {n + 1})\n" for n in range(200))
+    text = f"def huge():\n{body}    return value_0\n\n\ndef tiny():\n    return 1\n"
+    chunks = semantic(text, "python", 100)
+    assert len(chunks) > 10
+    assert {symbol for *_, symbol in chunks[:-1]} == {"huge"}
+    assert chunks[-1][2] == "tiny"
+
+
+def test_semantic_survives_deep_nesting_and_broken_code() -> None:
+    deep = "x = " + "(" * 3000 + "1" + ")" * 3000 + "\n"
+    assert semantic(deep, "python", 64)
+    broken = "def broken(:\n    return ]]]\n\nclass {\n"
+    assert semantic(broken, "python", 64)
+
+
+def test_languages_without_a_grammar_fall_back_to_recursive() -> None:
+    for language in ("markdown", "text", "yaml", "unknown"):
+        file = source(MARKDOWN, "README.md", language)
+        assert chunks_of("semantic", file, max_tokens=15) == chunks_of("recursive", file, max_tokens=15)
+
+
+SAMPLES = {
+    "javascript": ("const add = (a, b) => a + b;\n\nfunction mul(a, b) {\n  return a * b;\n}\n", "add, mul"),
+    "tsx": ("export function App() {\n  return <div>hi</div>;\n}\n", "App"),
+    "rust": ('struct Point { x: i32 }\n\nfn main() {\n    println!("hi");\n}\n', "Point, main"),
+    "java": ('class Greeter {\n    String greet() { return "hi"; }\n}\n', "Greeter"),
+    "c": ("static int add(int a, int b) {\n    return a + b;\n}\n", "add"),
+    "cpp": ("namespace app {\nclass Box {};\n}\n", "app"),
+    "ruby": ("module Shop\n  def total\n    1\n  end\nend\n", "Shop"),
+    "php": ("<?php\nfunction greet($n) {\n    return 1;\n}\n", "greet"),
+    "csharp": ("public class Calc {\n  public int Add() { return 1; }\n}\n", "Calc"),
+    "bash": ("deploy() {\n  echo deploy\n}\n", "deploy"),
+}
+
+
+@pytest.mark.parametrize("language", sorted(SAMPLES))
+def test_each_mapped_language_has_a_working_grammar(language: str) -> None:
+    text, symbols = SAMPLES[language]
+    assert semantic(text, language, 512)[0][2] == symbols
+
+
+def test_grammars_load_offline_from_their_wheels(tmp_path: Path) -> None:
+    """Nothing is fetched or cached at run time: an empty home and cache, and — where the
+    machine allows it — no network at all."""
+    import shutil
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    home.mkdir()
+    script = (
+        "from kijko_core.ingestion.semantic import GRAMMARS, grammar\n"
+        "missing = [name for name in GRAMMARS if grammar(name) is None]\n"
+        "assert not missing, missing\n"
+        "print('ok')\n"
+    )
+    command = [sys.executable, "-c", script]
+    unshare = shutil.which("unshare")
+    if unshare and subprocess.run([unshare, "-rn", "true"], capture_output=True).returncode == 0:
+        command = [unshare, "-rn", *command]
+    env = {"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent.parent
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "ok\n", "")
+    assert list(home.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------
 # Determinism
 
 

@@ -119,6 +119,7 @@ class Unit(NamedTuple):
     definition: bool = False
     comment: bool = False
     text: str | None = None
+    group: int = 0  # units of one opened-up node share a group; chunks never span two
 
 
 def split_line(number: int, line: str, max_tokens: int, symbol: str | None) -> list[Unit]:
@@ -175,10 +176,13 @@ def make_chunk(file: SourceFile, lines: Lines, units: Sequence[Unit]) -> Chunk |
     content = render(lines, units)
     if not content.strip():
         return None
+    # The definitions the chunk holds name it; failing those, the one it is a part of.
     symbols: list[str] = []
     for unit in units:
-        if unit.symbol is not None and unit.symbol not in symbols:
+        if unit.definition and unit.symbol is not None and unit.symbol not in symbols:
             symbols.append(unit.symbol)
+    if not symbols:
+        symbols = [unit.symbol for unit in units if unit.symbol is not None][:1]
     return Chunk(
         source=file.source,
         path=file.path,
@@ -192,32 +196,37 @@ def make_chunk(file: SourceFile, lines: Lines, units: Sequence[Unit]) -> Chunk |
 
 
 def pack(file: SourceFile, lines: Lines, units: Sequence[Unit], max_tokens: int) -> Iterator[Chunk]:
-    """Consecutive units packed greedily into chunks of at most ``max_tokens``. A large
-    definition (a quarter of the size or more) gets a chunk of its own; a unit over the size is
-    cut into lines (and a long line into parts) packed among themselves."""
+    """Consecutive units packed greedily into chunks of at most ``max_tokens``, with at most
+    one large definition (a quarter of the size or more) each, never across groups. A unit
+    over the size is cut into lines (a long line into parts) packed among themselves."""
     current: list[Unit] = []
     total = 0
+    large = False
 
     def flush() -> Iterator[Chunk]:
-        nonlocal current, total
+        nonlocal current, total, large
         if current:
             chunk = make_chunk(file, lines, current)
             if chunk is not None:
                 yield chunk
-        current, total = [], 0
+        current, total, large = [], 0, False
 
     for unit in units:
         if unit.tokens > max_tokens and unit.text is None:
             yield from flush()
             yield from pack(file, lines, line_units(lines, unit.start, unit.end, max_tokens, unit.symbol), max_tokens)
             continue
-        alone = unit.definition and unit.tokens * 4 >= max_tokens
-        if alone or total + unit.tokens > max_tokens or (current and not joinable(current[-1], unit)):
+        is_large = unit.definition and unit.tokens * 4 >= max_tokens
+        if current and (
+            total + unit.tokens > max_tokens
+            or (is_large and large)
+            or unit.group != current[-1].group
+            or not joinable(current[-1], unit)
+        ):
             yield from flush()
         current.append(unit)
         total += unit.tokens
-        if alone:
-            yield from flush()
+        large = large or is_large
     yield from flush()
 
 
