@@ -204,7 +204,7 @@ class _Expander:
 def merge_shared_lines(lines: Lines, units: list[Unit]) -> list[Unit]:
     """Units that share a line become one (a chunk is made of whole lines)."""
     merged: list[Unit] = []
-    for unit in sorted(units, key=lambda u: (u.start, u.end)):
+    for unit in units:  # in the order of the text
         if merged and unit.start <= merged[-1].end:
             last = merged[-1]
             start, end = last.start, max(last.end, unit.end)
@@ -246,7 +246,9 @@ def covered(lines: Lines, units: list[Unit]) -> list[Unit]:
         for number in range(1, len(lines) + 1)
         if not seen[number] and not lines.blank(number)
     ]
-    return merge_shared_lines(lines, units + missing) if missing else units
+    if not missing:
+        return units
+    return merge_shared_lines(lines, sorted(units + missing, key=lambda u: (u.start, u.end)))
 
 
 class SemanticChunker:
