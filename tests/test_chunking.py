@@ -481,6 +481,32 @@ def test_with_several_plugins_the_setting_chooses(tmp_path: Path, monkeypatch: p
         list(chunker_for("custom").chunk(file, options))
 
 
+PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
+
+
+def test_the_example_plugin_cuts_markdown_at_its_headings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """plugins/kijko-markdown-sections, registered the way its setup.cfg declares it."""
+    plugin = PLUGINS / "kijko-markdown-sections"
+    declared = (plugin / "setup.cfg").read_text()
+    assert "kijko.chunkers =\n    markdown-sections = kijko_markdown_sections:MarkdownSections" in declared
+    monkeypatch.syspath_prepend(str(plugin))
+    install_plugin(tmp_path, monkeypatch, {"markdown-sections": "kijko_markdown_sections:MarkdownSections"})
+    file = source(MARKDOWN + "\n```sh\n# not a heading\nls\n```\n", "README.md", "markdown")
+    chunks = chunks_of("custom", file, max_tokens=100)
+    check(file, chunks, 100)
+    assert [(c.start_line, c.end_line, c.symbol) for c in chunks] == [(1, 4, "Title"), (6, 16, "Section")]
+    # A section over the size: cut by the recursive chunker, lines still those of the file.
+    small = chunks_of("custom", file, max_tokens=12)
+    check(file, small, 12)
+    assert [(c.start_line, c.end_line, c.symbol) for c in small][:3] == [
+        (1, 1, "Title"),
+        (3, 3, "Title"),
+        (4, 4, "Title"),
+    ]
+    # Not Markdown: Kijko's recursive chunker.
+    assert chunks_of("custom", source(PYTHON), max_tokens=40) == chunks_of("recursive", source(PYTHON), max_tokens=40)
+
+
 # ---------------------------------------------------------------------------------------------
 # Secrets
 
@@ -550,6 +576,14 @@ def test_each_secret_is_replaced_by_a_typed_placeholder() -> None:
     assert 'AWS_ACCESS_KEY_ID = "<REDACTED:aws_access_key>"' in redacted
     assert 'KEY = """<REDACTED:private_key>' in redacted
     assert 'return boto3.client("s3")' in redacted
+
+
+def test_every_keyword_of_detect_secrets_has_a_hint() -> None:
+    from detect_secrets.plugins.keyword import DENYLIST
+
+    from kijko_core.ingestion.secrets import KEYWORD_HINTS
+
+    assert [word for word in DENYLIST if not any(hint in word for hint in KEYWORD_HINTS)] == []
 
 
 def test_ordinary_code_is_left_alone() -> None:
