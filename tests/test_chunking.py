@@ -383,6 +383,50 @@ def test_chunking_is_deterministic(strategy: str) -> None:
         assert [c.content_hash for c in first] == [c.content_hash for c in again]
 
 
+DIGEST = """
+import hashlib
+from kijko_core.ingestion.chunkers import ChunkOptions, chunker_for
+from kijko_core.ingestion.files import SourceFile
+from kijko_core.ingestion.optimize import Optimizer
+from tests.test_chunking import GO, MARKDOWN, PYTHON, SECRETS, TYPESCRIPT
+
+digest = hashlib.sha256()
+for strategy in ("fixed", "recursive", "semantic"):
+    optimizer = Optimizer(anonymize_secrets=True, include_metadata=True)
+    for n, (text, language) in enumerate(
+        ((PYTHON, "python"), (TYPESCRIPT, "typescript"), (GO, "go"), (MARKDOWN, "markdown"), (SECRETS, "python"))
+    ):
+        file = SourceFile("o/r", f"f{n}", language, len(text), text.count("\\n"), text)
+        for chunk in chunker_for(strategy).chunk(file, ChunkOptions(max_tokens=30, overlap_tokens=8)):
+            stored = optimizer.optimize(chunk)
+            if stored is not None:
+                digest.update(f"{stored.start_line}:{stored.end_line}:{stored.symbol}:{stored.content_hash};".encode())
+print(digest.hexdigest())
+"""
+
+
+def test_chunks_and_their_hashes_are_the_same_in_every_process() -> None:
+    """A retried run (another worker, another hash seed) stores the same chunks."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", DIGEST],
+            env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=root,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(outputs) == 1
+    assert len(outputs.pop().strip()) == 64
+
+
 def test_the_content_hash_is_the_sha256_of_the_content() -> None:
     import hashlib
 
@@ -660,6 +704,16 @@ def test_without_options_the_optimizer_only_dedupes() -> None:
     assert (optimizer.duplicates, optimizer.secrets_redacted) == (1, 0)
     assert optimizer.original_tokens == 2 * chunk.token_count
     assert optimizer.optimized_tokens == chunk.token_count
+
+
+def test_a_secret_in_a_path_stays_out_of_the_header() -> None:
+    path = f"keys/{AWS_KEY}.txt"
+    chunk = Chunk("owner/repo", path, "text", 1, 1, "hello", None, 1)
+    optimizer = Optimizer(anonymize_secrets=True, include_metadata=True)
+    stored = optimizer.optimize(chunk)
+    assert stored is not None
+    assert stored.content == "File: keys/<REDACTED:aws_access_key>.txt | Language: text\nhello"
+    assert optimizer.secrets_redacted == 1
 
 
 def test_the_header_names_the_symbol_and_never_a_secret() -> None:
