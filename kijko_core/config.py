@@ -181,6 +181,12 @@ class Settings(BaseSettings):
     git_clone_max_bytes: int = Field(default=2 * 1024**3, ge=1024 * 1024)
     git_max_processes: int = Field(default=8, ge=1, le=256)
 
+    # What one ingestion run reads (docs/ingestion-sources.md#caps): after the filters, at
+    # most this many files and bytes (more ends the run), and no file larger than this.
+    ingestion_max_total_bytes: int = Field(default=500 * 1024 * 1024, ge=1024, le=1024**4)
+    ingestion_max_files: int = Field(default=50_000, ge=1, le=10_000_000)
+    ingestion_max_file_bytes: int = Field(default=2 * 1024 * 1024, ge=1024, le=1024**3)
+
     encryption_keys: SecretStr | None = None
 
     # Git-provider connections of the wizard (docs/providers.md): a provider without its

@@ -35,6 +35,7 @@ GRAMMARS: dict[str, tuple[str, str]] = {
     "c": ("tree_sitter_c", "language"),
     "cpp": ("tree_sitter_cpp", "language"),
     "c++": ("tree_sitter_cpp", "language"),
+    "cuda": ("tree_sitter_cpp", "language"),  # C++ with extensions the parser recovers from
     "ruby": ("tree_sitter_ruby", "language"),
     "php": ("tree_sitter_php", "language_php"),
     "csharp": ("tree_sitter_c_sharp", "language"),
