@@ -470,6 +470,12 @@ class ParagraphChunker:
         yield Chunk(file.source, file.path, "wrong", 1, len(lines) - 1, file.text.rstrip("\n"), "whole", 999)
 
 
+class FailingChunker:
+    def chunk(self, file: SourceFile, options: ChunkOptions) -> Iterator[Chunk]:
+        yield from chunker_for("recursive").chunk(file, options)
+        raise KeyError("a bug in the plugin")
+
+
 class OutsideChunker:
     def chunk(self, file: SourceFile, options: ChunkOptions) -> Iterator[Chunk]:
         yield Chunk(file.source, file.path, file.language, 5, 900, "x", None, 1)
@@ -523,6 +529,16 @@ def test_with_several_plugins_the_setting_chooses(tmp_path: Path, monkeypatch: p
 
     with pytest.raises(InvalidChunk):
         list(chunker_for("custom").chunk(file, options))
+
+
+def test_a_failing_plugin_fails_the_file_with_invalid_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kijko_core.ingestion.chunkers import InvalidChunk
+
+    install_plugin(tmp_path, monkeypatch, {"failing": "tests.test_chunking:FailingChunker"})
+    with pytest.raises(InvalidChunk) as failed:
+        list(chunker_for("custom").chunk(source("one\n"), ChunkOptions(max_tokens=100, overlap_tokens=0)))
+    assert str(failed.value) == "chunker plugin 'failing' failed: KeyError"
+    assert isinstance(failed.value.__cause__, KeyError)
 
 
 PLUGINS = Path(__file__).resolve().parent.parent / "plugins"

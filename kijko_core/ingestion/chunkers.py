@@ -309,15 +309,23 @@ def custom_chunker_installed(custom: str | None = None) -> bool:
 
 
 class CheckedChunker:
-    """A plugin's chunker, its chunks checked against the file and recounted by our rule."""
+    """A plugin's chunker, its chunks checked against the file and recounted by our rule. A
+    plugin that fails on a file raises InvalidChunk: the run counts the file and goes on."""
 
     def __init__(self, name: str, inner: Chunker) -> None:
         self.name = name
         self.inner = inner
 
     def chunk(self, file: SourceFile, options: ChunkOptions) -> Iterator[Chunk]:
-        line_count = len(Lines(file.text))
-        for chunk in self.inner.chunk(file, options):
+        line_count = file.text.count("\n") + (1 if file.text and not file.text.endswith("\n") else 0)
+        produced = self.inner.chunk(file, options)
+        while True:
+            try:
+                chunk = next(produced)
+            except StopIteration:
+                return
+            except Exception as error:  # the plugin's bug must not end the run
+                raise InvalidChunk(f"chunker plugin {self.name!r} failed: {type(error).__name__}") from error
             if not isinstance(chunk, Chunk):
                 raise InvalidChunk(f"chunker plugin {self.name!r} produced something that is not a Chunk")
             if (chunk.source, chunk.path) != (file.source, file.path) or not (
