@@ -300,6 +300,11 @@ def test_a_comment_above_a_definition_stays_with_it() -> None:
     assert semantic(text, "python", 40) == [(1, 1, None), (4, 7, "load")]
 
 
+def test_a_chunk_of_many_small_definitions_names_the_first_eight() -> None:
+    text = "".join(f"def f{n}():\n    pass\n\n\n" for n in range(12))
+    assert semantic(text, "python", 512) == [(1, 46, "f0, f1, f2, f3, f4, f5, f6, f7, …")]
+
+
 def test_semantic_pieces_of_a_large_function_stay_within_the_size() -> None:
     body = "".join(f"    value_{n} = compute({n}, {n + 1})\n" for n in range(200))
     text = f"def huge():\n{body}    return value_0\n\n\ndef tiny():\n    return 1\n"

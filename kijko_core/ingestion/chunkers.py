@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 #: The entry-point group a chunker plugin registers under (docs/chunking.md#custom-chunkers).
 ENTRY_POINT_GROUP = "kijko.chunkers"
 STRATEGIES = ("fixed", "recursive", "semantic", "custom")
+#: A chunk of many small definitions names the first few, then "…".
+MAX_SYMBOLS = 8
 
 
 @dataclass(frozen=True)
@@ -193,7 +195,7 @@ def make_chunk(file: SourceFile, lines: Lines, units: Sequence[Unit]) -> Chunk |
         start_line=units[0].start,
         end_line=units[-1].end,
         content=content,
-        symbol=", ".join(symbols) if symbols else None,
+        symbol=", ".join(symbols[:MAX_SYMBOLS]) + (", …" if len(symbols) > MAX_SYMBOLS else "") if symbols else None,
         token_count=sum(unit.tokens for unit in units),
     )
 
