@@ -374,6 +374,33 @@ def test_grammars_load_offline_from_their_wheels(tmp_path: Path) -> None:
     assert list(home.iterdir()) == []
 
 
+def test_odd_text_keeps_every_promise() -> None:
+    """Fragments of the samples mixed with CR, form feeds, U+2028, NUL, emoji, long lines and
+    half a private key: every strategy, several sizes, the invariants of ``check``."""
+    import random
+
+    pieces = [PYTHON, TYPESCRIPT, GO, MARKDOWN, "\r\n", "\r", "\x0c", "\u2028", "\x00", "é", "😀", "{", "}"]
+    pieces += [
+        '"""',
+        "'",
+        "\n\n",
+        "    ",
+        "\t",
+        "class X:",
+        "x" * 300,
+        " y" * 300,
+        "-----BEGIN RSA PRIVATE KEY-----\na\n",
+    ]
+    rng = random.Random(7)
+    for _ in range(40):
+        text = "".join(rng.choice(pieces)[: rng.randint(0, 120)] for _ in range(rng.randint(0, 30)))
+        for language in ("python", "typescript", "go", "c", "markdown"):
+            for strategy in ("fixed", "recursive", "semantic"):
+                size = rng.choice([16, 40, 200])
+                file = source(text, "f", language)
+                check(file, chunks_of(strategy, file, max_tokens=size, overlap=rng.randint(0, size - 1)), size)
+
+
 # ---------------------------------------------------------------------------------------------
 # Determinism
 
