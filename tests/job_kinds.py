@@ -15,7 +15,7 @@ from uuid import UUID
 
 import asyncpg
 
-from kijko_core.jobs import JobContext, job_kind
+from kijko_core.jobs import JobContext, JobDeferred, job_kind
 
 #: job id → attempts run in this process.
 RUNS: dict[UUID, list[int]] = defaultdict(list)
@@ -104,3 +104,11 @@ async def cancel_leftovers(kijko: Any) -> None:
 async def hang(ctx: JobContext) -> None:
     RUNS[ctx.job_id].append(ctx.attempt)
     await asyncio.Event().wait()  # never set: only the kind's timeout ends it
+
+
+@job_kind("test.defer", max_attempts=1, lease_seconds=30)
+async def defers(ctx: JobContext) -> None:
+    """Defers itself ``defer_times`` times by ``seconds``, then runs (its one attempt)."""
+    RUNS[ctx.job_id].append(ctx.attempt)
+    if len(RUNS[ctx.job_id]) <= int(ctx.payload.get("defer_times", 1)):
+        raise JobDeferred(float(ctx.payload.get("seconds", 0.2)))

@@ -359,3 +359,49 @@ async def test_progress_updates_are_throttled_to_one_per_window_with_the_latest_
 def test_the_contract_validators_refuse_what_the_client_drops(event: str, payload: dict[str, Any], wrong: str) -> None:
     found = contract_events.problems(event, payload)
     assert found and any(wrong in problem for problem in found), found
+
+
+async def test_a_progress_record_as_the_snapshot_realtime_sends_on_join(
+    client: Any, kijko: Kijko, alice: Account
+) -> None:
+    from kijko_core.db.session import tenant_session
+    from kijko_core.ingestion import service
+    from kijko_core.ingestion.reporter import snapshot_payload
+
+    project = await text_project(client, alice, "Snapshot")
+    async with tenant_session(kijko.app_db, alice.identity, readonly=True) as db:
+        assert await service.current_progress(db, UUID(project["id"])) is None
+    await start(client, alice, project["id"])
+    async with tenant_session(kijko.app_db, alice.identity, readonly=True) as db:
+        current = await service.current_progress(db, UUID(project["id"]))
+    assert current is not None
+    payload = snapshot_payload(current)
+    contract_events.assert_valid("progress_update", payload)
+    assert payload["projectId"] == project["id"] and payload["phase"] == "repository_fetch"
+
+
+async def test_uploaded_files_and_manual_text_are_ingested(client: Any, kijko: Kijko, alice: Account) -> None:
+    from kijko_core.jobs.worker import run_until_idle
+    from tests.ingestion_kit import chunks_of, files_of
+    from tests.test_sources import upload
+
+    project = await text_project(client, alice, "Uploads", type="files")
+    pid = project["id"]
+    response = await upload(
+        client,
+        alice,
+        ("notes.md", b"# Notes\n\nThe uploaded notes.\n", "text/markdown"),
+        ("tool.py", b"def uploaded_tool():\n    return 1\n", "text/x-python"),
+        project_id=pid,
+    )
+    assert response.status_code in (200, 201), await response.get_data(as_text=True)
+    await start(client, alice, pid)
+    await run_until_idle(kijko)
+    done = await (await client.get(f"{API}/{pid}/progress", headers=alice.headers)).get_json()
+    assert done["completedAt"] and done["metrics"]["totalFiles"] == 3 and done["metrics"]["errorsEncountered"] == 0
+    files = await files_of(kijko, done["id"])
+    uploaded = sorted(f["path"] for f in files if f["source"] == "uploads")
+    assert uploaded == ["notes.md", "tool.py"] and [f["source"] for f in files].count("manual") == 1
+    chunks = await chunks_of(kijko, done["id"])
+    assert any("def uploaded_tool" in c["content"] for c in chunks)
+    assert any("Hello." in c["content"] for c in chunks if c["source"] == "manual")

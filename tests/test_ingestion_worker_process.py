@@ -17,6 +17,7 @@ import pytest
 from kijko_core.db.session import system_session
 from kijko_core.jobs.worker import run_until_idle
 from kijko_core.runtime import Kijko
+from tests import test_ingestion as base
 from tests.conftest import Account
 from tests.egress_server import GitServer
 from tests.ingestion_kit import (
@@ -29,19 +30,15 @@ from tests.ingestion_kit import (
     runs_of,
     wait_for,
 )
-from tests.test_ingestion import (  # noqa: F401 — the module's fixtures
-    INGESTED,
-    LEFT_OUT,
-    SYMLINKS,
-    _service_insert_chunk,
-    carol,
-    ingestion_kijko,
-    repo_url,
-    web,
-)
+from tests.test_ingestion import INGESTED, LEFT_OUT, SYMLINKS, _service_insert_chunk, repo_url
 from tests.test_worker_process import Workers, clean_env
 
 pytestmark = pytest.mark.slow
+
+# The fixtures of the in-process tests, on this module's git server.
+ingestion_kijko = base.ingestion_kijko
+web = base.web
+carol = base.carol
 
 
 @pytest.fixture(scope="module")
