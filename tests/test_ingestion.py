@@ -93,7 +93,7 @@ def server(git_server: GitServer) -> Iterator[GitServer]:
 async def ingestion_kijko(make_settings: Any, git_server: GitServer) -> AsyncIterator[Kijko]:
     settings = make_settings(
         egress_allow_cidrs="127.0.0.0/8",
-        git_hosts=f"gitlab={git_server.url}",
+        git_hosts=f"github={git_server.url}",
         worker_poll_seconds=0.2,
         job_retry_base_seconds=0.1,
         job_retry_max_seconds=0.5,
@@ -550,3 +550,32 @@ async def test_an_organization_runs_at_most_its_limit_and_queues_the_rest(
             [UUID(p["id"]) for p in projects],
         )
     assert [a["attempts"] for a in attempts] == [1, 1, 1]  # waiting consumed no attempt
+
+
+async def test_a_private_repository_is_cloned_with_the_requesters_connection(
+    web: Any, ingestion_kijko: Kijko, server: GitServer, carol: Account
+) -> None:
+    kijko = ingestion_kijko
+    project = await project_with_repository(web, carol, unique("Private"), repo_url(server, "other"))
+    server.require_token = "gho_secret-token-of-carol"
+    # Not connected: the clone is refused, and says what to do.
+    await ingest(web, carol, project["id"])
+    await run_until_idle(kijko)
+    failed = await progress(web, carol, project["id"])
+    assert failed["errorCode"] == "AUTHENTICATION_REQUIRED" and "connect" in failed["errorMessage"]
+    assert server.require_token not in failed["errorMessage"]
+    # Connected (the provider's token stored encrypted, as the OAuth flow stores it).
+    async with system_session(kijko.system_db) as db:
+        await db.execute(
+            "INSERT INTO kijko.git_connections (organization_id, user_id, provider, username,"
+            " access_token_ciphertext) VALUES ($1, $2, 'github', 'carol', $3)",
+            UUID(carol.org_id),
+            UUID(carol.user_id),
+            kijko.keyring.encrypt(server.require_token),
+        )
+    await ingest(web, carol, project["id"], forceReprocess=True)
+    await run_until_idle(kijko)
+    done = await progress(web, carol, project["id"])
+    assert done["completedAt"] and done["metrics"]["totalFiles"] == 1
+    chunks = await chunks_of(kijko, done["id"])
+    assert [c["path"] for c in chunks] == ["main.go"]

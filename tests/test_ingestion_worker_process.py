@@ -66,7 +66,7 @@ def workers(database: Any, encryption_key: str, git_server: GitServer, tmp_path:
         KIJKO_JOB_RETRY_MAX_SECONDS="0.5",
         KIJKO_DB_SYSTEM_POOL_SIZE="4",
         KIJKO_EGRESS_ALLOW_CIDRS="127.0.0.0/8",
-        KIJKO_GIT_HOSTS=f"gitlab={git_server.url}",
+        KIJKO_GIT_HOSTS=f"github={git_server.url}",
     )
     manager = Workers(env, tmp_path)
     try:
