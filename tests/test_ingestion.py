@@ -8,9 +8,11 @@ internal progress routes of external runners."""
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -142,6 +144,7 @@ async def test_a_repository_is_ingested_end_to_end(
 ) -> None:
     kijko = ingestion_kijko
     project = await project_with_repository(web, carol, unique("Widgets"), repo_url(server))
+    workdirs_before = _workdirs()
     async with recording() as recorder:
         started = await ingest(web, carol, project["id"], skipValidation=False, forceReprocess=False)
         assert started["status"] == "processing" and started["projectId"] == project["id"]
@@ -159,6 +162,8 @@ async def test_a_repository_is_ingested_end_to_end(
         finished = await progress(web, carol, project["id"])
         room = f"ingestion:{project['id']}"
         recorded = recorder.recorded(room=room)
+
+    assert _workdirs() == workdirs_before  # the job's temporary directory is gone
 
     # The progress record: complete, exact.
     assert finished["id"] == queued["id"] and finished["completedAt"] is not None
@@ -416,9 +421,11 @@ async def test_a_fatal_error_fails_the_run_with_its_code(
 ) -> None:
     kijko = ingestion_kijko
     project = await project_with_repository(web, carol, unique("Missing"), repo_url(server, "missing"))
+    workdirs_before = _workdirs()
     async with recording() as recorder:
         await ingest(web, carol, project["id"])
         await run_until_idle(kijko)
+    assert _workdirs() == workdirs_before  # removed after a failure too
     failed = await progress(web, carol, project["id"])
     assert failed["errorCode"] == "REPOSITORY_NOT_FOUND" and "acme/missing" in failed["errorMessage"]
     assert failed["completedAt"] is None and failed["phase"] == "repository_fetch"
@@ -495,6 +502,10 @@ async def test_the_run_of_another_organization_is_out_of_reach(
 
 async def _status_is(kijko: Kijko, run_id: Any, *states: str) -> bool:
     return (await run_row(kijko, run_id))["status"] in states
+
+
+def _workdirs() -> set[str]:
+    return {path.name for path in Path(tempfile.gettempdir()).glob("kijko-ingestion-*")}
 
 
 async def _only_run_id(kijko: Kijko, project_id: str) -> Any:
