@@ -590,3 +590,48 @@ async def test_a_private_repository_is_cloned_with_the_requesters_connection(
     assert done["completedAt"] and done["metrics"]["totalFiles"] == 1
     chunks = await chunks_of(kijko, done["id"])
     assert [c["path"] for c in chunks] == ["main.go"]
+
+
+async def test_a_custom_chunker_plugin_is_used_and_a_file_it_fails_on_is_counted(
+    web: Any, ingestion_kijko: Kijko, carol: Account, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_chunking import install_plugin
+
+    kijko = ingestion_kijko
+
+    async def manual_project(name: str) -> dict[str, Any]:
+        body = {
+            "name": unique(name),
+            "type": "manual",
+            "chunkingStrategy": "custom",
+            "customSettings": {"manualContent": "alpha beta\n\ngamma\n"},
+        }
+        response = await web.post(API, json=body, headers=carol.headers)
+        assert response.status_code == 201
+        project: dict[str, Any] = (await response.get_json())["project"]
+        return project
+
+    install_plugin(tmp_path / "good", monkeypatch, {"paragraphs": "tests.test_chunking:ParagraphChunker"})
+    good = await manual_project("Custom")
+    await ingest(web, carol, good["id"])
+    await run_until_idle(kijko)
+    done = await progress(web, carol, good["id"])
+    assert done["completedAt"] and done["metrics"]["chunksCreated"] == 1
+    assert [c["symbol"] for c in await chunks_of(kijko, done["id"])] == ["whole"]
+
+    monkeypatch.undo()
+    install_plugin(tmp_path / "bad", monkeypatch, {"buggy": "tests.test_chunking:FailingChunker"})
+    bad = await manual_project("Buggy")
+    await ingest(web, carol, bad["id"])
+    await run_until_idle(kijko)
+    counted = await progress(web, carol, bad["id"])  # the file failed; the run went on
+    assert counted["completedAt"] and counted["errorCode"] is None
+    assert counted["metrics"] == {
+        "filesProcessed": 1,
+        "totalFiles": 1,
+        "tokensProcessed": 0,
+        "bytesProcessed": 0,
+        "chunksCreated": 0,
+        "errorsEncountered": 1,
+    }
+    assert await chunks_of(kijko, counted["id"]) == []

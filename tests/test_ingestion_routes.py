@@ -425,3 +425,23 @@ def test_the_estimate_follows_its_documented_rule() -> None:
     assert estimate_seconds({**nothing, "repositories": 1, "known_files": 20_000}) == 147
     # Uploads: 2 files of 10 MiB together.
     assert estimate_seconds({**nothing, "uploads": 2, "upload_bytes": 10 * 1024 * 1024}) == 8
+
+
+async def test_an_uploaded_file_gone_from_storage_fails_the_run(client: Any, kijko: Kijko, alice: Account) -> None:
+    from kijko_core.jobs.worker import run_until_idle
+    from tests.test_sources import upload
+
+    project = await text_project(client, alice, "Gone", type="files")
+    pid = project["id"]
+    response = await upload(client, alice, ("gone.md", b"# Gone\n", "text/markdown"), project_id=pid)
+    assert response.status_code in (200, 201)
+    async with system_session(kijko.system_db, readonly=True) as db:
+        key = await db.fetchval("SELECT storage_key FROM kijko.uploaded_files WHERE project_id = $1", UUID(pid))
+    assert kijko.storage is not None
+    await kijko.storage.delete(key)
+    await start(client, alice, pid)
+    await run_until_idle(kijko)
+    failed = await (await client.get(f"{API}/{pid}/progress", headers=alice.headers)).get_json()
+    assert failed["errorCode"] == "SOURCE_MISSING" and "gone.md" in failed["errorMessage"]
+    shown = await (await client.get(f"{API}/{pid}", headers=alice.headers)).get_json()
+    assert shown["status"] == "error"
