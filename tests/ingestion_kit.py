@@ -65,7 +65,7 @@ async def project_with_repository(client: Any, account: Account, name: str, url:
     created: dict[str, Any] = (await response.get_json())["project"]
     response = await client.post(
         f"{API}/{created['id']}/repositories",
-        json={"provider": "gitlab", "repositoryUrl": url, "branch": "main"},
+        json={"provider": "github", "repositoryUrl": url, "branch": "main"},
         headers=account.headers,
     )
     assert response.status_code == 201, await response.get_data(as_text=True)

@@ -678,6 +678,22 @@ def test_every_keyword_of_detect_secrets_has_a_hint() -> None:
     assert [word for word in DENYLIST if not any(hint in word for hint in KEYWORD_HINTS)] == []
 
 
+def test_configuration_files_need_no_quotes() -> None:
+    assert redact("db:\n  password: hunter22\n  user: app\n", path="config/db.yaml") == (
+        "db:\n  password: <REDACTED:secret>\n  user: app\n",
+        1,
+    )
+    assert redact("DB_PASSWORD=hunter22\nPORT=80\n", path="app/.env.production") == (
+        "DB_PASSWORD=<REDACTED:secret>\nPORT=80\n",
+        1,
+    )
+    script = "export API_KEY=abcdef123456\necho $PASSWORD\nPASSWORD=$(cat /run/secret)\n"
+    assert redact(script, path="deploy.sh") == (
+        "export API_KEY=<REDACTED:secret>\necho $PASSWORD\nPASSWORD=$(cat /run/secret)\n",
+        1,
+    )
+
+
 def test_ordinary_code_is_left_alone() -> None:
     for text in (PYTHON, TYPESCRIPT, GO, MARKDOWN):
         assert redact(text, path="x") == (text, 0)

@@ -8,9 +8,11 @@ internal progress routes of external runners."""
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -93,7 +95,7 @@ def server(git_server: GitServer) -> Iterator[GitServer]:
 async def ingestion_kijko(make_settings: Any, git_server: GitServer) -> AsyncIterator[Kijko]:
     settings = make_settings(
         egress_allow_cidrs="127.0.0.0/8",
-        git_hosts=f"gitlab={git_server.url}",
+        git_hosts=f"github={git_server.url}",
         worker_poll_seconds=0.2,
         job_retry_base_seconds=0.1,
         job_retry_max_seconds=0.5,
@@ -142,6 +144,7 @@ async def test_a_repository_is_ingested_end_to_end(
 ) -> None:
     kijko = ingestion_kijko
     project = await project_with_repository(web, carol, unique("Widgets"), repo_url(server))
+    workdirs_before = _workdirs()
     async with recording() as recorder:
         started = await ingest(web, carol, project["id"], skipValidation=False, forceReprocess=False)
         assert started["status"] == "processing" and started["projectId"] == project["id"]
@@ -159,6 +162,8 @@ async def test_a_repository_is_ingested_end_to_end(
         finished = await progress(web, carol, project["id"])
         room = f"ingestion:{project['id']}"
         recorded = recorder.recorded(room=room)
+
+    assert _workdirs() == workdirs_before  # the job's temporary directory is gone
 
     # The progress record: complete, exact.
     assert finished["id"] == queued["id"] and finished["completedAt"] is not None
@@ -416,9 +421,11 @@ async def test_a_fatal_error_fails_the_run_with_its_code(
 ) -> None:
     kijko = ingestion_kijko
     project = await project_with_repository(web, carol, unique("Missing"), repo_url(server, "missing"))
+    workdirs_before = _workdirs()
     async with recording() as recorder:
         await ingest(web, carol, project["id"])
         await run_until_idle(kijko)
+    assert _workdirs() == workdirs_before  # removed after a failure too
     failed = await progress(web, carol, project["id"])
     assert failed["errorCode"] == "REPOSITORY_NOT_FOUND" and "acme/missing" in failed["errorMessage"]
     assert failed["completedAt"] is None and failed["phase"] == "repository_fetch"
@@ -497,6 +504,10 @@ async def _status_is(kijko: Kijko, run_id: Any, *states: str) -> bool:
     return (await run_row(kijko, run_id))["status"] in states
 
 
+def _workdirs() -> set[str]:
+    return {path.name for path in Path(tempfile.gettempdir()).glob("kijko-ingestion-*")}
+
+
 async def _only_run_id(kijko: Kijko, project_id: str) -> Any:
     (run,) = await runs_of(kijko, project_id)
     return run["id"]
@@ -550,3 +561,77 @@ async def test_an_organization_runs_at_most_its_limit_and_queues_the_rest(
             [UUID(p["id"]) for p in projects],
         )
     assert [a["attempts"] for a in attempts] == [1, 1, 1]  # waiting consumed no attempt
+
+
+async def test_a_private_repository_is_cloned_with_the_requesters_connection(
+    web: Any, ingestion_kijko: Kijko, server: GitServer, carol: Account
+) -> None:
+    kijko = ingestion_kijko
+    project = await project_with_repository(web, carol, unique("Private"), repo_url(server, "other"))
+    server.require_token = "gho_secret-token-of-carol"
+    # Not connected: the clone is refused, and says what to do.
+    await ingest(web, carol, project["id"])
+    await run_until_idle(kijko)
+    failed = await progress(web, carol, project["id"])
+    assert failed["errorCode"] == "AUTHENTICATION_REQUIRED" and "connect" in failed["errorMessage"]
+    assert server.require_token not in failed["errorMessage"]
+    # Connected (the provider's token stored encrypted, as the OAuth flow stores it).
+    async with system_session(kijko.system_db) as db:
+        await db.execute(
+            "INSERT INTO kijko.git_connections (organization_id, user_id, provider, username,"
+            " access_token_ciphertext) VALUES ($1, $2, 'github', 'carol', $3)",
+            UUID(carol.org_id),
+            UUID(carol.user_id),
+            kijko.keyring.encrypt(server.require_token),
+        )
+    await ingest(web, carol, project["id"], forceReprocess=True)
+    await run_until_idle(kijko)
+    done = await progress(web, carol, project["id"])
+    assert done["completedAt"] and done["metrics"]["totalFiles"] == 1
+    chunks = await chunks_of(kijko, done["id"])
+    assert [c["path"] for c in chunks] == ["main.go"]
+
+
+async def test_a_custom_chunker_plugin_is_used_and_a_file_it_fails_on_is_counted(
+    web: Any, ingestion_kijko: Kijko, carol: Account, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_chunking import install_plugin
+
+    kijko = ingestion_kijko
+
+    async def manual_project(name: str) -> dict[str, Any]:
+        body = {
+            "name": unique(name),
+            "type": "manual",
+            "chunkingStrategy": "custom",
+            "customSettings": {"manualContent": "alpha beta\n\ngamma\n"},
+        }
+        response = await web.post(API, json=body, headers=carol.headers)
+        assert response.status_code == 201
+        project: dict[str, Any] = (await response.get_json())["project"]
+        return project
+
+    install_plugin(tmp_path / "good", monkeypatch, {"paragraphs": "tests.test_chunking:ParagraphChunker"})
+    good = await manual_project("Custom")
+    await ingest(web, carol, good["id"])
+    await run_until_idle(kijko)
+    done = await progress(web, carol, good["id"])
+    assert done["completedAt"] and done["metrics"]["chunksCreated"] == 1
+    assert [c["symbol"] for c in await chunks_of(kijko, done["id"])] == ["whole"]
+
+    monkeypatch.undo()
+    install_plugin(tmp_path / "bad", monkeypatch, {"buggy": "tests.test_chunking:FailingChunker"})
+    bad = await manual_project("Buggy")
+    await ingest(web, carol, bad["id"])
+    await run_until_idle(kijko)
+    counted = await progress(web, carol, bad["id"])  # the file failed; the run went on
+    assert counted["completedAt"] and counted["errorCode"] is None
+    assert counted["metrics"] == {
+        "filesProcessed": 1,
+        "totalFiles": 1,
+        "tokensProcessed": 0,
+        "bytesProcessed": 0,
+        "chunksCreated": 0,
+        "errorsEncountered": 1,
+    }
+    assert await chunks_of(kijko, counted["id"]) == []

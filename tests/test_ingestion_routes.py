@@ -405,3 +405,43 @@ async def test_uploaded_files_and_manual_text_are_ingested(client: Any, kijko: K
     chunks = await chunks_of(kijko, done["id"])
     assert any("def uploaded_tool" in c["content"] for c in chunks)
     assert any("Hello." in c["content"] for c in chunks if c["source"] == "manual")
+
+
+def test_the_estimate_follows_its_documented_rule() -> None:
+    from kijko_core.ingestion.service import estimate_seconds
+
+    nothing = {
+        "repositories": 0,
+        "known_files": 0,
+        "unknown_repositories": 0,
+        "uploads": 0,
+        "upload_bytes": 0,
+        "manual_bytes": 0,
+    }
+    assert estimate_seconds(nothing) == 5  # the fixed start
+    # One repository never ingested: a clone (10 s), 500 files at 200/s, 500 × 8 KiB at 5 MiB/s.
+    assert estimate_seconds({**nothing, "repositories": 1, "unknown_repositories": 1}) == 19
+    # One repository of 20,000 known files: 10 + 100 + 20,000 × 8 KiB / 5 MiB/s (31.25) + 5.
+    assert estimate_seconds({**nothing, "repositories": 1, "known_files": 20_000}) == 147
+    # Uploads: 2 files of 10 MiB together.
+    assert estimate_seconds({**nothing, "uploads": 2, "upload_bytes": 10 * 1024 * 1024}) == 8
+
+
+async def test_an_uploaded_file_gone_from_storage_fails_the_run(client: Any, kijko: Kijko, alice: Account) -> None:
+    from kijko_core.jobs.worker import run_until_idle
+    from tests.test_sources import upload
+
+    project = await text_project(client, alice, "Gone", type="files")
+    pid = project["id"]
+    response = await upload(client, alice, ("gone.md", b"# Gone\n", "text/markdown"), project_id=pid)
+    assert response.status_code in (200, 201)
+    async with system_session(kijko.system_db, readonly=True) as db:
+        key = await db.fetchval("SELECT storage_key FROM kijko.uploaded_files WHERE project_id = $1", UUID(pid))
+    assert kijko.storage is not None
+    await kijko.storage.delete(key)
+    await start(client, alice, pid)
+    await run_until_idle(kijko)
+    failed = await (await client.get(f"{API}/{pid}/progress", headers=alice.headers)).get_json()
+    assert failed["errorCode"] == "SOURCE_MISSING" and "gone.md" in failed["errorMessage"]
+    shown = await (await client.get(f"{API}/{pid}", headers=alice.headers)).get_json()
+    assert shown["status"] == "error"

@@ -191,6 +191,30 @@ def _planned(tmp_path: Path, content: bytes, name: str = "f.txt") -> Planned:
     return Planned("uploads", name, tmp_path.resolve() / name, len(content), "text")
 
 
+def test_gitattributes_mark_vendored_generated_and_binary_files(tmp_path: Path) -> None:
+    write_tree(
+        tmp_path,
+        {
+            ".gitattributes": "# Linguist's overrides\n"
+            "*.snap linguist-generated=true\n"
+            "third_party/** linguist-vendored\n"
+            "*.fixture binary\n"
+            "[attr]mine -diff\n"
+            "!negative linguist-generated\n"
+            "*.c text eol=lf\n",
+            "a.snap": "x\n",
+            "src/.gitattributes": "keep.snap linguist-generated=false\n",
+            "src/keep.snap": "x\n",
+            "src/main.c": "int main;\n",
+            "third_party/lib.c": "int x;\n",
+            "data.fixture": "abc\n",
+        },
+    )
+    result = plan(Checkout("uploads", tmp_path, None), caps=CAPS)
+    assert [f.path for f in result.files] == [".gitattributes", "src/.gitattributes", "src/keep.snap", "src/main.c"]
+    assert result.skipped == {"generated": 1, "vendored": 1, "binary": 1}
+
+
 def test_gitignore_patterns_in_effect_are_bounded(tmp_path: Path) -> None:
     # The root's 600 patterns apply; a nested file that would bring them past 1,000 does not;
     # a single file of more than 1,000 patterns does not either.

@@ -66,7 +66,7 @@ def workers(database: Any, encryption_key: str, git_server: GitServer, tmp_path:
         KIJKO_JOB_RETRY_MAX_SECONDS="0.5",
         KIJKO_DB_SYSTEM_POOL_SIZE="4",
         KIJKO_EGRESS_ALLOW_CIDRS="127.0.0.0/8",
-        KIJKO_GIT_HOSTS=f"gitlab={git_server.url}",
+        KIJKO_GIT_HOSTS=f"github={git_server.url}",
     )
     manager = Workers(env, tmp_path)
     try:
@@ -111,9 +111,9 @@ async def test_a_worker_killed_mid_run_is_retried_to_the_same_result(
         f["path"] for f in await files_of(kijko, reference["id"])
     ]
     assert await indexed_run(kijko, project["id"]) == run["id"]
-    async with system_session(kijko.system_db, readonly=True) as db:
-        job = await db.fetchrow("SELECT state, attempts FROM kijko.jobs WHERE id = $1", UUID(started["jobId"]))
-    assert job is not None and (job["state"], job["attempts"]) == ("succeeded", 2)
+    # The job row is written just after the run's completion commits.
+    job = await wait_for(lambda: _job_if_finished(kijko, started["jobId"]))
+    assert (job["state"], job["attempts"]) == ("succeeded", 2)
     shown = await (await web.get(f"/api/v1/projects/{project['id']}", headers=carol.headers)).get_json()
     assert shown["status"] == "active" and shown["totalFiles"] == len(INGESTED)
 
@@ -126,3 +126,9 @@ async def _running(kijko: Kijko, run_id: Any) -> bool:
 async def _completed(kijko: Kijko, run_id: Any) -> bool:
     async with system_session(kijko.system_db, readonly=True) as db:
         return await db.fetchval("SELECT status FROM kijko.ingestion_runs WHERE id = $1", run_id) == "completed"
+
+
+async def _job_if_finished(kijko: Kijko, job_id: str) -> Any:
+    async with system_session(kijko.system_db, readonly=True) as db:
+        job = await db.fetchrow("SELECT state, attempts FROM kijko.jobs WHERE id = $1", UUID(job_id))
+    return job if job is not None and job["state"] != "running" else None

@@ -450,12 +450,14 @@ async def _failed(ctx: JobContext, reporter: Reporter, code: str, message: str, 
             db, org_id, run_id, metrics=reporter.counters.metrics(), original_tokens=reporter.original_tokens
         )
         failed = await repository.fail(db, org_id, run_id, code, message)
-        if failed is None:
-            return  # cancelled meanwhile: the cancel stands
-        await repository.delete_run_content(db, org_id, project_id, run_id)
-        await repository.settle_repositories(db, org_id, project_id)
-        await repository.set_project_status(db, org_id, project_id, "error")
-        await service.announce_failure(db, org_id, project_id, failed, recoverable=recoverable)
+        if failed is not None:
+            await repository.delete_run_content(db, org_id, project_id, run_id)
+            await repository.settle_repositories(db, org_id, project_id)
+            await repository.set_project_status(db, org_id, project_id, "error")
+            await service.announce_failure(db, org_id, project_id, failed, recoverable=recoverable)
+    if failed is None:  # cancelled meanwhile: the cancel stands, and its clean-up is ours
+        await _stopped(ctx, reporter)
+        return
     log.info("ingestion_failed", run_id=str(run_id), code=code)
 
 

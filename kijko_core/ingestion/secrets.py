@@ -30,12 +30,13 @@ from detect_secrets.plugins.high_entropy_strings import (
 )
 from detect_secrets.plugins.jwt import JwtTokenDetector
 from detect_secrets.plugins.keyword import (
-    DENYLIST as KEYWORDS,
-)
-from detect_secrets.plugins.keyword import (
+    CONFIG_DENYLIST_REGEX_TO_GROUP,
     QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP,
     REGEX_BY_FILETYPE,
     KeywordDetector,
+)
+from detect_secrets.plugins.keyword import (
+    DENYLIST as KEYWORDS,
 )
 from detect_secrets.plugins.npm import NpmDetector
 from detect_secrets.plugins.openai import OpenAIDetector
@@ -95,6 +96,7 @@ _ENTROPY: tuple[HighEntropyStringsPlugin, ...] = (Base64HighEntropyString(), Hex
 _QUOTED = re.compile(r"""(['"])([A-Za-z0-9+/=_\-]{16,})\1""")
 _ASSIGNMENT = re.compile(r"""[\w\]'"]\s*(?::=|=>|=|:)\s*\Z""")
 _COMPARISON = ("==", "!=", "<=", ">=")
+_UNQUOTED_VALUES = (".env", ".sh", ".bash", ".zsh", ".envrc")
 # A private key: its BEGIN line (detect-secrets' markers), base64/header lines, its END line.
 _KEY_BEGIN = re.compile("|".join(p.pattern for p in PrivateKeyDetector().denylist))
 _KEY_BODY_LINE = r"[ \t]*[A-Za-z0-9+/=:,\- \t]*\r?\n"
@@ -168,10 +170,19 @@ def _keyword_lines(text: str, lowered: str) -> list[tuple[int, int]]:
     return sorted(spans)
 
 
+def _keyword_rules(path: str) -> dict[re.Pattern[str], int]:
+    """detect-secrets' keyword rules for the file type; environment files and shell scripts
+    (which it does not know) get its configuration-file rules, where values need no quotes."""
+    name = path.rsplit("/", 1)[-1].lower()
+    if name.startswith(".env") or name.endswith(_UNQUOTED_VALUES):
+        return CONFIG_DENYLIST_REGEX_TO_GROUP
+    return REGEX_BY_FILETYPE.get(determine_file_type(path), QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP)
+
+
 def _redact_keywords(text: str, lowered: str, path: str) -> tuple[str, int]:
     """Values assigned to secret-sounding names, replaced on their own line only (a short
     password must not blank out the same word elsewhere)."""
-    regexes = REGEX_BY_FILETYPE.get(determine_file_type(path), QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP)
+    regexes = _keyword_rules(path)
     placeholder = PLACEHOLDER.format(kind="secret")
     out: list[str] = []
     done = 0
