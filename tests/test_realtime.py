@@ -336,7 +336,7 @@ async def test_the_recheck_of_a_thousand_connections_is_one_quick_query(
         Verdict.OK,
         Verdict.NO_PROJECT_ACCESS,
         Verdict.SESSION_ENDED,
-        Verdict.SESSION_ENDED,
+        Verdict.NOT_A_MEMBER,
     ]
     assert verdicts == verdicts[:5] * 200
     assert elapsed < 1.0, elapsed
@@ -367,3 +367,16 @@ async def test_a_redis_that_is_down_costs_other_processes_events_not_this_ones(k
         # The failed publish was logged; the server goes on accepting.
         async with listening(served.url, token=alice.access_token):
             pass
+
+
+async def test_a_member_removed_from_the_organization_is_disconnected_within_seconds(
+    kijko: Kijko, client: Any, alice: Account
+) -> None:
+    member = await add_member(kijko, alice.org_id, "member")
+    async with serving(kijko, **FAST) as served, listening(served.url, token=member.access_token) as watcher:
+        removed = await client.delete(f"/api/v1/organizations/current/members/{member.user_id}", headers=alice.headers)
+        assert removed.status_code in (200, 204), await removed.get_data(as_text=True)
+        await watcher.closed(within=5)
+        assert watcher.named("disconnect_reason") == [
+            {"code": "ACCESS_DENIED", "message": "You are not a member of this organization"}
+        ]

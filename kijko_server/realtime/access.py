@@ -63,7 +63,8 @@ _CHECK = compose(
 
 class Verdict(StrEnum):
     OK = "ok"
-    SESSION_ENDED = "session_ended"  # logged out, revoked, expired, or left the organization
+    SESSION_ENDED = "session_ended"  # logged out, revoked or expired (HTTP: 401)
+    NOT_A_MEMBER = "not_a_member"  # removed from the organization (HTTP: 403, decision 0073)
     NO_PROJECT_ACCESS = "no_project_access"
 
 
@@ -99,8 +100,10 @@ async def recheck(system_db: Database, grants: Sequence[Grant]) -> list[Verdict]
         found = {row["i"]: row for row in rows}
         for i in range(len(batch)):
             row = found[i]
-            if not (row["live"] and row["member"]):
+            if not row["live"]:
                 verdicts.append(Verdict.SESSION_ENDED)
+            elif not row["member"]:
+                verdicts.append(Verdict.NOT_A_MEMBER)
             elif not row["readable"]:
                 verdicts.append(Verdict.NO_PROJECT_ACCESS)
             else:

@@ -354,6 +354,8 @@ class Realtime:
         for connection, verdict in zip(connections, verdicts, strict=True):
             if verdict is access.Verdict.SESSION_ENDED:
                 self._spawn(self._close(connection.sid, INVALID_TOKEN, verdict.value))
+            elif verdict is access.Verdict.NOT_A_MEMBER:
+                self._spawn(self._close(connection.sid, NOT_A_MEMBER, verdict.value))
             elif verdict is access.Verdict.NO_PROJECT_ACCESS:
                 self._spawn(self._close(connection.sid, ACCESS_DENIED, verdict.value))
 
