@@ -23,7 +23,7 @@ import importlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from urllib.parse import parse_qs
 from uuid import UUID
 
@@ -31,17 +31,15 @@ import socketio
 
 from kijko_core import events
 from kijko_core.auth.principal import TokenIdentity
-from kijko_core.config import Settings
+from kijko_core.config import Settings, load_settings
 from kijko_core.db.session import TenantSession, tenant_session
 from kijko_core.errors import Forbidden, InvalidToken, NotFound
 from kijko_core.logging import get_logger
 from kijko_core.projects import service as projects
+from kijko_core.runtime import Kijko
+from kijko_server.app import KijkoApp, create_app
 from kijko_server.realtime import access
 from kijko_server.realtime.transport import NAMESPACE, SocketIOEvents, client_manager
-
-if TYPE_CHECKING:
-    from kijko_core.runtime import Kijko
-    from kijko_server.app import KijkoApp
 
 log = get_logger("kijko.realtime")
 
@@ -243,6 +241,11 @@ class Realtime:
     async def _after_connect(self, connection: Connection, snapshot: dict[str, Any] | None) -> None:
         """Once the client has its CONNECT packet: the progress snapshot, and the token timers."""
         if not await self._connected(connection.sid):
+            # The client went away during the handshake: python-socketio calls no disconnect
+            # handler for a connection it never completed.
+            if self.connections.get(connection.sid) is connection:
+                del self.connections[connection.sid]
+            connection.cancel_timers()
             return
         if snapshot is not None:
             await self.sio.emit("progress_update", snapshot, to=connection.sid, namespace=NAMESPACE)
@@ -383,6 +386,14 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def with_realtime(app: KijkoApp) -> Any:
-    """The ASGI application of ``kijko serve``: Socket.IO in front of ``app``."""
-    return Realtime(app).asgi
+def with_realtime(app: KijkoApp, settings: Settings | None = None) -> Any:
+    """The ASGI application of ``kijko serve``: Socket.IO in front of ``app`` (``settings``
+    needed only when the app starts its own runtime)."""
+    return Realtime(app, settings).asgi
+
+
+def create_asgi_app(settings: Settings | None = None) -> Any:
+    """For ASGI servers that import a factory (``uvicorn --factory
+    kijko_server.realtime:create_asgi_app``): the app with its own runtime, and Socket.IO."""
+    settings = settings or load_settings()
+    return with_realtime(create_app(settings), settings)
