@@ -192,6 +192,8 @@ async def test_role_matrix(domain: Domain, who: Actor, client: Any, kijko: Kijko
     for action in domain.actions:
         for kind in domain.kinds:
             resource = await domain.create(client, creator, kind)
+            if action.prepare is not None:
+                await action.prepare(client, creator, resource)
             # Sub-resources first: making one may change the snapshot (totalRepos).
             path = await domain.resolve(client, creator, action.rule, resource)
             before = await domain.snapshot(client, creator)

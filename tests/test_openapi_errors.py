@@ -21,6 +21,7 @@ from kijko_core.runtime import Kijko, make_redis
 from kijko_server.app import KijkoApp, create_app
 from kijko_server.openapi import declared_errors
 from tests.conftest import Account, sign_up
+from tests.ingestion_kit import INGESTION_OPERATIONS
 from tests.invitations import MEMBER_OPERATIONS
 from tests.keycloak_server import FakeKeycloak
 from tests.memberships import add_member
@@ -260,8 +261,8 @@ async def test_each_other_operation_documents_exactly_its_errors(client: Any) ->
     spec = await openapi(client)
     operations = {(method, path) for path, methods in spec["paths"].items() for method in methods}
     # Members pin theirs in tests/test_members.py, the wizard's sources in tests/test_sources.py
-    # (WIZARD); each is triggered there.
-    pinned = set(EXPECTED) | set(OTHERS) | set(MEMBER_OPERATIONS) | set(WIZARD)
+    # (WIZARD), ingestion in tests/ingestion_kit.py; each is triggered there.
+    pinned = set(EXPECTED) | set(OTHERS) | set(MEMBER_OPERATIONS) | set(WIZARD) | set(INGESTION_OPERATIONS)
     assert operations == pinned, "a new operation: pin its errors here"
     for (method, path), statuses in OTHERS.items():
         assert set(documented_errors(spec, method, path)) == statuses | {"500"}, (method, path)
