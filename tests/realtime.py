@@ -74,12 +74,15 @@ class Listener:
     def __init__(self) -> None:
         self.client = socketio.AsyncClient(reconnection=False)
         self.events: list[tuple[str, Any]] = []
+        #: When each event arrived (time.monotonic()), index for index with ``events``.
+        self.times: list[float] = []
         self.refusal: Any = None
         self.disconnected: str | None = None
 
         @self.client.on("*")
         async def anything(event: str, data: Any = None) -> None:
             self.events.append((event, data))
+            self.times.append(time.monotonic())
 
         @self.client.event
         async def connect_error(data: Any) -> None:

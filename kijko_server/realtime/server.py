@@ -7,7 +7,8 @@ works as before; ``kijko serve`` runs ``realtime.asgi``.
 
 A connection is accepted like an HTTP request is: the access token of ``auth.token`` goes through
 the runtime's verifier (the same per-token cache) and a tenant session (``kijko.enter``: live
-session, membership), and ``query.projectId`` through the projects service's read check. It then
+session, membership), and ``query.projectId`` through the projects' read rule (the ingestion service's
+``current_progress``, which also gives the snapshot). It then
 joins ``user:<id>``, ``org:<id>`` and, with a project, ``ingestion:<projectId>``. Until its
 token expires it is watched: ``token_refresh_required`` ahead of expiry, ``reauth`` to renew,
 a ``disconnect_reason`` then a disconnect at expiry, and a periodic batched re-check
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,8 +34,8 @@ from kijko_core.auth.principal import TokenIdentity
 from kijko_core.config import Settings, load_settings
 from kijko_core.db.session import TenantSession, tenant_session
 from kijko_core.errors import Forbidden, InvalidToken, NotFound
+from kijko_core.ingestion.service import current_progress
 from kijko_core.logging import get_logger
-from kijko_core.projects import service as projects
 from kijko_core.runtime import Kijko
 from kijko_server.app import KijkoApp, create_app
 from kijko_server.realtime import access
@@ -229,8 +229,7 @@ class Realtime:
             async with tenant_session(self.kijko.app_db, identity, readonly=True) as db:
                 if project_id is None:
                     return None
-                await projects.get(db, project_id)
-                return await current_progress(db, project_id)
+                return await snapshot_of(db, project_id)  # the projects' read rule first
         except InvalidToken:
             raise Refused(INVALID_TOKEN) from None
         except Forbidden:
@@ -363,17 +362,14 @@ class Realtime:
                 self._spawn(self._close(connection.sid, ACCESS_DENIED, verdict.value))
 
 
-async def current_progress(db: TenantSession, project_id: UUID) -> dict[str, Any] | None:
-    """The project's ingestion progress as a ``progress_update`` payload, or None (no run yet,
-    or the ingestion service is not installed)."""
-    try:
-        service = importlib.import_module("kijko_core.ingestion.service")
-    except ModuleNotFoundError:
-        return None
-    progress = await service.current_progress(db, project_id)
+async def snapshot_of(db: TenantSession, project_id: UUID) -> dict[str, Any] | None:
+    """The project's ingestion progress as the ``progress_update`` sent on joining (the
+    IngestionProgress of ``GET /progress``, absent fields left out), or None when it never
+    ran. Raises the project's NotFound when the caller cannot read it."""
+    progress = await current_progress(db, project_id)
     if progress is None:
         return None
-    dumped: dict[str, Any] = progress.model_dump(mode="json", by_alias=True)
+    dumped: dict[str, Any] = progress.model_dump(mode="json", by_alias=True, exclude_none=True)
     return dumped
 
 
