@@ -170,6 +170,10 @@ async def test_an_event_published_in_the_worker_reaches_clients_on_both_api_proc
         [event] = await colleague_on_second.received("project_user:added", within=20)
         assert event["email"] == "later@example.com"
         assert colleague_on_second.named("progress_update") == []  # not on that project's channel
+    # Each process stops cleanly (the worker closes its write-only manager, the API processes
+    # their subscribers).
+    processes.stop()
+    assert [process.returncode for process, _ in processes.started] == [0, 0, 0], processes.logs()
 
 
 async def test_sigterm_stops_an_api_process_with_connected_clients_promptly(

@@ -39,7 +39,7 @@ from kijko_core.logging import get_logger
 from kijko_core.runtime import Kijko
 from kijko_server.app import KijkoApp, create_app
 from kijko_server.realtime import access
-from kijko_server.realtime.transport import NAMESPACE, SocketIOEvents, client_manager
+from kijko_server.realtime.transport import NAMESPACE, SocketIOEvents, client_manager, close_manager
 
 log = get_logger("kijko.realtime")
 
@@ -159,6 +159,7 @@ class Realtime:
         if self._previous_port is not None:
             events.use(self._previous_port)
         await self.sio.shutdown()
+        await close_manager(self.manager)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -177,7 +178,7 @@ class Realtime:
             log.warning(
                 "realtime_refused",
                 sid=sid,
-                project_id=raw_project,
+                project_id=None if raw_project is None else raw_project[:64],  # the client's text
                 reason=refused.refusal.code,
                 detail=refused.refusal.message,
                 address=address,
