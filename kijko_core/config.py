@@ -181,6 +181,12 @@ class Settings(BaseSettings):
     git_clone_max_bytes: int = Field(default=2 * 1024**3, ge=1024 * 1024)
     git_max_processes: int = Field(default=8, ge=1, le=256)
 
+    # What one ingestion run reads (docs/ingestion-sources.md#caps): after the filters, at
+    # most this many files and bytes (more ends the run), and no file larger than this.
+    ingestion_max_total_bytes: int = Field(default=500 * 1024 * 1024, ge=1024, le=1024**4)
+    ingestion_max_files: int = Field(default=50_000, ge=1, le=10_000_000)
+    ingestion_max_file_bytes: int = Field(default=2 * 1024 * 1024, ge=1024, le=1024**3)
+
     encryption_keys: SecretStr | None = None
 
     # Git-provider connections of the wizard (docs/providers.md): a provider without its
@@ -226,6 +232,11 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(default=10.0, gt=0, le=3600)
     serve_worker: Literal["auto", "on", "off"] = "auto"
 
+    # Ingestion runs (docs/ingestion.md): how many run at once per organization (more wait,
+    # queued), and how soon a waiting one looks for a free slot again.
+    ingestion_concurrency_per_org: int = Field(default=2, ge=1, le=1000)
+    ingestion_queue_recheck_seconds: float = Field(default=5.0, ge=0.1, le=600)
+
     # Mail (docs/mail.md): SMTP when a URL is set, else the local outbox in the data dir.
     smtp_url: SecretUrl | None = None
     smtp_ca_file: Path | None = None
@@ -238,6 +249,11 @@ class Settings(BaseSettings):
     invitation_resends_per_hour: int = Field(default=3, ge=1, le=100)
     invitation_mails_per_hour: int = Field(default=100, ge=1, le=100_000)
     rate_limit_invitation_lookup_per_minute: int = Field(default=30, ge=1)
+
+    # Chunking of ingested files (docs/chunking.md).
+    ingestion_chunk_tokens: int = Field(default=512, ge=16, le=8192)
+    ingestion_chunk_overlap_tokens: int = Field(default=64, ge=0, le=4096)
+    ingestion_custom_chunker: str | None = None
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
@@ -358,6 +374,10 @@ class Settings(BaseSettings):
                 problems.append(
                     ("keycloak_client_secret", "required when KIJKO_AUTH_PROVIDER=keycloak")
                 )
+        if self.ingestion_chunk_overlap_tokens >= self.ingestion_chunk_tokens:
+            problems.append(
+                ("ingestion_chunk_overlap_tokens", "must be less than KIJKO_INGESTION_CHUNK_TOKENS")
+            )
         if self.smtp_url is not None and self.mail_from is None:
             problems.append(("mail_from", "required when KIJKO_SMTP_URL is set"))
         urls = (self.database_url, self.system_database_url, self.migration_database_url)

@@ -454,3 +454,50 @@ async def clone(
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, destination, True)
             raise
+
+
+#: The most ``git ls-files`` output read from a checkout (about 600,000 entries).
+LS_FILES_MAX_BYTES = 64 * 1024 * 1024
+#: git's modes of entries that are no regular file: a symbolic link, a submodule.
+_LINK_MODES = ("120000", "160000")
+
+
+@dataclass(frozen=True)
+class CheckedOut:
+    """What git recorded about a clone: its commit and the paths it holds as symbolic links
+    or submodules (``clone`` checks links out as plain files holding the target's name, and
+    leaves submodules as empty directories: readers skip these paths)."""
+
+    commit: str
+    links: frozenset[str]
+
+
+async def inspect(settings: Settings, checkout: Path) -> CheckedOut:
+    """Read the commit and the link paths of a clone made by ``clone`` (local only: no network,
+    no hooks, our configuration only). Raises ``GitFailed``, or ``GitTooLarge`` when the index
+    lists more than ``LS_FILES_MAX_BYTES`` of entries."""
+    async with _environment(None, TOKEN_USERNAME) as env:
+        env = {**env, "GIT_DIR": str(checkout / ".git"), "GIT_WORK_TREE": str(checkout)}
+        local = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "core.untrackedCache=false"]
+        commit = await _run(
+            [*local, "rev-parse", "--verify", "--quiet", "HEAD^{commit}"],
+            env,
+            seconds=settings.git_timeout_seconds,
+            max_processes=settings.git_max_processes,
+            max_output=4096,
+            cwd=str(checkout),
+        )
+        listing = await _run(
+            [*local, "ls-files", "--stage", "-z"],
+            env,
+            seconds=settings.git_timeout_seconds,
+            max_processes=settings.git_max_processes,
+            max_output=LS_FILES_MAX_BYTES,
+            cwd=str(checkout),
+        )
+    links = set()
+    for entry in listing.split("\0"):
+        meta, _, path = entry.partition("\t")
+        if path and meta.startswith(_LINK_MODES):
+            links.add(path)
+    return CheckedOut(commit=commit.strip(), links=frozenset(links))

@@ -60,6 +60,8 @@ class Action(StrEnum):
     DELETE = "delete"
     MANAGE_MEMBERS = "manage members"
     INGEST = "run ingestion"
+    #: The internal progress routes an external ingestion runner calls (project admins).
+    REPORT_PROGRESS = "report ingestion progress"
     CHANGE_SETTINGS = "change settings"
     VIEW_BILLING = "view billing"
     MANAGE_BILLING = "manage billing"
@@ -79,6 +81,7 @@ _NEEDS: dict[Action, tuple[Grant, Grant]] = {
     Action.MANAGE_MEMBERS: (Grant.MEMBERS, Grant.MEMBERS),
     # Project actions: on a project these come from the project role (decision 0058).
     Action.INGEST: (Grant.CREATE_EDIT_OWN, Grant.EDIT_OTHERS),
+    Action.REPORT_PROGRESS: (Grant.CREATE_EDIT_OWN, Grant.EDIT_OTHERS),
     Action.CHANGE_SETTINGS: (Grant.CREATE_EDIT_OWN, Grant.EDIT_OTHERS),
     Action.VIEW_BILLING: (Grant.BILLING_VIEW, Grant.BILLING_VIEW),
     Action.MANAGE_BILLING: (Grant.BILLING_MANAGE, Grant.BILLING_MANAGE),
@@ -108,6 +111,7 @@ class ProjectAction(StrEnum):
     READ = "read"
     EDIT = "edit"
     INGEST = "run ingestion"
+    REPORT_PROGRESS = "report ingestion progress"
     MEMBERS = "manage members"
     SETTINGS = "change settings"
     DELETE = "delete"
@@ -187,6 +191,7 @@ PROJECT_ACTIONS: dict[Action, ProjectAction] = {
     Action.READ: ProjectAction.READ,
     Action.EDIT: ProjectAction.EDIT,
     Action.INGEST: ProjectAction.INGEST,
+    Action.REPORT_PROGRESS: ProjectAction.REPORT_PROGRESS,
     Action.MANAGE_MEMBERS: ProjectAction.MEMBERS,
     Action.CHANGE_SETTINGS: ProjectAction.SETTINGS,
     Action.DELETE: ProjectAction.DELETE,
@@ -339,6 +344,12 @@ PROJECT_ROUTES: tuple[tuple[str, str, Action], ...] = (
     ("POST", "/projects/{id}/repositories", Action.EDIT),
     ("DELETE", "/projects/{id}/repositories/{repoId}", Action.EDIT),
     ("POST", "/files/upload (with projectId)", Action.EDIT),
+    ("POST", "/projects/{id}/ingest", Action.INGEST),
+    ("GET", "/projects/{id}/progress", Action.READ),
+    ("POST", "/projects/{id}/cancel-ingestion", Action.INGEST),
+    ("PUT", "/projects/{id}/progress", Action.REPORT_PROGRESS),
+    ("POST", "/projects/{id}/progress/snapshot", Action.REPORT_PROGRESS),
+    ("POST", "/projects/{id}/progress/complete", Action.REPORT_PROGRESS),
 )
 
 

@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -27,6 +28,10 @@ class Storage(Protocol):
         """Store ``source`` (read from its current position to the end) under ``key``."""
 
     async def read(self, key: str) -> bytes: ...
+
+    def stream(self, key: str) -> AsyncIterator[bytes]:
+        """The bytes under ``key``, a chunk (at most 1 MiB) at a time, never the whole file in
+        memory; raises ``FileNotFoundError`` when the key is missing."""
 
     async def delete(self, key: str) -> None:
         """Remove ``key``; a missing key is not an error."""
@@ -75,6 +80,14 @@ class DirectoryStorage:
 
     async def read(self, key: str) -> bytes:
         return await asyncio.to_thread(self._path(key).read_bytes)
+
+    async def stream(self, key: str) -> AsyncIterator[bytes]:
+        handle = await asyncio.to_thread(open, self._path(key), "rb")
+        try:
+            while chunk := await asyncio.to_thread(handle.read, _CHUNK):
+                yield chunk
+        finally:
+            handle.close()
 
     async def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):

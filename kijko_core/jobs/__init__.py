@@ -45,6 +45,7 @@ __all__ = [
     "Doorbell",
     "JobCancelled",
     "JobContext",
+    "JobDeferred",
     "JobKind",
     "JobStates",
     "UnknownJobKind",
@@ -264,6 +265,19 @@ async def enqueue(
 
 class JobCancelled(Exception):
     """The job was cancelled (or its lease lost) while it ran; raised by ``ctx.check()``."""
+
+
+class JobDeferred(Exception):
+    """Raised by a handler that cannot run yet (a limit of its own, such as ingestion's
+    per-organization concurrency): the job goes back to ``queued``, due in ``seconds``, and the
+    attempt is not counted. Whatever the handler wrote before raising is its to undo (raise it
+    before doing anything, or inside the transaction that would have started the work)."""
+
+    def __init__(self, seconds: float) -> None:
+        if not math.isfinite(seconds) or not 0 <= seconds <= 86400:
+            raise ValueError("seconds: 0 to 86400")
+        super().__init__(f"deferred by {seconds} s")
+        self.seconds = float(seconds)
 
 
 @dataclass

@@ -143,15 +143,16 @@ async def fail(
 _RELEASE = """
 UPDATE kijko.jobs
 SET state = 'queued', attempts = attempts - 1, lease_owner = NULL, lease_expires_at = NULL,
-    run_after = clock_timestamp(), updated_at = clock_timestamp()
+    run_after = clock_timestamp() + make_interval(secs => $4), updated_at = clock_timestamp()
 WHERE id = $1 AND state = 'running' AND lease_owner = $2 AND attempts = $3
 RETURNING id
 """
 
 
-async def release(db: Session, owner: str, job_id: UUID, attempt: int) -> bool:
-    """Give an unfinished job back (a draining worker): queued again, the attempt not counted."""
-    return await db.fetchval(_RELEASE, job_id, owner, attempt) is not None
+async def release(db: Session, owner: str, job_id: UUID, attempt: int, *, delay_seconds: float = 0.0) -> bool:
+    """Give an unfinished job back: queued again, due in ``delay_seconds``, the attempt not
+    counted (a draining worker; a handler that deferred itself, ``jobs.JobDeferred``)."""
+    return await db.fetchval(_RELEASE, job_id, owner, attempt, float(delay_seconds)) is not None
 
 
 _REAP = f"""

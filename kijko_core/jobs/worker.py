@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from kijko_core.db.session import ServiceCapability, load_service_capability, system_session
-from kijko_core.jobs import JobContext, JobKind, known_kinds, ring, store, sweep_steps
+from kijko_core.jobs import JobContext, JobDeferred, JobKind, known_kinds, ring, store, sweep_steps
 from kijko_core.logging import get_logger
 
 if TYPE_CHECKING:
@@ -212,6 +212,10 @@ class Worker:
                     log.info("job_stopped", job_id=str(job.id), kind=job.kind, reason="cancelled")
                 else:
                     await self._fail(job, RuntimeError("the job's task was cancelled"))
+            except JobDeferred as deferred:
+                running.handler_done = True
+                beat.cancel()
+                await self._release(job, deferred.seconds)
             except Exception as error:
                 running.handler_done = True
                 beat.cancel()
@@ -307,14 +311,14 @@ class Worker:
             error=type(error).__name__,
         )
 
-    async def _release(self, job: store.Claimed) -> None:
+    async def _release(self, job: store.Claimed, delay_seconds: float = 0.0) -> None:
         try:
             async with system_session(self.kijko.system_db) as db:
-                await store.release(db, self.owner, job.id, job.attempt)
+                await store.release(db, self.owner, job.id, job.attempt, delay_seconds=delay_seconds)
         except Exception:
             log.exception("job_release_failed", job_id=str(job.id))  # the lease expires instead
         else:
-            log.info("job_released", job_id=str(job.id), kind=job.kind)
+            log.info("job_released", job_id=str(job.id), kind=job.kind, delay_seconds=delay_seconds)
 
     # -- stopping ------------------------------------------------------------------------
 

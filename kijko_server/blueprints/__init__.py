@@ -16,6 +16,7 @@ from kijko_server import health, swagger
 from kijko_server.blueprints import (
     auth,
     index,
+    ingestion,
     members,
     oauth,
     organizations,
@@ -46,6 +47,7 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     members.bp,
     _invitations,
     repositories.bp,
+    ingestion.bp,
     organizations.bp,
     oauth.bp,
     sources.bp,

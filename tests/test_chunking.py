@@ -1,0 +1,528 @@
+"""Chunking strategies, the chunker plugin hook and the optimization phase (docs/chunking.md)."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kijko_core.config import load_settings
+from kijko_core.errors import ConfigurationError, ValidationFailed
+from kijko_core.ingestion.chunkers import (
+    Chunk,
+    ChunkOptions,
+    NoCustomChunker,
+    chunker_for,
+    custom_chunker_installed,
+)
+from kijko_core.ingestion.files import SourceFile
+from kijko_core.ingestion.optimize import Optimizer, metadata_header
+from kijko_core.ingestion.secrets import redact
+from kijko_core.ingestion.tokens import estimate_tokens
+
+
+def source(text: str, path: str = "src/sample.py", language: str = "python") -> SourceFile:
+    return SourceFile(
+        source="owner/repo",
+        path=path,
+        language=language,
+        size_bytes=len(text.encode()),
+        line_count=len(text.splitlines()),
+        text=text,
+    )
+
+
+def chunks_of(strategy: str, file: SourceFile, max_tokens: int = 512, overlap: int = 0) -> list[Chunk]:
+    return list(chunker_for(strategy).chunk(file, ChunkOptions(max_tokens=max_tokens, overlap_tokens=overlap)))
+
+
+def spans(chunks: list[Chunk]) -> list[tuple[int, int]]:
+    return [(c.start_line, c.end_line) for c in chunks]
+
+
+def check(file: SourceFile, chunks: list[Chunk], max_tokens: int) -> None:
+    """What every strategy promises: exact lines, exact content, counts by the one rule,
+    nothing over the size (a long line aside, cut), every non-blank line covered."""
+    lines = file.text.split("\n")
+    covered: set[int] = set()
+    for chunk in chunks:
+        assert (chunk.source, chunk.path, chunk.language) == (file.source, file.path, file.language)
+        assert 1 <= chunk.start_line <= chunk.end_line <= len(lines)
+        whole = "\n".join(lines[chunk.start_line - 1 : chunk.end_line])
+        if chunk.start_line == chunk.end_line:
+            assert chunk.content in whole
+        else:
+            assert chunk.content == whole
+        assert chunk.content.strip()
+        assert chunk.token_count == estimate_tokens(chunk.content) <= max_tokens
+        assert len(chunk.content_hash) == 64
+        covered.update(range(chunk.start_line, chunk.end_line + 1))
+    assert {n for n, line in enumerate(lines, 1) if line.strip()} <= covered
+
+
+PYTHON = textwrap.dedent(
+    '''\
+    """A module."""
+
+    import os
+    import sys
+
+
+    def small(a, b):
+        return a + b
+
+
+    class Store:
+        """Keeps things."""
+
+        def __init__(self, root):
+            self.root = root
+            self.items = {}
+
+        def put(self, key, value):
+            self.items[key] = value
+            return len(self.items)
+
+        def get(self, key):
+            return self.items.get(key)
+
+
+    @decorated
+    def loader(path):
+        with open(path) as handle:
+            return handle.read()
+    '''
+)
+
+TYPESCRIPT = textwrap.dedent(
+    """\
+    import { readFile } from "fs";
+
+    export interface User {
+      id: string;
+      name: string;
+    }
+
+    export function greet(user: User): string {
+      const prefix = "Hello";
+      return `${prefix}, ${user.name}`;
+    }
+
+    export const shout = (text: string): string => {
+      return text.toUpperCase() + "!";
+    };
+
+    class Counter {
+      private count = 0;
+      increment(): number {
+        this.count += 1;
+        return this.count;
+      }
+    }
+    """
+)
+
+GO = textwrap.dedent(
+    """\
+    package main
+
+    import "fmt"
+
+    type Point struct {
+    \tX int
+    \tY int
+    }
+
+    func (p Point) Sum() int {
+    \treturn p.X + p.Y
+    }
+
+    func main() {
+    \tp := Point{X: 1, Y: 2}
+    \tfmt.Println(p.Sum())
+    }
+    """
+)
+
+MARKDOWN = textwrap.dedent(
+    """\
+    # Title
+
+    The first paragraph has a few words in it.
+    It goes over two lines.
+
+    ## Section
+
+    - one item
+    - two items
+
+    The last paragraph.
+    """
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# The token rule.
+
+
+def test_the_token_rule_counts_word_pieces_and_punctuation() -> None:
+    assert estimate_tokens("") == 0
+    assert estimate_tokens("   \n\t ") == 0
+    assert estimate_tokens("def load_file(path):") == 7  # def load_f ile ( path ) :
+    assert estimate_tokens("x = 1") == 3
+    assert estimate_tokens("abcdefghijklm") == 3  # six, six, one
+
+
+def test_the_token_rule_is_additive_over_lines() -> None:
+    for text in (PYTHON, TYPESCRIPT, GO, MARKDOWN):
+        assert estimate_tokens(text) == sum(estimate_tokens(line) for line in text.split("\n"))
+
+
+# ---------------------------------------------------------------------------------------------
+# fixed
+
+
+def test_fixed_windows_have_exact_lines_and_overlap() -> None:
+    file = source(PYTHON)
+    chunks = chunks_of("fixed", file, max_tokens=40, overlap=10)
+    check(file, chunks, 40)
+    assert len(chunks) > 3
+    for before, after in zip(chunks, chunks[1:], strict=False):
+        assert before.start_line < after.start_line
+        if after.start_line <= before.end_line:
+            repeated = "\n".join(PYTHON.split("\n")[after.start_line - 1 : before.end_line])
+            assert 0 < estimate_tokens(repeated) <= 10
+    # With these numbers at least one window repeats lines of the one before.
+    assert any(a.start_line <= b.end_line for b, a in zip(chunks, chunks[1:], strict=False))
+
+
+def test_fixed_windows_fill_up_to_the_size() -> None:
+    text = "".join(f"v{n:02d} = {n:02d} + 1\n" for n in range(1, 21))  # 5 tokens a line
+    chunks = chunks_of("fixed", source(text), max_tokens=20, overlap=5)
+    assert spans(chunks) == [(1, 4), (4, 7), (7, 10), (10, 13), (13, 16), (16, 19), (19, 20)]
+    assert [c.token_count for c in chunks] == [20, 20, 20, 20, 20, 20, 10]
+    without = chunks_of("fixed", source(text), max_tokens=20, overlap=0)
+    assert spans(without) == [(1, 4), (5, 8), (9, 12), (13, 16), (17, 20)]
+
+
+def test_a_line_longer_than_a_chunk_is_cut_at_token_boundaries() -> None:
+    long_line = " ".join(f"word{n}" for n in range(100))  # 100 tokens
+    text = f"first = 1\n{long_line}\nlast = 2\n"
+    for strategy in ("fixed", "recursive", "semantic"):
+        chunks = chunks_of(strategy, source(text), max_tokens=30)
+        check(source(text), chunks, 30)
+        parts = [c for c in chunks if c.start_line == c.end_line == 2]
+        assert "".join(p.content for p in parts) == long_line, strategy
+
+
+def test_empty_and_blank_files_have_no_chunks() -> None:
+    for strategy in ("fixed", "recursive", "semantic"):
+        assert chunks_of(strategy, source("")) == []
+        assert chunks_of(strategy, source("\n\n   \n")) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# recursive
+
+
+def test_recursive_keeps_blocks_whole_and_packs_them() -> None:
+    file = source(MARKDOWN, "README.md", "markdown")
+    # Everything fits: one chunk from the first to the last non-blank line.
+    assert spans(chunks_of("recursive", file)) == [(1, 11)]
+    # Blocks (tokens): line 1 (2), lines 3-4 (11 + 6), line 6 (3), lines 8-9 (6), line 11 (5).
+    assert spans(chunks_of("recursive", file, max_tokens=20)) == [(1, 4), (6, 11)]
+    # A block over the size is cut into lines, packed among themselves.
+    assert spans(chunks_of("recursive", file, max_tokens=15)) == [(1, 1), (3, 3), (4, 4), (6, 11)]
+    check(file, chunks_of("recursive", file, max_tokens=15), 15)
+
+
+def test_recursive_splits_a_block_over_the_size_into_lines() -> None:
+    text = "".join(f"v{n:02d} = {n:02d} + 1\n" for n in range(1, 11))  # one block, 50 tokens
+    chunks = chunks_of("recursive", source(text), max_tokens=12)
+    assert spans(chunks) == [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10)]
+    check(source(text), chunks, 12)
+
+
+def test_recursive_chunks_do_not_overlap() -> None:
+    for text in (PYTHON, TYPESCRIPT, GO, MARKDOWN):
+        chunks = chunks_of("recursive", source(text), max_tokens=25)
+        check(source(text), chunks, 25)
+        for before, after in zip(chunks, chunks[1:], strict=False):
+            assert before.end_line < after.start_line
+
+
+# ---------------------------------------------------------------------------------------------
+# Determinism
+
+
+@pytest.mark.parametrize("strategy", ["fixed", "recursive", "semantic"])
+def test_chunking_is_deterministic(strategy: str) -> None:
+    for text, language in ((PYTHON, "python"), (TYPESCRIPT, "typescript"), (GO, "go"), (MARKDOWN, "markdown")):
+        file = source(text, "f", language)
+        first = chunks_of(strategy, file, max_tokens=30, overlap=8 if strategy == "fixed" else 0)
+        again = chunks_of(strategy, source(text, "f", language), max_tokens=30, overlap=8 if strategy == "fixed" else 0)
+        assert first == again
+        assert [c.content_hash for c in first] == [c.content_hash for c in again]
+
+
+def test_the_content_hash_is_the_sha256_of_the_content() -> None:
+    import hashlib
+
+    chunk = chunks_of("recursive", source("x = 1\n"))[0]
+    assert chunk.content == "x = 1"
+    assert chunk.content_hash == hashlib.sha256(b"x = 1").hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Options and settings
+
+
+def test_options_come_from_the_settings_and_overlap_stays_below_the_size() -> None:
+    settings = load_settings(ingestion_chunk_tokens=256, ingestion_chunk_overlap_tokens=32)
+    assert ChunkOptions.from_settings(settings) == ChunkOptions(max_tokens=256, overlap_tokens=32)
+    defaults = ChunkOptions.from_settings(load_settings())
+    assert defaults == ChunkOptions(max_tokens=512, overlap_tokens=64)
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(ingestion_chunk_tokens=64, ingestion_chunk_overlap_tokens=64)
+    assert refused.value.problems == [
+        "KIJKO_INGESTION_CHUNK_OVERLAP_TOKENS: must be less than KIJKO_INGESTION_CHUNK_TOKENS"
+    ]
+    with pytest.raises(ValueError):
+        ChunkOptions(max_tokens=10, overlap_tokens=10)
+
+
+def test_an_unknown_strategy_is_refused() -> None:
+    with pytest.raises(ValueError):
+        chunker_for("magic")
+
+
+# ---------------------------------------------------------------------------------------------
+# The custom chunker hook, through a real entry point.
+
+
+class ParagraphChunker:
+    """Test plugin: one chunk per file, with a made-up token count (which Kijko recounts)."""
+
+    def chunk(self, file: SourceFile, options: ChunkOptions) -> Iterator[Chunk]:
+        lines = file.text.split("\n")
+        yield Chunk(file.source, file.path, "wrong", 1, len(lines) - 1, file.text.rstrip("\n"), "whole", 999)
+
+
+class OutsideChunker:
+    def chunk(self, file: SourceFile, options: ChunkOptions) -> Iterator[Chunk]:
+        yield Chunk(file.source, file.path, file.language, 5, 900, "x", None, 1)
+
+
+def install_plugin(site: Path, monkeypatch: pytest.MonkeyPatch, entries: dict[str, str]) -> None:
+    """Chunker plugins registered as an installed distribution would register them."""
+    info = site / "kijko_test_chunkers-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: kijko-test-chunkers\nVersion: 0.1\n")
+    lines = "".join(f"{name} = {target}\n" for name, target in entries.items())
+    (info / "entry_points.txt").write_text(f"[kijko.chunkers]\n{lines}")
+    monkeypatch.syspath_prepend(str(site))
+
+
+def test_without_a_plugin_custom_is_a_422() -> None:
+    assert not custom_chunker_installed()
+    with pytest.raises(NoCustomChunker) as refused:
+        chunker_for("custom")
+    assert isinstance(refused.value, ValidationFailed)
+    assert refused.value.status == 422
+    assert refused.value.to_body()["code"] == "CUSTOM_CHUNKER_MISSING"
+
+
+def test_a_plugin_registered_under_the_entry_point_group_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_plugin(tmp_path, monkeypatch, {"paragraphs": "tests.test_chunking:ParagraphChunker"})
+    assert custom_chunker_installed()
+    text = "alpha beta\n\ngamma\n"
+    chunks = chunks_of("custom", source(text))
+    assert chunks == [Chunk("owner/repo", "src/sample.py", "python", 1, 3, "alpha beta\n\ngamma", "whole", 3)]
+
+
+def test_with_several_plugins_the_setting_chooses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    install_plugin(
+        tmp_path,
+        monkeypatch,
+        {"zeta": "tests.test_chunking:ParagraphChunker", "alpha": "tests.test_chunking:OutsideChunker"},
+    )
+    options = ChunkOptions(max_tokens=100, overlap_tokens=0)
+    file = source("one\ntwo\n")
+    # Named: that one.
+    assert [c.symbol for c in chunker_for("custom", custom="zeta").chunk(file, options)] == ["whole"]
+    assert custom_chunker_installed("zeta")
+    assert not custom_chunker_installed("missing")
+    with pytest.raises(NoCustomChunker):
+        chunker_for("custom", custom="missing")
+    # Unnamed: the first by name, here one whose chunks lie about their lines — refused.
+    from kijko_core.ingestion.chunkers import InvalidChunk
+
+    with pytest.raises(InvalidChunk):
+        list(chunker_for("custom").chunk(file, options))
+
+
+# ---------------------------------------------------------------------------------------------
+# Secrets
+
+
+AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
+PRIVATE_KEY = textwrap.dedent(
+    """\
+    -----BEGIN RSA PRIVATE KEY-----
+    MIIEpAIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun
+    VTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxK
+    LxoS2tFczGkPLPgizskuemMghRniWaoLcyehkd3qqGElvW/VDL5AaWTg0nLVkjRo
+    -----END RSA PRIVATE KEY-----"""
+)
+SECRETS = f'''import boto3
+
+AWS_ACCESS_KEY_ID = "{AWS_KEY}"
+aws_secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+password = "hunter22"
+DATABASE_URL = "postgres://app:s3cr3t-pass@db.internal/app"
+GITHUB = "ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789"
+SLACK = "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"
+STRIPE = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
+SESSION = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+signing = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+KEY = """{PRIVATE_KEY}"""
+
+
+def connect():
+    return boto3.client("s3")
+'''
+PLANTED = [
+    AWS_KEY,
+    "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "hunter22",
+    "s3cr3t-pass",
+    "ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789",
+    "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+    "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9",
+    "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    "MIIEpAIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun",
+    "LxoS2tFczGkPLPgizskuemMghRniWaoLcyehkd3qqGElvW/VDL5AaWTg0nLVkjRo",
+]
+
+
+def test_each_secret_is_replaced_by_a_typed_placeholder() -> None:
+    redacted, count = redact(SECRETS, path="settings.py")
+    for secret in PLANTED:
+        assert secret not in redacted
+    placeholders = re.findall(r"<REDACTED:(\w+)>", redacted)
+    assert placeholders == [
+        "aws_access_key",
+        "aws_secret_key",
+        "secret",
+        "basic_auth_password",
+        "github_token",
+        "slack_token",
+        "stripe_key",
+        "jwt",
+        "high_entropy_string",
+        "private_key",
+    ]
+    assert count == 10
+    # The code around them stays, and so do the line numbers.
+    assert redacted.count("\n") == SECRETS.count("\n")
+    assert 'AWS_ACCESS_KEY_ID = "<REDACTED:aws_access_key>"' in redacted
+    assert 'KEY = """<REDACTED:private_key>' in redacted
+    assert 'return boto3.client("s3")' in redacted
+
+
+def test_ordinary_code_is_left_alone() -> None:
+    for text in (PYTHON, TYPESCRIPT, GO, MARKDOWN):
+        assert redact(text, path="x") == (text, 0)
+    ordinary = textwrap.dedent(
+        """\
+        password = os.environ["PASSWORD"]
+        token = get_token()
+        secret = "${SECRET}"
+        version = "1.2.3-beta.4+build.5678"
+        api_key = "<your key here>"
+        """
+    )
+    assert redact(ordinary, path="app.py") == (ordinary, 0)
+
+
+def test_a_private_key_cut_in_two_by_chunking_is_redacted_in_both_halves() -> None:
+    text = f"KEY = '''{PRIVATE_KEY}'''\nprint(KEY)\n"
+    file = source(text)
+    chunks = chunks_of("fixed", file, max_tokens=60, overlap=0)
+    assert len(chunks) >= 2
+    optimizer = Optimizer(anonymize_secrets=True, include_metadata=False)
+    stored = [optimizer.optimize(c) for c in chunks]
+    for chunk in stored:
+        assert chunk is not None
+        for secret in PLANTED[-2:]:
+            assert secret not in chunk.content
+        assert "VTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u" not in chunk.content
+    assert optimizer.secrets_redacted == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# The optimizer
+
+
+def test_the_optimizer_redacts_dedupes_and_adds_the_header() -> None:
+    shared = "def helper():\n    return 42\n"
+    files = [
+        source(SECRETS, "app/settings.py"),
+        source(shared, "a/util.py"),
+        source(shared, "b/util.py"),  # the same chunk in another file: stored once
+    ]
+    optimizer = Optimizer(anonymize_secrets=True, include_metadata=True)
+    raw: list[Chunk] = []
+    stored: list[Chunk] = []
+    for file in files:
+        for chunk in chunks_of("recursive", file, max_tokens=512):
+            raw.append(chunk)
+            result = optimizer.optimize(chunk)
+            if result is not None:
+                stored.append(result)
+    assert [c.path for c in raw] == ["app/settings.py", "a/util.py", "b/util.py"]
+    assert [c.path for c in stored] == ["app/settings.py", "a/util.py"]
+    assert optimizer.duplicates == 1
+    assert optimizer.secrets_redacted == 10
+    assert optimizer.original_tokens == sum(c.token_count for c in raw)
+    assert optimizer.optimized_tokens == sum(c.token_count for c in stored)
+    for chunk in stored:
+        assert chunk.token_count == estimate_tokens(chunk.content)
+        assert chunk.content.startswith(f"File: {chunk.path} | Language: python")
+        for secret in PLANTED:
+            assert secret not in chunk.content
+    helper = stored[-1]
+    assert (helper.path, helper.start_line, helper.end_line) == ("a/util.py", 1, 2)
+    assert helper.content == "File: a/util.py | Language: python\ndef helper():\n    return 42"
+
+
+def test_without_options_the_optimizer_only_dedupes() -> None:
+    optimizer = Optimizer(anonymize_secrets=False, include_metadata=False)
+    chunk = chunks_of("recursive", source(f'KEY = "{AWS_KEY}"\n'))[0]
+    assert optimizer.optimize(chunk) == chunk
+    assert optimizer.optimize(chunk) is None
+    assert (optimizer.duplicates, optimizer.secrets_redacted) == (1, 0)
+    assert optimizer.original_tokens == 2 * chunk.token_count
+    assert optimizer.optimized_tokens == chunk.token_count
+
+
+def test_the_header_names_the_symbol_and_never_a_secret() -> None:
+    assert (
+        metadata_header("src/a.py", "python", "Store.put") == "File: src/a.py | Language: python | Symbol: Store.put\n"
+    )
+    assert metadata_header("evil\nFile: x", "python", None) == "File: evil File: x | Language: python\n"
+    chunk = Chunk("owner/repo", "src/a.py", "python", 1, 1, f"{AWS_KEY} = 1", AWS_KEY, 4)
+    stored = Optimizer(anonymize_secrets=True, include_metadata=True).optimize(chunk)
+    assert stored is not None
+    assert AWS_KEY not in stored.content
+    assert stored.symbol == "<REDACTED:aws_access_key>"
+    assert stored.content == (
+        "File: src/a.py | Language: python | Symbol: <REDACTED:aws_access_key>\n<REDACTED:aws_access_key> = 1"
+    )
