@@ -13,6 +13,7 @@ reuses a finished directory.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import subprocess
@@ -238,11 +239,11 @@ def ensure(directory: Path, *, files: int = 10_000, total_bytes: int = 100_000_0
 def tree_stats(work: Path) -> tuple[int, int]:
     """(files, bytes) of the checkout, .git excluded."""
     count = size = 0
-    for path in work.rglob("*"):
-        if ".git" in path.parts[len(work.parts) :] or not path.is_file():
-            continue
-        count += 1
-        size += path.stat().st_size
+    for directory, subdirectories, names in os.walk(work):
+        subdirectories[:] = [d for d in subdirectories if d != ".git"]
+        for name in names:
+            count += 1
+            size += os.stat(os.path.join(directory, name)).st_size
     return count, size
 
 
