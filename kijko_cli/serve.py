@@ -4,7 +4,7 @@ In one ``asyncio.run``: bind the socket (so ``--port 0`` is resolved before anyt
 a URL), start the runtime (``Kijko.start``), build the app on it (``create_app(kijko=…)``)
 and run uvicorn on the bound socket; on Ctrl-C or SIGTERM uvicorn shuts down gracefully,
 then the runtime stops (pools, HTTP client, embedded database). The app is an ordinary ASGI
-app: wrapping it (Socket.IO next) changes nothing here.
+app, wrapped by the Socket.IO server (kijko_server/realtime) before uvicorn gets it.
 
 Start-up failures an operator can fix are one line on stderr and a documented exit code
 (docs/operations.md), never a traceback: see ``ServeError`` and the ``EXIT_*`` codes.
@@ -35,6 +35,7 @@ from kijko_core.errors import ConfigurationError, KijkoError
 from kijko_core.logging import configure_logging
 from kijko_core.runtime import Kijko
 from kijko_server.app import create_app
+from kijko_server.realtime import with_realtime
 
 #: Exit codes of ``kijko serve`` (documented in docs/operations.md; 2 and 3 are shared with
 #: the other commands: configuration error, schema behind).
@@ -76,9 +77,7 @@ def _run(settings: Settings, log: Any) -> None:
     except Exception as error:
         # Unexpected: the traceback goes to the log as JSON, the terminal gets one line.
         log.exception("start_failed")
-        raise ServeError(
-            f"failed to start: {type(error).__name__} (details in the log)", EXIT_STARTUP_FAILED
-        ) from None
+        raise ServeError(f"failed to start: {type(error).__name__} (details in the log)", EXIT_STARTUP_FAILED) from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -100,11 +99,15 @@ async def _serve(settings: Settings, sock: socket.socket, stop: _Stop) -> bool:
         @app.before_serving
         async def announce() -> None:
             structlog.get_logger("kijko.serve").info(
-                "serving", api=f"{base}/api/v1", docs=f"{base}/docs", mode=settings.mode,
+                "serving",
+                api=f"{base}/api/v1",
+                docs=f"{base}/docs",
+                mode=settings.mode,
                 issuer=settings.issuer,
             )
 
-        server = uvicorn.Server(uvicorn_config(app, settings))
+        # Socket.IO at /api/v1/socket.io in front of the app (docs/realtime.md).
+        server = uvicorn.Server(uvicorn_config(with_realtime(app), settings))
         stop.server = server
         if stop.requested:  # Ctrl-C while starting: stop cleanly instead of serving
             return True

@@ -21,6 +21,7 @@ import structlog
 
 from kijko_cli.common import EXIT_FAILED, one_line_errors
 from kijko_cli.common import settings as load_cli_settings
+from kijko_core import events
 from kijko_core.config import Settings
 from kijko_core.jobs import add_doorbell, known_kinds, remove_doorbell
 from kijko_core.jobs.worker import Worker
@@ -47,6 +48,7 @@ def run_worker(settings: Settings, *, concurrency: int | None = None) -> None:
 async def _work(settings: Settings, concurrency: int | None, log: Any) -> None:
     from kijko_cli.serve import start_runtime
     from kijko_server.jobs import HueyJobs
+    from kijko_server.realtime import worker_port
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -58,7 +60,13 @@ async def _work(settings: Settings, concurrency: int | None, log: Any) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     kijko = await start_runtime(settings)
+    previous_port = None
     try:
+        # With Redis, job events (ingestion progress…) reach the API processes' Socket.IO
+        # clients through a write-only manager (docs/realtime.md).
+        port = worker_port(settings)
+        if port is not None:
+            previous_port = events.use(port)
         worker = Worker(kijko, concurrency=concurrency)
         queue = HueyJobs(settings)
         queue.attach(worker, loop)
@@ -89,6 +97,8 @@ async def _work(settings: Settings, concurrency: int | None, log: Any) -> None:
         remove_doorbell(worker)
         log.info("worker_stopped", released=released)
     finally:
+        if previous_port is not None:
+            events.use(previous_port)
         await kijko.stop()
 
 

@@ -151,6 +151,13 @@ class Settings(BaseSettings):
 
     redis_url: SecretUrl | None = None
 
+    # Realtime (Socket.IO, kijko_server/realtime; docs/realtime.md).
+    realtime_recheck_seconds: float = Field(default=5.0, ge=0.5, le=300)
+    realtime_refresh_lead_seconds: int = Field(default=300, ge=0, le=3600)
+    realtime_channel: str = Field(default="kijko-realtime", pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
+    realtime_ping_interval_seconds: float = Field(default=25.0, ge=1, le=300)
+    realtime_ping_timeout_seconds: float = Field(default=20.0, ge=1, le=300)
+
     auth_provider: Literal["local", "keycloak"] = "local"
     jwt_issuer: str | None = None
     jwt_audience: str = "kijko-api"

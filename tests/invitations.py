@@ -73,9 +73,20 @@ async def org_role(kijko: Kijko, org_id: str, user_id: str) -> str | None:
 
 
 def recorded(project_id: str, event: str | None = None) -> list[events.Event]:
+    """The member events of one project, each once (they go to every room of the project's
+    audience: its organization's, or its readers' own; tests/test_realtime_audience.py)."""
     port = events.port()
     assert isinstance(port, events.InProcessEvents)
-    return port.recorded(f"project:{project_id}", event)
+    found: list[events.Event] = []
+    seen: set[int] = set()
+    for e in port.recorded(event=event):
+        about = e.data.get("project_id") or e.data.get("projectId")
+        if about == project_id and not e.room.startswith("project:"):
+            key = id(e.data)  # one payload object per announcement, shared by its rooms
+            if key not in seen:
+                seen.add(key)
+                found.append(e)
+    return found
 
 
 # The statuses each member and invitation operation documents besides its success (500 is on

@@ -15,6 +15,7 @@ from uuid import UUID
 
 import asyncpg
 
+from kijko_core import events
 from kijko_core.jobs import JobContext, job_kind
 
 #: job id → attempts run in this process.
@@ -104,3 +105,11 @@ async def cancel_leftovers(kijko: Any) -> None:
 async def hang(ctx: JobContext) -> None:
     RUNS[ctx.job_id].append(ctx.attempt)
     await asyncio.Event().wait()  # never set: only the kind's timeout ends it
+
+
+@job_kind("test.event", max_attempts=1, lease_seconds=30)
+async def publish_event(ctx: JobContext) -> None:
+    """Sends the payload's ``event`` to its ``room`` through the process's events port (the
+    realtime tests: a worker process's events reach the API processes' clients)."""
+    await events.send(room=ctx.payload["room"], event=ctx.payload["event"], data=ctx.payload["data"])
+    _log(ctx, "sent")

@@ -1,5 +1,5 @@
 """What projects and members share: who is acting, and announcing member changes (the
-``events`` port) with the contract's ProjectUser payload."""
+``events`` port) with the contract's ProjectUser payload, to whoever may read the project."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kijko_core import events
+from kijko_core.auth.principal import OrgRole, Principal
 from kijko_core.db.session import Session, TenantSession
 from kijko_core.members import repository
 from kijko_core.members.models import notifications
 from kijko_core.members.repository import MemberRecord
+from kijko_core.permissions import sees_everything
 from kijko_core.projects.models import Project
 
 #: The ProjectUser role (contract §3.1, the share dialog's) of each project role.
@@ -49,24 +51,50 @@ def project_user(member: MemberRecord, project: Project) -> dict[str, Any]:
     }
 
 
-def announce(
+#: Who may read a private project besides its members: the organization roles that see
+#: everything (owners, admins), read from the permission table so the two never disagree.
+_SEES_EVERYTHING = sorted(
+    role.value
+    for role in OrgRole
+    if sees_everything(Principal(uuid.UUID(int=0), uuid.UUID(int=0), "", frozenset({role}), datetime.now(UTC)))
+)
+
+
+async def audience(db: Session, project: Project) -> list[str]:
+    """The rooms of whoever may read ``project`` now (decision 0092): a shared project's
+    organization room; for a private one, the ``user:<id>`` rooms of its accepted members and
+    of the organization's owners and admins."""
+    if project.privacy == "shared":
+        return [f"org:{project.organization_id}"]
+    rows = await db.fetch(
+        "SELECT user_id FROM kijko.project_members"
+        " WHERE organization_id = $1 AND project_id = $2 AND user_id IS NOT NULL"
+        " UNION SELECT user_id FROM kijko.memberships WHERE organization_id = $1 AND role = ANY($3::text[])"
+        " ORDER BY user_id",
+        project.organization_id,
+        project.id,
+        _SEES_EVERYTHING,
+    )
+    return [f"user:{row['user_id']}" for row in rows]
+
+
+async def announce(
     db: Session, kind: str, member: MemberRecord, project: Project, actor: dict[str, Any], description: str
 ) -> None:
-    """``project_user:<kind>`` and ``activity:new`` in the project's room, after commit."""
-    room = f"project:{project.id}"
-    events.publish(db, room=room, event=f"project_user:{kind}", data=project_user(member, project))
-    events.publish(
-        db,
-        room=room,
-        event="activity:new",
-        data={
-            "id": str(uuid.uuid4()),
-            "type": "permission",
-            "user": {"id": str(actor["id"]), "name": actor["name"], "email": actor["email"]},
-            "description": description,
-            "timestamp": datetime.now(UTC).isoformat(),
-        },
-    )
+    """``project_user:<kind>`` and ``activity:new`` to whoever may read the project, after
+    commit (the audience as it is once this change is made: a removed member is not in it)."""
+    activity = {
+        "id": str(uuid.uuid4()),
+        "type": "permission",
+        "user": {"id": str(actor["id"]), "name": actor["name"], "email": actor["email"]},
+        "description": description,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "projectId": str(project.id),
+    }
+    payload = project_user(member, project)
+    for room in await audience(db, project):
+        events.publish(db, room=room, event=f"project_user:{kind}", data=payload)
+        events.publish(db, room=room, event="activity:new", data=activity)
 
 
 async def add_creator(db: TenantSession, project: Project) -> MemberRecord:
@@ -83,5 +111,7 @@ async def add_creator(db: TenantSession, project: Project) -> MemberRecord:
         invited_by=db.principal.user_id,
         user_id=db.principal.user_id,
     )
-    events.publish(db, room=f"project:{project.id}", event="project_user:added", data=project_user(member, project))
+    payload = project_user(member, project)
+    for room in await audience(db, project):
+        events.publish(db, room=room, event="project_user:added", data=payload)
     return member

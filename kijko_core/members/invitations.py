@@ -140,5 +140,5 @@ async def accept(db: SystemSession, caller: dict[str, Any], token: str) -> Accep
     await db.execute(_ACCEPT_INVITATION, org_id, row["id"])
     project = PROJECTS.one(project_row)
     who = caller["name"] or caller["email"]
-    announce(db, "updated", member, project, caller, f"{who} accepted the invitation as {member.role}")
+    await announce(db, "updated", member, project, caller, f"{who} accepted the invitation as {member.role}")
     return AcceptedInvitation(project_id=project.id, organization_id=org_id, member=member.wire())

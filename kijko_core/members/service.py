@@ -122,7 +122,7 @@ async def _invite(
     token, token_hash = new_token()
     invitation = await repository.insert_invitation(db, member, token_hash, me["id"], settings.invitation_ttl_hours)
     await _mail(db, settings, project, member, invitation, me, token, message)
-    announce(db, "added", member, project, me, f"{me['name'] or me['email']} invited {email} as {role}")
+    await announce(db, "added", member, project, me, f"{me['name'] or me['email']} invited {email} as {role}")
     return member
 
 
@@ -297,7 +297,7 @@ async def update(db: TenantSession, project_id: UUID, member_id: UUID, data: Upd
         if "role" in changes
         else (f"changed the notifications of {member.email}")
     )
-    announce(db, "updated", updated, project, me, f"{me['name'] or me['email']} {what}")
+    await announce(db, "updated", updated, project, me, f"{me['name'] or me['email']} {what}")
     return updated.wire()
 
 
@@ -316,4 +316,4 @@ async def _remove(db: TenantSession, project: Project, member: MemberRecord, ver
     if removed is None:
         raise MemberNotFound()
     me = await caller_profile(db)
-    announce(db, "removed", removed, project, me, f"{me['name'] or me['email']} {verb} {member.email}")
+    await announce(db, "removed", removed, project, me, f"{me['name'] or me['email']} {verb} {member.email}")
