@@ -37,6 +37,8 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -88,6 +90,7 @@ class Target:
     token: str
     project_id: str
     env: dict[str, str] = field(default_factory=dict)  # the servers' environment
+    login: tuple[str, str] | None = None  # kijko: a fresh access token (15 min at most) per run
 
 
 class Server:
@@ -179,8 +182,21 @@ async def publish(order: dict[str, Any]) -> None:
 
 
 async def kijko_publisher() -> Any:
-    """Kijko's worker-side publisher: what ``kijko worker`` installs when KIJKO_REDIS_URL is set."""
-    raise NotImplementedError("wired when the realtime branch lands its worker publisher")
+    """Kijko's worker-side publisher: the port ``kijko worker`` installs when KIJKO_REDIS_URL is
+    set (a write-only Redis manager), and ``kijko_core.events.send`` as the ingestion job's
+    reporter calls it."""
+    from kijko_core import events
+    from kijko_core.config import load_settings
+    from kijko_server.realtime import worker_port
+
+    port = worker_port(load_settings())
+    assert port is not None, "KIJKO_REDIS_URL is not set"
+    events.use(port)
+
+    async def emit(room: str, event: str, data: dict[str, Any]) -> None:
+        await events.send(room=room, event=event, data=data)
+
+    return emit
 
 
 class Publisher:
@@ -224,9 +240,12 @@ class Publisher:
 # One measured run.
 
 
-async def gather_reports(clients: list[NodeClients], reset: bool = False) -> list[dict[str, Any]]:
+async def gather_reports(
+    clients: list[NodeClients], *, reset: bool = False, full: bool = False
+) -> list[dict[str, Any]]:
+    """Every client process's report: counts only, unless ``full`` (latencies, sequences)."""
     for group in clients:
-        await group.send({"report": True, "reset": reset})
+        await group.send({"report": True, "reset": reset, "full": full})
     return [(await group.wait_event("report", within=60)).data for group in clients]
 
 
@@ -238,6 +257,8 @@ async def run_one(
     setup: str, server: str, target: Target, args: argparse.Namespace, redis_url: str | None, tmp: Path
 ) -> Result:
     room = f"ingestion:{target.project_id}"
+    if target.login is not None:
+        target.token = await kijko_login(target.env, *target.login)
     env = {**target.env, "KIJKO_BENCH_FANOUT_REDIS_URL": redis_url or ""}
     if redis_url and server == "kijko":
         env["KIJKO_REDIS_URL"] = redis_url
@@ -269,6 +290,15 @@ async def run_one(
         started = time.monotonic()
         per_process = [args.clients // args.client_processes] * args.client_processes
         per_process[-1] += args.clients - sum(per_process)
+        # One client first, on each server: a fresh Kijko process that gets a burst of
+        # handshakes before its token keys are loaded refuses those that arrive while the keys
+        # load (INVALID_TOKEN; reported to the lead). What is measured here is the fan-out.
+        for s in servers:
+            first = await NodeClients.start(url=s.url, path=PATH, token=target.token, project_id=target.project_id)
+            ready = (await first.wait_event("ready", within=READY_SECONDS)).data
+            await first.close()
+            if ready["failed"]:
+                raise RuntimeError(f"the first client could not connect: {first.events}")
         for n, count in enumerate(per_process):
             clients.append(
                 await NodeClients.start(
@@ -278,6 +308,7 @@ async def run_one(
                     project_id=target.project_id,
                     count=count,
                     quiet=True,
+                    measure=EVENT,
                     timeout=READY_SECONDS * 1000,
                 )
             )
@@ -314,6 +345,7 @@ async def run_one(
             if total >= count * args.clients or time.monotonic() - last_change > DRAIN_SECONDS:
                 break
             await asyncio.sleep(0.5)
+        reports = await gather_reports(clients, full=True)
         server_cpu = (sum(s.cpu_seconds() for s in servers) - cpu_before) / (time.monotonic() - wall_before)
         disconnects = sum(1 for group in clients for e in group.events if e.event == "disconnect")
     finally:
@@ -348,18 +380,33 @@ async def run_one(
 # Kijko's side: a user, an organization and a project the clients may read.
 
 
-async def kijko_target(env: dict[str, str]) -> Target:
-    from kijko_core.auth.models import SignupRequest
+def _settings(env: dict[str, str]) -> Any:
     from kijko_core.config import load_settings
+
+    return load_settings(**{key[6:].lower(): value for key, value in env.items() if key.startswith("KIJKO_")})
+
+
+async def kijko_login(env: dict[str, str], email: str, password: str) -> str:
     from kijko_core.runtime import Kijko
 
-    settings = load_settings(**{key[6:].lower(): value for key, value in env.items() if key.startswith("KIJKO_")})
-    kijko = await Kijko.start(settings)
+    kijko = await Kijko.start(_settings(env))
+    try:
+        return (await kijko.identity.login(email, password)).access_token  # type: ignore[attr-defined]
+    finally:
+        await kijko.stop()
+
+
+async def kijko_target(env: dict[str, str]) -> Target:
+    from kijko_core.auth.models import SignupRequest
+    from kijko_core.runtime import Kijko
+
+    kijko = await Kijko.start(_settings(env))
+    email, password = f"bench-fanout-{secrets.token_hex(4)}@example.com", "correct horse battery staple"
     try:
         pair = await kijko.identity.signup(
             SignupRequest(
-                email=f"bench-fanout-{secrets.token_hex(4)}@example.com",
-                password="correct horse battery staple",
+                email=email,
+                password=password,
                 first_name="Bench",
                 last_name="Fanout",
             )
@@ -374,7 +421,7 @@ async def kijko_target(env: dict[str, str]) -> Target:
             )
     finally:
         await kijko.stop()
-    return Target(pair.access_token, str(project_id), env)
+    return Target(pair.access_token, str(project_id), env, login=(email, password))
 
 
 def report(results: list[Result], args: argparse.Namespace) -> None:
@@ -400,6 +447,7 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the servers and clients are stopped
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--client-processes", type=int, default=4)
@@ -443,6 +491,7 @@ def main() -> None:
     else:
         for setup in setups:
             results.append(asyncio.run(run_one(setup, "bare", bare, args, redis_url, tmp)))
+    shutil.rmtree(tmp, ignore_errors=True)
     report(results, args)
 
 

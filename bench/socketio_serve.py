@@ -3,7 +3,8 @@
 
 - **bare:** a python-socketio ``AsyncServer`` at ``/api/v1/socket.io`` and nothing else: every
   handshake is accepted and joins ``ingestion:<projectId>`` (no token check, no database).
-- **kijko:** ``create_app()`` as ``kijko serve`` builds it, Socket.IO included.
+- **kijko:** the app as ``kijko serve`` builds it (runtime, ``create_app``, ``with_realtime``,
+  its uvicorn configuration), on uvloop and httptools like the bare one.
 
 With ``KIJKO_BENCH_FANOUT_REDIS_URL`` both share rooms across processes through Redis (bare: an
 ``AsyncRedisManager``; kijko: its own, configured by ``KIJKO_REDIS_URL``), and events come from
@@ -24,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
+import uvloop
 
 PATH = "/api/v1/socket.io"
 Emit = Callable[[str, str, dict[str, Any]], Awaitable[None]]
@@ -121,38 +123,43 @@ def bare_app(redis_url: str | None) -> tuple[ASGIApp, Emit]:
     return socketio.ASGIApp(sio, socketio_path=PATH.strip("/")), emit
 
 
-def kijko_app() -> tuple[ASGIApp, Emit]:
+async def serve_kijko(port: int) -> None:
+    """Kijko as ``kijko serve`` runs it: the runtime started first, ``create_app(kijko=…)``,
+    Socket.IO in front (``with_realtime``), uvicorn with ``kijko serve``'s configuration."""
+    from kijko_cli.serve import start_runtime, uvicorn_config
     from kijko_core import events
     from kijko_core.config import load_settings
     from kijko_core.logging import configure_logging
     from kijko_server.app import create_app
+    from kijko_server.realtime import with_realtime
 
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)  # as `kijko serve` does
-    app = create_app(settings)
+    configure_logging(settings.log_level, settings.log_format)
+    kijko = await start_runtime(settings)
+    try:
 
-    async def emit(room: str, event: str, data: dict[str, Any]) -> None:
-        await events.send(room=room, event=event, data=data)
+        async def emit(room: str, event: str, data: dict[str, Any]) -> None:
+            await events.send(room=room, event=event, data=data)
 
-    return app, emit  # type: ignore[return-value]
+        config = uvicorn_config(with_emit_route(with_realtime(create_app(kijko=kijko)), emit), settings)
+        config.host, config.port, config.http = "127.0.0.1", port, "httptools"
+        await uvicorn.Server(config).serve()
+    finally:
+        await kijko.stop()
 
 
 def main() -> None:
     which, port = sys.argv[1], int(sys.argv[2])
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # a thousand sockets
-    redis_url = os.environ.get("KIJKO_BENCH_FANOUT_REDIS_URL") or None
-    app, emit = bare_app(redis_url) if which == "bare" else kijko_app()
+    if which == "kijko":
+        uvloop.run(serve_kijko(port))
+        return
+    app, emit = bare_app(os.environ.get("KIJKO_BENCH_FANOUT_REDIS_URL") or None)
     uvicorn.run(
-        with_emit_route(app, emit),
-        host="127.0.0.1",
-        port=port,
-        http="httptools",
-        loop="uvloop",
-        access_log=False,
-        log_config=None,
-        lifespan="on" if which == "kijko" else "off",
-    )
+        with_emit_route(app, emit), host="127.0.0.1", port=port, http="httptools", loop="uvloop",
+        access_log=False, log_config=None, lifespan="off",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
