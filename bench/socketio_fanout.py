@@ -290,9 +290,8 @@ async def run_one(
         started = time.monotonic()
         per_process = [args.clients // args.client_processes] * args.client_processes
         per_process[-1] += args.clients - sum(per_process)
-        # One client first, on each server: a fresh Kijko process that gets a burst of
-        # handshakes before its token keys are loaded refuses those that arrive while the keys
-        # load (INVALID_TOKEN; reported to the lead). What is measured here is the fan-out.
+        # One client first on each server: its first handshake loads the token keys (before the
+        # fix in kijko_core/auth/tokens.py, a burst arriving during that load was refused).
         for s in servers:
             first = await NodeClients.start(url=s.url, path=PATH, token=target.token, project_id=target.project_id)
             ready = (await first.wait_event("ready", within=READY_SECONDS)).data
