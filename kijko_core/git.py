@@ -19,7 +19,7 @@ import shutil
 import signal
 import tempfile
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -222,15 +222,21 @@ def _kill(process: asyncio.subprocess.Process) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-async def _read_capped(stream: asyncio.StreamReader, limit: int) -> bytes | None:
-    """Everything on ``stream``, or None once it passes ``limit`` bytes."""
+async def _read_capped(
+    stream: asyncio.StreamReader, limit: int, sink: Callable[[bytes], None] | None = None
+) -> bytes | None:
+    """Everything on ``stream`` (or b"" when each chunk went to ``sink`` instead of being
+    kept), or None once it passes ``limit`` bytes."""
     chunks: list[bytes] = []
     seen = 0
     while chunk := await stream.read(65536):
         seen += len(chunk)
         if seen > limit:
             return None
-        chunks.append(chunk)
+        if sink is None:
+            chunks.append(chunk)
+        else:
+            sink(chunk)
     return b"".join(chunks)
 
 
@@ -265,6 +271,7 @@ async def _run(
     cwd: str | None = None,
     watch: Path | None = None,
     max_tree_bytes: int | None = None,
+    sink: Callable[[bytes], None] | None = None,
 ) -> str:
     """Run git in one of ``max_processes`` slots; waiting for a slot counts towards
     ``seconds`` (many validations at once queue, they do not fork without bound)."""
@@ -284,6 +291,7 @@ async def _run(
             cwd=cwd,
             watch=watch,
             max_tree_bytes=max_tree_bytes,
+            sink=sink,
         )
     finally:
         slots.release()
@@ -298,6 +306,7 @@ async def _run_in_slot(
     cwd: str | None = None,
     watch: Path | None = None,
     max_tree_bytes: int | None = None,
+    sink: Callable[[bytes], None] | None = None,
 ) -> str:
     process = await asyncio.create_subprocess_exec(
         "git",
@@ -310,7 +319,7 @@ async def _run_in_slot(
         start_new_session=True,
     )
     assert process.stdout is not None and process.stderr is not None
-    reading = asyncio.gather(_read_capped(process.stdout, max_output), _tail(process.stderr))
+    reading = asyncio.gather(_read_capped(process.stdout, max_output, sink), _tail(process.stderr))
     watcher = (
         asyncio.create_task(_watch_tree(watch, max_tree_bytes))
         if watch is not None and max_tree_bytes is not None
@@ -456,10 +465,11 @@ async def clone(
             raise
 
 
-#: The most ``git ls-files`` output read from a checkout (about 600,000 entries).
-LS_FILES_MAX_BYTES = 64 * 1024 * 1024
+#: The most ``git ls-files`` output read from a checkout (about 2.5 million entries; it is
+#: parsed as it comes, only the link paths are kept).
+LS_FILES_MAX_BYTES = 256 * 1024 * 1024
 #: git's modes of entries that are no regular file: a symbolic link, a submodule.
-_LINK_MODES = ("120000", "160000")
+_LINK_MODES = (b"120000 ", b"160000 ")
 
 
 @dataclass(frozen=True)
@@ -470,6 +480,22 @@ class CheckedOut:
 
     commit: str
     links: frozenset[str]
+
+
+class _LinkPaths:
+    """Collects the link and submodule paths of ``git ls-files --stage -z`` output, fed in
+    chunks (``<mode> <object> <stage>\t<path>\0`` records)."""
+
+    def __init__(self) -> None:
+        self.paths: set[str] = set()
+        self._rest = b""
+
+    def feed(self, chunk: bytes) -> None:
+        *records, self._rest = (self._rest + chunk).split(b"\0")
+        for record in records:
+            if record.startswith(_LINK_MODES):
+                # As os.scandir names files: UTF-8, undecodable bytes as surrogates.
+                self.paths.add(record.partition(b"\t")[2].decode("utf-8", "surrogateescape"))
 
 
 async def inspect(settings: Settings, checkout: Path) -> CheckedOut:
@@ -487,17 +513,14 @@ async def inspect(settings: Settings, checkout: Path) -> CheckedOut:
             max_output=4096,
             cwd=str(checkout),
         )
-        listing = await _run(
+        links = _LinkPaths()
+        await _run(
             [*local, "ls-files", "--stage", "-z"],
             env,
             seconds=settings.git_timeout_seconds,
             max_processes=settings.git_max_processes,
             max_output=LS_FILES_MAX_BYTES,
             cwd=str(checkout),
+            sink=links.feed,
         )
-    links = set()
-    for entry in listing.split("\0"):
-        meta, _, path = entry.partition("\t")
-        if path and meta.startswith(_LINK_MODES):
-            links.add(path)
-    return CheckedOut(commit=commit.strip(), links=frozenset(links))
+    return CheckedOut(commit=commit.strip(), links=frozenset(links.paths))

@@ -343,6 +343,8 @@ PROJECT_ROUTES: tuple[tuple[str, str, Action], ...] = (
     ("GET", "/projects/{id}/repositories", Action.READ),
     ("POST", "/projects/{id}/repositories", Action.EDIT),
     ("DELETE", "/projects/{id}/repositories/{repoId}", Action.EDIT),
+    ("GET", "/projects/{id}/search", Action.READ),
+    ("GET", "/projects/{id}/files", Action.READ),
     ("POST", "/files/upload (with projectId)", Action.EDIT),
     ("POST", "/projects/{id}/ingest", Action.INGEST),
     ("GET", "/projects/{id}/progress", Action.READ),

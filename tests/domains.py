@@ -62,6 +62,11 @@ class Action:
     rule: str
     expected: Expected
     body: dict[str, Any] | None = None
+    #: A query string valid enough that a 422 cannot hide the outcome (``?q=`` of search).
+    query: dict[str, str] | None = None
+    #: Brings the resource (as its creator) into the state the action needs to succeed for
+    #: whoever may do it (an ingestion to cancel), before the role matrix calls it.
+    prepare: Callable[[Client, Account, dict[str, Any]], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,8 @@ _MEMBERS = f"{_PROJECT}/members"
 _MEMBER = f"{_MEMBERS}/<member_id>"
 _INVITATIONS = f"{_PROJECT}/invitations"
 _INVITATION = f"{_INVITATIONS}/<member_id>"
+
+
 async def _repository(client: Client, creator: Account, project: dict[str, Any]) -> str:
     """A repository of ``project``, added by its creator."""
     response = await client.post(
@@ -168,6 +175,28 @@ async def _repository(client: Client, creator: Account, project: dict[str, Any])
 
 
 _REPOSITORIES = f"{_PROJECT}/repositories"
+
+
+async def _with_text(client: Client, creator: Account, project: dict[str, Any]) -> None:
+    """Give the project a source (a manual text), so it can be ingested."""
+    response = await client.patch(
+        f"{PROJECTS_API}/{project['id']}",
+        json={"customSettings": {"manualContent": "A text to ingest."}},
+        headers=creator.headers,
+    )
+    assert response.status_code == 200, await response.get_data(as_text=True)
+
+
+async def _ingesting(client: Client, creator: Account, project: dict[str, Any]) -> None:
+    """Start the project's ingestion (it stays queued: the suites run no worker)."""
+    await _with_text(client, creator, project)
+    response = await client.post(f"{PROJECTS_API}/{project['id']}/ingest", json={}, headers=creator.headers)
+    assert response.status_code == 200, await response.get_data(as_text=True)
+
+
+_ZERO_METRICS = dict.fromkeys(
+    ("filesProcessed", "totalFiles", "tokensProcessed", "bytesProcessed", "chunksCreated", "errorsEncountered"), 0
+)
 
 _READ: Expected = {
     "shared": everyone(),
@@ -222,6 +251,24 @@ PROJECTS = Domain(
             {"provider": "gitlab", "repositoryUrl": "https://gitlab.com/acme/suite", "branch": "main"},
         ),
         Action("remove repository", "DELETE", f"{_REPOSITORIES}/<repo_id>", _WRITE),
+        # Search and the indexed files: reading them is reading the project (docs/search.md).
+        Action("search", "GET", f"{_PROJECT}/search", _READ, query={"q": "parse_config"}),
+        Action("list indexed files", "GET", f"{_PROJECT}/files", _READ),
+        # Ingestion (docs/ingestion.md): following it is reading the project; starting and
+        # cancelling it, "run ingestion"; the external runner's routes, "report ingestion
+        # progress" (project admins, org owners and admins) — the creator is the project admin.
+        Action("ingest", "POST", f"{_PROJECT}/ingest", _WRITE, {}, prepare=_with_text),
+        Action("progress", "GET", f"{_PROJECT}/progress", _READ),
+        Action("cancel ingestion", "POST", f"{_PROJECT}/cancel-ingestion", _WRITE, prepare=_ingesting),
+        Action("snapshot progress", "POST", f"{_PROJECT}/progress/snapshot", _WRITE, {"metrics": _ZERO_METRICS}),
+        Action(
+            "complete ingestion",
+            "POST",
+            f"{_PROJECT}/progress/complete",
+            _WRITE,
+            {"metrics": _ZERO_METRICS, "totalDurationSeconds": 1.5},
+            prepare=_ingesting,
+        ),
     ),
     fill={"member_id": _pending_member, "repo_id": _repository},
     create_rule=("POST", PROJECTS_API),
@@ -232,9 +279,11 @@ PROJECTS = Domain(
         ("GET", f"{PROJECTS_API}/stats"): "aggregates over readable projects: the isolation snapshot",
         ("POST", f"{PROJECTS_API}/validate-name"): "names only: test_projects.py (decision 0022)",
         ("POST", f"{PROJECTS_API}/validate-repository"): "a URL only, no project: test_repositories.py",
+        # Not an update of the project (its answer is the run, not the project): the isolation
+        # suite covers it by its id; its role matrix is in test_ingestion_routes.py.
+        ("PUT", f"{_PROJECT}/progress"): "the external runner's progress: test_ingestion_routes.py",
     },
 )
-
 
 
 # --- routes without a resource id in their path ----------------------------------------------

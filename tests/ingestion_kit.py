@@ -126,3 +126,17 @@ async def files_of(kijko: Kijko, run_id: UUID | str) -> list[dict[str, Any]]:
             UUID(str(run_id)),
         )
     return [dict(row) for row in rows]
+
+
+P = "/api/v1/projects/{project_id}"
+BODY = {"400", "413", "415", "422"}
+#: The statuses each ingestion operation documents besides its success and 500 (pinned here,
+#: triggered for real in tests/test_ingestion_routes.py).
+INGESTION_OPERATIONS: dict[tuple[str, str], set[str]] = {
+    ("post", f"{P}/ingest"): {"401", "403", "404", "409"} | BODY,
+    ("get", f"{P}/progress"): {"401", "403", "404"},
+    ("post", f"{P}/cancel-ingestion"): {"401", "403", "404"},
+    ("put", f"{P}/progress"): {"401", "403", "404"} | BODY,
+    ("post", f"{P}/progress/snapshot"): {"401", "403", "404"} | BODY,
+    ("post", f"{P}/progress/complete"): {"401", "403", "404"} | BODY,
+}

@@ -16,7 +16,7 @@ from uuid import UUID
 import asyncpg
 
 from kijko_core import events
-from kijko_core.jobs import JobContext, job_kind
+from kijko_core.jobs import JobContext, JobDeferred, job_kind
 
 #: job id → attempts run in this process.
 RUNS: dict[UUID, list[int]] = defaultdict(list)
@@ -113,3 +113,11 @@ async def publish_event(ctx: JobContext) -> None:
     realtime tests: a worker process's events reach the API processes' clients)."""
     await events.send(room=ctx.payload["room"], event=ctx.payload["event"], data=ctx.payload["data"])
     _log(ctx, "sent")
+
+
+@job_kind("test.defer", max_attempts=1, lease_seconds=30)
+async def defers(ctx: JobContext) -> None:
+    """Defers itself ``defer_times`` times by ``seconds``, then runs (its one attempt)."""
+    RUNS[ctx.job_id].append(ctx.attempt)
+    if len(RUNS[ctx.job_id]) <= int(ctx.payload.get("defer_times", 1)):
+        raise JobDeferred(float(ctx.payload.get("seconds", 0.2)))

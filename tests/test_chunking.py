@@ -255,6 +255,153 @@ def test_recursive_chunks_do_not_overlap() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# semantic
+
+
+def semantic(text: str, language: str, max_tokens: int) -> list[tuple[int, int, str | None]]:
+    file = source(text, "f", language)
+    chunks = chunks_of("semantic", file, max_tokens=max_tokens)
+    check(file, chunks, max_tokens)
+    return [(c.start_line, c.end_line, c.symbol) for c in chunks]
+
+
+def test_semantic_follows_functions_and_classes_in_python() -> None:
+    # Everything fits: one chunk, named by its definitions.
+    assert semantic(PYTHON, "python", 512) == [(1, 29, "small, Store, loader")]
+    # The class is over the size: opened into its methods; the small function joins the imports.
+    assert semantic(PYTHON, "python", 60) == [
+        (1, 8, "small"),
+        (11, 16, "Store.__init__"),
+        (18, 20, "Store.put"),
+        (22, 23, "Store.get"),
+        (26, 29, "loader"),  # with its decorator
+    ]
+
+
+def test_semantic_in_typescript_and_go() -> None:
+    assert semantic(TYPESCRIPT, "typescript", 60) == [(1, 11, "User, greet"), (13, 15, "shout"), (17, 23, "Counter")]
+    assert semantic(TYPESCRIPT, "typescript", 25) == [
+        (1, 6, "User"),
+        (8, 9, "greet"),  # a function over the size, cut between its statements
+        (10, 11, "greet"),
+        (13, 13, "shout"),
+        (14, 15, "shout"),
+        (17, 18, "Counter"),
+        (19, 23, "Counter.increment"),
+    ]
+    assert semantic(GO, "go", 60) == [(1, 12, "Point, Sum"), (14, 17, "main")]
+
+
+def test_a_comment_above_a_definition_stays_with_it() -> None:
+    text = (
+        "from os import getcwd, path, sep, environ, listdir\n\n\n"
+        "# Loads the thing.\n# Carefully.\ndef load():\n    return getcwd() + '/thing/and/more/words'\n"
+    )
+    assert semantic(text, "python", 40) == [(1, 1, None), (4, 7, "load")]
+
+
+def test_a_chunk_of_many_small_definitions_names_the_first_eight() -> None:
+    text = "".join(f"def f{n}():\n    pass\n\n\n" for n in range(12))
+    assert semantic(text, "python", 512) == [(1, 46, "f0, f1, f2, f3, f4, f5, f6, f7, …")]
+
+
+def test_semantic_pieces_of_a_large_function_stay_within_the_size() -> None:
+    body = "".join(f"    value_{n} = compute({n}, {n + 1})\n" for n in range(200))
+    text = f"def huge():\n{body}    return value_0\n\n\ndef tiny():\n    return 1\n"
+    chunks = semantic(text, "python", 100)
+    assert len(chunks) > 10
+    assert {symbol for *_, symbol in chunks[:-1]} == {"huge"}
+    assert chunks[-1][2] == "tiny"
+
+
+def test_semantic_survives_deep_nesting_and_broken_code() -> None:
+    deep = "x = " + "(" * 3000 + "1" + ")" * 3000 + "\n"
+    assert semantic(deep, "python", 64)
+    broken = "def broken(:\n    return ]]]\n\nclass {\n"
+    assert semantic(broken, "python", 64)
+
+
+def test_languages_without_a_grammar_fall_back_to_recursive() -> None:
+    for language in ("markdown", "text", "yaml", "unknown"):
+        file = source(MARKDOWN, "README.md", language)
+        assert chunks_of("semantic", file, max_tokens=15) == chunks_of("recursive", file, max_tokens=15)
+
+
+SAMPLES = {
+    "javascript": ("const add = (a, b) => a + b;\n\nfunction mul(a, b) {\n  return a * b;\n}\n", "add, mul"),
+    "tsx": ("export function App() {\n  return <div>hi</div>;\n}\n", "App"),
+    "rust": ('struct Point { x: i32 }\n\nfn main() {\n    println!("hi");\n}\n', "Point, main"),
+    "java": ('class Greeter {\n    String greet() { return "hi"; }\n}\n', "Greeter"),
+    "c": ("static int add(int a, int b) {\n    return a + b;\n}\n", "add"),
+    "cpp": ("namespace app {\nclass Box {};\n}\n", "app"),
+    "ruby": ("module Shop\n  def total\n    1\n  end\nend\n", "Shop"),
+    "php": ("<?php\nfunction greet($n) {\n    return 1;\n}\n", "greet"),
+    "csharp": ("public class Calc {\n  public int Add() { return 1; }\n}\n", "Calc"),
+    "bash": ("deploy() {\n  echo deploy\n}\n", "deploy"),
+}
+
+
+@pytest.mark.parametrize("language", sorted(SAMPLES))
+def test_each_mapped_language_has_a_working_grammar(language: str) -> None:
+    text, symbols = SAMPLES[language]
+    assert semantic(text, language, 512)[0][2] == symbols
+
+
+def test_grammars_load_offline_from_their_wheels(tmp_path: Path) -> None:
+    """Nothing is fetched or cached at run time: an empty home and cache, and — where the
+    machine allows it — no network at all."""
+    import shutil
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    home.mkdir()
+    script = (
+        "from kijko_core.ingestion.semantic import GRAMMARS, grammar\n"
+        "missing = [name for name in GRAMMARS if grammar(name) is None]\n"
+        "assert not missing, missing\n"
+        "print('ok')\n"
+    )
+    command = [sys.executable, "-c", script]
+    unshare = shutil.which("unshare")
+    if unshare and subprocess.run([unshare, "-rn", "true"], capture_output=True).returncode == 0:
+        command = [unshare, "-rn", *command]
+    env = {"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent.parent
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "ok\n", "")
+    assert list(home.iterdir()) == []
+
+
+def test_odd_text_keeps_every_promise() -> None:
+    """Fragments of the samples mixed with CR, form feeds, U+2028, NUL, emoji, long lines and
+    half a private key: every strategy, several sizes, the invariants of ``check``."""
+    import random
+
+    pieces = [PYTHON, TYPESCRIPT, GO, MARKDOWN, "\r\n", "\r", "\x0c", "\u2028", "\x00", "é", "😀", "{", "}"]
+    pieces += [
+        '"""',
+        "'",
+        "\n\n",
+        "    ",
+        "\t",
+        "class X:",
+        "x" * 300,
+        " y" * 300,
+        "-----BEGIN RSA PRIVATE KEY-----\na\n",
+    ]
+    rng = random.Random(7)
+    for _ in range(40):
+        text = "".join(rng.choice(pieces)[: rng.randint(0, 120)] for _ in range(rng.randint(0, 30)))
+        for language in ("python", "typescript", "go", "c", "markdown"):
+            for strategy in ("fixed", "recursive", "semantic"):
+                size = rng.choice([16, 40, 200])
+                file = source(text, "f", language)
+                check(file, chunks_of(strategy, file, max_tokens=size, overlap=rng.randint(0, size - 1)), size)
+
+
+# ---------------------------------------------------------------------------------------------
 # Determinism
 
 
@@ -266,6 +413,50 @@ def test_chunking_is_deterministic(strategy: str) -> None:
         again = chunks_of(strategy, source(text, "f", language), max_tokens=30, overlap=8 if strategy == "fixed" else 0)
         assert first == again
         assert [c.content_hash for c in first] == [c.content_hash for c in again]
+
+
+DIGEST = """
+import hashlib
+from kijko_core.ingestion.chunkers import ChunkOptions, chunker_for
+from kijko_core.ingestion.files import SourceFile
+from kijko_core.ingestion.optimize import Optimizer
+from tests.test_chunking import GO, MARKDOWN, PYTHON, SECRETS, TYPESCRIPT
+
+digest = hashlib.sha256()
+for strategy in ("fixed", "recursive", "semantic"):
+    optimizer = Optimizer(anonymize_secrets=True, include_metadata=True)
+    for n, (text, language) in enumerate(
+        ((PYTHON, "python"), (TYPESCRIPT, "typescript"), (GO, "go"), (MARKDOWN, "markdown"), (SECRETS, "python"))
+    ):
+        file = SourceFile("o/r", f"f{n}", language, len(text), text.count("\\n"), text)
+        for chunk in chunker_for(strategy).chunk(file, ChunkOptions(max_tokens=30, overlap_tokens=8)):
+            stored = optimizer.optimize(chunk)
+            if stored is not None:
+                digest.update(f"{stored.start_line}:{stored.end_line}:{stored.symbol}:{stored.content_hash};".encode())
+print(digest.hexdigest())
+"""
+
+
+def test_chunks_and_their_hashes_are_the_same_in_every_process() -> None:
+    """A retried run (another worker, another hash seed) stores the same chunks."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", DIGEST],
+            env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=root,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(outputs) == 1
+    assert len(outputs.pop().strip()) == 64
 
 
 def test_the_content_hash_is_the_sha256_of_the_content() -> None:
@@ -309,6 +500,12 @@ class ParagraphChunker:
     def chunk(self, file: SourceFile, options: ChunkOptions) -> Iterator[Chunk]:
         lines = file.text.split("\n")
         yield Chunk(file.source, file.path, "wrong", 1, len(lines) - 1, file.text.rstrip("\n"), "whole", 999)
+
+
+class FailingChunker:
+    def chunk(self, file: SourceFile, options: ChunkOptions) -> Iterator[Chunk]:
+        yield from chunker_for("recursive").chunk(file, options)
+        raise KeyError("a bug in the plugin")
 
 
 class OutsideChunker:
@@ -364,6 +561,42 @@ def test_with_several_plugins_the_setting_chooses(tmp_path: Path, monkeypatch: p
 
     with pytest.raises(InvalidChunk):
         list(chunker_for("custom").chunk(file, options))
+
+
+def test_a_failing_plugin_fails_the_file_with_invalid_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kijko_core.ingestion.chunkers import InvalidChunk
+
+    install_plugin(tmp_path, monkeypatch, {"failing": "tests.test_chunking:FailingChunker"})
+    with pytest.raises(InvalidChunk) as failed:
+        list(chunker_for("custom").chunk(source("one\n"), ChunkOptions(max_tokens=100, overlap_tokens=0)))
+    assert str(failed.value) == "chunker plugin 'failing' failed: KeyError"
+    assert isinstance(failed.value.__cause__, KeyError)
+
+
+PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
+
+
+def test_the_example_plugin_cuts_markdown_at_its_headings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """plugins/kijko-markdown-sections, registered the way its setup.cfg declares it."""
+    plugin = PLUGINS / "kijko-markdown-sections"
+    declared = (plugin / "setup.cfg").read_text()
+    assert "kijko.chunkers =\n    markdown-sections = kijko_markdown_sections:MarkdownSections" in declared
+    monkeypatch.syspath_prepend(str(plugin))
+    install_plugin(tmp_path, monkeypatch, {"markdown-sections": "kijko_markdown_sections:MarkdownSections"})
+    file = source(MARKDOWN + "\n```sh\n# not a heading\nls\n```\n", "README.md", "markdown")
+    chunks = chunks_of("custom", file, max_tokens=100)
+    check(file, chunks, 100)
+    assert [(c.start_line, c.end_line, c.symbol) for c in chunks] == [(1, 4, "Title"), (6, 16, "Section")]
+    # A section over the size: cut by the recursive chunker, lines still those of the file.
+    small = chunks_of("custom", file, max_tokens=12)
+    check(file, small, 12)
+    assert [(c.start_line, c.end_line, c.symbol) for c in small][:3] == [
+        (1, 1, "Title"),
+        (3, 3, "Title"),
+        (4, 4, "Title"),
+    ]
+    # Not Markdown: Kijko's recursive chunker.
+    assert chunks_of("custom", source(PYTHON), max_tokens=40) == chunks_of("recursive", source(PYTHON), max_tokens=40)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,6 +668,14 @@ def test_each_secret_is_replaced_by_a_typed_placeholder() -> None:
     assert 'AWS_ACCESS_KEY_ID = "<REDACTED:aws_access_key>"' in redacted
     assert 'KEY = """<REDACTED:private_key>' in redacted
     assert 'return boto3.client("s3")' in redacted
+
+
+def test_every_keyword_of_detect_secrets_has_a_hint() -> None:
+    from detect_secrets.plugins.keyword import DENYLIST
+
+    from kijko_core.ingestion.secrets import KEYWORD_HINTS
+
+    assert [word for word in DENYLIST if not any(hint in word for hint in KEYWORD_HINTS)] == []
 
 
 def test_ordinary_code_is_left_alone() -> None:
@@ -511,6 +752,16 @@ def test_without_options_the_optimizer_only_dedupes() -> None:
     assert (optimizer.duplicates, optimizer.secrets_redacted) == (1, 0)
     assert optimizer.original_tokens == 2 * chunk.token_count
     assert optimizer.optimized_tokens == chunk.token_count
+
+
+def test_a_secret_in_a_path_stays_out_of_the_header() -> None:
+    path = f"keys/{AWS_KEY}.txt"
+    chunk = Chunk("owner/repo", path, "text", 1, 1, "hello", None, 1)
+    optimizer = Optimizer(anonymize_secrets=True, include_metadata=True)
+    stored = optimizer.optimize(chunk)
+    assert stored is not None
+    assert stored.content == "File: keys/<REDACTED:aws_access_key>.txt | Language: text\nhello"
+    assert optimizer.secrets_redacted == 1
 
 
 def test_the_header_names_the_symbol_and_never_a_secret() -> None:

@@ -81,10 +81,19 @@ def test_every_route_of_the_domain_is_registered(domain: Domain, app: KijkoApp) 
 # --- isolation ---------------------------------------------------------------------------------
 
 
-async def call(client: Any, account: Account, method: str, path: str, body: dict[str, Any] | None) -> Any:
+async def call(
+    client: Any,
+    account: Account,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None,
+    query: dict[str, str] | None = None,
+) -> Any:
     if body is None and method in {"POST", "PUT", "PATCH"}:
         body = {}
-    payload = {"json": body} if body is not None else {}
+    payload: dict[str, Any] = {"json": body} if body is not None else {}
+    if query is not None:
+        payload["query_string"] = query
     return await client.open(path, method=method, headers=account.headers, **payload)
 
 
@@ -163,7 +172,7 @@ async def outcome(
     """"ok", "403" (FORBIDDEN) or "404" (the domain's code), or what came instead."""
     if action.method == "LIST":
         return "ok" if resource["id"] in await domain.listed(client, actor) else "404"
-    response = await call(client, actor, action.method, path, action.body)
+    response = await call(client, actor, action.method, path, action.body, action.query)
     body = await response.get_json()
     status = response.status_code
     if 200 <= status < 300:
@@ -192,6 +201,8 @@ async def test_role_matrix(domain: Domain, who: Actor, client: Any, kijko: Kijko
     for action in domain.actions:
         for kind in domain.kinds:
             resource = await domain.create(client, creator, kind)
+            if action.prepare is not None:
+                await action.prepare(client, creator, resource)
             # Sub-resources first: making one may change the snapshot (totalRepos).
             path = await domain.resolve(client, creator, action.rule, resource)
             before = await domain.snapshot(client, creator)

@@ -8,14 +8,16 @@ internal progress routes of external runners."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import pytest
 
-from kijko_core.db.session import system_session
+from kijko_core.db.session import ServiceActor, load_service_capability, service_session, system_session
 from kijko_core.ingestion.tokens import estimate_tokens
 from kijko_core.jobs.worker import run_until_idle
 from kijko_core.runtime import Kijko
@@ -32,7 +34,10 @@ from tests.ingestion_kit import (
     progress,
     project_with_repository,
     recording,
+    run_row,
+    running_worker,
     runs_of,
+    wait_for,
 )
 from tests.memberships import add_member
 
@@ -291,3 +296,257 @@ async def test_progress_is_null_for_a_project_never_ingested(
     assert response.status_code == 200 and await response.get_data(as_text=True) == "null"
     response = await web.get(f"{API}/{project['id']}/progress", headers=dave.headers)
     assert response.status_code == 404 and (await response.get_json())["code"] == "PROJECT_NOT_FOUND"
+
+
+# ---------------------------------------------------------------------------------------------
+# Cancel, re-ingest, failure.
+
+
+async def _service_insert_chunk(
+    kijko: Kijko, org_id: str, project_id: str, run_id: str, *, actor_org: str | None = None
+) -> None:
+    """A chunk written the way the worker writes them (a service session of ``actor_org``)."""
+    capability = await load_service_capability(kijko.system_db)
+    async with service_session(
+        kijko.app_db, capability, UUID(actor_org or org_id), ServiceActor("ingestion.run", "test")
+    ) as db:
+        await db.execute(
+            "INSERT INTO kijko.chunks (organization_id, project_id, run_id, source, path, language, start_line,"
+            " end_line, content, content_hash, token_count) VALUES ($1, $2, $3, 'acme/widgets', 'partial.py',"
+            " 'python', 1, 1, 'partial', repeat('a', 64), 1)",
+            UUID(org_id),
+            UUID(project_id),
+            UUID(run_id),
+        )
+
+
+async def test_cancel_stops_the_worker_within_5_s_and_keeps_the_previous_index(
+    web: Any, ingestion_kijko: Kijko, server: GitServer, carol: Account
+) -> None:
+    kijko = ingestion_kijko
+    project = await project_with_repository(web, carol, unique("Cancel"), repo_url(server))
+    await ingest(web, carol, project["id"])
+    await run_until_idle(kijko)
+    first = await progress(web, carol, project["id"])
+    first_chunks = await chunks_of(kijko, first["id"])
+    assert first["completedAt"] and first_chunks
+
+    server.delay = 2.0  # every git request: the fetch takes seconds
+    async with recording() as recorder, running_worker(kijko) as worker:
+        second = await ingest(web, carol, project["id"], forceReprocess=True)
+        run = (await runs_of(kijko, project["id"]))[-1]
+        await wait_for(lambda: _status_is(kijko, run["id"], "running"))
+        await _service_insert_chunk(kijko, carol.org_id, project["id"], str(run["id"]))  # as if partly indexed
+        cancelled_at = time.monotonic()
+        response = await web.post(f"{API}/{project['id']}/cancel-ingestion", headers=carol.headers)
+        assert response.status_code == 200 and await response.get_json() == {"success": True}
+        await wait_for(lambda: _idle(worker), within=5.0)
+        assert time.monotonic() - cancelled_at < 5.0
+        await wait_for(lambda: _no_chunks(kijko, run["id"]), within=5.0)
+
+    row = await run_row(kijko, run["id"])
+    assert row["status"] == "cancelled" and row["completed_at"] is None
+    async with system_session(kijko.system_db, readonly=True) as db:
+        job_state = await db.fetchval("SELECT state FROM kijko.jobs WHERE id = $1", UUID(second["jobId"]))
+    assert job_state == "cancelled"
+    # The previous run stays the index, whole; the project is back to active; what a client
+    # reads is the previous (completed) run, not the withdrawn one.
+    assert await indexed_run(kijko, project["id"]) == UUID(first["id"])
+    assert await chunks_of(kijko, first["id"]) == first_chunks
+    shown = await (await web.get(f"{API}/{project['id']}/full", headers=carol.headers)).get_json()
+    assert shown["status"] == "active" and shown["repositories"][0]["status"] == "connected"
+    assert (await progress(web, carol, project["id"]))["id"] == first["id"]
+    assert not recorder.recorded(event="ingestion_complete") and not recorder.recorded(event="error")
+    # Nothing left to cancel.
+    response = await web.post(f"{API}/{project['id']}/cancel-ingestion", headers=carol.headers)
+    assert response.status_code == 404 and (await response.get_json())["code"] == "NO_ACTIVE_INGESTION"
+
+
+async def test_cancelling_a_first_run_returns_the_project_to_draft(
+    web: Any, ingestion_kijko: Kijko, server: GitServer, carol: Account
+) -> None:
+    project = await project_with_repository(web, carol, unique("Draft"), repo_url(server))
+    started = await ingest(web, carol, project["id"])
+    response = await web.post(f"{API}/{project['id']}/cancel-ingestion", headers=carol.headers)
+    assert response.status_code == 200
+    shown = await (await web.get(f"{API}/{project['id']}", headers=carol.headers)).get_json()
+    assert shown["status"] == "draft"
+    assert await progress(web, carol, project["id"]) is None
+    async with system_session(ingestion_kijko.system_db, readonly=True) as db:
+        assert await db.fetchval("SELECT state FROM kijko.jobs WHERE id = $1", UUID(started["jobId"])) == "cancelled"
+    # It can be started again (a draft needs no forceReprocess).
+    await ingest(web, carol, project["id"])
+    await run_until_idle(ingestion_kijko)
+    assert (await progress(web, carol, project["id"]))["completedAt"]
+
+
+async def test_re_ingesting_swaps_the_index_atomically(
+    web: Any, ingestion_kijko: Kijko, server: GitServer, carol: Account
+) -> None:
+    kijko = ingestion_kijko
+    project = await project_with_repository(web, carol, unique("Swap"), repo_url(server))
+    await ingest(web, carol, project["id"])
+    await run_until_idle(kijko)
+    first = await progress(web, carol, project["id"])
+    first_chunks = await chunks_of(kijko, first["id"])
+
+    server.delay = 0.5
+    async with running_worker(kijko) as worker:
+        await ingest(web, carol, project["id"], forceReprocess=True)
+        second_id = (await runs_of(kijko, project["id"]))[-1]["id"]
+        # While the new run works, readers see the old index, whole.
+        seen_running = False
+        while await _status_is(kijko, second_id, "queued", "running"):
+            seen_running = True
+            assert await indexed_run(kijko, project["id"]) == UUID(first["id"])
+            assert len(await chunks_of(kijko, first["id"])) == len(first_chunks)
+            await asyncio.sleep(0.05)
+        await wait_for(lambda: _idle(worker))
+    assert seen_running
+    assert await indexed_run(kijko, project["id"]) == second_id
+    second_chunks = await chunks_of(kijko, second_id)
+    assert [c["content_hash"] for c in second_chunks] == [c["content_hash"] for c in first_chunks]
+    assert await chunks_of(kijko, first["id"]) == []  # the old run's chunks went with the switch
+    assert await files_of(kijko, first["id"]) == []
+    assert (await run_row(kijko, first["id"]))["status"] == "completed"  # its history stays
+
+
+async def test_a_fatal_error_fails_the_run_with_its_code(
+    web: Any, ingestion_kijko: Kijko, server: GitServer, carol: Account
+) -> None:
+    kijko = ingestion_kijko
+    project = await project_with_repository(web, carol, unique("Missing"), repo_url(server, "missing"))
+    async with recording() as recorder:
+        await ingest(web, carol, project["id"])
+        await run_until_idle(kijko)
+    failed = await progress(web, carol, project["id"])
+    assert failed["errorCode"] == "REPOSITORY_NOT_FOUND" and "acme/missing" in failed["errorMessage"]
+    assert failed["completedAt"] is None and failed["phase"] == "repository_fetch"
+    shown = await (await web.get(f"{API}/{project['id']}/full", headers=carol.headers)).get_json()
+    assert shown["status"] == "error" and shown["repositories"][0]["status"] == "error"
+    assert await indexed_run(kijko, project["id"]) is None
+    (error,) = recorder.recorded(room=f"ingestion:{project['id']}", event="error")
+    contract_events.assert_valid("error", error.data)
+    assert error.data["errorCode"] == "REPOSITORY_NOT_FOUND" and error.data["recoverable"] is False
+    names = [e.event for e in recorder.recorded(room=f"ingestion:{project['id']}")]
+    assert names[0] == "phase_started" and names[-1] == "error"
+    async with system_session(kijko.system_db, readonly=True) as db:
+        templates = await db.fetch(
+            "SELECT template FROM kijko.mail_outbox WHERE organization_id = $1 ORDER BY created_at",
+            UUID(carol.org_id),
+        )
+    assert [t["template"] for t in templates] == ["ingestion_failed"]
+    # An error project is re-ingested only with forceReprocess.
+    response = await web.post(f"{API}/{project['id']}/ingest", json={}, headers=carol.headers)
+    assert response.status_code == 409 and (await response.get_json())["code"] == "INVALID_STATUS"
+
+
+async def test_the_run_of_another_organization_is_out_of_reach(
+    web: Any, ingestion_kijko: Kijko, server: GitServer, carol: Account, dave: Account
+) -> None:
+    kijko = ingestion_kijko
+    project = await project_with_repository(web, carol, unique("Isolated"), repo_url(server))
+    theirs = await project_with_repository(web, dave, unique("Theirs"), repo_url(server))
+    await ingest(web, carol, project["id"])
+    for method, path, body in (
+        ("GET", f"{API}/{project['id']}/progress", None),
+        ("POST", f"{API}/{project['id']}/cancel-ingestion", None),
+        ("POST", f"{API}/{project['id']}/ingest", {"forceReprocess": True}),
+        ("PUT", f"{API}/{project['id']}/progress", {"message": "mine now"}),
+        ("POST", f"{API}/{project['id']}/progress/snapshot", {"metrics": _metrics()}),
+        ("POST", f"{API}/{project['id']}/progress/complete", {"metrics": _metrics(), "totalDurationSeconds": 1}),
+    ):
+        response = await web.open(path, method=method, json=body, headers=dave.headers)
+        assert response.status_code == 404, (method, path)
+        assert (await response.get_json())["code"] == "PROJECT_NOT_FOUND"
+    run_id = str((await runs_of(kijko, project["id"]))[0]["id"])
+    assert (await run_row(kijko, run_id))["status"] == "queued"
+
+    # A job of Dave's organization can never write chunks into Carol's: row-level security
+    # refuses Carol's organization id, the composite foreign key Carol's project or run under
+    # Dave's id.
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await _service_insert_chunk(kijko, carol.org_id, project["id"], run_id, actor_org=dave.org_id)
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await _service_insert_chunk(kijko, dave.org_id, project["id"], run_id, actor_org=dave.org_id)
+    # A member (a user in the context) writes no chunks even in their own organization.
+    from kijko_core.db.session import tenant_session
+
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        async with tenant_session(kijko.app_db, carol.identity) as db:
+            await db.execute(
+                "INSERT INTO kijko.chunks (organization_id, project_id, run_id, source, path, language,"
+                " start_line, end_line, content, content_hash, token_count)"
+                " VALUES ($1, $2, $3, 'x', 'x', 'text', 1, 1, 'x', repeat('a', 64), 1)",
+                UUID(carol.org_id),
+                UUID(project["id"]),
+                UUID(run_id),
+            )
+    # Nor reads another organization's.
+    await run_until_idle(kijko)
+    async with tenant_session(kijko.app_db, dave.identity, readonly=True) as db:
+        assert await db.fetchval("SELECT count(*) FROM kijko.chunks WHERE project_id = $1", UUID(project["id"])) == 0
+        assert (
+            await db.fetchval("SELECT count(*) FROM kijko.ingestion_runs WHERE project_id = $1", UUID(project["id"]))
+            == 0
+        )
+    assert theirs["id"] != project["id"]
+
+
+async def _status_is(kijko: Kijko, run_id: Any, *states: str) -> bool:
+    return (await run_row(kijko, run_id))["status"] in states
+
+
+async def _only_run_id(kijko: Kijko, project_id: str) -> Any:
+    (run,) = await runs_of(kijko, project_id)
+    return run["id"]
+
+
+async def _idle(worker: Any) -> bool:
+    return worker.running_count == 0
+
+
+async def _no_chunks(kijko: Kijko, run_id: Any) -> bool:
+    return not await chunks_of(kijko, run_id)
+
+
+def _metrics(**values: int) -> dict[str, int]:
+    return {name: values.get(name, 0) for name in contract_events.METRICS}
+
+
+async def test_an_organization_runs_at_most_its_limit_and_queues_the_rest(
+    web: Any, ingestion_kijko: Kijko, server: GitServer, carol: Account, dave: Account
+) -> None:
+    kijko = ingestion_kijko
+    assert kijko.settings.ingestion_concurrency_per_org == 2
+    projects = [await project_with_repository(web, carol, unique(f"Busy {i}"), repo_url(server)) for i in range(3)]
+    elsewhere = await project_with_repository(web, dave, unique("Elsewhere"), repo_url(server))
+    server.delay = 0.7
+    most = 0
+    seen_queued_while_full = False
+    async with running_worker(kijko, concurrency=8) as worker:
+        for project in projects:  # more than the limit: accepted, not refused
+            await ingest(web, carol, project["id"])
+        await ingest(web, dave, elsewhere["id"])  # another organization's limit is its own
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            states = [(await runs_of(kijko, p["id"]))[0]["status"] for p in projects]
+            running = states.count("running")
+            most = max(most, running)
+            if running == 2 and "queued" in states:
+                seen_queued_while_full = True
+            if all(state == "completed" for state in states):
+                break
+            await asyncio.sleep(0.05)
+        other_run = await _only_run_id(kijko, elsewhere["id"])
+        await wait_for(lambda: _status_is(kijko, other_run, "completed"))
+        await wait_for(lambda: _idle(worker))
+    assert most == 2 and seen_queued_while_full
+    assert [(await runs_of(kijko, p["id"]))[0]["status"] for p in projects] == ["completed"] * 3
+    async with system_session(kijko.system_db, readonly=True) as db:
+        attempts = await db.fetch(
+            "SELECT j.attempts FROM kijko.jobs j JOIN kijko.ingestion_runs r ON r.job_id = j.id"
+            " WHERE r.project_id = ANY($1::uuid[])",
+            [UUID(p["id"]) for p in projects],
+        )
+    assert [a["attempts"] for a in attempts] == [1, 1, 1]  # waiting consumed no attempt

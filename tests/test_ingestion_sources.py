@@ -45,6 +45,7 @@ TREE: dict[str, str | bytes] = {
     "scripts/deploy": "#!/usr/bin/env bash\necho deploy\n",
     "logo.png": PNG,
     "data.bin2": b"text at first\x00then binary\n",
+    "assets/photo.data": b"\xff\xd8\xff\xe0JFIF" + b"\x01" * 100,  # a JPEG's magic number, no NUL
     "package-lock.json": '{"lockfileVersion": 3}\n',
     "static/app.min.js": "var a=1;\n",
     "static/bundle.js": "var x=" + "1+" * 700 + "1;\n",  # one line of 1,400+ characters
@@ -105,7 +106,7 @@ def test_the_plan_of_a_tree(tree: Path) -> None:
     assert result.skipped == {
         "ignored": 3,  # src/debug.log, src/secret.txt, generated/
         "symlink": 3,  # src/passwd, linked, private.txt
-        "binary": 2,  # logo.png (its name), data.bin2 (a NUL byte)
+        "binary": 3,  # logo.png (its name), data.bin2 (a NUL byte), photo.data (a magic number)
         "generated": 5,  # package-lock.json, app.min.js, bundle.js (long line), api.pb.go, gen/models.go
         "vendored": 2,  # node_modules/, dist/ (each once)
         "too_large": 1,  # big.txt
@@ -143,8 +144,8 @@ def test_include_and_exclude_paths(tree: Path) -> None:
     excluded = plan(checkout, include=["src/"], exclude=["web/", "*.h"], caps=CAPS)
     assert {f.path for f in excluded.files} == {"src/.gitignore", "src/app.py", "src/keep.log", "src/lib.rs"}
     # An excluded directory is skipped once, not walked (src/web/); files outside the include
-    # patterns are excluded one by one, before any other check (11 of them).
-    assert excluded.skipped["excluded"] == 1 + 1 + 11
+    # patterns are excluded one by one, before any other check (12 of them).
+    assert excluded.skipped["excluded"] == 1 + 1 + 12
     assert excluded.skipped["vendored"] == 2 and "generated" not in excluded.skipped
     # Patterns are git's: the last match wins, so "!" takes a file back out.
     negated = plan(checkout, include=["*.py", "*.rs", "!src/lib.rs"], caps=CAPS)
@@ -162,6 +163,24 @@ def test_caps_end_the_run(tree: Path) -> None:
         plan(checkout, caps=Caps(max_total_bytes=total - 1, max_files=1000, max_file_bytes=64 * 1024))
     assert failed.value.code == codes.REPOSITORY_TOO_LARGE
     plan(checkout, caps=Caps(max_total_bytes=total, max_files=1000, max_file_bytes=64 * 1024))
+    # Caps for a whole run: each source is planned with what the earlier ones left.
+    left = CAPS.left(files=CAPS.max_files - len(EXPECTED), total_bytes=0)
+    assert left.max_files == len(EXPECTED) and plan(checkout, caps=left).files
+    with pytest.raises(IngestionFailed, match=codes.TOO_MANY_FILES):
+        plan(checkout, caps=left.left(files=1, total_bytes=0))
+    with pytest.raises(IngestionFailed, match=codes.REPOSITORY_TOO_LARGE):
+        plan(checkout, caps=CAPS.left(files=0, total_bytes=CAPS.max_total_bytes - total + 1))
+    # A tree of many entries fails before it is listed in full, whatever is skipped.
+    # Listed: every entry of the root and of each directory plan enters (not generated/, the
+    # vendored node_modules/ and dist/, nor the linked directory).
+    entered = [tree] + [p for p in tree.rglob("*") if p.is_dir() and not p.is_symlink()]
+    entered = [d for d in entered if not {"generated", "node_modules", "dist", "linked"} & set(d.parts)]
+    listed = sum(len(os.listdir(d)) for d in entered)
+    assert CAPS.entries_limit == 1000 * 10 + 100_000
+    assert plan(checkout, caps=Caps(10**9, 1000, 64 * 1024, max_entries=listed)).files
+    with pytest.raises(IngestionFailed) as failed:
+        plan(checkout, caps=Caps(10**9, 1000, 64 * 1024, max_entries=listed - 1))
+    assert failed.value.code == codes.TOO_MANY_FILES and "files and directories" in failed.value.message
     # A larger single-file cap lets big.txt in (it is text).
     bigger = plan(checkout, caps=Caps(max_total_bytes=10**9, max_files=1000, max_file_bytes=64 * 1024 + 1))
     assert "big.txt" in {f.path for f in bigger.files} and "too_large" not in bigger.skipped
@@ -170,6 +189,38 @@ def test_caps_end_the_run(tree: Path) -> None:
 def _planned(tmp_path: Path, content: bytes, name: str = "f.txt") -> Planned:
     (tmp_path / name).write_bytes(content)
     return Planned("uploads", name, tmp_path.resolve() / name, len(content), "text")
+
+
+def test_gitignore_patterns_in_effect_are_bounded(tmp_path: Path) -> None:
+    # The root's 600 patterns apply; a nested file that would bring them past 1,000 does not;
+    # a single file of more than 1,000 patterns does not either.
+    padding = [f"# comment {i}" for i in range(2000)] + [f"/nothing-{i}/" for i in range(598)]
+    write_tree(
+        tmp_path,
+        {
+            ".gitignore": "\n".join([*padding, "*.log", "!keep.log"]) + "\n",
+            "a.log": "x\n",
+            "keep.log": "x\n",
+            "deep/.gitignore": "\n".join(f"/n{i}" for i in range(401)) + "\n*.txt\n",
+            "deep/a.txt": "x\n",
+            "deep/b.log": "x\n",
+            "fits/.gitignore": "\n".join(f"/n{i}" for i in range(399)) + "\n*.txt\n",
+            "fits/a.txt": "x\n",
+            "huge/.gitignore": "\n".join(f"/n{i}" for i in range(1001)) + "\n",
+            "huge/.gitignore-too": "",
+        },
+    )
+    result = plan(Checkout("uploads", tmp_path, None), caps=CAPS)
+    assert [f.path for f in result.files] == [  # (depth first, each directory in name order)
+        ".gitignore",
+        "deep/.gitignore",
+        "deep/a.txt",  # deep/.gitignore (402 patterns) does not fit next to the root's 600
+        "fits/.gitignore",
+        "huge/.gitignore",
+        "huge/.gitignore-too",
+        "keep.log",
+    ]
+    assert result.skipped == {"ignored": 3}  # a.log, deep/b.log (the root's *.log), fits/a.txt
 
 
 @pytest.mark.parametrize(
@@ -231,6 +282,9 @@ def test_an_invalid_utf8_file_is_planned_then_unreadable(tmp_path: Path) -> None
         ("a.js", b"", "javascript"),
         ("a.jsx", b"", "javascript"),
         ("a.cpp", b"", "cpp"),
+        ("a.mm", b"", "objective-cpp"),
+        ("a.ipynb", b"", "json"),
+        ("main.tf", b"", "hcl"),
         ("a.cs", b"", "csharp"),
         ("Dockerfile", b"", "dockerfile"),
         ("Makefile", b"", "makefile"),
@@ -314,6 +368,9 @@ async def test_uploads_whose_bytes_are_gone(tmp_path: Path) -> None:
 # --- repositories, through the egress guard --------------------------------------------------
 
 
+MANY_LINKS = {f"d{i // 100}/link-{i:05d}": "/etc/passwd" for i in range(0, 1500, 70)} | {"caf\udce9": "/etc/hostname"}
+
+
 @pytest.fixture(scope="module")
 def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
     server = GitServer(tmp_path_factory.mktemp("ingestion-git"))
@@ -323,13 +380,17 @@ def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
         {k: v for k, v in TREE.items() if k != "big.txt"},
         symlinks={"src/passwd": "/etc/passwd", "escape": "../../../../etc/passwd"},
     )
+    # More than one 64 KiB chunk of `git ls-files` output, with links all through it, one of
+    # them with a name that is not UTF-8 (b"caf\xe9" on disk).
+    many: dict[str, str | bytes] = {f"d{i // 100}/file-{i:05d}-{'x' * 60}.txt": f"{i}\n" for i in range(1500)}
+    server.add_repository("acme", "many", many, symlinks=MANY_LINKS)
     server.add_repository("acme", "huge", {"blob.bin": os.urandom(3 * 1024 * 1024)})
     server.start()
     yield server
     server.stop()
 
 
-@pytest.fixture(autouse=False)
+@pytest.fixture
 def server(git_server: GitServer) -> Iterator[GitServer]:
     yield git_server
     git_server.require_token = None
@@ -363,6 +424,17 @@ async def test_a_public_repository(allowed: Settings, server: GitServer, tmp_pat
     assert again.root != checkout.root
 
 
+@pytest.mark.slow
+async def test_links_are_found_in_a_long_listing(allowed: Settings, server: GitServer, tmp_path: Path) -> None:
+    checkout = await fetch_repository(
+        allowed, url=f"{server.url}/acme/many.git", branch="main", source="acme/many", workdir=tmp_path
+    )
+    assert checkout.symlinks == set(MANY_LINKS) and len(MANY_LINKS) == 23
+    assert (checkout.root / "caf\udce9").is_file()  # the name os.scandir gives (a plain file)
+    result = plan(checkout, caps=Caps(10**9, 2000, 1024 * 1024))
+    assert len(result.files) == 1500 and result.skipped == {"symlink": 23}
+
+
 async def _failure(settings: Settings, url: str, workdir: Path, **options: Any) -> IngestionFailed:
     options.setdefault("branch", "main")
     with pytest.raises(IngestionFailed) as failed:
@@ -379,8 +451,7 @@ async def test_repository_failures(allowed: Settings, server: GitServer, tmp_pat
     missing = await _failure(allowed, f"{server.url}/acme/nothing.git", tmp_path)
     assert missing.code == codes.REPOSITORY_NOT_FOUND
     # Nothing is left behind by a failed clone.
-    leftovers = [p for p in (tmp_path / "repositories").rglob("*") if p.name != "repositories" and p.is_file()]
-    assert leftovers == []
+    assert list((tmp_path / "repositories").iterdir()) == []
 
 
 @pytest.mark.slow

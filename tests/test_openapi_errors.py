@@ -21,6 +21,7 @@ from kijko_core.runtime import Kijko, make_redis
 from kijko_server.app import KijkoApp, create_app
 from kijko_server.openapi import declared_errors
 from tests.conftest import Account, sign_up
+from tests.ingestion_kit import INGESTION_OPERATIONS
 from tests.invitations import MEMBER_OPERATIONS
 from tests.keycloak_server import FakeKeycloak
 from tests.memberships import add_member
@@ -47,6 +48,9 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("post", f"{P}/repositories"): {"401", "403", "404", "409"} | BODY,
     ("delete", f"{P}/repositories/{{repo_id}}"): {"401", "403", "404"},
     ("get", "/api/v1/users/{user_id}/recent-repos"): {"401", "403", "404"},
+    # Search and the indexed files (issue 7 §3).
+    ("get", f"{P}/search"): {"401", "403", "404", "422"},
+    ("get", f"{P}/files"): {"401", "403", "404", "422"},
 }
 
 
@@ -174,6 +178,13 @@ async def test_every_documented_error_happens_with_its_documented_code(
     triggers[("post", f"{API}/validate-repository")]["422"] = send(
         "post", f"{API}/validate-repository", alice, json={"url": 5}
     )
+    triggers[("get", f"{P}/search")]["422"] = send("get", f"{P}/search".format(project_id=other_id), alice)
+    triggers[("get", f"{P}/search")]["422 pageSize"] = send(
+        "get", f"{P}/search".format(project_id=other_id), alice, query_string={"q": "x", "pageSize": 0}
+    )
+    triggers[("get", f"{P}/files")]["422"] = send(
+        "get", f"{P}/files".format(project_id=other_id), alice, query_string={"page": 0}
+    )
 
     spec = await openapi(client)
     problems = []
@@ -260,8 +271,8 @@ async def test_each_other_operation_documents_exactly_its_errors(client: Any) ->
     spec = await openapi(client)
     operations = {(method, path) for path, methods in spec["paths"].items() for method in methods}
     # Members pin theirs in tests/test_members.py, the wizard's sources in tests/test_sources.py
-    # (WIZARD); each is triggered there.
-    pinned = set(EXPECTED) | set(OTHERS) | set(MEMBER_OPERATIONS) | set(WIZARD)
+    # (WIZARD), ingestion in tests/ingestion_kit.py; each is triggered there.
+    pinned = set(EXPECTED) | set(OTHERS) | set(MEMBER_OPERATIONS) | set(WIZARD) | set(INGESTION_OPERATIONS)
     assert operations == pinned, "a new operation: pin its errors here"
     for (method, path), statuses in OTHERS.items():
         assert set(documented_errors(spec, method, path)) == statuses | {"500"}, (method, path)

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 #: The entry-point group a chunker plugin registers under (docs/chunking.md#custom-chunkers).
 ENTRY_POINT_GROUP = "kijko.chunkers"
 STRATEGIES = ("fixed", "recursive", "semantic", "custom")
+#: A chunk of many small definitions names the first few, then "…".
+MAX_SYMBOLS = 8
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,10 @@ class Lines:
         if lines and lines[-1] == "":
             lines.pop()  # a final line break does not start another line
         self.lines = lines
-        self.tokens = [estimate_tokens(line) for line in lines]
+        # Each token becomes one NUL (a NUL of the text is itself a token): counting NULs per
+        # line gives every line's count from a single regex pass.
+        marked = TOKEN.sub("\0", text).split("\n")
+        self.tokens = [line.count("\0") for line in marked[: len(lines)]]
         self._sums = [0]
         for count in self.tokens:
             self._sums.append(self._sums[-1] + count)
@@ -119,6 +124,7 @@ class Unit(NamedTuple):
     definition: bool = False
     comment: bool = False
     text: str | None = None
+    group: int = 0  # units of one opened-up node share a group; chunks never span two
 
 
 def split_line(number: int, line: str, max_tokens: int, symbol: str | None) -> list[Unit]:
@@ -175,10 +181,13 @@ def make_chunk(file: SourceFile, lines: Lines, units: Sequence[Unit]) -> Chunk |
     content = render(lines, units)
     if not content.strip():
         return None
+    # The definitions the chunk holds name it; failing those, the one it is a part of.
     symbols: list[str] = []
     for unit in units:
-        if unit.symbol is not None and unit.symbol not in symbols:
+        if unit.definition and unit.symbol is not None and unit.symbol not in symbols:
             symbols.append(unit.symbol)
+    if not symbols:
+        symbols = [unit.symbol for unit in units if unit.symbol is not None][:1]
     return Chunk(
         source=file.source,
         path=file.path,
@@ -186,38 +195,43 @@ def make_chunk(file: SourceFile, lines: Lines, units: Sequence[Unit]) -> Chunk |
         start_line=units[0].start,
         end_line=units[-1].end,
         content=content,
-        symbol=", ".join(symbols) if symbols else None,
+        symbol=", ".join(symbols[:MAX_SYMBOLS]) + (", …" if len(symbols) > MAX_SYMBOLS else "") if symbols else None,
         token_count=sum(unit.tokens for unit in units),
     )
 
 
 def pack(file: SourceFile, lines: Lines, units: Sequence[Unit], max_tokens: int) -> Iterator[Chunk]:
-    """Consecutive units packed greedily into chunks of at most ``max_tokens``. A large
-    definition (a quarter of the size or more) gets a chunk of its own; a unit over the size is
-    cut into lines (and a long line into parts) packed among themselves."""
+    """Consecutive units packed greedily into chunks of at most ``max_tokens``, with at most
+    one large definition (a quarter of the size or more) each, never across groups. A unit
+    over the size is cut into lines (a long line into parts) packed among themselves."""
     current: list[Unit] = []
     total = 0
+    large = False
 
     def flush() -> Iterator[Chunk]:
-        nonlocal current, total
+        nonlocal current, total, large
         if current:
             chunk = make_chunk(file, lines, current)
             if chunk is not None:
                 yield chunk
-        current, total = [], 0
+        current, total, large = [], 0, False
 
     for unit in units:
         if unit.tokens > max_tokens and unit.text is None:
             yield from flush()
             yield from pack(file, lines, line_units(lines, unit.start, unit.end, max_tokens, unit.symbol), max_tokens)
             continue
-        alone = unit.definition and unit.tokens * 4 >= max_tokens
-        if alone or total + unit.tokens > max_tokens or (current and not joinable(current[-1], unit)):
+        is_large = unit.definition and unit.tokens * 4 >= max_tokens
+        if current and (
+            total + unit.tokens > max_tokens
+            or (is_large and large)
+            or unit.group != current[-1].group
+            or not joinable(current[-1], unit)
+        ):
             yield from flush()
         current.append(unit)
         total += unit.tokens
-        if alone:
-            yield from flush()
+        large = large or is_large
     yield from flush()
 
 
@@ -297,15 +311,23 @@ def custom_chunker_installed(custom: str | None = None) -> bool:
 
 
 class CheckedChunker:
-    """A plugin's chunker, its chunks checked against the file and recounted by our rule."""
+    """A plugin's chunker, its chunks checked against the file and recounted by our rule. A
+    plugin that fails on a file raises InvalidChunk: the run counts the file and goes on."""
 
     def __init__(self, name: str, inner: Chunker) -> None:
         self.name = name
         self.inner = inner
 
     def chunk(self, file: SourceFile, options: ChunkOptions) -> Iterator[Chunk]:
-        line_count = len(Lines(file.text))
-        for chunk in self.inner.chunk(file, options):
+        line_count = file.text.count("\n") + (1 if file.text and not file.text.endswith("\n") else 0)
+        produced = self.inner.chunk(file, options)
+        while True:
+            try:
+                chunk = next(produced)
+            except StopIteration:
+                return
+            except Exception as error:  # the plugin's bug must not end the run
+                raise InvalidChunk(f"chunker plugin {self.name!r} failed: {type(error).__name__}") from error
             if not isinstance(chunk, Chunk):
                 raise InvalidChunk(f"chunker plugin {self.name!r} produced something that is not a Chunk")
             if (chunk.source, chunk.path) != (file.source, file.path) or not (

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import shutil
 import tempfile
 import unicodedata
 from collections.abc import Sequence
@@ -81,15 +82,26 @@ async def fetch_repository(
         raise IngestionFailed(BRANCH_NOT_FOUND, f"{source}: {branch!r} is not a branch name")
     parent = workdir / "repositories"
     await asyncio.to_thread(parent.mkdir, parents=True, exist_ok=True)
-    destination = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=f"{_slug(source)}-", dir=parent)) / "tree"
+    home = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=f"{_slug(source)}-", dir=parent))
+    destination = home / "tree"
     try:
-        await git.clone(settings, url, destination, token=token, username=username, branch=branch, depth=1, guard=guard)
-        checked = await git.inspect(settings, destination)
-    except git.GitError as error:
-        failure = _failure(error, source=source, branch=branch, token=token is not None)
-        # str(error) and its stderr never hold the token (it reaches git through the environment).
-        log.info("repository fetch failed", source=source, code=failure.code, reason=str(error))
-        raise failure from None
+        try:
+            await git.clone(
+                settings, url, destination, token=token, username=username, branch=branch, depth=1, guard=guard
+            )
+        except git.GitError as error:
+            failure = _failure(error, source=source, branch=branch, token=token is not None)
+            # str(error) and its stderr never hold the token (it reaches git through the environment).
+            log.info("repository fetch failed", source=source, code=failure.code, reason=str(error))
+            raise failure from None
+        try:
+            checked = await git.inspect(settings, destination)
+        except git.GitTooLarge:
+            raise IngestionFailed(TOO_MANY_FILES, f"{source} has too many files to be read") from None
+        # Any other failure of git on our own clone is ours, not the user's: it propagates.
+    except BaseException:
+        await asyncio.to_thread(shutil.rmtree, home, True)
+        raise
     return Checkout(source=source, root=destination, commit=checked.commit, symlinks=checked.links)
 
 
@@ -103,8 +115,6 @@ def _failure(error: git.GitError, *, source: str, branch: str, token: bool) -> I
     if isinstance(error, git.GitTimeout):
         return IngestionFailed(CLONE_TIMEOUT, f"Fetching {source} took too long and was stopped; try again later")
     if isinstance(error, git.GitTooLarge):
-        if "wrote more" in str(error):  # ls-files of more entries than a checkout may list
-            return IngestionFailed(TOO_MANY_FILES, f"{source} has too many files to be read")
         return IngestionFailed(
             REPOSITORY_TOO_LARGE,
             f"{source} is larger than this server accepts for one clone; "

@@ -66,6 +66,16 @@ class Caps:
     max_total_bytes: int
     max_files: int
     max_file_bytes: int
+    #: Directory entries ``plan`` lists before it gives up (None: ``entries_limit``'s rule).
+    max_entries: int | None = None
+
+    @property
+    def entries_limit(self) -> int:
+        """How many directory entries (files, directories, links; skipped ones too, but not
+        what is inside a skipped directory) ``plan`` lists before it fails ``TOO_MANY_FILES``:
+        a bound on its time and memory on a tree of millions of tiny files. By default ten
+        per file to read, plus 100,000."""
+        return self.max_entries if self.max_entries is not None else self.max_files * 10 + 100_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Caps:
@@ -73,6 +83,16 @@ class Caps:
             max_total_bytes=settings.ingestion_max_total_bytes,
             max_files=settings.ingestion_max_files,
             max_file_bytes=settings.ingestion_max_file_bytes,
+        )
+
+    def left(self, *, files: int, total_bytes: int) -> Caps:
+        """What is left after sources of ``files`` files and ``total_bytes`` bytes were planned:
+        plan each source with what the earlier ones left, and the caps hold for the whole run."""
+        return Caps(
+            max_total_bytes=max(self.max_total_bytes - total_bytes, 0),
+            max_files=max(self.max_files - files, 0),
+            max_file_bytes=self.max_file_bytes,
+            max_entries=self.max_entries,
         )
 
 

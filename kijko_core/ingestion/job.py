@@ -31,29 +31,34 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from uuid import UUID
 
-from kijko_core import git, jobs
+from kijko_core import events, git, jobs
 from kijko_core.crypto import DecryptionFailed
-from kijko_core.db.session import ServiceSession
+from kijko_core.db.session import ServiceSession, system_session
 from kijko_core.ingestion import repository, service
 from kijko_core.ingestion.chunkers import Chunk, ChunkOptions, chunker_for
 from kijko_core.ingestion.fetch import Checkout, fetch_repository, stage_manual, stage_uploads
 from kijko_core.ingestion.files import Caps, IngestionFailed, SourceFile
 from kijko_core.ingestion.models import ACTIVE
 from kijko_core.ingestion.optimize import Optimizer
-from kijko_core.ingestion.reporter import Reporter, RunStopped
+from kijko_core.ingestion.reporter import Reporter, RunStopped, error_payload, room
 from kijko_core.ingestion.tokens import estimate_tokens
 from kijko_core.ingestion.walk import Plan, Planned, UnreadableFile, plan, read
 from kijko_core.jobs import JobContext
 from kijko_core.logging import get_logger
+
+if TYPE_CHECKING:
+    from kijko_core.runtime import Kijko
 
 log = get_logger("kijko.ingestion")
 
 #: Rows per INSERT of chunks (one statement, arrays bound once) and of file rows.
 CHUNK_BATCH = 2000
 FILE_BATCH = 5000
+#: Chunks optimized per thread hand-off.
+OPTIMIZE_BATCH = 500
 #: An attempt running longer is stopped (and retried, up to the kind's attempts).
 TIMEOUT_SECONDS = 6 * 3600.0
 #: The user name each provider expects with an OAuth token over HTTPS.
@@ -256,17 +261,14 @@ async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workd
     per_file: dict[tuple[str, str], int] = {}
     seen = 0
     with raw_spool.open(encoding="utf-8") as chunks_in, kept_spool.open("w", encoding="utf-8") as kept_out:
-        for line in chunks_in:
-            chunk = Chunk(**json.loads(line))
-            kept = optimizer.optimize(chunk)
-            seen += 1
-            if kept is not None:
-                kept_out.write(json.dumps(dataclasses.asdict(kept)) + "\n")
-                key = (kept.source, kept.path)
+        # In a thread, a batch at a time: secret detection is CPU work, and the event loop
+        # must stay free for the heartbeat and the progress writes.
+        for batch in _batches(chunks_in, OPTIMIZE_BATCH):
+            ctx.check()
+            for key in await asyncio.to_thread(_optimize, batch, optimizer, kept_out):
                 per_file[key] = per_file.get(key, 0) + 1
-            if seen % 200 == 0:
-                ctx.check()
-                await reporter.progress(100 * seen / max(raw_count, 1))
+            seen += len(batch)
+            await reporter.progress(100 * seen / max(raw_count, 1))
     await reporter.progress(
         100.0, f"{optimizer.secrets_redacted} secrets redacted, {optimizer.duplicates} duplicate chunks dropped"
     )
@@ -301,6 +303,17 @@ async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workd
                     [per_file.get((r[0], r[1]), 0) for r in rows],
                 )
     return outcome
+
+
+def _optimize(lines: list[str], optimizer: Optimizer, out: IO[str]) -> list[tuple[str, str]]:
+    """Optimize a batch of spooled chunks into ``out``; the (source, path) of each one kept."""
+    kept_from: list[tuple[str, str]] = []
+    for line in lines:
+        kept = optimizer.optimize(Chunk(**json.loads(line)))
+        if kept is not None:
+            out.write(json.dumps(dataclasses.asdict(kept)) + "\n")
+            kept_from.append((kept.source, kept.path))
+    return kept_from
 
 
 def _read_and_cut(planned: Planned, chunker: Any, options: ChunkOptions) -> tuple[SourceFile, list[Chunk], int] | None:
@@ -448,9 +461,6 @@ async def _failed(ctx: JobContext, reporter: Reporter, code: str, message: str, 
 
 async def _retrying(reporter: Reporter, attempt: int) -> None:
     """An unexpected error with attempts left: say so (``recoverable``), the job retries."""
-    from kijko_core import events
-    from kijko_core.ingestion.reporter import error_payload, room
-
     await reporter.throttle.flush()
     await events.send(
         room=room(reporter.project_id),
@@ -464,3 +474,32 @@ async def _retrying(reporter: Reporter, attempt: int) -> None:
             retry_count=attempt,
         ),
     )
+
+
+# --- the sweeper ---------------------------------------------------------------------------------
+
+#: A live run whose job ended is left alone this long (its last write may be on its way).
+ORPHAN_QUIET_SECONDS = 60.0
+WORKER_LOST = "WORKER_LOST"
+WORKER_LOST_MESSAGE = "The worker running this ingestion stopped before it finished; start the ingestion again"
+
+
+@jobs.sweep_step("ingestion")
+async def sweep_runs(kijko: Kijko) -> int:
+    """End the runs nothing will finish (their job is over: a worker killed on its last
+    attempt, a job an operator cancelled or deleted) — failed with ``WORKER_LOST`` and the
+    project ``error``, or, for a cancelled job, cancelled with the project back to its
+    previous status — and delete chunks of runs that ended without becoming an index."""
+    ended = 0
+    async with system_session(kijko.system_db) as db:
+        for orphan in await repository.orphans(db, ORPHAN_QUIET_SECONDS, 100):
+            await repository.end_orphan(db, orphan, WORKER_LOST, WORKER_LOST_MESSAGE)
+            if orphan["job_state"] != "cancelled":
+                payload = error_payload(
+                    orphan["project_id"], orphan["phase"], WORKER_LOST, WORKER_LOST_MESSAGE, recoverable=False
+                )
+                events.publish(db, room=room(orphan["project_id"]), event="error", data=payload)
+            ended += 1
+    async with system_session(kijko.system_db) as db:
+        ended += await repository.delete_stray_content(db, 10_000)
+    return ended

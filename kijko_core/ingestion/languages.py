@@ -16,7 +16,7 @@ import filetype
 from identify import identify
 
 #: identify tag → our language name, in order of preference when a file has several tags
-#: (``.h`` is tagged both ``c`` and ``c++``: it is ``c``).
+#: (``.h`` is tagged both ``c`` and ``c++``: it is ``c``; ``.mm`` is ``objective-cpp``).
 LANGUAGES: Final[dict[str, str]] = {
     "python": "python",
     "pyi": "python",
@@ -34,11 +34,11 @@ LANGUAGES: Final[dict[str, str]] = {
     "groovy": "groovy",
     "go": "go",
     "rust": "rust",
+    "objective-c++": "objective-cpp",
+    "objective-c": "objective-c",
+    "cuda": "cuda",
     "c": "c",
     "c++": "cpp",
-    "cuda": "cuda",
-    "objective-c": "objective-c",
-    "objective-c++": "objective-cpp",
     "c#": "csharp",
     "f#": "fsharp",
     "vb": "vb",
@@ -130,10 +130,22 @@ def binary_by_name(name: str) -> bool:
     return extension in _BINARY_EXTENSIONS or "binary" in _tags(name)
 
 
+def _utf8(head: bytes) -> bool:
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        # The sample may end inside a character: only a failure before its last 3 bytes counts.
+        return error.start >= len(head) - 3 and len(head) == HEAD_BYTES
+    return True
+
+
 def binary_by_head(head: bytes) -> bool:
-    """Whether the first bytes say binary: a NUL byte, or a magic number ``filetype`` knows
-    (archives, images, media, fonts, executables, documents)."""
-    return b"\x00" in head or filetype.guess(head) is not None
+    """Whether the first bytes say binary: a NUL byte, or bytes that are no UTF-8 and start
+    with a magic number ``filetype`` knows (archives, images, media, fonts, executables,
+    documents). Other non-UTF-8 text is planned: ``read`` reports it unreadable."""
+    if b"\x00" in head:
+        return True
+    return not _utf8(head) and filetype.guess(head) is not None
 
 
 def generated_by_head(head: bytes, language: str) -> bool:

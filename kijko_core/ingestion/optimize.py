@@ -11,6 +11,10 @@ from kijko_core.ingestion.chunkers import Chunk
 from kijko_core.ingestion.secrets import redact
 from kijko_core.ingestion.tokens import estimate_tokens
 
+#: The shortest value any detector reports is longer than this: a shorter symbol (almost every
+#: one) is not scanned.
+_SHORTEST_SECRET = 8
+
 
 def _one_line(value: str) -> str:
     # A path or name with a line break (hostile file names) must not forge header lines.
@@ -42,13 +46,14 @@ class Optimizer:
         self.original_tokens = 0
         self.optimized_tokens = 0
         self._seen: set[bytes] = set()
+        self._path: tuple[str | None, tuple[str, int]] = (None, ("", 0))
 
     def optimize(self, chunk: Chunk) -> Chunk | None:
         self.original_tokens += chunk.token_count
         content, symbol, redacted = chunk.content, chunk.symbol, 0
         if self.anonymize_secrets:
             content, redacted = redact(content, path=chunk.path)
-            if symbol is not None:
+            if symbol is not None and len(symbol) >= _SHORTEST_SECRET:
                 symbol, in_symbol = redact(symbol, path=chunk.path)
                 redacted += in_symbol
         # Repeats are recognised by what would be stored, before the header (which names the
@@ -58,13 +63,22 @@ class Optimizer:
             self.duplicates += 1
             return None
         self._seen.add(key)
+        # The chunkers' counts are estimate_tokens(content); recount only what changed. The
+        # header ends with a line break, so its tokens simply add (the rule is additive).
+        tokens = estimate_tokens(content) if redacted else chunk.token_count
         if self.include_metadata:
-            header, in_header = metadata_header(chunk.path, chunk.language, symbol), 0
-            if self.anonymize_secrets:
-                header, in_header = redact(header, path=chunk.path)
-            redacted += in_header
+            path, in_path = self._redacted_path(chunk.path)
+            header = metadata_header(path, chunk.language, symbol)
             content = header + content
+            tokens += estimate_tokens(header)
+            redacted += in_path
         self.secrets_redacted += redacted
-        stored = replace(chunk, content=content, symbol=symbol, token_count=estimate_tokens(content))
-        self.optimized_tokens += stored.token_count
-        return stored
+        self.optimized_tokens += tokens
+        return replace(chunk, content=content, symbol=symbol, token_count=tokens)
+
+    def _redacted_path(self, path: str) -> tuple[str, int]:
+        # Chunks come file by file: the path is scanned once per file, not once per chunk.
+        if path != self._path[0]:
+            redacted = redact(path, path=path) if self.anonymize_secrets else (path, 0)
+            self._path = (path, redacted)
+        return self._path[1]

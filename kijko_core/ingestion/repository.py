@@ -445,3 +445,59 @@ async def project(db: Session, org_id: UUID, project_id: UUID) -> Project | None
     """The project row, without the caller's readability (a service session's, or after a
     check)."""
     return PROJECTS.maybe(await db.fetchrow(_PROJECT, org_id, project_id))
+
+
+# --- the sweeper (system role: across organizations) -------------------------------------------
+
+#: Runs still live whose job is over (a worker killed on its last attempt, a job cancelled or
+#: deleted by an operator): nothing will ever finish them. Quiet for a minute first, so a job
+#: that just finished has written its run.
+_ORPHANS = (
+    "SELECT r.id, r.organization_id, r.project_id, r.previous_status, r.phase, j.state AS job_state"
+    "\nFROM kijko.ingestion_runs r LEFT JOIN kijko.jobs j ON j.id = r.job_id"
+    "\nWHERE r.status IN ('queued', 'running') AND r.job_id IS NOT NULL"
+    "\n  AND (j.id IS NULL OR j.state IN ('succeeded', 'failed', 'cancelled'))"
+    "\n  AND r.updated_at < now() - make_interval(secs => $1)"
+    "\nORDER BY r.updated_at LIMIT $2"
+    "\nFOR UPDATE OF r SKIP LOCKED"
+)
+_ORPHAN_CANCELLED = (
+    "UPDATE kijko.ingestion_runs SET status = 'cancelled', message = 'Cancelled', updated_at = now()"
+    " WHERE id = $1 AND status IN ('queued', 'running')"
+)
+_ORPHAN_FAILED = (
+    "UPDATE kijko.ingestion_runs SET status = 'failed', error_code = $2, error_message = $3, message = $3,"
+    " updated_at = now() WHERE id = $1 AND status IN ('queued', 'running')"
+)
+_ORPHAN_PROJECT = "UPDATE kijko.projects SET status = $2, updated_at = now() WHERE id = $1 AND status = 'processing'"
+# Chunks of runs that ended without becoming the index (a stop whose clean-up did not run).
+_STRAY_CHUNKS = (
+    "DELETE FROM kijko.chunks WHERE id IN ("
+    "\n    SELECT c.id FROM kijko.ingestion_runs r JOIN kijko.chunks c"
+    " ON c.organization_id = r.organization_id AND c.project_id = r.project_id AND c.run_id = r.id"
+    "\n    WHERE r.status IN ('failed', 'cancelled') LIMIT $1)"
+)
+_STRAY_FILES = (
+    "DELETE FROM kijko.indexed_files f USING kijko.ingestion_runs r"
+    "\nWHERE f.organization_id = r.organization_id AND f.project_id = r.project_id AND f.run_id = r.id"
+    " AND r.status IN ('failed', 'cancelled')"
+)
+
+
+async def orphans(db: Session, quiet_seconds: float, limit: int) -> list[dict[str, Any]]:
+    return [dict(row) for row in await db.fetch(_ORPHANS, quiet_seconds, limit)]
+
+
+async def end_orphan(db: Session, orphan: dict[str, Any], code: str, message: str) -> None:
+    if orphan["job_state"] == "cancelled":
+        await db.execute(_ORPHAN_CANCELLED, orphan["id"])
+        await db.execute(_ORPHAN_PROJECT, orphan["project_id"], orphan["previous_status"])
+    else:
+        await db.execute(_ORPHAN_FAILED, orphan["id"], code, message)
+        await db.execute(_ORPHAN_PROJECT, orphan["project_id"], "error")
+
+
+async def delete_stray_content(db: Session, limit: int) -> int:
+    deleted = await db.execute(_STRAY_CHUNKS, limit)
+    await db.execute(_STRAY_FILES)
+    return int(deleted.split()[-1])

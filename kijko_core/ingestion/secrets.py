@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from detect_secrets.filters import heuristic
 from detect_secrets.plugins.aws import AWSKeyDetector
@@ -48,33 +49,52 @@ from detect_secrets.util.filetype import determine_file_type
 #: The placeholder a secret's value is replaced with.
 PLACEHOLDER = "<REDACTED:{kind}>"
 
-#: Token formats: plugin → the placeholder's kind. The whole match is the secret (some of the
-#: plugins' patterns capture only a prefix, which their ``analyze_string`` would report).
-_FORMATS: tuple[tuple[RegexBasedDetector, str], ...] = (
-    (GitHubTokenDetector(), "github_token"),
-    (GitLabTokenDetector(), "gitlab_token"),
-    (SlackDetector(), "slack_token"),
-    (StripeDetector(), "stripe_key"),
-    (OpenAIDetector(), "openai_key"),
-    (PypiTokenDetector(), "pypi_token"),
-    (SendGridDetector(), "sendgrid_key"),
-    (DiscordBotTokenDetector(), "discord_token"),
-    (AzureStorageKeyDetector(), "azure_storage_key"),
-)
-#: Patterns whose first group is the secret: the password of a URL, a keyed AWS secret, npm's.
-_GROUPED: tuple[tuple[re.Pattern[str], str], ...] = (
-    *((pattern, "basic_auth_password") for pattern in BasicAuthDetector().denylist),
-    (AWSKeyDetector().denylist[1], "aws_secret_key"),
-    *((pattern, "npm_token") for pattern in NpmDetector().denylist),
-)
-_AWS_KEY_ID = AWSKeyDetector().denylist[0]
-# detect-secrets' JWT pattern ends lazily (before the signature): ours takes the signature too.
-_JWT = re.compile(JwtTokenDetector.denylist[0].pattern.removesuffix("*?") + "*")
+
+class _Rule(NamedTuple):
+    pattern: re.Pattern[str]
+    kind: str
+    group: int  # which group is the secret (0: the whole match)
+    hints: tuple[str, ...]  # the rule runs only if the lower-cased text holds one (none: always)
+
+
+def _rules() -> tuple[_Rule, ...]:
+    # The whole match is the secret unless said otherwise: some plugins' patterns capture only
+    # a prefix, which their own ``analyze_string`` would report.
+    formats: tuple[tuple[RegexBasedDetector, str, tuple[str, ...]], ...] = (
+        (GitHubTokenDetector(), "github_token", ("gh",)),
+        (GitLabTokenDetector(), "gitlab_token", ("gl",)),
+        (SlackDetector(), "slack_token", ("xox", "hooks.slack.com")),
+        (StripeDetector(), "stripe_key", ("k_live_",)),
+        (OpenAIDetector(), "openai_key", ("t3blbkfj",)),
+        (PypiTokenDetector(), "pypi_token", ("pypi-",)),
+        (SendGridDetector(), "sendgrid_key", ("sg.",)),
+        (DiscordBotTokenDetector(), "discord_token", ()),
+        (AzureStorageKeyDetector(), "azure_storage_key", ("accountkey=",)),
+    )
+    aws = AWSKeyDetector().denylist
+    rules = [_Rule(aws[0], "aws_access_key", 0, ())]
+    rules += [_Rule(pattern, kind, 0, hints) for plugin, kind, hints in formats for pattern in plugin.denylist]
+    rules += [_Rule(pattern, "basic_auth_password", 1, ("@",)) for pattern in BasicAuthDetector().denylist]
+    rules.append(_Rule(aws[1], "aws_secret_key", 1, ("aws",)))
+    rules += [_Rule(pattern, "npm_token", 1, ("_authtoken",)) for pattern in NpmDetector().denylist]
+    # detect-secrets' JWT pattern ends lazily (before the signature): ours takes the signature.
+    rules.append(_Rule(re.compile(JwtTokenDetector.denylist[0].pattern.removesuffix("*?") + "*"), "jwt", 0, ("eyj",)))
+    return tuple(rules)
+
+
+_RULES = _rules()
+_HINTS = tuple(sorted({hint for rule in _RULES for hint in rule.hints}))
 _KEYWORD = KeywordDetector()
 _KEYWORD_LINE = re.compile("|".join(KEYWORDS), re.IGNORECASE)
+_KEYWORD_LOWER = re.compile("|".join(KEYWORDS))  # the same, on lower-cased text (faster)
+#: Every keyword of detect-secrets' list holds one of these (tests/test_chunking.py checks).
+KEYWORD_HINTS = ("key", "pass", "pwd", "secret", "contrase")
 _ENTROPY: tuple[HighEntropyStringsPlugin, ...] = (Base64HighEntropyString(), HexHighEntropyString())
+# A quoted run of base64 characters, then — looking back on its line — an assignment to it:
 # ``name = "value"``, ``name: 'value'``, ``name := "value"``, ``name => "value"``.
-_ASSIGNED = re.compile(r"""[\w.\-\]\[]+['"]?\s*(?::=|=>|=|:)\s*(['"])([^'"\s]{16,})\1""")
+_QUOTED = re.compile(r"""(['"])([A-Za-z0-9+/=_\-]{16,})\1""")
+_ASSIGNMENT = re.compile(r"""[\w\]'"]\s*(?::=|=>|=|:)\s*\Z""")
+_COMPARISON = ("==", "!=", "<=", ">=")
 # A private key: its BEGIN line (detect-secrets' markers), base64/header lines, its END line.
 _KEY_BEGIN = re.compile("|".join(p.pattern for p in PrivateKeyDetector().denylist))
 _KEY_BODY_LINE = r"[ \t]*[A-Za-z0-9+/=:,\- \t]*\r?\n"
@@ -108,25 +128,23 @@ def _likely_placeholder(value: str) -> bool:
     )
 
 
-def find_secrets(text: str) -> Iterator[Found]:
+def find_secrets(text: str, lowered: str | None = None) -> Iterator[Found]:
     """Secret values in ``text`` distinctive enough to be replaced wherever they occur
     (private keys and keyword assignments aside: ``redact`` handles those in place)."""
-    for match in _AWS_KEY_ID.finditer(text):
-        yield Found("aws_access_key", match.group(0))
-    for plugin, kind in _FORMATS:
-        for pattern in plugin.denylist:
-            for match in pattern.finditer(text):
-                yield Found(kind, match.group(0))
-    for match in _JWT.finditer(text):
-        if JwtTokenDetector.is_formally_valid(match.group(0)):
-            yield Found("jwt", match.group(0))
-    for pattern, kind in _GROUPED:
-        for match in pattern.finditer(text):
-            if match.group(1):
-                yield Found(kind, match.group(1))
-    for match in _ASSIGNED.finditer(text):
+    lowered = text.lower() if lowered is None else lowered
+    present = {hint for hint in _HINTS if hint in lowered}
+    for rule in _RULES:
+        if rule.hints and present.isdisjoint(rule.hints):
+            continue
+        for match in rule.pattern.finditer(text):
+            value = match.group(rule.group)
+            if value and (rule.kind != "jwt" or JwtTokenDetector.is_formally_valid(value)):
+                yield Found(rule.kind, value)
+    for match in _QUOTED.finditer(text):
         value = match.group(2)
-        if _likely_placeholder(value):
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        before = text[max(line_start, match.start() - 200) : match.start()].rstrip()
+        if before.endswith(_COMPARISON) or not _ASSIGNMENT.search(before) or _likely_placeholder(value):
             continue
         for entropy in _ENTROPY:
             if set(value) <= set(entropy.charset) and entropy.calculate_shannon_entropy(value) > entropy.entropy_limit:
@@ -134,34 +152,64 @@ def find_secrets(text: str) -> Iterator[Found]:
                 break
 
 
-def _redact_keywords(text: str, path: str) -> tuple[str, int]:
+def _keyword_lines(text: str, lowered: str) -> list[tuple[int, int]]:
+    """(start, end) of the lines that hold a keyword hint, in order."""
+    if len(lowered) != len(text):  # lower-casing changed offsets (rare letters): look at every line
+        return [(m.start(), m.end()) for m in re.finditer(r"[^\n]+", text) if _KEYWORD_LINE.search(m.group(0))]
+    spans: set[tuple[int, int]] = set()
+    for hint in KEYWORD_HINTS:
+        at = lowered.find(hint)
+        while at != -1:
+            start = text.rfind("\n", 0, at) + 1
+            end = text.find("\n", at)
+            end = len(text) if end == -1 else end
+            spans.add((start, end))
+            at = lowered.find(hint, end)
+    return sorted(spans)
+
+
+def _redact_keywords(text: str, lowered: str, path: str) -> tuple[str, int]:
     """Values assigned to secret-sounding names, replaced on their own line only (a short
     password must not blank out the same word elsewhere)."""
     regexes = REGEX_BY_FILETYPE.get(determine_file_type(path), QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP)
     placeholder = PLACEHOLDER.format(kind="secret")
-    lines = text.split("\n")
+    out: list[str] = []
+    done = 0
     count = 0
-    for index, line in enumerate(lines):
+    same_offsets = len(lowered) == len(text)
+    for start, end in _keyword_lines(text, lowered):
+        line = text[start:end]
+        if same_offsets and not _KEYWORD_LOWER.search(lowered, start, end):
+            continue
         if not _KEYWORD_LINE.search(line) or heuristic.is_indirect_reference(line):
             continue
-        for value in set(_KEYWORD.analyze_string(line, denylist_regex_to_group=regexes)):
-            if len(value) >= 2 and not _likely_placeholder(value):
-                count += line.count(value)
-                line = line.replace(value, placeholder)
-        lines[index] = line
-    return "\n".join(lines), count
+        values = {v for v in _KEYWORD.analyze_string(line, denylist_regex_to_group=regexes)}
+        values = {v for v in values if len(v) >= 2 and not _likely_placeholder(v)}
+        if not values:
+            continue
+        for value in sorted(values, key=lambda v: (-len(v), v)):
+            count += line.count(value)
+            line = line.replace(value, placeholder)
+        out.append(text[done:start])
+        out.append(line)
+        done = end
+    if not out:
+        return text, 0
+    out.append(text[done:])
+    return "".join(out), count
 
 
 def redact(text: str, *, path: str = "") -> tuple[str, int]:
     """``text`` with every secret replaced by ``<REDACTED:kind>``, and how many replacements.
     ``path`` chooses the keyword rules (a ``.yaml`` file's differ from code's)."""
     count = 0
-    if _KEY_BEGIN.search(text) or "PRIVATE KEY-----" in text:
+    if "PRIVATE KEY" in text or "PuTTY-User-Key-File" in text:
         for pattern in (_KEY_BLOCK, _KEY_HEAD, _KEY_TAIL):
             text, replaced = pattern.subn(_blank_key, text)
             count += replaced
+    lowered = text.lower()
     found: dict[str, str] = {}
-    for item in find_secrets(text):
+    for item in find_secrets(text, lowered):
         value = item.value.strip()
         if len(value) >= _MIN_VALUE and value not in found:
             found[value] = item.kind
@@ -171,7 +219,9 @@ def redact(text: str, *, path: str = "") -> tuple[str, int]:
         replaced = text.count(value)
         text = text.replace(value, placeholder)
         count += replaced
-    if _KEYWORD_LINE.search(text):
-        text, replaced = _redact_keywords(text, path)
+    if found:
+        lowered = text.lower()
+    if any(hint in lowered for hint in KEYWORD_HINTS):
+        text, replaced = _redact_keywords(text, lowered, path)
         count += replaced
     return text, count

@@ -10,10 +10,11 @@ one. docs/ingestion-sources.md describes every filter and count.
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -72,6 +73,10 @@ GENERATED_ENDINGS: Final = (
 )  # fmt: skip
 #: A .gitignore larger than this is not read (its patterns do not apply).
 GITIGNORE_MAX_BYTES: Final = 256 * 1024
+#: The most .gitignore patterns in effect for one path (the root's, then deeper files', as
+#: long as they fit): every path is matched against each, so this bounds a hostile tree's
+#: cost (1,000 patterns take about 0.4 ms a path).
+GITIGNORE_MAX_PATTERNS: Final = 1000
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,10 @@ class UnreadableFile(Exception):
 
 
 _Ignores = list[tuple[str, pathspec.GitIgnoreSpec]]  # (directory prefix "a/b/", its patterns)
+
+
+def _patterns(ignores: _Ignores) -> int:
+    return sum(len(spec.patterns) for _, spec in ignores)
 
 
 def _spec(patterns: Sequence[str]) -> pathspec.GitIgnoreSpec | None:
@@ -149,7 +158,7 @@ def _read_gitignore(entry: os.DirEntry[str]) -> pathspec.GitIgnoreSpec | None:
             text = handle.read(GITIGNORE_MAX_BYTES).decode("utf-8", "replace")
     except OSError:
         return None
-    return _spec(text.splitlines())
+    return _spec([line for line in text.splitlines() if not line.startswith("#")])  # (comments)
 
 
 def _storable(path: str) -> bool:
@@ -165,73 +174,114 @@ def _generated_name(name: str) -> bool:
 
 
 def plan(checkout: Checkout, *, include: Sequence[str] = (), exclude: Sequence[str] = (), caps: Caps) -> Plan:
-    """The files of ``checkout`` to read, in path order, and what was skipped and why.
+    """The files of ``checkout`` to read and what was skipped and why.
 
+    The walk is depth first with each directory's entries in name order (a subdirectory's
+    files come where its name sorts), so the plan's order is the same on every run.
     ``include``/``exclude`` are gitignore-style patterns relative to the root (a repository's
     ``includePaths``/``excludePaths``; no include pattern means everything). Raises
     ``IngestionFailed`` with ``TOO_MANY_FILES`` or ``REPOSITORY_TOO_LARGE`` as soon as the
-    planned files pass ``caps.max_files`` or ``caps.max_total_bytes``.
+    planned files pass ``caps.max_files`` or ``caps.max_total_bytes``, or the entries listed
+    pass ``caps.entries_limit``.
     """
-    root = checkout.root.resolve()
-    wanted = _spec(include)
-    unwanted = _spec(exclude)
-    files: list[Planned] = []
-    skipped: Counter[str] = Counter()
-    total = 0
-    # Depth first, each directory's entries in name order: the plan's order is the paths'.
-    pending: list[tuple[str, _Ignores]] = [("", [])]
-    while pending:
-        prefix, inherited = pending.pop()
-        directory = root / prefix if prefix else root
+    return _Walk(checkout, _spec(include), _spec(exclude), caps).run()
+
+
+class _Walk:
+    def __init__(
+        self,
+        checkout: Checkout,
+        wanted: pathspec.GitIgnoreSpec | None,
+        unwanted: pathspec.GitIgnoreSpec | None,
+        caps: Caps,
+    ) -> None:
+        self.checkout = checkout
+        self.source = checkout.source
+        self.root = checkout.root.resolve()
+        self.wanted = wanted
+        self.unwanted = unwanted
+        self.caps = caps
+        self.files: list[Planned] = []
+        self.skipped: Counter[str] = Counter()
+        self.total = 0
+        self.listed = 0
+        # The directories being walked: (prefix "a/b/", the .gitignore files in effect, the
+        # entries not yet seen). An explicit stack: a hostile tree may nest deeper than
+        # Python recurses.
+        self.stack: list[tuple[str, _Ignores, Iterator[os.DirEntry[str]]]] = []
+
+    def run(self) -> Plan:
+        self._enter("", [])
+        while self.stack:
+            prefix, ignores, entries = self.stack[-1]
+            entry = next(entries, None)
+            if entry is None:
+                self.stack.pop()
+            else:
+                self._visit(prefix, ignores, entry)
+        return Plan(files=self.files, skipped=dict(self.skipped))
+
+    def _enter(self, prefix: str, inherited: _Ignores) -> None:
+        most = self.caps.entries_limit
         try:
-            with os.scandir(directory) as listing:
-                entries = sorted(listing, key=lambda e: e.name)
+            with os.scandir(self.root / prefix if prefix else self.root) as listing:
+                batch = list(itertools.islice(listing, most - self.listed + 1))
         except OSError:
-            continue
+            return
+        self.listed += len(batch)
+        if self.listed > most:
+            raise IngestionFailed(
+                TOO_MANY_FILES,
+                f"{self.source} has more than {most:,} files and directories to look at; narrow it with excludePaths",
+            )
+        entries = sorted(batch, key=lambda e: e.name)
         ignores = inherited
         for entry in entries:
             if entry.name == ".gitignore" and entry.is_file(follow_symlinks=False):
-                if f"{prefix}.gitignore" not in checkout.symlinks and (spec := _read_gitignore(entry)) is not None:
-                    ignores = [*inherited, (prefix, spec)]
-        subdirectories: list[tuple[str, _Ignores]] = []
-        for entry in entries:
-            path = prefix + entry.name
-            if entry.name == ".git":
-                continue  # git's own data (of our clone; git never checks out a ".git"), not counted
-            if entry.is_symlink() or path in checkout.symlinks:
-                skipped[SYMLINK] += 1
-            elif not _storable(path):
-                skipped[BAD_NAME] += 1
-            elif entry.is_dir(follow_symlinks=False):
-                reason = _directory_skip(entry.name, path + "/", ignores, unwanted)
-                if reason is not None:
-                    skipped[reason] += 1
-                else:
-                    subdirectories.append((path + "/", ignores))
-            elif not entry.is_file(follow_symlinks=False):
-                skipped[SPECIAL] += 1
+                if f"{prefix}.gitignore" not in self.checkout.symlinks and (spec := _read_gitignore(entry)) is not None:
+                    if _patterns(inherited) + len(spec.patterns) <= GITIGNORE_MAX_PATTERNS:
+                        ignores = [*inherited, (prefix, spec)]
+        self.stack.append((prefix, ignores, iter(entries)))
+
+    def _visit(self, prefix: str, ignores: _Ignores, entry: os.DirEntry[str]) -> None:
+        path = prefix + entry.name
+        if entry.name == ".git":
+            return  # git's own data (of our clone; git never checks out a ".git"), not counted
+        if entry.is_symlink() or path in self.checkout.symlinks:
+            self.skipped[SYMLINK] += 1
+        elif not _storable(path):
+            self.skipped[BAD_NAME] += 1
+        elif entry.is_dir(follow_symlinks=False):
+            reason = _directory_skip(entry.name, path + "/", ignores, self.unwanted)
+            if reason is not None:
+                self.skipped[reason] += 1
             else:
-                found = _consider(checkout.source, root, entry, path, ignores, wanted, unwanted, caps)
-                if isinstance(found, str):
-                    skipped[found] += 1
-                    continue
-                files.append(found)
-                total += found.size_bytes
-                if len(files) > caps.max_files:
-                    raise IngestionFailed(
-                        TOO_MANY_FILES,
-                        f"{checkout.source} has more than {caps.max_files:,} files to read "
-                        "(after .gitignore, include/exclude paths and the skipped kinds); "
-                        "narrow it with excludePaths or includePaths",
-                    )
-                if total > caps.max_total_bytes:
-                    raise IngestionFailed(
-                        REPOSITORY_TOO_LARGE,
-                        f"{checkout.source} has more than {_mib(caps.max_total_bytes)} of files to read; "
-                        "narrow it with excludePaths or includePaths",
-                    )
-        pending.extend(reversed(subdirectories))
-    return Plan(files=files, skipped=dict(skipped))
+                self._enter(path + "/", ignores)
+        elif not entry.is_file(follow_symlinks=False):
+            self.skipped[SPECIAL] += 1
+        else:
+            found = _consider(self.source, self.root, entry, path, ignores, self.wanted, self.unwanted, self.caps)
+            if isinstance(found, str):
+                self.skipped[found] += 1
+            else:
+                self._add(found)
+
+    def _add(self, planned: Planned) -> None:
+        self.files.append(planned)
+        self.total += planned.size_bytes
+        if len(self.files) > self.caps.max_files:
+            raise IngestionFailed(
+                TOO_MANY_FILES,
+                f"{self.source} has more than {self.caps.max_files:,} files to read "
+                "(after .gitignore, include/exclude paths and the skipped kinds); "
+                "narrow it with excludePaths or includePaths",
+            )
+        if self.total > self.caps.max_total_bytes:
+            raise IngestionFailed(
+                REPOSITORY_TOO_LARGE,
+                f"{self.source} has more than {_mib(self.caps.max_total_bytes)} of files to read; "
+                "narrow it with excludePaths or includePaths",
+            )
 
 
 def _mib(size: int) -> str:

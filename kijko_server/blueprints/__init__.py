@@ -22,6 +22,7 @@ from kijko_server.blueprints import (
     organizations,
     projects,
     repositories,
+    search,
     sources,
     wellknown,
 )
@@ -47,6 +48,7 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     members.bp,
     _invitations,
     repositories.bp,
+    search.bp,
     ingestion.bp,
     organizations.bp,
     oauth.bp,

@@ -1,0 +1,1 @@
+"""Search over a project's current index: ranked chunks and the indexed files (docs/search.md)."""
