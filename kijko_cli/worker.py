@@ -61,6 +61,7 @@ async def _work(settings: Settings, concurrency: int | None, log: Any) -> None:
         loop.add_signal_handler(sig, on_signal)
     kijko = await start_runtime(settings)
     previous_port = None
+    port = None
     try:
         # With Redis, job events (ingestion progress…) reach the API processes' Socket.IO
         # clients through a write-only manager (docs/realtime.md).
@@ -99,6 +100,8 @@ async def _work(settings: Settings, concurrency: int | None, log: Any) -> None:
     finally:
         if previous_port is not None:
             events.use(previous_port)
+            if port is not None:
+                await port.aclose()
         await kijko.stop()
 
 

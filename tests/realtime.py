@@ -36,18 +36,24 @@ class Served:
 async def serving(kijko: Kijko, **settings: Any) -> AsyncIterator[Served]:
     """The API with Socket.IO on a free port, ``settings`` overriding the runtime's."""
     config = kijko.settings.model_copy(update=settings)
-    app = create_app(config, kijko=kijko)
-    realtime = Realtime(app, config)
+    realtime = Realtime(create_app(config, kijko=kijko), config)
+    async with uvicorn_serving(realtime.asgi) as url:
+        yield Served(url, realtime)
+
+
+@asynccontextmanager
+async def uvicorn_serving(asgi: Any) -> AsyncIterator[str]:
+    """``asgi`` under uvicorn on a free port (lifespan on), in this event loop: its base URL."""
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(realtime.asgi, host="127.0.0.1", port=port, lifespan="on", log_config=None, access_log=False)
+        uvicorn.Config(asgi, host="127.0.0.1", port=port, lifespan="on", log_config=None, access_log=False)
     )
     task = asyncio.create_task(server.serve())
     await until(lambda: server.started or task.done(), what="uvicorn to start")
     if task.done():
         await task  # raises what stopped it
     try:
-        yield Served(f"http://127.0.0.1:{port}", realtime)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)
@@ -68,12 +74,15 @@ class Listener:
     def __init__(self) -> None:
         self.client = socketio.AsyncClient(reconnection=False)
         self.events: list[tuple[str, Any]] = []
+        #: When each event arrived (time.monotonic()), index for index with ``events``.
+        self.times: list[float] = []
         self.refusal: Any = None
         self.disconnected: str | None = None
 
         @self.client.on("*")
         async def anything(event: str, data: Any = None) -> None:
             self.events.append((event, data))
+            self.times.append(time.monotonic())
 
         @self.client.event
         async def connect_error(data: Any) -> None:

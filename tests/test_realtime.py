@@ -15,15 +15,15 @@ import pytest
 import socketio
 
 from kijko_core import events
-from kijko_core.config import SecretUrl
+from kijko_core.config import SecretUrl, Settings
 from kijko_core.runtime import Kijko
-from kijko_server.realtime import SOCKETIO_PATH
+from kijko_server.realtime import SOCKETIO_PATH, create_asgi_app
 from kijko_server.realtime.access import Grant, Verdict, recheck
 from tests.conftest import Account, sign_up
 from tests.invitations import joined
 from tests.memberships import add_member, join
 from tests.projects import created
-from tests.realtime import Listener, listening, serving, until
+from tests.realtime import Listener, listening, serving, until, uvicorn_serving
 from tests.test_errors import capture_logs, log_lines
 from tests.tokens import forge
 
@@ -380,3 +380,16 @@ async def test_a_member_removed_from_the_organization_is_disconnected_within_sec
         assert watcher.named("disconnect_reason") == [
             {"code": "ACCESS_DENIED", "message": "You are not a member of this organization"}
         ]
+
+
+async def test_the_asgi_factory_serves_socketio_around_an_app_with_its_own_runtime(
+    settings: Settings, alice: Account
+) -> None:
+    async with (
+        uvicorn_serving(create_asgi_app(settings)) as url,
+        listening(url, token=alice.access_token) as watcher,
+    ):
+        await events.send(room=f"user:{alice.user_id}", event="marker", data={"n": 1})
+        assert await watcher.received("marker") == [{"n": 1}]
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(f"{url}/health")).status_code == 200

@@ -170,3 +170,24 @@ async def test_an_event_published_in_the_worker_reaches_clients_on_both_api_proc
         [event] = await colleague_on_second.received("project_user:added", within=20)
         assert event["email"] == "later@example.com"
         assert colleague_on_second.named("progress_update") == []  # not on that project's channel
+    # Each process stops cleanly (the worker closes its write-only manager, the API processes
+    # their subscribers).
+    processes.stop()
+    assert [process.returncode for process, _ in processes.started] == [0, 0, 0], processes.logs()
+
+
+async def test_sigterm_stops_an_api_process_with_connected_clients_promptly(
+    client: Any, alice: Account, processes: Processes
+) -> None:
+    url = await processes.api()
+    async with listening(url, token=alice.access_token) as watcher:
+        process = processes.started[-1][0]
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        await watcher.closed(within=20)
+        while process.poll() is None:
+            assert time.monotonic() - started < 20, processes.logs()
+            await asyncio.sleep(0.1)
+        assert process.returncode == 0, processes.logs()
+        # Well inside uvicorn's 10 s graceful timeout: open sockets do not hold the shutdown.
+        assert time.monotonic() - started < 8

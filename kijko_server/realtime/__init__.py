@@ -6,7 +6,7 @@ of a ``kijko worker`` process (a write-only Redis manager). kijko_core never imp
 package: it publishes through ``kijko_core.events``, and this package installs the transport.
 """
 
-from kijko_server.realtime.server import SOCKETIO_PATH, Realtime, with_realtime
+from kijko_server.realtime.server import SOCKETIO_PATH, Realtime, create_asgi_app, with_realtime
 from kijko_server.realtime.transport import SocketIOEvents, worker_port
 
-__all__ = ["SOCKETIO_PATH", "Realtime", "SocketIOEvents", "with_realtime", "worker_port"]
+__all__ = ["SOCKETIO_PATH", "Realtime", "SocketIOEvents", "create_asgi_app", "with_realtime", "worker_port"]

@@ -7,7 +7,8 @@ works as before; ``kijko serve`` runs ``realtime.asgi``.
 
 A connection is accepted like an HTTP request is: the access token of ``auth.token`` goes through
 the runtime's verifier (the same per-token cache) and a tenant session (``kijko.enter``: live
-session, membership), and ``query.projectId`` through the projects service's read check. It then
+session, membership), and ``query.projectId`` through the projects' read rule (the ingestion service's
+``current_progress``, which also gives the snapshot). It then
 joins ``user:<id>``, ``org:<id>`` and, with a project, ``ingestion:<projectId>``. Until its
 token expires it is watched: ``token_refresh_required`` ahead of expiry, ``reauth`` to renew,
 a ``disconnect_reason`` then a disconnect at expiry, and a periodic batched re-check
@@ -19,11 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from urllib.parse import parse_qs
 from uuid import UUID
 
@@ -31,17 +31,15 @@ import socketio
 
 from kijko_core import events
 from kijko_core.auth.principal import TokenIdentity
-from kijko_core.config import Settings
+from kijko_core.config import Settings, load_settings
 from kijko_core.db.session import TenantSession, tenant_session
 from kijko_core.errors import Forbidden, InvalidToken, NotFound
+from kijko_core.ingestion.service import current_progress
 from kijko_core.logging import get_logger
-from kijko_core.projects import service as projects
+from kijko_core.runtime import Kijko
+from kijko_server.app import KijkoApp, create_app
 from kijko_server.realtime import access
-from kijko_server.realtime.transport import NAMESPACE, SocketIOEvents, client_manager
-
-if TYPE_CHECKING:
-    from kijko_core.runtime import Kijko
-    from kijko_server.app import KijkoApp
+from kijko_server.realtime.transport import NAMESPACE, SocketIOEvents, client_manager, close_manager
 
 log = get_logger("kijko.realtime")
 
@@ -161,6 +159,7 @@ class Realtime:
         if self._previous_port is not None:
             events.use(self._previous_port)
         await self.sio.shutdown()
+        await close_manager(self.manager)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -179,7 +178,7 @@ class Realtime:
             log.warning(
                 "realtime_refused",
                 sid=sid,
-                project_id=raw_project,
+                project_id=None if raw_project is None else raw_project[:64],  # the client's text
                 reason=refused.refusal.code,
                 detail=refused.refusal.message,
                 address=address,
@@ -231,8 +230,7 @@ class Realtime:
             async with tenant_session(self.kijko.app_db, identity, readonly=True) as db:
                 if project_id is None:
                     return None
-                await projects.get(db, project_id)
-                return await current_progress(db, project_id)
+                return await snapshot_of(db, project_id)  # the projects' read rule first
         except InvalidToken:
             raise Refused(INVALID_TOKEN) from None
         except Forbidden:
@@ -243,6 +241,11 @@ class Realtime:
     async def _after_connect(self, connection: Connection, snapshot: dict[str, Any] | None) -> None:
         """Once the client has its CONNECT packet: the progress snapshot, and the token timers."""
         if not await self._connected(connection.sid):
+            # The client went away during the handshake: python-socketio calls no disconnect
+            # handler for a connection it never completed.
+            if self.connections.get(connection.sid) is connection:
+                del self.connections[connection.sid]
+            connection.cancel_timers()
             return
         if snapshot is not None:
             await self.sio.emit("progress_update", snapshot, to=connection.sid, namespace=NAMESPACE)
@@ -360,17 +363,14 @@ class Realtime:
                 self._spawn(self._close(connection.sid, ACCESS_DENIED, verdict.value))
 
 
-async def current_progress(db: TenantSession, project_id: UUID) -> dict[str, Any] | None:
-    """The project's ingestion progress as a ``progress_update`` payload, or None (no run yet,
-    or the ingestion service is not installed)."""
-    try:
-        service = importlib.import_module("kijko_core.ingestion.service")
-    except ModuleNotFoundError:
-        return None
-    progress = await service.current_progress(db, project_id)
+async def snapshot_of(db: TenantSession, project_id: UUID) -> dict[str, Any] | None:
+    """The project's ingestion progress as the ``progress_update`` sent on joining (the
+    IngestionProgress of ``GET /progress``, absent fields left out), or None when it never
+    ran. Raises the project's NotFound when the caller cannot read it."""
+    progress = await current_progress(db, project_id)
     if progress is None:
         return None
-    dumped: dict[str, Any] = progress.model_dump(mode="json", by_alias=True)
+    dumped: dict[str, Any] = progress.model_dump(mode="json", by_alias=True, exclude_none=True)
     return dumped
 
 
@@ -383,6 +383,14 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def with_realtime(app: KijkoApp) -> Any:
-    """The ASGI application of ``kijko serve``: Socket.IO in front of ``app``."""
-    return Realtime(app).asgi
+def with_realtime(app: KijkoApp, settings: Settings | None = None) -> Any:
+    """The ASGI application of ``kijko serve``: Socket.IO in front of ``app`` (``settings``
+    needed only when the app starts its own runtime)."""
+    return Realtime(app, settings).asgi
+
+
+def create_asgi_app(settings: Settings | None = None) -> Any:
+    """For ASGI servers that import a factory (``uvicorn --factory
+    kijko_server.realtime:create_asgi_app``): the app with its own runtime, and Socket.IO."""
+    settings = settings or load_settings()
+    return with_realtime(create_app(settings), settings)

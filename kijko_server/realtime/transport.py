@@ -13,6 +13,7 @@ costs live updates, never the change that announced them (decision 0090).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -59,8 +60,13 @@ class SocketIOEvents:
     """The events port (kijko_core.events) over Socket.IO: ``Event(room, event, data)`` is
     emitted to the Socket.IO room of the same name."""
 
-    def __init__(self, emit: Emit) -> None:
+    def __init__(self, emit: Emit, manager: Any = None) -> None:
         self._emit = emit
+        self._manager = manager  # closed by ``aclose`` (the worker's write-only manager)
+
+    async def aclose(self) -> None:
+        if self._manager is not None:
+            await close_manager(self._manager)
 
     async def deliver(self, event: Event) -> None:
         data = to_jsonable_python(event.data)  # UUIDs, datetimes, models: what JSON carries
@@ -73,6 +79,20 @@ class SocketIOEvents:
             log.warning("realtime_delivery_failed", room=event.room, name=event.event, exc_info=True)
 
 
+async def close_manager(manager: Any) -> None:
+    """Stop a manager's Redis subscriber (a task python-socketio never stops itself) and close
+    its client; nothing to do for an in-process manager."""
+    listener = getattr(manager, "thread", None)
+    if isinstance(listener, asyncio.Task) and not listener.done():
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await listener
+    redis = getattr(manager, "redis", None)
+    if redis is not None:
+        with contextlib.suppress(Exception):
+            await redis.aclose()
+
+
 def worker_port(settings: Settings) -> SocketIOEvents | None:
     """The port of a ``kijko worker`` process: a write-only Redis manager, or None without
     Redis (events of a separate worker then reach nobody live; clients read the progress)."""
@@ -80,4 +100,4 @@ def worker_port(settings: Settings) -> SocketIOEvents | None:
         return None
     manager = client_manager(settings, write_only=True)
     manager.initialize()
-    return SocketIOEvents(manager.emit)
+    return SocketIOEvents(manager.emit, manager)
