@@ -34,8 +34,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import pytest
-
 PACKAGE = Path(__file__).parent / "realtime_clients"
 CLIENT = PACKAGE / "client.mjs"
 
@@ -109,6 +107,8 @@ def require_node() -> Path:
     global _installed
     missing = missing_programs()
     if missing:
+        import pytest  # here, so that the benches can use this module without pytest
+
         pytest.skip(f"the npm socket.io-client tests need {' and '.join(missing)} on PATH")
     if _installed is None:
         _installed = install()

@@ -136,9 +136,11 @@ async def test_several_connections_in_one_process(server: Server) -> None:
 
 async def test_quiet_mode_reports_counts_latencies_and_sequences(server: Server) -> None:
     async with await NodeClients.start(
-        url=server.url, path=PATH, token="good-token", project_id="p-3", count=2, quiet=True
+        url=server.url, path=PATH, token="good-token", project_id="p-3", count=2, quiet=True, measure="tick"
     ) as clients:
         assert (await clients.wait_event("ready")).data == {"connected": 2, "failed": 0}
+        # Counted, but not measured: only "tick" is.
+        await server.sio.emit("probe", {"seq": 0, "sentAt": time.time() * 1000}, room="ingestion:p-3")
         for seq in range(5):
             await server.sio.emit("tick", {"seq": seq, "sentAt": time.time() * 1000}, room="ingestion:p-3")
         deadline = time.monotonic() + 10
@@ -153,6 +155,11 @@ async def test_quiet_mode_reports_counts_latencies_and_sequences(server: Server)
         assert len(report["latencies"]) == 10
         assert all(0 <= ms < 5000 for ms in report["latencies"])
         assert not [e for e in clients.events if e.event == "tick"]  # not printed one by one
+        await clients.send({"report": True, "full": False})
+        assert (await clients.wait_event("report")).data == {
+            "received": {"welcome": [1, 1], "probe": [1, 1], "tick": [5, 5]},
+            "latencyCount": 10,
+        }
         await clients.send({"report": True, "reset": True})
         assert (await clients.wait_event("report")).data["received"]["tick"] == [5, 5]
         await clients.send({"report": True})

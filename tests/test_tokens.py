@@ -344,3 +344,36 @@ async def test_remembered_tokens_are_bounded(alice: Account) -> None:
     assert list(verifier._verified) == tokens[2:]  # the oldest went first
     # A forgotten token is verified in full again, and still valid.
     assert str((await verifier.verify(tokens[0])).user_id) == alice.user_id
+
+
+class SlowKeySource(ChangingKeySource):
+    """A key source whose load waits until the test lets it answer (a JWKS over the network, a
+    busy database), counting its loads."""
+
+    def __init__(self, keys: Mapping[str, Key]) -> None:
+        super().__init__(keys)
+        self.answer = asyncio.Event()
+        self.loads = 0
+
+    async def load(self) -> Mapping[str, Key]:
+        self.loads += 1
+        await self.answer.wait()
+        return await super().load()
+
+
+async def test_a_burst_on_a_fresh_verifier_waits_for_the_first_key_load(alice: Account) -> None:
+    # A restarted API process gets every Socket.IO client's handshake at once: none may be
+    # refused because the key set is still loading (found by bench/socketio_fanout.py).
+    key = fresh_key()
+    source = SlowKeySource({"k1": key})
+    verifier = verifier_over(source, interval=3600)
+    token = sign(claims_from(alice.access_token), key, kid="k1")
+    burst = [asyncio.create_task(verifier.verify(token)) for _ in range(20)]
+    for _ in range(20):  # turns of the loop: every task reaches the key lookup (no I/O before it)
+        await asyncio.sleep(0)
+    assert source.loads == 1
+    assert not any(task.done() for task in burst)  # they wait for the load, none refused
+    source.answer.set()
+    identities = await asyncio.gather(*burst)
+    assert {str(identity.user_id) for identity in identities} == {alice.user_id}
+    assert source.loads == 1

@@ -127,6 +127,11 @@ class TokenVerifier:
                             raise
                         log.warning("token_keys_reload_failed", exc_info=True)
         key = self._keys.get(kid)
+        if key is None and self._lock.locked():
+            # The set is loading (marked fresh before the load, so _stale() said no): the first
+            # burst of a new process must wait for it rather than be refused.
+            async with self._lock:
+                key = self._keys.get(kid)
         if key is None:
             raise InvalidToken()
         return key

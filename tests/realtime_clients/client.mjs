@@ -5,7 +5,7 @@
 //   {"url": "http://127.0.0.1:8000", "path": "/api/v1/socket.io", "token": "…",
 //    "projectId": "…", "count": 1, "transports": ["websocket"], "reconnection": false,
 //    "auth": {…} (replaces {token}), "query": {…} (merged with {projectId}),
-//    "quiet": false, "latencyField": "sentAt", "sequenceField": "seq"}
+//    "quiet": false, "latencyField": "sentAt", "sequenceField": "seq", "measure": null}
 //
 // Output: one JSON line per happening, {"event", "data", "t" (epoch ms, fractional), "client"}:
 //   every server event (data = its only argument, or the list of them), and "connect" (data:
@@ -17,12 +17,12 @@
 //   {"emit": "reauth", "data": {…}, "client": 0, "ack": false}  client omitted → every client
 //   {"auth": {…}, "client": 0}   the handshake auth of later reconnections
 //   {"report": true}             prints the fan-out report (see "quiet"); "reset": true also
-//                                clears what it counted
+//                                clears what it counted; "full": false prints only the counts
 //   {"close": true}              disconnects every client and exits; so does the end of stdin
 //
 // "quiet" (the fan-out bench): server events are not printed one by one; each is counted per
 // client and name, and when its data carries the "latencyField" (epoch ms at which it was
-// sent) the delivery latency is recorded. "report" prints {received: {name: [count per client]},
+// sent) the delivery latency is recorded (only for the event named "measure", when given). "report" prints {received: {name: [count per client]},
 // latencies: [ms…] (sorted), sequences: [[seq…] per client]}.
 import { createInterface } from "node:readline";
 import { io } from "socket.io-client";
@@ -58,6 +58,7 @@ const count = options.count ?? 1;
 const quiet = Boolean(options.quiet);
 const latencyField = options.latencyField ?? "sentAt";
 const sequenceField = options.sequenceField ?? "seq";
+const measure = options.measure ?? null;
 const query = { ...(options.query ?? {}) };
 if (options.projectId !== undefined) query.projectId = options.projectId;
 const auth = options.auth ?? (options.token !== undefined ? { token: options.token } : {});
@@ -108,6 +109,7 @@ for (let i = 0; i < count; i++) {
     }
     const t = now();
     (received[event] ??= new Array(count).fill(0))[i] += 1;
+    if (measure !== null && event !== measure) return;
     if (data && typeof data === "object") {
       if (typeof data[latencyField] === "number") latencies.push(t - data[latencyField]);
       if (data[sequenceField] !== undefined) sequences[i].push(data[sequenceField]);
@@ -138,6 +140,10 @@ lines.on("line", (line) => {
   if (command.close) {
     closeAll();
   } else if (command.report) {
+    if (command.full === false) {
+      print("report", { received, latencyCount: latencies.length });
+      return;
+    }
     latencies.sort((a, b) => a - b);
     print("report", { received, latencies, sequences });
     if (command.reset) {
