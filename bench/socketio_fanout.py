@@ -454,6 +454,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of events")
     parser.add_argument("--setups", default=",".join(SETUPS))
     parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument(
+        "--kijko-setting",
+        action="append",
+        default=[],
+        metavar="KIJKO_NAME=VALUE",
+        help="a setting for Kijko's servers (repeatable), e.g. KIJKO_REALTIME_RECHECK_SECONDS=60",
+    )
     parser.add_argument("--publish", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.publish:
@@ -482,6 +489,7 @@ def main() -> None:
 
         with scratch_database(tmp) as scratch:
             env = {**base_env, **kijko_settings(scratch, tmp)}
+            env.update(item.split("=", 1) for item in args.kijko_setting)
             kijko = asyncio.run(kijko_target(env))
             for setup in setups:
                 for server in servers:
