@@ -16,13 +16,15 @@ from structlog.typing import EventDict, WrappedLogger
 
 _SECRET_KEY = re.compile(r"pass(word)?|secret|token|authorization|cookie|api[_-]?key|credential", re.I)
 REDACTED = "[redacted]"
+#: Counts of model tokens (``tokens_processed``, ``original_tokens``) are numbers, not secrets.
+_TOKEN_COUNT = re.compile(r"tokens", re.I)
 _OURS = "_kijko_handler"
 
 
 def redact_secrets(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     """Replace the value of every key that names a secret, however the caller spelled it."""
     for key in list(event):
-        if _SECRET_KEY.search(key):
+        if _SECRET_KEY.search(key) and not (_TOKEN_COUNT.search(key) and type(event[key]) is int):
             event[key] = REDACTED
     return event
 

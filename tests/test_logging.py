@@ -216,6 +216,17 @@ def test_redact_secrets_keeps_ordinary_keys(key: str) -> None:
     assert redact_secrets(None, "info", {key: "value"})[key] == "value"
 
 
+def test_counts_of_model_tokens_are_logged_but_tokens_are_not() -> None:
+    event = redact_secrets(
+        None,
+        "info",
+        {"tokens_processed": 1200, "original_tokens": 9, "access_tokens": "a.b.c", "tokens": True, "token": 5},
+    )
+    assert event["tokens_processed"] == 1200 and event["original_tokens"] == 9  # numbers, kept
+    # A string, a bool and a singular "token" are redacted as before.
+    assert event["access_tokens"] == event["tokens"] == event["token"] == REDACTED
+
+
 def test_logged_secret_keys_never_reach_the_output() -> None:
     buffer = io.StringIO()
     configure_logging("info", "json", stream=buffer)
