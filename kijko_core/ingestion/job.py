@@ -40,7 +40,14 @@ from kijko_core.db.session import ServiceSession, system_session
 from kijko_core.ingestion import repository, service
 from kijko_core.ingestion.chunkers import Chunk, ChunkOptions, chunker_for
 from kijko_core.ingestion.fetch import Checkout, fetch_repository, stage_manual, stage_uploads
-from kijko_core.ingestion.files import Caps, IngestionFailed, SourceFile
+from kijko_core.ingestion.files import (
+    REPOSITORY_TOO_LARGE,
+    SOURCE_MISSING,
+    TOO_MANY_FILES,
+    Caps,
+    IngestionFailed,
+    SourceFile,
+)
 from kijko_core.ingestion.models import ACTIVE
 from kijko_core.ingestion.optimize import Optimizer
 from kijko_core.ingestion.reporter import Reporter, RunStopped, error_payload, room
@@ -61,8 +68,6 @@ FILE_BATCH = 5000
 OPTIMIZE_BATCH = 500
 #: An attempt running longer is stopped (and retried, up to the kind's attempts).
 TIMEOUT_SECONDS = 6 * 3600.0
-#: The user name each provider expects with an OAuth token over HTTPS.
-TOKEN_USERNAMES = {"github": "x-access-token", "gitlab": "oauth2", "bitbucket": "x-token-auth"}
 #: The ``errorCode`` of a run stopped by something that is not one of the documented codes.
 INTERNAL_ERROR = "INTERNAL_ERROR"
 
@@ -181,7 +186,7 @@ async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workd
                 source=row["repository_name"],
                 workdir=workdir / f"repository-{index}",
                 token=tokens.get(row["provider"]),
-                username=TOKEN_USERNAMES.get(row["provider"], git.TOKEN_USERNAME),
+                username=git.TOKEN_USERNAMES.get(row["provider"], git.TOKEN_USERNAME),
             )
         except IngestionFailed:
             async with ctx.service_session() as db:
@@ -191,7 +196,7 @@ async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workd
         await reporter.progress(100 * (index + 1) / count, f"Fetched {row['repository_name']}")
     if uploads:
         if ctx.kijko.storage is None:
-            raise IngestionFailed("SOURCE_MISSING", "The uploaded files' storage is not available")
+            raise IngestionFailed(SOURCE_MISSING, "The uploaded files' storage is not available")
         outcome.sources.append(_Source(await stage_uploads(ctx.kijko.storage, uploads, workdir / "uploads")))
         await reporter.progress(100 * (len(repositories) + 1) / count, "Staged the uploaded files")
     if manual:
@@ -216,10 +221,10 @@ async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workd
         planned_bytes += sum(planned.size_bytes for planned in source.plan.files)
         # The caps hold for the run as a whole, not only for each source.
         if reporter.counters.total_files > caps.max_files:
-            raise IngestionFailed("TOO_MANY_FILES", f"The sources have more than {caps.max_files:,} files to ingest")
+            raise IngestionFailed(TOO_MANY_FILES, f"The sources have more than {caps.max_files:,} files to ingest")
         if planned_bytes > caps.max_total_bytes:
             raise IngestionFailed(
-                "REPOSITORY_TOO_LARGE", f"The sources hold more than {caps.max_total_bytes:,} bytes to ingest"
+                REPOSITORY_TOO_LARGE, f"The sources hold more than {caps.max_total_bytes:,} bytes to ingest"
             )
         skipped = sum(source.plan.skipped.values())
         await reporter.progress(
