@@ -11,7 +11,8 @@ from typing import Final
 from kijko_core.config import Settings
 
 # The fatal error codes of the sources (an ingestion run ends ``failed`` with one of them).
-# docs/ingestion-sources.md has the table; the runs part may add codes of its own.
+# docs/ingestion-sources.md has the table. The run's own codes (INTERNAL_ERROR, WORKER_LOST in
+# job.py; INGESTION_FAILED in service.py) are listed with these in docs/ingestion.md.
 REPOSITORY_UNREACHABLE: Final = "REPOSITORY_UNREACHABLE"
 REPOSITORY_NOT_FOUND: Final = "REPOSITORY_NOT_FOUND"
 AUTHENTICATION_REQUIRED: Final = "AUTHENTICATION_REQUIRED"
