@@ -189,7 +189,7 @@ async def update_progress(db: TenantSession, project_id: UUID, data: ProgressUpd
         failed = await repository.fail(db, org_id, run.id, data.error_code or DEFAULT_ERROR_CODE, data.error_message)
         assert failed is not None  # locked by _active_for_report
         await repository.set_project_status(db, org_id, project.id, "error")
-        await _announce_failure(db, project, failed, recoverable=True)
+        await announce_failure(db, org_id, project.id, failed, recoverable=True)
         return failed.wire()
     phase_changed = data.phase is not None and data.phase != run.phase
     written = await repository.write_progress(
@@ -254,7 +254,7 @@ async def complete(db: TenantSession, project_id: UUID, data: CompleteIngestion)
 async def announce_completion(db: Session, org_id: UUID, project_id: UUID, run: RunRecord, seconds: float) -> None:
     """In the completing transaction: ``ingestion_complete`` (after the commit, the pending
     progress flushed first) and the mails of the members who asked for them."""
-    project = await projects_row(db, org_id, project_id)
+    project = await _project_row(db, org_id, project_id)
     payload = reporter.complete_payload(
         project_id, seconds, run.metrics, project.model_dump(mode="json", by_alias=True)
     )
@@ -269,10 +269,6 @@ async def announce_completion(db: Session, org_id: UUID, project_id: UUID, run: 
         "seconds": f"{seconds:.1f}",
     }
     await _mail(db, org_id, project_id, "ingestion_complete", values, success=True)
-
-
-async def _announce_failure(db: Session, project: Project, run: RunRecord, *, recoverable: bool) -> None:
-    await announce_failure(db, project.organization_id, project.id, run, recoverable=recoverable)
 
 
 async def announce_failure(
@@ -290,7 +286,7 @@ async def announce_failure(
     )
     db.after_commit(_flush(project_id))
     events.publish(db, room=reporter.room(project_id), event="error", data=payload)
-    project = await projects_row(db, org_id, project_id)
+    project = await _project_row(db, org_id, project_id)
     values = {
         "project_name": project.name,
         "error_code": run.error_code or DEFAULT_ERROR_CODE,
@@ -307,7 +303,7 @@ def _flush(project_id: UUID) -> Callable[[], Awaitable[None]]:
     return flush
 
 
-async def projects_row(db: Session, org_id: UUID, project_id: UUID) -> Project:
+async def _project_row(db: Session, org_id: UUID, project_id: UUID) -> Project:
     """The project as the API shows it (any session of its organization)."""
     project = await repository.project(db, org_id, project_id)
     if project is None:
