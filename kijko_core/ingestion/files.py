@@ -86,16 +86,6 @@ class Caps:
             max_file_bytes=settings.ingestion_max_file_bytes,
         )
 
-    def left(self, *, files: int, total_bytes: int) -> Caps:
-        """What is left after sources of ``files`` files and ``total_bytes`` bytes were planned:
-        plan each source with what the earlier ones left, and the caps hold for the whole run."""
-        return Caps(
-            max_total_bytes=max(self.max_total_bytes - total_bytes, 0),
-            max_files=max(self.max_files - files, 0),
-            max_file_bytes=self.max_file_bytes,
-            max_entries=self.max_entries,
-        )
-
 
 def count_lines(text: str) -> int:
     """Lines are ended by ``\\n`` (so ``\\r\\n`` ends one line; a lone ``\\r``, form feed or
