@@ -55,6 +55,8 @@ from kijko_core.ingestion.tokens import estimate_tokens
 from kijko_core.ingestion.walk import Plan, Planned, UnreadableFile, plan, read
 from kijko_core.jobs import JobContext
 from kijko_core.logging import get_logger
+from kijko_core.projects.models import Project
+from kijko_core.sources.models import FileRecord
 
 if TYPE_CHECKING:
     from kijko_core.runtime import Kijko
@@ -158,7 +160,6 @@ async def _admit(ctx: JobContext, org_id: UUID, run_id: UUID, project_id: UUID) 
 
 
 async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workdir: Path) -> _Outcome:
-    settings = ctx.kijko.settings
     org_id = reporter.org_id
     async with ctx.service_session(readonly=True) as db:
         project = await repository.project(db, org_id, project_id)
@@ -170,8 +171,29 @@ async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workd
         manual = await repository.manual_content(db, org_id, project_id)
         tokens = await _tokens(ctx, db, run.requested_by if run else None, repositories)
     outcome = _Outcome()
+    await _repository_fetch(ctx, reporter, outcome, workdir, repositories, uploads, manual, tokens)
+    await _parsing(ctx, reporter, outcome)
+    raw_spool, files_spool = workdir / "chunks.jsonl", workdir / "files.jsonl"
+    await _chunking(ctx, reporter, outcome, project, raw_spool, files_spool)
+    kept_spool = workdir / "optimized.jsonl"
+    per_file = await _optimization(ctx, reporter, project, raw_spool, kept_spool)
+    await _indexing(ctx, reporter, kept_spool, files_spool, per_file)
+    return outcome
 
-    # 1. repository_fetch
+
+async def _repository_fetch(
+    ctx: JobContext,
+    reporter: Reporter,
+    outcome: _Outcome,
+    workdir: Path,
+    repositories: list[dict[str, Any]],
+    uploads: list[FileRecord],
+    manual: str | None,
+    tokens: dict[str, str],
+) -> None:
+    """Phase 1: every repository cloned, the uploaded files and the manual text staged."""
+    settings = ctx.kijko.settings
+    org_id = reporter.org_id
     count = len(repositories) + bool(uploads) + bool(manual)
     await reporter.phase_started("repository_fetch", f"Fetching {count} source{'s' if count != 1 else ''}")
     for index, row in enumerate(repositories):
@@ -203,9 +225,11 @@ async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workd
         outcome.sources.append(_Source(await stage_manual(manual, workdir / "manual")))
         await reporter.progress(100.0, "Staged the text")
 
-    # 2. parsing
+
+async def _parsing(ctx: JobContext, reporter: Reporter, outcome: _Outcome) -> None:
+    """Phase 2: each source planned (filters, caps, languages): ``totalFiles``."""
     await reporter.phase_started("parsing", "Finding the files to ingest")
-    caps = Caps.from_settings(settings)
+    caps = Caps.from_settings(ctx.kijko.settings)
     planned_bytes = 0
     for index, source in enumerate(outcome.sources):
         ctx.check()
@@ -232,11 +256,16 @@ async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workd
             f"{source.checkout.source}: {len(source.plan.files)} files ({skipped} skipped)",
         )
 
-    # 3. chunking
+
+async def _chunking(
+    ctx: JobContext, reporter: Reporter, outcome: _Outcome, project: Project, raw_spool: Path, files_spool: Path
+) -> None:
+    """Phase 3: each planned file read and cut, one at a time; its chunks spooled to
+    ``raw_spool``, its file row to ``files_spool``."""
+    settings = ctx.kijko.settings
     await reporter.phase_started("chunking", f"Cutting {reporter.counters.total_files} files into chunks")
     chunker = chunker_for(project.chunking_strategy, custom=settings.ingestion_custom_chunker)
     options = ChunkOptions.from_settings(settings)
-    raw_spool, files_spool = workdir / "chunks.jsonl", workdir / "files.jsonl"
     total = max(reporter.counters.total_files, 1)
     with raw_spool.open("w", encoding="utf-8") as chunks_out, files_spool.open("w", encoding="utf-8") as files_out:
         for source in outcome.sources:
@@ -258,10 +287,14 @@ async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workd
                 reporter.original_tokens = outcome.original_tokens
                 await reporter.progress(100 * reporter.counters.files_processed / total)
 
-    # 4. optimization
+
+async def _optimization(
+    ctx: JobContext, reporter: Reporter, project: Project, raw_spool: Path, kept_spool: Path
+) -> dict[tuple[str, str], int]:
+    """Phase 4: the spooled chunks redacted, deduplicated and headed into ``kept_spool``.
+    Returns the chunks kept per (source, path)."""
     await reporter.phase_started("optimization", "Redacting secrets and removing duplicates")
     optimizer = Optimizer(anonymize_secrets=project.anonymize_secrets, include_metadata=project.include_metadata)
-    kept_spool = workdir / "optimized.jsonl"
     raw_count = _count_lines(raw_spool)
     per_file: dict[tuple[str, str], int] = {}
     seen = 0
@@ -277,8 +310,14 @@ async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workd
     await reporter.progress(
         100.0, f"{optimizer.secrets_redacted} secrets redacted, {optimizer.duplicates} duplicate chunks dropped"
     )
+    return per_file
 
-    # 5. indexing
+
+async def _indexing(
+    ctx: JobContext, reporter: Reporter, kept_spool: Path, files_spool: Path, per_file: dict[tuple[str, str], int]
+) -> None:
+    """Phase 5: the kept chunks and the file rows written in batches (the index switches to
+    this run when it completes, in :func:`_complete`)."""
     await reporter.phase_started("indexing", "Writing the index")
     kept_count = _count_lines(kept_spool)
     with kept_spool.open(encoding="utf-8") as kept_in:
@@ -295,19 +334,7 @@ async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workd
             ctx.check()
             rows = [json.loads(line) for line in batch]
             async with ctx.service_session() as db:
-                await db.execute(
-                    repository.INSERT_FILES,
-                    org_id,
-                    project_id,
-                    reporter.run_id,
-                    [r[0] for r in rows],
-                    [r[1] for r in rows],
-                    [r[2] for r in rows],
-                    [r[3] for r in rows],
-                    [r[4] for r in rows],
-                    [per_file.get((r[0], r[1]), 0) for r in rows],
-                )
-    return outcome
+                await _insert_files(db, reporter, rows, per_file)
 
 
 def _optimize(lines: list[str], optimizer: Optimizer, out: IO[str]) -> list[tuple[str, str]]:
@@ -349,6 +376,24 @@ async def _insert_chunks(db: ServiceSession, reporter: Reporter, chunks: list[di
         [c["content"] for c in chunks],
         [Chunk(**c).content_hash for c in chunks],
         [c["token_count"] for c in chunks],
+    )
+
+
+async def _insert_files(
+    db: ServiceSession, reporter: Reporter, rows: list[list[Any]], per_file: dict[tuple[str, str], int]
+) -> None:
+    """File rows as spooled (source, path, language, size, lines) with their kept chunk count."""
+    await db.execute(
+        repository.INSERT_FILES,
+        reporter.org_id,
+        reporter.project_id,
+        reporter.run_id,
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        [r[4] for r in rows],
+        [per_file.get((r[0], r[1]), 0) for r in rows],
     )
 
 
