@@ -42,8 +42,8 @@ from kijko_core.ingestion.models import (
 from kijko_core.ingestion.repository import RunRecord
 from kijko_core.jobs import store as job_store
 from kijko_core.logging import get_logger
-from kijko_core.permissions import PROJECTS, Action, authorize
-from kijko_core.projects import repository as projects
+from kijko_core.permissions import Action
+from kijko_core.projects.access import project_for
 from kijko_core.projects.models import Project, ProjectNotFound
 
 log = get_logger("kijko.ingestion")
@@ -82,20 +82,12 @@ def ws_namespace_url(project_id: UUID) -> str:
     return f"{SOCKET_PATH}?projectId={project_id}"
 
 
-async def _project(db: TenantSession, project_id: UUID, action: Action, *, lock: bool = False) -> Project:
-    project = await projects.get(db, PROJECTS.readable_args(db.principal), project_id, for_update=lock)
-    if project is None:
-        raise ProjectNotFound()
-    authorize(db.principal, action, project, policy=PROJECTS)
-    return project
-
-
 async def start(
     db: TenantSession, settings: Settings, project_id: UUID, data: StartIngestion
 ) -> StartIngestionResponse:
     """POST /projects/{id}/ingest. ``skipValidation`` changes nothing: the sources are checked
     by the run itself (an unreachable repository fails it with ``REPOSITORY_UNREACHABLE``)."""
-    project = await _project(db, project_id, Action.INGEST, lock=True)
+    project = await project_for(db, project_id, Action.INGEST, lock=True)
     org_id = project.organization_id
     if project.status == "processing" or await repository.active(db, org_id, project.id) is not None:
         raise AlreadyProcessing()
@@ -137,7 +129,7 @@ async def start(
 async def current_progress(db: TenantSession, project_id: UUID) -> IngestionProgress | None:
     """The progress a (reconnecting) client reads: the latest run that was not cancelled —
     running, completed or failed — or None when the project never ran (or only cancelled)."""
-    project = await _project(db, project_id, Action.READ)
+    project = await project_for(db, project_id, Action.READ)
     run = await repository.latest(db, project.organization_id, project.id)
     return run.wire() if run is not None else None
 
@@ -145,7 +137,7 @@ async def current_progress(db: TenantSession, project_id: UUID) -> IngestionProg
 async def cancel(db: TenantSession, project_id: UUID) -> UUID | None:
     """POST /projects/{id}/cancel-ingestion. Returns the run's job id: the caller cancels it
     after this transaction commits (:func:`cancel_job`)."""
-    project = await _project(db, project_id, Action.INGEST, lock=True)
+    project = await project_for(db, project_id, Action.INGEST, lock=True)
     org_id = project.organization_id
     run = await repository.active(db, org_id, project.id)
     if run is None:
@@ -174,7 +166,7 @@ async def cancel_job(system_db: Database, job_id: UUID | None) -> None:
 
 
 async def _active_for_report(db: TenantSession, project_id: UUID) -> tuple[Project, RunRecord]:
-    project = await _project(db, project_id, Action.REPORT_PROGRESS, lock=True)
+    project = await project_for(db, project_id, Action.REPORT_PROGRESS, lock=True)
     run = await repository.active(db, project.organization_id, project.id)
     if run is None:
         raise NoActiveIngestion()
@@ -224,7 +216,7 @@ async def update_progress(db: TenantSession, project_id: UUID, data: ProgressUpd
 
 async def snapshot(db: TenantSession, project_id: UUID, data: ProgressSnapshot) -> SnapshotResult:
     """POST /projects/{id}/progress/snapshot: the metrics, if a run is active."""
-    project = await _project(db, project_id, Action.REPORT_PROGRESS, lock=True)
+    project = await project_for(db, project_id, Action.REPORT_PROGRESS, lock=True)
     run = await repository.active(db, project.organization_id, project.id)
     if run is None:
         return SnapshotResult(success=False, timestamp=datetime.now(UTC))
