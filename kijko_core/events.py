@@ -8,9 +8,10 @@ whose state was written earlier). Rooms are ``project:<id>``, ``ingestion:<proje
 ``user:<id>`` or ``org:<id>``; event names and payloads are the contract's
 (``project_user:added``, ``activity:new``, ``progress_update`` …), with the payload's own casing.
 
-The port in use is process-wide (:func:`use`). Until the Socket.IO transport arrives (the
-ingestion issue) it is :class:`InProcessEvents`: it keeps the last events in memory, where
-tests read them, and calls in-process subscribers.
+The port in use is process-wide (:func:`use`). By default it is :class:`InProcessEvents`: it
+keeps the last events in memory, where tests read them, and calls in-process subscribers.
+``kijko_server.realtime`` installs the Socket.IO port in API processes (and, with Redis, in
+workers); kijko_core never imports it.
 """
 
 from __future__ import annotations

@@ -38,9 +38,10 @@ PUBLIC_GIT_HOSTS = {
     "bitbucket": "bitbucket.org",
     "azure": "dev.azure.com",
 }
-#: The user name a token goes with when the caller gives none (GitHub's; GitLab takes
-#: ``oauth2``, Bitbucket ``x-token-auth``).
+#: The user name a token goes with when the caller gives none (GitHub's).
 TOKEN_USERNAME = "x-access-token"
+#: The user name each hosted provider expects with an OAuth token over HTTPS.
+TOKEN_USERNAMES = {"github": TOKEN_USERNAME, "gitlab": "oauth2", "bitbucket": "x-token-auth"}
 LS_REMOTE_MAX_BYTES = 8 * 1024 * 1024
 #: ``str(GitFailed)`` when the server wants credentials (or hides a private repository).
 AUTHENTICATION_REQUIRED = "authentication required"

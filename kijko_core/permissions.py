@@ -99,6 +99,13 @@ def sees_everything(principal: Principal) -> bool:
     return granted(principal, Grant.EDIT_OTHERS)
 
 
+#: The organization roles that :func:`sees_everything` holds for (owners, admins), for SQL
+#: that asks ``role = ANY(…)`` (who may read a private project besides its members).
+SEES_EVERYTHING_ROLES: list[str] = sorted(
+    role.value for role, grants in ORG_ROLES.items() if Grant.EDIT_OTHERS in grants
+)
+
+
 class ProjectRole(StrEnum):
     ADMIN = "admin"
     MANAGER = "manager"
@@ -279,9 +286,9 @@ _ORG_COLUMNS: list[tuple[str, Callable[[frozenset[Grant]], str]]] = [
     (str(Grant.MEMBERS), lambda grants: _yes(Grant.MEMBERS in grants)),
     (
         "billing",
-        lambda grants: "manage"
-        if Grant.BILLING_MANAGE in grants
-        else ("view" if Grant.BILLING_VIEW in grants else "no"),
+        lambda grants: (
+            "manage" if Grant.BILLING_MANAGE in grants else ("view" if Grant.BILLING_VIEW in grants else "no")
+        ),
     ),
     (str(Grant.ORG_SETTINGS), lambda grants: _yes(Grant.ORG_SETTINGS in grants)),
 ]
@@ -329,8 +336,11 @@ PROJECT_ROUTES: tuple[tuple[str, str, Action], ...] = (
     ("GET", "/projects/{id}", Action.READ),
     ("GET", "/projects/{id}/full", Action.READ),
     ("PUT/PATCH", "/projects/{id} (name, description)", Action.EDIT),
-    ("PUT/PATCH", "/projects/{id} (type, privacy, chunkingStrategy, includeMetadata, anonymizeSecrets)",
-     Action.CHANGE_SETTINGS),
+    (
+        "PUT/PATCH",
+        "/projects/{id} (type, privacy, chunkingStrategy, includeMetadata, anonymizeSecrets)",
+        Action.CHANGE_SETTINGS,
+    ),
     ("DELETE", "/projects/{id}", Action.DELETE),
     ("GET", "/projects/{id}/members", Action.READ),
     ("GET", "/projects/{id}/invitations/pending", Action.READ),

@@ -83,7 +83,11 @@ class Success(WireModel):
     success: Literal[True] = True
 
 
+def escape_like(text: str) -> str:
+    """``text`` with the ``LIKE`` wildcards and the escape character escaped (ESCAPE '\\')."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def like_pattern(text: str) -> str:
     """A case-insensitive ``ILIKE`` pattern matching ``text`` literally anywhere (ESCAPE '\\')."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+    return f"%{escape_like(text)}%"

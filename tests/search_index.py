@@ -4,9 +4,9 @@ completes.
 
 PostgreSQL refuses ``COPY FROM`` into a table under row-level security ("COPY FROM not
 supported with row-level security", even forced on the owner), and the app role may not
-create temporary tables to stage a COPY; so each batch is one ``INSERT … SELECT * FROM
-unnest($1::uuid[], …)`` with an array per column, which the policies check. The statements
-name the columns: ``id`` and ``search`` are generated."""
+create temporary tables to stage a COPY; so each batch is one ``INSERT … SELECT … FROM
+unnest(…)`` with an array per column, which the policies check: the job's own statements
+(``kijko_core.ingestion.repository.INSERT_CHUNKS``/``INSERT_FILES``)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from uuid import UUID
 import asyncpg
 
 from kijko_core.db.session import ServiceActor, ServiceCapability, service_session
+from kijko_core.ingestion.repository import INSERT_CHUNKS, INSERT_FILES
 from kijko_core.runtime import Kijko
 
 #: What COPY into kijko.chunks names (everything but the generated ``id`` and ``search``).
@@ -49,24 +50,12 @@ FILE_COLUMNS = (
 )
 
 
-# One statement per table: an array parameter per column (in the order of the *_COLUMNS above).
-INSERT_CHUNKS = (
-    "INSERT INTO kijko.chunks (organization_id, project_id, run_id, source, path, language, start_line,"
-    " end_line, symbol, content, content_hash, token_count)"
-    " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],"
-    " $7::integer[], $8::integer[], $9::text[], $10::text[], $11::text[], $12::integer[])"
-)
-INSERT_FILES = (
-    "INSERT INTO kijko.indexed_files (organization_id, project_id, run_id, source, path, language,"
-    " size_bytes, line_count, chunk_count)"
-    " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],"
-    " $7::bigint[], $8::integer[], $9::integer[])"
-)
-
-
 async def insert_rows(connection: asyncpg.Connection, statement: str, records: list[tuple[Any, ...]]) -> None:
-    """``records`` (tuples in the column order) in one ``INSERT … SELECT * FROM unnest(…)``."""
-    await connection.execute(statement, *(list(column) for column in zip(*records, strict=True)))
+    """``records`` of one run (tuples in the order of the *_COLUMNS above) with one of the job's
+    statements: organization, project and run once, then an array per other column."""
+    org, project, run = records[0][:3]
+    columns = (list(column) for column in zip(*(record[3:] for record in records), strict=True))
+    await connection.execute(statement, org, project, run, *columns)
 
 
 @dataclass(frozen=True)

@@ -105,9 +105,9 @@ def test_openapi_prints_the_document(runner: CliRunner) -> None:
     assert expected <= set(spec["paths"])
 
 
-@pytest.fixture
-def database_env(database: ScratchDatabase, encryption_key: str, tmp_path: Path) -> dict[str, str]:
-    """A ``kijko`` process on the test run's database, sharing the app fixture's keyring."""
+def kijko_env(database: ScratchDatabase, encryption_key: str, tmp_path: Path, **values: str) -> dict[str, str]:
+    """The environment of a ``kijko`` process on the test run's database, sharing the app
+    fixture's keyring, with ``values`` on top."""
     return clean_env(
         tmp_path,
         KIJKO_DATABASE_URL=database.urls.app,
@@ -116,7 +116,14 @@ def database_env(database: ScratchDatabase, encryption_key: str, tmp_path: Path)
         KIJKO_DB_ROLE_PREFIX=database.prefix,
         KIJKO_ENCRYPTION_KEYS=encryption_key,
         KIJKO_PUBLIC_URL="http://kijko.test",
+        **values,
     )
+
+
+@pytest.fixture
+def database_env(database: ScratchDatabase, encryption_key: str, tmp_path: Path) -> dict[str, str]:
+    """A ``kijko`` process on the test run's database, sharing the app fixture's keyring."""
+    return kijko_env(database, encryption_key, tmp_path)
 
 
 @pytest.mark.slow

@@ -366,16 +366,15 @@ async def test_a_progress_record_as_the_snapshot_realtime_sends_on_join(
 ) -> None:
     from kijko_core.db.session import tenant_session
     from kijko_core.ingestion import service
-    from kijko_core.ingestion.reporter import snapshot_payload
+    from kijko_server.realtime.server import snapshot_of
 
     project = await text_project(client, alice, "Snapshot")
     async with tenant_session(kijko.app_db, alice.identity, readonly=True) as db:
         assert await service.current_progress(db, UUID(project["id"])) is None
     await start(client, alice, project["id"])
     async with tenant_session(kijko.app_db, alice.identity, readonly=True) as db:
-        current = await service.current_progress(db, UUID(project["id"]))
-    assert current is not None
-    payload = snapshot_payload(current)
+        payload = await snapshot_of(db, UUID(project["id"]))
+    assert payload is not None
     contract_events.assert_valid("progress_update", payload)
     assert payload["projectId"] == project["id"] and payload["phase"] == "repository_fetch"
 

@@ -163,13 +163,6 @@ def test_caps_end_the_run(tree: Path) -> None:
         plan(checkout, caps=Caps(max_total_bytes=total - 1, max_files=1000, max_file_bytes=64 * 1024))
     assert failed.value.code == codes.REPOSITORY_TOO_LARGE
     plan(checkout, caps=Caps(max_total_bytes=total, max_files=1000, max_file_bytes=64 * 1024))
-    # Caps for a whole run: each source is planned with what the earlier ones left.
-    left = CAPS.left(files=CAPS.max_files - len(EXPECTED), total_bytes=0)
-    assert left.max_files == len(EXPECTED) and plan(checkout, caps=left).files
-    with pytest.raises(IngestionFailed, match=codes.TOO_MANY_FILES):
-        plan(checkout, caps=left.left(files=1, total_bytes=0))
-    with pytest.raises(IngestionFailed, match=codes.REPOSITORY_TOO_LARGE):
-        plan(checkout, caps=CAPS.left(files=0, total_bytes=CAPS.max_total_bytes - total + 1))
     # A tree of many entries fails before it is listed in full, whatever is skipped.
     # Listed: every entry of the root and of each directory plan enters (not generated/, the
     # vendored node_modules/ and dist/, nor the linked directory).

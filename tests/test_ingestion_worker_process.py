@@ -30,8 +30,9 @@ from tests.ingestion_kit import (
     runs_of,
     wait_for,
 )
+from tests.test_cli import kijko_env
 from tests.test_ingestion import INGESTED, LEFT_OUT, SYMLINKS, _service_insert_chunk, repo_url
-from tests.test_worker_process import Workers, clean_env
+from tests.test_worker_process import Workers
 
 pytestmark = pytest.mark.slow
 
@@ -52,14 +53,10 @@ def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
 
 @pytest.fixture
 def workers(database: Any, encryption_key: str, git_server: GitServer, tmp_path: Path) -> Iterator[Workers]:
-    env = clean_env(
+    env = kijko_env(
+        database,
+        encryption_key,
         tmp_path,
-        KIJKO_DATABASE_URL=database.urls.app,
-        KIJKO_SYSTEM_DATABASE_URL=database.urls.system,
-        KIJKO_MIGRATION_DATABASE_URL=database.urls.migration,
-        KIJKO_DB_ROLE_PREFIX=database.prefix,
-        KIJKO_ENCRYPTION_KEYS=encryption_key,
-        KIJKO_PUBLIC_URL="http://kijko.test",
         KIJKO_LOG_FORMAT="json",
         KIJKO_WORKER_POLL_SECONDS="0.3",
         KIJKO_JOB_RETRY_BASE_SECONDS="0.1",

@@ -31,7 +31,7 @@ from tests.net import free_port
 from tests.node_clients import NodeClients
 from tests.projects import created
 from tests.realtime import listening
-from tests.test_cli import clean_env
+from tests.test_cli import kijko_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -99,14 +99,10 @@ async def processes(database: ScratchDatabase, encryption_key: str, tmp_path: Pa
     redis = os.environ.get("KIJKO_TEST_REDIS_URL")
     if not redis:
         pytest.skip("needs KIJKO_TEST_REDIS_URL (API and worker processes share events through Redis)")
-    env = clean_env(
+    env = kijko_env(
+        database,
+        encryption_key,
         tmp_path,
-        KIJKO_DATABASE_URL=database.urls.app,
-        KIJKO_SYSTEM_DATABASE_URL=database.urls.system,
-        KIJKO_MIGRATION_DATABASE_URL=database.urls.migration,
-        KIJKO_DB_ROLE_PREFIX=database.prefix,
-        KIJKO_ENCRYPTION_KEYS=encryption_key,
-        KIJKO_PUBLIC_URL="http://kijko.test",
         KIJKO_REDIS_URL=redis,
         # A channel of this test's own: other runs on the same Redis never hear it.
         KIJKO_REALTIME_CHANNEL=f"kijko-test-{uuid.uuid4().hex}",

@@ -17,6 +17,7 @@ from kijko_core.db.session import (
     service_session,
     system_session,
 )
+from kijko_core.ingestion.repository import INSERT_CHUNKS
 from kijko_core.jobs.worker import run_until_idle
 from kijko_core.runtime import Kijko
 from kijko_core.search.models import MARK_END, MARK_START
@@ -24,7 +25,7 @@ from tests.conftest import Account
 from tests.ingestion_kit import ingest
 from tests.memberships import add_member
 from tests.projects import created
-from tests.search_index import CHUNK_COLUMNS, INSERT_CHUNKS, Chunk, index, insert_rows
+from tests.search_index import CHUNK_COLUMNS, Chunk, index, insert_rows
 
 API = "/api/v1/projects"
 

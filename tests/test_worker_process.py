@@ -27,7 +27,7 @@ from kijko_core.runtime import Kijko
 from kijko_server.jobs import HueyJobs
 from tests import job_kinds  # registers the test kinds in this process too
 from tests.net import free_port
-from tests.test_cli import clean_env, run_kijko
+from tests.test_cli import clean_env, kijko_env, run_kijko
 
 pytestmark = pytest.mark.slow
 
@@ -40,12 +40,6 @@ WORKER = [sys.executable, "-c", "import tests.job_kinds; from kijko_cli.main imp
 @pytest.fixture
 def worker_env(database: ScratchDatabase, encryption_key: str, tmp_path: Path) -> dict[str, str]:
     values = {
-        "KIJKO_DATABASE_URL": database.urls.app,
-        "KIJKO_SYSTEM_DATABASE_URL": database.urls.system,
-        "KIJKO_MIGRATION_DATABASE_URL": database.urls.migration,
-        "KIJKO_DB_ROLE_PREFIX": database.prefix,
-        "KIJKO_ENCRYPTION_KEYS": encryption_key,
-        "KIJKO_PUBLIC_URL": "http://kijko.test",
         "KIJKO_LOG_FORMAT": "json",
         "KIJKO_WORKER_POLL_SECONDS": "0.5",
         "KIJKO_JOB_RETRY_BASE_SECONDS": "0.1",
@@ -53,7 +47,7 @@ def worker_env(database: ScratchDatabase, encryption_key: str, tmp_path: Path) -
     }
     if os.environ.get("KIJKO_TEST_REDIS_URL"):
         values["KIJKO_REDIS_URL"] = os.environ["KIJKO_TEST_REDIS_URL"]
-    return clean_env(tmp_path, **values)
+    return kijko_env(database, encryption_key, tmp_path, **values)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 from kijko_core.errors import ValidationFailed
-from kijko_core.ingestion.files import SourceFile
+from kijko_core.ingestion.files import SourceFile, count_lines
 from kijko_core.ingestion.tokens import TOKEN, estimate_tokens
 
 if TYPE_CHECKING:
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 #: The entry-point group a chunker plugin registers under (docs/chunking.md#custom-chunkers).
 ENTRY_POINT_GROUP = "kijko.chunkers"
-STRATEGIES = ("fixed", "recursive", "semantic", "custom")
 #: A chunk of many small definitions names the first few, then "…".
 MAX_SYMBOLS = 8
 
@@ -87,7 +86,8 @@ class InvalidChunk(ValueError):
 
 
 class Lines:
-    """A file's lines (split on ``\\n`` only), their token counts and prefix sums."""
+    """A file's lines (the ones :func:`~kijko_core.ingestion.files.count_lines` counts, without
+    their ``\\n``), their token counts and prefix sums."""
 
     def __init__(self, text: str) -> None:
         lines = text.split("\n")
@@ -319,7 +319,7 @@ class CheckedChunker:
         self.inner = inner
 
     def chunk(self, file: SourceFile, options: ChunkOptions) -> Iterator[Chunk]:
-        line_count = file.text.count("\n") + (1 if file.text and not file.text.endswith("\n") else 0)
+        line_count = count_lines(file.text)
         produced = self.inner.chunk(file, options)
         while True:
             try:

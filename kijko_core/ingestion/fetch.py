@@ -76,8 +76,7 @@ async def fetch_repository(
 ) -> Checkout:
     """Clone ``branch`` of ``url`` (depth 1) into a new directory under ``workdir``; raises
     ``IngestionFailed`` (messages name ``source``, never the URL or the token). ``username``
-    goes with ``token`` (GitHub: ``x-access-token``, GitLab: ``oauth2``, Bitbucket:
-    ``x-token-auth``)."""
+    goes with ``token`` (the provider's, ``git.TOKEN_USERNAMES``)."""
     if not branch.strip() or branch.startswith("-"):
         raise IngestionFailed(BRANCH_NOT_FOUND, f"{source}: {branch!r} is not a branch name")
     parent = workdir / "repositories"

@@ -11,7 +11,8 @@ from typing import Final
 from kijko_core.config import Settings
 
 # The fatal error codes of the sources (an ingestion run ends ``failed`` with one of them).
-# docs/ingestion-sources.md has the table; the runs part may add codes of its own.
+# docs/ingestion-sources.md has the table. The run's own codes (INTERNAL_ERROR, WORKER_LOST in
+# job.py; INGESTION_FAILED in service.py) are listed with these in docs/ingestion.md.
 REPOSITORY_UNREACHABLE: Final = "REPOSITORY_UNREACHABLE"
 REPOSITORY_NOT_FOUND: Final = "REPOSITORY_NOT_FOUND"
 AUTHENTICATION_REQUIRED: Final = "AUTHENTICATION_REQUIRED"
@@ -83,16 +84,6 @@ class Caps:
             max_total_bytes=settings.ingestion_max_total_bytes,
             max_files=settings.ingestion_max_files,
             max_file_bytes=settings.ingestion_max_file_bytes,
-        )
-
-    def left(self, *, files: int, total_bytes: int) -> Caps:
-        """What is left after sources of ``files`` files and ``total_bytes`` bytes were planned:
-        plan each source with what the earlier ones left, and the caps hold for the whole run."""
-        return Caps(
-            max_total_bytes=max(self.max_total_bytes - total_bytes, 0),
-            max_files=max(self.max_files - files, 0),
-            max_file_bytes=self.max_file_bytes,
-            max_entries=self.max_entries,
         )
 
 

@@ -40,7 +40,14 @@ from kijko_core.db.session import ServiceSession, system_session
 from kijko_core.ingestion import repository, service
 from kijko_core.ingestion.chunkers import Chunk, ChunkOptions, chunker_for
 from kijko_core.ingestion.fetch import Checkout, fetch_repository, stage_manual, stage_uploads
-from kijko_core.ingestion.files import Caps, IngestionFailed, SourceFile
+from kijko_core.ingestion.files import (
+    REPOSITORY_TOO_LARGE,
+    SOURCE_MISSING,
+    TOO_MANY_FILES,
+    Caps,
+    IngestionFailed,
+    SourceFile,
+)
 from kijko_core.ingestion.models import ACTIVE
 from kijko_core.ingestion.optimize import Optimizer
 from kijko_core.ingestion.reporter import Reporter, RunStopped, error_payload, room
@@ -48,6 +55,8 @@ from kijko_core.ingestion.tokens import estimate_tokens
 from kijko_core.ingestion.walk import Plan, Planned, UnreadableFile, plan, read
 from kijko_core.jobs import JobContext
 from kijko_core.logging import get_logger
+from kijko_core.projects.models import Project
+from kijko_core.sources.models import FileRecord
 
 if TYPE_CHECKING:
     from kijko_core.runtime import Kijko
@@ -61,8 +70,6 @@ FILE_BATCH = 5000
 OPTIMIZE_BATCH = 500
 #: An attempt running longer is stopped (and retried, up to the kind's attempts).
 TIMEOUT_SECONDS = 6 * 3600.0
-#: The user name each provider expects with an OAuth token over HTTPS.
-TOKEN_USERNAMES = {"github": "x-access-token", "gitlab": "oauth2", "bitbucket": "x-token-auth"}
 #: The ``errorCode`` of a run stopped by something that is not one of the documented codes.
 INTERNAL_ERROR = "INTERNAL_ERROR"
 
@@ -153,7 +160,6 @@ async def _admit(ctx: JobContext, org_id: UUID, run_id: UUID, project_id: UUID) 
 
 
 async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workdir: Path) -> _Outcome:
-    settings = ctx.kijko.settings
     org_id = reporter.org_id
     async with ctx.service_session(readonly=True) as db:
         project = await repository.project(db, org_id, project_id)
@@ -165,8 +171,29 @@ async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workd
         manual = await repository.manual_content(db, org_id, project_id)
         tokens = await _tokens(ctx, db, run.requested_by if run else None, repositories)
     outcome = _Outcome()
+    await _repository_fetch(ctx, reporter, outcome, workdir, repositories, uploads, manual, tokens)
+    await _parsing(ctx, reporter, outcome)
+    raw_spool, files_spool = workdir / "chunks.jsonl", workdir / "files.jsonl"
+    await _chunking(ctx, reporter, outcome, project, raw_spool, files_spool)
+    kept_spool = workdir / "optimized.jsonl"
+    per_file = await _optimization(ctx, reporter, project, raw_spool, kept_spool)
+    await _indexing(ctx, reporter, kept_spool, files_spool, per_file)
+    return outcome
 
-    # 1. repository_fetch
+
+async def _repository_fetch(
+    ctx: JobContext,
+    reporter: Reporter,
+    outcome: _Outcome,
+    workdir: Path,
+    repositories: list[dict[str, Any]],
+    uploads: list[FileRecord],
+    manual: str | None,
+    tokens: dict[str, str],
+) -> None:
+    """Phase 1: every repository cloned, the uploaded files and the manual text staged."""
+    settings = ctx.kijko.settings
+    org_id = reporter.org_id
     count = len(repositories) + bool(uploads) + bool(manual)
     await reporter.phase_started("repository_fetch", f"Fetching {count} source{'s' if count != 1 else ''}")
     for index, row in enumerate(repositories):
@@ -181,7 +208,7 @@ async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workd
                 source=row["repository_name"],
                 workdir=workdir / f"repository-{index}",
                 token=tokens.get(row["provider"]),
-                username=TOKEN_USERNAMES.get(row["provider"], git.TOKEN_USERNAME),
+                username=git.TOKEN_USERNAMES.get(row["provider"], git.TOKEN_USERNAME),
             )
         except IngestionFailed:
             async with ctx.service_session() as db:
@@ -191,16 +218,18 @@ async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workd
         await reporter.progress(100 * (index + 1) / count, f"Fetched {row['repository_name']}")
     if uploads:
         if ctx.kijko.storage is None:
-            raise IngestionFailed("SOURCE_MISSING", "The uploaded files' storage is not available")
+            raise IngestionFailed(SOURCE_MISSING, "The uploaded files' storage is not available")
         outcome.sources.append(_Source(await stage_uploads(ctx.kijko.storage, uploads, workdir / "uploads")))
         await reporter.progress(100 * (len(repositories) + 1) / count, "Staged the uploaded files")
     if manual:
         outcome.sources.append(_Source(await stage_manual(manual, workdir / "manual")))
         await reporter.progress(100.0, "Staged the text")
 
-    # 2. parsing
+
+async def _parsing(ctx: JobContext, reporter: Reporter, outcome: _Outcome) -> None:
+    """Phase 2: each source planned (filters, caps, languages): ``totalFiles``."""
     await reporter.phase_started("parsing", "Finding the files to ingest")
-    caps = Caps.from_settings(settings)
+    caps = Caps.from_settings(ctx.kijko.settings)
     planned_bytes = 0
     for index, source in enumerate(outcome.sources):
         ctx.check()
@@ -216,10 +245,10 @@ async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workd
         planned_bytes += sum(planned.size_bytes for planned in source.plan.files)
         # The caps hold for the run as a whole, not only for each source.
         if reporter.counters.total_files > caps.max_files:
-            raise IngestionFailed("TOO_MANY_FILES", f"The sources have more than {caps.max_files:,} files to ingest")
+            raise IngestionFailed(TOO_MANY_FILES, f"The sources have more than {caps.max_files:,} files to ingest")
         if planned_bytes > caps.max_total_bytes:
             raise IngestionFailed(
-                "REPOSITORY_TOO_LARGE", f"The sources hold more than {caps.max_total_bytes:,} bytes to ingest"
+                REPOSITORY_TOO_LARGE, f"The sources hold more than {caps.max_total_bytes:,} bytes to ingest"
             )
         skipped = sum(source.plan.skipped.values())
         await reporter.progress(
@@ -227,11 +256,16 @@ async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workd
             f"{source.checkout.source}: {len(source.plan.files)} files ({skipped} skipped)",
         )
 
-    # 3. chunking
+
+async def _chunking(
+    ctx: JobContext, reporter: Reporter, outcome: _Outcome, project: Project, raw_spool: Path, files_spool: Path
+) -> None:
+    """Phase 3: each planned file read and cut, one at a time; its chunks spooled to
+    ``raw_spool``, its file row to ``files_spool``."""
+    settings = ctx.kijko.settings
     await reporter.phase_started("chunking", f"Cutting {reporter.counters.total_files} files into chunks")
     chunker = chunker_for(project.chunking_strategy, custom=settings.ingestion_custom_chunker)
     options = ChunkOptions.from_settings(settings)
-    raw_spool, files_spool = workdir / "chunks.jsonl", workdir / "files.jsonl"
     total = max(reporter.counters.total_files, 1)
     with raw_spool.open("w", encoding="utf-8") as chunks_out, files_spool.open("w", encoding="utf-8") as files_out:
         for source in outcome.sources:
@@ -253,10 +287,14 @@ async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workd
                 reporter.original_tokens = outcome.original_tokens
                 await reporter.progress(100 * reporter.counters.files_processed / total)
 
-    # 4. optimization
+
+async def _optimization(
+    ctx: JobContext, reporter: Reporter, project: Project, raw_spool: Path, kept_spool: Path
+) -> dict[tuple[str, str], int]:
+    """Phase 4: the spooled chunks redacted, deduplicated and headed into ``kept_spool``.
+    Returns the chunks kept per (source, path)."""
     await reporter.phase_started("optimization", "Redacting secrets and removing duplicates")
     optimizer = Optimizer(anonymize_secrets=project.anonymize_secrets, include_metadata=project.include_metadata)
-    kept_spool = workdir / "optimized.jsonl"
     raw_count = _count_lines(raw_spool)
     per_file: dict[tuple[str, str], int] = {}
     seen = 0
@@ -272,8 +310,14 @@ async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workd
     await reporter.progress(
         100.0, f"{optimizer.secrets_redacted} secrets redacted, {optimizer.duplicates} duplicate chunks dropped"
     )
+    return per_file
 
-    # 5. indexing
+
+async def _indexing(
+    ctx: JobContext, reporter: Reporter, kept_spool: Path, files_spool: Path, per_file: dict[tuple[str, str], int]
+) -> None:
+    """Phase 5: the kept chunks and the file rows written in batches (the index switches to
+    this run when it completes, in :func:`_complete`)."""
     await reporter.phase_started("indexing", "Writing the index")
     kept_count = _count_lines(kept_spool)
     with kept_spool.open(encoding="utf-8") as kept_in:
@@ -290,19 +334,7 @@ async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workd
             ctx.check()
             rows = [json.loads(line) for line in batch]
             async with ctx.service_session() as db:
-                await db.execute(
-                    repository.INSERT_FILES,
-                    org_id,
-                    project_id,
-                    reporter.run_id,
-                    [r[0] for r in rows],
-                    [r[1] for r in rows],
-                    [r[2] for r in rows],
-                    [r[3] for r in rows],
-                    [r[4] for r in rows],
-                    [per_file.get((r[0], r[1]), 0) for r in rows],
-                )
-    return outcome
+                await _insert_files(db, reporter, rows, per_file)
 
 
 def _optimize(lines: list[str], optimizer: Optimizer, out: IO[str]) -> list[tuple[str, str]]:
@@ -344,6 +376,24 @@ async def _insert_chunks(db: ServiceSession, reporter: Reporter, chunks: list[di
         [c["content"] for c in chunks],
         [Chunk(**c).content_hash for c in chunks],
         [c["token_count"] for c in chunks],
+    )
+
+
+async def _insert_files(
+    db: ServiceSession, reporter: Reporter, rows: list[list[Any]], per_file: dict[tuple[str, str], int]
+) -> None:
+    """File rows as spooled (source, path, language, size, lines) with their kept chunk count."""
+    await db.execute(
+        repository.INSERT_FILES,
+        reporter.org_id,
+        reporter.project_id,
+        reporter.run_id,
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        [r[4] for r in rows],
+        [per_file.get((r[0], r[1]), 0) for r in rows],
     )
 
 

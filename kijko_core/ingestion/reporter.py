@@ -27,7 +27,7 @@ from uuid import UUID
 from kijko_core import events
 from kijko_core.db.session import Session
 from kijko_core.ingestion import repository
-from kijko_core.ingestion.models import PHASES, IngestionMetrics, IngestionPhase, IngestionProgress
+from kijko_core.ingestion.models import PHASES, IngestionMetrics, IngestionPhase
 from kijko_core.logging import get_logger
 
 log = get_logger("kijko.ingestion")
@@ -57,15 +57,6 @@ def progress_payload(
         "message": message,
         "metrics": metrics_payload(metrics),
     }
-
-
-def snapshot_payload(progress: IngestionProgress) -> dict[str, Any]:
-    """A progress record as a ``progress_update`` payload: what realtime sends a client that
-    joins the room (``service.current_progress``; send it only while ``progress.completed_at``
-    and ``progress.error_code`` are None if a finished run should not be replayed)."""
-    return progress_payload(
-        progress.project_id, progress.phase, progress.progress_percent, progress.message, progress.metrics
-    )
 
 
 def phase_started_payload(project_id: UUID, phase: IngestionPhase, message: str) -> dict[str, Any]:

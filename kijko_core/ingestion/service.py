@@ -42,8 +42,8 @@ from kijko_core.ingestion.models import (
 from kijko_core.ingestion.repository import RunRecord
 from kijko_core.jobs import store as job_store
 from kijko_core.logging import get_logger
-from kijko_core.permissions import PROJECTS, Action, authorize
-from kijko_core.projects import repository as projects
+from kijko_core.permissions import Action
+from kijko_core.projects.access import project_for
 from kijko_core.projects.models import Project, ProjectNotFound
 
 log = get_logger("kijko.ingestion")
@@ -82,20 +82,12 @@ def ws_namespace_url(project_id: UUID) -> str:
     return f"{SOCKET_PATH}?projectId={project_id}"
 
 
-async def _project(db: TenantSession, project_id: UUID, action: Action, *, lock: bool = False) -> Project:
-    project = await projects.get(db, PROJECTS.readable_args(db.principal), project_id, for_update=lock)
-    if project is None:
-        raise ProjectNotFound()
-    authorize(db.principal, action, project, policy=PROJECTS)
-    return project
-
-
 async def start(
     db: TenantSession, settings: Settings, project_id: UUID, data: StartIngestion
 ) -> StartIngestionResponse:
     """POST /projects/{id}/ingest. ``skipValidation`` changes nothing: the sources are checked
     by the run itself (an unreachable repository fails it with ``REPOSITORY_UNREACHABLE``)."""
-    project = await _project(db, project_id, Action.INGEST, lock=True)
+    project = await project_for(db, project_id, Action.INGEST, lock=True)
     org_id = project.organization_id
     if project.status == "processing" or await repository.active(db, org_id, project.id) is not None:
         raise AlreadyProcessing()
@@ -137,7 +129,7 @@ async def start(
 async def current_progress(db: TenantSession, project_id: UUID) -> IngestionProgress | None:
     """The progress a (reconnecting) client reads: the latest run that was not cancelled —
     running, completed or failed — or None when the project never ran (or only cancelled)."""
-    project = await _project(db, project_id, Action.READ)
+    project = await project_for(db, project_id, Action.READ)
     run = await repository.latest(db, project.organization_id, project.id)
     return run.wire() if run is not None else None
 
@@ -145,7 +137,7 @@ async def current_progress(db: TenantSession, project_id: UUID) -> IngestionProg
 async def cancel(db: TenantSession, project_id: UUID) -> UUID | None:
     """POST /projects/{id}/cancel-ingestion. Returns the run's job id: the caller cancels it
     after this transaction commits (:func:`cancel_job`)."""
-    project = await _project(db, project_id, Action.INGEST, lock=True)
+    project = await project_for(db, project_id, Action.INGEST, lock=True)
     org_id = project.organization_id
     run = await repository.active(db, org_id, project.id)
     if run is None:
@@ -174,7 +166,7 @@ async def cancel_job(system_db: Database, job_id: UUID | None) -> None:
 
 
 async def _active_for_report(db: TenantSession, project_id: UUID) -> tuple[Project, RunRecord]:
-    project = await _project(db, project_id, Action.REPORT_PROGRESS, lock=True)
+    project = await project_for(db, project_id, Action.REPORT_PROGRESS, lock=True)
     run = await repository.active(db, project.organization_id, project.id)
     if run is None:
         raise NoActiveIngestion()
@@ -189,7 +181,7 @@ async def update_progress(db: TenantSession, project_id: UUID, data: ProgressUpd
         failed = await repository.fail(db, org_id, run.id, data.error_code or DEFAULT_ERROR_CODE, data.error_message)
         assert failed is not None  # locked by _active_for_report
         await repository.set_project_status(db, org_id, project.id, "error")
-        await _announce_failure(db, project, failed, recoverable=True)
+        await announce_failure(db, org_id, project.id, failed, recoverable=True)
         return failed.wire()
     phase_changed = data.phase is not None and data.phase != run.phase
     written = await repository.write_progress(
@@ -224,7 +216,7 @@ async def update_progress(db: TenantSession, project_id: UUID, data: ProgressUpd
 
 async def snapshot(db: TenantSession, project_id: UUID, data: ProgressSnapshot) -> SnapshotResult:
     """POST /projects/{id}/progress/snapshot: the metrics, if a run is active."""
-    project = await _project(db, project_id, Action.REPORT_PROGRESS, lock=True)
+    project = await project_for(db, project_id, Action.REPORT_PROGRESS, lock=True)
     run = await repository.active(db, project.organization_id, project.id)
     if run is None:
         return SnapshotResult(success=False, timestamp=datetime.now(UTC))
@@ -254,7 +246,7 @@ async def complete(db: TenantSession, project_id: UUID, data: CompleteIngestion)
 async def announce_completion(db: Session, org_id: UUID, project_id: UUID, run: RunRecord, seconds: float) -> None:
     """In the completing transaction: ``ingestion_complete`` (after the commit, the pending
     progress flushed first) and the mails of the members who asked for them."""
-    project = await projects_row(db, org_id, project_id)
+    project = await _project_row(db, org_id, project_id)
     payload = reporter.complete_payload(
         project_id, seconds, run.metrics, project.model_dump(mode="json", by_alias=True)
     )
@@ -269,10 +261,6 @@ async def announce_completion(db: Session, org_id: UUID, project_id: UUID, run: 
         "seconds": f"{seconds:.1f}",
     }
     await _mail(db, org_id, project_id, "ingestion_complete", values, success=True)
-
-
-async def _announce_failure(db: Session, project: Project, run: RunRecord, *, recoverable: bool) -> None:
-    await announce_failure(db, project.organization_id, project.id, run, recoverable=recoverable)
 
 
 async def announce_failure(
@@ -290,7 +278,7 @@ async def announce_failure(
     )
     db.after_commit(_flush(project_id))
     events.publish(db, room=reporter.room(project_id), event="error", data=payload)
-    project = await projects_row(db, org_id, project_id)
+    project = await _project_row(db, org_id, project_id)
     values = {
         "project_name": project.name,
         "error_code": run.error_code or DEFAULT_ERROR_CODE,
@@ -307,7 +295,7 @@ def _flush(project_id: UUID) -> Callable[[], Awaitable[None]]:
     return flush
 
 
-async def projects_row(db: Session, org_id: UUID, project_id: UUID) -> Project:
+async def _project_row(db: Session, org_id: UUID, project_id: UUID) -> Project:
     """The project as the API shows it (any session of its organization)."""
     project = await repository.project(db, org_id, project_id)
     if project is None:

@@ -8,12 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kijko_core import events
-from kijko_core.auth.principal import OrgRole, Principal
 from kijko_core.db.session import Session, TenantSession
 from kijko_core.members import repository
 from kijko_core.members.models import notifications
 from kijko_core.members.repository import MemberRecord
-from kijko_core.permissions import sees_everything
+from kijko_core.permissions import SEES_EVERYTHING_ROLES
 from kijko_core.projects.models import Project
 
 #: The ProjectUser role (contract §3.1, the share dialog's) of each project role.
@@ -51,15 +50,6 @@ def project_user(member: MemberRecord, project: Project) -> dict[str, Any]:
     }
 
 
-#: Who may read a private project besides its members: the organization roles that see
-#: everything (owners, admins), read from the permission table so the two never disagree.
-_SEES_EVERYTHING = sorted(
-    role.value
-    for role in OrgRole
-    if sees_everything(Principal(uuid.UUID(int=0), uuid.UUID(int=0), "", frozenset({role}), datetime.now(UTC)))
-)
-
-
 async def audience(db: Session, project: Project) -> list[str]:
     """The rooms of whoever may read ``project`` now (decision 0092): a shared project's
     organization room; for a private one, the ``user:<id>`` rooms of its accepted members and
@@ -73,7 +63,7 @@ async def audience(db: Session, project: Project) -> list[str]:
         " ORDER BY user_id",
         project.organization_id,
         project.id,
-        _SEES_EVERYTHING,
+        SEES_EVERYTHING_ROLES,
     )
     return [f"user:{row['user_id']}" for row in rows]
 

@@ -12,9 +12,9 @@ from kijko_core import git
 from kijko_core.config import Settings
 from kijko_core.db.session import TenantSession
 from kijko_core.errors import ValidationFailed
-from kijko_core.permissions import PROJECTS, Action, authorize
-from kijko_core.projects import repository as projects
-from kijko_core.projects.models import Project, ProjectNotFound
+from kijko_core.permissions import PROJECTS, Action
+from kijko_core.projects.access import project_for
+from kijko_core.projects.models import Project
 from kijko_core.repositories import repository, urls
 from kijko_core.repositories.models import (
     AddRepository,
@@ -34,16 +34,8 @@ PRIVATE = "This repository is private. Please authenticate to access it."
 UNREACHABLE = "Repository not found or not reachable"
 
 
-async def _project(db: TenantSession, project_id: UUID, action: Action, *, lock: bool = False) -> Project:
-    project = await projects.get(db, PROJECTS.readable_args(db.principal), project_id, for_update=lock)
-    if project is None:
-        raise ProjectNotFound()
-    authorize(db.principal, action, project, policy=PROJECTS)
-    return project
-
-
 async def list_repositories(db: TenantSession, project_id: UUID) -> list[ProjectRepository]:
-    project = await _project(db, project_id, Action.READ)
+    project = await project_for(db, project_id, Action.READ)
     return await for_project(db, project)
 
 
@@ -55,7 +47,7 @@ async def for_project(db: TenantSession, project: Project) -> list[ProjectReposi
 async def add(db: TenantSession, settings: Settings, project_id: UUID, data: AddRepository) -> ProjectRepository:
     # The project row stays locked until commit: it cannot be deleted under the insert, and
     # concurrent adds count one after the other.
-    project = await _project(db, project_id, Action.EDIT, lock=True)
+    project = await project_for(db, project_id, Action.EDIT, lock=True)
     try:
         parsed = urls.parse(settings, data.repository_url, data.provider)
     except urls.InvalidRepositoryUrl as invalid:
@@ -76,7 +68,7 @@ async def add(db: TenantSession, settings: Settings, project_id: UUID, data: Add
 
 
 async def remove(db: TenantSession, project_id: UUID, repository_id: UUID) -> None:
-    project = await _project(db, project_id, Action.EDIT, lock=True)
+    project = await project_for(db, project_id, Action.EDIT, lock=True)
     if not await repository.delete(db, project.organization_id, project.id, repository_id):
         raise RepositoryNotFound()
 

@@ -11,7 +11,7 @@ from kijko_core.errors import ValidationFailed
 from kijko_core.projects import service as projects
 from kijko_core.search import repository
 from kijko_core.search.models import FileListQuery, IndexedFile, SearchHit, SearchQuery
-from kijko_core.wire import Page
+from kijko_core.wire import Page, escape_like
 
 
 def path_pattern(path: str | None) -> str | None:
@@ -19,8 +19,7 @@ def path_pattern(path: str | None) -> str | None:
     any characters (``/`` too) and ``?`` one; everything else is literal."""
     if path is None:
         return None
-    escaped = path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped.replace("*", "%").replace("?", "_") + "%"
+    return escape_like(path).replace("*", "%").replace("?", "_") + "%"
 
 
 async def search(db: TenantSession, project_id: UUID, query: SearchQuery) -> Page[SearchHit]:

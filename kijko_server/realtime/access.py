@@ -12,25 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from uuid import UUID
 
 from databases import Database
 
-from kijko_core.auth.principal import OrgRole, Principal
 from kijko_core.db.session import system_session
 from kijko_core.db.sql import Fragment, compose
-from kijko_core.permissions import PROJECTS, sees_everything
-
-_NOBODY = UUID(int=0)
-
-#: The organization roles that read every project of their organization (owners, admins).
-SEES_EVERYTHING_ROLES = sorted(
-    role.value
-    for role in OrgRole
-    if sees_everything(Principal(_NOBODY, _NOBODY, "", frozenset({role}), datetime.now(UTC)))
-)
+from kijko_core.permissions import PROJECTS, SEES_EVERYTHING_ROLES
 
 # The projects policy's readable condition, with its parameters bound to each connection's
 # columns ($1 organization, $2 user, $3 sees everything): one rule, however it is asked.

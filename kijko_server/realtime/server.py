@@ -34,7 +34,8 @@ from kijko_core.auth.principal import TokenIdentity
 from kijko_core.config import Settings, load_settings
 from kijko_core.db.session import TenantSession, tenant_session
 from kijko_core.errors import Forbidden, InvalidToken, NotFound
-from kijko_core.ingestion.service import current_progress
+from kijko_core.ingestion.reporter import room as ingestion_room
+from kijko_core.ingestion.service import SOCKET_PATH, current_progress
 from kijko_core.logging import get_logger
 from kijko_core.runtime import Kijko
 from kijko_server.app import KijkoApp, create_app
@@ -43,8 +44,9 @@ from kijko_server.realtime.transport import NAMESPACE, SocketIOEvents, client_ma
 
 log = get_logger("kijko.realtime")
 
-#: Where Socket.IO is served (ARCHITECTURE §5); clients pass it as their ``path`` option.
-SOCKETIO_PATH: Final = "/api/v1/socket.io"
+#: Where Socket.IO is served (ARCHITECTURE §5); clients pass it as their ``path`` option. One
+#: definition, the ingestion service's, which also puts it in ``wsNamespaceUrl``.
+SOCKETIO_PATH: Final = SOCKET_PATH
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,7 @@ class Realtime:
         await self.sio.enter_room(sid, f"user:{identity.user_id}")
         await self.sio.enter_room(sid, f"org:{identity.org_id}")
         if project_id is not None:
-            await self.sio.enter_room(sid, f"ingestion:{project_id}")
+            await self.sio.enter_room(sid, ingestion_room(project_id))
         self._spawn(self._after_connect(connection, snapshot))
         log.info("realtime_connected", sid=sid, user_id=str(identity.user_id), project_id=raw_project, address=address)
         return True
