@@ -445,3 +445,22 @@ async def test_an_uploaded_file_gone_from_storage_fails_the_run(client: Any, kij
     assert failed["errorCode"] == "SOURCE_MISSING" and "gone.md" in failed["errorMessage"]
     shown = await (await client.get(f"{API}/{pid}", headers=alice.headers)).get_json()
     assert shown["status"] == "error"
+
+
+async def test_an_estimate_before_the_runs_start_is_a_422_not_a_500(client: Any, alice: Account) -> None:
+    """The run's row refuses an estimated completion before its start (a check constraint):
+    the runner hears which field, whether its time carries a zone or not."""
+    project = await text_project(client, alice, "Estimate")
+    pid = project["id"]
+    await start(client, alice, pid)
+    for moment in ("1970-01-01T00:00:00Z", "0001-01-01T00:00:00"):
+        response = await client.put(
+            f"{API}/{pid}/progress", json={"estimatedCompletionAt": moment}, headers=alice.headers
+        )
+        assert response.status_code == 422, await response.get_data(as_text=True)
+        assert (await response.get_json())["field"] == "estimatedCompletionAt"
+    response = await client.put(
+        f"{API}/{pid}/progress", json={"estimatedCompletionAt": "2999-01-01T00:00:00Z"}, headers=alice.headers
+    )
+    assert response.status_code == 200
+    assert (await response.get_json())["estimatedCompletionAt"].startswith("2999-01-01")

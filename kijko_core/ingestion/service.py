@@ -24,6 +24,7 @@ from databases import Database
 from kijko_core import events, jobs, mail
 from kijko_core.config import Settings
 from kijko_core.db.session import Session, TenantSession, system_session
+from kijko_core.errors import ValidationFailed
 from kijko_core.ingestion import reporter, repository
 from kijko_core.ingestion.chunkers import NoCustomChunker, custom_chunker_installed
 from kijko_core.ingestion.models import (
@@ -185,6 +186,12 @@ async def update_progress(db: TenantSession, project_id: UUID, data: ProgressUpd
     """PUT /projects/{id}/progress. An ``errorMessage`` fails the run (project → ``error``)."""
     project, run = await _active_for_report(db, project_id)
     org_id = project.organization_id
+    estimate = data.estimated_completion_at
+    if estimate is not None and (estimate if estimate.tzinfo else estimate.replace(tzinfo=UTC)) < run.started_at:
+        # The run's row refuses it (a check constraint): a 422 for the runner, not a 500.
+        raise ValidationFailed(
+            "estimatedCompletionAt: must not be before the run's startedAt", field="estimatedCompletionAt"
+        )
     if data.error_message is not None:
         failed = await repository.fail(db, org_id, run.id, data.error_code or DEFAULT_ERROR_CODE, data.error_message)
         assert failed is not None  # locked by _active_for_report
