@@ -40,7 +40,7 @@ from kijko_core.db.session import ServiceSession, system_session
 from kijko_core.ingestion import repository, service
 from kijko_core.ingestion.chunkers import Chunk, ChunkOptions, chunker_for
 from kijko_core.ingestion.fetch import Checkout, fetch_repository, stage_manual, stage_uploads
-from kijko_core.ingestion.files import Caps, IngestionFailed, SourceFile
+from kijko_core.ingestion.files import REPOSITORY_UNREACHABLE, Caps, IngestionFailed, SourceFile
 from kijko_core.ingestion.models import ACTIVE
 from kijko_core.ingestion.optimize import Optimizer
 from kijko_core.ingestion.reporter import Reporter, RunStopped, error_payload, room
@@ -48,8 +48,10 @@ from kijko_core.ingestion.tokens import estimate_tokens
 from kijko_core.ingestion.walk import Plan, Planned, UnreadableFile, plan, read
 from kijko_core.jobs import JobContext
 from kijko_core.logging import get_logger
+from kijko_core.repositories import urls
 
 if TYPE_CHECKING:
+    from kijko_core.config import Settings
     from kijko_core.runtime import Kijko
 
 log = get_logger("kijko.ingestion")
@@ -174,6 +176,7 @@ async def _pipeline(ctx: JobContext, reporter: Reporter, project_id: UUID, workd
         async with ctx.service_session() as db:
             await repository.set_repository_status(db, org_id, row["id"], "syncing")
         try:
+            _check_provider(settings, row)
             checkout = await fetch_repository(
                 settings,
                 url=row["repository_url"],
@@ -385,6 +388,20 @@ async def _tokens(
         except DecryptionFailed:
             log.warning("git_connection_unreadable", provider=provider)
     return tokens
+
+
+def _check_provider(settings: Settings, row: dict[str, Any]) -> None:
+    """The requester's token for ``row['provider']`` goes only to that provider's URLs. The
+    API checked it when the repository was added, but the row is the app role's to insert:
+    a statement injected into a member's session could pair a provider with another host and
+    collect the token of whoever next starts the ingestion."""
+    try:
+        urls.parse(settings, row["repository_url"], row["provider"])
+    except urls.InvalidRepositoryUrl:
+        raise IngestionFailed(
+            REPOSITORY_UNREACHABLE,
+            f"{row['repository_name']}: its URL is not one of its provider's; remove the repository and add it again",
+        ) from None
 
 
 # --- the endings -------------------------------------------------------------------------------
