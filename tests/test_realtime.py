@@ -435,3 +435,17 @@ async def test_a_flood_of_reauths_is_checked_one_at_a_time(kijko: Kijko, alice: 
         # Still connected, and a later reauth is checked as usual.
         answer = await watcher.client.call("reauth", {"token": alice.access_token}, timeout=10)
         assert answer["ok"] is True and watcher.disconnected is None
+
+
+async def test_an_accepted_connection_logs_the_parsed_project_id_not_the_clients_text(
+    kijko: Kijko, client: Any, alice: Account
+) -> None:
+    """``projectId`` is parsed after strip(): padding (or the ``urn:uuid:`` form) is accepted
+    but must not reach the log as sent (a refused one is cut to 64 characters)."""
+    project = await created(client, alice, "Padded")
+    logs = capture_logs("info")
+    padded = "%20" * 2000 + f"urn:uuid:{project['id']}"
+    async with serving(kijko) as served, listening(served.url, token=alice.access_token, project_id=padded):
+        pass
+    (line,) = [line for line in log_lines(logs) if line.get("event") == "realtime_connected"]
+    assert line["project_id"] == project["id"]

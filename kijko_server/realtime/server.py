@@ -202,7 +202,13 @@ class Realtime:
         if project_id is not None:
             await self.sio.enter_room(sid, f"ingestion:{project_id}")
         self._spawn(self._after_connect(connection, snapshot))
-        log.info("realtime_connected", sid=sid, user_id=str(identity.user_id), project_id=raw_project, address=address)
+        log.info(
+            "realtime_connected",
+            sid=sid,
+            user_id=str(identity.user_id),
+            project_id=None if project_id is None else str(project_id),  # parsed: never the client's text
+            address=address,
+        )
         return True
 
     async def _admit(
