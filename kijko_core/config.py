@@ -64,9 +64,7 @@ def mask_url(url: str) -> str:
         shown = shown.replace(f"//{parts.netloc}", f"//{masked}", 1)
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     if any(key.lower() in _SECRET_QUERY_KEYS for key, _ in pairs):
-        query = urlencode(
-            [(k, MASK if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*"
-        )
+        query = urlencode([(k, MASK if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*")
         shown = shown.replace(f"?{parts.query}", f"?{query}", 1)
     return shown
 
@@ -129,9 +127,7 @@ def sender_address(value: str) -> str | None:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="KIJKO_", env_file=".env", extra="ignore", frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix="KIJKO_", env_file=".env", extra="ignore", frozen=True)
 
     mode: Literal["embedded", "production"] = "embedded"
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("kijko")))
@@ -157,6 +153,8 @@ class Settings(BaseSettings):
     realtime_channel: str = Field(default="kijko-realtime", pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
     realtime_ping_interval_seconds: float = Field(default=25.0, ge=1, le=300)
     realtime_ping_timeout_seconds: float = Field(default=20.0, ge=1, le=300)
+    # Per user and API process, handshakes under way included (decision 0097).
+    realtime_max_connections_per_user: int = Field(default=20, ge=1, le=10_000)
 
     auth_provider: Literal["local", "keycloak"] = "local"
     jwt_issuer: str | None = None
@@ -265,21 +263,21 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
 
-    _split_lists = field_validator(
-        "cors_origins", "trusted_proxies", "egress_allow_cidrs", "git_hosts", mode="before"
-    )(
+    _split_lists = field_validator("cors_origins", "trusted_proxies", "egress_allow_cidrs", "git_hosts", mode="before")(
         _split_commas
     )
 
-    @field_validator(
-        "database_url", "system_database_url", "migration_database_url", mode="before"
-    )
+    @field_validator("database_url", "system_database_url", "migration_database_url", mode="before")
     @classmethod
     def _check_postgres(cls, value: Any) -> str | None:
         return _postgres_url(value)
 
     @field_serializer(
-        "database_url", "system_database_url", "migration_database_url", "redis_url", "smtp_url",
+        "database_url",
+        "system_database_url",
+        "migration_database_url",
+        "redis_url",
+        "smtp_url",
         when_used="json",
     )
     def _show_masked_url(self, value: SecretUrl | None) -> str | None:
@@ -319,8 +317,7 @@ class Settings(BaseSettings):
             provider, sep, url = item.partition("=")
             if not sep or provider.strip() not in GIT_PROVIDERS:
                 raise ValueError(
-                    "each entry must be provider=base_url with provider one of "
-                    + ", ".join(GIT_PROVIDERS)
+                    "each entry must be provider=base_url with provider one of " + ", ".join(GIT_PROVIDERS)
                 )
             parts = urlsplit(url.strip())
             try:
@@ -336,8 +333,7 @@ class Settings(BaseSettings):
                 or parts.fragment
             ):
                 raise ValueError(
-                    "each base_url must be an http(s) URL with a host and no credentials,"
-                    " query or fragment"
+                    "each base_url must be an http(s) URL with a host and no credentials, query or fragment"
                 )
         return [f"{p.strip()}={u.strip().rstrip('/')}" for p, _, u in (i.partition("=") for i in value)]
 
@@ -352,8 +348,17 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "public_url", "keycloak_url", "oauth_redirect_url", "jwt_issuer", "app_url", "git_oauth_redirect_url",
-        "github_url", "github_api_url", "gitlab_url", "bitbucket_url", "bitbucket_api_url",
+        "public_url",
+        "keycloak_url",
+        "oauth_redirect_url",
+        "jwt_issuer",
+        "app_url",
+        "git_oauth_redirect_url",
+        "github_url",
+        "github_api_url",
+        "gitlab_url",
+        "bitbucket_url",
+        "bitbucket_api_url",
     )
     @classmethod
     def _check_http_url(cls, value: str | None) -> str | None:
@@ -378,13 +383,9 @@ class Settings(BaseSettings):
             if self.keycloak_url is None:
                 problems.append(("keycloak_url", "required when KIJKO_AUTH_PROVIDER=keycloak"))
             if self.keycloak_client_secret is None:
-                problems.append(
-                    ("keycloak_client_secret", "required when KIJKO_AUTH_PROVIDER=keycloak")
-                )
+                problems.append(("keycloak_client_secret", "required when KIJKO_AUTH_PROVIDER=keycloak"))
         if self.ingestion_chunk_overlap_tokens >= self.ingestion_chunk_tokens:
-            problems.append(
-                ("ingestion_chunk_overlap_tokens", "must be less than KIJKO_INGESTION_CHUNK_TOKENS")
-            )
+            problems.append(("ingestion_chunk_overlap_tokens", "must be less than KIJKO_INGESTION_CHUNK_TOKENS"))
         if self.smtp_url is not None and self.mail_from is None:
             problems.append(("mail_from", "required when KIJKO_SMTP_URL is set"))
         urls = (self.database_url, self.system_database_url, self.migration_database_url)

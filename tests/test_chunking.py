@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from kijko_core.ingestion.chunkers import (
 from kijko_core.ingestion.files import SourceFile
 from kijko_core.ingestion.optimize import Optimizer, metadata_header
 from kijko_core.ingestion.secrets import redact
+from kijko_core.ingestion.semantic import SEMANTIC_MAX_LINES
 from kijko_core.ingestion.tokens import estimate_tokens
 
 
@@ -793,3 +796,34 @@ def test_the_header_names_the_symbol_and_never_a_secret() -> None:
     assert stored.content == (
         "File: src/a.py | Language: python | Symbol: <REDACTED:aws_access_key>\n<REDACTED:aws_access_key> = 1"
     )
+
+
+_PEAK_SCRIPT = """
+import resource, sys
+from kijko_core.ingestion.chunkers import ChunkOptions, chunker_for
+from kijko_core.ingestion.files import SourceFile, count_lines
+text = {"lines": "x\\n" * 1_000_000, "nested": "x = " + "(" * 2_000_000}[sys.argv[1]]
+file = SourceFile("s", "hostile.py", "python", len(text), count_lines(text), text)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+assert sum(1 for _ in chunker_for("semantic").chunk(file, ChunkOptions(512, 64)))
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+@pytest.mark.parametrize("kind", ["lines", "nested"])
+def test_a_hostile_file_within_the_size_cap_keeps_semantic_memory_bounded(kind: str) -> None:
+    """2 MB of one-character lines or of nested brackets (within the single-file cap) made
+    tree-sitter's tree and its Python nodes grow to 0.5–0.9 GB; past its bounds the semantic
+    chunker cuts like recursive (in a fresh process: the peak RSS is the process's)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_SCRIPT, kind], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert int(done.stdout.strip()) < 250, done.stdout  # MB over the interpreter's start
+
+
+def test_past_its_bounds_semantic_cuts_exactly_like_recursive() -> None:
+    many = "".join(f"def f{i}():\n    return {i}\n\n" for i in range(SEMANTIC_MAX_LINES // 3 + 1))
+    file = source(many, "src/many.py")
+    assert chunks_of("semantic", file, max_tokens=64) == chunks_of("recursive", file, max_tokens=64)
+    few = source("def one():\n    return 1\n\n\ndef two():\n    return 2\n", "src/few.py")
+    assert chunks_of("semantic", few, max_tokens=8) != chunks_of("recursive", few, max_tokens=8)

@@ -19,7 +19,13 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from kijko_core.db.session import ServiceActor, load_service_capability, service_session, system_session
+from kijko_core.db.session import (
+    ServiceActor,
+    load_service_capability,
+    service_session,
+    system_session,
+    tenant_session,
+)
 from kijko_core.ingestion.tokens import estimate_tokens
 from kijko_core.jobs.worker import run_until_idle
 from kijko_core.runtime import Kijko
@@ -635,3 +641,39 @@ async def test_a_custom_chunker_plugin_is_used_and_a_file_it_fails_on_is_counted
         "errorsEncountered": 1,
     }
     assert await chunks_of(kijko, counted["id"]) == []
+
+
+async def test_a_token_goes_only_to_its_providers_urls_whatever_the_repository_row_says(
+    web: Any, ingestion_kijko: Kijko, server: GitServer, carol: Account
+) -> None:
+    """A repository row pairing a provider with another provider's host (the app role inserts
+    rows: an injected statement could) fails the run before any clone: the requester's token
+    of that provider never reaches the host."""
+    kijko = ingestion_kijko
+    response = await web.post(API, json={"name": unique("Forged"), "type": "repository"}, headers=carol.headers)
+    project = (await response.get_json())["project"]
+    token = "glpat-carols-gitlab-token"
+    async with tenant_session(kijko.app_db, carol.identity) as db:  # what an injected statement can do
+        await db.execute(
+            "INSERT INTO kijko.repositories (organization_id, project_id, user_id, provider, repository_url,"
+            " repository_name, branch) VALUES ($1, $2, $3, 'gitlab', $4, 'acme/other', 'main')",
+            UUID(carol.org_id),
+            UUID(project["id"]),
+            UUID(carol.user_id),
+            repo_url(server, "other"),
+        )
+    async with system_session(kijko.system_db) as db:
+        await db.execute(
+            "INSERT INTO kijko.git_connections (organization_id, user_id, provider, username,"
+            " access_token_ciphertext) VALUES ($1, $2, 'gitlab', 'carol', $3)",
+            UUID(carol.org_id),
+            UUID(carol.user_id),
+            kijko.keyring.encrypt(token),
+        )
+    before = len(server.authorizations)
+    await ingest(web, carol, project["id"])
+    await run_until_idle(kijko)
+    failed = await progress(web, carol, project["id"])
+    assert failed["errorCode"] == "REPOSITORY_UNREACHABLE", failed
+    assert "provider" in failed["errorMessage"] and token not in failed["errorMessage"]
+    assert server.authorizations[before:] == []  # no request reached the host at all

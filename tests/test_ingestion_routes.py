@@ -444,3 +444,56 @@ async def test_an_uploaded_file_gone_from_storage_fails_the_run(client: Any, kij
     assert failed["errorCode"] == "SOURCE_MISSING" and "gone.md" in failed["errorMessage"]
     shown = await (await client.get(f"{API}/{pid}", headers=alice.headers)).get_json()
     assert shown["status"] == "error"
+
+
+async def test_an_estimate_before_the_runs_start_is_a_422_not_a_500(client: Any, alice: Account) -> None:
+    """The run's row refuses an estimated completion before its start (a check constraint):
+    the runner hears which field, whether its time carries a zone or not."""
+    project = await text_project(client, alice, "Estimate")
+    pid = project["id"]
+    await start(client, alice, pid)
+    for moment in ("1970-01-01T00:00:00Z", "0001-01-01T00:00:00"):
+        response = await client.put(
+            f"{API}/{pid}/progress", json={"estimatedCompletionAt": moment}, headers=alice.headers
+        )
+        assert response.status_code == 422, await response.get_data(as_text=True)
+        assert (await response.get_json())["field"] == "estimatedCompletionAt"
+    response = await client.put(
+        f"{API}/{pid}/progress", json={"estimatedCompletionAt": "2999-01-01T00:00:00Z"}, headers=alice.headers
+    )
+    assert response.status_code == 200
+    assert (await response.get_json())["estimatedCompletionAt"].startswith("2999-01-01")
+
+
+async def test_cancelling_a_run_pointed_at_another_projects_job_leaves_that_job_alone(
+    client: Any, kijko: Kijko, alice: Account
+) -> None:
+    """A statement injected into a member's tenant session may write a run of their own
+    project whose job_id is another project's job (the app role inserts runs, and reads the
+    organization's jobs); cancelling that run must not cancel the other project's job."""
+    from kijko_core.db.session import tenant_session
+
+    victim = await text_project(client, alice, "Victim")
+    started = await start(client, alice, victim["id"])
+    mallory = await add_member(kijko, alice.org_id, "member")
+    own = await text_project(client, mallory, "Mallory's")
+    async with tenant_session(kijko.app_db, mallory.identity) as db:
+        await db.execute(
+            "INSERT INTO kijko.ingestion_runs"
+            " (organization_id, project_id, job_id, requested_by, status, previous_status)"
+            " VALUES ($1, $2, $3, $4, 'running', 'draft')",
+            UUID(alice.org_id),
+            UUID(own["id"]),
+            UUID(started["jobId"]),
+            UUID(mallory.user_id),
+        )
+    response = await client.post(f"{API}/{own['id']}/cancel-ingestion", headers=mallory.headers)
+    assert response.status_code == 200  # the forged run is cancelled …
+    async with system_session(kijko.system_db) as db:
+        state = await db.fetchval("SELECT state FROM kijko.jobs WHERE id = $1", UUID(started["jobId"]))
+    assert state == "queued"  # … and the victim's job is not
+    response = await client.post(f"{API}/{victim['id']}/cancel-ingestion", headers=alice.headers)
+    assert response.status_code == 200
+    async with system_session(kijko.system_db) as db:
+        state = await db.fetchval("SELECT state FROM kijko.jobs WHERE id = $1", UUID(started["jobId"]))
+    assert state == "cancelled"  # its own run's cancel still cancels it

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -506,3 +509,41 @@ async def test_refused_too_large_and_too_slow(make_settings: Any, server: GitSer
     assert (await _failure(unreachable, "http://127.0.0.1:9/acme/x.git", tmp_path)).code == (
         codes.REPOSITORY_UNREACHABLE
     )
+
+
+_CATASTROPHIC_SCRIPT = """
+import json
+import sys
+from pathlib import Path
+from kijko_core.ingestion.fetch import Checkout
+from kijko_core.ingestion.files import Caps
+from kijko_core.ingestion.walk import plan
+caps = Caps(max_total_bytes=10 * 1024 * 1024, max_files=1000, max_file_bytes=64 * 1024)
+result = plan(Checkout("owner/repo", Path(sys.argv[1]), None), exclude=[sys.argv[2]], caps=caps)
+print(json.dumps([sorted(f.path for f in result.files), result.skipped]))
+"""
+
+
+def test_catastrophic_patterns_are_matched_in_linear_time(tmp_path: Path) -> None:
+    """A .gitignore, a .gitattributes or an excludePaths pattern that makes a backtracking
+    matcher run for hours on one long name (``*a*a*a…b`` against ``aaaa…``) ends at once:
+    patterns go through RE2. In a subprocess: a backtracking ``re`` holds the GIL."""
+    evil = "*a" * 15 + "*b"
+    name = "a" * 200
+    write_tree(
+        tmp_path,
+        {
+            ".gitignore": f"{evil}\n**/{evil}/**\n",
+            ".gitattributes": f"{evil} linguist-vendored\n",
+            f"{name}/{name}.txt": "kept\n",
+            f"{name}b": "ignored: the pattern matches it\n",
+        },
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", _CATASTROPHIC_SCRIPT, str(tmp_path), evil],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(done.stdout) == [[".gitattributes", ".gitignore", f"{name}/{name}.txt"], {"ignored": 1}]

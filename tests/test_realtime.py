@@ -5,6 +5,7 @@ reauth, expiry) and access lost while connected (removal, logout)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -393,3 +394,58 @@ async def test_the_asgi_factory_serves_socketio_around_an_app_with_its_own_runti
         assert await watcher.received("marker") == [{"n": 1}]
         async with httpx.AsyncClient() as http:
             assert (await http.get(f"{url}/health")).status_code == 200
+
+
+async def test_connections_per_user_are_capped_and_refusals_take_no_slot(
+    kijko: Kijko, client: Any, alice: Account, bob: Account
+) -> None:
+    """A user holds at most KIJKO_REALTIME_MAX_CONNECTIONS_PER_USER connections to one API
+    process (decision 0097); a refused handshake holds none; a closed one frees its slot;
+    other users are not affected; the refusal is logged without the token."""
+    theirs = await created(client, bob, "Theirs")
+    logs = capture_logs("info")
+    async with serving(kijko, realtime_max_connections_per_user=2) as served:
+        for _ in range(3):  # refused for the project: no slot kept
+            refused_with(await refusal(served.url, token=alice.access_token, project_id=theirs["id"]), "ACCESS_DENIED")
+        async with listening(served.url, token=alice.access_token), listening(served.url, token=alice.access_token):
+            refused_with(
+                await refusal(served.url, token=alice.access_token),
+                "TOO_MANY_CONNECTIONS",
+                "Too many connections for this user; close some and retry",
+            )
+            async with listening(served.url, token=bob.access_token):
+                pass
+        await until(lambda: not served.realtime.connections, what="the server to see both closes")
+        async with listening(served.url, token=alice.access_token), listening(served.url, token=alice.access_token):
+            pass
+    reasons = [line["reason"] for line in log_lines(logs) if line.get("event") == "realtime_refused"]
+    assert reasons == ["ACCESS_DENIED"] * 3 + ["TOO_MANY_CONNECTIONS"]
+    assert alice.access_token not in logs.getvalue()
+
+
+async def test_a_flood_of_reauths_is_checked_one_at_a_time(kijko: Kijko, alice: Account) -> None:
+    """Each reauth costs a token check and a database session: a connection's reauths
+    overlapping the one being checked are answered at once, without either."""
+    async with serving(kijko) as served, listening(served.url, token=alice.access_token) as watcher:
+        answers = await asyncio.gather(
+            *(watcher.client.call("reauth", {"token": alice.access_token}, timeout=10) for _ in range(30))
+        )
+        assert {answer.get("code") for answer in answers if not answer["ok"]} == {"REAUTH_IN_PROGRESS"}
+        assert 1 <= sum(answer["ok"] for answer in answers) < 30
+        # Still connected, and a later reauth is checked as usual.
+        answer = await watcher.client.call("reauth", {"token": alice.access_token}, timeout=10)
+        assert answer["ok"] is True and watcher.disconnected is None
+
+
+async def test_an_accepted_connection_logs_the_parsed_project_id_not_the_clients_text(
+    kijko: Kijko, client: Any, alice: Account
+) -> None:
+    """``projectId`` is parsed after strip(): padding (or the ``urn:uuid:`` form) is accepted
+    but must not reach the log as sent (a refused one is cut to 64 characters)."""
+    project = await created(client, alice, "Padded")
+    logs = capture_logs("info")
+    padded = "%20" * 2000 + f"urn:uuid:{project['id']}"
+    async with serving(kijko) as served, listening(served.url, token=alice.access_token, project_id=padded):
+        pass
+    (line,) = [line for line in log_lines(logs) if line.get("event") == "realtime_connected"]
+    assert line["project_id"] == project["id"]

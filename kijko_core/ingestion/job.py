@@ -42,6 +42,7 @@ from kijko_core.ingestion.chunkers import Chunk, ChunkOptions, chunker_for
 from kijko_core.ingestion.fetch import Checkout, fetch_repository, stage_manual, stage_uploads
 from kijko_core.ingestion.files import (
     REPOSITORY_TOO_LARGE,
+    REPOSITORY_UNREACHABLE,
     SOURCE_MISSING,
     TOO_MANY_FILES,
     Caps,
@@ -56,9 +57,11 @@ from kijko_core.ingestion.walk import Plan, Planned, UnreadableFile, plan, read
 from kijko_core.jobs import JobContext
 from kijko_core.logging import get_logger
 from kijko_core.projects.models import Project
+from kijko_core.repositories import urls
 from kijko_core.sources.models import FileRecord
 
 if TYPE_CHECKING:
+    from kijko_core.config import Settings
     from kijko_core.runtime import Kijko
 
 log = get_logger("kijko.ingestion")
@@ -201,6 +204,7 @@ async def _repository_fetch(
         async with ctx.service_session() as db:
             await repository.set_repository_status(db, org_id, row["id"], "syncing")
         try:
+            _check_provider(settings, row)
             checkout = await fetch_repository(
                 settings,
                 url=row["repository_url"],
@@ -435,6 +439,20 @@ async def _tokens(
         except DecryptionFailed:
             log.warning("git_connection_unreadable", provider=provider)
     return tokens
+
+
+def _check_provider(settings: Settings, row: dict[str, Any]) -> None:
+    """The requester's token for ``row['provider']`` goes only to that provider's URLs. The
+    API checked it when the repository was added, but the row is the app role's to insert:
+    a statement injected into a member's session could pair a provider with another host and
+    collect the token of whoever next starts the ingestion."""
+    try:
+        urls.parse(settings, row["repository_url"], row["provider"])
+    except urls.InvalidRepositoryUrl:
+        raise IngestionFailed(
+            REPOSITORY_UNREACHABLE,
+            f"{row['repository_name']}: its URL is not one of its provider's; remove the repository and add it again",
+        ) from None
 
 
 # --- the endings -------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 from tree_sitter import Language, Node, Parser
 
-from kijko_core.ingestion.chunkers import Chunk, ChunkOptions, Lines, RecursiveChunker, Unit, pack
+from kijko_core.ingestion.chunkers import Chunk, ChunkOptions, Lines, RecursiveChunker, Unit, blocks, pack
 from kijko_core.ingestion.files import SourceFile
 
 #: Language name (as the sources detect it) → (module of the grammar wheel, its function).
@@ -112,6 +112,12 @@ NAME_TYPES = frozenset(
 )
 #: How deep an oversized node is opened up before falling back to lines.
 MAX_DEPTH = 48
+#: Above either, a file is chunked by ``recursive``: a hostile file within the size cap (a
+#: million one-character lines, two million nested brackets) makes a parse tree and its Python
+#: nodes of ~0.5–0.9 GB; at these bounds one file's peak stays near 50 MB (measured). Real
+#: source this large is generated or data, where structure adds little.
+SEMANTIC_MAX_LINES = 50_000
+SEMANTIC_MAX_TOKENS = 400_000
 MAX_NAME = 200
 
 
@@ -259,6 +265,9 @@ class SemanticChunker:
             yield from RecursiveChunker().chunk(file, options)
             return
         lines = Lines(file.text)
+        if len(lines) > SEMANTIC_MAX_LINES or lines.span_tokens(1, len(lines)) > SEMANTIC_MAX_TOKENS:
+            yield from pack(file, lines, blocks(lines), options.max_tokens)  # what recursive does
+            return
         tree = Parser(language).parse(file.text.encode("utf-8", "surrogatepass"))
         units = _Expander(lines, options.max_tokens).units(tree.root_node, None, 0, 0)
         yield from pack(file, lines, covered(lines, units), options.max_tokens)

@@ -24,6 +24,7 @@ from databases import Database
 from kijko_core import events, jobs, mail
 from kijko_core.config import Settings
 from kijko_core.db.session import Session, TenantSession, system_session
+from kijko_core.errors import ValidationFailed
 from kijko_core.ingestion import reporter, repository
 from kijko_core.ingestion.chunkers import NoCustomChunker, custom_chunker_installed
 from kijko_core.ingestion.models import (
@@ -134,9 +135,9 @@ async def current_progress(db: TenantSession, project_id: UUID) -> IngestionProg
     return run.wire() if run is not None else None
 
 
-async def cancel(db: TenantSession, project_id: UUID) -> UUID | None:
-    """POST /projects/{id}/cancel-ingestion. Returns the run's job id: the caller cancels it
-    after this transaction commits (:func:`cancel_job`)."""
+async def cancel(db: TenantSession, project_id: UUID) -> tuple[UUID, UUID | None]:
+    """POST /projects/{id}/cancel-ingestion. Returns the run's id and job id: the caller
+    cancels the job after this transaction commits (:func:`cancel_job`)."""
     project = await project_for(db, project_id, Action.INGEST, lock=True)
     org_id = project.organization_id
     run = await repository.active(db, org_id, project.id)
@@ -145,18 +146,29 @@ async def cancel(db: TenantSession, project_id: UUID) -> UUID | None:
     await repository.cancel(db, org_id, run.id)
     await repository.set_project_status(db, org_id, project.id, run.previous_status)
     log.info("ingestion_cancelled", project_id=str(project.id), run_id=str(run.id))
-    return run.job_id
+    return run.id, run.job_id
 
 
-async def cancel_job(system_db: Database, job_id: UUID | None) -> None:
+# The job is this run's: the worker's job of this kind whose payload names the run. (A run's
+# job_id is written by the app role; a statement injected into a tenant session could point
+# its own project's run at another project's job, and cancelling the run would cancel that.)
+_RUNS_JOB = (
+    "SELECT 1 FROM kijko.jobs WHERE id = $1 AND organization_id = $2 AND kind = $3 AND payload->>'run_id' = $4::text"
+)
+
+
+async def cancel_job(system_db: Database, org_id: UUID, run_id: UUID, job_id: UUID | None) -> None:
     """Cancel the run's job (compare-and-set: only a queued or running one). The app role may
     not change jobs (migration 0013); this is the one named system-role step of a cancel, on
-    a job id read under the caller's row-level security (decision 0076). Best effort: the run
-    row is already cancelled, which is what the worker obeys."""
+    a job id read under the caller's row-level security (decision 0076) and checked to be the
+    run's own. Best effort: the run row is already cancelled, which is what the worker obeys."""
     if job_id is None:
         return
     try:
         async with system_session(system_db) as db:
+            if await db.fetchval(_RUNS_JOB, job_id, org_id, JOB_KIND, str(run_id)) is None:
+                log.warning("ingestion_job_not_the_runs", run_id=str(run_id), job_id=str(job_id))
+                return
             await job_store.cancel(db, job_id)
     except Exception:
         log.exception("ingestion_job_cancel_failed", job_id=str(job_id))
@@ -177,6 +189,12 @@ async def update_progress(db: TenantSession, project_id: UUID, data: ProgressUpd
     """PUT /projects/{id}/progress. An ``errorMessage`` fails the run (project → ``error``)."""
     project, run = await _active_for_report(db, project_id)
     org_id = project.organization_id
+    estimate = data.estimated_completion_at
+    if estimate is not None and (estimate if estimate.tzinfo else estimate.replace(tzinfo=UTC)) < run.started_at:
+        # The run's row refuses it (a check constraint): a 422 for the runner, not a 500.
+        raise ValidationFailed(
+            "estimatedCompletionAt: must not be before the run's startedAt", field="estimatedCompletionAt"
+        )
     if data.error_message is not None:
         failed = await repository.fail(db, org_id, run.id, data.error_code or DEFAULT_ERROR_CODE, data.error_message)
         assert failed is not None  # locked by _active_for_report

@@ -61,8 +61,9 @@ async def cancel_ingestion(project_id: str) -> Success:
     """Cancel the running ingestion: the project returns to its status before it, its
     previous index (if any) stays searchable, the run's partial chunks are removed."""
     async with tenant() as db:
-        job_id = await service.cancel(db, parse_project_id(project_id))
-    await service.cancel_job(runtime().system_db, job_id)
+        run_id, job_id = await service.cancel(db, parse_project_id(project_id))
+        org_id = db.principal.org_id
+    await service.cancel_job(runtime().system_db, org_id, run_id, job_id)
     return Success()
 
 

@@ -64,6 +64,11 @@ NO_PROJECT_ID = Refusal("NO_PROJECT_ID", "Project ID is required")
 INVALID_TOKEN = Refusal("INVALID_TOKEN", "Invalid or expired token")
 ACCESS_DENIED = Refusal("ACCESS_DENIED", "You do not have access to this project")
 NOT_A_MEMBER = Refusal("ACCESS_DENIED", "You are not a member of this organization")
+#: Beyond the contract: the user already holds KIJKO_REALTIME_MAX_CONNECTIONS_PER_USER
+#: connections to this process (decision 0097).
+TOO_MANY_CONNECTIONS = Refusal("TOO_MANY_CONNECTIONS", "Too many connections for this user; close some and retry")
+#: The answer to a ``reauth`` sent while the connection's previous one is still being checked.
+REAUTH_IN_PROGRESS = Refusal("REAUTH_IN_PROGRESS", "A reauth of this connection is already being checked")
 
 TOKEN_EXPIRING = "Token expiring soon"
 
@@ -83,6 +88,8 @@ class Connection:
     project_id: UUID | None
     address: str | None
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    #: A ``reauth`` is being checked (one at a time: each costs a database session).
+    reauthing: bool = False
 
     def cancel_timers(self) -> None:
         for timer in self.timers:
@@ -119,6 +126,8 @@ class Realtime:
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("reauth", self._on_reauth)
         self.connections: dict[str, Connection] = {}
+        #: Per user: accepted connections plus handshakes past the token check (the cap).
+        self._held: dict[UUID, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._rechecker: asyncio.Task[None] | None = None
         self._previous_port: events.EventPort | None = None
@@ -187,7 +196,7 @@ class Realtime:
             )
             raise socketio.exceptions.ConnectionRefusedError(refused.refusal.code, refused.refusal.payload()) from None
         connection = Connection(sid, identity, project_id, address)
-        self.connections[sid] = connection
+        self.connections[sid] = connection  # (its slot, taken by _admit, is now this connection's)
         # Rooms last, with nothing awaited after them: no event can reach the client before
         # the CONNECT packet that follows this handler.
         await self.sio.enter_room(sid, f"user:{identity.user_id}")
@@ -195,7 +204,13 @@ class Realtime:
         if project_id is not None:
             await self.sio.enter_room(sid, ingestion_room(project_id))
         self._spawn(self._after_connect(connection, snapshot))
-        log.info("realtime_connected", sid=sid, user_id=str(identity.user_id), project_id=raw_project, address=address)
+        log.info(
+            "realtime_connected",
+            sid=sid,
+            user_id=str(identity.user_id),
+            project_id=None if project_id is None else str(project_id),  # parsed: never the client's text
+            address=address,
+        )
         return True
 
     async def _admit(
@@ -216,8 +231,33 @@ class Realtime:
                 project_id = UUID(raw_project.strip())
             except ValueError:
                 raise Refused(ACCESS_DENIED) from None  # the same answer as an unknown project
-        snapshot = await self._check(identity, project_id)
+        # The slot is taken before the database is asked (nothing awaited in between), so
+        # a burst of handshakes with one valid token cannot hold more sessions than the cap.
+        self._take_slot(identity.user_id)
+        try:
+            snapshot = await self._check(identity, project_id)
+        except BaseException:
+            self._release_slot(identity.user_id)
+            raise
         return identity, project_id, snapshot
+
+    def _take_slot(self, user_id: UUID) -> None:
+        held = self._held.get(user_id, 0)
+        if held >= self.settings.realtime_max_connections_per_user:
+            raise Refused(TOO_MANY_CONNECTIONS)
+        self._held[user_id] = held + 1
+
+    def _release_slot(self, user_id: UUID) -> None:
+        held = self._held.get(user_id, 0) - 1
+        if held > 0:
+            self._held[user_id] = held
+        else:
+            self._held.pop(user_id, None)
+
+    def _forget(self, connection: Connection) -> None:
+        """The connection is gone: its timers stop and its user's slot is free again."""
+        connection.cancel_timers()
+        self._release_slot(connection.identity.user_id)
 
     async def _verify(self, token: str) -> TokenIdentity:
         try:
@@ -247,7 +287,7 @@ class Realtime:
             # handler for a connection it never completed.
             if self.connections.get(connection.sid) is connection:
                 del self.connections[connection.sid]
-            connection.cancel_timers()
+                self._forget(connection)
             return
         if snapshot is not None:
             await self.sio.emit("progress_update", snapshot, to=connection.sid, namespace=NAMESPACE)
@@ -264,7 +304,7 @@ class Realtime:
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
         connection = self.connections.pop(sid, None)
         if connection is not None:
-            connection.cancel_timers()
+            self._forget(connection)
             log.info("realtime_disconnected", sid=sid, reason=str(reason))
 
     # --- token lifecycle --------------------------------------------------------------------
@@ -297,7 +337,7 @@ class Realtime:
         connection = self.connections.pop(sid, None)
         if connection is None:
             return
-        connection.cancel_timers()
+        self._forget(connection)
         log.info(
             "realtime_closed",
             sid=sid,
@@ -322,6 +362,17 @@ class Realtime:
         if not isinstance(token, str) or not token.strip():
             self._spawn(self._close(sid, NO_TOKEN, "reauth_without_token"))
             return {"ok": False, **NO_TOKEN.payload()}
+        if connection.reauthing:
+            # python-socketio runs each event as its own task: a flood of reauths would
+            # otherwise open as many database sessions at once.
+            return {"ok": False, **REAUTH_IN_PROGRESS.payload()}
+        connection.reauthing = True
+        try:
+            return await self._reauth(sid, connection, token)
+        finally:
+            connection.reauthing = False
+
+    async def _reauth(self, sid: str, connection: Connection, token: str) -> dict[str, Any] | None:
         try:
             identity = await self._verify(token.strip())
             current = connection.identity
