@@ -357,6 +357,7 @@ PROJECT_ROUTES: tuple[tuple[str, str, Action], ...] = (
     ("GET", "/projects/{id}/files", Action.READ),
     ("POST", "/files/upload (with projectId)", Action.EDIT),
     ("POST", "/projects/{id}/ingest", Action.INGEST),
+    ("POST", "/projects/{id}/ingest (runner: external)", Action.REPORT_PROGRESS),
     ("GET", "/projects/{id}/progress", Action.READ),
     ("POST", "/projects/{id}/cancel-ingestion", Action.INGEST),
     ("PUT", "/projects/{id}/progress", Action.REPORT_PROGRESS),

@@ -194,6 +194,15 @@ async def _ingesting(client: Client, creator: Account, project: dict[str, Any]) 
     assert response.status_code == 200, await response.get_data(as_text=True)
 
 
+async def _ingesting_externally(client: Client, creator: Account, project: dict[str, Any]) -> None:
+    """Start a run for an external runner (the creator is the project's admin)."""
+    await _with_text(client, creator, project)
+    response = await client.post(
+        f"{PROJECTS_API}/{project['id']}/ingest", json={"runner": "external"}, headers=creator.headers
+    )
+    assert response.status_code == 200, await response.get_data(as_text=True)
+
+
 _ZERO_METRICS = dict.fromkeys(
     ("filesProcessed", "totalFiles", "tokensProcessed", "bytesProcessed", "chunksCreated", "errorsEncountered"), 0
 )
@@ -267,7 +276,7 @@ PROJECTS = Domain(
             f"{_PROJECT}/progress/complete",
             _WRITE,
             {"metrics": _ZERO_METRICS, "totalDurationSeconds": 1.5},
-            prepare=_ingesting,
+            prepare=_ingesting_externally,
         ),
     ),
     fill={"member_id": _pending_member, "repo_id": _repository},

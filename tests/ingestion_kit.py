@@ -136,7 +136,7 @@ INGESTION_OPERATIONS: dict[tuple[str, str], set[str]] = {
     ("post", f"{P}/ingest"): {"401", "403", "404", "409"} | BODY,
     ("get", f"{P}/progress"): {"401", "403", "404"},
     ("post", f"{P}/cancel-ingestion"): {"401", "403", "404"},
-    ("put", f"{P}/progress"): {"401", "403", "404"} | BODY,
-    ("post", f"{P}/progress/snapshot"): {"401", "403", "404"} | BODY,
-    ("post", f"{P}/progress/complete"): {"401", "403", "404"} | BODY,
+    ("put", f"{P}/progress"): {"401", "403", "404", "409"} | BODY,
+    ("post", f"{P}/progress/snapshot"): {"401", "403", "404", "409"} | BODY,
+    ("post", f"{P}/progress/complete"): {"401", "403", "404", "409"} | BODY,
 }

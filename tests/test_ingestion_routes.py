@@ -43,8 +43,8 @@ async def text_project(client: Any, account: Account, name: str, **body: Any) ->
     return project
 
 
-async def start(client: Any, account: Account, project_id: str) -> dict[str, Any]:
-    response = await client.post(f"{API}/{project_id}/ingest", json={}, headers=account.headers)
+async def start(client: Any, account: Account, project_id: str, **body: Any) -> dict[str, Any]:
+    response = await client.post(f"{API}/{project_id}/ingest", json=body, headers=account.headers)
     assert response.status_code == 200, await response.get_data(as_text=True)
     answer: dict[str, Any] = await response.get_json()
     return answer
@@ -162,6 +162,10 @@ async def test_every_documented_ingestion_error_happens_with_its_documented_code
         triggers[(method, template)]["403 viewer"] = send(
             method, template.format(project_id=busy["id"]), viewer, json=bodies[(method, template)]
         )
+        # Busy's run is Kijko's worker's: an external runner's reports on it are refused.
+        triggers[(method, template)]["409 run by the worker"] = send(
+            method, template.format(project_id=busy["id"]), alice, json=bodies[(method, template)]
+        )
 
     spec = await openapi(client)
     problems = []
@@ -185,7 +189,7 @@ async def test_an_external_runner_reports_and_completes_a_run(client: Any, kijko
     pid = project["id"]
     room = f"ingestion:{pid}"
     async with recording() as recorder:
-        await start(client, alice, pid)
+        await start(client, alice, pid, runner="external")
         response = await client.put(
             f"{API}/{pid}/progress",
             json={"phase": "parsing", "message": "Parsing", "metrics": metrics(totalFiles=10, filesProcessed=2)},
@@ -240,7 +244,7 @@ async def test_an_external_runner_reports_and_completes_a_run(client: Any, kijko
 async def test_an_external_runner_fails_a_run(client: Any, kijko: Kijko, alice: Account) -> None:
     project = await text_project(client, alice, "Fails")
     pid = project["id"]
-    await start(client, alice, pid)
+    await start(client, alice, pid, runner="external")
     async with recording() as recorder:
         response = await client.put(
             f"{API}/{pid}/progress",
@@ -266,8 +270,19 @@ async def test_only_project_admins_report_progress(client: Any, kijko: Kijko, al
     for account, role in ((admin, "admin"), (manager, "manager"), (developer, "developer")):
         await on_project(kijko, account, pid, role)
     org_admin = await add_member(kijko, alice.org_id, "admin")
+    response = await client.post(f"{API}/{pid}/ingest", json={"runner": "external"}, headers=developer.headers)
+    assert response.status_code == 403  # an external run is reported on: not a developer's
     response = await client.post(f"{API}/{pid}/ingest", json={}, headers=developer.headers)
-    assert response.status_code == 200  # a developer runs ingestions
+    assert response.status_code == 200  # a developer runs ingestions (on Kijko's worker)
+    response = await client.put(f"{API}/{pid}/progress", json={"message": "x"}, headers=admin.headers)
+    assert response.status_code == 409 and (await response.get_json())["code"] == "INGESTION_RUN_BY_WORKER"
+    response = await client.post(f"{API}/{pid}/cancel-ingestion", headers=developer.headers)
+    assert response.status_code == 200
+    started = await start(client, admin, pid, runner="external")
+    async with system_session(kijko.system_db) as db:  # an external run queues no job
+        live = "SELECT job_id FROM kijko.ingestion_runs WHERE project_id = $1 AND status IN ('queued', 'running')"
+        assert await db.fetchval(live, UUID(pid)) is None
+        assert await db.fetchval("SELECT count(*) FROM kijko.jobs WHERE id = $1", UUID(started["jobId"])) == 0
     body = {"message": "from a runner"}
     for account, status in ((manager, 403), (developer, 403), (admin, 200), (org_admin, 200), (alice, 200)):
         response = await client.put(f"{API}/{pid}/progress", json=body, headers=account.headers)
@@ -451,7 +466,7 @@ async def test_an_estimate_before_the_runs_start_is_a_422_not_a_500(client: Any,
     the runner hears which field, whether its time carries a zone or not."""
     project = await text_project(client, alice, "Estimate")
     pid = project["id"]
-    await start(client, alice, pid)
+    await start(client, alice, pid, runner="external")
     for moment in ("1970-01-01T00:00:00Z", "0001-01-01T00:00:00"):
         response = await client.put(
             f"{API}/{pid}/progress", json={"estimatedCompletionAt": moment}, headers=alice.headers

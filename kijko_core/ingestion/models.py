@@ -33,6 +33,14 @@ class AlreadyProcessing(Conflict):
     default_message = "The project is already being ingested"
 
 
+class RunByWorker(Conflict):
+    code = "INGESTION_RUN_BY_WORKER"
+    default_message = (
+        "Kijko's worker runs this ingestion; the progress routes take reports only for a run"
+        ' started with runner "external"'
+    )
+
+
 class NotIngestible(Conflict):
     """409 ``INVALID_STATUS``: only a draft project is ingested without ``forceReprocess``."""
 
@@ -102,6 +110,9 @@ class ProgressOrNone(RootModel[IngestionProgress | None]):
 class StartIngestion(WireInput):
     skip_validation: bool = False
     force_reprocess: bool = False
+    #: Beyond the contract: ``external`` starts a run that Kijko's worker leaves alone, for an
+    #: ingestion runner outside Kijko that reports over the progress routes (project admins).
+    runner: Literal["worker", "external"] = "worker"
 
 
 class StartIngestionResponse(WireModel):

@@ -36,6 +36,7 @@ from kijko_core.ingestion.models import (
     NotIngestible,
     ProgressSnapshot,
     ProgressUpdate,
+    RunByWorker,
     SnapshotResult,
     StartIngestion,
     StartIngestionResponse,
@@ -87,8 +88,12 @@ async def start(
     db: TenantSession, settings: Settings, project_id: UUID, data: StartIngestion
 ) -> StartIngestionResponse:
     """POST /projects/{id}/ingest. ``skipValidation`` changes nothing: the sources are checked
-    by the run itself (an unreachable repository fails it with ``REPOSITORY_UNREACHABLE``)."""
-    project = await project_for(db, project_id, Action.INGEST, lock=True)
+    by the run itself (an unreachable repository fails it with ``REPOSITORY_UNREACHABLE``).
+    With ``runner: "external"`` no job is queued: the run waits for an external runner's
+    reports, so starting one takes the right to report (project admins)."""
+    external = data.runner == "external"
+    action = Action.REPORT_PROGRESS if external else Action.INGEST
+    project = await project_for(db, project_id, action, lock=True)
     org_id = project.organization_id
     if project.status == "processing" or await repository.active(db, org_id, project.id) is not None:
         raise AlreadyProcessing()
@@ -101,7 +106,9 @@ async def start(
         raise NoCustomChunker()
     seconds = estimate_seconds(sources)
     run_id = uuid4()
-    job_id = await jobs.enqueue(db, JOB_KIND, {"run_id": str(run_id), "project_id": str(project.id)})
+    job_id = (
+        None if external else await jobs.enqueue(db, JOB_KIND, {"run_id": str(run_id), "project_id": str(project.id)})
+    )
     try:
         async with db.savepoint():
             await repository.insert(
@@ -112,7 +119,7 @@ async def start(
                 job_id=job_id,
                 requested_by=db.principal.user_id,
                 previous_status=project.status,
-                message="Waiting for a worker",
+                message="Waiting for the external runner" if external else "Waiting for a worker",
                 estimated_seconds=seconds,
             )
     except asyncpg.UniqueViolationError:
@@ -120,7 +127,7 @@ async def start(
     await repository.set_project_status(db, org_id, project.id, "processing")
     log.info("ingestion_started", project_id=str(project.id), run_id=str(run_id), job_id=str(job_id))
     return StartIngestionResponse(
-        job_id=job_id,
+        job_id=job_id or run_id,  # an external run has no job: its id stands in
         project_id=project.id,
         ws_namespace_url=ws_namespace_url(project.id),
         estimated_duration_seconds=seconds,
@@ -177,9 +184,18 @@ async def cancel_job(system_db: Database, org_id: UUID, run_id: UUID, job_id: UU
 # --- the internal routes (external runners) --------------------------------------------------
 
 
-async def _active_for_report(db: TenantSession, project_id: UUID) -> tuple[Project, RunRecord]:
+async def _reported_run(db: TenantSession, project_id: UUID) -> tuple[Project, RunRecord | None]:
+    """The project and its active run, which must be an external runner's: Kijko's worker
+    owns its own runs, and a report on one would end it behind the worker's back."""
     project = await project_for(db, project_id, Action.REPORT_PROGRESS, lock=True)
     run = await repository.active(db, project.organization_id, project.id)
+    if run is not None and run.job_id is not None:
+        raise RunByWorker()
+    return project, run
+
+
+async def _active_for_report(db: TenantSession, project_id: UUID) -> tuple[Project, RunRecord]:
+    project, run = await _reported_run(db, project_id)
     if run is None:
         raise NoActiveIngestion()
     return project, run
@@ -234,8 +250,7 @@ async def update_progress(db: TenantSession, project_id: UUID, data: ProgressUpd
 
 async def snapshot(db: TenantSession, project_id: UUID, data: ProgressSnapshot) -> SnapshotResult:
     """POST /projects/{id}/progress/snapshot: the metrics, if a run is active."""
-    project = await project_for(db, project_id, Action.REPORT_PROGRESS, lock=True)
-    run = await repository.active(db, project.organization_id, project.id)
+    project, run = await _reported_run(db, project_id)
     if run is None:
         return SnapshotResult(success=False, timestamp=datetime.now(UTC))
     await repository.write_progress(db, project.organization_id, run.id, metrics=data.metrics, running=True)

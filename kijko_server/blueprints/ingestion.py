@@ -18,6 +18,7 @@ from kijko_core.ingestion.models import (
     ProgressOrNone,
     ProgressSnapshot,
     ProgressUpdate,
+    RunByWorker,
     SnapshotResult,
     StartIngestion,
     StartIngestionResponse,
@@ -68,7 +69,7 @@ async def cancel_ingestion(project_id: str) -> Success:
 
 
 @bp.put("/projects/<project_id>/progress")
-@responds(*TENANT_ERRORS, ProjectNotFound, NoActiveIngestion)
+@responds(*TENANT_ERRORS, ProjectNotFound, NoActiveIngestion, RunByWorker)
 @validate_request(ProgressUpdate)
 @validate_response(IngestionProgress)
 async def report_ingestion_progress(project_id: str, data: ProgressUpdate) -> IngestionProgress:
@@ -79,7 +80,7 @@ async def report_ingestion_progress(project_id: str, data: ProgressUpdate) -> In
 
 
 @bp.post("/projects/<project_id>/progress/snapshot")
-@responds(*TENANT_ERRORS, ProjectNotFound)
+@responds(*TENANT_ERRORS, ProjectNotFound, RunByWorker)
 @validate_request(ProgressSnapshot)
 @validate_response(SnapshotResult)
 async def snapshot_ingestion_progress(project_id: str, data: ProgressSnapshot) -> SnapshotResult:
@@ -90,7 +91,7 @@ async def snapshot_ingestion_progress(project_id: str, data: ProgressSnapshot) -
 
 
 @bp.post("/projects/<project_id>/progress/complete")
-@responds(*TENANT_ERRORS, ProjectNotFound, NoActiveIngestion)
+@responds(*TENANT_ERRORS, ProjectNotFound, NoActiveIngestion, RunByWorker)
 @validate_request(CompleteIngestion)
 @validate_response(Success)
 async def complete_ingestion(project_id: str, data: CompleteIngestion) -> Success:
