@@ -2,6 +2,9 @@
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
+# git: the worker clones repositories for ingestion (kijko_core/git.py runs the git binary).
+RUN apt-get update && apt-get install -y --no-install-recommends git \
+    && rm -rf /var/lib/apt/lists/*
 COPY setup.cfg pyproject.toml README.md ./
 COPY kijko_core ./kijko_core
 COPY kijko_server ./kijko_server

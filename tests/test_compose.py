@@ -53,3 +53,10 @@ def test_every_kijko_variable_in_compose_is_a_setting() -> None:
         names += [n for n in (service.get("environment") or {}) if n.startswith("KIJKO_")]
     # Keycloak's realm import reads KIJKO_KEYCLOAK_CLIENT_SECRET, which is a setting as well.
     assert unknown_variables(names) == []
+
+
+def test_the_image_has_git_for_ingestion() -> None:
+    """The API and worker services run this image; ingestion clones with the git binary."""
+    dockerfile = (Path(__file__).parent.parent / "Dockerfile").read_text()
+    installs = [line for line in dockerfile.splitlines() if "apt-get install" in line]
+    assert any(" git" in line.split("apt-get install", 1)[1] for line in installs), installs
