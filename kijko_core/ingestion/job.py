@@ -68,6 +68,9 @@ log = get_logger("kijko.ingestion")
 
 #: Rows per INSERT of chunks (one statement, arrays bound once) and of file rows.
 CHUNK_BATCH = 2000
+#: Chunk batches written at once, each in its own short session: most of a write's cost is
+#: PostgreSQL computing the search column (migration 0015), which then runs in as many backends.
+INDEX_WRITERS = 2
 FILE_BATCH = 5000
 #: Chunks optimized per thread hand-off.
 OPTIMIZE_BATCH = 500
@@ -324,15 +327,35 @@ async def _indexing(
     this run when it completes, in :func:`_complete`)."""
     await reporter.phase_started("indexing", "Writing the index")
     kept_count = _count_lines(kept_spool)
-    with kept_spool.open(encoding="utf-8") as kept_in:
-        for batch in _batches(kept_in, CHUNK_BATCH):
-            ctx.check()
-            stored = [json.loads(line) for line in batch]
-            async with ctx.service_session() as db:
-                await _insert_chunks(db, reporter, stored)
+
+    async def write(stored: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        async with ctx.service_session() as db:
+            await _insert_chunks(db, reporter, stored)
+        return stored
+
+    async def count(finished: set[asyncio.Task[list[dict[str, Any]]]]) -> None:
+        for task in finished:
+            stored = task.result()  # a failed write fails the run (the others are cancelled)
             reporter.counters.chunks_created += len(stored)
             reporter.counters.tokens_processed += sum(item["token_count"] for item in stored)
-            await reporter.progress(100 * reporter.counters.chunks_created / max(kept_count, 1))
+        await reporter.progress(100 * reporter.counters.chunks_created / max(kept_count, 1))
+
+    writing: set[asyncio.Task[list[dict[str, Any]]]] = set()
+    try:
+        with kept_spool.open(encoding="utf-8") as kept_in:
+            for batch in _batches(kept_in, CHUNK_BATCH):
+                ctx.check()
+                if len(writing) >= INDEX_WRITERS:
+                    finished, writing = await asyncio.wait(writing, return_when=asyncio.FIRST_COMPLETED)
+                    await count(finished)
+                writing.add(asyncio.create_task(write([json.loads(line) for line in batch])))
+        while writing:
+            finished, writing = await asyncio.wait(writing, return_when=asyncio.FIRST_COMPLETED)
+            await count(finished)
+    finally:
+        for task in writing:
+            task.cancel()
+        await asyncio.gather(*writing, return_exceptions=True)
     with files_spool.open(encoding="utf-8") as files_in:
         for batch in _batches(files_in, FILE_BATCH):
             ctx.check()
