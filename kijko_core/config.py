@@ -212,6 +212,9 @@ class Settings(BaseSettings):
     bitbucket_api_url: str = "https://api.bitbucket.org"
     provider_cache_seconds: int = Field(default=60, ge=0, le=3600)
 
+    # What models cost (docs/model-prices.md): a TOML file replacing the shipped price table.
+    model_prices_file: Path | None = None
+
     # Uploaded files (docs/configuration.md#uploads): the storage directory defaults to
     # ``files`` in the data dir.
     storage_dir: Path | None = None

@@ -25,6 +25,7 @@ from kijko_core.db.roles import RoleNames
 from kijko_core.egress import EgressGuard, make_egress_client
 from kijko_core.errors import ConfigurationError
 from kijko_core.http import make_http_client
+from kijko_core.prices import PriceTable
 from kijko_core.sources.cache import ProviderCache
 from kijko_core.storage import Storage, make_storage
 
@@ -50,6 +51,8 @@ class Kijko:
     # Uploaded files' bytes (the storage port) and the wizard's short cache of provider answers.
     storage: Storage | None = field(default=None)
     provider_cache: ProviderCache | None = field(default=None)
+    # What models cost (the shipped table or KIJKO_MODEL_PRICES_FILE's).
+    prices: PriceTable = field(default_factory=PriceTable.shipped)
 
     @property
     def roles(self) -> RoleNames:
@@ -68,6 +71,7 @@ class Kijko:
         embedded: EmbeddedPostgres | None = None
         http: httpx.AsyncClient | None = None
         egress: httpx.AsyncClient | None = None
+        prices = PriceTable.load(settings.model_prices_file)  # a bad file stops start-up, line by line
         try:
             urls, embedded = await resolve_database(settings)
             keyring = resolve_keyring(settings)
@@ -104,6 +108,7 @@ class Kijko:
             settings, urls, keyring, app_db, system_db, identity, http, egress, embedded, redis,
             storage=storage,
             provider_cache=ProviderCache(redis, settings.provider_cache_seconds),
+            prices=prices,
         )
 
     async def stop(self) -> None:
