@@ -314,11 +314,11 @@ async def test_a_logged_out_session_stops_receiving_within_seconds(kijko: Kijko,
         assert watcher.named("disconnect_reason") == [{"code": "INVALID_TOKEN", "message": "Invalid or expired token"}]
 
 
-async def test_the_recheck_of_a_thousand_connections_is_one_quick_query(
+async def test_a_thousand_connections_get_their_verdicts_in_one_recheck(
     kijko: Kijko, client: Any, alice: Account, bob: Account
 ) -> None:
-    """The cost the re-check interval buys (docs/realtime.md): 1,000 connections of mixed
-    verdicts in one statement."""
+    """1,000 connections of mixed verdicts checked in one statement, each with its own verdict
+    (what it costs is measured, not asserted here: docs/realtime.md)."""
     project = await created(client, alice, "Busy")
     private = await created(client, bob, "Bob's")
     a, b = alice.identity, bob.identity
@@ -329,9 +329,7 @@ async def test_the_recheck_of_a_thousand_connections_is_one_quick_query(
         Grant(a.user_id, a.org_id, "no-such-session", None),
         Grant(b.user_id, a.org_id, b.session_id, None),  # not a member there
     ] * 200
-    started = time.perf_counter()
     verdicts = await recheck(kijko.system_db, grants)
-    elapsed = time.perf_counter() - started
     assert verdicts[:5] == [
         Verdict.OK,
         Verdict.OK,
@@ -340,7 +338,6 @@ async def test_the_recheck_of_a_thousand_connections_is_one_quick_query(
         Verdict.NOT_A_MEMBER,
     ]
     assert verdicts == verdicts[:5] * 200
-    assert elapsed < 1.0, elapsed
 
 
 async def test_socketio_answers_only_the_configured_cors_origins(kijko: Kijko) -> None:
