@@ -1,0 +1,2 @@
+"""Skills: LLM prompt configurations an organization defines and runs (contract §2.3, §3.2;
+docs/skills.md)."""
