@@ -11,8 +11,10 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from kijko_core import permissions
 from kijko_core.db import sql
 from kijko_core.db.session import ServiceSession, TenantSession
+from kijko_core.errors import Forbidden
 from kijko_core.executions.errors import ExecutionNotFound
 from kijko_core.executions.models import (
     ROW_COLUMNS,
@@ -202,3 +204,34 @@ async def require_habit(db: Db, habit_id: UUID) -> None:
 async def require_reflex(db: Db, reflex_id: UUID) -> None:
     if not await db.fetchval(_REFLEX_EXISTS, org_id(db), reflex_id):
         raise ReflexNotFound()
+
+
+# --- cleanup ---------------------------------------------------------------------------------
+
+#: Most executions one cleanup deletes (a bounded transaction; call again for the rest).
+CLEANUP_MAX = 10_000
+# Finished executions older than $2 days, oldest first, rows another transaction holds
+# skipped; ``pg_column_size`` of each deleted row estimates the space freed.
+_CLEANUP = (
+    "WITH doomed AS ("
+    "\n    SELECT id FROM kijko.skill_executions"
+    "\n    WHERE organization_id = $1 AND status NOT IN ('pending', 'running')"
+    "\n      AND executed_at < now() - make_interval(days => $2)"
+    "\n    ORDER BY executed_at, id LIMIT $3 FOR UPDATE SKIP LOCKED"
+    "\n), gone AS ("
+    "\n    DELETE FROM kijko.skill_executions e USING doomed"
+    "\n    WHERE e.organization_id = $1 AND e.id = doomed.id AND e.status NOT IN ('pending', 'running')"
+    "\n    RETURNING pg_column_size(e.*) AS bytes"
+    "\n)"
+    "\nSELECT count(*) AS deleted, COALESCE(sum(bytes), 0)::bigint AS bytes FROM gone"
+)
+
+
+async def cleanup(db: TenantSession, older_than_days: int) -> tuple[int, int]:
+    """Delete finished executions older than ``older_than_days`` (owners and admins only;
+    pending and running ones never); returns (how many, bytes of their rows)."""
+    if not permissions.granted(db.principal, permissions.Grant.EDIT_OTHERS):
+        raise Forbidden("Only the organization's owners and admins can delete execution history")
+    row = await db.fetchrow(_CLEANUP, org_id(db), older_than_days, CLEANUP_MAX)
+    assert row is not None
+    return row["deleted"], row["bytes"]

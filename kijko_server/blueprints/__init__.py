@@ -15,6 +15,7 @@ from kijko_core.config import Settings
 from kijko_server import health, swagger
 from kijko_server.blueprints import (
     auth,
+    executions,
     index,
     ingestion,
     members,
@@ -53,6 +54,7 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     organizations.bp,
     oauth.bp,
     sources.bp,
+    executions.bp,
     swagger.bp,
 )
 
