@@ -24,6 +24,7 @@ from kijko_server.blueprints import (
     projects,
     repositories,
     search,
+    skills,
     sources,
     wellknown,
 )
@@ -54,6 +55,7 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     organizations.bp,
     oauth.bp,
     sources.bp,
+    skills.bp,
     executions.bp,
     swagger.bp,
 )
