@@ -444,6 +444,13 @@ OUTSIDE_SUITES: dict[str, str] = {
     "/api/v1": "the API's index: public, test_shell.py",
     "/api/v1/auth/": "the caller's own credentials and session: test_auth_endpoints.py, test_keycloak*.py",
     "/api/v1/invitations/": "addressed by a one-time token, not an id: test_members.py",
+    # A skill's history by a query parameter; isolation (another organization's skill → the
+    # skills' 404) and roles in test_execution_history.py.
+    "/api/v1/skill-executions": "a skill's history by ?skillId=: test_execution_history.py",
+    # Under the habits' and reflexes' prefixes, until their domains register them (reading the
+    # habit or reflex): isolation and roles in test_execution_history.py.
+    "/api/v1/habits/<habit_id>/executions": "a habit's history: test_execution_history.py",
+    "/api/v1/reflexes/<reflex_id>/executions": "a reflex's history: test_execution_history.py",
 }
 
 # --- organization members -------------------------------------------------------------------------
@@ -549,6 +556,9 @@ SKILLS = Domain(
         Action("patch", "PATCH", _SKILL, _SKILL_WRITE, {"description": "changed by PATCH"}),
         Action("delete", "DELETE", _SKILL, _SKILL_WRITE),
         Action("duplicate", "POST", f"{_SKILL}/duplicate", _SKILL_COPY, {}),
+        # The skill's history and statistics (docs/execution-history.md): reading the skill.
+        Action("executions", "GET", f"{_SKILL}/executions", _SKILL_READ),
+        Action("stats", "GET", f"{_SKILL}/stats", _SKILL_READ, query={"period": "7d"}),
     ),
     create_rule=("POST", SKILLS_API),
     may_create=only("owner", "admin", "member", "creator", otherwise="403"),
@@ -561,8 +571,72 @@ SKILLS = Domain(
         ("POST", f"{SKILLS_API}/bulk/activate"): "ids in the body: test_skills.py",
         ("POST", f"{SKILLS_API}/bulk/deactivate"): "ids in the body: test_skills.py",
         ("DELETE", f"{SKILLS_API}/bulk"): "ids in the body: test_skills.py",
+        ("GET", f"{SKILLS_API}/stats"): "aggregates of the organization: test_execution_history.py",
+        ("GET", f"{SKILLS_API}/stats/overview"): "aggregates of the organization: test_execution_history.py",
+    },
+)
+
+# --- executions (the read side; docs/execution-history.md) ------------------------------------------
+
+EXECUTIONS_API = "/api/v1/executions"
+_EXECUTION = f"{EXECUTIONS_API}/<execution_id>"
+
+
+async def _make_execution(client: Client, account: Account, kind: str) -> dict[str, Any]:
+    """An execution of the account's, written in SQL (running one is the runs part's route)."""
+    from tests.executions_kit import db_now, insert, make_row
+
+    kijko = client.app.kijko
+    (row,) = await insert(kijko, [make_row(account.org_id, at=await db_now(kijko), user_id=account.user_id)])
+    return {"id": str(row.id)}
+
+
+async def _listed_executions(client: Client, account: Account) -> set[str]:
+    response = await client.get(EXECUTIONS_API, query_string={"limit": 100}, headers=account.headers)
+    body = await response.get_json()
+    assert response.status_code == 200 and body["total"] <= 100, body
+    return {execution["id"] for execution in body["executions"]}
+
+
+async def _executions_snapshot(client: Client, account: Account) -> dict[str, Any]:
+    listed = await client.get(EXECUTIONS_API, query_string={"limit": 100}, headers=account.headers)
+    stats = await client.get(f"{EXECUTIONS_API}/stats", headers=account.headers)
+    return {"list": await listed.get_json(), "stats": await stats.get_json()}
+
+
+# Executions are organization data (decision 0111): every member reads every execution.
+_EXECUTION_READ: Expected = {"execution": everyone()}
+_AGGREGATE = "aggregates of the organization: the isolation snapshot, test_execution_history.py"
+
+EXECUTIONS = Domain(
+    name="executions",
+    prefix=EXECUTIONS_API,
+    id_param="execution_id",
+    not_found="EXECUTION_NOT_FOUND",
+    kinds=("execution",),
+    new_body=lambda kind: {},
+    make=_make_execution,
+    listed=_listed_executions,
+    snapshot=_executions_snapshot,
+    actions=(
+        Action("get", "GET", _EXECUTION, _EXECUTION_READ),
+        Action("get full", "GET", f"{_EXECUTION}/full", _EXECUTION_READ),
+        Action("list", "LIST", EXECUTIONS_API, _EXECUTION_READ),
+    ),
+    create_rule=None,
+    may_create={},
+    collection_routes={
+        ("GET", EXECUTIONS_API): "the list: the 'list' action and the isolation snapshot",
+        ("GET", f"{EXECUTIONS_API}/recent"): "the organization's newest: test_execution_history.py",
+        ("GET", f"{EXECUTIONS_API}/running"): "the organization's active ones: test_execution_history.py",
+        ("GET", f"{EXECUTIONS_API}/stats"): _AGGREGATE,
+        ("GET", f"{EXECUTIONS_API}/cost-breakdown"): _AGGREGATE,
+        ("GET", f"{EXECUTIONS_API}/performance"): _AGGREGATE,
+        ("GET", f"{EXECUTIONS_API}/cost-projection"): _AGGREGATE,
+        ("GET", f"{EXECUTIONS_API}/export"): "the filtered list as text: test_execution_history.py",
+        ("DELETE", f"{EXECUTIONS_API}/cleanup"): "owners and admins, own organization: test_execution_history.py",
     },
 )
 
 
-DOMAINS: tuple[Domain, ...] = (PROJECTS, ORGANIZATION_MEMBERS, SKILLS)
+DOMAINS: tuple[Domain, ...] = (PROJECTS, ORGANIZATION_MEMBERS, SKILLS, EXECUTIONS)

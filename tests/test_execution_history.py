@@ -94,6 +94,7 @@ async def test_the_list_is_newest_first_with_an_id_tie_breaker_and_filters(
     assert (body["total"], body["page"], body["pageSize"], body["hasMore"]) == (6, 1, 20, False)
     by_id = {e["id"]: e for e in body["executions"]}
     assert by_id[str(rows[0].id)]["skill"]["name"] == "Writer"
+    assert by_id[str(rows[0].id)]["skill"]["promptTemplate"] == "Summarise {{text}} please"  # the Skill model
     assert by_id[str(rows[5].id)]["skill"] is None and by_id[str(rows[5].id)]["skillId"] is None
 
     # Pages: limit/offset, page = offset // limit + 1.
@@ -262,7 +263,7 @@ async def test_histories_of_a_skill_a_habit_and_a_reflex(
         status, error = await get(client, alice, f"{API}/skill-executions", skillId=str(target))
         assert (status, error["code"]) == (404, "SKILL_NOT_FOUND")
     status, error = await get(client, alice, f"{API}/skill-executions")
-    assert status == 422  # skillId is required
+    assert (status, error["code"], error["field"]) == (422, "VALIDATION_ERROR", "skillId")  # required
     status, error = await get(client, alice, f"{API}/habits/{habit}/executions", limit=101)
     assert status == 422
 

@@ -22,6 +22,7 @@ from kijko_server.app import KijkoApp, create_app
 from kijko_server.openapi import declared_errors
 from tests.automation import SKILL_OPERATIONS
 from tests.conftest import Account, sign_up
+from tests.executions_kit import EXECUTION_OPERATIONS
 from tests.ingestion_kit import INGESTION_OPERATIONS
 from tests.invitations import MEMBER_OPERATIONS
 from tests.keycloak_server import FakeKeycloak
@@ -275,6 +276,7 @@ async def test_each_other_operation_documents_exactly_its_errors(client: Any) ->
     # (WIZARD), ingestion in tests/ingestion_kit.py; each is triggered there.
     pinned = set(EXPECTED) | set(OTHERS) | set(MEMBER_OPERATIONS) | set(WIZARD) | set(INGESTION_OPERATIONS)
     pinned |= set(SKILL_OPERATIONS)
+    pinned |= set(EXECUTION_OPERATIONS)  # triggered in tests/test_execution_history.py
     assert operations == pinned, "a new operation: pin its errors here"
     for (method, path), statuses in OTHERS.items():
         assert set(documented_errors(spec, method, path)) == statuses | {"500"}, (method, path)

@@ -18,6 +18,7 @@ from pydantic import Field, model_validator
 
 from kijko_core import prices
 from kijko_core.projects.models import CreatorId
+from kijko_core.skills.models import Skill, skill_from_row
 from kijko_core.wire import WireInput, WireModel
 
 ExecutionStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
@@ -78,8 +79,7 @@ class SkillExecution(WireModel):
 class ExecutionWithSkill(SkillExecution):
     """An execution and its skill as it is now (``null`` once the skill is deleted)."""
 
-    # The Skill (kijko_core.skills.models) as the skills' own routes answer it.
-    skill: dict[str, Any] | None = None
+    skill: Skill | None = None
 
 
 def tokens_used(prompt_tokens: int | None, completion_tokens: int | None) -> int | None:
@@ -124,7 +124,10 @@ def execution_from_row(row: Mapping[str, Any]) -> SkillExecution:
 
 def execution_with_skill_from_row(row: Mapping[str, Any]) -> ExecutionWithSkill:
     """The same, with the row's ``skill`` column: the skill row as JSON (``to_jsonb``), or null."""
-    return ExecutionWithSkill.model_validate({**_fields(row), "skill": row["skill"]})
+    skill = row["skill"]
+    return ExecutionWithSkill.model_validate(
+        {**_fields(row), "skill": None if skill is None else skill_from_row(skill)}
+    )
 
 
 # --- queries ---------------------------------------------------------------------------------
@@ -181,9 +184,10 @@ class History(WireModel):
 
 
 class SkillHistoryQuery(WireInput):
-    """``GET /skill-executions?skillId=&limit=`` (the skill history tab)."""
+    """``GET /skill-executions?skillId=&limit=`` (the skill history tab). ``skillId`` is
+    required; checked once the tenant session is open (absent → 422 on ``skillId``)."""
 
-    skill_id: UUID
+    skill_id: UUID | None = None
     limit: int = Field(default=10, ge=1, le=LIST_MAX)
 
 

@@ -12,6 +12,7 @@ from pydantic import Field, RootModel
 from quart import Blueprint
 from quart_schema import validate_querystring
 
+from kijko_core.errors import ValidationFailed
 from kijko_core.executions import export as exports
 from kijko_core.executions import queries, stats
 from kijko_core.executions.errors import ExecutionNotFound
@@ -182,6 +183,8 @@ async def executions_get_full(execution_id: str) -> ExecutionWithSkill:
 async def executions_skill_history(query_args: SkillHistoryQuery) -> SkillHistory:
     """A skill's newest executions and whether there are more (the skill history tab)."""
     async with tenant(readonly=True) as db:
+        if query_args.skill_id is None:
+            raise ValidationFailed("skillId is required", field="skillId")
         await queries.require_skill(db, query_args.skill_id)
         found, total = await queries.for_skill(db, query_args.skill_id, query_args.limit, 0)
     return SkillHistory(executions=found, has_more=total > len(found))
