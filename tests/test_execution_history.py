@@ -130,6 +130,8 @@ async def test_the_list_is_newest_first_with_an_id_tie_breaker_and_filters(
         {"status": "done"},
         {"startDate": "2026-01-01T00:00:00"},
         {"skillId": "not-a-uuid"},
+        {"startDate": "0001-01-01T00:00:00+01:00"},  # before the first instant, once in UTC
+        {"endDate": "9999-12-31T23:59:59-01:00"},
         {"executionType": "cron"},
     ):
         status, error = await get(client, alice, EXECUTIONS, **bad)

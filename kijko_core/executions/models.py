@@ -9,12 +9,12 @@ replay was made from).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Final, Literal, get_args
+from typing import Annotated, Any, Final, Literal, get_args
 from uuid import UUID
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field
 
 from kijko_core import prices
 from kijko_core.projects.models import CreatorId
@@ -136,6 +136,20 @@ def execution_with_skill_from_row(row: Mapping[str, Any]) -> ExecutionWithSkill:
 LIST_MAX: Final = 100
 
 
+def _in_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        # A naive time would be read in someone's local zone; the API is UTC throughout.
+        raise ValueError("needs a time zone (UTC 'Z' or an offset)")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first representable instant
+        raise ValueError("out of range") from None
+
+
+#: A query's instant: with a zone, converted to UTC.
+ZonedDatetime = Annotated[datetime, AfterValidator(_in_utc)]
+
+
 class ExecutionFilters(WireInput):
     """``GET /executions`` and ``/executions/export`` (contract §3.5 ``ExecutionFilters``):
     dates are inclusive bounds on ``executedAt``."""
@@ -143,19 +157,10 @@ class ExecutionFilters(WireInput):
     skill_id: UUID | None = None
     status: ExecutionStatus | None = None
     execution_type: ExecutionType | None = None
-    start_date: datetime | None = None
-    end_date: datetime | None = None
+    start_date: ZonedDatetime | None = None
+    end_date: ZonedDatetime | None = None
     limit: int = Field(default=20, ge=1, le=LIST_MAX)
     offset: int = Field(default=0, ge=0, le=1_000_000)
-
-    @model_validator(mode="after")
-    def _dates_have_zones(self) -> ExecutionFilters:
-        for name in ("start_date", "end_date"):
-            value = getattr(self, name)
-            if value is not None and value.tzinfo is None:
-                # A naive time would be read in the server's zone; the API is UTC throughout.
-                raise ValueError(f"{name}: needs a time zone (UTC 'Z' or an offset)")
-        return self
 
 
 class ExecutionList(WireModel):

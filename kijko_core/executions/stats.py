@@ -21,11 +21,11 @@ from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from typing import Any, Final, Literal
 from uuid import UUID
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from kijko_core import prices
 from kijko_core.db import sql
-from kijko_core.executions.models import EXECUTION_STATUSES, EXECUTION_TYPES
+from kijko_core.executions.models import EXECUTION_STATUSES, EXECUTION_TYPES, ZonedDatetime
 from kijko_core.executions.queries import FILTERS, Db, org_id, require_skill
 from kijko_core.prices import PriceTable
 from kijko_core.wire import WireInput, WireModel
@@ -227,28 +227,14 @@ def _by_type(row: Any) -> ByType:
 class StatsQuery(WireInput):
     """``/executions/stats``: inclusive bounds on ``executedAt`` and a skill."""
 
-    start_date: datetime | None = None
-    end_date: datetime | None = None
+    start_date: ZonedDatetime | None = None
+    end_date: ZonedDatetime | None = None
     skill_id: UUID | None = None
-
-    @model_validator(mode="after")
-    def _dates_have_zones(self) -> StatsQuery:
-        for value in (self.start_date, self.end_date):
-            if value is not None and value.tzinfo is None:
-                raise ValueError("dates need a time zone (UTC 'Z' or an offset)")
-        return self
 
 
 class CostQuery(WireInput):
-    start_date: datetime | None = None
-    end_date: datetime | None = None
-
-    @model_validator(mode="after")
-    def _dates_have_zones(self) -> CostQuery:
-        for value in (self.start_date, self.end_date):
-            if value is not None and value.tzinfo is None:
-                raise ValueError("dates need a time zone (UTC 'Z' or an offset)")
-        return self
+    start_date: ZonedDatetime | None = None
+    end_date: ZonedDatetime | None = None
 
 
 class DayCount(WireModel):
