@@ -338,9 +338,40 @@ def render() -> str:
             for method, path, action in PROJECT_ROUTES
         ],
     )
-    return _TEMPLATE.format(
-        org=org, actions=actions, project=project, routes=routes, projects_sql=PROJECTS.readable_sql
+    skills = _table(
+        ["org role", *(title for title, _, _ in _SKILL_COLUMNS)],
+        [[str(role), *(_skill_verdict(role, action, own) for _, action, own in _SKILL_COLUMNS)] for role in OrgRole],
     )
+    return _TEMPLATE.format(
+        org=org, actions=actions, project=project, routes=routes, projects_sql=PROJECTS.readable_sql, skills=skills
+    )
+
+
+#: The columns of the skills table: (title, action, on the caller's own skill).
+_SKILL_COLUMNS: list[tuple[str, Action, bool]] = [
+    ("read any skill", Action.READ, False),
+    ("create, import, duplicate", Action.CREATE, True),
+    ("edit, delete own", Action.EDIT, True),
+    ("edit, delete others'", Action.EDIT, False),
+]
+
+
+@dataclass
+class _ExampleSkill:
+    organization_id: UUID
+    user_id: UUID | None
+
+
+def _skill_verdict(org_role: OrgRole, action: Action, own: bool) -> str:
+    me = Principal(uuid4(), uuid4(), "example", frozenset({org_role}), datetime.now(UTC))
+    skill = None if action is Action.CREATE else _ExampleSkill(me.org_id, me.user_id if own else uuid4())
+    try:
+        authorize(me, action, skill, policy=SKILLS)
+    except NotFound:
+        return "404"
+    except Forbidden:
+        return "403"
+    return "yes"
 
 
 #: Every project route and the action it needs: the rows of the matrix in docs/permissions.md
@@ -531,6 +562,19 @@ Also:
   ignored. Changing `type` is possible only while the status is `draft` (409
   `INVALID_STATUS` with `field: "type"`).
 - A malformed id in a path is the same 404 as an unknown one.
+
+## Skills
+
+Skills are organization data (see [skills](skills.md) and
+[decisions/0100](decisions/0100-skills-are-organization-data.md)): every member reads every
+skill of the organization; acting follows the organization table, the creator's own skill
+against someone else's (a skill whose creator was erased is someone else's). `yes` allowed,
+`403` `FORBIDDEN`; another organization's skill is `SKILL_NOT_FOUND` (404) for everyone.
+
+{skills}
+
+Bulk actions (`/skills/bulk/…`) act on the listed skills the caller may edit and skip the
+others; viewers get 403 ([decisions/0102](decisions/0102-bulk-actions-skip-what-the-caller-may-not-change.md)).
 """
 
 
