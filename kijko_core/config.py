@@ -245,6 +245,11 @@ class Settings(BaseSettings):
     ingestion_concurrency_per_org: int = Field(default=2, ge=1, le=1000)
     ingestion_queue_recheck_seconds: float = Field(default=5.0, ge=0.1, le=600)
 
+    # Habits (docs/habits.md): the shortest interval a schedule may fire at, and how many
+    # failed runs in a row deactivate a habit.
+    habit_min_interval_seconds: int = Field(default=60, ge=60, le=7 * 24 * 3600)
+    habit_max_consecutive_failures: int = Field(default=5, ge=1, le=1000)
+
     # Mail (docs/mail.md): SMTP when a URL is set, else the local outbox in the data dir.
     smtp_url: SecretUrl | None = None
     smtp_ca_file: Path | None = None
