@@ -25,6 +25,7 @@ from uuid import UUID, uuid4
 from kijko_core.auth.principal import OrgRole, Principal
 from kijko_core.db.sql import Fragment
 from kijko_core.errors import Forbidden, NotFound
+from kijko_core.habits.errors import HabitNotFound
 from kijko_core.organizations.models import MemberNotFound
 from kijko_core.projects.models import ProjectNotFound
 
@@ -237,6 +238,16 @@ ORGANIZATION_MEMBERS = Policy(
     name="organization members",
     not_found=MemberNotFound,
     readable=lambda principal, member: True,
+    readable_sql=Fragment("organization_id = $1"),
+)
+
+
+#: Habits are organization data (ARCHITECTURE §3): every member reads them (row-level security
+#: keeps them to the active organization); members edit their own, owners and admins all.
+HABITS = Policy(
+    name="habits",
+    not_found=HabitNotFound,
+    readable=lambda principal, habit: habit.organization_id == principal.org_id,
     readable_sql=Fragment("organization_id = $1"),
 )
 

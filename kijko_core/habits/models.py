@@ -10,6 +10,7 @@ from uuid import UUID
 from pydantic import Field, SerializationInfo, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from kijko_core.projects.models import CreatorId
+from kijko_core.skills.models import Skill
 from kijko_core.wire import PageQuery, WireInput, WireModel
 
 #: Largest ``config`` (its JSON): free-form objects on the wire are capped at 64 KiB.
@@ -59,6 +60,22 @@ class Habit(WireModel):
         if data.get(key) is None:
             data.pop(key, None)
         return data
+
+
+class HabitWithSkill(Habit):
+    """A habit with its skill (the full object, contract §3.3)."""
+
+    skill: Skill
+
+
+class HabitPage(WireModel):
+    """``{habits, total, page, pageSize, hasMore}`` (contract §1.4)."""
+
+    habits: list[HabitWithSkill]
+    total: int
+    page: int
+    page_size: int
+    has_more: bool
 
 
 class CreateHabit(WireInput):
