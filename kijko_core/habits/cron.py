@@ -57,7 +57,7 @@ def parse(expression: str) -> Schedule:
     """Validate a five-field cron expression; raises :class:`CronInvalid`."""
     fields = expression.split()
     if expression.strip().startswith("@"):
-        raise CronInvalid("Use five cron fields; aliases such as @hourly or @reboot are not accepted")
+        raise CronInvalid("Use five cron fields; @ aliases (hourly, daily, reboot…) are not accepted")
     if len(fields) != FIELDS:
         raise CronInvalid("A schedule has exactly five fields: minute, hour, day of month, month, day of week")
     for value in fields:
@@ -74,9 +74,13 @@ def parse(expression: str) -> Schedule:
     return Schedule(normalised)
 
 
+#: In the zone database's directory, but not a zone one chooses (the machine's, legacy rules).
+_NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
 @cache
 def _zones() -> frozenset[str]:
-    return frozenset(available_timezones())
+    return frozenset(available_timezones()) - _NOT_ZONES
 
 
 def zone(name: str) -> ZoneInfo:

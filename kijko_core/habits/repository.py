@@ -64,14 +64,15 @@ UPDATABLE = (
     "consecutive_failures",
     "last_error_message",
 )
-_UPDATE = sql.Update(TABLE, UPDATABLE, where=sql.Fragment("organization_id = kijko.current_org_id() AND id = $1"), leading=1)
+_UPDATE = sql.Update(
+    TABLE, UPDATABLE, where=sql.Fragment("organization_id = kijko.current_org_id() AND id = $1"), leading=1
+)
 
 _DELETE = sql.compose("DELETE FROM {table} WHERE {org} AND id = $1", table=TABLE, org=_ORG)
 
 # A run started by hand (run-now) counts like a scheduled one.
 _COUNT_RUN = sql.compose(
-    "UPDATE {table} SET run_count = run_count + 1, last_run_at = now(), updated_at = now()"
-    "\nWHERE {org} AND id = $1",
+    "UPDATE {table} SET run_count = run_count + 1, last_run_at = now(), updated_at = now()\nWHERE {org} AND id = $1",
     table=TABLE,
     org=_ORG,
 )
@@ -233,9 +234,7 @@ async def run_failed(db: Session, habit_id: UUID, message: str) -> None:
     await db.execute(_FAILED, habit_id, message)
 
 
-_CREATOR = (
-    "SELECT email, first_name, last_name FROM kijko.organization_members() WHERE user_id = $1"
-)
+_CREATOR = "SELECT email, first_name, last_name FROM kijko.organization_members() WHERE user_id = $1"
 
 
 async def creator(db: Session, user_id: UUID) -> asyncpg.Record | None:

@@ -51,8 +51,10 @@ from kijko_core.habits import cron, repository
 from kijko_core.habits import listener as _listener  # noqa: F401 — registers the finish listener
 from kijko_core.habits.models import Habit
 from kijko_core.logging import get_logger
+from kijko_core.skills import repository as skill_repository
 from kijko_core.skills import service as skills
-from kijko_core.skills.errors import SkillInactive, SkillNotFound
+from kijko_core.skills.inputs import validate_input
+from kijko_core.skills.templates import render_prompts
 
 if TYPE_CHECKING:
     from kijko_core.runtime import Kijko
@@ -182,12 +184,16 @@ async def _fire(
 
 async def _start(db: Session, habit: asyncpg.Record, scheduled_for: datetime, following: datetime) -> _Outcome:
     habit_id: UUID = habit["id"]
-    try:
-        skill, snapshot, values = await skills.runnable(db, habit["skill_id"], habit["config"], require_active=True)
-    except SkillInactive:
-        return _Outcome(habit_id, following, scheduled_for, fired=False, error=SKILL_INACTIVE_MESSAGE)
-    except SkillNotFound:  # cannot be: the habit goes with its skill (cascade)
+    skill = await skill_repository.get(db, habit["organization_id"], habit["skill_id"])  # type: ignore[arg-type]
+    if skill is None:  # cannot be: the habit goes with its skill (cascade)
         return _Outcome(habit_id, following, scheduled_for, fired=False, error="Skipped: the skill is gone")
+    if not skill.is_active:
+        return _Outcome(habit_id, following, scheduled_for, fired=False, error=SKILL_INACTIVE_MESSAGE)
+    try:
+        # What skills.service.runnable checks, for a service session (it takes a tenant's).
+        values = validate_input(skill.input_schema, habit["config"])
+        snapshot = skills.snapshot(skill)
+        render_prompts(snapshot, values)
     except ValidationFailed as error:
         # The config no longer fits the skill's input schema (the skill changed): a failed
         # run of the habit, counted towards deactivation; nothing is executed.

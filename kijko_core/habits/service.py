@@ -191,9 +191,7 @@ async def _save(db: TenantSession, habit: Habit, changes: dict[str, Any]) -> Hab
 
 async def update(db: TenantSession, habit_id: UUID, data: UpdateHabit, min_interval_seconds: int) -> Habit:
     habit = await _editable(db, habit_id)
-    changes: dict[str, Any] = {
-        key: getattr(data, key) for key in data.model_fields_set if key in repository.UPDATABLE
-    }
+    changes: dict[str, Any] = {key: getattr(data, key) for key in data.model_fields_set if key in repository.UPDATABLE}
     expression = changes.get("schedule_cron", habit.schedule_cron)
     timezone = changes.get("timezone", habit.timezone)
     active = changes.get("is_active", habit.is_active)

@@ -15,6 +15,7 @@ from kijko_core.config import Settings
 from kijko_server import health, swagger
 from kijko_server.blueprints import (
     auth,
+    habits,
     index,
     ingestion,
     members,
@@ -55,6 +56,7 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     oauth.bp,
     sources.bp,
     skills.bp,
+    habits.bp,
     swagger.bp,
 )
 
