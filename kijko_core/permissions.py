@@ -25,6 +25,7 @@ from uuid import UUID, uuid4
 from kijko_core.auth.principal import OrgRole, Principal
 from kijko_core.db.sql import Fragment
 from kijko_core.errors import Forbidden, NotFound
+from kijko_core.habits.errors import HabitNotFound
 from kijko_core.organizations.models import MemberNotFound
 from kijko_core.projects.models import ProjectNotFound
 from kijko_core.skills.errors import SkillNotFound
@@ -250,6 +251,16 @@ SKILLS = Policy(
     name="skills",
     not_found=SkillNotFound,
     readable=lambda principal, skill: skill.organization_id == principal.org_id,
+    readable_sql=Fragment("organization_id = $1"),
+)
+
+
+#: Habits are organization data (ARCHITECTURE §3): every member reads them (row-level security
+#: keeps them to the active organization); members edit their own, owners and admins all.
+HABITS = Policy(
+    name="habits",
+    not_found=HabitNotFound,
+    readable=lambda principal, habit: habit.organization_id == principal.org_id,
     readable_sql=Fragment("organization_id = $1"),
 )
 

@@ -16,6 +16,7 @@ from kijko_server import health, swagger
 from kijko_server.blueprints import (
     auth,
     executions,
+    habits,
     index,
     ingestion,
     members,
@@ -57,6 +58,7 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     sources.bp,
     skills.bp,
     executions.bp,
+    habits.bp,
     swagger.bp,
 )
 
