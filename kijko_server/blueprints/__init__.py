@@ -23,6 +23,7 @@ from kijko_server.blueprints import (
     projects,
     repositories,
     search,
+    skills,
     sources,
     wellknown,
 )
@@ -53,6 +54,7 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     organizations.bp,
     oauth.bp,
     sources.bp,
+    skills.bp,
     swagger.bp,
 )
 
