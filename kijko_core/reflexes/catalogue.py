@@ -19,10 +19,14 @@ from typing import Any, Final
 from uuid import UUID
 
 from kijko_core import jobs
-from kijko_core.db.session import Session
+from kijko_core.db.session import ServiceSession, Session, TenantSession
 
 #: The job kind that fires an event's reflexes.
 JOB_KIND: Final = "reflex.event"
+_LISTENING = (
+    "SELECT EXISTS (SELECT 1 FROM kijko.reflexes WHERE organization_id = $1 AND trigger_type = 'event'"
+    " AND is_active AND trigger_config ->> 'eventName' = $2)"
+)
 
 
 @dataclass(frozen=True)
@@ -71,4 +75,13 @@ async def emit(
     organization of a tenant or service session, or ``org_id`` from a system session)."""
     if name not in EVENTS:
         raise ValueError(f"not an event of the catalogue: {name}")
-    await jobs.enqueue(db, JOB_KIND, {"name": name, "data": data, "source": source}, org_id=org_id)
+    if org_id is None:
+        if isinstance(db, TenantSession):
+            org_id = db.principal.org_id
+        elif isinstance(db, ServiceSession):
+            org_id = db.org_id
+        else:
+            raise ValueError("emit from a system session names the organization")
+    # No job when nobody listens: most organizations have no event reflex for most events.
+    if await db.fetchval(_LISTENING, org_id, name):
+        await jobs.enqueue(db, JOB_KIND, {"name": name, "data": data, "source": source}, org_id=org_id)

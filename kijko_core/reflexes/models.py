@@ -18,6 +18,7 @@ from pydantic import Field, field_validator
 
 from kijko_core.db.sql import Fragment
 from kijko_core.projects.models import CreatorId
+from kijko_core.skills.models import Skill
 from kijko_core.wire import PageQuery, WireInput, WireModel
 
 #: Every trigger type the contract names (``triggersByType`` keys); plugins may add others.
@@ -210,8 +211,14 @@ class Accepted(WireModel):
     duplicate: bool = False
 
 
-class ReflexPage(WireModel):
-    reflexes: list[Any]
+class ReflexWithSkill(Reflex):
+    skill: Skill
+
+
+class ReflexWithSkillPage(WireModel):
+    """``GET /reflexes``: ``{reflexes, total, page, pageSize, hasMore}`` (contract §2.5)."""
+
+    reflexes: list[ReflexWithSkill]
     total: int
     page: int
     page_size: int

@@ -21,10 +21,12 @@ from kijko_server.blueprints import (
     oauth,
     organizations,
     projects,
+    reflexes,
     repositories,
     search,
     skills,
     sources,
+    webhooks,
     wellknown,
 )
 from kijko_server.ratelimits import AuthLimits
@@ -55,6 +57,8 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     oauth.bp,
     sources.bp,
     skills.bp,
+    reflexes.bp,
+    webhooks.bp,
     swagger.bp,
 )
 
