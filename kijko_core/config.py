@@ -261,6 +261,11 @@ class Settings(BaseSettings):
     llm_monthly_spend_cap: Decimal | None = Field(default=None, ge=0, max_digits=20, decimal_places=6)
     llm_spend_cap_currency: str = Field(default="usd", pattern=r"^[a-z]{3}$")
 
+    # Reflexes (docs/reflexes.md): the largest webhook body the receiver reads, deliveries one
+    # reflex may start per minute (counted after verification).
+    reflex_webhook_max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
+    reflex_rate_limit_per_minute: int = Field(default=60, ge=1, le=100_000)
+
     # Mail (docs/mail.md): SMTP when a URL is set, else the local outbox in the data dir.
     smtp_url: SecretUrl | None = None
     smtp_ca_file: Path | None = None

@@ -28,6 +28,7 @@ from kijko_core.errors import Forbidden, NotFound
 from kijko_core.habits.errors import HabitNotFound
 from kijko_core.organizations.models import MemberNotFound
 from kijko_core.projects.models import ProjectNotFound
+from kijko_core.reflexes.errors import ReflexNotFound
 from kijko_core.skills.errors import SkillNotFound
 
 
@@ -251,6 +252,14 @@ SKILLS = Policy(
     name="skills",
     not_found=SkillNotFound,
     readable=lambda principal, skill: skill.organization_id == principal.org_id,
+    readable_sql=Fragment("organization_id = $1"),
+)
+
+#: Reflexes: organization data like skills (members their own, owners/admins all, viewers read).
+REFLEXES = Policy(
+    name="reflexes",
+    not_found=ReflexNotFound,
+    readable=lambda principal, reflex: reflex.organization_id == principal.org_id,
     readable_sql=Fragment("organization_id = $1"),
 )
 

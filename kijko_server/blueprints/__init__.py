@@ -23,10 +23,12 @@ from kijko_server.blueprints import (
     oauth,
     organizations,
     projects,
+    reflexes,
     repositories,
     search,
     skills,
     sources,
+    webhooks,
     wellknown,
 )
 from kijko_server.ratelimits import AuthLimits
@@ -59,6 +61,8 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     skills.bp,
     executions.bp,
     habits.bp,
+    reflexes.bp,
+    webhooks.bp,
     swagger.bp,
 )
 
