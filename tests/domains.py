@@ -447,9 +447,8 @@ OUTSIDE_SUITES: dict[str, str] = {
     # A skill's history by a query parameter; isolation (another organization's skill → the
     # skills' 404) and roles in test_execution_history.py.
     "/api/v1/skill-executions": "a skill's history by ?skillId=: test_execution_history.py",
-    # Under the habits' and reflexes' prefixes, until their domains register them (reading the
-    # habit or reflex): isolation and roles in test_execution_history.py.
-    "/api/v1/habits/<habit_id>/executions": "a habit's history: test_execution_history.py",
+    # Under the reflexes' prefix, until a reflexes domain registers it as reading the reflex:
+    # isolation and roles in test_execution_history.py.
     "/api/v1/reflexes/<reflex_id>/executions": "a reflex's history: test_execution_history.py",
 }
 
@@ -639,4 +638,72 @@ EXECUTIONS = Domain(
 )
 
 
-DOMAINS: tuple[Domain, ...] = (PROJECTS, ORGANIZATION_MEMBERS, SKILLS, EXECUTIONS)
+# --- habits -----------------------------------------------------------------------------------------
+
+HABITS_API = "/api/v1/habits"
+_HABIT = f"{HABITS_API}/<habit_id>"
+
+
+async def _make_habit(client: Client, account: Account, kind: str) -> dict[str, Any]:
+    from tests.habits_kit import create_habit
+
+    return await create_habit(client, account)
+
+
+async def _listed_habits(client: Client, account: Account) -> set[str]:
+    response = await client.get(HABITS_API, query_string={"pageSize": 100}, headers=account.headers)
+    body = await response.get_json()
+    assert response.status_code == 200 and body["total"] <= 100, body
+    return {habit["id"] for habit in body["habits"]}
+
+
+async def _habit_snapshot(client: Client, account: Account) -> dict[str, Any]:
+    listed = await client.get(HABITS_API, query_string={"pageSize": 100}, headers=account.headers)
+    stats = await client.get(f"{HABITS_API}/stats", headers=account.headers)
+    executions = await client.get("/api/v1/skills", query_string={"pageSize": 100}, headers=account.headers)
+    return {"list": await listed.get_json(), "stats": await stats.get_json(), "skills": await executions.get_json()}
+
+
+# Habits are organization data (ARCHITECTURE §3, docs/habits.md): every member reads them; the
+# creator, owners and admins change, run and delete them.
+_HABIT_READ: Expected = {"habit": everyone()}
+_HABIT_WRITE: Expected = {"habit": only("owner", "admin", "creator", otherwise="403")}
+
+HABITS = Domain(
+    name="habits",
+    prefix=HABITS_API,
+    id_param="habit_id",
+    not_found="HABIT_NOT_FOUND",
+    kinds=("habit",),
+    new_body=lambda kind: {},
+    make=_make_habit,
+    listed=_listed_habits,
+    snapshot=_habit_snapshot,
+    actions=(
+        Action("get", "GET", _HABIT, _HABIT_READ),
+        Action("get full", "GET", f"{_HABIT}/full", _HABIT_READ),
+        Action("list", "LIST", HABITS_API, _HABIT_READ),
+        Action("update", "PUT", _HABIT, _HABIT_WRITE, {"scheduleCron": "30 8 * * 1-5", "timezone": "UTC"}),
+        Action("patch", "PATCH", _HABIT, _HABIT_WRITE, {"scheduleDescription": "changed by PATCH"}),
+        Action("delete", "DELETE", _HABIT, _HABIT_WRITE),
+        Action("activate", "POST", f"{_HABIT}/activate", _HABIT_WRITE),
+        Action("deactivate", "POST", f"{_HABIT}/deactivate", _HABIT_WRITE),
+        Action("reset errors", "POST", f"{_HABIT}/reset-errors", _HABIT_WRITE),
+        Action("run now", "POST", f"{_HABIT}/run-now", _HABIT_WRITE),
+        # Its history (docs/execution-history.md): reading the habit.
+        Action("executions", "GET", f"{_HABIT}/executions", _HABIT_READ),
+    ),
+    # The Habit has no organizationId on the wire (contract §3.3): tests/test_habit_routes.py
+    # sends foreign ids in create and update bodies and checks the rows.
+    create_rule=None,
+    may_create={},
+    collection_routes={
+        ("GET", HABITS_API): "the list: the 'list' action and the isolation snapshot",
+        ("POST", HABITS_API): "create: roles and foreign skillId/ids in test_habit_routes.py",
+        ("GET", f"{HABITS_API}/stats"): "aggregates: the isolation snapshot",
+        ("POST", f"{HABITS_API}/validate-cron"): "a cron string only, no habit: test_habit_routes.py",
+    },
+)
+
+
+DOMAINS: tuple[Domain, ...] = (PROJECTS, ORGANIZATION_MEMBERS, SKILLS, EXECUTIONS, HABITS)

@@ -320,9 +320,6 @@ class BulkResult(WireModel):
     count: int
 
 
-EXPORT_VERSION = "1.0"
-
-
 class ExportedSkill(WireModel):
     """A skill without its identity and counters (contract §2.3 export)."""
 
@@ -349,14 +346,8 @@ class ImportSkill(WireInput):
     """``{skill, version}``: the skill validated like a create; only version "1.0" is read."""
 
     skill: CreateSkill
-    version: Annotated[str, Field(max_length=20)]
-
-    @field_validator("version")
-    @classmethod
-    def _known_version(cls, value: str) -> str:
-        if value != EXPORT_VERSION:
-            raise ValueError(f'only version "{EXPORT_VERSION}" can be imported')
-        return value
+    #: Only the format this version writes; anything else is a 422 on ``version``.
+    version: Literal["1.0"]
 
 
 #: Fields whose change changes what runs: the skill's ``version`` goes up (decision 0101).

@@ -16,16 +16,19 @@ from kijko_server import health, swagger
 from kijko_server.blueprints import (
     auth,
     executions,
+    habits,
     index,
     ingestion,
     members,
     oauth,
     organizations,
     projects,
+    reflexes,
     repositories,
     search,
     skills,
     sources,
+    webhooks,
     wellknown,
 )
 from kijko_server.ratelimits import AuthLimits
@@ -57,6 +60,9 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     sources.bp,
     skills.bp,
     executions.bp,
+    habits.bp,
+    reflexes.bp,
+    webhooks.bp,
     swagger.bp,
 )
 
