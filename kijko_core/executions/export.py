@@ -17,7 +17,7 @@ from typing import Any, Final, Literal
 
 from kijko_core import prices
 from kijko_core.db import sql
-from kijko_core.executions.models import ExecutionFilters, tokens_used
+from kijko_core.executions.models import Filters, tokens_used
 from kijko_core.executions.queries import FILTERS, Db, filter_args
 from kijko_core.wire import WireModel
 
@@ -48,9 +48,8 @@ _ROWS = sql.compose(
 _TODAY = "SELECT (now() AT TIME ZONE 'UTC')::date"
 
 
-class ExportQuery(ExecutionFilters):
-    """The list's filters (``limit``/``offset`` are not used: an export starts at the newest)
-    and the format."""
+class ExportQuery(Filters):
+    """The list's filters and the format (an export starts at the newest, no pages)."""
 
     format: Literal["csv", "json"] = "json"
 

@@ -150,15 +150,20 @@ def _in_utc(value: datetime) -> datetime:
 ZonedDatetime = Annotated[datetime, AfterValidator(_in_utc)]
 
 
-class ExecutionFilters(WireInput):
-    """``GET /executions`` and ``/executions/export`` (contract §3.5 ``ExecutionFilters``):
-    dates are inclusive bounds on ``executedAt``."""
+class Filters(WireInput):
+    """What ``GET /executions`` and ``/executions/export`` filter on (contract §3.5
+    ``ExecutionFilters``): dates are inclusive bounds on ``executedAt``."""
 
     skill_id: UUID | None = None
     status: ExecutionStatus | None = None
     execution_type: ExecutionType | None = None
     start_date: ZonedDatetime | None = None
     end_date: ZonedDatetime | None = None
+
+
+class ExecutionFilters(Filters):
+    """``GET /executions``: the filters and a page."""
+
     limit: int = Field(default=20, ge=1, le=LIST_MAX)
     offset: int = Field(default=0, ge=0, le=1_000_000)
 

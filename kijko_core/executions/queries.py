@@ -22,6 +22,7 @@ from kijko_core.executions.models import (
     ExecutionFilters,
     ExecutionList,
     ExecutionWithSkill,
+    Filters,
     SkillExecution,
     execution_from_row,
     execution_with_skill_from_row,
@@ -106,7 +107,7 @@ def org_id(db: Db) -> UUID:
     return db.principal.org_id if isinstance(db, TenantSession) else db.org_id
 
 
-def filter_args(db: Db, filters: ExecutionFilters) -> list[Any]:
+def filter_args(db: Db, filters: Filters) -> list[Any]:
     """``$1``…``$6`` of :data:`FILTERS`."""
     return [
         org_id(db),
