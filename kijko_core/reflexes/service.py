@@ -8,7 +8,6 @@ whoever may edit the reflex (decision 0118).
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -168,11 +167,12 @@ def _stored_config(kind: ReflexType, config: BaseModel, url: str | None) -> dict
     return stored
 
 
-def _conditions_json(conditions: ReflexConditions | None) -> str | None:
+def _conditions_json(conditions: ReflexConditions | None) -> dict[str, Any] | None:
     if conditions is None:
         return None
     conditions_module.check(conditions)
-    return json.dumps(conditions.model_dump(by_alias=True, exclude_none=True))
+    stored: dict[str, Any] = conditions.model_dump(by_alias=True, exclude_none=True)
+    return stored
 
 
 async def _skill_for(db: TenantSession, raw_skill_id: str) -> Skill:
