@@ -444,6 +444,7 @@ OUTSIDE_SUITES: dict[str, str] = {
     "/api/v1": "the API's index: public, test_shell.py",
     "/api/v1/auth/": "the caller's own credentials and session: test_auth_endpoints.py, test_keycloak*.py",
     "/api/v1/invitations/": "addressed by a one-time token, not an id: test_members.py",
+    "/api/v1/webhooks/": "public, signed deliveries addressed by a reflex id: test_reflex_webhooks.py",
 }
 
 # --- organization members -------------------------------------------------------------------------
@@ -564,5 +565,74 @@ SKILLS = Domain(
     },
 )
 
+# --- reflexes ---------------------------------------------------------------------------------------
 
-DOMAINS: tuple[Domain, ...] = (PROJECTS, ORGANIZATION_MEMBERS, SKILLS)
+REFLEXES_API = "/api/v1/reflexes"
+_REFLEX = f"{REFLEXES_API}/<reflex_id>"
+
+
+async def _make_reflex(client: Client, account: Account, kind: str) -> dict[str, Any]:
+    """A webhook reflex on a skill of the account's (an ``echo`` skill: its test runs inline)."""
+    from tests.runs_kit import insert_skill  # noqa: PLC0415 — registers the echo skill type
+
+    skill = await insert_skill(client.app.kijko, account)
+    body = {"skillId": str(skill["id"]), "triggerType": kind, "triggerConfig": {}}
+    response = await client.post(REFLEXES_API, json=body, headers=account.headers)
+    assert response.status_code == 201, await response.get_data(as_text=True)
+    created: dict[str, Any] = await response.get_json()
+    return created
+
+
+async def _listed_reflexes(client: Client, account: Account) -> set[str]:
+    response = await client.get(REFLEXES_API, query_string={"pageSize": 100}, headers=account.headers)
+    body = await response.get_json()
+    assert response.status_code == 200 and body["total"] <= 100, body
+    return {reflex["id"] for reflex in body["reflexes"]}
+
+
+async def _reflex_snapshot(client: Client, account: Account) -> dict[str, Any]:
+    listed = await client.get(REFLEXES_API, query_string={"pageSize": 100}, headers=account.headers)
+    stats = await client.get(f"{REFLEXES_API}/stats", headers=account.headers)
+    return {"list": await listed.get_json(), "stats": await stats.get_json()}
+
+
+# Reflexes are organization data like skills (docs/reflexes.md): every member reads them; the
+# creator, owners and admins change, test them and see their secret (webhook-info).
+_REFLEX_READ: Expected = {"webhook": everyone()}
+_REFLEX_WRITE: Expected = {"webhook": only("owner", "admin", "creator", otherwise="403")}
+
+REFLEXES = Domain(
+    name="reflexes",
+    prefix=REFLEXES_API,
+    id_param="reflex_id",
+    not_found="REFLEX_NOT_FOUND",
+    kinds=("webhook",),
+    new_body=lambda kind: {},
+    make=_make_reflex,
+    listed=_listed_reflexes,
+    snapshot=_reflex_snapshot,
+    actions=(
+        Action("get", "GET", _REFLEX, _REFLEX_READ),
+        Action("get full", "GET", f"{_REFLEX}/full", _REFLEX_READ),
+        Action("list", "LIST", REFLEXES_API, _REFLEX_READ),
+        Action("update", "PUT", _REFLEX, _REFLEX_WRITE, {"conditions": {"matchAll": False}, "isActive": False}),
+        Action("patch", "PATCH", _REFLEX, _REFLEX_WRITE, {"triggerConfig": {"method": "POST"}}),
+        Action("delete", "DELETE", _REFLEX, _REFLEX_WRITE),
+        Action("activate", "POST", f"{_REFLEX}/activate", _REFLEX_WRITE),
+        Action("deactivate", "POST", f"{_REFLEX}/deactivate", _REFLEX_WRITE),
+        Action("reset errors", "POST", f"{_REFLEX}/reset-errors", _REFLEX_WRITE),
+        Action("test", "POST", f"{_REFLEX}/test", _REFLEX_WRITE, {"payload": {"name": "Ada"}}),
+        Action("regenerate secret", "POST", f"{_REFLEX}/regenerate-secret", _REFLEX_WRITE),
+        Action("webhook info", "GET", f"{_REFLEX}/webhook-info", _REFLEX_WRITE),
+    ),
+    create_rule=None,
+    may_create={},
+    collection_routes={
+        ("GET", REFLEXES_API): "the list: the 'list' action and the isolation snapshot",
+        ("POST", REFLEXES_API): "create, with a skill of the organization: test_reflexes.py (roles, foreign ids)",
+        ("GET", f"{REFLEXES_API}/stats"): "aggregates over the organization's reflexes: the isolation snapshot",
+    },
+)
+
+
+DOMAINS: tuple[Domain, ...] = (PROJECTS, ORGANIZATION_MEMBERS, SKILLS, REFLEXES)
