@@ -43,3 +43,26 @@ def signed(
 
 async def deliver(client: Any, reflex_id: str, body: bytes, headers: dict[str, str]) -> Any:
     return await client.post(RECEIVER + reflex_id, data=body, headers=headers)
+
+
+_BODY = {"400", "413", "415", "422"}
+R = "/api/v1/reflexes/{reflex_id}"
+#: The statuses each reflex operation documents besides 500 (tests/test_openapi_errors.py).
+REFLEX_OPERATIONS: dict[tuple[str, str], set[str]] = {
+    ("get", API): {"401", "403", "422"},
+    ("post", API): {"401", "403", "404"} | _BODY,
+    ("get", f"{API}/stats"): {"401", "403"},
+    ("get", R): {"401", "403", "404"},
+    ("get", f"{R}/full"): {"401", "403", "404"},
+    ("put", R): {"401", "403", "404", "409"} | _BODY,
+    ("patch", R): {"401", "403", "404", "409"} | _BODY,
+    ("delete", R): {"401", "403", "404"},
+    ("post", f"{R}/activate"): {"401", "403", "404", "409"},
+    ("post", f"{R}/deactivate"): {"401", "403", "404"},
+    ("post", f"{R}/reset-errors"): {"401", "403", "404", "409"},
+    ("post", f"{R}/test"): {"401", "403", "404"} | _BODY,
+    ("post", f"{R}/regenerate-secret"): {"401", "403", "404", "409"},
+    ("get", f"{R}/webhook-info"): {"401", "403", "404", "409"},
+    # The receiver: public, its body read raw (no 400/415: it is not parsed before it verifies).
+    ("post", "/api/v1/webhooks/reflex/{reflex_id}"): {"401", "409", "413", "422", "429", "503"},
+}

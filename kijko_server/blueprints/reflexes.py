@@ -146,7 +146,7 @@ async def reflexes_reset_errors(reflex_id: str) -> Reflex:
 
 
 @bp.post("/<reflex_id>/test")
-@responds(*TENANT_ERRORS, ReflexNotFound, SkillNotFound, ValidationFailed)
+@responds(*TENANT_ERRORS, ReflexNotFound, ValidationFailed)
 @validate_request(ReflexTest)
 @validate_response(ReflexTestResult)
 async def reflexes_test(reflex_id: str, data: ReflexTest) -> ReflexTestResult:
