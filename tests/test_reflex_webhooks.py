@@ -15,9 +15,10 @@ import pytest
 from standardwebhooks import Webhook
 
 from kijko_core.db.session import system_session
-from kijko_core.runtime import Kijko
+from kijko_core.runtime import Kijko, make_redis
 from kijko_server.app import create_app
 from tests.conftest import Account
+from tests.net import free_port
 from tests.reflex_kit import API, create_reflex, deliver, signed
 from tests.runs_kit import cancel_leftovers, execution, insert_skill
 
@@ -222,4 +223,21 @@ async def test_a_body_that_is_not_json_is_refused_after_verification(client: Any
     headers["webhook-signature"] = Webhook(secret).sign(headers["webhook-id"], at, "not json {")
     response = await deliver(client, reflex["id"], b"not json {", headers)
     assert response.status_code == 422 and (await response.get_json())["field"] == "body"
+    assert await _executions(kijko, reflex["id"]) == []
+
+
+async def test_the_rate_limit_with_its_redis_down_answers_503_not_500(
+    client: Any, kijko: Kijko, alice: Account, make_settings: Any
+) -> None:
+    reflex, secret = await _reflex(client, kijko, alice)
+    down = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    redis = make_redis(down)
+    try:
+        application = create_app(down, kijko=dataclasses.replace(kijko, settings=down, redis=redis))
+        async with application.test_app():
+            response = await deliver(application.test_client(), reflex["id"], *signed(secret, {"name": "Ada"}))
+    finally:
+        if redis is not None:
+            await redis.aclose()
+    assert response.status_code == 503 and (await response.get_json())["code"] == "SERVICE_UNAVAILABLE"
     assert await _executions(kijko, reflex["id"]) == []
