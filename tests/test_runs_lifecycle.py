@@ -4,7 +4,6 @@ retry and replay, the per-organization limit and the finish listeners."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
