@@ -55,10 +55,10 @@ class LlmSkillType(SkillType):
                     lambda: calls.complete(http, key, prompt, seconds=policy.timeout_seconds), policy
                 )
             except ProviderFailure as failure:
-                tracing.record(kijko, run, key, price, prompt, started, error=failure.message)
+                tracing.record(kijko, run, key, price, prompt, started, time.time(), error=failure.message)
                 raise SkillRunFailed(failure.code, failure.message) from None
         cost = price.cost(completion.prompt_tokens, completion.completion_tokens)
-        tracing.record(kijko, run, key, price, prompt, started, completion=completion, cost=cost)
+        tracing.record(kijko, run, key, price, prompt, started, time.time(), completion=completion, cost=cost)
         return _outcome(completion, price, key, cost)
 
     @staticmethod
