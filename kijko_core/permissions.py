@@ -27,6 +27,7 @@ from kijko_core.db.sql import Fragment
 from kijko_core.errors import Forbidden, NotFound
 from kijko_core.organizations.models import MemberNotFound
 from kijko_core.projects.models import ProjectNotFound
+from kijko_core.skills.errors import SkillNotFound
 
 
 class Grant(StrEnum):
@@ -241,6 +242,18 @@ ORGANIZATION_MEMBERS = Policy(
     name="organization members",
     not_found=MemberNotFound,
     readable=lambda principal, member: True,
+    readable_sql=Fragment("organization_id = $1"),
+)
+
+
+#: Skills are organization data (docs/skills.md): every member reads every skill of the
+#: organization (viewers included); acting follows the organization table — members create and
+#: change or delete their own, owners and admins everyone's (a skill whose creator was erased
+#: is "someone else's"), viewers only read.
+SKILLS = Policy(
+    name="skills",
+    not_found=SkillNotFound,
+    readable=lambda principal, skill: skill.organization_id == principal.org_id,
     readable_sql=Fragment("organization_id = $1"),
 )
 

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tests.automation import skill_body
 from tests.conftest import Account
 from tests.memberships import add_member
 
@@ -513,5 +514,61 @@ ORGANIZATION_MEMBERS = Domain(
         ("DELETE", f"{_CURRENT_ORG}/llm-keys/<provider>"): "owners and admins: test_llm_keys.py",
     },
 )
+# --- skills -----------------------------------------------------------------------------------------
 
-DOMAINS: tuple[Domain, ...] = (PROJECTS, ORGANIZATION_MEMBERS)
+SKILLS_API = "/api/v1/skills"
+_SKILL = f"{SKILLS_API}/<skill_id>"
+
+
+async def _listed_skills(client: Client, account: Account) -> set[str]:
+    response = await client.get(SKILLS_API, query_string={"pageSize": 100}, headers=account.headers)
+    body = await response.get_json()
+    assert response.status_code == 200 and body["total"] <= 100, body
+    return {skill["id"] for skill in body["skills"]}
+
+
+async def _skill_snapshot(client: Client, account: Account) -> dict[str, Any]:
+    listed = await client.get(SKILLS_API, query_string={"pageSize": 100}, headers=account.headers)
+    return {"list": await listed.get_json()}
+
+
+# Skills are organization data (ARCHITECTURE §3, docs/skills.md): every member reads them;
+# the creator, owners and admins change them; a copy is a create (viewers cannot).
+_SKILL_READ: Expected = {"skill": everyone()}
+_SKILL_WRITE: Expected = {"skill": only("owner", "admin", "creator", otherwise="403")}
+_SKILL_COPY: Expected = {"skill": only("owner", "admin", "member", "creator", otherwise="403")}
+
+SKILLS = Domain(
+    name="skills",
+    prefix=SKILLS_API,
+    id_param="skill_id",
+    not_found="SKILL_NOT_FOUND",
+    kinds=("skill",),
+    new_body=lambda kind: skill_body(),
+    listed=_listed_skills,
+    snapshot=_skill_snapshot,
+    actions=(
+        Action("get", "GET", _SKILL, _SKILL_READ),
+        Action("list", "LIST", SKILLS_API, _SKILL_READ),
+        Action("export", "GET", f"{_SKILL}/export", _SKILL_READ),
+        Action("update", "PUT", _SKILL, _SKILL_WRITE, {"description": "changed by PUT", "isActive": False}),
+        Action("patch", "PATCH", _SKILL, _SKILL_WRITE, {"description": "changed by PATCH"}),
+        Action("delete", "DELETE", _SKILL, _SKILL_WRITE),
+        Action("duplicate", "POST", f"{_SKILL}/duplicate", _SKILL_COPY, {}),
+    ),
+    create_rule=("POST", SKILLS_API),
+    may_create=only("owner", "admin", "member", "creator", otherwise="403"),
+    collection_routes={
+        ("GET", SKILLS_API): "the list: the 'list' action and the isolation snapshot",
+        ("POST", SKILLS_API): "create: may_create, and foreign ids in its body",
+        ("POST", f"{SKILLS_API}/import"): "a create from an export: test_skills.py (roles, validation)",
+        # Ids in the body: other organizations' are skipped (test_skills.py checks their rows
+        # in SQL), others' skills only by owners and admins.
+        ("POST", f"{SKILLS_API}/bulk/activate"): "ids in the body: test_skills.py",
+        ("POST", f"{SKILLS_API}/bulk/deactivate"): "ids in the body: test_skills.py",
+        ("DELETE", f"{SKILLS_API}/bulk"): "ids in the body: test_skills.py",
+    },
+)
+
+
+DOMAINS: tuple[Domain, ...] = (PROJECTS, ORGANIZATION_MEMBERS, SKILLS)

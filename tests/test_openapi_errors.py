@@ -20,6 +20,7 @@ from kijko_core.db.session import system_session
 from kijko_core.runtime import Kijko, make_redis
 from kijko_server.app import KijkoApp, create_app
 from kijko_server.openapi import declared_errors
+from tests.automation import SKILL_OPERATIONS
 from tests.conftest import Account, sign_up
 from tests.ingestion_kit import INGESTION_OPERATIONS
 from tests.invitations import MEMBER_OPERATIONS
@@ -273,6 +274,7 @@ async def test_each_other_operation_documents_exactly_its_errors(client: Any) ->
     # Members pin theirs in tests/test_members.py, the wizard's sources in tests/test_sources.py
     # (WIZARD), ingestion in tests/ingestion_kit.py; each is triggered there.
     pinned = set(EXPECTED) | set(OTHERS) | set(MEMBER_OPERATIONS) | set(WIZARD) | set(INGESTION_OPERATIONS)
+    pinned |= set(SKILL_OPERATIONS)
     assert operations == pinned, "a new operation: pin its errors here"
     for (method, path), statuses in OTHERS.items():
         assert set(documented_errors(spec, method, path)) == statuses | {"500"}, (method, path)

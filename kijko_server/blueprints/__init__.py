@@ -24,6 +24,7 @@ from kijko_server.blueprints import (
     projects,
     repositories,
     search,
+    skills,
     sources,
     wellknown,
 )
@@ -55,6 +56,7 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     llm_keys.bp,
     oauth.bp,
     sources.bp,
+    skills.bp,
     swagger.bp,
 )
 
