@@ -23,6 +23,7 @@ from kijko_server.blueprints import (
     organizations,
     projects,
     repositories,
+    runs,
     search,
     skills,
     sources,
@@ -57,6 +58,7 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     oauth.bp,
     sources.bp,
     skills.bp,
+    runs.bp,
     swagger.bp,
 )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 from uuid import UUID
 
 from quart import Blueprint
@@ -27,6 +28,7 @@ from kijko_core.permissions import Action, authorize
 from kijko_core.plugins import PluginError
 from kijko_core.prices import ModelNotPriced
 from kijko_core.skills import service as skills
+from kijko_core.skills import templates
 from kijko_core.skills.errors import SkillInactive, SkillNotFound
 from kijko_core.skills.inputs import validate_input
 from kijko_core.skills.models import InputSchemaField
@@ -93,7 +95,7 @@ async def runs_test_draft(data: TestDraft) -> ExecuteSkillResponse:
         # Without a schema the input is used as given: each placeholder names an input.
         schema = [
             InputSchemaField(name=name, type="string")
-            for name in skills.templates.roots(data.prompt_template + "\n" + (data.system_prompt or ""))
+            for name in templates.roots(data.prompt_template + "\n" + (data.system_prompt or ""))
         ]
     type_config = skills.check_definition(
         kijko,
@@ -105,7 +107,7 @@ async def runs_test_draft(data: TestDraft) -> ExecuteSkillResponse:
         input_schema=schema,
     )
     values = dict(data.input or {}) if data.input_schema is None else validate_input(schema, data.input)
-    snapshot = {
+    snapshot: dict[str, Any] = {
         "skillId": None,
         "skillName": "Draft",
         "skillVersion": 0,
@@ -136,7 +138,7 @@ async def runs_test_skill(skill_id: str, data: TestSkill) -> ExecuteSkillRespons
     return await _test(snapshot, values)
 
 
-async def _test(snapshot: dict[str, object], values: dict[str, object]) -> ExecuteSkillResponse:
+async def _test(snapshot: dict[str, Any], values: dict[str, Any]) -> ExecuteSkillResponse:
     kijko = runtime()
     async with tenant(readonly=True) as db:
         authorize(db.principal, Action.CREATE, policy=lifecycle.EXECUTIONS)
@@ -175,7 +177,7 @@ async def runs_retry_execution(execution_id: str) -> RetryResponse:
     async with tenant() as db:
         await lifecycle.authorize_on(db, identifier, Action.EDIT)
 
-        async def current(skill_id: UUID, values: dict[str, object]) -> tuple[dict[str, object], dict[str, object]]:
+        async def current(skill_id: UUID, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
             try:
                 _, snapshot, checked = await skills.runnable(db, skill_id, values)
             except SkillNotFound:
