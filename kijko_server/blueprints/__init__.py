@@ -15,6 +15,7 @@ from kijko_core.config import Settings
 from kijko_server import health, swagger
 from kijko_server.blueprints import (
     auth,
+    executions,
     index,
     ingestion,
     llm_keys,
@@ -59,6 +60,7 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     sources.bp,
     skills.bp,
     runs.bp,
+    executions.bp,
     swagger.bp,
 )
 
