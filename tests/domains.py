@@ -555,6 +555,11 @@ SKILLS = Domain(
         Action("patch", "PATCH", _SKILL, _SKILL_WRITE, {"description": "changed by PATCH"}),
         Action("delete", "DELETE", _SKILL, _SKILL_WRITE),
         Action("duplicate", "POST", f"{_SKILL}/duplicate", _SKILL_COPY, {}),
+        # Running a skill is a create (docs/executions.md): every role but viewers, on any
+        # skill of the organization. The suites run no worker: execute answers pending, and
+        # test runs inline (the llm type without a key answers failed, still a 200).
+        Action("execute", "POST", f"{_SKILL}/execute", _SKILL_COPY, {"input": {"topic": "tides"}}),
+        Action("test", "POST", f"{_SKILL}/test", _SKILL_COPY, {"input": {"topic": "tides"}}),
     ),
     create_rule=("POST", SKILLS_API),
     may_create=only("owner", "admin", "member", "creator", otherwise="403"),
@@ -567,6 +572,7 @@ SKILLS = Domain(
         ("POST", f"{SKILLS_API}/bulk/activate"): "ids in the body: test_skills.py",
         ("POST", f"{SKILLS_API}/bulk/deactivate"): "ids in the body: test_skills.py",
         ("DELETE", f"{SKILLS_API}/bulk"): "ids in the body: test_skills.py",
+        ("POST", f"{SKILLS_API}/test"): "a draft without an id: test_runs_routes.py (roles, validation)",
     },
 )
 
