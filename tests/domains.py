@@ -507,6 +507,12 @@ ORGANIZATION_MEMBERS = Domain(
         ("GET", _CURRENT_ORG): "the token's organization: the isolation snapshot, test_organizations.py",
         ("PATCH", _CURRENT_ORG): "owners only, own organization: test_organizations.py",
         ("GET", _ORG_MEMBERS): "the 'list' action and the isolation snapshot",
+        # Addressed by provider name, not an id; roles and isolation between organizations:
+        ("GET", f"{_CURRENT_ORG}/llm-keys"): "owners and admins: test_llm_keys.py",
+        ("GET", f"{_CURRENT_ORG}/llm-keys/<provider>"): "owners and admins: test_llm_keys.py",
+        ("PUT", f"{_CURRENT_ORG}/llm-keys/<provider>"): "owners and admins: test_llm_keys.py",
+        ("PATCH", f"{_CURRENT_ORG}/llm-keys/<provider>"): "owners and admins: test_llm_keys.py",
+        ("DELETE", f"{_CURRENT_ORG}/llm-keys/<provider>"): "owners and admins: test_llm_keys.py",
     },
 )
 # --- skills -----------------------------------------------------------------------------------------
@@ -550,6 +556,11 @@ SKILLS = Domain(
         Action("patch", "PATCH", _SKILL, _SKILL_WRITE, {"description": "changed by PATCH"}),
         Action("delete", "DELETE", _SKILL, _SKILL_WRITE),
         Action("duplicate", "POST", f"{_SKILL}/duplicate", _SKILL_COPY, {}),
+        # Running a skill is a create (docs/executions.md): every role but viewers, on any
+        # skill of the organization. The suites run no worker: execute answers pending, and
+        # test runs inline (the llm type without a key answers failed, still a 200).
+        Action("execute", "POST", f"{_SKILL}/execute", _SKILL_COPY, {"input": {"topic": "tides"}}),
+        Action("test", "POST", f"{_SKILL}/test", _SKILL_COPY, {"input": {"topic": "tides"}}),
     ),
     create_rule=("POST", SKILLS_API),
     may_create=only("owner", "admin", "member", "creator", otherwise="403"),
@@ -562,6 +573,7 @@ SKILLS = Domain(
         ("POST", f"{SKILLS_API}/bulk/activate"): "ids in the body: test_skills.py",
         ("POST", f"{SKILLS_API}/bulk/deactivate"): "ids in the body: test_skills.py",
         ("DELETE", f"{SKILLS_API}/bulk"): "ids in the body: test_skills.py",
+        ("POST", f"{SKILLS_API}/test"): "a draft without an id: test_runs_routes.py (roles, validation)",
     },
 )
 

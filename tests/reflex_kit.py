@@ -60,7 +60,7 @@ REFLEX_OPERATIONS: dict[tuple[str, str], set[str]] = {
     ("post", f"{R}/activate"): {"401", "403", "404", "409"},
     ("post", f"{R}/deactivate"): {"401", "403", "404"},
     ("post", f"{R}/reset-errors"): {"401", "403", "404", "409"},
-    ("post", f"{R}/test"): {"401", "403", "404"} | _BODY,
+    ("post", f"{R}/test"): {"401", "403", "404", "429"} | _BODY,
     ("post", f"{R}/regenerate-secret"): {"401", "403", "404", "409"},
     ("get", f"{R}/webhook-info"): {"401", "403", "404", "409"},
     # The receiver: public, its body read raw (no 400/415: it is not parsed before it verifies).

@@ -15,14 +15,17 @@ from kijko_core.config import Settings
 from kijko_server import health, swagger
 from kijko_server.blueprints import (
     auth,
+    executions,
     index,
     ingestion,
+    llm_keys,
     members,
     oauth,
     organizations,
     projects,
     reflexes,
     repositories,
+    runs,
     search,
     skills,
     sources,
@@ -54,11 +57,14 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     search.bp,
     ingestion.bp,
     organizations.bp,
+    llm_keys.bp,
     oauth.bp,
     sources.bp,
     skills.bp,
     reflexes.bp,
     webhooks.bp,
+    runs.bp,
+    executions.bp,
     swagger.bp,
 )
 
