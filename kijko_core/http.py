@@ -14,9 +14,7 @@ from kijko_core import __version__
 from kijko_core.config import Settings
 
 
-def make_http_client(
-    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
-) -> httpx.AsyncClient:
+def make_http_client(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
     timeout = settings.http_timeout_seconds
     return httpx.AsyncClient(
         # connect is the short one: an address that does not answer is down, not slow.

@@ -83,8 +83,7 @@ class Kijko:
                 if behind:
                     names = ", ".join(m.label for m in behind)
                     raise migrations.SchemaBehind(
-                        [f"the database schema is behind, pending migrations: {names};"
-                         " run `kijko migrate` first"]
+                        [f"the database schema is behind, pending migrations: {names}; run `kijko migrate` first"]
                     )
             app_db = make_pool(urls.app, size=settings.db_pool_size)
             system_db = make_pool(urls.system, size=settings.db_system_pool_size)
@@ -105,7 +104,16 @@ class Kijko:
                 embedded.stop()
             raise
         return cls(
-            settings, urls, keyring, app_db, system_db, identity, http, egress, embedded, redis,
+            settings,
+            urls,
+            keyring,
+            app_db,
+            system_db,
+            identity,
+            http,
+            egress,
+            embedded,
+            redis,
             storage=storage,
             provider_cache=ProviderCache(redis, settings.provider_cache_seconds),
             prices=prices,
@@ -152,9 +160,7 @@ def resolve_keyring(settings: Settings) -> Keyring:
         try:
             return Keyring.from_setting(settings.encryption_keys.get_secret_value())
         except ValueError:
-            raise ConfigurationError(
-                ["KIJKO_ENCRYPTION_KEYS: not a comma-separated list of Fernet keys"]
-            ) from None
+            raise ConfigurationError(["KIJKO_ENCRYPTION_KEYS: not a comma-separated list of Fernet keys"]) from None
     data = DataDirectory(settings.data_dir).ensure()
     return Keyring([data.secret("encryption-key", Keyring.generate_key)])
 

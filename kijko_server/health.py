@@ -80,8 +80,6 @@ async def readiness() -> Readiness:
         components["identity"] = "degraded"
     failing = sorted(name for name, state in components.items() if state == "unavailable")
     if failing:
-        raise ServiceUnavailable(
-            f"Not ready: {', '.join(failing)} unavailable", details={"components": components}
-        )
+        raise ServiceUnavailable(f"Not ready: {', '.join(failing)} unavailable", details={"components": components})
     status: Literal["ok", "degraded"] = "ok" if all(v == "ok" for v in components.values()) else "degraded"
     return Readiness(status=status, version=__version__, components=components)

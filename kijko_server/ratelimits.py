@@ -171,14 +171,12 @@ class AuthLimits:
     """The limits the auth routes use, built from the settings."""
 
     def __init__(self, settings: Settings) -> None:
-        self.per_address = Limit(
-            "address", settings.rate_limit_auth_per_minute, 60, by_client_address
-        )
-        self.refresh = Limit(
-            "address", settings.rate_limit_refresh_per_minute, 60, by_client_address
-        )
+        self.per_address = Limit("address", settings.rate_limit_auth_per_minute, 60, by_client_address)
+        self.refresh = Limit("address", settings.rate_limit_refresh_per_minute, 60, by_client_address)
         self.per_account = Limit(
-            "account", settings.rate_limit_login_per_account_per_hour, 3600,
+            "account",
+            settings.rate_limit_login_per_account_per_hour,
+            3600,
             by_login_account_and_address,
         )
 

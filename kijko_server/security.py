@@ -153,7 +153,8 @@ async def require_revocation_check(response: Response) -> Response:
         # The answer of any crash, keeping the headers already set (CORS, no-store, request id)
         # so the browser can read it.
         kept = {
-            name: value for name, value in response.headers.items()
+            name: value
+            for name, value in response.headers.items()
             if name.lower() not in ("content-type", "content-length")
         }
         return error_response(KijkoError(details={"requestId": current_request_id()}), kept)

@@ -447,9 +447,7 @@ OUTSIDE_SUITES: dict[str, str] = {
     # A skill's history by a query parameter; isolation (another organization's skill → the
     # skills' 404) and roles in test_execution_history.py.
     "/api/v1/skill-executions": "a skill's history by ?skillId=: test_execution_history.py",
-    # Under the reflexes' prefix, until a reflexes domain registers it as reading the reflex:
-    # isolation and roles in test_execution_history.py.
-    "/api/v1/reflexes/<reflex_id>/executions": "a reflex's history: test_execution_history.py",
+    "/api/v1/webhooks/": "public, signed deliveries addressed by a reflex id: test_reflex_webhooks.py",
 }
 
 # --- organization members -------------------------------------------------------------------------
@@ -512,6 +510,12 @@ ORGANIZATION_MEMBERS = Domain(
         ("GET", _CURRENT_ORG): "the token's organization: the isolation snapshot, test_organizations.py",
         ("PATCH", _CURRENT_ORG): "owners only, own organization: test_organizations.py",
         ("GET", _ORG_MEMBERS): "the 'list' action and the isolation snapshot",
+        # Addressed by provider name, not an id; roles and isolation between organizations:
+        ("GET", f"{_CURRENT_ORG}/llm-keys"): "owners and admins: test_llm_keys.py",
+        ("GET", f"{_CURRENT_ORG}/llm-keys/<provider>"): "owners and admins: test_llm_keys.py",
+        ("PUT", f"{_CURRENT_ORG}/llm-keys/<provider>"): "owners and admins: test_llm_keys.py",
+        ("PATCH", f"{_CURRENT_ORG}/llm-keys/<provider>"): "owners and admins: test_llm_keys.py",
+        ("DELETE", f"{_CURRENT_ORG}/llm-keys/<provider>"): "owners and admins: test_llm_keys.py",
     },
 )
 # --- skills -----------------------------------------------------------------------------------------
@@ -558,6 +562,11 @@ SKILLS = Domain(
         # The skill's history and statistics (docs/execution-history.md): reading the skill.
         Action("executions", "GET", f"{_SKILL}/executions", _SKILL_READ),
         Action("stats", "GET", f"{_SKILL}/stats", _SKILL_READ, query={"period": "7d"}),
+        # Running a skill is a create (docs/executions.md): every role but viewers, on any
+        # skill of the organization. The suites run no worker: execute answers pending, and
+        # test runs inline (the llm type without a key answers failed, still a 200).
+        Action("execute", "POST", f"{_SKILL}/execute", _SKILL_COPY, {"input": {"topic": "tides"}}),
+        Action("test", "POST", f"{_SKILL}/test", _SKILL_COPY, {"input": {"topic": "tides"}}),
     ),
     create_rule=("POST", SKILLS_API),
     may_create=only("owner", "admin", "member", "creator", otherwise="403"),
@@ -570,6 +579,7 @@ SKILLS = Domain(
         ("POST", f"{SKILLS_API}/bulk/activate"): "ids in the body: test_skills.py",
         ("POST", f"{SKILLS_API}/bulk/deactivate"): "ids in the body: test_skills.py",
         ("DELETE", f"{SKILLS_API}/bulk"): "ids in the body: test_skills.py",
+        ("POST", f"{SKILLS_API}/test"): "a draft without an id: test_runs_routes.py (roles, validation)",
         ("GET", f"{SKILLS_API}/stats"): "aggregates of the organization: test_execution_history.py",
         ("GET", f"{SKILLS_API}/stats/overview"): "aggregates of the organization: test_execution_history.py",
     },
@@ -634,6 +644,11 @@ EXECUTIONS = Domain(
         ("GET", f"{EXECUTIONS_API}/cost-projection"): _AGGREGATE,
         ("GET", f"{EXECUTIONS_API}/export"): "the filtered list as text: test_execution_history.py",
         ("DELETE", f"{EXECUTIONS_API}/cleanup"): "owners and admins, own organization: test_execution_history.py",
+        # The runs part's routes: the isolation suite covers them by id; their roles (who may
+        # cancel, retry, replay, and in which states) in test_runs_routes.py.
+        ("POST", f"{_EXECUTION}/cancel"): "runs: roles and states in test_runs_routes.py",
+        ("POST", f"{_EXECUTION}/retry"): "runs: roles and states in test_runs_routes.py",
+        ("POST", f"{_EXECUTION}/replay"): "runs: roles and states in test_runs_routes.py",
     },
 )
 
@@ -706,4 +721,76 @@ HABITS = Domain(
 )
 
 
-DOMAINS: tuple[Domain, ...] = (PROJECTS, ORGANIZATION_MEMBERS, SKILLS, EXECUTIONS, HABITS)
+# --- reflexes ---------------------------------------------------------------------------------------
+
+REFLEXES_API = "/api/v1/reflexes"
+_REFLEX = f"{REFLEXES_API}/<reflex_id>"
+
+
+async def _make_reflex(client: Client, account: Account, kind: str) -> dict[str, Any]:
+    """A webhook reflex on a skill of the account's (an ``echo`` skill: its test runs inline)."""
+    from tests.runs_kit import insert_skill  # noqa: PLC0415 — registers the echo skill type
+
+    skill = await insert_skill(client.app.kijko, account)
+    body = {"skillId": str(skill["id"]), "triggerType": kind, "triggerConfig": {}}
+    response = await client.post(REFLEXES_API, json=body, headers=account.headers)
+    assert response.status_code == 201, await response.get_data(as_text=True)
+    created: dict[str, Any] = await response.get_json()
+    return created
+
+
+async def _listed_reflexes(client: Client, account: Account) -> set[str]:
+    response = await client.get(REFLEXES_API, query_string={"pageSize": 100}, headers=account.headers)
+    body = await response.get_json()
+    assert response.status_code == 200 and body["total"] <= 100, body
+    return {reflex["id"] for reflex in body["reflexes"]}
+
+
+async def _reflex_snapshot(client: Client, account: Account) -> dict[str, Any]:
+    listed = await client.get(REFLEXES_API, query_string={"pageSize": 100}, headers=account.headers)
+    stats = await client.get(f"{REFLEXES_API}/stats", headers=account.headers)
+    return {"list": await listed.get_json(), "stats": await stats.get_json()}
+
+
+# Reflexes are organization data like skills (docs/reflexes.md): every member reads them; the
+# creator, owners and admins change, test them and see their secret (webhook-info).
+_REFLEX_READ: Expected = {"webhook": everyone()}
+_REFLEX_WRITE: Expected = {"webhook": only("owner", "admin", "creator", otherwise="403")}
+
+REFLEXES = Domain(
+    name="reflexes",
+    prefix=REFLEXES_API,
+    id_param="reflex_id",
+    not_found="REFLEX_NOT_FOUND",
+    kinds=("webhook",),
+    new_body=lambda kind: {},
+    make=_make_reflex,
+    listed=_listed_reflexes,
+    snapshot=_reflex_snapshot,
+    actions=(
+        Action("get", "GET", _REFLEX, _REFLEX_READ),
+        Action("get full", "GET", f"{_REFLEX}/full", _REFLEX_READ),
+        Action("list", "LIST", REFLEXES_API, _REFLEX_READ),
+        Action("update", "PUT", _REFLEX, _REFLEX_WRITE, {"conditions": {"matchAll": False}, "isActive": False}),
+        Action("patch", "PATCH", _REFLEX, _REFLEX_WRITE, {"triggerConfig": {"method": "POST"}}),
+        Action("delete", "DELETE", _REFLEX, _REFLEX_WRITE),
+        Action("activate", "POST", f"{_REFLEX}/activate", _REFLEX_WRITE),
+        Action("deactivate", "POST", f"{_REFLEX}/deactivate", _REFLEX_WRITE),
+        Action("reset errors", "POST", f"{_REFLEX}/reset-errors", _REFLEX_WRITE),
+        Action("test", "POST", f"{_REFLEX}/test", _REFLEX_WRITE, {"payload": {"name": "Ada"}}),
+        Action("regenerate secret", "POST", f"{_REFLEX}/regenerate-secret", _REFLEX_WRITE),
+        Action("webhook info", "GET", f"{_REFLEX}/webhook-info", _REFLEX_WRITE),
+        # Its history (docs/execution-history.md): reading the reflex.
+        Action("executions", "GET", f"{_REFLEX}/executions", _REFLEX_READ),
+    ),
+    create_rule=None,
+    may_create={},
+    collection_routes={
+        ("GET", REFLEXES_API): "the list: the 'list' action and the isolation snapshot",
+        ("POST", REFLEXES_API): "create, with a skill of the organization: test_reflexes.py (roles, foreign ids)",
+        ("GET", f"{REFLEXES_API}/stats"): "aggregates over the organization's reflexes: the isolation snapshot",
+    },
+)
+
+
+DOMAINS: tuple[Domain, ...] = (PROJECTS, ORGANIZATION_MEMBERS, SKILLS, EXECUTIONS, HABITS, REFLEXES)

@@ -17,8 +17,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 
 from kijko_core.db.session import system_session, tenant_session
-from kijko_core.plugins import SkillOutcome, SkillRun, SkillRunFailed, SkillType
-from kijko_core.plugins import registry
+from kijko_core.plugins import SkillOutcome, SkillRun, SkillRunFailed, SkillType, registry
 from kijko_core.runtime import Kijko
 from tests.conftest import Account
 

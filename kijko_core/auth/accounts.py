@@ -64,8 +64,7 @@ async def find_user_by_email(db: SystemSession, email: str) -> asyncpg.Record | 
 async def default_organization(db: SystemSession, user_id: UUID) -> UUID | None:
     """The organization a fresh login lands in: the oldest membership."""
     return await db.fetchval(
-        "SELECT organization_id FROM kijko.memberships WHERE user_id = $1"
-        " ORDER BY created_at, organization_id LIMIT 1",
+        "SELECT organization_id FROM kijko.memberships WHERE user_id = $1 ORDER BY created_at, organization_id LIMIT 1",
         user_id,
     )
 

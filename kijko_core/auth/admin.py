@@ -90,7 +90,12 @@ async def list_memberships(db: SystemSession, org_id: UUID | None = None) -> lis
     )
     return [
         Membership(
-            r["id"], r["email"], r["first_name"], r["last_name"], r["organization_id"], r["role"],
+            r["id"],
+            r["email"],
+            r["first_name"],
+            r["last_name"],
+            r["organization_id"],
+            r["role"],
             r["created_at"],
         )
         for r in rows
@@ -149,8 +154,7 @@ async def revoke_user_sessions(db: SystemSession, user_id: UUID) -> int:
     """Revoke every live session of the user: their refresh tokens stop working and their
     access tokens are refused on the next request. Returns how many were revoked."""
     status = await db.execute(
-        "UPDATE kijko_private.sessions SET revoked_at = now()"
-        " WHERE user_id = $1 AND revoked_at IS NULL",
+        "UPDATE kijko_private.sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
         user_id,
     )
     return int(status.split()[-1])

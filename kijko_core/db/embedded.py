@@ -146,7 +146,8 @@ def _prepare(pgdata: Path, user: str | None) -> None:
     if not (pgdata / "PG_VERSION").exists():
         pg.initdb(
             ["--auth=trust", "--auth-local=trust", "--encoding=utf8", "-U", "postgres"],
-            pgdata=pgdata, user=user,
+            pgdata=pgdata,
+            user=user,
         )
 
 
@@ -182,11 +183,21 @@ def _start_server(pgdata: Path, user: str | None) -> Path:
     socket_dir = private_socket_dir(pgdata, user)
     try:
         _commands().pg_ctl(
-            ["-w", "-t", str(START_TIMEOUT_SECONDS),
-             "-o", '-h ""',  # no TCP listener at all
-             "-o", "-k " + shlex.quote(str(socket_dir)),
-             "-l", str(pgdata / "log"), "start"],
-            pgdata=pgdata, user=user, timeout=START_TIMEOUT_SECONDS + 10,
+            [
+                "-w",
+                "-t",
+                str(START_TIMEOUT_SECONDS),
+                "-o",
+                '-h ""',  # no TCP listener at all
+                "-o",
+                "-k " + shlex.quote(str(socket_dir)),
+                "-l",
+                str(pgdata / "log"),
+                "start",
+            ],
+            pgdata=pgdata,
+            user=user,
+            timeout=START_TIMEOUT_SECONDS + 10,
         )
     except BaseException:
         if socket_dir != pgdata:

@@ -135,16 +135,12 @@ class MigrationSource:
         try:
             folder = resources.files(self.module)
         except ModuleNotFoundError:
-            raise MigrationError(
-                f"migrations of {self.package!r}: module {self.module!r} not found"
-            ) from None
+            raise MigrationError(f"migrations of {self.package!r}: module {self.module!r} not found") from None
         found = []
         for entry in folder.iterdir():
             match = _FILE_NAME.match(entry.name)
             if match:
-                found.append(
-                    Migration(match.group(1), match.group(2), entry.read_text("utf-8"), self.package)
-                )
+                found.append(Migration(match.group(1), match.group(2), entry.read_text("utf-8"), self.package))
         return sorted(found, key=lambda m: m.version)
 
 
@@ -176,17 +172,14 @@ def order(by_package: dict[str, list[Migration]]) -> list[Migration]:
     """Kijko's first, then each plugin after the packages it requires (then by name);
     every requirement must be shipped and ordered before the file that states it."""
     needs: dict[str, set[str]] = {
-        package: {p for m in found for p, _ in m.requires if p != package}
-        for package, found in by_package.items()
+        package: {p for m in found for p, _ in m.requires if p != package} for package, found in by_package.items()
     }
     ordered: list[str] = [CORE_PACKAGE] if CORE_PACKAGE in by_package else []
     rest = sorted(set(by_package) - {CORE_PACKAGE})
     while rest:
         ready = [p for p in rest if needs[p] <= {*ordered, CORE_PACKAGE}]
         if not ready:
-            raise MigrationError(
-                "migrations of " + ", ".join(rest) + " require each other or a missing package"
-            )
+            raise MigrationError("migrations of " + ", ".join(rest) + " require each other or a missing package")
         ordered.append(ready[0])
         rest.remove(ready[0])
     result = [m for package in ordered for m in sorted(by_package[package], key=lambda m: m.version)]
@@ -195,8 +188,7 @@ def order(by_package: dict[str, list[Migration]]) -> list[Migration]:
         for required in migration.requires:
             if position.get(required, len(result)) >= index:
                 raise MigrationError(
-                    f"migration {migration.label} requires {required[0]}:{required[1]},"
-                    " which is not shipped before it"
+                    f"migration {migration.label} requires {required[0]}:{required[1]}, which is not shipped before it"
                 )
     return result
 
@@ -212,13 +204,10 @@ def render(migration: Migration, roles: RoleNames) -> str:
 Applied = dict[tuple[str, str], asyncpg.Record]
 
 
-_APPLIED = (
-    "SELECT package, version, name, checksum, applied_at FROM kijko_private.schema_migrations"
-)
+_APPLIED = "SELECT package, version, name, checksum, applied_at FROM kijko_private.schema_migrations"
 # The history table before migrations came from several packages: every row is Kijko's.
 _APPLIED_BEFORE_PACKAGES = (
-    "SELECT 'kijko'::text AS package, version, name, checksum, applied_at"
-    " FROM kijko_private.schema_migrations"
+    "SELECT 'kijko'::text AS package, version, name, checksum, applied_at FROM kijko_private.schema_migrations"
 )
 
 
@@ -245,9 +234,7 @@ def _check_history(applied: Applied, shipped: list[Migration]) -> None:
             raise MigrationError(f"migration {migration.label} was edited after it was applied")
 
 
-async def status(
-    dsn: str, *, migrations: Sequence[Migration] | None = None
-) -> list[MigrationStatus]:
+async def status(dsn: str, *, migrations: Sequence[Migration] | None = None) -> list[MigrationStatus]:
     conn = await asyncpg.connect(dsn)
     try:
         applied = await _applied(conn)
@@ -256,9 +243,7 @@ async def status(
     shipped = list(migrations) if migrations is not None else shipped_migrations()
     _check_history(applied, shipped)
     return [
-        MigrationStatus(
-            m.version, m.name, applied[m.key]["applied_at"] if m.key in applied else None, m.package
-        )
+        MigrationStatus(m.version, m.name, applied[m.key]["applied_at"] if m.key in applied else None, m.package)
         for m in shipped
     ]
 
@@ -266,11 +251,7 @@ async def status(
 async def pending(dsn: str, *, migrations: Sequence[Migration] | None = None) -> list[Migration]:
     """What ``migrate`` would apply; raises ``MigrationError`` on an inconsistent history."""
     shipped = list(migrations) if migrations is not None else shipped_migrations()
-    return [
-        m
-        for m, s in zip(shipped, await status(dsn, migrations=shipped), strict=True)
-        if s.applied_at is None
-    ]
+    return [m for m, s in zip(shipped, await status(dsn, migrations=shipped), strict=True) if s.applied_at is None]
 
 
 async def migrate(

@@ -36,15 +36,17 @@ async def _reset_connection(connection: asyncpg.Connection) -> None:
 
 async def _init_connection(connection: asyncpg.Connection) -> None:
     for name in ("json", "jsonb"):
-        await connection.set_type_codec(
-            name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
-        )
+        await connection.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
 def make_pool(url: str, *, size: int) -> Database:
     return Database(
-        url, min_size=1, max_size=size, init=_init_connection,
-        connection_class=SessionConnection, reset=_reset_connection,
+        url,
+        min_size=1,
+        max_size=size,
+        init=_init_connection,
+        connection_class=SessionConnection,
+        reset=_reset_connection,
     )
 
 

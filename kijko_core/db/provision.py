@@ -56,31 +56,29 @@ async def provision(
                 "NOREPLICATION " + bypass + " PASSWORD " + password
             )
         app = quote_identifier(roles.app)
+        await conn.execute("ALTER ROLE " + app + " SET statement_timeout = " + str(int(timeouts.statement_ms)))
         await conn.execute(
-            "ALTER ROLE " + app + " SET statement_timeout = " + str(int(timeouts.statement_ms))
-        )
-        await conn.execute(
-            "ALTER ROLE " + app + " SET idle_in_transaction_session_timeout = "
+            "ALTER ROLE "
+            + app
+            + " SET idle_in_transaction_session_timeout = "
             + str(int(timeouts.idle_in_transaction_ms))
         )
         await conn.execute("ALTER ROLE " + app + " SET lock_timeout = " + str(int(timeouts.lock_ms)))
         if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
             await conn.execute(
-                "CREATE DATABASE " + quote_identifier(database)
-                + " OWNER " + quote_identifier(roles.owner) + " ENCODING 'UTF8' TEMPLATE template0"
+                "CREATE DATABASE "
+                + quote_identifier(database)
+                + " OWNER "
+                + quote_identifier(roles.owner)
+                + " ENCODING 'UTF8' TEMPLATE template0"
             )
-        await conn.execute(
-            "REVOKE ALL ON DATABASE " + quote_identifier(database) + " FROM PUBLIC"
-        )
+        await conn.execute("REVOKE ALL ON DATABASE " + quote_identifier(database) + " FROM PUBLIC")
         for name in (roles.app, roles.system):
             await conn.execute(
-                "GRANT CONNECT ON DATABASE " + quote_identifier(database)
-                + " TO " + quote_identifier(name)
+                "GRANT CONNECT ON DATABASE " + quote_identifier(database) + " TO " + quote_identifier(name)
             )
         if own_cluster:
-            others = await conn.fetch(
-                "SELECT datname FROM pg_database WHERE datname <> $1 AND datallowconn", database
-            )
+            others = await conn.fetch("SELECT datname FROM pg_database WHERE datname <> $1 AND datallowconn", database)
             for row in others:
                 # Names we did not choose: quoted by the server, never pasted raw.
                 name = await conn.fetchval("SELECT quote_ident($1::text)", row["datname"])
@@ -93,9 +91,7 @@ async def drop(admin_dsn: str, *, database: str, roles: RoleNames) -> None:
     """Remove a provisioned database and its roles (tests clean up with this)."""
     conn = await asyncpg.connect(admin_dsn)
     try:
-        await conn.execute(
-            "DROP DATABASE IF EXISTS " + quote_identifier(database) + " WITH (FORCE)"
-        )
+        await conn.execute("DROP DATABASE IF EXISTS " + quote_identifier(database) + " WITH (FORCE)")
         for name in (roles.app, roles.system, roles.owner):
             await conn.execute("DROP ROLE IF EXISTS " + quote_identifier(name))
     finally:

@@ -89,9 +89,7 @@ class Session:
         try:
             yield
         except BaseException:
-            await self.connection.execute(
-                "ROLLBACK TO SAVEPOINT kijko_savepoint; RELEASE SAVEPOINT kijko_savepoint"
-            )
+            await self.connection.execute("ROLLBACK TO SAVEPOINT kijko_savepoint; RELEASE SAVEPOINT kijko_savepoint")
             raise
         await self.connection.execute("RELEASE SAVEPOINT kijko_savepoint")
 
@@ -265,9 +263,7 @@ async def service_session(
 
 
 @asynccontextmanager
-async def system_session(
-    database: Database, *, readonly: bool = False
-) -> AsyncIterator[SystemSession]:
+async def system_session(database: Database, *, readonly: bool = False) -> AsyncIterator[SystemSession]:
     """Open a transaction on the system pool (signup, login, refresh, provisioning…)."""
     async with _transaction(database, readonly) as connection:
         session = SystemSession(connection)

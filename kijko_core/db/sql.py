@@ -56,8 +56,9 @@ def compose(template: str, **parts: Fragment | Table[Any]) -> str:
     for name, part in parts.items():
         if not isinstance(part, Fragment | Table):
             raise TypeError(f"SQL part {name!r} is not a Fragment of our own")
-    return template.format(**{name: str.__str__(part) if isinstance(part, Fragment) else part.name
-                              for name, part in parts.items()})
+    return template.format(
+        **{name: str.__str__(part) if isinstance(part, Fragment) else part.name for name, part in parts.items()}
+    )
 
 
 #: Every table a repository declared, for the test that compares them with the database.

@@ -30,7 +30,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from pydantic import ValidationError
@@ -44,6 +44,10 @@ from kijko_core.jobs import JobContext
 from kijko_core.logging import get_logger
 from kijko_core.plugins import PluginError, SkillOutcome, SkillRun, SkillRunFailed, SkillType
 from kijko_core.plugins import registry as plugin_registry
+from kijko_core.skills import templates
+
+if TYPE_CHECKING:
+    from kijko_core.runtime import Kijko
 
 log = get_logger("kijko.executions")
 
@@ -101,7 +105,7 @@ SET prompt_tokens = coalesce(prompt_tokens, $3), completion_tokens = coalesce(co
     updated_at = now()
 WHERE organization_id = $1 AND id = $2 AND status = 'cancelled'
 """
-_USAGE = """
+USAGE = """
 INSERT INTO kijko.llm_usage
     (organization_id, execution_id, user_id, provider, model, key_source, prompt_tokens,
      completion_tokens, cost, currency, is_test)
@@ -204,10 +208,10 @@ async def _admit(ctx: JobContext, org_id: UUID, execution_id: UUID) -> dict[str,
         return dict(began)
 
 
-def prepare(snapshot: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[SkillType, Any, str]:
-    """The snapshot's skill type, its validated configuration and the rendered prompt; raises
-    SkillRunFailed for a snapshot that cannot run (its type uninstalled, a config or template
-    the type no longer accepts)."""
+def prepare(snapshot: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[SkillType, Any, str, str | None]:
+    """The snapshot's skill type, its validated configuration and the rendered prompt and
+    system prompt; raises SkillRunFailed for a snapshot that cannot run (its type uninstalled,
+    a config or template the type no longer accepts)."""
     try:
         skill_type = plugin_registry.skill_type(str(snapshot.get("skillType") or "llm"))
     except PluginError:
@@ -216,35 +220,34 @@ def prepare(snapshot: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[Ski
         config = skill_type.Config.model_validate(snapshot.get("typeConfig") or {})
     except ValidationError:
         raise SkillRunFailed(INVALID_SNAPSHOT, "The skill's typeConfig is not valid for its type") from None
-    from kijko_core.skills import templates  # type: ignore[attr-defined]  # noqa: PLC0415 — arrives with the skills part
-
     try:
-        prompt = templates.render(str(snapshot.get("promptTemplate") or ""), values)
+        prompt, system_prompt = templates.render_prompts(snapshot, values)
     except KijkoError as error:
         raise SkillRunFailed(INVALID_SNAPSHOT, error.message) from None
-    return skill_type, config, prompt
+    return skill_type, config, prompt, system_prompt
 
 
 def skill_run(
-    ctx_kijko: Any,
+    kijko: Kijko,
     org_id: UUID,
     execution_id: UUID | None,
     snapshot: Mapping[str, Any],
     values: Mapping[str, Any],
     config: Any,
     prompt: str,
+    system_prompt: str | None,
 ) -> SkillRun:
     return SkillRun(
         organization_id=org_id,
         execution_id=execution_id,
         prompt=prompt,
-        system_prompt=snapshot.get("systemPrompt"),
+        system_prompt=system_prompt,
         model=str(snapshot.get("model") or ""),
         parameters=dict(snapshot.get("parameters") or {}),
         config=config,
         input=dict(values),
         output_format=str(snapshot.get("outputFormat") or "markdown"),
-        kijko=ctx_kijko,
+        kijko=kijko,
     )
 
 
@@ -267,8 +270,8 @@ async def run_skill(run: SkillRun, skill_type: SkillType, seconds: float) -> Ski
 async def _run(ctx: JobContext, org_id: UUID, row: Mapping[str, Any]) -> _Ending:
     snapshot, values = row["snapshot"], row["input"]
     try:
-        skill_type, config, prompt = prepare(snapshot, values)
-        run = skill_run(ctx.kijko, org_id, row["id"], snapshot, values, config, prompt)
+        skill_type, config, prompt, system_prompt = prepare(snapshot, values)
+        run = skill_run(ctx.kijko, org_id, row["id"], snapshot, values, config, prompt, system_prompt)
         outcome = await run_skill(run, skill_type, ctx.kijko.settings.execution_timeout_seconds)
     except SkillRunFailed as failure:
         return _Ending(
@@ -367,7 +370,7 @@ async def _write_ending(
         )
     if outcome is not None and outcome.provider and outcome.model and cost is not None and key_source:
         await db.execute(
-            _USAGE,
+            USAGE,
             org_id,
             execution_id,
             row["user_id"],

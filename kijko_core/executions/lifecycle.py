@@ -30,10 +30,12 @@ from databases import Database
 
 from kijko_core import events, jobs
 from kijko_core.db.session import ServiceSession, Session, TenantSession, system_session
+from kijko_core.db.sql import Fragment
 from kijko_core.executions import spend
 from kijko_core.executions.errors import CannotCancel, CannotRetry, ExecutionNotFound
 from kijko_core.jobs import store as job_store
 from kijko_core.logging import get_logger
+from kijko_core.permissions import Action, Policy, authorize
 from kijko_core.prices import cents
 
 if TYPE_CHECKING:
@@ -52,6 +54,22 @@ API_TYPES = ("manual", "api")
 ACTIVE = ("pending", "running")
 FINISHED = ("completed", "failed", "cancelled")
 CANCELLED_BY_USER = "Cancelled by user"
+
+#: Executions belong to the organization: every member reads them; running one is a create
+#: (viewers may not); cancelling, retrying and replaying one is an edit — members their own,
+#: owners and admins any (ARCHITECTURE §3).
+EXECUTIONS = Policy(
+    name="executions",
+    not_found=ExecutionNotFound,
+    readable=lambda principal, execution: execution.organization_id == principal.org_id,
+    readable_sql=Fragment("organization_id = $1"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Owned:
+    organization_id: UUID
+    user_id: UUID | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +296,13 @@ async def get_row(db: Session, org_id: UUID, execution_id: UUID, *, for_update: 
 # --- cancel, retry, replay ---------------------------------------------------------------------
 
 
+async def authorize_on(db: TenantSession, execution_id: UUID, action: Action) -> None:
+    """EXECUTION_NOT_FOUND for an execution the caller cannot read (unknown, another
+    organization's), 403 when their role may not do ``action`` to it."""
+    row = await get_row(db, db.principal.org_id, execution_id)
+    authorize(db.principal, action, _Owned(row["organization_id"], row["user_id"]), policy=EXECUTIONS)
+
+
 async def cancel(db: TenantSession | ServiceSession, execution_id: UUID) -> UUID | None:
     """End a pending or running execution ``cancelled`` ("Cancelled by user", completedAt) in
     ``db``'s transaction; CANNOT_CANCEL otherwise. Returns its job id: after the commit the
@@ -317,28 +342,33 @@ async def cancel_job(system_db: Database, org_id: UUID, execution_id: UUID, job_
         log.exception("execution_job_cancel_failed", job_id=str(job_id))
 
 
+#: The skill's current snapshot and the input checked against its current schema (skills'
+#: ``runnable``): SKILL_NOT_FOUND, SKILL_INACTIVE or a 422 refuse the retry.
+CurrentSkill = Callable[[UUID, dict[str, Any]], Awaitable[tuple[dict[str, Any], dict[str, Any]]]]
+
+
 async def retry(
     db: TenantSession | ServiceSession,
     execution_id: UUID,
     *,
-    snapshot_of: Callable[[UUID], Awaitable[dict[str, Any]]],
+    current: CurrentSkill,
     user_id: UUID | None,
     kijko: Kijko | None = None,
 ) -> tuple[UUID, str]:
     """A failed or cancelled execution started again (CANNOT_RETRY otherwise): same skill,
-    type, reference and input, with the skill's *current* configuration (``snapshot_of(skill
-    id)``, which raises SKILL_NOT_FOUND for a deleted skill: replay runs a stored snapshot)."""
+    type, reference and input, with the skill's *current* configuration (decision 0108; a
+    deleted skill: CANNOT_RETRY — replay runs the stored snapshot)."""
     org_id = org_of(db)
     row = await get_row(db, org_id, execution_id)
     if row["status"] not in ("failed", "cancelled"):
         raise CannotRetry()
     if row["skill_id"] is None:
         raise CannotRetry("The skill of this execution was deleted; replay it to run its stored configuration")
-    snapshot = await snapshot_of(row["skill_id"])
+    snapshot, values = await current(row["skill_id"], dict(row["input"]))
     new_id = await start(
         db,
         snapshot=snapshot,
-        input=dict(row["input"]),
+        input=values,
         execution_type=row["execution_type"],
         user_id=user_id,
         skill_id=row["skill_id"],

@@ -108,14 +108,10 @@ async def month_spend(db: Session, org_id: UUID, currency: str) -> MonthSpend:
 
 
 _OWN_KEY = "SELECT EXISTS (SELECT 1 FROM kijko.llm_keys WHERE organization_id = $1 AND provider = $2)"
-# Until migration 0017 (stored keys) is merged, there are no own keys to find.
-_KEYS_TABLE = "SELECT to_regclass('kijko.llm_keys') IS NOT NULL"
 
 
 async def has_own_key(db: Session, org_id: UUID, provider: str) -> bool:
     """Whether the organization stored its own key for ``provider`` (migration 0017)."""
-    if not await db.fetchval(_KEYS_TABLE):
-        return False
     return bool(await db.fetchval(_OWN_KEY, org_id, provider))
 
 

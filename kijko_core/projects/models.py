@@ -27,15 +27,11 @@ ProjectType = Literal["repository", "files", "manual"]
 ProjectStatus = Literal["draft", "processing", "active", "error"]
 ProjectPrivacy = Literal["private", "shared"]
 ChunkingStrategy = Literal["semantic", "fixed", "recursive", "custom"]
-ProjectCreationStep = Literal[
-    "type_selection", "basic_info", "source_config", "team_setup", "settings", "review"
-]
+ProjectCreationStep = Literal["type_selection", "basic_info", "source_config", "team_setup", "settings", "review"]
 NEXT_STEPS: list[ProjectCreationStep] = ["source_config", "team_setup", "settings", "review"]
 
 NAME_MIN, NAME_MAX = 3, 50
-ProjectName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=NAME_MIN, max_length=NAME_MAX)
-]
+ProjectName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=NAME_MIN, max_length=NAME_MAX)]
 Description = Annotated[str, Field(max_length=2000)]
 
 
@@ -213,7 +209,12 @@ class UpdateProject(WireInput):
     custom_settings: CustomSettingsInput = _optional()
 
     @field_validator(
-        "name", "type", "privacy", "chunking_strategy", "include_metadata", "anonymize_secrets",
+        "name",
+        "type",
+        "privacy",
+        "chunking_strategy",
+        "include_metadata",
+        "anonymize_secrets",
         "custom_settings",
         mode="before",
     )

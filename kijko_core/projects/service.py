@@ -113,8 +113,11 @@ async def update(db: TenantSession, project_id: UUID, data: UpdateProject) -> Pr
     if "custom_settings" in changes:
         given: CustomSettingsInput = changes["custom_settings"]
         merged = current.custom_settings.stored() | given.stored()
-        cleared = {f.alias or name for name, f in CustomSettings.model_fields.items()
-                   if name in given.model_fields_set and getattr(given, name) is None}
+        cleared = {
+            f.alias or name
+            for name, f in CustomSettings.model_fields.items()
+            if name in given.model_fields_set and getattr(given, name) is None
+        }
         changes["custom_settings"] = {key: value for key, value in merged.items() if key not in cleared}
         await _manual_content(db, current.id, given)
     project = await repository.update(db, db.principal.org_id, current.id, changes)

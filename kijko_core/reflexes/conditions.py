@@ -24,6 +24,7 @@ from typing import Any
 import jmespath
 import re2
 from jmespath.exceptions import JMESPathError
+from jmespath.functions import Functions
 
 from kijko_core.errors import ValidationFailed
 from kijko_core.reflexes.models import ReflexConditions, ReflexFilter
@@ -35,6 +36,7 @@ SUBJECT_MAX = 64 * 1024
 #: needs more is refused when the reflex is saved.
 REGEX_MAX_MEM = 1 << 20
 _MISSING = object()
+_FUNCTIONS = frozenset(Functions.FUNCTION_TABLE)
 
 
 def _options() -> Any:
@@ -73,9 +75,23 @@ def check(conditions: ReflexConditions | None) -> None:
                 ) from None
     if conditions.expression is not None:
         try:
-            _expression(conditions.expression)
+            parsed = _expression(conditions.expression).parsed
         except JMESPathError:
             raise ValidationFailed("This is not a valid JMESPath expression", field="conditions.expression") from None
+        if not _known_functions(parsed):
+            raise ValidationFailed(
+                "The expression calls a function JMESPath does not have", field="conditions.expression"
+            )
+
+
+def _known_functions(node: Any) -> bool:
+    """Whether every function the parsed expression calls is one of JMESPath's own (an
+    unknown one would only fail when evaluated)."""
+    if not isinstance(node, dict):
+        return True
+    if node.get("type") == "function_expression" and node.get("value") not in _FUNCTIONS:
+        return False
+    return all(_known_functions(child) for child in node.get("children", []))
 
 
 def lookup(payload: Any, path: str) -> Any:

@@ -8,8 +8,6 @@ whoever may edit the reflex (decision 0118).
 
 from __future__ import annotations
 
-import json
-import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,8 +16,10 @@ from uuid import UUID
 from pydantic import BaseModel, ValidationError
 
 from kijko_core.db.session import ServiceSession, TenantSession
+from kijko_core.executions import inline, spend
+from kijko_core.executions.inline import OpenSession
 from kijko_core.permissions import REFLEXES, Action, authorize
-from kijko_core.plugins import PluginError, ReflexType, SkillRunFailed, registry
+from kijko_core.plugins import PluginError, ReflexType, registry
 from kijko_core.reflexes import conditions as conditions_module
 from kijko_core.reflexes import repository
 from kijko_core.reflexes.errors import (
@@ -28,6 +28,7 @@ from kijko_core.reflexes.errors import (
     ReflexNotFound,
     TriggerTypeUnavailable,
 )
+from kijko_core.reflexes.fire import skill_input
 from kijko_core.reflexes.models import (
     CONTRACT_TRIGGER_TYPES,
     CreateReflex,
@@ -168,11 +169,12 @@ def _stored_config(kind: ReflexType, config: BaseModel, url: str | None) -> dict
     return stored
 
 
-def _conditions_json(conditions: ReflexConditions | None) -> str | None:
+def _conditions_json(conditions: ReflexConditions | None) -> dict[str, Any] | None:
     if conditions is None:
         return None
     conditions_module.check(conditions)
-    return json.dumps(conditions.model_dump(by_alias=True, exclude_none=True))
+    stored: dict[str, Any] = conditions.model_dump(by_alias=True, exclude_none=True)
+    return stored
 
 
 async def _skill_for(db: TenantSession, raw_skill_id: str) -> Skill:
@@ -313,39 +315,45 @@ class PreparedTest:
     """A matched test, ready to run once the caller's transaction has ended."""
 
     org_id: UUID
+    user_id: UUID
     snapshot: dict[str, Any]
     values: dict[str, Any]
 
 
-async def prepare_test(db: TenantSession, reflex_id: UUID, data: ReflexTest) -> ReflexTestResult | PreparedTest:
+async def prepare_test(
+    db: TenantSession, kijko: Kijko, reflex_id: UUID, data: ReflexTest
+) -> ReflexTestResult | PreparedTest:
     """Evaluate the conditions on ``payload``: the answer for a non-match, else what to run
-    (the payload is the skill's input, validated against its inputSchema)."""
+    (the payload is the skill's input, validated against its inputSchema); over the spend cap,
+    429 ``SPEND_CAP_REACHED`` like a skill test."""
     current = await _load(db, reflex_id)
     authorize(db.principal, Action.EDIT, _owned(db, current), policy=REFLEXES)
     if not conditions_module.matches(current.conditions, data.payload):
         return ReflexTestResult(success=True, conditions_match=False, error=NO_MATCH)
-    _skill_row, snapshot, values = await skills.runnable(db, current.skill_id, data.payload, require_active=False)
-    return PreparedTest(db.principal.org_id, snapshot, values)
+    _skill_row, snapshot, values = await skills.runnable(
+        db, current.skill_id, skill_input(data.payload), require_active=False
+    )
+    refusal = await spend.refusal(db, kijko, db.principal.org_id, snapshot)
+    if refusal is not None:
+        raise refusal
+    return PreparedTest(db.principal.org_id, db.principal.user_id, snapshot, values)
 
 
-async def run_test(kijko: Kijko, prepared: PreparedTest) -> ReflexTestResult:
-    """Run the skill inline (not recorded as an execution), outside any transaction, within
-    ``KIJKO_EXECUTION_TEST_TIMEOUT_SECONDS``."""
-    from kijko_core.executions import job  # noqa: PLC0415 — the runner, only for this route
-
-    started = time.monotonic()
-    try:
-        skill_type, config, prompt = job.prepare(prepared.snapshot, prepared.values)
-        run = job.skill_run(kijko, prepared.org_id, None, prepared.snapshot, prepared.values, config, prompt)
-        outcome = await job.run_skill(run, skill_type, kijko.settings.execution_test_timeout_seconds)
-    except SkillRunFailed as failure:
-        return ReflexTestResult(success=False, conditions_match=True, error=failure.message)
+async def run_test(kijko: Kijko, open_session: OpenSession, prepared: PreparedTest) -> ReflexTestResult:
+    """Run the skill inline like a skill test (kijko_core.executions.inline: not recorded as an
+    execution, its provider usage counted, no transaction held while it runs)."""
+    ran = await inline.run_test(
+        kijko,
+        open_session,
+        org_id=prepared.org_id,
+        user_id=prepared.user_id,
+        snapshot=prepared.snapshot,
+        values=prepared.values,
+    )
+    if ran.status != "completed":
+        return ReflexTestResult(success=False, conditions_match=True, error=ran.error)
     return ReflexTestResult(
         success=True,
         conditions_match=True,
-        execution_result=ExecutionResult(
-            output=outcome.output,
-            tokens_used=outcome.prompt_tokens + outcome.completion_tokens,
-            duration_ms=int((time.monotonic() - started) * 1000),
-        ),
+        execution_result=ExecutionResult(output=ran.output, tokens_used=ran.tokens_used, duration_ms=ran.duration_ms),
     )

@@ -45,7 +45,11 @@ from kijko_server.uow import runtime, tenant
 #: or is misconfigured; its fresh tokens were refused or name a revoked session; the account
 #: lost its organizations; a first sign-in without an email, or whose email is taken.
 KEYCLOAK_SIGN_IN: tuple[type[KijkoError], ...] = (
-    UpstreamError, InvalidToken, InvalidCredentials, BadRequest, AccountExists,
+    UpstreamError,
+    InvalidToken,
+    InvalidCredentials,
+    BadRequest,
+    AccountExists,
 )
 
 

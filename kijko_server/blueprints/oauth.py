@@ -64,14 +64,17 @@ class StateCookie:
 
     def set(self, response: AnyResponse, state: str, max_age: int) -> None:
         response.set_cookie(
-            self.name, state, max_age=max_age, path=self.path,
-            secure=self.secure, httponly=True, samesite="Lax",
+            self.name,
+            state,
+            max_age=max_age,
+            path=self.path,
+            secure=self.secure,
+            httponly=True,
+            samesite="Lax",
         )
 
     def clear(self, response: AnyResponse) -> None:
-        response.delete_cookie(
-            self.name, path=self.path, secure=self.secure, httponly=True, samesite="Lax"
-        )
+        response.delete_cookie(self.name, path=self.path, secure=self.secure, httponly=True, samesite="Lax")
 
 
 def _redirect(location: str) -> Response:

@@ -11,6 +11,7 @@ from quart_schema import validate_querystring, validate_request
 
 import kijko_core.reflexes.fire  # noqa: F401 — its finish listener, in the server process too
 from kijko_core.errors import ValidationFailed
+from kijko_core.executions.spend import SpendCapReached
 from kijko_core.reflexes import service
 from kijko_core.reflexes.errors import (
     InvalidTriggerConfig,
@@ -146,16 +147,16 @@ async def reflexes_reset_errors(reflex_id: str) -> Reflex:
 
 
 @bp.post("/<reflex_id>/test")
-@responds(*TENANT_ERRORS, ReflexNotFound, SkillNotFound, ValidationFailed)
+@responds(*TENANT_ERRORS, ReflexNotFound, ValidationFailed, SpendCapReached)
 @validate_request(ReflexTest)
 @validate_response(ReflexTestResult)
 async def reflexes_test(reflex_id: str, data: ReflexTest) -> ReflexTestResult:
     """Evaluate the conditions on ``{payload}``; on a match run the skill inline (not recorded)."""
     async with tenant(readonly=True) as db:
-        prepared = await service.prepare_test(db, parse_reflex_id(reflex_id), data)
+        prepared = await service.prepare_test(db, runtime(), parse_reflex_id(reflex_id), data)
     if isinstance(prepared, ReflexTestResult):
         return prepared
-    return await service.run_test(runtime(), prepared)  # no transaction held while it runs
+    return await service.run_test(runtime(), tenant, prepared)  # no transaction held while it runs
 
 
 @bp.post("/<reflex_id>/regenerate-secret")

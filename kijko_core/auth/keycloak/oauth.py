@@ -141,9 +141,7 @@ class OAuthSignIn:
         except DecryptionFailed:
             raise InvalidOAuthState() from None
 
-    async def callback(
-        self, *, code: str | None, state: str, error: str | None, bound_state: str | None
-    ) -> str:
+    async def callback(self, *, code: str | None, state: str, error: str | None, bound_state: str | None) -> str:
         """Finish the sign-in; returns where to send the browser (never carrying tokens).
 
         ``bound_state`` is the state this browser started with (``None``: it started none).
@@ -193,7 +191,6 @@ class OAuthSignIn:
     def _frontend(self, name: str, value: str) -> str:
         separator = "&" if "?" in self._frontend_url else "?"
         return f"{self._frontend_url}{separator}{urlencode({name: value})}"
-
 
 
 class OAuthCallbackQuery(BaseModel):

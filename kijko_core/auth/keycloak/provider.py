@@ -62,9 +62,7 @@ OAUTH_CALLBACK_PATH = "/api/v1/auth/oauth/callback"
 class KeycloakProvider:
     name = "keycloak"
 
-    def __init__(
-        self, settings: Settings, system_db: Database, keyring: Keyring, http: httpx.AsyncClient
-    ) -> None:
+    def __init__(self, settings: Settings, system_db: Database, keyring: Keyring, http: httpx.AsyncClient) -> None:
         """``http`` is the runtime's outbound client (``kijko.http``); the runtime closes it."""
         assert settings.keycloak_url is not None and settings.keycloak_client_secret is not None
         self._settings = settings
@@ -124,9 +122,7 @@ class KeycloakProvider:
     async def signup(self, data: SignupRequest) -> TokenPair:
         email = str(data.email)
         try:
-            user_id = await self.client.create_user(
-                email=email, first_name=data.first_name, last_name=data.last_name
-            )
+            user_id = await self.client.create_user(email=email, first_name=data.first_name, last_name=data.last_name)
         except UserExists:
             raise accounts.AccountExists(field="email") from None
         try:
@@ -139,9 +135,7 @@ class KeycloakProvider:
             # Undo the half-made Keycloak user so the email can be used again.
             await self._forget_user(user_id)
             if isinstance(error, PasswordRejected):
-                raise ValidationFailed(
-                    "password: does not meet the password policy", field="password"
-                ) from None
+                raise ValidationFailed("password: does not meet the password policy", field="password") from None
             raise
         await self.client.set_attribute(user_id, ORG_ID_ATTRIBUTE, str(org_id))
         try:
@@ -269,9 +263,7 @@ class KeycloakProvider:
         except ValueError:
             claimed_org = None
         async with system_session(self._db, readonly=True) as db:
-            known = await db.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM kijko_private.users WHERE id = $1)", user_id
-            )
+            known = await db.fetchval("SELECT EXISTS (SELECT 1 FROM kijko_private.users WHERE id = $1)", user_id)
             if not known:
                 return False, None
             if claimed_org is not None and await db.fetchval(
@@ -282,9 +274,7 @@ class KeycloakProvider:
                 return True, claimed_org
             return True, await accounts.default_organization(db, user_id)
 
-    async def switch_organization(
-        self, identity: TokenIdentity, org_id: UUID, refresh_token: str | None
-    ) -> TokenPair:
+    async def switch_organization(self, identity: TokenIdentity, org_id: UUID, refresh_token: str | None) -> TokenPair:
         """Point the user's ``org_id`` attribute at ``org_id`` and refresh the caller's session
         with its refresh token, so Keycloak's mapper writes the new organization (decision
         0072). The attribute is the user's: their other sessions land there on their next

@@ -43,8 +43,12 @@ class KnownSessions:
         try:
             async with system_session(self._db) as db:
                 await open_session(
-                    db, session_id=identity.session_id, user_id=identity.user_id,
-                    org_id=identity.org_id, provider="keycloak", expires_at=until,
+                    db,
+                    session_id=identity.session_id,
+                    user_id=identity.user_id,
+                    org_id=identity.org_id,
+                    provider="keycloak",
+                    expires_at=until,
                 )
         except asyncpg.ForeignKeyViolationError:
             # No Kijko user with this id: erased, or never signed in through Kijko.
@@ -60,9 +64,7 @@ class SessionRecordingVerifier(TokenVerifier):
     sessions: KnownSessions
 
     @classmethod
-    def recording(
-        cls, source: KeySource, settings: Settings, sessions: KnownSessions
-    ) -> SessionRecordingVerifier:
+    def recording(cls, source: KeySource, settings: Settings, sessions: KnownSessions) -> SessionRecordingVerifier:
         """The verifier ``for_settings`` builds, recording into ``sessions``."""
         verifier = cls.for_settings(source, settings)
         assert isinstance(verifier, cls)

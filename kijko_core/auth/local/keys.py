@@ -99,16 +99,13 @@ class SigningKeyStore:
             await db.execute("SELECT pg_advisory_xact_lock(hashtext('kijko.signing_keys'))")
             key, active_from = await self._insert_new(db, ahead_seconds=self._publish_ahead)
             await db.execute(
-                "UPDATE kijko_private.signing_keys SET retired_at = $1"
-                " WHERE retired_at IS NULL AND kid <> $2",
+                "UPDATE kijko_private.signing_keys SET retired_at = $1 WHERE retired_at IS NULL AND kid <> $2",
                 active_from,
                 key.kid,
             )
         return Rotation(key.kid, active_from)
 
-    async def _insert_new(
-        self, db: SystemSession, *, ahead_seconds: float
-    ) -> tuple[SigningKey, datetime]:
+    async def _insert_new(self, db: SystemSession, *, ahead_seconds: float) -> tuple[SigningKey, datetime]:
         private = RSAKey.generate_key(2048, auto_kid=True)
         kid = private.kid
         assert kid is not None

@@ -49,7 +49,8 @@ class LocalProvider:
         self.keys = SigningKeyStore(
             system_db,
             keyring,
-            retired_visible_seconds=settings.access_token_ttl_seconds + settings.jwt_leeway_seconds
+            retired_visible_seconds=settings.access_token_ttl_seconds
+            + settings.jwt_leeway_seconds
             + settings.jwks_refresh_interval_seconds,
             recheck_seconds=settings.jwks_refresh_interval_seconds,
             # A second more than the interval: every verifier has reloaded its keys by then.
@@ -67,18 +68,13 @@ class LocalProvider:
     async def health(self) -> ProviderHealth:
         return ProviderHealth("ok")
 
-    async def create_user(
-        self, *, email: str, password: str, first_name: str, last_name: str
-    ) -> tuple[UUID, UUID]:
+    async def create_user(self, *, email: str, password: str, first_name: str, last_name: str) -> tuple[UUID, UUID]:
         """Create a user with a password, their organization and owner membership."""
         password_hash = await self._passwords.hash(password)  # outside the transaction
         async with system_session(self._db) as db:
-            user_id, org_id = await accounts.create_account(
-                db, email=email, first_name=first_name, last_name=last_name
-            )
+            user_id, org_id = await accounts.create_account(db, email=email, first_name=first_name, last_name=last_name)
             await db.execute(
-                "INSERT INTO kijko_private.password_credentials (user_id, password_hash)"
-                " VALUES ($1, $2)",
+                "INSERT INTO kijko_private.password_credentials (user_id, password_hash) VALUES ($1, $2)",
                 user_id,
                 password_hash,
             )
@@ -132,9 +128,7 @@ class LocalProvider:
             _hash_token(token),
         )
 
-    async def _pair(
-        self, user_id: UUID, org_id: UUID, session_id: str, refresh_token: str
-    ) -> TokenPair:
+    async def _pair(self, user_id: UUID, org_id: UUID, session_id: str, refresh_token: str) -> TokenPair:
         key = await self.keys.active()
         if key.kid != self._signing_kid:
             # Rotated here or by another process: our own new tokens must verify right away.
@@ -208,9 +202,7 @@ class LocalProvider:
         await db.execute("UPDATE kijko_private.sessions SET organization_id = $2 WHERE id = $1", session_id, fallback)
         return fallback
 
-    async def switch_organization(
-        self, identity: TokenIdentity, org_id: UUID, refresh_token: str | None
-    ) -> TokenPair:
+    async def switch_organization(self, identity: TokenIdentity, org_id: UUID, refresh_token: str | None) -> TokenPair:
         """Move the caller's session to ``org_id`` and rotate its refresh token (decision 0072).
 
         The session stays one session (logout still ends everything); its refresh tokens not
@@ -249,8 +241,7 @@ class LocalProvider:
         # Its own transaction: the refresh that detected the reuse fails, the revocation stays.
         async with system_session(self._db) as db:
             await db.execute(
-                "UPDATE kijko_private.sessions SET revoked_at = COALESCE(revoked_at, now())"
-                " WHERE id = $1",
+                "UPDATE kijko_private.sessions SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1",
                 session_id,
             )
 
