@@ -71,21 +71,21 @@ _RUNNING_IN_ORG = (
     "SELECT count(*) FROM kijko.skill_executions WHERE organization_id = $1 AND status = 'running' AND id <> $2"
 )
 _BEGIN = f"""
-UPDATE kijko.skill_executions SET status = 'running', started_at = now(), updated_at = now()
+UPDATE kijko.skill_executions SET status = 'running', started_at = clock_timestamp(), updated_at = now()
 WHERE organization_id = $1 AND id = $2 AND status = 'pending'
 RETURNING {_COLUMNS}
 """  # noqa: S608 — constants
 _COMPLETE = f"""
 UPDATE kijko.skill_executions
 SET status = 'completed', output = $3, prompt_tokens = $4, completion_tokens = $5, duration_ms = $6,
-    cost = $7, currency = $8, key_source = $9, completed_at = now(), updated_at = now()
+    cost = $7, currency = $8, key_source = $9, completed_at = clock_timestamp(), updated_at = now()
 WHERE organization_id = $1 AND id = $2 AND status = 'running'
 RETURNING {_COLUMNS}
 """  # noqa: S608 — constants
 _FAIL = f"""
 UPDATE kijko.skill_executions
 SET status = 'failed', error_code = $3, error_message = $4, prompt_tokens = $5, completion_tokens = $6,
-    duration_ms = $7, completed_at = now(), updated_at = now()
+    duration_ms = $7, completed_at = clock_timestamp(), updated_at = now()
 WHERE organization_id = $1 AND id = $2 AND status IN ('pending', 'running')
 RETURNING {_COLUMNS}
 """  # noqa: S608 — constants
@@ -93,7 +93,7 @@ RETURNING {_COLUMNS}
 _CANCEL = f"""
 UPDATE kijko.skill_executions
 SET status = 'cancelled', error_message = $3, prompt_tokens = $4, completion_tokens = $5,
-    duration_ms = $6, completed_at = now(), updated_at = now()
+    duration_ms = $6, completed_at = clock_timestamp(), updated_at = now()
 WHERE organization_id = $1 AND id = $2 AND status IN ('pending', 'running')
 RETURNING {_COLUMNS}
 """  # noqa: S608 — constants
