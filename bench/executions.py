@@ -230,6 +230,7 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.2, help="the provider's answer time, seconds")
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported")
+    parser.add_argument("--recheck", type=float, default=0.5, help="KIJKO_EXECUTION_QUEUE_RECHECK_SECONDS")
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
@@ -248,6 +249,7 @@ def main() -> None:
             {
                 "KIJKO_WORKER_CONCURRENCY": str(concurrency),
                 "KIJKO_EXECUTION_CONCURRENCY_PER_ORG": str(args.limit),
+                "KIJKO_EXECUTION_QUEUE_RECHECK_SECONDS": str(args.recheck),
                 "KIJKO_ANTHROPIC_API_KEY": KEY,
                 "KIJKO_ANTHROPIC_BASE_URL": server.anthropic_url,
                 "KIJKO_EGRESS_ALLOW_CIDRS": "127.0.0.0/8",
