@@ -152,3 +152,18 @@ async def cancel_leftovers(kijko: Kijko) -> None:
             "UPDATE kijko.jobs SET state = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,"
             " finished_at = clock_timestamp() WHERE kind = 'execution.run' AND state IN ('queued', 'running')"
         )
+
+
+_S = "/api/v1/skills/{skill_id}"
+_E = "/api/v1/executions/{execution_id}"
+_BODY = {"400", "413", "415", "422"}
+#: The statuses each running route can answer besides its success and 500
+#: (tests/test_runs_routes.py checks the document; tests/test_openapi_errors.py pins the set).
+RUN_OPERATIONS: dict[tuple[str, str], set[str]] = {
+    ("post", f"{_S}/execute"): {"401", "403", "404", "409", "429"} | _BODY,
+    ("post", "/api/v1/skills/test"): {"401", "403", "429"} | _BODY,
+    ("post", f"{_S}/test"): {"401", "403", "404", "429"} | _BODY,
+    ("post", f"{_E}/cancel"): {"401", "403", "404", "409"},
+    ("post", f"{_E}/retry"): {"401", "403", "404", "409", "422", "429"},
+    ("post", f"{_E}/replay"): {"401", "403", "404", "409", "429"},
+}

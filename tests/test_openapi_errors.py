@@ -30,6 +30,7 @@ from tests.keycloak_server import FakeKeycloak
 from tests.memberships import add_member
 from tests.net import free_port
 from tests.reflex_kit import REFLEX_OPERATIONS
+from tests.runs_kit import RUN_OPERATIONS
 from tests.test_sources import WIZARD
 
 API = "/api/v1/projects"
@@ -283,6 +284,7 @@ async def test_each_other_operation_documents_exactly_its_errors(client: Any) ->
     pinned |= set(EXECUTION_OPERATIONS)  # triggered in tests/test_execution_history.py
     pinned |= set(HABIT_OPERATIONS)
     pinned |= set(SKILL_OPERATIONS) | set(REFLEX_OPERATIONS)
+    pinned |= set(RUN_OPERATIONS)  # triggered in tests/test_runs_routes.py
     assert operations == pinned, "a new operation: pin its errors here"
     for (method, path), statuses in OTHERS.items():
         assert set(documented_errors(spec, method, path)) == statuses | {"500"}, (method, path)

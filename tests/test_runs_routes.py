@@ -15,7 +15,8 @@ from kijko_core.runtime import Kijko
 from tests.conftest import Account
 from tests.ingestion_kit import running_worker
 from tests.memberships import add_member
-from tests.runs_kit import cancel_leftovers, execution, insert_skill, usage
+from tests.runs_kit import RUN_OPERATIONS, cancel_leftovers, execution, insert_skill, usage
+from tests.test_openapi_errors import documented_errors, openapi
 
 API = "/api/v1"
 
@@ -211,3 +212,12 @@ async def test_a_skill_test_runs_an_inactive_skill_and_reports_a_failure(
         "PROVIDER_AUTH_FAILED",
         "The echo was told to fail",
     )
+
+
+async def test_run_operations_document_exactly_their_errors(client: Any) -> None:
+    spec = await openapi(client)
+    for (method, path), statuses in RUN_OPERATIONS.items():
+        assert set(documented_errors(spec, method, path)) == statuses | {"500"}, (method, path)
+    assert "SPEND_CAP_REACHED" in documented_errors(spec, "post", "/api/v1/skills/{skill_id}/execute")["429"]
+    assert "CANNOT_CANCEL" in documented_errors(spec, "post", "/api/v1/executions/{execution_id}/cancel")["409"]
+    assert "EXECUTION_NOT_FOUND" in documented_errors(spec, "post", "/api/v1/executions/{execution_id}/retry")["404"]

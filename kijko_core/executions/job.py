@@ -51,8 +51,9 @@ if TYPE_CHECKING:
 
 log = get_logger("kijko.executions")
 
-#: Heartbeats every third of the lease: a cancel reaches a running handler within 2 s.
-LEASE_SECONDS = 6
+#: Heartbeats every third of the lease: a cancel reaches a running handler within 3 s (a busy
+#: worker that misses beats for 9 s loses the job, which then ends WORKER_LOST).
+LEASE_SECONDS = 9
 #: The output column's limit (characters); a longer output is cut there.
 MAX_OUTPUT_CHARS = 1_000_000
 MAX_ERROR_CHARS = 4000
@@ -71,21 +72,21 @@ _RUNNING_IN_ORG = (
     "SELECT count(*) FROM kijko.skill_executions WHERE organization_id = $1 AND status = 'running' AND id <> $2"
 )
 _BEGIN = f"""
-UPDATE kijko.skill_executions SET status = 'running', started_at = now(), updated_at = now()
+UPDATE kijko.skill_executions SET status = 'running', started_at = clock_timestamp(), updated_at = now()
 WHERE organization_id = $1 AND id = $2 AND status = 'pending'
 RETURNING {_COLUMNS}
 """  # noqa: S608 — constants
 _COMPLETE = f"""
 UPDATE kijko.skill_executions
 SET status = 'completed', output = $3, prompt_tokens = $4, completion_tokens = $5, duration_ms = $6,
-    cost = $7, currency = $8, key_source = $9, completed_at = now(), updated_at = now()
+    cost = $7, currency = $8, key_source = $9, completed_at = clock_timestamp(), updated_at = now()
 WHERE organization_id = $1 AND id = $2 AND status = 'running'
 RETURNING {_COLUMNS}
 """  # noqa: S608 — constants
 _FAIL = f"""
 UPDATE kijko.skill_executions
 SET status = 'failed', error_code = $3, error_message = $4, prompt_tokens = $5, completion_tokens = $6,
-    duration_ms = $7, completed_at = now(), updated_at = now()
+    duration_ms = $7, completed_at = clock_timestamp(), updated_at = now()
 WHERE organization_id = $1 AND id = $2 AND status IN ('pending', 'running')
 RETURNING {_COLUMNS}
 """  # noqa: S608 — constants
@@ -93,7 +94,7 @@ RETURNING {_COLUMNS}
 _CANCEL = f"""
 UPDATE kijko.skill_executions
 SET status = 'cancelled', error_message = $3, prompt_tokens = $4, completion_tokens = $5,
-    duration_ms = $6, completed_at = now(), updated_at = now()
+    duration_ms = $6, completed_at = clock_timestamp(), updated_at = now()
 WHERE organization_id = $1 AND id = $2 AND status IN ('pending', 'running')
 RETURNING {_COLUMNS}
 """  # noqa: S608 — constants
@@ -154,12 +155,22 @@ async def run_execution(ctx: JobContext) -> None:
             "failed", error_code=EXECUTION_FAILED, error_message=f"The execution failed ({type(error).__name__})"
         )
     except asyncio.CancelledError:
-        if ctx.cancelled:  # the job was cancelled (a user's cancel, an operator's)
+        if ctx.cancelled and await _job_cancelled(ctx):  # a user's cancel, an operator's
             await _end(ctx, org_id, row, _Ending("cancelled", error_message=CANCELLED_MESSAGE), started)
-        raise  # a draining worker: the job is given back; its retry ends it WORKER_LOST
+        # Else a draining worker, or a lease lost to the reaper: the job runs again, and that
+        # attempt ends the execution WORKER_LOST.
+        raise
     if ctx.cancelled:
+        if not await _job_cancelled(ctx):
+            return  # the lease was lost meanwhile: no longer ours to end
         ending = _cancelled(ending)
     await _end(ctx, org_id, row, ending, started)
+
+
+async def _job_cancelled(ctx: JobContext) -> bool:
+    """Whether the job was cancelled (its ``ctx.cancelled`` is also set by a lost lease)."""
+    async with ctx.system_session(readonly=True) as db:
+        return await db.fetchval("SELECT state = 'cancelled' FROM kijko.jobs WHERE id = $1", ctx.job_id) is True
 
 
 async def _admit(ctx: JobContext, org_id: UUID, execution_id: UUID) -> dict[str, Any] | None:
