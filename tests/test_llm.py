@@ -380,3 +380,43 @@ async def test_langfuse_down_or_refusing_never_fails_a_run(
     finally:
         receiver.stop()
     assert len(receiver.batches) == 1
+
+
+def test_langfuse_settings_come_together(make_settings: Any) -> None:
+    from kijko_core.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as raised:
+        make_settings(langfuse_host="https://cloud.langfuse.com", langfuse_public_key="pk-lf-x")
+    assert raised.value.problems == [
+        "KIJKO_LANGFUSE_HOST: set KIJKO_LANGFUSE_HOST, KIJKO_LANGFUSE_PUBLIC_KEY and KIJKO_LANGFUSE_SECRET_KEY together"
+    ]
+
+
+# --- the policy's arithmetic -------------------------------------------------------------------------
+
+
+def test_retry_after_is_read_in_seconds_milliseconds_or_as_a_date() -> None:
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    from kijko_core.llm.calls import retry_after
+
+    assert retry_after({"retry-after": "7"}) == 7.0
+    assert retry_after({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
+    assert 100 < (retry_after({"retry-after": later}) or 0) <= 120
+    assert retry_after({"retry-after": "soon"}) is None
+    assert retry_after({}) is None
+    assert retry_after({"retry-after": "-3"}) == 0.0
+
+
+def test_backoff_is_full_jitter_under_the_exponential_bound_and_the_cap() -> None:
+    from kijko_core.llm.retry import RetryPolicy
+
+    policy = RetryPolicy(max_retries=5, base_seconds=1.0, max_seconds=5.0, timeout_seconds=10)
+    for retry, bound in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (5, 5.0)):
+        waits = [policy.delay(retry, None) for _ in range(200)]
+        assert all(0 <= wait <= bound for wait in waits)
+        assert len(set(waits)) > 1  # random, not lockstep
+    assert policy.delay(1, 3.0) == 3.0  # Retry-After honoured …
+    assert policy.delay(1, 600.0) == 5.0  # … and capped

@@ -3,12 +3,14 @@ at rest and never answered (``last4`` only), one organization's keys invisible t
 
 from __future__ import annotations
 
+import io
 from typing import Any
 from uuid import UUID
 
 import pytest
 
 from kijko_core.db.session import system_session
+from kijko_core.logging import configure_logging
 from kijko_core.runtime import Kijko
 from tests.conftest import Account
 from tests.memberships import add_member
@@ -106,3 +108,13 @@ async def test_bad_keys_are_refused_without_echoing_them(
     assert answer["field"] == field
     assert SECRET not in str(answer) and "user:pw" not in str(answer)
     assert (await (await client.get(KEYS, headers=alice.headers)).get_json())["data"] == []
+
+
+async def test_keys_never_reach_the_logs(client: Any, alice: Account) -> None:
+    buffer = io.StringIO()
+    configure_logging("debug", "json", stream=buffer)
+    assert (await put(client, alice, "openai", {"apiKey": SECRET})).status_code == 200
+    assert (await put(client, alice, "nope", {"apiKey": SECRET})).status_code == 422
+    assert (await client.get(f"{KEYS}/openai", headers=alice.headers)).status_code == 200
+    assert buffer.getvalue()  # the access lines were written here
+    assert SECRET not in buffer.getvalue()

@@ -228,6 +228,12 @@ OTHERS: dict[tuple[str, str], set[str]] = {
     ("patch", f"{ORGS}/current/members/{{user_id}}"): {"401", "403", "404", "409"} | BODY,
     ("delete", f"{ORGS}/current/members/{{user_id}}"): {"401", "403", "404", "409"},
     ("get", "/api/v1/users/search"): {"401", "403", "422"},
+    # The organization's LLM provider keys (docs/llm-providers.md; triggered in tests/test_llm_keys.py).
+    ("get", f"{ORGS}/current/llm-keys"): {"401", "403"},
+    ("get", f"{ORGS}/current/llm-keys/{{provider}}"): {"401", "403", "404"},
+    ("put", f"{ORGS}/current/llm-keys/{{provider}}"): {"401", "403"} | BODY,
+    ("patch", f"{ORGS}/current/llm-keys/{{provider}}"): {"401", "403"} | BODY,
+    ("delete", f"{ORGS}/current/llm-keys/{{provider}}"): {"401", "403", "404"},
 }
 #: Statuses documented above that only a Keycloak misbehaving or a rare race answers; each
 #: is raised on a code path named in kijko_server/blueprints/auth.py (KEYCLOAK_SIGN_IN).

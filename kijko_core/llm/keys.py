@@ -18,9 +18,12 @@ from kijko_core.db.session import ServiceSession, TenantSession
 from kijko_core.db.sql import Fragment
 from kijko_core.errors import NotFound, ValidationFailed
 from kijko_core.llm.providers import ProviderKey, base_url_problem, default_base_url, platform_key
+from kijko_core.logging import get_logger
 from kijko_core.permissions import Action, Policy, authorize
 from kijko_core.prices import PriceTable
 from kijko_core.wire import WireInput, WireModel
+
+log = get_logger("kijko.llm.keys")
 
 
 class LlmKeyNotFound(NotFound):
@@ -157,6 +160,8 @@ async def organization_key(
     try:
         api_key = keyring.decrypt(row["key_ciphertext"])
     except DecryptionFailed:
+        # Its keyring key was removed from KIJKO_ENCRYPTION_KEYS: as if none were stored.
+        log.warning("llm_key_undecryptable", provider=provider)
         return None
     base_url = row["base_url"] or default_base_url(settings, provider)
     if base_url is None:
