@@ -19,7 +19,7 @@ import pytest
 
 from kijko_core.db.session import tenant_session
 from kijko_core.llm import keys, tracing
-from kijko_core.llm.keys import PutLlmKey
+from kijko_core.llm.models import PutLlmKey
 from kijko_core.llm.skill import LlmSkillType
 from kijko_core.plugins import EmptyConfig, SkillRun, SkillRunFailed
 from kijko_core.plugins.registry import skill_type

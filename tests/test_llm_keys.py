@@ -56,6 +56,8 @@ async def test_owner_sets_reads_lists_and_removes_a_key_that_is_never_answered(
     assert gone.status_code == 404 and (await gone.get_json())["code"] == "LLM_KEY_NOT_FOUND"
     again = await client.delete(f"{KEYS}/openai", headers=alice.headers)
     assert again.status_code == 404
+    for odd in ("OpenAI", "x" * 300, "%00"):
+        assert (await client.get(f"{KEYS}/{odd}", headers=alice.headers)).status_code == 404
 
 
 @pytest.mark.parametrize(("role", "allowed"), [("admin", True), ("member", False), ("viewer", False)])
