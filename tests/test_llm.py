@@ -26,7 +26,7 @@ from kijko_core.plugins.registry import skill_type
 from kijko_core.prices import ModelNotPriced
 from kijko_core.runtime import Kijko
 from tests.conftest import Account
-from tests.llm_servers import Answer, LlmServer
+from tests.llm_servers import Answer, LlmServer, provider_settings
 from tests.net import HttpStandIn
 
 PLATFORM_KEY = "sk-platform-0000-PLAT"
@@ -42,15 +42,7 @@ def server() -> Iterator[LlmServer]:
 def runtime(kijko: Kijko, make_settings: Any, server: LlmServer, **overrides: Any) -> Kijko:
     """The test run's Kijko with the provider settings pointing at the stand-in (the same pools;
     only the settings differ)."""
-    values: dict[str, Any] = {
-        "egress_allow_cidrs": "127.0.0.0/8",
-        "openai_api_key": PLATFORM_KEY,
-        "openai_base_url": server.openai_url,
-        "anthropic_api_key": PLATFORM_KEY,
-        "anthropic_base_url": server.anthropic_url,
-        "llm_retry_base_seconds": 0.01,
-        "llm_timeout_seconds": 10,
-    }
+    values: dict[str, Any] = {**provider_settings(server, PLATFORM_KEY), "llm_timeout_seconds": 10}
     values.update(overrides)
     return dataclasses.replace(kijko, settings=make_settings(**values))
 

@@ -26,6 +26,7 @@ from tests.invitations import MEMBER_OPERATIONS
 from tests.keycloak_server import FakeKeycloak
 from tests.memberships import add_member
 from tests.net import free_port
+from tests.test_llm_keys import LLM_KEY_OPERATIONS
 from tests.test_sources import WIZARD
 
 API = "/api/v1/projects"
@@ -228,12 +229,6 @@ OTHERS: dict[tuple[str, str], set[str]] = {
     ("patch", f"{ORGS}/current/members/{{user_id}}"): {"401", "403", "404", "409"} | BODY,
     ("delete", f"{ORGS}/current/members/{{user_id}}"): {"401", "403", "404", "409"},
     ("get", "/api/v1/users/search"): {"401", "403", "422"},
-    # The organization's LLM provider keys (docs/llm-providers.md; triggered in tests/test_llm_keys.py).
-    ("get", f"{ORGS}/current/llm-keys"): {"401", "403"},
-    ("get", f"{ORGS}/current/llm-keys/{{provider}}"): {"401", "403", "404"},
-    ("put", f"{ORGS}/current/llm-keys/{{provider}}"): {"401", "403"} | BODY,
-    ("patch", f"{ORGS}/current/llm-keys/{{provider}}"): {"401", "403"} | BODY,
-    ("delete", f"{ORGS}/current/llm-keys/{{provider}}"): {"401", "403", "404"},
 }
 #: Statuses documented above that only a Keycloak misbehaving or a rare race answers; each
 #: is raised on a code path named in kijko_server/blueprints/auth.py (KEYCLOAK_SIGN_IN).
@@ -279,6 +274,7 @@ async def test_each_other_operation_documents_exactly_its_errors(client: Any) ->
     # Members pin theirs in tests/test_members.py, the wizard's sources in tests/test_sources.py
     # (WIZARD), ingestion in tests/ingestion_kit.py; each is triggered there.
     pinned = set(EXPECTED) | set(OTHERS) | set(MEMBER_OPERATIONS) | set(WIZARD) | set(INGESTION_OPERATIONS)
+    pinned |= set(LLM_KEY_OPERATIONS)  # triggered in tests/test_llm_keys.py
     assert operations == pinned, "a new operation: pin its errors here"
     for (method, path), statuses in OTHERS.items():
         assert set(documented_errors(spec, method, path)) == statuses | {"500"}, (method, path)
