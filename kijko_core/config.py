@@ -440,6 +440,14 @@ class Settings(BaseSettings):
                     "KIJKO_MIGRATION_DATABASE_URL together, or none for the embedded database",
                 )
             )
+        langfuse = (self.langfuse_host, self.langfuse_public_key, self.langfuse_secret_key)
+        if any(langfuse) and not all(langfuse):
+            problems.append(
+                (
+                    "langfuse_host",
+                    "set KIJKO_LANGFUSE_HOST, KIJKO_LANGFUSE_PUBLIC_KEY and KIJKO_LANGFUSE_SECRET_KEY together",
+                )
+            )
         if problems:
             raise ConfigurationError([f"KIJKO_{name.upper()}: {why}" for name, why in problems])
         return self

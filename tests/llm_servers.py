@@ -24,6 +24,8 @@ counted in ``server.aborted``), or an error status with an optional ``Retry-Afte
 Every request is recorded (``server.requests``: path, lower-cased headers, JSON body, arrival
 time on the monotonic clock and when its answer was sent).
 
+``provider_settings(server)`` are the settings that point Kijko's platform keys at it.
+
 Usage::
 
     with LlmServer(api_keys={"sk-test"}) as server:
@@ -277,3 +279,16 @@ class LlmServer(HttpStandIn):
                 return True
             time.sleep(0.02)
         return bool(predicate(self))
+
+
+def provider_settings(server: LlmServer, api_key: str = "sk-test") -> dict[str, Any]:
+    """Settings (for ``make_settings(**…)``) that point the platform's providers at ``server``
+    with ``api_key``, let 127.0.0.1 through the egress guard and keep retry waits short."""
+    return {
+        "egress_allow_cidrs": "127.0.0.0/8",
+        "openai_api_key": api_key,
+        "openai_base_url": server.openai_url,
+        "anthropic_api_key": api_key,
+        "anthropic_base_url": server.anthropic_url,
+        "llm_retry_base_seconds": 0.01,
+    }

@@ -19,14 +19,14 @@ import pytest
 
 from kijko_core.db.session import tenant_session
 from kijko_core.llm import keys, tracing
-from kijko_core.llm.keys import PutLlmKey
+from kijko_core.llm.models import PutLlmKey
 from kijko_core.llm.skill import LlmSkillType
 from kijko_core.plugins import EmptyConfig, SkillRun, SkillRunFailed
 from kijko_core.plugins.registry import skill_type
 from kijko_core.prices import ModelNotPriced
 from kijko_core.runtime import Kijko
 from tests.conftest import Account
-from tests.llm_servers import Answer, LlmServer
+from tests.llm_servers import Answer, LlmServer, provider_settings
 from tests.net import HttpStandIn
 
 PLATFORM_KEY = "sk-platform-0000-PLAT"
@@ -42,15 +42,7 @@ def server() -> Iterator[LlmServer]:
 def runtime(kijko: Kijko, make_settings: Any, server: LlmServer, **overrides: Any) -> Kijko:
     """The test run's Kijko with the provider settings pointing at the stand-in (the same pools;
     only the settings differ)."""
-    values: dict[str, Any] = {
-        "egress_allow_cidrs": "127.0.0.0/8",
-        "openai_api_key": PLATFORM_KEY,
-        "openai_base_url": server.openai_url,
-        "anthropic_api_key": PLATFORM_KEY,
-        "anthropic_base_url": server.anthropic_url,
-        "llm_retry_base_seconds": 0.01,
-        "llm_timeout_seconds": 10,
-    }
+    values: dict[str, Any] = {**provider_settings(server, PLATFORM_KEY), "llm_timeout_seconds": 10}
     values.update(overrides)
     return dataclasses.replace(kijko, settings=make_settings(**values))
 
@@ -380,3 +372,43 @@ async def test_langfuse_down_or_refusing_never_fails_a_run(
     finally:
         receiver.stop()
     assert len(receiver.batches) == 1
+
+
+def test_langfuse_settings_come_together(make_settings: Any) -> None:
+    from kijko_core.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as raised:
+        make_settings(langfuse_host="https://cloud.langfuse.com", langfuse_public_key="pk-lf-x")
+    assert raised.value.problems == [
+        "KIJKO_LANGFUSE_HOST: set KIJKO_LANGFUSE_HOST, KIJKO_LANGFUSE_PUBLIC_KEY and KIJKO_LANGFUSE_SECRET_KEY together"
+    ]
+
+
+# --- the policy's arithmetic -------------------------------------------------------------------------
+
+
+def test_retry_after_is_read_in_seconds_milliseconds_or_as_a_date() -> None:
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    from kijko_core.llm.calls import retry_after
+
+    assert retry_after({"retry-after": "7"}) == 7.0
+    assert retry_after({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
+    assert 100 < (retry_after({"retry-after": later}) or 0) <= 120
+    assert retry_after({"retry-after": "soon"}) is None
+    assert retry_after({}) is None
+    assert retry_after({"retry-after": "-3"}) == 0.0
+
+
+def test_backoff_is_full_jitter_under_the_exponential_bound_and_the_cap() -> None:
+    from kijko_core.llm.retry import RetryPolicy
+
+    policy = RetryPolicy(max_retries=5, base_seconds=1.0, max_seconds=5.0, timeout_seconds=10)
+    for retry, bound in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (5, 5.0)):
+        waits = [policy.delay(retry, None) for _ in range(200)]
+        assert all(0 <= wait <= bound for wait in waits)
+        assert len(set(waits)) > 1  # random, not lockstep
+    assert policy.delay(1, 3.0) == 3.0  # Retry-After honoured …
+    assert policy.delay(1, 600.0) == 5.0  # … and capped

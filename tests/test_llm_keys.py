@@ -3,12 +3,14 @@ at rest and never answered (``last4`` only), one organization's keys invisible t
 
 from __future__ import annotations
 
+import io
 from typing import Any
 from uuid import UUID
 
 import pytest
 
 from kijko_core.db.session import system_session
+from kijko_core.logging import configure_logging
 from kijko_core.runtime import Kijko
 from tests.conftest import Account
 from tests.memberships import add_member
@@ -54,6 +56,8 @@ async def test_owner_sets_reads_lists_and_removes_a_key_that_is_never_answered(
     assert gone.status_code == 404 and (await gone.get_json())["code"] == "LLM_KEY_NOT_FOUND"
     again = await client.delete(f"{KEYS}/openai", headers=alice.headers)
     assert again.status_code == 404
+    for odd in ("OpenAI", "x" * 300, "%00"):
+        assert (await client.get(f"{KEYS}/{odd}", headers=alice.headers)).status_code == 404
 
 
 @pytest.mark.parametrize(("role", "allowed"), [("admin", True), ("member", False), ("viewer", False)])
@@ -106,3 +110,62 @@ async def test_bad_keys_are_refused_without_echoing_them(
     assert answer["field"] == field
     assert SECRET not in str(answer) and "user:pw" not in str(answer)
     assert (await (await client.get(KEYS, headers=alice.headers)).get_json())["data"] == []
+
+
+async def test_keys_never_reach_the_logs(client: Any, alice: Account) -> None:
+    buffer = io.StringIO()
+    configure_logging("debug", "json", stream=buffer)
+    assert (await put(client, alice, "openai", {"apiKey": SECRET})).status_code == 200
+    assert (await put(client, alice, "nope", {"apiKey": SECRET})).status_code == 422
+    assert (await client.get(f"{KEYS}/openai", headers=alice.headers)).status_code == 200
+    assert buffer.getvalue()  # the access lines were written here
+    assert SECRET not in buffer.getvalue()
+
+
+# --- every documented error, with its documented code -------------------------------------------
+
+ONE = "/api/v1/organizations/current/llm-keys/{provider}"
+BODY = {"400", "413", "415", "422"}
+LLM_KEY_OPERATIONS: dict[tuple[str, str], set[str]] = {
+    ("get", KEYS): {"401", "403"},
+    ("get", ONE): {"401", "403", "404"},
+    ("put", ONE): {"401", "403"} | BODY,
+    ("patch", ONE): {"401", "403"} | BODY,
+    ("delete", ONE): {"401", "403", "404"},
+}
+
+
+async def test_every_documented_llm_key_error_happens_with_its_documented_code(
+    client: Any, kijko: Kijko, alice: Account
+) -> None:
+    from tests.test_openapi_errors import answers_not_as_documented, documented_errors, openapi
+
+    viewer = await add_member(kijko, alice.org_id, "viewer")
+    spec = await openapi(client)
+    problems: list[str] = []
+    for (method, template), statuses in LLM_KEY_OPERATIONS.items():
+        documented = documented_errors(spec, method, template)
+        assert set(documented) == statuses | {"500"}, (method, template)
+        path = template.format(provider="anthropic")
+        body = {"json": {"apiKey": SECRET}} if method in ("put", "patch") else {}
+
+        def send(account: Account | None, at: str = path, verb: str = method, **extra: Any) -> Any:
+            async def call() -> Any:
+                headers = dict(account.headers) if account else {}
+                headers.update(extra.pop("headers", {}))
+                return await client.open(at, method=verb.upper(), headers=headers, **extra)
+
+            return call
+
+        cases: dict[str, Any] = {"401": send(None, **body), "403": send(viewer, **body)}
+        if "404" in statuses:
+            cases["404"] = send(alice)  # no key stored for it
+        if "400" in statuses:
+            json_type = {"Content-Type": "application/json"}
+            cases["400"] = send(alice, data=b'{"apiKey": ', headers=json_type)
+            cases["413"] = send(alice, data=b'{"apiKey": "' + b"x" * (2 * 1024 * 1024) + b'"}', headers=json_type)
+            cases["415"] = send(alice, data=b"apiKey=x", headers={"Content-Type": "application/x-www-form-urlencoded"})
+            cases["422"] = send(alice, json={"apiKey": 5})
+            cases["422 provider"] = send(alice, template.format(provider="nope"), json={"apiKey": SECRET})
+        problems += await answers_not_as_documented(method, template, cases, documented)
+    assert problems == []

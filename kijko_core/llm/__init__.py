@@ -2,7 +2,8 @@
 
 - :mod:`~kijko_core.llm.providers`: which protocol a provider speaks, its address and key (the
   organization's own, else the platform's settings);
-- :mod:`~kijko_core.llm.keys`: organizations' stored keys (encrypted, ``kijko.llm_keys``);
+- :mod:`~kijko_core.llm.keys`: organizations' stored keys (encrypted, ``kijko.llm_keys``), and
+  :mod:`~kijko_core.llm.models` their wire models;
 - :mod:`~kijko_core.llm.calls`: one call through the official SDK (``openai``, ``anthropic``),
   its failure classified;
 - :mod:`~kijko_core.llm.retry`: the retry policy of transient failures;

@@ -7,25 +7,22 @@ again: what is shown is its last four characters. Owners and admins set and remo
 
 from __future__ import annotations
 
-from datetime import datetime
-from uuid import UUID
-
-from pydantic import Field
+import re
 
 from kijko_core.config import Settings
 from kijko_core.crypto import DecryptionFailed, Keyring
 from kijko_core.db.session import ServiceSession, TenantSession
 from kijko_core.db.sql import Fragment
-from kijko_core.errors import NotFound, ValidationFailed
+from kijko_core.errors import ValidationFailed
+from kijko_core.llm.models import LlmKey, LlmKeyNotFound, PutLlmKey
 from kijko_core.llm.providers import ProviderKey, base_url_problem, default_base_url, platform_key
+from kijko_core.logging import get_logger
 from kijko_core.permissions import Action, Policy, authorize
 from kijko_core.prices import PriceTable
-from kijko_core.wire import WireInput, WireModel
 
-
-class LlmKeyNotFound(NotFound):
-    code = "LLM_KEY_NOT_FOUND"
-    default_message = "This organization has no key for this provider"
+log = get_logger("kijko.llm.keys")
+# A provider's name as the price table allows it (anything else names no key).
+_PROVIDER = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 
 
 LLM_KEYS = Policy(
@@ -34,30 +31,6 @@ LLM_KEYS = Policy(
     readable=lambda principal, key: True,
     readable_sql=Fragment("organization_id = $1"),
 )
-
-
-class LlmKey(WireModel):
-    """A stored key as the API shows it: never the key, only its last four characters."""
-
-    provider: str
-    last4: str
-    base_url: str | None
-    created_at: datetime
-    updated_at: datetime
-    #: Who set it last (null once that user is erased).
-    updated_by: UUID | None
-
-
-class LlmKeyList(WireModel):
-    data: list[LlmKey]
-
-
-class PutLlmKey(WireInput):
-    """``PUT`` (alias ``PATCH``) ``…/llm-keys/{provider}``: partial — ``apiKey`` is required when
-    the organization has no key for the provider yet; ``baseUrl: null`` removes the address."""
-
-    api_key: str | None = Field(default=None, min_length=8, max_length=1000)
-    base_url: str | None = Field(default=None, max_length=2000)
 
 
 def check_provider(prices: PriceTable, provider: str) -> None:
@@ -76,6 +49,8 @@ async def list_keys(db: TenantSession) -> list[LlmKey]:
 
 async def get_key(db: TenantSession, provider: str) -> LlmKey:
     authorize(db.principal, Action.MANAGE_LLM_KEYS, policy=LLM_KEYS)
+    if not _PROVIDER.fullmatch(provider):
+        raise LlmKeyNotFound()
     row = await db.fetchrow(
         "SELECT provider, last4, base_url, created_at, updated_at, updated_by FROM kijko.llm_keys WHERE provider = $1",
         provider,
@@ -141,6 +116,8 @@ async def put_key(db: TenantSession, keyring: Keyring, prices: PriceTable, provi
 
 async def delete_key(db: TenantSession, provider: str) -> None:
     authorize(db.principal, Action.MANAGE_LLM_KEYS, policy=LLM_KEYS)
+    if not _PROVIDER.fullmatch(provider):
+        raise LlmKeyNotFound()
     deleted = await db.fetchval("DELETE FROM kijko.llm_keys WHERE provider = $1 RETURNING provider", provider)
     if deleted is None:
         raise LlmKeyNotFound()
@@ -157,6 +134,8 @@ async def organization_key(
     try:
         api_key = keyring.decrypt(row["key_ciphertext"])
     except DecryptionFailed:
+        # Its keyring key was removed from KIJKO_ENCRYPTION_KEYS: as if none were stored.
+        log.warning("llm_key_undecryptable", provider=provider)
         return None
     base_url = row["base_url"] or default_base_url(settings, provider)
     if base_url is None:

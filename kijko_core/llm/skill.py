@@ -56,7 +56,8 @@ class LlmSkillType(SkillType):
                 )
             except ProviderFailure as failure:
                 tracing.record(kijko, run, key, price, prompt, started, time.time(), error=failure.message)
-                raise SkillRunFailed(failure.code, failure.message) from None
+                # retryable: a transient failure that outlasted our retries may pass later.
+                raise SkillRunFailed(failure.code, failure.message, retryable=failure.transient) from None
         cost = price.cost(completion.prompt_tokens, completion.completion_tokens)
         tracing.record(kijko, run, key, price, prompt, started, time.time(), completion=completion, cost=cost)
         return _outcome(completion, price, key, cost)

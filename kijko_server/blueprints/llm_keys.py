@@ -7,7 +7,7 @@ from quart import Blueprint
 from quart_schema import validate_request
 
 from kijko_core.llm import keys
-from kijko_core.llm.keys import LlmKey, LlmKeyList, LlmKeyNotFound, PutLlmKey
+from kijko_core.llm.models import LlmKey, LlmKeyList, LlmKeyNotFound, PutLlmKey
 from kijko_core.prices import PriceTable
 from kijko_core.wire import Success
 from kijko_server.openapi import responds
@@ -36,7 +36,7 @@ async def list_llm_keys() -> LlmKeyList:
 async def get_llm_key(provider: str) -> LlmKey:
     """The organization's key for ``provider``: its last four characters and base URL."""
     async with tenant(readonly=True) as db:
-        return await keys.get_key(db, provider[:40])
+        return await keys.get_key(db, provider)
 
 
 @bp.route("/<provider>", methods=["PUT", "PATCH"])
@@ -48,7 +48,7 @@ async def put_llm_key(provider: str, data: PutLlmKey) -> LlmKey:
     precedence over the platform's key. A provider no priced model uses is 422 (``provider``)."""
     kijko = runtime()
     async with tenant() as db:
-        return await keys.put_key(db, kijko.keyring, _prices(), provider[:40], data)
+        return await keys.put_key(db, kijko.keyring, _prices(), provider, data)
 
 
 @bp.delete("/<provider>")
@@ -57,5 +57,5 @@ async def put_llm_key(provider: str, data: PutLlmKey) -> LlmKey:
 async def delete_llm_key(provider: str) -> Success:
     """Remove the organization's key for ``provider``: runs use the platform's again."""
     async with tenant() as db:
-        await keys.delete_key(db, provider[:40])
+        await keys.delete_key(db, provider)
     return Success()
