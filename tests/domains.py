@@ -636,6 +636,8 @@ REFLEXES = Domain(
         Action("test", "POST", f"{_REFLEX}/test", _REFLEX_WRITE, {"payload": {"name": "Ada"}}),
         Action("regenerate secret", "POST", f"{_REFLEX}/regenerate-secret", _REFLEX_WRITE),
         Action("webhook info", "GET", f"{_REFLEX}/webhook-info", _REFLEX_WRITE),
+        # The reflex's executions (the executions part's route): reading the reflex.
+        Action("executions", "GET", f"{_REFLEX}/executions", _REFLEX_READ),
     ),
     create_rule=None,
     may_create={},
