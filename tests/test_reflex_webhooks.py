@@ -14,7 +14,9 @@ from uuid import UUID
 import pytest
 from standardwebhooks import Webhook
 
-from kijko_core.db.session import system_session
+from kijko_core.db.session import system_session, tenant_session
+from kijko_core.jobs import sweep_steps
+from kijko_core.reflexes.fire import forget_deliveries
 from kijko_core.runtime import Kijko, make_redis
 from kijko_server.app import create_app
 from tests.conftest import Account
@@ -241,3 +243,23 @@ async def test_the_rate_limit_with_its_redis_down_answers_503_not_500(
             await redis.aclose()
     assert response.status_code == 503 and (await response.get_json())["code"] == "SERVICE_UNAVAILABLE"
     assert await _executions(kijko, reflex["id"]) == []
+
+
+async def test_the_sweeper_forgets_deliveries_after_eight_days(client: Any, kijko: Kijko, alice: Account) -> None:
+    reflex, secret = await _reflex(client, kijko, alice)
+    for delivery_id in ("msg_old", "msg_new"):
+        response = await deliver(client, reflex["id"], *signed(secret, {"name": "Ada"}, delivery_id=delivery_id))
+        assert response.status_code == 202
+    async with tenant_session(kijko.app_db, alice.identity) as db:  # the clock moved back, in SQL
+        await db.execute(
+            "UPDATE kijko.reflex_deliveries SET received_at = now() - interval '8 days 1 second'"
+            " WHERE reflex_id = $1 AND delivery_id = 'msg_old'",
+            UUID(reflex["id"]),
+        )
+    assert await forget_deliveries(kijko) >= 1
+    async with system_session(kijko.system_db) as db:
+        kept = await db.fetch(
+            "SELECT delivery_id FROM kijko.reflex_deliveries WHERE reflex_id = $1", UUID(reflex["id"])
+        )
+    assert [row["delivery_id"] for row in kept] == ["msg_new"]
+    assert "reflex_deliveries" in sweep_steps()

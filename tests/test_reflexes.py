@@ -14,6 +14,7 @@ from kijko_core.db.session import system_session
 from kijko_core.jobs.worker import run_until_idle
 from kijko_core.runtime import Kijko
 from tests.conftest import Account
+from tests.invitations import joined
 from tests.memberships import add_member
 from tests.reflex_kit import API, REFLEX_OPERATIONS, create_reflex, deliver, signed
 from tests.runs_kit import cancel_leftovers, insert_skill
@@ -318,3 +319,27 @@ async def test_each_reflex_operation_documents_its_errors(client: Any) -> None:
     for (method, path), statuses in REFLEX_OPERATIONS.items():
         documented = {s for s in spec["paths"][path][method]["responses"] if s[0] in "45"}
         assert documented == statuses | {"500"}, (method, path)
+
+
+async def test_a_member_joining_a_project_fires_member_added(
+    client: Any, kijko: Kijko, alice: Account, bob: Account
+) -> None:
+    skill = await _any_input(kijko, await insert_skill(kijko, alice, template="Welcome {{userId}} as {{role}}."))
+    response = await client.post(
+        "/api/v1/projects", json={"name": "Team space", "type": "manual"}, headers=alice.headers
+    )
+    project = (await response.get_json())["project"]
+    reflex = await create_reflex(
+        client,
+        alice,
+        skill["id"],
+        triggerType="event",
+        triggerConfig={"eventName": "member.added", "source": project["id"]},
+    )
+    await joined(client, kijko, alice, project["id"], bob, "developer")
+    await _run_jobs(kijko)
+    async with system_session(kijko.system_db) as db:
+        rows = await db.fetch("SELECT * FROM kijko.skill_executions WHERE reference_id = $1", UUID(reflex["id"]))
+    [row] = rows
+    assert str(row["organization_id"]) == alice.org_id and str(row["user_id"]) == alice.user_id
+    assert row["output"] == f"echo: Welcome {bob.user_id} as developer."
