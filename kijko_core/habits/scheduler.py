@@ -40,6 +40,7 @@ from kijko_core import events, jobs, mail
 from kijko_core.db.session import (
     ServiceActor,
     ServiceCapability,
+    ServiceSession,
     Session,
     load_service_capability,
     service_session,
@@ -182,7 +183,7 @@ async def _fire(
     return outcomes
 
 
-async def _start(db: Session, habit: asyncpg.Record, scheduled_for: datetime, following: datetime) -> _Outcome:
+async def _start(db: ServiceSession, habit: asyncpg.Record, scheduled_for: datetime, following: datetime) -> _Outcome:
     habit_id: UUID = habit["id"]
     skill = await skill_repository.get(db, habit["organization_id"], habit["skill_id"])  # type: ignore[arg-type]
     if skill is None:  # cannot be: the habit goes with its skill (cascade)
