@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import os
 import statistics
@@ -64,8 +65,15 @@ async def tick_process(go: Path) -> None:
         print("ready", flush=True)
         while not go.exists():  # noqa: ASYNC110, ASYNC240 — a go signal across processes, polled
             await asyncio.sleep(0.002)
+        profile = os.environ.get("BENCH_SCHEDULER_PROFILE")  # a file to write a cProfile of the tick to
+        profiler = cProfile.Profile() if profile else None
         started = time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
         report = await scheduler.tick(kijko)
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(f"{profile}.{os.getpid()}")
         print(
             json.dumps(
                 {

@@ -65,11 +65,11 @@ if TYPE_CHECKING:
 log = get_logger("kijko.habits")
 
 #: Habits claimed per claiming transaction (their locks are held while they fire).
-BATCH = 250
+BATCH = 1000
 #: Batches per tick at most; what is left fires at the next tick.
 MAX_BATCHES = 200
 #: Organizations of a batch firing at the same time (each on its own connection).
-FIRE_CONCURRENCY = 4
+FIRE_CONCURRENCY = 8
 #: Habits over the failure limit deactivated per tick at most.
 DISABLE_BATCH = 1000
 ACTOR_KIND = "habits.scheduler"
