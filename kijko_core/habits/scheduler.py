@@ -111,14 +111,17 @@ class _Following:
         return self._known[key]
 
 
-_capabilities: dict[int, ServiceCapability] = {}
+#: The service capability per runtime (read once: it does not change by itself). The runtime is
+#: kept with it, so an id is never reused for another one while cached.
+_capabilities: dict[int, tuple[Kijko, ServiceCapability]] = {}
 
 
 async def _capability(kijko: Kijko) -> ServiceCapability:
-    key = id(kijko)
-    if key not in _capabilities:
-        _capabilities[key] = await load_service_capability(kijko.system_db)
-    return _capabilities[key]
+    cached = _capabilities.get(id(kijko))
+    if cached is None or cached[0] is not kijko:
+        cached = (kijko, await load_service_capability(kijko.system_db))
+        _capabilities[id(kijko)] = cached
+    return cached[1]
 
 
 @jobs.sweep_step("habits")
