@@ -675,8 +675,9 @@ async def _listed_habits(client: Client, account: Account) -> set[str]:
 async def _habit_snapshot(client: Client, account: Account) -> dict[str, Any]:
     listed = await client.get(HABITS_API, query_string={"pageSize": 100}, headers=account.headers)
     stats = await client.get(f"{HABITS_API}/stats", headers=account.headers)
-    executions = await client.get("/api/v1/skills", query_string={"pageSize": 100}, headers=account.headers)
-    return {"list": await listed.get_json(), "stats": await stats.get_json(), "skills": await executions.get_json()}
+    # The skills too: a run (run-now) counts on its skill.
+    skills = await client.get("/api/v1/skills", query_string={"pageSize": 100}, headers=account.headers)
+    return {"list": await listed.get_json(), "stats": await stats.get_json(), "skills": await skills.get_json()}
 
 
 # Habits are organization data (ARCHITECTURE §3, docs/habits.md): every member reads them; the

@@ -150,6 +150,18 @@ async def test_activate_deactivate_reset_errors_and_delete(client: Any, kijko: K
     reset = await (await client.post(f"{API}/{habit['id']}/reset-errors", headers=alice.headers)).get_json()
     assert (reset["isActive"], reset["consecutiveFailures"], reset["lastErrorMessage"]) == (True, 0, None)
     assert "nextRunAt" in reset
+    # Switching it on by an update forgets the failures too (else the next tick turns it off).
+    async with system_session(kijko.system_db) as db:
+        await db.execute(
+            "UPDATE kijko.habits SET consecutive_failures = 5, last_error_message = 'boom', is_active = false,"
+            " next_run_at = NULL WHERE id = $1",
+            UUID(habit["id"]),
+        )
+    switched = await (
+        await client.put(f"{API}/{habit['id']}", json={"isActive": True}, headers=alice.headers)
+    ).get_json()
+    assert (switched["isActive"], switched["consecutiveFailures"], switched["lastErrorMessage"]) == (True, 0, None)
+    assert "nextRunAt" in switched
 
     deleted = await client.delete(f"{API}/{habit['id']}", headers=alice.headers)
     assert deleted.status_code == 200 and await deleted.get_json() == {"success": True}

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo, available_timezones
 
-from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
+from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter  # type: ignore[import-untyped]
 
 __all__ = [
     "CronInvalid",
@@ -157,7 +157,7 @@ def min_interval_seconds(schedule: Schedule, floor: int) -> int | None:
 
 def describe(schedule: Schedule) -> str | None:
     """A sentence for people (cron-descriptor), or None when it cannot say."""
-    from cron_descriptor import Options, get_description
+    from cron_descriptor import Options, get_description  # type: ignore[import-untyped]
 
     options = Options()
     options.use_24hour_time_format = True

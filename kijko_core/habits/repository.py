@@ -162,14 +162,16 @@ async def stats(db: Session) -> HabitStats:
 
 # --- the scheduler (system role: it only finds and claims; docs/habits.md#the-scheduler) -------
 
-#: Due active habits, oldest due first, locked until the claiming transaction ends; rows
-#: another scheduler holds are skipped. ``$1``: the instant to compare with (None: now()).
+#: Due active habits, oldest due first and grouped by organization (two schedulers then mostly
+#: take different organizations' batches, and wait less on one skill's row), locked until the
+#: claiming transaction ends; rows another scheduler holds are skipped. ``$1``: the instant to
+#: compare with (None: now()).
 CLAIM_DUE = sql.compose(
     "SELECT id, organization_id, skill_id, user_id, schedule_cron, timezone, config, next_run_at,"
     "\n    COALESCE($1::timestamptz, now()) AS now"
     "\nFROM {table}"
     "\nWHERE is_active AND next_run_at IS NOT NULL AND next_run_at <= COALESCE($1::timestamptz, now())"
-    "\nORDER BY next_run_at, id\nLIMIT $2\nFOR UPDATE SKIP LOCKED",
+    "\nORDER BY next_run_at, organization_id, id\nLIMIT $2\nFOR UPDATE SKIP LOCKED",
     table=TABLE,
 )
 

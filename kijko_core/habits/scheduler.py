@@ -27,6 +27,7 @@ tests can stand at a chosen instant (decision 0116).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from kijko_core import events, jobs, mail
 from kijko_core.db.session import (
     ServiceActor,
     ServiceCapability,
+    ServiceSession,
     Session,
     load_service_capability,
     service_session,
@@ -54,6 +56,7 @@ from kijko_core.logging import get_logger
 from kijko_core.skills import repository as skill_repository
 from kijko_core.skills import service as skills
 from kijko_core.skills.inputs import validate_input
+from kijko_core.skills.models import Skill
 from kijko_core.skills.templates import render_prompts
 
 if TYPE_CHECKING:
@@ -62,9 +65,11 @@ if TYPE_CHECKING:
 log = get_logger("kijko.habits")
 
 #: Habits claimed per claiming transaction (their locks are held while they fire).
-BATCH = 250
+BATCH = 1000
 #: Batches per tick at most; what is left fires at the next tick.
 MAX_BATCHES = 200
+#: Organizations of a batch firing at the same time (each on its own connection).
+FIRE_CONCURRENCY = 8
 #: Habits over the failure limit deactivated per tick at most.
 DISABLE_BATCH = 1000
 ACTOR_KIND = "habits.scheduler"
@@ -91,14 +96,32 @@ class _Outcome:
     failed: bool = False
 
 
-_capabilities: dict[int, ServiceCapability] = {}
+class _Following:
+    """The next fire instant after ``now`` per (schedule, zone), computed once per batch
+    (many habits share a schedule)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self._known: dict[tuple[str, str], datetime] = {}
+
+    def __call__(self, expression: str, timezone: str) -> datetime:
+        key = (expression, timezone)
+        if key not in self._known:
+            self._known[key] = cron.next_after(cron.parse(expression), cron.zone(timezone), self.now)
+        return self._known[key]
+
+
+#: The service capability per runtime (read once: it does not change by itself). The runtime is
+#: kept with it, so an id is never reused for another one while cached.
+_capabilities: dict[int, tuple[Kijko, ServiceCapability]] = {}
 
 
 async def _capability(kijko: Kijko) -> ServiceCapability:
-    key = id(kijko)
-    if key not in _capabilities:
-        _capabilities[key] = await load_service_capability(kijko.system_db)
-    return _capabilities[key]
+    cached = _capabilities.get(id(kijko))
+    if cached is None or cached[0] is not kijko:
+        cached = (kijko, await load_service_capability(kijko.system_db))
+        _capabilities[id(kijko)] = cached
+    return cached[1]
 
 
 @jobs.sweep_step("habits")
@@ -136,13 +159,20 @@ async def _batch(
         for row in rows:
             by_org[row["organization_id"]].append(row)
         outcomes: list[_Outcome] = []
-        for org_id, due in by_org.items():
-            try:
-                outcomes += await _fire(kijko, capability, tick_id, org_id, due, now)
-            except Exception as error:  # the habits stay due; the next tick tries them again
-                log.exception("habits_fire_failed", organization_id=str(org_id))
-                report.left += len(due)
-                report.errors.append(type(error).__name__)
+        # Organizations fire side by side, each in its own service session (connection).
+        limit = asyncio.Semaphore(max(1, min(FIRE_CONCURRENCY, kijko.settings.db_pool_size - 1)))
+        following = _Following(now)
+
+        async def fire(org_id: UUID, due: list[asyncpg.Record]) -> None:
+            async with limit:
+                try:
+                    outcomes.extend(await _fire(kijko, capability, tick_id, org_id, due, following))
+                except Exception as error:  # the habits stay due; the next tick tries them again
+                    log.exception("habits_fire_failed", organization_id=str(org_id))
+                    report.left += len(due)
+                    report.errors.append(type(error).__name__)
+
+        await asyncio.gather(*(fire(org_id, due) for org_id, due in by_org.items()))
         if outcomes:
             await claim.execute(
                 repository.ADVANCE,
@@ -164,27 +194,58 @@ async def _fire(
     tick_id: str,
     org_id: UUID,
     due: list[asyncpg.Record],
-    now: datetime,
+    following: _Following,
 ) -> list[_Outcome]:
     """Start the due habits' executions in one service session of their organization. The
-    habits' rows are locked by the claiming transaction: nothing here may write them."""
+    habits' rows are locked by the claiming transaction: nothing here may write them.
+
+    Fast path: the whole batch in one go. Should one habit raise (a bug, a broken row), that
+    session rolls back and the batch runs again with a savepoint per habit, so the one that
+    fails stays due (retried next tick, logged) and the others fire."""
+    try:
+        return await _fire_in_session(kijko, capability, tick_id, org_id, due, following, careful=False)
+    except Exception:
+        log.warning("habits_fire_retried_one_by_one", organization_id=str(org_id))
+        return await _fire_in_session(kijko, capability, tick_id, org_id, due, following, careful=True)
+
+
+async def _fire_in_session(
+    kijko: Kijko,
+    capability: ServiceCapability,
+    tick_id: str,
+    org_id: UUID,
+    due: list[asyncpg.Record],
+    following: _Following,
+    *,
+    careful: bool,
+) -> list[_Outcome]:
     outcomes: list[_Outcome] = []
     actor = ServiceActor(ACTOR_KIND, tick_id)
     async with service_session(kijko.app_db, capability, org_id, actor) as db:
+        found: dict[UUID, Skill | None] = {}  # one read per skill of the batch
         for habit in due:
             scheduled_for: datetime = habit["next_run_at"]
             try:
-                following = cron.next_after(cron.parse(habit["schedule_cron"]), cron.zone(habit["timezone"]), now)
+                after = following(habit["schedule_cron"], habit["timezone"])
+                skill_id: UUID = habit["skill_id"]
+                if skill_id not in found:
+                    found[skill_id] = await skill_repository.get(db, org_id, skill_id)  # type: ignore[arg-type]
+                if not careful:
+                    outcomes.append(await _start(db, habit, found[skill_id], scheduled_for, after))
+                    continue
                 async with db.savepoint():
-                    outcomes.append(await _start(db, habit, scheduled_for, following))
-            except Exception:  # this habit stays due (retried next tick); the others go on
-                log.exception("habit_fire_failed", habit_id=str(habit["id"]))
+                    outcomes.append(await _start(db, habit, found[skill_id], scheduled_for, after))
+            except Exception:
+                if not careful:
+                    raise
+                log.exception("habit_fire_failed", habit_id=str(habit["id"]))  # stays due: next tick
     return outcomes
 
 
-async def _start(db: Session, habit: asyncpg.Record, scheduled_for: datetime, following: datetime) -> _Outcome:
+async def _start(
+    db: ServiceSession, habit: asyncpg.Record, skill: Skill | None, scheduled_for: datetime, following: datetime
+) -> _Outcome:
     habit_id: UUID = habit["id"]
-    skill = await skill_repository.get(db, habit["organization_id"], habit["skill_id"])  # type: ignore[arg-type]
     if skill is None:  # cannot be: the habit goes with its skill (cascade)
         return _Outcome(habit_id, following, scheduled_for, fired=False, error="Skipped: the skill is gone")
     if not skill.is_active:

@@ -201,6 +201,10 @@ async def update(db: TenantSession, habit_id: UUID, data: UpdateHabit, min_inter
         changes["schedule_cron"] = expression = schedule.expression
     if rescheduled:
         changes["next_run_at"] = next_run(expression, timezone, await repository.now(db)) if active else None
+    if active and not habit.is_active:
+        # Switched on again: like activate, the failures are forgotten (else a habit turned off
+        # for failing would be turned off again by the next tick).
+        changes |= {"consecutive_failures": 0, "last_error_message": None}
     return await _save(db, habit, changes)
 
 
