@@ -443,6 +443,7 @@ OUTSIDE_SUITES: dict[str, str] = {
     "/api/v1": "the API's index: public, test_shell.py",
     "/api/v1/auth/": "the caller's own credentials and session: test_auth_endpoints.py, test_keycloak*.py",
     "/api/v1/invitations/": "addressed by a one-time token, not an id: test_members.py",
+    "/api/v1/plugins": "the installed plugin types, the same for every organization: test_plugins.py",
 }
 
 # --- organization members -------------------------------------------------------------------------

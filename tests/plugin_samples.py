@@ -93,3 +93,14 @@ class PingReflex(ReflexType):
 class LineChunker:
     def chunk(self, file: Any, options: Any) -> Any:
         return iter(())
+
+
+class RouteSampleSkill(EchoSkill):
+    """Registered at run time by the route test (as an embedding application would)."""
+
+    name = "sample-echo"
+
+
+class RouteSampleReflex(PingReflex):
+    name = "sample-ping"
+    description = "Pings"

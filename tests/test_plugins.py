@@ -9,12 +9,19 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from kijko_cli.main import cli
 from kijko_core.logging import configure_logging
 from kijko_core.plugins import API_VERSION, PluginError, registry
 from kijko_core.plugins.registry import PluginReport, discover
+from kijko_core.runtime import Kijko
+from tests.conftest import Account
+from tests.memberships import add_member
+from tests.plugin_samples import EchoConfig, RouteSampleReflex, RouteSampleSkill
 
 
 def install(
@@ -36,7 +43,8 @@ SAMPLES = "tests.plugin_samples"
 
 
 def by_name(report: list[PluginReport], group: str) -> dict[str, PluginReport]:
-    return {item.name: item for item in report if item.group == group and item.distribution != "kijko"}
+    """The test distribution's entries (installed plugins, built-ins left out)."""
+    return {item.name: item for item in report if item.group == group and item.distribution == "kijko-test-plugins"}
 
 
 def test_good_plugins_load_and_broken_ones_are_skipped_with_their_reason(
@@ -161,3 +169,105 @@ def test_unknown_types_are_a_422_naming_the_field() -> None:
         registry.reflex_type("no-such-type")
     assert trigger.value.to_body()["code"] == "TRIGGER_TYPE_UNAVAILABLE"
     assert trigger.value.status == 422
+
+
+# ---------------------------------------------------------------------------------------------
+# kijko plugins
+
+
+def test_kijko_plugins_lists_loaded_and_skipped_plugins_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install(
+        tmp_path,
+        monkeypatch,
+        "kijko-cli-sample",
+        "0.3",
+        {
+            registry.SKILL_TYPES_GROUP: {"echo": f"{SAMPLES}:EchoSkill", "old": f"{SAMPLES}:OldApiSkill"},
+            registry.REFLEX_TYPES_GROUP: {"ping": f"{SAMPLES}:PingReflex"},
+            registry.CHUNKERS_GROUP: {"lines": f"{SAMPLES}:LineChunker"},
+        },
+    )
+    runner = CliRunner()
+    listing = runner.invoke(cli, ["plugins"])
+    assert listing.exit_code == 0, listing.output
+    lines = listing.output.splitlines()
+    assert lines[0] == f"plugin API version {API_VERSION}"
+    assert "  echo\t1.2.0\tkijko-cli-sample 0.3\tloaded" in lines
+    old = f"skipped: it was written for plugin API version 0; this Kijko offers {API_VERSION}"
+    assert f"  old\t-\tkijko-cli-sample 0.3\t{old}" in lines
+    ping = lines.index("  ping\t0.1\tkijko-cli-sample 0.3\tloaded")
+    assert lines.index("reflex types:") < ping < lines.index("chunkers:")
+    assert "  lines\t0.3\tkijko-cli-sample 0.3\tloaded" in lines
+    # --strict: a skipped plugin fails the command (for deployment checks).
+    assert runner.invoke(cli, ["plugins", "--strict"]).exit_code == 1
+
+    document = runner.invoke(cli, ["plugins", "--json"])
+    assert document.exit_code == 0
+    parsed = json.loads(document.output)  # nothing but the document on stdout
+    assert parsed["apiVersion"] == API_VERSION
+    old = next(p for p in parsed["plugins"] if p["name"] == "old")
+    assert old == {
+        "group": "kijko.skill_types",
+        "name": "old",
+        "status": "skipped",
+        "reason": f"it was written for plugin API version 0; this Kijko offers {API_VERSION}",
+        "version": None,
+        "description": "",
+        "distribution": "kijko-cli-sample",
+        "distributionVersion": "0.3",
+        "builtin": False,
+        "target": "tests.plugin_samples:OldApiSkill",
+    }
+
+
+def test_kijko_plugins_strict_passes_when_nothing_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    install(tmp_path, monkeypatch, "kijko-fine", "1", {registry.SKILL_TYPES_GROUP: {"echo": f"{SAMPLES}:EchoSkill"}})
+    done = CliRunner().invoke(cli, ["plugins", "--strict"])
+    assert done.exit_code == 0, done.output
+
+
+# ---------------------------------------------------------------------------------------------
+# GET /api/v1/plugins
+
+
+async def test_the_api_lists_the_loaded_types_with_their_config_schemas(client: Any, alice: Account) -> None:
+    registry.register_skill_type(RouteSampleSkill())
+    registry.register_reflex_type(RouteSampleReflex())
+    response = await client.get("/api/v1/plugins", headers=alice.headers)
+    assert response.status_code == 200
+    body = await response.get_json()
+    assert body["apiVersion"] == API_VERSION
+    assert [t["name"] for t in body["skillTypes"]] == sorted(registry.skill_types())
+    assert [t["name"] for t in body["reflexTypes"]] == sorted(registry.reflex_types())
+    echo = next(t for t in body["skillTypes"] if t["name"] == "sample-echo")
+    assert echo == {
+        "name": "sample-echo",
+        "version": "1.2.0",
+        "description": "Answers its prompt",
+        "distribution": None,
+        "distributionVersion": None,
+        "builtin": False,
+        "usesModel": False,
+        "configSchema": EchoConfig.model_json_schema(),
+    }
+    assert echo["configSchema"]["properties"]["prefix"]["maxLength"] == 20
+    ping = next(t for t in body["reflexTypes"] if t["name"] == "sample-ping")
+    assert (ping["receivesWebhooks"], ping["description"], ping["version"]) == (True, "Pings", "0.1")
+    assert isinstance(body["chunkers"], list)
+
+
+async def test_every_role_reads_it(client: Any, kijko: Kijko, alice: Account) -> None:
+    viewer = await add_member(kijko, alice.org_id, "viewer")
+    member = await add_member(kijko, alice.org_id, "member")
+    for account in (viewer, member):
+        response = await client.get("/api/v1/plugins", headers=account.headers)
+        assert response.status_code == 200
+        assert (await response.get_json())["apiVersion"] == API_VERSION
+
+
+async def test_the_api_needs_a_token(client: Any) -> None:
+    response = await client.get("/api/v1/plugins")
+    assert response.status_code == 401
+    assert (await response.get_json())["code"] == "INVALID_TOKEN"

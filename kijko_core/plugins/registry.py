@@ -17,7 +17,6 @@ a plugin declaring its name is skipped; two plugins declaring the same name are 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Final, Literal
@@ -158,7 +157,9 @@ def _entries(group: Group) -> list[EntryPoint]:
     )
 
 
-def _discover_group(group: Group, base: type[SkillType] | type[ReflexType] | None, into: Loaded) -> dict[str, Any]:
+def _discover_group(
+    group: Group, base: type[SkillType] | type[ReflexType] | None, into: Loaded, log_outcome: bool
+) -> dict[str, Any]:
     passed: list[tuple[PluginReport, Any]] = []  # entries that passed every check, in order
     reports: list[PluginReport] = []
     builtins: set[str] = set()
@@ -207,10 +208,10 @@ def _discover_group(group: Group, base: type[SkillType] | type[ReflexType] | Non
             reports[reports.index(item)] = replace(item, status="skipped", reason=reason)
         else:
             instances[item.name] = instance
-    for item in reports:
-        if item.status == "loaded":
-            log.info("plugin_loaded", group=group, name=item.name, distribution=item.distribution, version=item.version)
-        else:
+    # Only what went wrong is logged: the loaded ones are what `kijko plugins` and the API list,
+    # and a line per plugin on every start would land in CLI commands' output too.
+    for item in reports if log_outcome else ():
+        if item.status == "skipped":
             log.warning(
                 "plugin_skipped",
                 group=group,
@@ -224,13 +225,13 @@ def _discover_group(group: Group, base: type[SkillType] | type[ReflexType] | Non
     return instances
 
 
-def discover() -> Loaded:
+def discover(*, log_outcome: bool = True) -> Loaded:
     """Read the three entry-point groups now, check every entry and log the outcome, without
     touching the process's registry (tests call it on a ``sys.path`` they prepared)."""
     found = Loaded()
-    found.skill_types = _discover_group(SKILL_TYPES_GROUP, SkillType, found)
-    found.reflex_types = _discover_group(REFLEX_TYPES_GROUP, ReflexType, found)
-    _discover_group(CHUNKERS_GROUP, None, found)
+    found.skill_types = _discover_group(SKILL_TYPES_GROUP, SkillType, found, log_outcome)
+    found.reflex_types = _discover_group(REFLEX_TYPES_GROUP, ReflexType, found, log_outcome)
+    _discover_group(CHUNKERS_GROUP, None, found, log_outcome)
     return found
 
 
@@ -306,11 +307,21 @@ def register_reflex_type(instance: ReflexType) -> None:
     _registered(REFLEX_TYPES_GROUP, instance, loaded)
 
 
-def loaded_types(group: Group) -> Iterable[tuple[PluginReport, SkillType | ReflexType]]:
-    """The loaded types of ``group`` with their report entries, by name."""
+def loaded_skill_types() -> list[tuple[PluginReport, SkillType]]:
+    """The loaded skill types with their report entries, by name."""
     current = load()
-    types: dict[str, Any] = current.skill_types if group == SKILL_TYPES_GROUP else current.reflex_types
-    for name in sorted(types):
-        item = current.reported(group, name)
-        if item is not None:
-            yield item, types[name]
+    return [
+        (item, kind)
+        for name, kind in sorted(current.skill_types.items())
+        if (item := current.reported(SKILL_TYPES_GROUP, name))
+    ]
+
+
+def loaded_reflex_types() -> list[tuple[PluginReport, ReflexType]]:
+    """The loaded reflex types with their report entries, by name."""
+    current = load()
+    return [
+        (item, kind)
+        for name, kind in sorted(current.reflex_types.items())
+        if (item := current.reported(REFLEX_TYPES_GROUP, name))
+    ]

@@ -20,6 +20,7 @@ from kijko_server.blueprints import (
     members,
     oauth,
     organizations,
+    plugins,
     projects,
     repositories,
     search,
@@ -53,6 +54,7 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     organizations.bp,
     oauth.bp,
     sources.bp,
+    plugins.bp,
     swagger.bp,
 )
 
