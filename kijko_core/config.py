@@ -15,6 +15,7 @@ import difflib
 import ipaddress
 import os
 from collections.abc import Iterable
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -244,6 +245,26 @@ class Settings(BaseSettings):
     # queued), and how soon a waiting one looks for a free slot again.
     ingestion_concurrency_per_org: int = Field(default=2, ge=1, le=1000)
     ingestion_queue_recheck_seconds: float = Field(default=5.0, ge=0.1, le=600)
+
+    # Habits (docs/habits.md): the shortest interval a schedule may fire at, and how many
+    # failed runs in a row deactivate a habit.
+    habit_min_interval_seconds: int = Field(default=60, ge=60, le=7 * 24 * 3600)
+    habit_max_consecutive_failures: int = Field(default=5, ge=1, le=1000)
+
+    # Skill executions (docs/executions.md): runs at once per organization over all workers
+    # (more wait, pending), how soon a waiting one looks again, how long one may run, how long
+    # an inline test may run, and the monthly spend cap on the platform's LLM keys.
+    execution_concurrency_per_org: int = Field(default=4, ge=1, le=1000)
+    execution_queue_recheck_seconds: float = Field(default=0.5, ge=0.05, le=600)
+    execution_timeout_seconds: float = Field(default=300.0, gt=0, le=3600)
+    execution_test_timeout_seconds: float = Field(default=60.0, gt=0, le=300)
+    llm_monthly_spend_cap: Decimal | None = Field(default=None, ge=0, max_digits=20, decimal_places=6)
+    llm_spend_cap_currency: str = Field(default="usd", pattern=r"^[a-z]{3}$")
+
+    # Reflexes (docs/reflexes.md): the largest webhook body the receiver reads, deliveries one
+    # reflex may start per minute (counted after verification).
+    reflex_webhook_max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
+    reflex_rate_limit_per_minute: int = Field(default=60, ge=1, le=100_000)
 
     # Mail (docs/mail.md): SMTP when a URL is set, else the local outbox in the data dir.
     smtp_url: SecretUrl | None = None

@@ -25,8 +25,11 @@ from uuid import UUID, uuid4
 from kijko_core.auth.principal import OrgRole, Principal
 from kijko_core.db.sql import Fragment
 from kijko_core.errors import Forbidden, NotFound
+from kijko_core.habits.errors import HabitNotFound
 from kijko_core.organizations.models import MemberNotFound
 from kijko_core.projects.models import ProjectNotFound
+from kijko_core.reflexes.errors import ReflexNotFound
+from kijko_core.skills.errors import SkillNotFound
 
 
 class Grant(StrEnum):
@@ -241,6 +244,36 @@ ORGANIZATION_MEMBERS = Policy(
 )
 
 
+#: Skills are organization data (docs/skills.md): every member reads every skill of the
+#: organization (viewers included); acting follows the organization table — members create and
+#: change or delete their own, owners and admins everyone's (a skill whose creator was erased
+#: is "someone else's"), viewers only read.
+SKILLS = Policy(
+    name="skills",
+    not_found=SkillNotFound,
+    readable=lambda principal, skill: skill.organization_id == principal.org_id,
+    readable_sql=Fragment("organization_id = $1"),
+)
+
+#: Reflexes: organization data like skills (members their own, owners/admins all, viewers read).
+REFLEXES = Policy(
+    name="reflexes",
+    not_found=ReflexNotFound,
+    readable=lambda principal, reflex: reflex.organization_id == principal.org_id,
+    readable_sql=Fragment("organization_id = $1"),
+)
+
+
+#: Habits are organization data (ARCHITECTURE §3): every member reads them (row-level security
+#: keeps them to the active organization); members edit their own, owners and admins all.
+HABITS = Policy(
+    name="habits",
+    not_found=HabitNotFound,
+    readable=lambda principal, habit: habit.organization_id == principal.org_id,
+    readable_sql=Fragment("organization_id = $1"),
+)
+
+
 def authorize_member_change(
     principal: Principal, target_role: OrgRole, new_role: OrgRole | None, *, organization_has_owner: bool = True
 ) -> None:
@@ -325,9 +358,40 @@ def render() -> str:
             for method, path, action in PROJECT_ROUTES
         ],
     )
-    return _TEMPLATE.format(
-        org=org, actions=actions, project=project, routes=routes, projects_sql=PROJECTS.readable_sql
+    skills = _table(
+        ["org role", *(title for title, _, _ in _SKILL_COLUMNS)],
+        [[str(role), *(_skill_verdict(role, action, own) for _, action, own in _SKILL_COLUMNS)] for role in OrgRole],
     )
+    return _TEMPLATE.format(
+        org=org, actions=actions, project=project, routes=routes, projects_sql=PROJECTS.readable_sql, skills=skills
+    )
+
+
+#: The columns of the skills table: (title, action, on the caller's own skill).
+_SKILL_COLUMNS: list[tuple[str, Action, bool]] = [
+    ("read any skill", Action.READ, False),
+    ("create, import, duplicate", Action.CREATE, True),
+    ("edit, delete own", Action.EDIT, True),
+    ("edit, delete others'", Action.EDIT, False),
+]
+
+
+@dataclass
+class _ExampleSkill:
+    organization_id: UUID
+    user_id: UUID | None
+
+
+def _skill_verdict(org_role: OrgRole, action: Action, own: bool) -> str:
+    me = Principal(uuid4(), uuid4(), "example", frozenset({org_role}), datetime.now(UTC))
+    skill = None if action is Action.CREATE else _ExampleSkill(me.org_id, me.user_id if own else uuid4())
+    try:
+        authorize(me, action, skill, policy=SKILLS)
+    except NotFound:
+        return "404"
+    except Forbidden:
+        return "403"
+    return "yes"
 
 
 #: Every project route and the action it needs: the rows of the matrix in docs/permissions.md
@@ -518,6 +582,19 @@ Also:
   ignored. Changing `type` is possible only while the status is `draft` (409
   `INVALID_STATUS` with `field: "type"`).
 - A malformed id in a path is the same 404 as an unknown one.
+
+## Skills
+
+Skills are organization data (see [skills](skills.md) and
+[decisions/0100](decisions/0100-skills-are-organization-data.md)): every member reads every
+skill of the organization; acting follows the organization table, the creator's own skill
+against someone else's (a skill whose creator was erased is someone else's). `yes` allowed,
+`403` `FORBIDDEN`; another organization's skill is `SKILL_NOT_FOUND` (404) for everyone.
+
+{skills}
+
+Bulk actions (`/skills/bulk/…`) act on the listed skills the caller may edit and skip the
+others; viewers get 403 ([decisions/0102](decisions/0102-bulk-actions-skip-what-the-caller-may-not-change.md)).
 """
 
 

@@ -54,7 +54,7 @@ def validation_error(error: Exception) -> errors.ValidationFailed:
         first = error.errors(include_input=False, include_url=False, include_context=False)[0]
         location = tuple(first["loc"])
         field, path = _wire_field(location), _wire_path(location)
-        if first["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        if first["type"] in ("model_type", "model_attributes_type", "dict_type") and not location:
             return errors.ValidationFailed("The request body must be a JSON object")
         message = first["msg"]
         return errors.ValidationFailed(f"{path}: {message}" if path else message, field=field)

@@ -208,6 +208,15 @@ async def enforce_rate_limits() -> None:
         raise RateLimited(retry_after=max(1, math.ceil(wait)))
 
 
+async def enforce(limit: Limit, key: str) -> None:
+    """Count one request against ``limit`` for ``key`` now, from inside a view: for a limit
+    that applies only after the view checked something (the reflex receiver counts verified
+    deliveries only). 429 ``RATE_LIMITED`` with ``Retry-After`` when it is used up."""
+    wait = await _store().consume([(f"{KEY_PREFIX}:{limit.name}:{key}", limit)])
+    if wait is not None:
+        raise RateLimited(retry_after=max(1, math.ceil(wait)))
+
+
 def init_rate_limits(app: Quart) -> None:
     app.extensions[_MEMORY_STORE] = MemoryStore()
     app.before_request(enforce_rate_limits)

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tests.automation import skill_body
 from tests.conftest import Account
 from tests.memberships import add_member
 
@@ -508,5 +509,127 @@ ORGANIZATION_MEMBERS = Domain(
         ("GET", _ORG_MEMBERS): "the 'list' action and the isolation snapshot",
     },
 )
+# --- skills -----------------------------------------------------------------------------------------
 
-DOMAINS: tuple[Domain, ...] = (PROJECTS, ORGANIZATION_MEMBERS)
+SKILLS_API = "/api/v1/skills"
+_SKILL = f"{SKILLS_API}/<skill_id>"
+
+
+async def _listed_skills(client: Client, account: Account) -> set[str]:
+    response = await client.get(SKILLS_API, query_string={"pageSize": 100}, headers=account.headers)
+    body = await response.get_json()
+    assert response.status_code == 200 and body["total"] <= 100, body
+    return {skill["id"] for skill in body["skills"]}
+
+
+async def _skill_snapshot(client: Client, account: Account) -> dict[str, Any]:
+    listed = await client.get(SKILLS_API, query_string={"pageSize": 100}, headers=account.headers)
+    return {"list": await listed.get_json()}
+
+
+# Skills are organization data (ARCHITECTURE §3, docs/skills.md): every member reads them;
+# the creator, owners and admins change them; a copy is a create (viewers cannot).
+_SKILL_READ: Expected = {"skill": everyone()}
+_SKILL_WRITE: Expected = {"skill": only("owner", "admin", "creator", otherwise="403")}
+_SKILL_COPY: Expected = {"skill": only("owner", "admin", "member", "creator", otherwise="403")}
+
+SKILLS = Domain(
+    name="skills",
+    prefix=SKILLS_API,
+    id_param="skill_id",
+    not_found="SKILL_NOT_FOUND",
+    kinds=("skill",),
+    new_body=lambda kind: skill_body(),
+    listed=_listed_skills,
+    snapshot=_skill_snapshot,
+    actions=(
+        Action("get", "GET", _SKILL, _SKILL_READ),
+        Action("list", "LIST", SKILLS_API, _SKILL_READ),
+        Action("export", "GET", f"{_SKILL}/export", _SKILL_READ),
+        Action("update", "PUT", _SKILL, _SKILL_WRITE, {"description": "changed by PUT", "isActive": False}),
+        Action("patch", "PATCH", _SKILL, _SKILL_WRITE, {"description": "changed by PATCH"}),
+        Action("delete", "DELETE", _SKILL, _SKILL_WRITE),
+        Action("duplicate", "POST", f"{_SKILL}/duplicate", _SKILL_COPY, {}),
+    ),
+    create_rule=("POST", SKILLS_API),
+    may_create=only("owner", "admin", "member", "creator", otherwise="403"),
+    collection_routes={
+        ("GET", SKILLS_API): "the list: the 'list' action and the isolation snapshot",
+        ("POST", SKILLS_API): "create: may_create, and foreign ids in its body",
+        ("POST", f"{SKILLS_API}/import"): "a create from an export: test_skills.py (roles, validation)",
+        # Ids in the body: other organizations' are skipped (test_skills.py checks their rows
+        # in SQL), others' skills only by owners and admins.
+        ("POST", f"{SKILLS_API}/bulk/activate"): "ids in the body: test_skills.py",
+        ("POST", f"{SKILLS_API}/bulk/deactivate"): "ids in the body: test_skills.py",
+        ("DELETE", f"{SKILLS_API}/bulk"): "ids in the body: test_skills.py",
+    },
+)
+
+
+# --- habits -----------------------------------------------------------------------------------------
+
+HABITS_API = "/api/v1/habits"
+_HABIT = f"{HABITS_API}/<habit_id>"
+
+
+async def _make_habit(client: Client, account: Account, kind: str) -> dict[str, Any]:
+    from tests.habits_kit import create_habit
+
+    return await create_habit(client, account)
+
+
+async def _listed_habits(client: Client, account: Account) -> set[str]:
+    response = await client.get(HABITS_API, query_string={"pageSize": 100}, headers=account.headers)
+    body = await response.get_json()
+    assert response.status_code == 200 and body["total"] <= 100, body
+    return {habit["id"] for habit in body["habits"]}
+
+
+async def _habit_snapshot(client: Client, account: Account) -> dict[str, Any]:
+    listed = await client.get(HABITS_API, query_string={"pageSize": 100}, headers=account.headers)
+    stats = await client.get(f"{HABITS_API}/stats", headers=account.headers)
+    executions = await client.get("/api/v1/skills", query_string={"pageSize": 100}, headers=account.headers)
+    return {"list": await listed.get_json(), "stats": await stats.get_json(), "skills": await executions.get_json()}
+
+
+# Habits are organization data (ARCHITECTURE §3, docs/habits.md): every member reads them; the
+# creator, owners and admins change, run and delete them.
+_HABIT_READ: Expected = {"habit": everyone()}
+_HABIT_WRITE: Expected = {"habit": only("owner", "admin", "creator", otherwise="403")}
+
+HABITS = Domain(
+    name="habits",
+    prefix=HABITS_API,
+    id_param="habit_id",
+    not_found="HABIT_NOT_FOUND",
+    kinds=("habit",),
+    new_body=lambda kind: {},
+    make=_make_habit,
+    listed=_listed_habits,
+    snapshot=_habit_snapshot,
+    actions=(
+        Action("get", "GET", _HABIT, _HABIT_READ),
+        Action("get full", "GET", f"{_HABIT}/full", _HABIT_READ),
+        Action("list", "LIST", HABITS_API, _HABIT_READ),
+        Action("update", "PUT", _HABIT, _HABIT_WRITE, {"scheduleCron": "30 8 * * 1-5", "timezone": "UTC"}),
+        Action("patch", "PATCH", _HABIT, _HABIT_WRITE, {"scheduleDescription": "changed by PATCH"}),
+        Action("delete", "DELETE", _HABIT, _HABIT_WRITE),
+        Action("activate", "POST", f"{_HABIT}/activate", _HABIT_WRITE),
+        Action("deactivate", "POST", f"{_HABIT}/deactivate", _HABIT_WRITE),
+        Action("reset errors", "POST", f"{_HABIT}/reset-errors", _HABIT_WRITE),
+        Action("run now", "POST", f"{_HABIT}/run-now", _HABIT_WRITE),
+    ),
+    # The Habit has no organizationId on the wire (contract §3.3): tests/test_habit_routes.py
+    # sends foreign ids in create and update bodies and checks the rows.
+    create_rule=None,
+    may_create={},
+    collection_routes={
+        ("GET", HABITS_API): "the list: the 'list' action and the isolation snapshot",
+        ("POST", HABITS_API): "create: roles and foreign skillId/ids in test_habit_routes.py",
+        ("GET", f"{HABITS_API}/stats"): "aggregates: the isolation snapshot",
+        ("POST", f"{HABITS_API}/validate-cron"): "a cron string only, no habit: test_habit_routes.py",
+    },
+)
+
+
+DOMAINS: tuple[Domain, ...] = (PROJECTS, ORGANIZATION_MEMBERS, SKILLS, HABITS)

@@ -20,7 +20,9 @@ from kijko_core.db.session import system_session
 from kijko_core.runtime import Kijko, make_redis
 from kijko_server.app import KijkoApp, create_app
 from kijko_server.openapi import declared_errors
+from tests.automation import SKILL_OPERATIONS
 from tests.conftest import Account, sign_up
+from tests.habits_kit import HABIT_OPERATIONS
 from tests.ingestion_kit import INGESTION_OPERATIONS
 from tests.invitations import MEMBER_OPERATIONS
 from tests.keycloak_server import FakeKeycloak
@@ -113,6 +115,7 @@ async def test_every_documented_error_happens_with_its_documented_code(
     gone = await add_member(kijko, alice.org_id, "member")  # loses the membership below
     async with system_session(kijko.system_db) as db:
         await db.execute("DELETE FROM kijko.memberships WHERE user_id = $1", UUID(gone.user_id))
+
     async def project(name: str) -> dict[str, Any]:
         response = await client.post(API, json={"name": name, "type": "repository"}, headers=alice.headers)
         body: dict[str, Any] = (await response.get_json())["project"]
@@ -145,7 +148,9 @@ async def test_every_documented_error_happens_with_its_documented_code(
         }
         if "404" in statuses:
             cases["404"] = send(
-                method, template.format(project_id=unknown, repo_id=unknown, user_id=unknown), alice,
+                method,
+                template.format(project_id=unknown, repo_id=unknown, user_id=unknown),
+                alice,
                 json={"description": "x"},
             )
         if "400" in statuses:
@@ -254,8 +259,7 @@ def undeclared_views(app: Quart) -> list[str]:
     return sorted(
         f"{rule.rule} ({rule.endpoint})"
         for rule in app.url_map.iter_rules()
-        if rule.endpoint != "openapi"
-        and declared_errors(app.view_functions[rule.endpoint], public=True) is None
+        if rule.endpoint != "openapi" and declared_errors(app.view_functions[rule.endpoint], public=True) is None
     )
 
 
@@ -274,6 +278,8 @@ async def test_each_other_operation_documents_exactly_its_errors(client: Any) ->
     # Members pin theirs in tests/test_members.py, the wizard's sources in tests/test_sources.py
     # (WIZARD), ingestion in tests/ingestion_kit.py; each is triggered there.
     pinned = set(EXPECTED) | set(OTHERS) | set(MEMBER_OPERATIONS) | set(WIZARD) | set(INGESTION_OPERATIONS)
+    pinned |= set(SKILL_OPERATIONS)
+    pinned |= set(HABIT_OPERATIONS)
     assert operations == pinned, "a new operation: pin its errors here"
     for (method, path), statuses in OTHERS.items():
         assert set(documented_errors(spec, method, path)) == statuses | {"500"}, (method, path)
@@ -394,9 +400,7 @@ async def check_triggers(
     triggers: dict[tuple[str, str], dict[str, Request]] = {
         ("get", "/health/ready"): {"503": send(redis_down, "get", "/health/ready")},
         ("get", "/.well-known/jwks.json"): {"404": send(kc, "get", "/.well-known/jwks.json")},
-        ("get", "/.well-known/openid-configuration"): {
-            "404": send(kc, "get", "/.well-known/openid-configuration")
-        },
+        ("get", "/.well-known/openid-configuration"): {"404": send(kc, "get", "/.well-known/openid-configuration")},
         ("post", f"{AUTH}/signup"): {
             **body_errors("post", f"{AUTH}/signup"),
             "409": send(client, "post", f"{AUTH}/signup", json={**new_signup(), "email": alice.email.upper()}),

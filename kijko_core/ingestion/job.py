@@ -57,6 +57,7 @@ from kijko_core.ingestion.walk import Plan, Planned, UnreadableFile, plan, read
 from kijko_core.jobs import JobContext
 from kijko_core.logging import get_logger
 from kijko_core.projects.models import Project
+from kijko_core.reflexes import catalogue
 from kijko_core.repositories import urls
 from kijko_core.sources.models import FileRecord
 
@@ -509,6 +510,12 @@ async def _complete(ctx: JobContext, reporter: Reporter, outcome: _Outcome, seco
             seconds=round(seconds, 3),
         )
         await service.announce_completion(db, org_id, project_id, done, seconds)
+        await catalogue.emit(
+            db,
+            "ingestion.completed",
+            {"projectId": str(project_id), "runId": str(run_id), "status": "completed"},
+            source=str(project_id),
+        )
     log.info("ingestion_completed", run_id=str(run_id), seconds=round(seconds, 3), **metrics.model_dump())
 
 
@@ -546,6 +553,12 @@ async def _failed(ctx: JobContext, reporter: Reporter, code: str, message: str, 
             await repository.settle_repositories(db, org_id, project_id)
             await repository.set_project_status(db, org_id, project_id, "error")
             await service.announce_failure(db, org_id, project_id, failed, recoverable=recoverable)
+            await catalogue.emit(
+                db,
+                "ingestion.failed",
+                {"projectId": str(project_id), "runId": str(run_id), "status": "failed", "errorCode": code},
+                source=str(project_id),
+            )
     if failed is None:  # cancelled meanwhile: the cancel stands, and its clean-up is ours
         await _stopped(ctx, reporter)
         return

@@ -36,6 +36,7 @@ from kijko_core.members.models import (
 )
 from kijko_core.members.repository import MEMBERS
 from kijko_core.projects.repository import TABLE as PROJECTS
+from kijko_core.reflexes import catalogue
 
 #: The organization role an accepted invitee gets when not yet in the organization.
 ORG_ROLE_FOR = {"admin": "member", "manager": "member", "developer": "member", "viewer": "viewer", "auditor": "viewer"}
@@ -141,4 +142,11 @@ async def accept(db: SystemSession, caller: dict[str, Any], token: str) -> Accep
     project = PROJECTS.one(project_row)
     who = caller["name"] or caller["email"]
     await announce(db, "updated", member, project, caller, f"{who} accepted the invitation as {member.role}")
+    await catalogue.emit(
+        db,
+        "member.added",
+        {"projectId": str(project.id), "userId": str(user_id), "role": str(member.role)},
+        source=str(project.id),
+        org_id=org_id,
+    )
     return AcceptedInvitation(project_id=project.id, organization_id=org_id, member=member.wire())

@@ -29,6 +29,7 @@ from kijko_core.projects.models import (
     ProjectWithRelations,
     UpdateProject,
 )
+from kijko_core.reflexes import catalogue
 from kijko_core.repositories import service as repositories
 from kijko_core.sources import repository as sources
 from kijko_core.wire import Page, like_pattern
@@ -85,6 +86,12 @@ async def create(db: TenantSession, data: CreateProject) -> CreateProjectRespons
     project = await repository.insert(db, principal.org_id, principal.user_id, values)
     await add_creator(db, project)  # the creator is the project's first admin (decision 0058)
     await _manual_content(db, project.id, data.custom_settings)
+    await catalogue.emit(
+        db,
+        "project.created",
+        {"projectId": str(project.id), "name": project.name, "type": project.type, "userId": str(principal.user_id)},
+        source=str(project.id),
+    )
     return CreateProjectResponse(project=project, next_steps=list(NEXT_STEPS))
 
 

@@ -15,6 +15,8 @@ from kijko_core.config import Settings
 from kijko_server import health, swagger
 from kijko_server.blueprints import (
     auth,
+    executions,
+    habits,
     index,
     ingestion,
     members,
@@ -22,9 +24,12 @@ from kijko_server.blueprints import (
     organizations,
     plugins,
     projects,
+    reflexes,
     repositories,
     search,
+    skills,
     sources,
+    webhooks,
     wellknown,
 )
 from kijko_server.ratelimits import AuthLimits
@@ -54,6 +59,11 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     organizations.bp,
     oauth.bp,
     sources.bp,
+    skills.bp,
+    executions.bp,
+    habits.bp,
+    reflexes.bp,
+    webhooks.bp,
     plugins.bp,
     swagger.bp,
 )

@@ -1,0 +1,281 @@
+"""The habit scheduler: a step of the worker's periodic tick (docs/habits.md#the-scheduler).
+
+Every tick (once a minute: huey's periodic task, or the sweeper of the worker inside
+``kijko serve``) first deactivates habits that failed too often in a row, then fires the due
+ones, in batches:
+
+1. **Claim** on the system role: due active habits, ``FOR UPDATE SKIP LOCKED`` — another
+   scheduler's claimed rows are skipped, so two schedulers share the work and never hold the
+   same habit. The claiming transaction stays open, holding the row locks.
+2. **Fire**, per organization, in one service session of that organization (row-level security,
+   actor ``service:habits.scheduler:<tick>``): the habit's config checked against its skill's
+   input schema and the execution started with ``lifecycle.start`` — ``scheduled_for`` is the
+   habit's stored ``next_run_at``, the idempotency key with the habit's id. That session
+   commits.
+3. **Advance**, in the claiming transaction: ``next_run_at`` = the first fire instant after
+   now, ``last_run_at``, ``run_count``; then it commits and releases the locks.
+
+A crash between 2 and 3 leaves the execution and the old ``next_run_at``: the next tick claims
+the habit again, ``lifecycle.start`` finds ``(habit, scheduled_for)`` already fired and returns
+None, and the habit is advanced — never a fire lost, never one doubled (decision 0115). After
+downtime one catch-up run fires, labelled with the first missed instant, and the schedule
+resumes after now.
+
+The clock: the claim compares with the database's ``now()``; :func:`tick` takes ``at`` only so
+tests can stand at a chosen instant (decision 0116).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import asyncpg
+
+from kijko_core import events, jobs, mail
+from kijko_core.db.session import (
+    ServiceActor,
+    ServiceCapability,
+    Session,
+    load_service_capability,
+    service_session,
+    system_session,
+)
+from kijko_core.errors import ValidationFailed
+from kijko_core.executions import lifecycle
+from kijko_core.habits import cron, repository
+from kijko_core.habits import listener as _listener  # noqa: F401 — registers the finish listener
+from kijko_core.habits.models import Habit
+from kijko_core.logging import get_logger
+from kijko_core.skills import repository as skill_repository
+from kijko_core.skills import service as skills
+from kijko_core.skills.inputs import validate_input
+from kijko_core.skills.templates import render_prompts
+
+if TYPE_CHECKING:
+    from kijko_core.runtime import Kijko
+
+log = get_logger("kijko.habits")
+
+#: Habits claimed per claiming transaction (their locks are held while they fire).
+BATCH = 250
+#: Batches per tick at most; what is left fires at the next tick.
+MAX_BATCHES = 200
+#: Habits over the failure limit deactivated per tick at most.
+DISABLE_BATCH = 1000
+ACTOR_KIND = "habits.scheduler"
+SKILL_INACTIVE_MESSAGE = "Skipped: the skill is inactive"
+ACTIVITY_EVENT = "activity:new"
+
+
+@dataclass
+class TickReport:
+    fired: int = 0  # executions started (or found started by an earlier, interrupted tick)
+    skipped: int = 0  # due, not fired (inactive skill, config not fitting the skill's input)
+    disabled: int = 0  # deactivated for failing too often in a row
+    left: int = 0  # claimed but not advanced (an organization's fire failed: retried next tick)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    habit_id: UUID
+    next_run_at: datetime
+    scheduled_for: datetime
+    fired: bool
+    error: str | None = None
+    failed: bool = False
+
+
+_capabilities: dict[int, ServiceCapability] = {}
+
+
+async def _capability(kijko: Kijko) -> ServiceCapability:
+    key = id(kijko)
+    if key not in _capabilities:
+        _capabilities[key] = await load_service_capability(kijko.system_db)
+    return _capabilities[key]
+
+
+@jobs.sweep_step("habits")
+async def sweep(kijko: Kijko) -> int:
+    """The tick's step: returns how many habits fired."""
+    return (await tick(kijko)).fired
+
+
+async def tick(kijko: Kijko, *, at: datetime | None = None, batch: int = BATCH) -> TickReport:
+    """Deactivate habits over the failure limit, then fire every due habit (up to
+    ``MAX_BATCHES`` batches). ``at``: the instant to stand at instead of the database's
+    ``now()`` — tests only (decision 0116); production passes nothing."""
+    capability = await _capability(kijko)
+    report = TickReport()
+    report.disabled = await disable_failing(kijko, capability)
+    tick_id = uuid.uuid4().hex
+    for _ in range(MAX_BATCHES):
+        claimed = await _batch(kijko, capability, tick_id, at, batch, report)
+        if claimed < batch:
+            break
+    if report.fired or report.skipped or report.left:
+        log.info("habits_ticked", fired=report.fired, skipped=report.skipped, left=report.left)
+    return report
+
+
+async def _batch(
+    kijko: Kijko, capability: ServiceCapability, tick_id: str, at: datetime | None, batch: int, report: TickReport
+) -> int:
+    async with system_session(kijko.system_db) as claim:
+        rows = await claim.fetch(repository.CLAIM_DUE, at, batch)
+        if not rows:
+            return 0
+        now: datetime = rows[0]["now"]
+        by_org: dict[UUID, list[asyncpg.Record]] = defaultdict(list)
+        for row in rows:
+            by_org[row["organization_id"]].append(row)
+        outcomes: list[_Outcome] = []
+        for org_id, due in by_org.items():
+            try:
+                outcomes += await _fire(kijko, capability, tick_id, org_id, due, now)
+            except Exception as error:  # the habits stay due; the next tick tries them again
+                log.exception("habits_fire_failed", organization_id=str(org_id))
+                report.left += len(due)
+                report.errors.append(type(error).__name__)
+        if outcomes:
+            await claim.execute(
+                repository.ADVANCE,
+                [o.habit_id for o in outcomes],
+                [o.next_run_at for o in outcomes],
+                [o.scheduled_for for o in outcomes],
+                [o.fired for o in outcomes],
+                [o.error for o in outcomes],
+                [o.failed for o in outcomes],
+            )
+        report.fired += sum(1 for o in outcomes if o.fired)
+        report.skipped += sum(1 for o in outcomes if not o.fired)
+    return len(rows)
+
+
+async def _fire(
+    kijko: Kijko,
+    capability: ServiceCapability,
+    tick_id: str,
+    org_id: UUID,
+    due: list[asyncpg.Record],
+    now: datetime,
+) -> list[_Outcome]:
+    """Start the due habits' executions in one service session of their organization. The
+    habits' rows are locked by the claiming transaction: nothing here may write them."""
+    outcomes: list[_Outcome] = []
+    actor = ServiceActor(ACTOR_KIND, tick_id)
+    async with service_session(kijko.app_db, capability, org_id, actor) as db:
+        for habit in due:
+            scheduled_for: datetime = habit["next_run_at"]
+            try:
+                following = cron.next_after(cron.parse(habit["schedule_cron"]), cron.zone(habit["timezone"]), now)
+                async with db.savepoint():
+                    outcomes.append(await _start(db, habit, scheduled_for, following))
+            except Exception:  # this habit stays due (retried next tick); the others go on
+                log.exception("habit_fire_failed", habit_id=str(habit["id"]))
+    return outcomes
+
+
+async def _start(db: Session, habit: asyncpg.Record, scheduled_for: datetime, following: datetime) -> _Outcome:
+    habit_id: UUID = habit["id"]
+    skill = await skill_repository.get(db, habit["organization_id"], habit["skill_id"])  # type: ignore[arg-type]
+    if skill is None:  # cannot be: the habit goes with its skill (cascade)
+        return _Outcome(habit_id, following, scheduled_for, fired=False, error="Skipped: the skill is gone")
+    if not skill.is_active:
+        return _Outcome(habit_id, following, scheduled_for, fired=False, error=SKILL_INACTIVE_MESSAGE)
+    try:
+        # What skills.service.runnable checks, for a service session (it takes a tenant's).
+        values = validate_input(skill.input_schema, habit["config"])
+        snapshot = skills.snapshot(skill)
+        render_prompts(snapshot, values)
+    except ValidationFailed as error:
+        # The config no longer fits the skill's input schema (the skill changed): a failed
+        # run of the habit, counted towards deactivation; nothing is executed.
+        message = f"The habit's config does not fit the skill's input: {error.message}"
+        if error.field:
+            message += f" ({error.field.replace('input', 'config', 1)})"
+        return _Outcome(habit_id, following, scheduled_for, fired=False, error=message[:4000], failed=True)
+    # Without ``kijko``: the spend cap is the worker's admission's to check (the run then ends
+    # failed with SPEND_CAP_REACHED), so no finish listener runs here, where the habit is locked.
+    await lifecycle.start(
+        db,
+        snapshot=snapshot,
+        input=values,
+        execution_type="habit",
+        user_id=habit["user_id"],
+        skill_id=skill.id,
+        reference_id=habit_id,
+        scheduled_for=scheduled_for,
+    )
+    return _Outcome(habit_id, following, scheduled_for, fired=True)
+
+
+# --- auto-disable -------------------------------------------------------------------------------
+
+
+async def disable_failing(kijko: Kijko, capability: ServiceCapability | None = None) -> int:
+    """Deactivate the active habits that failed ``KIJKO_HABIT_MAX_CONSECUTIVE_FAILURES`` times
+    in a row, each in a service session of its organization (compare-and-set: with two
+    schedulers one deactivates it, and only that one tells the creator)."""
+    capability = capability or await _capability(kijko)
+    limit = kijko.settings.habit_max_consecutive_failures
+    async with system_session(kijko.system_db, readonly=True) as db:
+        rows = await db.fetch(repository.OVER_FAILURE_LIMIT, limit, DISABLE_BATCH)
+    by_org: dict[UUID, list[UUID]] = defaultdict(list)
+    for row in rows:
+        by_org[row["organization_id"]].append(row["id"])
+    disabled = 0
+    actor = ServiceActor(ACTOR_KIND, "disable")
+    for org_id, ids in by_org.items():
+        async with service_session(kijko.app_db, capability, org_id, actor) as tenant:
+            for habit in await repository.disable(tenant, ids, limit):
+                await notify_disabled(tenant, org_id, habit)
+                disabled += 1
+                log.info("habit_disabled", habit_id=str(habit.id), failures=habit.consecutive_failures)
+    return disabled
+
+
+async def notify_disabled(db: Session, org_id: UUID, habit: Habit) -> None:
+    """``activity:new`` to the creator's user room and a mail to them, after the commit
+    (nothing when the creator is gone or no longer a member)."""
+    if habit.user_id is None:
+        return
+    person = await repository.creator(db, habit.user_id)
+    if person is None:
+        return
+    skill_name = await repository.skill_name(db, habit.skill_id) or "a skill"
+    name = f"{person['first_name'] or ''} {person['last_name'] or ''}".strip() or person["email"]
+    error = habit.last_error_message or "(no message)"
+    description = f'Habit for "{skill_name}" turned off after {habit.consecutive_failures} failed runs in a row'
+    activity: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "type": "config",
+        "user": {"id": str(habit.user_id), "name": name, "email": person["email"]},
+        "description": description,
+        "timestamp": habit.updated_at.isoformat(),
+        "metadata": {
+            "habitId": str(habit.id),
+            "skillId": str(habit.skill_id),
+            "consecutiveFailures": habit.consecutive_failures,
+            "lastErrorMessage": habit.last_error_message,
+        },
+    }
+    events.publish(db, room=f"user:{habit.user_id}", event=ACTIVITY_EVENT, data=activity)
+    values = {
+        "name": name,
+        "skill_name": skill_name,
+        "schedule": habit.schedule_cron,
+        "timezone": habit.timezone,
+        "failures": str(habit.consecutive_failures),
+        "error_message": error,
+    }
+    try:
+        await mail.send(db, to=person["email"], template="habit_disabled", values=values, org_id=org_id)
+    except mail.InvalidRecipient:
+        log.warning("habit_mail_skipped", habit_id=str(habit.id), reason="invalid address")
