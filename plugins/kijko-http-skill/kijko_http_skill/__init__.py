@@ -5,7 +5,8 @@ The request goes through the runtime's egress-guarded client (``kijko.egress``):
 chosen by an organization, so private, loopback and metadata addresses are refused (unless the
 operator lets a network through with ``KIJKO_EGRESS_ALLOW_CIDRS``), redirects are not followed
 and the response is size-capped. The body is the skill's ``bodyTemplate`` with the run's input
-substituted (substitution only: ``{{name}}``, ``{{a.b}}``). The output is the response's text;
+substituted by Kijko's own rule (``kijko_core.skills.templates.render``: ``{{name}}``,
+``{{a.b}}``, substitution only, non-string values JSON-encoded, missing ones empty). The output is the response's text;
 no tokens, no cost.
 
 Failures (the execution's ``errorCode``):
@@ -29,9 +30,10 @@ import httpx
 from pydantic import AnyHttpUrl, ConfigDict, Field, UrlConstraints, field_validator
 
 from kijko_core.egress import EgressRefused, ResponseTooLarge
+from kijko_core.errors import KijkoError
 from kijko_core.plugins import SkillOutcome, SkillRun, SkillRunFailed, SkillType
+from kijko_core.skills.templates import render
 from kijko_core.wire import WireInput
-from kijko_http_skill.templates import render
 
 __version__ = "0.1.0"
 
@@ -108,7 +110,7 @@ class HttpSkillType(SkillType):
         assert isinstance(config, HttpConfig)
         try:
             body = render(config.body_template, run.input) if config.body_template is not None else None
-        except Exception:  # Kijko's rule refuses a rendered body over its size cap
+        except KijkoError:  # Kijko's rule refuses a rendered body over its size cap
             raise SkillRunFailed("TEMPLATE_ERROR", "The body could not be rendered from the input") from None
         headers = dict(config.headers)
         if body is not None and not any(name.lower() == "content-type" for name in headers):

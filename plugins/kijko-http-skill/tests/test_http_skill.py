@@ -137,6 +137,11 @@ class TestHttpSkillKeepsTheContract(SkillTypeContract):
             (SampleRun(config={"url": f"{server}/big", "maxResponseBytes": 1000}, allow=LOCAL), "RESPONSE_TOO_LARGE"),
             (SampleRun(config={"url": f"{server}/slow", "timeoutSeconds": 0.5}, allow=LOCAL), "TIMEOUT"),
             (SampleRun(config={"url": "http://127.0.0.1:9/nothing"}, allow=LOCAL), "HTTP_UNREACHABLE"),
+            # Over Kijko's rendered-size cap (kijko_core.skills.templates.RENDERED_MAX_CHARS).
+            (
+                SampleRun(config={"url": f"{server}/hook", "bodyTemplate": "{{big}}"}, input={"big": "x" * 400_001}),
+                "TEMPLATE_ERROR",
+            ),
         ]
 
 
