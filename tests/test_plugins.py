@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -271,3 +274,34 @@ async def test_the_api_needs_a_token(client: Any) -> None:
     response = await client.get("/api/v1/plugins")
     assert response.status_code == 401
     assert (await response.get_json())["code"] == "INVALID_TOKEN"
+
+
+def test_a_fresh_process_loads_the_good_types_and_logs_the_broken_ones(tmp_path: Path) -> None:
+    """What ``Kijko.start`` calls (``registry.load``), in a process of its own: the broken
+    plugins are left out of the types skills and reflexes can use, and each is one log line."""
+    site = tmp_path / "site"
+    with pytest.MonkeyPatch.context() as scoped:
+        install(
+            site,
+            scoped,
+            "kijko-mixed",
+            "1.0",
+            {registry.SKILL_TYPES_GROUP: {"echo": f"{SAMPLES}:EchoSkill", "failing": f"{SAMPLES}:FailingInitSkill"}},
+        )
+    code = (
+        "from kijko_core.logging import configure_logging; configure_logging('info', 'json');"
+        "from kijko_core.plugins import registry; registry.load();"
+        "print(sorted(n for n in registry.skill_types() if n in ('echo', 'failing')))"
+    )
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(root)])}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, check=True
+    )
+    *logs, types = done.stdout.strip().splitlines()
+    assert types == "['echo']"
+    skipped = [json.loads(line) for line in logs if '"plugin_skipped"' in line]
+    assert [(line["name"], line["reason"]) for line in skipped] == [
+        ("failing", "creating it failed (RuntimeError: no connection)")
+    ]
+    assert "Traceback" not in done.stdout + done.stderr
