@@ -130,7 +130,7 @@ def _check_type(entry: EntryPoint, loaded: Any, base: type[SkillType] | type[Ref
         raise _Skip(f"its Config has no JSON schema ({_reason_of(error)})") from None
     try:
         return loaded()
-    except Exception as error:
+    except (Exception, SystemExit) as error:
         raise _Skip(f"creating it failed ({_reason_of(error)})") from None
 
 
@@ -180,7 +180,7 @@ def _discover_group(
                 raise _Skip(f"{entry.name!r} is a built-in type's name; a plugin cannot replace it")
             try:
                 loaded = entry.load()
-            except Exception as error:
+            except (Exception, SystemExit) as error:  # a module that exits at import is broken too
                 raise _Skip(f"importing it failed ({_reason_of(error)})") from None
             if base is None:
                 _check_chunker(entry, loaded)
