@@ -181,6 +181,7 @@ def _register_operator_commands() -> None:
     from kijko_cli import jobs as jobs_commands
     from kijko_cli import keys as keys_commands
     from kijko_cli import mail as mail_commands
+    from kijko_cli import plugins as plugins_command
     from kijko_cli import users as users_commands
     from kijko_cli import worker as worker_command
 
@@ -195,6 +196,7 @@ def _register_operator_commands() -> None:
     cli.add_command(worker_command.worker)
     cli.add_command(jobs_commands.jobs)
     cli.add_command(mail_commands.mail)
+    cli.add_command(plugins_command.plugins)
 
 
 _register_operator_commands()

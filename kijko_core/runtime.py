@@ -25,6 +25,7 @@ from kijko_core.db.roles import RoleNames
 from kijko_core.egress import EgressGuard, make_egress_client
 from kijko_core.errors import ConfigurationError
 from kijko_core.http import make_http_client
+from kijko_core.plugins import registry as plugin_registry
 from kijko_core.prices import PriceTable
 from kijko_core.sources.cache import ProviderCache
 from kijko_core.storage import Storage, make_storage
@@ -72,6 +73,8 @@ class Kijko:
         http: httpx.AsyncClient | None = None
         egress: httpx.AsyncClient | None = None
         prices = PriceTable.load(settings.model_prices_file)  # a bad file stops start-up, line by line
+        # Skill/reflex type plugins: checked and logged now; a broken one is skipped, never fatal.
+        plugin_registry.load()
         try:
             urls, embedded = await resolve_database(settings)
             keyring = resolve_keyring(settings)

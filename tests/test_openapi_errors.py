@@ -237,6 +237,7 @@ OTHERS: dict[tuple[str, str], set[str]] = {
     ("patch", f"{ORGS}/current/members/{{user_id}}"): {"401", "403", "404", "409"} | BODY,
     ("delete", f"{ORGS}/current/members/{{user_id}}"): {"401", "403", "404", "409"},
     ("get", "/api/v1/users/search"): {"401", "403", "422"},
+    ("get", "/api/v1/plugins"): {"401", "403"},
 }
 #: Statuses documented above that only a Keycloak misbehaving or a rare race answers; each
 #: is raised on a code path named in kijko_server/blueprints/auth.py (KEYCLOAK_SIGN_IN).
@@ -431,6 +432,10 @@ async def check_triggers(
             "503": send(redis_down, "post", f"{AUTH}/refresh", json=stale),
         },
         ("post", f"{AUTH}/logout"): {"401": send(client, "post", f"{AUTH}/logout")},
+        ("get", "/api/v1/plugins"): {
+            "401": send(client, "get", "/api/v1/plugins"),
+            "403": send(client, "get", "/api/v1/plugins", gone.headers),
+        },
         ("get", f"{AUTH}/me"): {
             "401": send(client, "get", f"{AUTH}/me"),
             "403": send(client, "get", f"{AUTH}/me", gone.headers),

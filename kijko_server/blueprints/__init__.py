@@ -23,6 +23,7 @@ from kijko_server.blueprints import (
     members,
     oauth,
     organizations,
+    plugins,
     projects,
     reflexes,
     repositories,
@@ -67,6 +68,7 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     reflexes.bp,
     webhooks.bp,
     runs.bp,
+    plugins.bp,
     swagger.bp,
 )
 
