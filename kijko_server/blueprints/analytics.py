@@ -1,0 +1,94 @@
+"""Contract §2.7 and §3.9: the browser's analytics events, and the organization's summary.
+
+``POST /api/analytics/events`` (the live frontend's path, without ``/v1``) and its ``/api/v1``
+twin are one view: public, one rate-limit budget per client address, answered 202 as soon as
+the events are checked and handed to the buffer (kijko_core/analytics/intake.py) — nothing
+slow happens in the request. The buffer's writer starts and stops with the app.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import Field
+from quart import Blueprint, current_app
+from quart_schema import validate_querystring, validate_request
+
+from kijko_core.analytics.events import EventBatch, Rejected, check_batch
+from kijko_core.analytics.intake import EventBuffer
+from kijko_core.analytics.summary import AnalyticsSummary, SummaryQuery, summary
+from kijko_core.config import Settings
+from kijko_core.wire import WireModel
+from kijko_server.openapi import responds
+from kijko_server.ratelimits import Limit, by_client_address, rate_limit
+from kijko_server.responses import validate_response
+from kijko_server.security import optional_identity, public
+from kijko_server.uow import TENANT_ERRORS, runtime, tenant
+
+#: Where the app keeps its buffer (``app.extensions``).
+BUFFER = "kijko.analytics"
+
+
+class IntakeResult(WireModel):
+    """What a batch came to. The browser ignores it (fire-and-forget); it is for other clients
+    and for debugging. ``dropped``: accepted but not kept, the server's buffer being full."""
+
+    accepted: int
+    dropped: int
+    rejected: list[Rejected] = Field(max_length=50)
+
+
+def event_buffer() -> EventBuffer:
+    """The app's analytics buffer (tests wait on it to flush)."""
+    buffer: EventBuffer = current_app.extensions[BUFFER]
+    return buffer
+
+
+def analytics_blueprint(settings: Settings) -> Blueprint:
+    bp = Blueprint("analytics", __name__)
+    per_address = Limit("address", settings.analytics_rate_limit_per_minute, 60, by_client_address)
+
+    @bp.before_app_serving
+    async def analytics_start() -> None:
+        buffer = EventBuffer(
+            runtime().system_db,
+            capacity=settings.analytics_buffer_max_events,
+            flush_seconds=settings.analytics_flush_seconds,
+        )
+        current_app.extensions[BUFFER] = buffer
+        buffer.start()
+
+    @bp.after_app_serving
+    async def analytics_stop() -> None:
+        buffer: EventBuffer | None = current_app.extensions.pop(BUFFER, None)
+        if buffer is not None:
+            await buffer.stop()
+
+    @bp.post("/api/analytics/events")
+    @bp.post("/api/v1/analytics/events")
+    @public
+    @responds()
+    @rate_limit(per_address)
+    @validate_request(EventBatch)
+    @validate_response(IntakeResult, 202)
+    async def analytics_events(data: EventBatch) -> tuple[IntakeResult, int]:
+        """Take a batch of analytics events (≤ 50): each is checked on its own, a refused one
+        is listed with its index and the others are kept. Anonymous; a valid Bearer token
+        attributes the events to its user and organization (an invalid one is ignored)."""
+        accepted, rejected = check_batch(data.events, datetime.now(UTC))
+        who = await optional_identity() if accepted else None
+        offered = event_buffer().offer(accepted, who)
+        return IntakeResult(accepted=offered.accepted, dropped=offered.dropped, rejected=rejected), 202
+
+    @bp.get("/api/v1/analytics/summary")
+    @responds(*TENANT_ERRORS)
+    @validate_querystring(SummaryQuery)
+    @validate_response(AnalyticsSummary)
+    async def analytics_summary(query_args: SummaryQuery) -> AnalyticsSummary:
+        """Aggregates of the organization's events over the period (UTC days): counts by type,
+        by day (every day, oldest first), by persona, distinct sessions and users, and
+        conversion actions. Owners and admins only."""
+        async with tenant(readonly=True) as db:
+            return await summary(db, query_args.period)
+
+    return bp
