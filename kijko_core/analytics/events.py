@@ -191,7 +191,9 @@ class Rejected(WireModel):
     index: int
     code: Literal["UNKNOWN_EVENT_TYPE", "VALIDATION_ERROR"]
     message: str = Field(max_length=500)
-    field: str | None = Field(default=None, max_length=200)
+    #: The event's field as on the wire (``properties.action``); empty when the event as a
+    #: whole is wrong (not an object).
+    field: str = Field(max_length=200)
 
 
 def _field(location: tuple[int | str, ...]) -> str:
@@ -206,7 +208,7 @@ def _first_error(error: ValidationError, prefix: tuple[str, ...] = ()) -> tuple[
 def check(index: int, raw: Any, now: datetime) -> Event | Rejected:
     """One event of a batch, accepted or refused; ``now`` is the server's clock."""
 
-    def refused(message: str, field: str | None = None, code: str = "VALIDATION_ERROR") -> Rejected:
+    def refused(message: str, field: str = "", code: str = "VALIDATION_ERROR") -> Rejected:
         return Rejected(index=index, code=code, message=message, field=field)  # type: ignore[arg-type]
 
     if not isinstance(raw, dict):

@@ -1,7 +1,7 @@
 """Contract §2.7 and §3.9: the browser's analytics events, and the organization's summary.
 
 ``POST /api/analytics/events`` (the live frontend's path, without ``/v1``) and its ``/api/v1``
-twin are one view: public, one rate-limit budget per client address, answered 202 as soon as
+twin do the same: public, rate-limited per client address, answered 202 as soon as
 the events are checked and handed to the buffer (kijko_core/analytics/intake.py) — nothing
 slow happens in the request. The buffer's writer starts and stops with the app.
 """
@@ -64,7 +64,14 @@ def analytics_blueprint(settings: Settings) -> Blueprint:
         if buffer is not None:
             await buffer.stop()
 
-    @bp.post("/api/analytics/events")
+    async def take(data: EventBatch) -> tuple[IntakeResult, int]:
+        accepted, rejected = check_batch(data.events, datetime.now(UTC))
+        who = await optional_identity() if accepted else None
+        offered = event_buffer().offer(accepted, who)
+        return IntakeResult(accepted=offered.accepted, dropped=offered.dropped, rejected=rejected), 202
+
+    # Two views, not one view on two rules: OpenAPI needs an operation id per path. Each path
+    # has its own rate-limit budget (the browser only ever uses one of them).
     @bp.post("/api/v1/analytics/events")
     @public
     @responds()
@@ -75,10 +82,18 @@ def analytics_blueprint(settings: Settings) -> Blueprint:
         """Take a batch of analytics events (≤ 50): each is checked on its own, a refused one
         is listed with its index and the others are kept. Anonymous; a valid Bearer token
         attributes the events to its user and organization (an invalid one is ignored)."""
-        accepted, rejected = check_batch(data.events, datetime.now(UTC))
-        who = await optional_identity() if accepted else None
-        offered = event_buffer().offer(accepted, who)
-        return IntakeResult(accepted=offered.accepted, dropped=offered.dropped, rejected=rejected), 202
+        return await take(data)
+
+    @bp.post("/api/analytics/events")
+    @public
+    @responds()
+    @rate_limit(per_address)
+    @validate_request(EventBatch)
+    @validate_response(IntakeResult, 202)
+    async def analytics_events_unversioned(data: EventBatch) -> tuple[IntakeResult, int]:
+        """The same as ``POST /api/v1/analytics/events``, at the path the live frontend posts
+        to (contract §2.7, §5.1 row 1)."""
+        return await take(data)
 
     @bp.get("/api/v1/analytics/summary")
     @responds(*TENANT_ERRORS)
