@@ -16,7 +16,7 @@ from typing import Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from kijko_core.wire import WireInput, WireModel, reject_nul
+from kijko_core.wire import WireInput, WireModel
 
 #: Events per request (the browser sends at most 10).
 MAX_EVENTS: Final = 50
@@ -234,14 +234,11 @@ def check(index: int, raw: Any, now: datetime) -> Event | Rejected:
         return refused("must not contain NaN or Infinity", "properties")
     if len(properties_json.encode("utf-8")) > MAX_PROPERTIES_BYTES:
         return refused(f"must be at most {MAX_PROPERTIES_BYTES} bytes as JSON", "properties")
-    try:
-        reject_nul(properties)
+    try:  # (NUL characters were refused with the envelope, a WireInput)
         PROPERTIES[event_type].model_validate(properties)
     except ValidationError as error:
         field, message = _first_error(error, ("properties",))
         return refused(message, field)
-    except ValueError as error:  # NUL characters: PostgreSQL cannot store them
-        return refused(str(error), "properties")
     return Event(event_type, envelope.timestamp, envelope.persona, envelope.session_id, properties_json)
 
 
