@@ -121,6 +121,15 @@ async def test_stopping_the_app_writes_what_waits(kijko: Kijko, make_settings: A
     assert len(await rows(kijko, session)) == 3
 
 
+async def test_an_app_that_starts_its_own_runtime_takes_and_writes_events(settings: Any, kijko: Kijko) -> None:
+    # The ASGI-factory shape: the runtime starts in the app's own before-serving hook.
+    session = new_session()
+    application = create_app(settings)
+    async with application.test_app():
+        assert (await post(application.test_client(), {"events": [event(session)] * 2})).status_code == 202
+    assert len(await rows(kijko, session)) == 2
+
+
 async def test_a_full_buffer_drops_and_counts_never_grows(kijko: Kijko, make_settings: Any) -> None:
     session = new_session()
     application = create_app(make_settings(analytics_flush_seconds=60, analytics_buffer_max_events=100), kijko=kijko)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections import deque
 from dataclasses import dataclass
 
@@ -124,7 +125,9 @@ class EventBuffer:
     def start(self) -> None:
         if self._task is None:
             self._stopping = False
-            self._task = asyncio.create_task(self._run(), name="analytics-flush")
+            # A context of its own: started from a request, it must not carry that request's
+            # log context (request id, user) into every later write.
+            self._task = asyncio.create_task(self._run(), name="analytics-flush", context=contextvars.Context())
 
     async def stop(self) -> None:
         """Stop the periodic writer and write what is left (a graceful shutdown loses none).

@@ -3,7 +3,8 @@
 ``POST /api/analytics/events`` (the live frontend's path, without ``/v1``) and its ``/api/v1``
 twin do the same: public, rate-limited per client address, answered 202 as soon as
 the events are checked and handed to the buffer (kijko_core/analytics/intake.py) — nothing
-slow happens in the request. The buffer's writer starts and stops with the app.
+slow happens in the request. The buffer and its writer are made by the first request and
+written out when the app stops.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class IntakeResult(WireModel):
 
 
 def event_buffer() -> EventBuffer:
-    """The app's analytics buffer (tests wait on it to flush)."""
+    """The app's analytics buffer (made by its first request, written out when the app stops)."""
     buffer: EventBuffer = current_app.extensions[BUFFER]
     return buffer
 
@@ -48,18 +49,22 @@ def analytics_blueprint(settings: Settings) -> Blueprint:
     bp = Blueprint("analytics", __name__)
     per_address = Limit("address", settings.analytics_rate_limit_per_minute, 60, by_client_address)
 
-    @bp.before_app_serving
-    async def analytics_start() -> None:
-        buffer = EventBuffer(
-            runtime().system_db,
-            capacity=settings.analytics_buffer_max_events,
-            flush_seconds=settings.analytics_flush_seconds,
-        )
-        current_app.extensions[BUFFER] = buffer
-        buffer.start()
+    def buffer_of_this_app() -> EventBuffer:
+        # Made on first use, not before serving: an app that starts its own runtime does so
+        # in its own before-serving hook, which runs after the blueprints' ones.
+        buffer: EventBuffer | None = current_app.extensions.get(BUFFER)
+        if buffer is None:
+            buffer = current_app.extensions[BUFFER] = EventBuffer(
+                runtime().system_db,
+                capacity=settings.analytics_buffer_max_events,
+                flush_seconds=settings.analytics_flush_seconds,
+            )
+            buffer.start()
+        return buffer
 
     @bp.after_app_serving
     async def analytics_stop() -> None:
+        # Runs before the app's own runtime stops (registered earlier): the pool is still open.
         buffer: EventBuffer | None = current_app.extensions.pop(BUFFER, None)
         if buffer is not None:
             await buffer.stop()
@@ -67,7 +72,7 @@ def analytics_blueprint(settings: Settings) -> Blueprint:
     async def take(data: EventBatch) -> tuple[IntakeResult, int]:
         accepted, rejected = check_batch(data.events, datetime.now(UTC))
         who = await optional_identity() if accepted else None
-        offered = event_buffer().offer(accepted, who)
+        offered = buffer_of_this_app().offer(accepted, who)
         return IntakeResult(accepted=offered.accepted, dropped=offered.dropped, rejected=rejected), 202
 
     # Two views, not one view on two rules: OpenAPI needs an operation id per path. Each path
