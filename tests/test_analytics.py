@@ -27,7 +27,7 @@ from kijko_server.blueprints.analytics import BUFFER
 from tests.conftest import Account, sign_up
 from tests.memberships import add_member
 from tests.net import free_port
-from tests.test_rate_limits import assert_rate_limited, unique_address
+from tests.test_rate_limits import assert_rate_limited, redis_url, unique_address, with_redis  # noqa: F401
 
 PATHS = ("/api/analytics/events", "/api/v1/analytics/events")
 V1 = PATHS[1]
@@ -342,6 +342,23 @@ async def test_the_intake_is_rate_limited_per_address(kijko: Kijko, make_setting
         assert (await post(client, {"events": []}, path=path, peer=other)).status_code == 202
         forged = await post(client, {"events": []}, path=path, peer=peer, headers={"X-Forwarded-For": unique_address()})
         await assert_rate_limited(forged)
+
+
+@pytest.mark.redis
+async def test_the_intake_limit_is_shared_by_the_processes_through_redis(
+    kijko: Kijko,
+    make_settings: Any,
+    redis_url: str,  # noqa: F811  (the fixture of tests/test_rate_limits.py, imported above)
+) -> None:
+    settings = make_settings(redis_url=redis_url, analytics_rate_limit_per_minute=3)
+    peer = unique_address()
+    async with with_redis(kijko, settings) as one, with_redis(kijko, settings) as two:
+        first, second = create_app(settings, kijko=one), create_app(settings, kijko=two)
+        async with first.test_app(), second.test_app():
+            for client in (first.test_client(), second.test_client(), first.test_client()):
+                assert (await post(client, {"events": []}, peer=peer)).status_code == 202
+            await assert_rate_limited(await post(second.test_client(), {"events": []}, peer=peer))
+            assert (await post(second.test_client(), {"events": []}, peer=unique_address())).status_code == 202
 
 
 async def test_preflights_are_never_limited_and_allow_the_browser(kijko: Kijko, make_settings: Any) -> None:
