@@ -26,7 +26,7 @@ from kijko_server.responses import validate_response
 from kijko_server.security import optional_identity, public
 from kijko_server.uow import TENANT_ERRORS, runtime, tenant
 
-#: Where the app keeps its buffer (``app.extensions``).
+#: Where the app keeps its buffer (``app.extensions``; tests flush it from there).
 BUFFER = "kijko.analytics"
 
 
@@ -37,12 +37,6 @@ class IntakeResult(WireModel):
     accepted: int
     dropped: int
     rejected: list[Rejected] = Field(max_length=50)
-
-
-def event_buffer() -> EventBuffer:
-    """The app's analytics buffer (made by its first request, written out when the app stops)."""
-    buffer: EventBuffer = current_app.extensions[BUFFER]
-    return buffer
 
 
 def analytics_blueprint(settings: Settings) -> Blueprint:
