@@ -295,6 +295,12 @@ class Settings(BaseSettings):
     invitation_mails_per_hour: int = Field(default=100, ge=1, le=100_000)
     rate_limit_invitation_lookup_per_minute: int = Field(default=30, ge=1)
 
+    # Product analytics intake (docs/analytics.md, decisions 0125–0127).
+    analytics_rate_limit_per_minute: int = Field(default=120, ge=1, le=100_000)
+    analytics_retention_days: int = Field(default=90, ge=1, le=3650)
+    analytics_flush_seconds: float = Field(default=1.0, gt=0, le=60)
+    analytics_buffer_max_events: int = Field(default=10_000, ge=100, le=1_000_000)
+
     # Chunking of ingested files (docs/chunking.md).
     ingestion_chunk_tokens: int = Field(default=512, ge=16, le=8192)
     ingestion_chunk_overlap_tokens: int = Field(default=64, ge=0, le=4096)

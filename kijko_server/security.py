@@ -117,6 +117,19 @@ def bearer_token() -> str:
     return token.strip()
 
 
+async def optional_identity() -> TokenIdentity | None:
+    """For a public route that attributes when it can (analytics): the verified identity of a
+    Bearer token if one is sent and valid, else None — a missing, invalid or expired token is
+    never an error there. The session's revocation is not checked here: the caller must check
+    it where it uses the identity (the analytics write does, in SQL)."""
+    if "Authorization" not in request.headers:
+        return None
+    try:
+        return await current_app.kijko.identity.verifier.verify(bearer_token())  # type: ignore[attr-defined,no-any-return]
+    except KijkoError:
+        return None
+
+
 async def authenticate() -> None:
     """``before_request`` hook: set ``g.identity`` or answer 401."""
     rule = request.url_rule

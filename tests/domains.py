@@ -438,6 +438,29 @@ CALLER_ROUTES: tuple[CallerRoutes, ...] = (
     ),
 )
 
+# Analytics (issue 8 §7): the summary of the caller's organization (owners and admins; the
+# other organizations' and anonymous events never count: tests/test_analytics.py), and the
+# public intake, which anyone may post to (attributed to the caller's organization).
+_ANALYTICS = "/api/v1/analytics"
+CALLER_ROUTES += (
+    CallerRoutes(
+        "analytics",
+        _ANALYTICS,
+        (
+            CallerRoute(
+                "summary",
+                "GET",
+                f"{_ANALYTICS}/summary",
+                _json("GET", f"{_ANALYTICS}/summary?period=7d"),
+                {"-": only("owner", "admin", otherwise="403")},
+            ),
+            CallerRoute(
+                "intake", "POST", f"{_ANALYTICS}/events", _json("POST", f"{_ANALYTICS}/events", {"events": []}), _ANYONE
+            ),
+        ),
+    ),
+)
+
 #: Routes under /api/v1 that neither a domain nor a caller group covers, and why: a route
 #: anywhere else must be registered in one of them (test_domain_suites.py).
 OUTSIDE_SUITES: dict[str, str] = {

@@ -100,6 +100,7 @@ def server(make_settings: Any) -> Iterator[Server]:
             rate_limit_auth_per_minute=unlimited,
             rate_limit_refresh_per_minute=unlimited,
             rate_limit_login_per_account_per_hour=unlimited,
+            analytics_rate_limit_per_minute=100_000,
         )
     )
     with Server(app) as running:

@@ -238,6 +238,10 @@ OTHERS: dict[tuple[str, str], set[str]] = {
     ("delete", f"{ORGS}/current/members/{{user_id}}"): {"401", "403", "404", "409"},
     ("get", "/api/v1/users/search"): {"401", "403", "422"},
     ("get", "/api/v1/plugins"): {"401", "403"},
+    # Analytics (issue 8 §7): the public intake on both paths, and the owners' summary.
+    ("post", "/api/analytics/events"): BODY | LIMITED,
+    ("post", "/api/v1/analytics/events"): BODY | LIMITED,
+    ("get", "/api/v1/analytics/summary"): {"401", "403", "422"},
 }
 #: Statuses documented above that only a Keycloak misbehaving or a rare race answers; each
 #: is raised on a code path named in kijko_server/blueprints/auth.py (KEYCLOAK_SIGN_IN).
@@ -346,7 +350,12 @@ async def test_every_other_documented_error_happens_with_its_documented_code(
     keycloak = {"auth_provider": "keycloak", "keycloak_client_secret": fake_keycloak.client_secret}
     async with AsyncExitStack() as stack:
         limited = await stack.enter_async_context(
-            app_on(kijko, make_settings(rate_limit_auth_per_minute=1, rate_limit_refresh_per_minute=1))
+            app_on(
+                kijko,
+                make_settings(
+                    rate_limit_auth_per_minute=1, rate_limit_refresh_per_minute=1, analytics_rate_limit_per_minute=1
+                ),
+            )
         )
         redis = await stack.enter_async_context(closing_redis(make_redis(down)))
         redis_down = await stack.enter_async_context(
@@ -458,6 +467,7 @@ async def check_triggers(
     }
 
     triggers.update(await organization_triggers(client, kc, send, alice, gone))
+    triggers.update(analytics_triggers(client, limited, redis_down, send, twice, alice, gone))
 
     spec = await openapi(client)
     problems = []
@@ -537,6 +547,34 @@ async def organization_triggers(
             "422": send(client, "get", "/api/v1/users/search", me, query_string={"q": "x" * 101}),
         },
     }
+
+
+def analytics_triggers(
+    client: Any, limited: Any, redis_down: Any, send: Callable[..., Request], twice: Callable[..., Request],
+    alice: Account, gone: Account,
+) -> dict[tuple[str, str], dict[str, Request]]:
+    """The intake on both paths (public: no 401) and the summary (owners and admins)."""
+    triggers: dict[tuple[str, str], dict[str, Request]] = {}
+    for path in ("/api/analytics/events", "/api/v1/analytics/events"):
+
+        def raw(data: bytes, content_type: str = "application/json", path: str = path) -> Request:
+            return send(client, "post", path, {"Content-Type": content_type}, data=data)
+
+        triggers[("post", path)] = {
+            "400": raw(b'{"events": ['),
+            "413": raw(b'{"events": ["' + b"x" * (2 * 1024 * 1024) + b'"]}'),
+            "415": raw(b"events=x", "application/x-www-form-urlencoded"),
+            "422": send(client, "post", path, json={"events": [{}] * 51}),
+            "429": twice(limited, "post", path, json={"events": []}),
+            "503": send(redis_down, "post", path, json={"events": []}),
+        }
+    summary = "/api/v1/analytics/summary"
+    triggers[("get", summary)] = {
+        "401": send(client, "get", summary),
+        "403": send(client, "get", summary, gone.headers),
+        "422": send(client, "get", summary, alice.headers, query_string={"period": "1y"}),
+    }
+    return triggers
 
 
 def schema_of(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from quart import Blueprint
 from kijko_core.config import Settings
 from kijko_server import health, swagger
 from kijko_server.blueprints import (
+    analytics,
     auth,
     executions,
     habits,
@@ -43,6 +44,10 @@ def _auth(settings: Settings) -> Blueprint:
     return auth.auth_blueprint(AuthLimits(settings))
 
 
+def _analytics(settings: Settings) -> Blueprint:
+    return analytics.analytics_blueprint(settings)
+
+
 def _invitations(settings: Settings) -> Blueprint:
     return members.invitations_blueprint(settings.rate_limit_invitation_lookup_per_minute)
 
@@ -70,6 +75,7 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     runs.bp,
     plugins.bp,
     swagger.bp,
+    _analytics,
 )
 
 
