@@ -543,12 +543,17 @@ SKILLS = Domain(
     snapshot=_skill_snapshot,
     actions=(
         Action("get", "GET", _SKILL, _SKILL_READ),
+        Action("get full", "GET", f"{_SKILL}/full", _SKILL_READ),
         Action("list", "LIST", SKILLS_API, _SKILL_READ),
         Action("export", "GET", f"{_SKILL}/export", _SKILL_READ),
         Action("update", "PUT", _SKILL, _SKILL_WRITE, {"description": "changed by PUT", "isActive": False}),
         Action("patch", "PATCH", _SKILL, _SKILL_WRITE, {"description": "changed by PATCH"}),
         Action("delete", "DELETE", _SKILL, _SKILL_WRITE),
         Action("duplicate", "POST", f"{_SKILL}/duplicate", _SKILL_COPY, {}),
+        # The executions part's routes under a skill (docs/execution-history.md): reading them
+        # is reading the skill.
+        Action("executions", "GET", f"{_SKILL}/executions", _SKILL_READ),
+        Action("stats", "GET", f"{_SKILL}/stats", _SKILL_READ, query={"period": "7d"}),
     ),
     create_rule=("POST", SKILLS_API),
     may_create=only("owner", "admin", "member", "creator", otherwise="403"),
@@ -561,6 +566,8 @@ SKILLS = Domain(
         ("POST", f"{SKILLS_API}/bulk/activate"): "ids in the body: test_skills.py",
         ("POST", f"{SKILLS_API}/bulk/deactivate"): "ids in the body: test_skills.py",
         ("DELETE", f"{SKILLS_API}/bulk"): "ids in the body: test_skills.py",
+        ("GET", f"{SKILLS_API}/stats"): "aggregates over the organization: test_execution_history.py",
+        ("GET", f"{SKILLS_API}/stats/overview"): "aggregates over the organization: test_execution_history.py",
     },
 )
 

@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from kijko_core.db import sql
-from kijko_core.db.session import TenantSession
+from kijko_core.db.session import Session, TenantSession
 from kijko_core.skills.errors import SkillNameExists
 from kijko_core.skills.models import Skill
 
@@ -90,7 +90,8 @@ _TAKEN = sql.compose(
 _EXISTS = {"skills_name_key": SkillNameExists}
 
 
-async def get(db: TenantSession, org_id: UUID, skill_id: UUID, *, for_update: bool = False) -> Skill | None:
+async def get(db: Session, org_id: UUID, skill_id: UUID, *, for_update: bool = False) -> Skill | None:
+    """A tenant's or a service session's read (habits' scheduler, reflexes' receiver)."""
     return TABLE.maybe(await db.fetchrow(_GET_FOR_UPDATE if for_update else _GET, org_id, skill_id))
 
 
