@@ -216,6 +216,22 @@ class Settings(BaseSettings):
     # What models cost (docs/model-prices.md): a TOML file replacing the shipped price table.
     model_prices_file: Path | None = None
 
+    # LLM providers of the ``llm`` skill type (docs/llm-providers.md): the platform's keys and
+    # base URLs (an organization's own key takes precedence), the time limit of one call and
+    # the retries of transient failures (429, 5xx, 529, timeouts, resets).
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str = "https://api.openai.com/v1"
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str = "https://api.anthropic.com"
+    llm_timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
+    llm_max_retries: int = Field(default=3, ge=0, le=10)
+    llm_retry_base_seconds: float = Field(default=1.0, ge=0, le=60)
+    llm_retry_max_seconds: float = Field(default=30.0, ge=0, le=600)
+    # Langfuse tracing of LLM calls: on when all three are set.
+    langfuse_host: str | None = None
+    langfuse_public_key: str | None = None
+    langfuse_secret_key: SecretStr | None = None
+
     # Uploaded files (docs/configuration.md#uploads): the storage directory defaults to
     # ``files`` in the data dir.
     storage_dir: Path | None = None
@@ -383,6 +399,9 @@ class Settings(BaseSettings):
         "gitlab_url",
         "bitbucket_url",
         "bitbucket_api_url",
+        "openai_base_url",
+        "anthropic_base_url",
+        "langfuse_host",
     )
     @classmethod
     def _check_http_url(cls, value: str | None) -> str | None:
@@ -419,6 +438,14 @@ class Settings(BaseSettings):
                     "database_url",
                     "set KIJKO_DATABASE_URL, KIJKO_SYSTEM_DATABASE_URL and "
                     "KIJKO_MIGRATION_DATABASE_URL together, or none for the embedded database",
+                )
+            )
+        langfuse = (self.langfuse_host, self.langfuse_public_key, self.langfuse_secret_key)
+        if any(langfuse) and not all(langfuse):
+            problems.append(
+                (
+                    "langfuse_host",
+                    "set KIJKO_LANGFUSE_HOST, KIJKO_LANGFUSE_PUBLIC_KEY and KIJKO_LANGFUSE_SECRET_KEY together",
                 )
             )
         if problems:

@@ -71,6 +71,8 @@ class Action(StrEnum):
     MANAGE_ORGANIZATION = "manage organization"
     #: Make someone an owner, or change or remove an owner (decision 0070).
     MANAGE_OWNERS = "manage owners"
+    #: See, set and remove the organization's own LLM provider keys (decision 0104).
+    MANAGE_LLM_KEYS = "manage LLM provider keys"
 
 
 #: The grant an action needs on one's own resource and on another's (the same for
@@ -90,6 +92,8 @@ _NEEDS: dict[Action, tuple[Grant, Grant]] = {
     Action.MANAGE_BILLING: (Grant.BILLING_MANAGE, Grant.BILLING_MANAGE),
     Action.MANAGE_ORGANIZATION: (Grant.ORG_SETTINGS, Grant.ORG_SETTINGS),
     Action.MANAGE_OWNERS: (Grant.ORG_SETTINGS, Grant.ORG_SETTINGS),
+    # Owners and admins: the keys spend the organization's money with a provider.
+    Action.MANAGE_LLM_KEYS: (Grant.EDIT_OTHERS, Grant.EDIT_OTHERS),
 }
 
 

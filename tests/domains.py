@@ -506,6 +506,12 @@ ORGANIZATION_MEMBERS = Domain(
         ("GET", _CURRENT_ORG): "the token's organization: the isolation snapshot, test_organizations.py",
         ("PATCH", _CURRENT_ORG): "owners only, own organization: test_organizations.py",
         ("GET", _ORG_MEMBERS): "the 'list' action and the isolation snapshot",
+        # Addressed by provider name, not an id; roles and isolation between organizations:
+        ("GET", f"{_CURRENT_ORG}/llm-keys"): "owners and admins: test_llm_keys.py",
+        ("GET", f"{_CURRENT_ORG}/llm-keys/<provider>"): "owners and admins: test_llm_keys.py",
+        ("PUT", f"{_CURRENT_ORG}/llm-keys/<provider>"): "owners and admins: test_llm_keys.py",
+        ("PATCH", f"{_CURRENT_ORG}/llm-keys/<provider>"): "owners and admins: test_llm_keys.py",
+        ("DELETE", f"{_CURRENT_ORG}/llm-keys/<provider>"): "owners and admins: test_llm_keys.py",
     },
 )
 # --- skills -----------------------------------------------------------------------------------------

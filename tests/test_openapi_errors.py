@@ -28,6 +28,7 @@ from tests.invitations import MEMBER_OPERATIONS
 from tests.keycloak_server import FakeKeycloak
 from tests.memberships import add_member
 from tests.net import free_port
+from tests.test_llm_keys import LLM_KEY_OPERATIONS
 from tests.test_sources import WIZARD
 
 API = "/api/v1/projects"
@@ -279,6 +280,7 @@ async def test_each_other_operation_documents_exactly_its_errors(client: Any) ->
     pinned = set(EXPECTED) | set(OTHERS) | set(MEMBER_OPERATIONS) | set(WIZARD) | set(INGESTION_OPERATIONS)
     pinned |= set(SKILL_OPERATIONS)
     pinned |= set(HABIT_OPERATIONS)
+    pinned |= set(LLM_KEY_OPERATIONS)  # triggered in tests/test_llm_keys.py
     assert operations == pinned, "a new operation: pin its errors here"
     for (method, path), statuses in OTHERS.items():
         assert set(documented_errors(spec, method, path)) == statuses | {"500"}, (method, path)

@@ -1,0 +1,86 @@
+"""The built-in ``llm`` skill type: the rendered prompt to the model's provider, through the
+official SDK, with Kijko's retries, the organization's or the platform's key, and the exact
+cost from the price table (docs/llm-providers.md)."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import ClassVar
+
+from pydantic import BaseModel
+
+from kijko_core.db.session import ServiceActor, load_service_capability, service_session
+from kijko_core.llm import calls, keys, tracing
+from kijko_core.llm.calls import Completion, Prompt, ProviderFailure
+from kijko_core.llm.providers import ProviderKey
+from kijko_core.llm.retry import RetryPolicy, with_retries
+from kijko_core.llm.transport import provider_client
+from kijko_core.plugins import SkillOutcome, SkillRun, SkillRunFailed, SkillType
+from kijko_core.prices import ModelNotPriced, ModelPrice
+from kijko_core.runtime import Kijko
+
+
+class LlmSkillType(SkillType):
+    name: ClassVar[str] = "llm"
+    version: ClassVar[str] = "1.0.0"
+    description: ClassVar[str] = "A prompt to a large language model (Anthropic, OpenAI or an OpenAI-compatible server)"
+    uses_model: ClassVar[bool] = True
+
+    def check(self, config: BaseModel, *, model: str, kijko: Kijko) -> None:
+        kijko.prices.price(model)  # ModelNotPriced: 422, field "model"
+
+    async def run(self, run: SkillRun) -> SkillOutcome:
+        kijko = run.kijko
+        try:
+            price = kijko.prices.price(run.model)
+        except ModelNotPriced:
+            raise SkillRunFailed("MODEL_NOT_PRICED", "The skill's model has no price in the price table") from None
+        key = await self._key(run, price.provider)
+        if key is None:
+            raise SkillRunFailed(
+                "PROVIDER_NOT_CONFIGURED",
+                f"No API key for the {price.provider} provider: the platform has none and the organization"
+                " has not set one",
+            )
+        try:
+            prompt = Prompt(run.model, run.prompt, run.system_prompt, calls.parameters(run.parameters))
+        except ProviderFailure as failure:
+            raise SkillRunFailed(failure.code, failure.message) from None
+        policy = RetryPolicy.from_settings(kijko.settings)
+        started = time.time()
+        async with provider_client(kijko.settings) as http:
+            try:
+                completion = await with_retries(
+                    lambda: calls.complete(http, key, prompt, seconds=policy.timeout_seconds), policy
+                )
+            except ProviderFailure as failure:
+                tracing.record(kijko, run, key, price, prompt, started, time.time(), error=failure.message)
+                # retryable: a transient failure that outlasted our retries may pass later.
+                raise SkillRunFailed(failure.code, failure.message, retryable=failure.transient) from None
+        cost = price.cost(completion.prompt_tokens, completion.completion_tokens)
+        tracing.record(kijko, run, key, price, prompt, started, time.time(), completion=completion, cost=cost)
+        return _outcome(completion, price, key, cost)
+
+    @staticmethod
+    async def _key(run: SkillRun, provider: str) -> ProviderKey | None:
+        """The organization's key (read in a short session of its own: a run never holds a
+        transaction open while a provider answers), else the platform's."""
+        kijko = run.kijko
+        capability = await load_service_capability(kijko.system_db)
+        actor = ServiceActor("llm", str(run.execution_id) if run.execution_id else "test")
+        async with service_session(kijko.app_db, capability, run.organization_id, actor, readonly=True) as db:
+            return await keys.resolve(db, kijko.keyring, kijko.settings, provider)
+
+
+def _outcome(completion: Completion, price: ModelPrice, key: ProviderKey, cost: Decimal) -> SkillOutcome:
+    return SkillOutcome(
+        output=completion.text,
+        prompt_tokens=completion.prompt_tokens,
+        completion_tokens=completion.completion_tokens,
+        cost=cost,
+        currency=price.currency,
+        key_source=key.source,
+        provider=key.provider,
+        model=price.model,
+    )
