@@ -727,3 +727,19 @@ async def test_runnable_gives_the_snapshot_and_the_checked_input(client: Any, al
         with pytest.raises(SkillInactive):
             await skills.runnable(db, skill_id, {"topic": "x"})
         assert (await skills.runnable(db, skill_id, {"topic": "x"}, require_active=False))[2]["topic"] == "x"
+
+
+async def test_concurrent_bulk_requests_over_the_same_skills_all_succeed(client: Any, alice: Account) -> None:
+    ids = [(await create_skill(client, alice))["id"] for _ in range(6)]
+    orders = [ids, ids[::-1], ids[2:] + ids[:2], ids[::-1]]
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                f"{API}/bulk/{'deactivate' if n % 2 else 'activate'}", json={"skillIds": order}, headers=alice.headers
+            )
+            for n, order in enumerate(orders)
+        ),
+        client.open(f"{API}/bulk", method="DELETE", json={"skillIds": ids[::-1]}, headers=alice.headers),
+    )
+    assert [response.status_code for response in responses] == [200] * 5
+    assert await _rows(client.app.kijko, alice.org_id) == []
