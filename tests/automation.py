@@ -71,6 +71,7 @@ SKILL_OPERATIONS: dict[tuple[str, str], set[str]] = {
     ("delete", f"{API}/bulk"): {"401", "403"} | _BODY,
     ("post", f"{API}/import"): {"401", "403", "409"} | _BODY,
     ("get", S): {"401", "403", "404"},
+    ("get", f"{S}/full"): {"401", "403", "404"},
     ("put", S): {"401", "403", "404", "409"} | _BODY,
     ("patch", S): {"401", "403", "404", "409"} | _BODY,
     ("delete", S): {"401", "403", "404"},

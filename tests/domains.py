@@ -577,6 +577,7 @@ SKILLS = Domain(
     snapshot=_skill_snapshot,
     actions=(
         Action("get", "GET", _SKILL, _SKILL_READ),
+        Action("get full", "GET", f"{_SKILL}/full", _SKILL_READ),
         Action("list", "LIST", SKILLS_API, _SKILL_READ),
         Action("export", "GET", f"{_SKILL}/export", _SKILL_READ),
         Action("update", "PUT", _SKILL, _SKILL_WRITE, {"description": "changed by PUT", "isActive": False}),

@@ -6,18 +6,30 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 from typing import Any, ClassVar
 from uuid import UUID
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from kijko_core.db.session import system_session
+from kijko_core.db.session import (
+    ServiceActor,
+    load_service_capability,
+    service_session,
+    system_session,
+    tenant_session,
+)
 from kijko_core.errors import ValidationFailed
 from kijko_core.plugins import SkillOutcome, SkillRun, SkillType, registry
 from kijko_core.runtime import Kijko
+from kijko_core.skills import service as skills
+from kijko_core.skills.errors import SkillInactive, SkillNotFound
+from kijko_core.skills.templates import RENDERED_MAX_CHARS, render_prompts
 from tests.automation import API, create_skill, skill_body
 from tests.conftest import Account
+from tests.executions_kit import db_now, insert, insert_reflex, make_row
+from tests.habits_kit import create_habit
 from tests.memberships import add_member
 
 
@@ -617,3 +629,117 @@ async def test_import_validates_like_create(client: Any, alice: Account) -> None
         response = await client.post(f"{API}/import", json=body, headers=alice.headers)
         assert (response.status_code, (await response.get_json()).get("field")) == (422, field), body
     assert (await (await client.get(API, headers=alice.headers)).get_json())["total"] == 0
+
+
+# --- the full skill ---------------------------------------------------------------------------
+
+
+async def test_full_has_habits_and_the_ten_newest_executions(client: Any, alice: Account, bob: Account) -> None:
+    kijko = client.app.kijko
+    skill = await create_skill(client, alice)
+    other = await create_skill(client, alice)
+    habit = await create_habit(client, alice, skill)
+    await create_habit(client, alice, other)
+    now = await db_now(kijko)
+    mine = [make_row(alice.org_id, at=now - timedelta(minutes=n), skill_id=UUID(skill["id"])) for n in range(12)]
+    await insert(kijko, [*mine, make_row(alice.org_id, at=now, skill_id=UUID(other["id"]))])
+    response = await client.get(f"{API}/{skill['id']}/full", headers=alice.headers)
+    full = await response.get_json()
+    assert response.status_code == 200, full
+    assert {key: full[key] for key in skill} == skill
+    assert [h["id"] for h in full["habits"]] == [habit["id"]]
+    assert full["reflexes"] == []
+    assert [e["id"] for e in full["recentExecutions"]] == [str(row.id) for row in mine[:10]]
+    foreign = await client.get(f"{API}/{skill['id']}/full", headers=bob.headers)
+    assert (foreign.status_code, (await foreign.get_json())["code"]) == (404, "SKILL_NOT_FOUND")
+
+
+async def test_delete_takes_its_habits_and_reflexes_along(client: Any, alice: Account) -> None:
+    kijko = client.app.kijko
+    skill = await create_skill(client, alice)
+    kept = await create_skill(client, alice)
+    await create_habit(client, alice, skill)
+    await insert_reflex(kijko, alice.org_id, UUID(skill["id"]))
+    kept_habit = await create_habit(client, alice, kept)
+    assert (await client.delete(f"{API}/{skill['id']}", headers=alice.headers)).status_code == 200
+    async with system_session(kijko.system_db) as db:
+        habits = await db.fetch("SELECT id FROM kijko.habits WHERE organization_id = $1", UUID(alice.org_id))
+        reflexes = await db.fetchval("SELECT count(*) FROM kijko.reflexes WHERE skill_id = $1", UUID(skill["id"]))
+    assert [str(row["id"]) for row in habits] == [kept_habit["id"]] and reflexes == 0
+
+
+# --- what runs --------------------------------------------------------------------------------
+
+
+async def test_runnable_gives_the_snapshot_and_the_checked_input(client: Any, alice: Account, bob: Account) -> None:
+    kijko = client.app.kijko
+    skill = await create_skill(
+        client,
+        alice,
+        system_prompt="Expert on {{topic}}.",
+        input_schema=[
+            {"name": "topic", "type": "string", "required": True},
+            {"name": "n", "type": "number", "default": 3},
+        ],
+        prompt_template="Write {{n}} sentences about {{topic}}.",
+    )
+    skill_id = UUID(skill["id"])
+    capability = await load_service_capability(kijko.system_db)
+    actor = ServiceActor("habits", f"test-{uuid.uuid4().hex[:12]}")
+    async with tenant_session(kijko.app_db, alice.identity) as db:
+        found, snapshot, values = await skills.runnable(db, skill_id, {"topic": "owls"})
+    assert values == {"topic": "owls", "n": 3} and str(found.id) == skill["id"]
+    assert snapshot == {
+        "skillId": skill["id"],
+        "skillName": skill["name"],
+        "skillVersion": 1,
+        "skillType": "llm",
+        "typeConfig": {},
+        "promptTemplate": "Write {{n}} sentences about {{topic}}.",
+        "systemPrompt": "Expert on {{topic}}.",
+        "model": "claude-3-5-sonnet-20241022",
+        "parameters": {"temperature": 1, "max_tokens": 4096},
+        "inputSchema": [
+            {"name": "topic", "type": "string", "required": True},
+            {"name": "n", "type": "number", "required": False, "default": 3},
+        ],
+        "outputFormat": "markdown",
+    }
+    assert render_prompts(snapshot, values) == ("Write 3 sentences about owls.", "Expert on owls.")
+    # A service session of the organization (a habit firing) reads it too; another's does not.
+    async with service_session(kijko.app_db, capability, UUID(alice.org_id), actor) as db:
+        assert (await skills.runnable(db, skill_id, {"topic": "x"}))[2] == {"topic": "x", "n": 3}
+    async with service_session(kijko.app_db, capability, UUID(bob.org_id), actor) as db:
+        with pytest.raises(SkillNotFound):
+            await skills.runnable(db, skill_id, {"topic": "x"})
+    async with tenant_session(kijko.app_db, bob.identity) as db:
+        with pytest.raises(SkillNotFound):
+            await skills.runnable(db, skill_id, {"topic": "x"})
+    async with tenant_session(kijko.app_db, alice.identity) as db:
+        with pytest.raises(ValidationFailed) as caught:
+            await skills.runnable(db, skill_id, {"n": 1})
+        assert caught.value.field == "input.topic"
+        with pytest.raises(ValidationFailed) as caught:
+            await skills.runnable(db, skill_id, {"topic": "t" * (RENDERED_MAX_CHARS + 1)})
+        assert caught.value.field == "input"
+    await client.patch(f"{API}/{skill['id']}", json={"isActive": False}, headers=alice.headers)
+    async with tenant_session(kijko.app_db, alice.identity) as db:
+        with pytest.raises(SkillInactive):
+            await skills.runnable(db, skill_id, {"topic": "x"})
+        assert (await skills.runnable(db, skill_id, {"topic": "x"}, require_active=False))[2]["topic"] == "x"
+
+
+async def test_concurrent_bulk_requests_over_the_same_skills_all_succeed(client: Any, alice: Account) -> None:
+    ids = [(await create_skill(client, alice))["id"] for _ in range(6)]
+    orders = [ids, ids[::-1], ids[2:] + ids[:2], ids[::-1]]
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                f"{API}/bulk/{'deactivate' if n % 2 else 'activate'}", json={"skillIds": order}, headers=alice.headers
+            )
+            for n, order in enumerate(orders)
+        ),
+        client.open(f"{API}/bulk", method="DELETE", json={"skillIds": ids[::-1]}, headers=alice.headers),
+    )
+    assert [response.status_code for response in responses] == [200] * 5
+    assert await _rows(client.app.kijko, alice.org_id) == []

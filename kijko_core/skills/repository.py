@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from kijko_core.db import sql
-from kijko_core.db.session import TenantSession
+from kijko_core.db.session import Session, TenantSession
 from kijko_core.skills.errors import SkillNameExists
 from kijko_core.skills.models import Skill
 
@@ -62,11 +62,12 @@ _DELETE = sql.compose("DELETE FROM {table} WHERE organization_id = $1 AND id = $
 # Bulk actions touch only the organization's skills among the ids that the caller may edit
 # ($3: the caller edits others' skills; else only the caller's own, $4). The count is of those
 # skills, whether their state changed or not; only the changed ones get a new updated_at.
+# Rows are locked in id order, so two bulk requests over overlapping ids queue, never deadlock.
 _BULK_ACTIVE = sql.compose(
     "WITH target AS ("
     "\n    SELECT id, is_active FROM {table}"
     "\n    WHERE organization_id = $1 AND id = ANY($2::uuid[]) AND ($3::boolean OR user_id = $4)"
-    "\n    FOR UPDATE),"
+    "\n    ORDER BY id FOR UPDATE),"
     "\nchanged AS ("
     "\n    UPDATE {table} s SET is_active = $5, updated_at = now() FROM target t"
     "\n    WHERE s.organization_id = $1 AND s.id = t.id AND t.is_active <> $5 RETURNING s.id)"
@@ -74,7 +75,11 @@ _BULK_ACTIVE = sql.compose(
     table=TABLE,
 )
 _BULK_DELETE = sql.compose(
-    "DELETE FROM {table} WHERE organization_id = $1 AND id = ANY($2::uuid[]) AND ($3::boolean OR user_id = $4)",
+    "WITH target AS ("
+    "\n    SELECT id FROM {table}"
+    "\n    WHERE organization_id = $1 AND id = ANY($2::uuid[]) AND ($3::boolean OR user_id = $4)"
+    "\n    ORDER BY id FOR UPDATE)"
+    "\nDELETE FROM {table} WHERE organization_id = $1 AND id IN (SELECT id FROM target)",
     table=TABLE,
 )
 
@@ -90,7 +95,8 @@ _TAKEN = sql.compose(
 _EXISTS = {"skills_name_key": SkillNameExists}
 
 
-async def get(db: TenantSession, org_id: UUID, skill_id: UUID, *, for_update: bool = False) -> Skill | None:
+async def get(db: Session, org_id: UUID, skill_id: UUID, *, for_update: bool = False) -> Skill | None:
+    """A tenant's or a service session's read (habits' scheduler, reflexes' receiver)."""
     return TABLE.maybe(await db.fetchrow(_GET_FOR_UPDATE if for_update else _GET, org_id, skill_id))
 
 

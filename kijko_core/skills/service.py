@@ -13,7 +13,7 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
-from kijko_core.db.session import TenantSession
+from kijko_core.db.session import ServiceSession, TenantSession
 from kijko_core.errors import KijkoError, ValidationFailed
 from kijko_core.permissions import SKILLS, Action, Grant, authorize, granted
 from kijko_core.plugins import registry
@@ -101,13 +101,24 @@ def snapshot(skill: Skill) -> dict[str, Any]:
 
 
 async def runnable(
-    db: TenantSession, skill_id: UUID, raw_input: Mapping[str, Any] | None, *, require_active: bool = True
+    db: TenantSession | ServiceSession,
+    skill_id: UUID,
+    raw_input: Mapping[str, Any] | None,
+    *,
+    require_active: bool = True,
 ) -> tuple[Skill, dict[str, Any], dict[str, Any]]:
     """The skill, its snapshot and the validated input (defaults applied) for a run:
     :class:`SkillNotFound`, :class:`SkillInactive` (unless ``require_active`` is false: tests
     of an inactive skill) or a 422 on ``input.<name>`` / ``input`` (also when the rendered
-    prompt would be too long)."""
-    skill = await get(db, skill_id)
+    prompt would be too long). A service session (a habit firing, a reflex's delivery) reads
+    in its organization; a member's session also checks the caller may read the skill."""
+    if isinstance(db, TenantSession):
+        skill = await get(db, skill_id)
+    else:
+        found = await repository.get(db, db.org_id, skill_id)
+        if found is None:
+            raise SkillNotFound()
+        skill = found
     if require_active and not skill.is_active:
         raise SkillInactive()
     values = validate_input(skill.input_schema, raw_input)

@@ -14,7 +14,7 @@ from quart_schema import validate_querystring, validate_request
 from kijko_core.errors import ValidationFailed
 from kijko_core.plugins import PluginError
 from kijko_core.prices import ModelNotPriced
-from kijko_core.skills import service
+from kijko_core.skills import full, service
 from kijko_core.skills.errors import SkillNameExists, SkillNotFound
 from kijko_core.skills.models import (
     BulkResult,
@@ -112,6 +112,15 @@ async def skills_get(skill_id: str) -> Skill:
     """One skill."""
     async with tenant(readonly=True) as db:
         return await service.get(db, parse_skill_id(skill_id))
+
+
+@bp.get("/<skill_id>/full")
+@responds(*TENANT_ERRORS, SkillNotFound)
+@validate_response(full.SkillWithRelations)
+async def skills_get_full(skill_id: str) -> full.SkillWithRelations:
+    """One skill with its habits, reflexes and 10 newest executions."""
+    async with tenant(readonly=True) as db:
+        return await full.get_full(db, parse_skill_id(skill_id))
 
 
 @bp.route("/<skill_id>", methods=["PUT", "PATCH"])
