@@ -31,6 +31,7 @@ from tests.conftest import Account
 from tests.executions_kit import db_now, insert, insert_reflex, make_row
 from tests.habits_kit import create_habit
 from tests.memberships import add_member
+from tests.reflex_kit import create_reflex
 
 
 class _Config(BaseModel):
@@ -634,12 +635,16 @@ async def test_import_validates_like_create(client: Any, alice: Account) -> None
 # --- the full skill ---------------------------------------------------------------------------
 
 
-async def test_full_has_habits_and_the_ten_newest_executions(client: Any, alice: Account, bob: Account) -> None:
+async def test_full_has_habits_reflexes_and_the_ten_newest_executions(
+    client: Any, alice: Account, bob: Account
+) -> None:
     kijko = client.app.kijko
     skill = await create_skill(client, alice)
     other = await create_skill(client, alice)
     habit = await create_habit(client, alice, skill)
     await create_habit(client, alice, other)
+    reflex = await create_reflex(client, alice, skill["id"])
+    await create_reflex(client, alice, other["id"])
     now = await db_now(kijko)
     mine = [make_row(alice.org_id, at=now - timedelta(minutes=n), skill_id=UUID(skill["id"])) for n in range(12)]
     await insert(kijko, [*mine, make_row(alice.org_id, at=now, skill_id=UUID(other["id"]))])
@@ -648,7 +653,7 @@ async def test_full_has_habits_and_the_ten_newest_executions(client: Any, alice:
     assert response.status_code == 200, full
     assert {key: full[key] for key in skill} == skill
     assert [h["id"] for h in full["habits"]] == [habit["id"]]
-    assert full["reflexes"] == []
+    assert [r["id"] for r in full["reflexes"]] == [reflex["id"]]
     assert [e["id"] for e in full["recentExecutions"]] == [str(row.id) for row in mine[:10]]
     foreign = await client.get(f"{API}/{skill['id']}/full", headers=bob.headers)
     assert (foreign.status_code, (await foreign.get_json())["code"]) == (404, "SKILL_NOT_FOUND")

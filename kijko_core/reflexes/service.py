@@ -15,7 +15,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ValidationError
 
-from kijko_core.db.session import ServiceSession, TenantSession
+from kijko_core.db.session import ServiceSession, Session, TenantSession
 from kijko_core.executions import inline, spend
 from kijko_core.executions.inline import OpenSession
 from kijko_core.permissions import REFLEXES, Action, authorize
@@ -94,6 +94,12 @@ async def get(db: TenantSession, reflex_id: UUID) -> Reflex:
     reflex = await _load(db, reflex_id)
     authorize(db.principal, Action.READ, _owned(db, reflex), policy=REFLEXES)
     return reflex
+
+
+async def for_skill(db: Session, skill_id: UUID) -> list[Reflex]:
+    """The reflexes of one skill of the session's organization (``/skills/{id}/full``), newest
+    first."""
+    return [reflex_from_row(row) for row in await db.fetch(repository.FOR_SKILL, skill_id)]
 
 
 async def _editable(db: TenantSession, reflex_id: UUID, action: Action = Action.EDIT) -> Reflex:

@@ -13,6 +13,7 @@ from kijko_core.executions import queries as executions
 from kijko_core.executions.models import SkillExecution
 from kijko_core.habits import service as habits
 from kijko_core.habits.models import Habit
+from kijko_core.reflexes import service as reflexes
 from kijko_core.reflexes.models import Reflex
 from kijko_core.skills import service
 from kijko_core.skills.models import Skill
@@ -34,7 +35,7 @@ async def get_full(db: TenantSession, skill_id: UUID) -> SkillWithRelations:
         dict(skill)
         | {
             "habits": await habits.for_skill(db, skill.id),
-            "reflexes": [],  # reflexes.service.for_skill: wired when the reflexes part has it
+            "reflexes": await reflexes.for_skill(db, skill.id),
             "recent_executions": await executions.recent_for_skill(db, skill.id, RECENT_EXECUTIONS),
         }
     )
