@@ -282,10 +282,9 @@ async def test_a_member_cannot_forge_an_executions_outcome(kijko: Kijko, alice: 
             " completed_at = now(), updated_at = now() WHERE status IN ('pending', 'running')"
         )
         assert cancelled == "UPDATE 1"
-        # A finished execution is the runs' alone.
-        assert await db.execute("UPDATE kijko.skill_executions SET status = 'pending', completed_at = NULL") == (
-            "UPDATE 0"
-        )
+    # A finished execution is the runs' alone.
+    await refused(kijko, alice, "UPDATE kijko.skill_executions SET status = 'pending', completed_at = NULL")
+    await refused(kijko, alice, "UPDATE kijko.skill_executions SET error_message = 'Nothing to see'")
     async with system_session(kijko.system_db, readonly=True) as db:
         row = await db.fetchrow("SELECT status, cost, output FROM kijko.skill_executions WHERE id = $1", ids["execution"])
     assert dict(row) == {"status": "cancelled", "cost": None, "output": None}

@@ -23,9 +23,8 @@ CREATE POLICY llm_usage_writer ON kijko.llm_usage AS RESTRICTIVE FOR INSERT
     );
 
 -- Executions: created pending (or failed, refused by the spend cap) with no outcome; the
--- outcome columns are written by runs only. A member's session may cancel an unfinished one
--- and record its job, nothing else; its input, snapshot, runner, type and times stay as
--- created.
+-- outcome columns are written by runs only. No session changes its input, snapshot, runner,
+-- type or times once created.
 REVOKE INSERT ON kijko.skill_executions FROM :app_role;
 GRANT INSERT (organization_id, skill_id, user_id, execution_type, reference_id, scheduled_for,
               source_execution_id, input, snapshot, status, error_code, error_message, completed_at)
@@ -36,16 +35,38 @@ REVOKE UPDATE ON kijko.skill_executions FROM :app_role;
 GRANT UPDATE (status, output, prompt_tokens, completion_tokens, duration_ms, cost, currency,
               key_source, error_message, error_code, job_id, started_at, completed_at, updated_at)
     ON kijko.skill_executions TO :app_role;
-CREATE POLICY skill_executions_outcome ON kijko.skill_executions AS RESTRICTIVE FOR UPDATE
-    USING ((SELECT kijko.current_user_id()) IS NULL OR status IN ('pending', 'running'))
-    WITH CHECK (
-        (SELECT kijko.current_user_id()) IS NULL
-        OR (
-            status IN ('pending', 'cancelled')
-            AND output IS NULL AND cost IS NULL AND currency IS NULL AND key_source IS NULL
-            AND prompt_tokens IS NULL AND completion_tokens IS NULL AND error_code IS NULL
-        )
-    );
+-- What a member's session may change in an existing execution needs the row before and after
+-- (a policy sees one or the other; and SELECT … FOR UPDATE, which retry and cleanup use on
+-- finished rows, is filtered by UPDATE policies): a trigger. A member's session cancels an
+-- unfinished execution or records its job; a skill's deletion clears skill_id (its foreign
+-- key's action, which fires this trigger too). Everything else is the run's (service session).
+CREATE FUNCTION kijko.skill_executions_tenant_update() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF (SELECT kijko.current_user_id()) IS NULL THEN
+        RETURN NEW;
+    END IF;
+    IF (NEW.output, NEW.cost, NEW.currency, NEW.key_source, NEW.prompt_tokens, NEW.completion_tokens,
+        NEW.error_code, NEW.started_at)
+       IS DISTINCT FROM
+       (OLD.output, OLD.cost, OLD.currency, OLD.key_source, OLD.prompt_tokens, OLD.completion_tokens,
+        OLD.error_code, OLD.started_at)
+       OR (NEW.status IS DISTINCT FROM OLD.status
+           AND NOT (OLD.status IN ('pending', 'running') AND NEW.status = 'cancelled'))
+       OR (NEW.status = OLD.status
+           AND ((NEW.completed_at, NEW.duration_ms, NEW.error_message)
+                IS DISTINCT FROM (OLD.completed_at, OLD.duration_ms, OLD.error_message)
+                OR (NEW.job_id IS DISTINCT FROM OLD.job_id AND OLD.status NOT IN ('pending', 'running'))))
+    THEN
+        RAISE EXCEPTION 'an execution''s outcome is written by its run' USING ERRCODE = '42501';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER skill_executions_tenant_update BEFORE UPDATE ON kijko.skill_executions
+    FOR EACH ROW EXECUTE FUNCTION kijko.skill_executions_tenant_update();
 -- History is removed by owners and admins only (DELETE /executions/cleanup).
 CREATE POLICY skill_executions_cleanup ON kijko.skill_executions AS RESTRICTIVE FOR DELETE
     USING (
