@@ -269,11 +269,14 @@ class Settings(BaseSettings):
 
     # Skill executions (docs/executions.md): runs at once per organization over all workers
     # (more wait, pending), how soon a waiting one looks again, how long one may run, how long
-    # an inline test may run, and the monthly spend cap on the platform's LLM keys.
+    # an inline test may run, how many inline tests one user may start per minute (they run in
+    # the request, outside the concurrency limit), and the monthly spend cap on the platform's
+    # LLM keys.
     execution_concurrency_per_org: int = Field(default=4, ge=1, le=1000)
     execution_queue_recheck_seconds: float = Field(default=0.5, ge=0.05, le=600)
     execution_timeout_seconds: float = Field(default=300.0, gt=0, le=3600)
     execution_test_timeout_seconds: float = Field(default=60.0, gt=0, le=300)
+    execution_test_rate_limit_per_minute: int = Field(default=20, ge=1, le=100_000)
     llm_monthly_spend_cap: Decimal | None = Field(default=None, ge=0, max_digits=20, decimal_places=6)
     llm_spend_cap_currency: str = Field(default="usd", pattern=r"^[a-z]{3}$")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -27,6 +28,24 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_non_finite(item) for item in value)
+    return False
+
+
+def reject_non_finite(value: Any) -> Any:
+    """A ``mode="before"`` field validator body: refuse NaN and ±Infinity anywhere inside (Python
+    parses ``NaN`` and ``1e309`` in a body; they are not JSON, and jsonb refuses them)."""
+    if _has_non_finite(value):
+        raise ValueError("must not contain NaN or Infinity")
+    return value
+
+
 def reject_nul(value: Any) -> Any:
     """A ``mode="before"`` field validator body: refuse strings PostgreSQL cannot store."""
     if _has_nul(value):
@@ -35,16 +54,18 @@ def reject_nul(value: Any) -> Any:
 
 
 class WireInput(WireModel):
-    """A request body or query: like ``WireModel``, and no string may contain a NUL character.
+    """A request body or query: like ``WireModel``, and no string may contain a NUL character,
+    no number may be NaN or infinite.
 
-    PostgreSQL cannot store NUL in text or jsonb; rejected here it is a 422 on the right
-    field instead of a database error (500) halfway through a transaction.
+    PostgreSQL cannot store NUL in text or jsonb, nor NaN or Infinity in jsonb; rejected here
+    it is a 422 on the right field instead of a database error (500) halfway through a
+    transaction.
     """
 
     @field_validator("*", mode="before")
     @classmethod
     def _reject_nul(cls, value: Any) -> Any:
-        return reject_nul(value)
+        return reject_non_finite(reject_nul(value))
 
 
 class PageQuery(WireInput):

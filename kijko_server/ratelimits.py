@@ -215,6 +215,18 @@ async def enforce(limit: Limit, key: str) -> None:
         raise RateLimited(retry_after=max(1, math.ceil(wait)))
 
 
+async def _given_key() -> str:  # the key is given to ``enforce``
+    return ""
+
+
+async def enforce_inline_test(user_id: object) -> None:
+    """Count one inline test run (``/skills/test``, ``/skills/:id/test``, ``/reflexes/:id/test``)
+    for the user: they run in the request, outside the per-organization concurrency limit of
+    queued executions, so one budget per user bounds them (decision 0133)."""
+    per_minute = runtime().settings.execution_test_rate_limit_per_minute
+    await enforce(Limit("inline-test", per_minute, 60, _given_key), str(user_id))
+
+
 def init_rate_limits(app: Quart) -> None:
     app.extensions[_MEMORY_STORE] = MemoryStore()
     app.before_request(enforce_rate_limits)

@@ -201,7 +201,8 @@ async def test_a_member_cannot_lower_the_spend_the_cap_counts(kijko: Kijko, alic
         kijko,
         mallory,
         "INSERT INTO kijko.llm_usage (organization_id, user_id, provider, model, key_source, cost, currency,"
-        " is_test, created_at) VALUES ($1, $2, 'openai', 'gpt-4o', 'platform', 0, 'usd', true, now() - interval '1 year')",
+        " is_test, created_at)"
+        " VALUES ($1, $2, 'openai', 'gpt-4o', 'platform', 0, 'usd', true, now() - interval '1 year')",
         UUID(alice.org_id),
         UUID(mallory.user_id),
     )
@@ -230,7 +231,9 @@ async def test_a_member_cannot_lower_the_spend_the_cap_counts(kijko: Kijko, alic
             UUID(mallory.user_id),
         )
     async with system_session(kijko.system_db, readonly=True) as db:
-        total = await db.fetchval("SELECT sum(cost) FROM kijko.llm_usage WHERE organization_id = $1", UUID(alice.org_id))
+        total = await db.fetchval(
+            "SELECT sum(cost) FROM kijko.llm_usage WHERE organization_id = $1", UUID(alice.org_id)
+        )
     assert str(total) == "3.0"
 
 
@@ -271,7 +274,7 @@ async def test_a_member_cannot_forge_an_executions_outcome(kijko: Kijko, alice: 
         " cost = 0, currency = 'usd', key_source = 'platform'",
     )
     await refused(kijko, alice, "UPDATE kijko.skill_executions SET prompt_tokens = 1, completion_tokens = 1")
-    await refused(kijko, alice, "UPDATE kijko.skill_executions SET snapshot = '{\"model\": \"other\"}'::jsonb")
+    await refused(kijko, alice, 'UPDATE kijko.skill_executions SET snapshot = \'{"model": "other"}\'::jsonb')
     await refused(kijko, alice, "UPDATE kijko.skill_executions SET user_id = NULL")
     await refused(kijko, alice, "UPDATE kijko.skill_executions SET executed_at = now() - interval '1 year'")
     # What the API does in a member's session still works: record the job, cancel.
@@ -286,7 +289,9 @@ async def test_a_member_cannot_forge_an_executions_outcome(kijko: Kijko, alice: 
     await refused(kijko, alice, "UPDATE kijko.skill_executions SET status = 'pending', completed_at = NULL")
     await refused(kijko, alice, "UPDATE kijko.skill_executions SET error_message = 'Nothing to see'")
     async with system_session(kijko.system_db, readonly=True) as db:
-        row = await db.fetchrow("SELECT status, cost, output FROM kijko.skill_executions WHERE id = $1", ids["execution"])
+        row = await db.fetchrow(
+            "SELECT status, cost, output FROM kijko.skill_executions WHERE id = $1", ids["execution"]
+        )
     assert dict(row) == {"status": "cancelled", "cost": None, "output": None}
 
 
@@ -300,7 +305,10 @@ async def test_only_owners_and_admins_remove_execution_history(kijko: Kijko, ali
         assert await db.execute("DELETE FROM kijko.skill_executions WHERE id = $1", ids["execution"]) == "DELETE 1"
     # The usage the execution paid stays counted.
     async with system_session(kijko.system_db, readonly=True) as db:
-        assert await db.fetchval("SELECT count(*) FROM kijko.llm_usage WHERE organization_id = $1", UUID(alice.org_id)) == 1
+        assert (
+            await db.fetchval("SELECT count(*) FROM kijko.llm_usage WHERE organization_id = $1", UUID(alice.org_id))
+            == 1
+        )
 
 
 async def test_creators_cannot_be_changed(kijko: Kijko, alice: Account) -> None:
@@ -319,7 +327,12 @@ async def test_webhook_deliveries_are_the_receivers(kijko: Kijko, alice: Account
         assert await db.fetch("SELECT * FROM kijko.reflex_deliveries") == []
         assert await db.execute("DELETE FROM kijko.reflex_deliveries") == "DELETE 0"
     async with system_session(kijko.system_db, readonly=True) as db:
-        assert await db.fetchval("SELECT count(*) FROM kijko.reflex_deliveries WHERE organization_id = $1", UUID(alice.org_id)) == 1
+        assert (
+            await db.fetchval(
+                "SELECT count(*) FROM kijko.reflex_deliveries WHERE organization_id = $1", UUID(alice.org_id)
+            )
+            == 1
+        )
 
 
 async def test_only_owners_and_admins_set_provider_keys(kijko: Kijko, alice: Account) -> None:

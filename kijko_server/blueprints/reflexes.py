@@ -10,7 +10,7 @@ from quart import Blueprint
 from quart_schema import validate_querystring, validate_request
 
 import kijko_core.reflexes.fire  # noqa: F401 — its finish listener, in the server process too
-from kijko_core.errors import ValidationFailed
+from kijko_core.errors import RateLimited, ValidationFailed
 from kijko_core.executions.spend import SpendCapReached
 from kijko_core.reflexes import service
 from kijko_core.reflexes.errors import (
@@ -37,6 +37,7 @@ from kijko_core.skills.errors import SkillInactive, SkillNotFound
 from kijko_core.wire import Success
 from kijko_server.openapi import responds
 from kijko_server.paths import entity_id
+from kijko_server.ratelimits import enforce_inline_test
 from kijko_server.responses import validate_response
 from kijko_server.uow import TENANT_ERRORS, runtime, tenant
 
@@ -147,15 +148,17 @@ async def reflexes_reset_errors(reflex_id: str) -> Reflex:
 
 
 @bp.post("/<reflex_id>/test")
-@responds(*TENANT_ERRORS, ReflexNotFound, ValidationFailed, SpendCapReached)
+@responds(*TENANT_ERRORS, ReflexNotFound, ValidationFailed, SpendCapReached, RateLimited)
 @validate_request(ReflexTest)
 @validate_response(ReflexTestResult)
 async def reflexes_test(reflex_id: str, data: ReflexTest) -> ReflexTestResult:
     """Evaluate the conditions on ``{payload}``; on a match run the skill inline (not recorded)."""
     async with tenant(readonly=True) as db:
         prepared = await service.prepare_test(db, runtime(), parse_reflex_id(reflex_id), data)
+        user_id = db.principal.user_id
     if isinstance(prepared, ReflexTestResult):
         return prepared
+    await enforce_inline_test(user_id)  # only a run counts: evaluating the conditions is free
     return await service.run_test(runtime(), tenant, prepared)  # no transaction held while it runs
 
 

@@ -12,7 +12,7 @@ from quart import Blueprint
 from quart_schema import validate_querystring, validate_request
 
 from kijko_core.db.session import TenantSession
-from kijko_core.errors import ValidationFailed
+from kijko_core.errors import RateLimited, ValidationFailed
 from kijko_core.executions import inline, lifecycle, spend
 from kijko_core.executions.errors import CannotCancel, CannotRetry, ExecutionNotFound
 from kijko_core.executions.run_models import (
@@ -35,6 +35,7 @@ from kijko_core.skills.models import InputSchemaField
 from kijko_core.wire import Success
 from kijko_server.openapi import responds
 from kijko_server.paths import entity_id
+from kijko_server.ratelimits import enforce_inline_test
 from kijko_server.responses import validate_response
 from kijko_server.uow import TENANT_ERRORS, runtime, tenant
 
@@ -83,7 +84,7 @@ async def runs_execute_skill(skill_id: str, data: ExecuteSkill, query_args: Exec
 
 
 @bp.post("/skills/test")
-@responds(*TENANT_ERRORS, ValidationFailed, ModelNotPriced, PluginError, SpendCapReached)
+@responds(*TENANT_ERRORS, ValidationFailed, ModelNotPriced, PluginError, SpendCapReached, RateLimited)
 @validate_request(TestDraft)
 @validate_response(ExecuteSkillResponse)
 async def runs_test_draft(data: TestDraft) -> ExecuteSkillResponse:
@@ -124,7 +125,7 @@ async def runs_test_draft(data: TestDraft) -> ExecuteSkillResponse:
 
 
 @bp.post("/skills/<skill_id>/test")
-@responds(*TENANT_ERRORS, SkillNotFound, ValidationFailed, SpendCapReached)
+@responds(*TENANT_ERRORS, SkillNotFound, ValidationFailed, SpendCapReached, RateLimited)
 @validate_request(TestSkill)
 @validate_response(ExecuteSkillResponse)
 async def runs_test_skill(skill_id: str, data: TestSkill) -> ExecuteSkillResponse:
@@ -146,6 +147,7 @@ async def _test(snapshot: dict[str, Any], values: dict[str, Any]) -> ExecuteSkil
         refusal = await spend.refusal(db, kijko, org_id, snapshot)
     if refusal is not None:
         raise refusal
+    await enforce_inline_test(user_id)
     return await inline.run_test(kijko, tenant, org_id=org_id, user_id=user_id, snapshot=snapshot, values=values)
 
 
