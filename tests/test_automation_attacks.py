@@ -5,6 +5,7 @@ change nothing; malformed input answers 4xx in the one error shape, never 500.""
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from uuid import UUID
 import pytest
 
 from kijko_core.db.session import system_session
+from kijko_core.logging import configure_logging
 from kijko_core.runtime import Kijko
 from kijko_server.app import create_app
 from tests.automation import create_skill
@@ -258,3 +260,53 @@ async def test_numbers_json_cannot_hold_are_refused_on_their_field(
     assert response.status_code == 422 and problem(answer) and answer["field"] == field, answer
     assert "1e309" not in json.dumps(answer) and "Infinity" not in answer["field"]
     assert await snapshot_rows(kijko, alice.org_id) == before
+
+
+@pytest.fixture
+def logs() -> io.StringIO:
+    """Every log line written while the test runs, at debug level."""
+    buffer = io.StringIO()
+    configure_logging("debug", "json", stream=buffer)
+    return buffer
+
+
+async def test_provider_keys_and_reflex_secrets_stay_out_of_logs_errors_and_reads(
+    client: Any, kijko: Kijko, alice: Account, logs: io.StringIO
+) -> None:
+    key = "sk-review-" + uuid.uuid4().hex
+    status, body = await call(
+        client, "put", f"{V1}/organizations/current/llm-keys/openai", alice, json={"apiKey": key, "baseUrl": "ftp://x"}
+    )
+    assert status == 422 and key not in json.dumps(body)
+    status, body = await call(client, "put", f"{V1}/organizations/current/llm-keys/openai", alice, json={"apiKey": key})
+    assert status == 200 and key not in json.dumps(body) and body["last4"] == key[-4:]
+    skill = await create_skill(client, alice)
+    reflex = await create_reflex(client, alice, skill["id"])
+    secret = reflex["triggerConfig"]["secret"]
+    status, regenerated = await call(client, "post", f"{V1}/reflexes/{reflex['id']}/regenerate-secret", alice)
+    assert status == 200
+    new_secret = regenerated["secret"]
+    # Deliveries signed with the secret, a wrong one, and a body carrying the secret.
+    for signing, topic in ((new_secret, "x"), ("whsec_" + "B" * 43 + "=", secret)):
+        payload, headers = signed(signing, {"topic": topic})
+        await deliver(client, reflex["id"], payload, headers)
+    reads = [
+        await call(client, "get", f"{V1}/reflexes", alice),
+        await call(client, "get", f"{V1}/reflexes/{reflex['id']}", alice),
+        await call(client, "get", f"{V1}/reflexes/{reflex['id']}/full", alice),
+        await call(client, "get", f"{V1}/skills/{skill['id']}/full", alice),
+        await call(client, "get", f"{V1}/organizations/current/llm-keys", alice),
+        await call(client, "get", f"{V1}/organizations/current/llm-keys/openai", alice),
+    ]
+    for status, body in reads:
+        text = json.dumps(body)
+        assert status == 200 and key not in text and secret not in text and new_secret not in text, body
+    logged = logs.getvalue()
+    assert logged  # the requests were logged
+    for value in (key, secret, new_secret, secret.removeprefix("whsec_"), new_secret.removeprefix("whsec_")):
+        assert value not in logged
+    async with system_session(kijko.system_db, readonly=True) as db:
+        stored = await db.fetchval(
+            "SELECT key_ciphertext FROM kijko.llm_keys WHERE organization_id = $1", UUID(alice.org_id)
+        )
+    assert key not in stored
