@@ -46,6 +46,29 @@ def reject_non_finite(value: Any) -> Any:
     return value
 
 
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(key) or _has_lone_surrogate(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_lone_surrogate(item) for item in value)
+    return False
+
+
+def reject_unstorable(value: Any) -> Any:
+    """JSON parsed outside the request body parser (a webhook's body, verified as bytes):
+    refuse what ``jsonb`` cannot hold — NUL, NaN and ±Infinity, lone surrogates — anywhere."""
+    reject_non_finite(reject_nul(value))
+    if _has_lone_surrogate(value):
+        raise ValueError("must be valid Unicode (no unpaired surrogate)")
+    return value
+
+
 def reject_nul(value: Any) -> Any:
     """A ``mode="before"`` field validator body: refuse strings PostgreSQL cannot store."""
     if _has_nul(value):

@@ -9,10 +9,12 @@ import io
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import pytest
+from standardwebhooks import Webhook
 
 from kijko_core.db.session import system_session
 from kijko_core.logging import configure_logging
@@ -310,3 +312,33 @@ async def test_provider_keys_and_reflex_secrets_stay_out_of_logs_errors_and_read
             "SELECT key_ciphertext FROM kijko.llm_keys WHERE organization_id = $1", UUID(alice.org_id)
         )
     assert key not in stored
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"topic": "x", "extra": 1e309}',
+        '{"topic": "x", "extra": NaN}',
+        '{"topic": "x", "extra": "a\\u0000b"}',
+        '{"topic": "x", "extra": "\\ud800"}',
+        '{"topic": "x", "extra": {"\\u0000": 1}}',
+    ],
+)
+async def test_a_signed_webhook_body_jsonb_cannot_hold_is_refused(
+    client: Any, kijko: Kijko, alice: Account, raw: str
+) -> None:
+    skill = await create_skill(client, alice)
+    reflex = await create_reflex(client, alice, skill["id"])
+    before = await snapshot_rows(kijko, alice.org_id)
+    msg_id = f"msg_{uuid.uuid4().hex}"
+    at = datetime.now(UTC)
+    headers = {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": Webhook(reflex["triggerConfig"]["secret"]).sign(msg_id, at, raw),
+        "content-type": "application/json",
+    }
+    response = await deliver(client, reflex["id"], raw.encode(), headers)
+    answer = await response.get_json()
+    assert response.status_code == 422 and problem(answer) and answer["field"] == "body", answer
+    assert await snapshot_rows(kijko, alice.org_id) == before

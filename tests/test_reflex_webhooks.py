@@ -14,7 +14,7 @@ from uuid import UUID
 import pytest
 from standardwebhooks import Webhook
 
-from kijko_core.db.session import system_session, tenant_session
+from kijko_core.db.session import ServiceActor, load_service_capability, service_session, system_session
 from kijko_core.jobs import sweep_steps
 from kijko_core.reflexes.fire import forget_deliveries
 from kijko_core.runtime import Kijko, make_redis
@@ -250,7 +250,11 @@ async def test_the_sweeper_forgets_deliveries_after_eight_days(client: Any, kijk
     for delivery_id in ("msg_old", "msg_new"):
         response = await deliver(client, reflex["id"], *signed(secret, {"name": "Ada"}, delivery_id=delivery_id))
         assert response.status_code == 202
-    async with tenant_session(kijko.app_db, alice.identity) as db:  # the clock moved back, in SQL
+    # The clock moved back, in SQL, in a service session like the receiver's (a member's session
+    # reaches no delivery: migration 0022).
+    capability = await load_service_capability(kijko.system_db)
+    actor = ServiceActor("webhook.reflex", "test-clock")
+    async with service_session(kijko.app_db, capability, UUID(alice.org_id), actor) as db:
         await db.execute(
             "UPDATE kijko.reflex_deliveries SET received_at = now() - interval '8 days 1 second'"
             " WHERE reflex_id = $1 AND delivery_id = 'msg_old'",

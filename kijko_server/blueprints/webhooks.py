@@ -33,6 +33,7 @@ from kijko_core.reflexes.fire import start_execution
 from kijko_core.reflexes.models import COLUMNS, Accepted, reflex_from_row
 from kijko_core.reflexes.types import new_webhook_secret
 from kijko_core.skills.errors import SkillInactive
+from kijko_core.wire import reject_unstorable
 from kijko_server.openapi import responds
 from kijko_server.ratelimits import Limit, enforce
 from kijko_server.responses import validate_response
@@ -137,6 +138,12 @@ async def webhooks_reflex_receive(reflex_id: str) -> tuple[Accepted, int]:
     per_minute = kijko.settings.reflex_rate_limit_per_minute
     await enforce(Limit("reflex", per_minute, 60, _no_key), str(reflex.id))
     payload = kind.payload(delivery)
+    try:
+        # Whatever type parsed it, it becomes an execution's input (jsonb): what jsonb cannot
+        # hold is refused here, not as a 500 at the insert.
+        reject_unstorable(payload)
+    except ValueError as error:
+        raise ValidationFailed(f"The webhook body {error}", field="body") from None
     config = kind.Config.model_validate(reflex.trigger_config)
     matched = kind.accepts(config, delivery, payload) and conditions.matches(reflex.conditions, payload)
 
