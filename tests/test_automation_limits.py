@@ -1,4 +1,4 @@
-"""The automation engine's tables against SQL on the app role (migration 0022, decision 0132).
+"""The automation engine's tables against SQL on the app role (migration 0021, decision 0132).
 
 Across organizations: a tenant session of one organization reads, changes and deletes none of
 another's skills, executions, usage, habits, reflexes, deliveries, keys, alerts or analytics

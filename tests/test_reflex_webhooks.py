@@ -251,7 +251,7 @@ async def test_the_sweeper_forgets_deliveries_after_eight_days(client: Any, kijk
         response = await deliver(client, reflex["id"], *signed(secret, {"name": "Ada"}, delivery_id=delivery_id))
         assert response.status_code == 202
     # The clock moved back, in SQL, in a service session like the receiver's (a member's session
-    # reaches no delivery: migration 0022).
+    # reaches no delivery: migration 0021).
     capability = await load_service_capability(kijko.system_db)
     actor = ServiceActor("webhook.reflex", "test-clock")
     async with service_session(kijko.app_db, capability, UUID(alice.org_id), actor) as db:
