@@ -41,7 +41,6 @@ from kijko_core import events, jobs, mail
 from kijko_core.db.session import (
     ServiceActor,
     ServiceCapability,
-    ServiceSession,
     Session,
     load_service_capability,
     service_session,
@@ -199,9 +198,10 @@ async def _fire(
     """Start the due habits' executions in one service session of their organization. The
     habits' rows are locked by the claiming transaction: nothing here may write them.
 
-    Fast path: the whole batch in one go. Should one habit raise (a bug, a broken row), that
-    session rolls back and the batch runs again with a savepoint per habit, so the one that
-    fails stays due (retried next tick, logged) and the others fire."""
+    Fast path: the whole batch in one ``lifecycle.start_many`` (one statement per table).
+    Should it raise (a bug, a broken row), that session rolls back and the batch runs again
+    habit by habit with a savepoint each, so the one that fails stays due (retried next tick,
+    logged) and the others fire."""
     try:
         return await _fire_in_session(kijko, capability, tick_id, org_id, due, following, careful=False)
     except Exception:
@@ -220,40 +220,50 @@ async def _fire_in_session(
     careful: bool,
 ) -> list[_Outcome]:
     outcomes: list[_Outcome] = []
+    runs: list[lifecycle.Run] = []
     actor = ServiceActor(ACTOR_KIND, tick_id)
     async with service_session(kijko.app_db, capability, org_id, actor) as db:
-        found: dict[UUID, Skill | None] = {}  # one read per skill of the batch
+        found: dict[UUID, tuple[Skill, dict[str, Any]] | None] = {}  # one read per skill of the batch
         for habit in due:
-            scheduled_for: datetime = habit["next_run_at"]
             try:
-                after = following(habit["schedule_cron"], habit["timezone"])
                 skill_id: UUID = habit["skill_id"]
                 if skill_id not in found:
-                    found[skill_id] = await skill_repository.get(db, org_id, skill_id)  # type: ignore[arg-type]
-                if not careful:
-                    outcomes.append(await _start(db, habit, found[skill_id], scheduled_for, after))
-                    continue
-                async with db.savepoint():
-                    outcomes.append(await _start(db, habit, found[skill_id], scheduled_for, after))
+                    skill = await skill_repository.get(db, org_id, skill_id)  # type: ignore[arg-type]
+                    found[skill_id] = None if skill is None else (skill, skills.snapshot(skill))
+                outcome, run = _prepare(habit, found[skill_id], following)
+                if run is not None and careful:
+                    async with db.savepoint():
+                        await lifecycle.start_many(db, [run])
+                elif run is not None:
+                    runs.append(run)
+                outcomes.append(outcome)
             except Exception:
                 if not careful:
                     raise
                 log.exception("habit_fire_failed", habit_id=str(habit["id"]))  # stays due: next tick
+        # Without ``kijko``: the spend cap is the worker's admission's to check (the run then
+        # ends failed with SPEND_CAP_REACHED), so no finish listener runs here, where the
+        # habits are locked. A None (this instant already fired by an interrupted tick) is
+        # still a fire: the habit advances with it counted once.
+        await lifecycle.start_many(db, runs)
     return outcomes
 
 
-async def _start(
-    db: ServiceSession, habit: asyncpg.Record, skill: Skill | None, scheduled_for: datetime, following: datetime
-) -> _Outcome:
+def _prepare(
+    habit: asyncpg.Record, found: tuple[Skill, dict[str, Any]] | None, following: _Following
+) -> tuple[_Outcome, lifecycle.Run | None]:
+    """What firing ``habit`` means: its outcome, and the run to start (None: not run)."""
     habit_id: UUID = habit["id"]
-    if skill is None:  # cannot be: the habit goes with its skill (cascade)
-        return _Outcome(habit_id, following, scheduled_for, fired=False, error="Skipped: the skill is gone")
+    scheduled_for: datetime = habit["next_run_at"]
+    after = following(habit["schedule_cron"], habit["timezone"])
+    if found is None:  # cannot be: the habit goes with its skill (cascade)
+        return _Outcome(habit_id, after, scheduled_for, fired=False, error="Skipped: the skill is gone"), None
+    skill, snapshot = found
     if not skill.is_active:
-        return _Outcome(habit_id, following, scheduled_for, fired=False, error=SKILL_INACTIVE_MESSAGE)
+        return _Outcome(habit_id, after, scheduled_for, fired=False, error=SKILL_INACTIVE_MESSAGE), None
     try:
         # What skills.service.runnable checks, for a service session (it takes a tenant's).
         values = validate_input(skill.input_schema, habit["config"])
-        snapshot = skills.snapshot(skill)
         render_prompts(snapshot, values)
     except ValidationFailed as error:
         # The config no longer fits the skill's input schema (the skill changed): a failed
@@ -261,11 +271,8 @@ async def _start(
         message = f"The habit's config does not fit the skill's input: {error.message}"
         if error.field:
             message += f" ({error.field.replace('input', 'config', 1)})"
-        return _Outcome(habit_id, following, scheduled_for, fired=False, error=message[:4000], failed=True)
-    # Without ``kijko``: the spend cap is the worker's admission's to check (the run then ends
-    # failed with SPEND_CAP_REACHED), so no finish listener runs here, where the habit is locked.
-    await lifecycle.start(
-        db,
+        return _Outcome(habit_id, after, scheduled_for, fired=False, error=message[:4000], failed=True), None
+    run = lifecycle.Run(
         snapshot=snapshot,
         input=values,
         execution_type="habit",
@@ -274,7 +281,7 @@ async def _start(
         reference_id=habit_id,
         scheduled_for=scheduled_for,
     )
-    return _Outcome(habit_id, following, scheduled_for, fired=True)
+    return _Outcome(habit_id, after, scheduled_for, fired=True), run
 
 
 # --- auto-disable -------------------------------------------------------------------------------
