@@ -267,10 +267,12 @@ async def enqueue_many(
         raise ValueError("delay_seconds: a finite number ≥ 0")
     bodies = []
     for payload in payloads:
-        body = dict(payload or {})
-        if len(json.dumps(body, ensure_ascii=False).encode()) > MAX_PAYLOAD_BYTES:
+        content = dict(payload or {})
+        body = json.dumps(content)  # as the pool's jsonb codec writes it
+        # The ASCII text is never shorter than the stored UTF-8: measure that only when needed.
+        if len(body) > MAX_PAYLOAD_BYTES and len(json.dumps(content, ensure_ascii=False).encode()) > MAX_PAYLOAD_BYTES:
             raise ValueError("job payload too large: carry ids, not content")
-        bodies.append(json.dumps(body))  # as the pool's jsonb codec writes it
+        bodies.append(body)
     if job_ids is None:
         # No RETURNING: the app role needs no read of what it inserts.
         ids = [uuid.uuid4() for _ in bodies]
