@@ -9,14 +9,14 @@ ones, in batches:
    same habit. The claiming transaction stays open, holding the row locks.
 2. **Fire**, per organization, in one service session of that organization (row-level security,
    actor ``service:habits.scheduler:<tick>``): the habit's config checked against its skill's
-   input schema and the execution started with ``lifecycle.start`` — ``scheduled_for`` is the
-   habit's stored ``next_run_at``, the idempotency key with the habit's id. That session
-   commits.
+   input schema, and the organization's executions started with one ``lifecycle.start_many``
+   (one statement per table, decision 0130) — ``scheduled_for`` is the habit's stored
+   ``next_run_at``, the idempotency key with the habit's id. That session commits.
 3. **Advance**, in the claiming transaction: ``next_run_at`` = the first fire instant after
    now, ``last_run_at``, ``run_count``; then it commits and releases the locks.
 
 A crash between 2 and 3 leaves the execution and the old ``next_run_at``: the next tick claims
-the habit again, ``lifecycle.start`` finds ``(habit, scheduled_for)`` already fired and returns
+the habit again, ``lifecycle.start_many`` finds ``(habit, scheduled_for)`` already fired and returns
 None, and the habit is advanced — never a fire lost, never one doubled (decision 0115). After
 downtime one catch-up run fires, labelled with the first missed instant, and the schedule
 resumes after now.
