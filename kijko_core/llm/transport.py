@@ -19,6 +19,10 @@ from kijko_core import __version__
 from kijko_core.config import Settings
 from kijko_core.egress import EgressGuard, GuardedTransport
 
+#: The runtime's one pool serves every run at once: no cap on connections (a run never waits
+#: for another's), and as many kept alive as a worker runs jobs at once (KIJKO_WORKER_CONCURRENCY ≤ 256).
+PROVIDER_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=256)
+
 
 @contextmanager
 def _as_httpx2() -> Iterator[None]:
@@ -91,6 +95,7 @@ def provider_http(settings: Settings, guard: EgressGuard | None = None) -> httpx
             guard or EgressGuard.from_settings(settings),
             max_response_bytes=settings.egress_max_response_bytes,
             total_timeout=settings.llm_timeout_seconds,
+            limits=PROVIDER_LIMITS,
         )
     )
     timeout = settings.llm_timeout_seconds
