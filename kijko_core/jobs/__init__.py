@@ -39,6 +39,7 @@ from kijko_core.db.session import (
 from kijko_core.logging import get_logger
 
 if TYPE_CHECKING:
+    from kijko_core.config import Settings
     from kijko_core.runtime import Kijko
 
 __all__ = [
@@ -85,6 +86,10 @@ class JobKind:
     max_attempts: int
     lease_seconds: int
     timeout_seconds: float | None = None
+    #: ``settings → n``: claim a job of this kind only while fewer than n of its organization's
+    #: run (decision 0129). The handler still enforces its own limit; this spares the claims
+    #: that would only defer themselves.
+    per_org_limit: Callable[[Settings], int] | None = None
 
 
 _KINDS: dict[str, JobKind] = {}
@@ -92,7 +97,12 @@ _entry_points_loaded = False
 
 
 def job_kind(
-    name: str, *, max_attempts: int = 5, lease_seconds: int = 60, timeout_seconds: float | None = 3600
+    name: str,
+    *,
+    max_attempts: int = 5,
+    lease_seconds: int = 60,
+    timeout_seconds: float | None = 3600,
+    per_org_limit: Callable[[Settings], int] | None = None,
 ) -> Callable[[Handler], Handler]:
     """Declare the handler of a job kind (at import time).
 
@@ -100,7 +110,9 @@ def job_kind(
     holds the job between heartbeats (sent every third of it) before another may retry it;
     ``timeout_seconds``: an attempt running longer is cancelled and fails with
     ``TimeoutError`` (heartbeats keep a hung handler's lease alive, so this is what ends it;
-    ``None``: no limit).
+    ``None``: no limit); ``per_org_limit``: ``settings → n``, workers claim a job of the kind
+    only while fewer than n of the same organization run (a hint that saves claims; the
+    handler's own check, e.g. under a lock, is what holds).
     """
     ServiceActor(name, "0")  # the kind names the service actor: same shape (raises otherwise)
     if not 1 <= max_attempts <= 100:
@@ -119,7 +131,7 @@ def job_kind(
                 handler.__qualname__,
             ):
                 raise ValueError(f"job kind {name!r} is already declared by {existing.handler.__module__}")
-        _KINDS[name] = JobKind(name, handler, max_attempts, lease_seconds, timeout_seconds)
+        _KINDS[name] = JobKind(name, handler, max_attempts, lease_seconds, timeout_seconds, per_org_limit)
         return handler
 
     return register
