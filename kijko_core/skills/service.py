@@ -121,10 +121,18 @@ async def runnable(
         skill = found
     if require_active and not skill.is_active:
         raise SkillInactive()
+    taken, values = prepare(skill, raw_input)
+    return skill, taken, values
+
+
+def prepare(skill: Skill, raw_input: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The snapshot and the validated input of a run of ``skill`` already read (the habit
+    scheduler reads each skill once per batch): a 422 on ``input.<name>`` / ``input``, also
+    when the rendered prompt would be too long — checked before anything is recorded."""
     values = validate_input(skill.input_schema, raw_input)
     taken = snapshot(skill)
-    templates.render_prompts(taken, values)  # the size cap, before anything is recorded
-    return skill, taken, values
+    templates.render_prompts(taken, values)
+    return taken, values
 
 
 # --- checking a definition ----------------------------------------------------------------------
