@@ -22,6 +22,7 @@ from kijko_core.reflexes import catalogue
 from kijko_core.reflexes import conditions as conditions_module
 from kijko_core.reflexes.models import Reflex, reflex_from_row
 from kijko_core.skills import service as skills
+from kijko_core.skills.errors import SkillNotFound
 
 if TYPE_CHECKING:
     from kijko_core.runtime import Kijko
@@ -58,9 +59,11 @@ def skill_input(payload: Any) -> dict[str, Any]:
 async def start_execution(db: ServiceSession, kijko: Kijko | None, reflex: Reflex, payload: Any) -> UUID | None:
     """Start the reflex's skill on ``payload`` (validated against its inputSchema) as the
     reflex's creator, and count the trigger; in ``db``'s transaction. SKILL_INACTIVE or a 422
-    refuse it (the receiver answers them; an event reflex logs and skips); SKILL_NOT_FOUND
-    cannot happen: deleting a skill deletes its reflexes."""
-    skill, snapshot, values = await skills.runnable(db, reflex.skill_id, skill_input(payload))
+    refuse it (the receiver answers them; an event reflex logs and skips)."""
+    try:
+        skill, snapshot, values = await skills.runnable(db, reflex.skill_id, skill_input(payload))
+    except SkillNotFound:
+        return None  # deleted since the reflex was read (which deleted the reflex too): nothing to run
     execution_id = await lifecycle.start(
         db,
         snapshot=snapshot,
