@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict
 from kijko_core.db.session import system_session, tenant_session
 from kijko_core.plugins import SkillOutcome, SkillRun, SkillRunFailed, SkillType, registry
 from kijko_core.runtime import Kijko
+from kijko_core.skills import service as skills
+from kijko_core.skills.models import skill_from_row
 from tests.conftest import Account
 
 #: The model the echo type's runs are priced with when they report a cost (a shipped one).
@@ -87,19 +89,7 @@ registry.register_skill_type(EchoSkillType())
 
 def snapshot(skill: dict[str, Any]) -> dict[str, Any]:
     """The execution snapshot of a skill row written by :func:`insert_skill`."""
-    return {
-        "skillId": str(skill["id"]),
-        "skillName": skill["name"],
-        "skillVersion": skill["version"],
-        "skillType": skill["skill_type"],
-        "typeConfig": skill["type_config"],
-        "promptTemplate": skill["prompt_template"],
-        "systemPrompt": skill["system_prompt"],
-        "model": skill["model"],
-        "parameters": skill["parameters"],
-        "inputSchema": skill["input_schema"],
-        "outputFormat": skill["output_format"],
-    }
+    return skills.snapshot(skill_from_row(skill))
 
 
 async def insert_skill(
