@@ -100,8 +100,11 @@ async def insert_skill(
     template: str = "Say hello to {{name}} please.",
     is_active: bool = True,
     skill_type: str = "echo",
+    name: str | None = None,
 ) -> dict[str, Any]:
-    """A skill of ``account``'s organization, created by them (as the skills API would)."""
+    """A skill of ``account``'s organization, created by them, written straight to the database
+    (no API checks: any skill type and template); :func:`tests.automation.create_skill` makes
+    one through the API."""
     async with tenant_session(kijko.app_db, account.identity) as db:
         row = await db.fetchrow(
             "INSERT INTO kijko.skills (organization_id, user_id, name, skill_type, type_config, prompt_template,"
@@ -109,7 +112,7 @@ async def insert_skill(
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *",
             UUID(account.org_id),
             UUID(account.user_id),
-            f"Echo {uuid.uuid4().hex[:8]}",
+            name or f"Echo {uuid.uuid4().hex[:8]}",
             skill_type,
             type_config or {},
             template,
