@@ -18,7 +18,7 @@ from kijko_core.db.session import ServiceSession, Session, system_session
 from kijko_core.executions import lifecycle
 from kijko_core.jobs import JobContext, job_kind, sweep_step
 from kijko_core.logging import get_logger
-from kijko_core.reflexes import catalogue
+from kijko_core.reflexes import catalogue, repository
 from kijko_core.reflexes import conditions as conditions_module
 from kijko_core.reflexes.models import Reflex, reflex_from_row
 from kijko_core.skills import service as skills
@@ -32,22 +32,6 @@ log = get_logger("kijko.reflexes")
 #: How long webhook deliveries are remembered for deduplication (at least 7 days).
 DELIVERIES_KEPT_DAYS = 8
 SWEEP_BATCH = 5000
-
-_BUMP = (
-    "UPDATE kijko.reflexes SET trigger_count = trigger_count + 1, last_triggered_at = now()"
-    " WHERE organization_id = $1 AND id = $2"
-)
-_EVENT_REFLEXES = (
-    "SELECT id, organization_id, skill_id, user_id, trigger_type, trigger_config, conditions, is_active,"
-    " trigger_count, last_triggered_at, consecutive_failures, last_error_message, created_at, updated_at"
-    " FROM kijko.reflexes WHERE organization_id = $1 AND trigger_type = 'event' AND is_active"
-    " AND trigger_config ->> 'eventName' = $2 ORDER BY created_at, id"
-)
-_TRIGGER_TYPE = "SELECT trigger_type FROM kijko.reflexes WHERE organization_id = $1 AND id = $2"
-_FORGET_DELIVERIES = (
-    "DELETE FROM kijko.reflex_deliveries WHERE ctid IN (SELECT ctid FROM kijko.reflex_deliveries"
-    " WHERE received_at < now() - make_interval(days => $1) LIMIT $2)"
-)
 
 
 def skill_input(payload: Any) -> dict[str, Any]:
@@ -74,7 +58,7 @@ async def start_execution(db: ServiceSession, kijko: Kijko | None, reflex: Refle
         reference_id=reflex.id,
         kijko=kijko,
     )
-    await db.execute(_BUMP, db.org_id, reflex.id)
+    await db.execute(repository.COUNT_TRIGGER, db.org_id, reflex.id)
     return execution_id
 
 
@@ -88,7 +72,7 @@ async def fire_event(ctx: JobContext) -> None:
     data = ctx.payload.get("data") or {}
     source = ctx.payload.get("source")
     async with ctx.service_session() as db:
-        reflexes = [reflex_from_row(row) for row in await db.fetch(_EVENT_REFLEXES, ctx.org_id, name)]
+        reflexes = [reflex_from_row(row) for row in await db.fetch(repository.EVENT_REFLEXES, ctx.org_id, name)]
         for reflex in reflexes:
             wanted = reflex.trigger_config.get("source")
             if wanted is not None and wanted != source:
@@ -110,7 +94,7 @@ async def on_finish(db: Session, finished: lifecycle.FinishedExecution) -> None:
     org_id = finished.organization_id
     caused_by_event = False
     if finished.execution_type == "reflex" and finished.reference_id is not None:
-        kind = await db.fetchval(_TRIGGER_TYPE, org_id, finished.reference_id)
+        kind = await db.fetchval(repository.TRIGGER_TYPE, org_id, finished.reference_id)
         caused_by_event = kind == "event"
     if caused_by_event or finished.status not in ("completed", "failed"):
         return
@@ -140,5 +124,5 @@ async def disable_failing(kijko: Kijko) -> int:
 async def forget_deliveries(kijko: Kijko) -> int:
     """Webhook ids older than ``DELIVERIES_KEPT_DAYS`` (a bounded batch per tick)."""
     async with system_session(kijko.system_db) as db:
-        status = await db.execute(_FORGET_DELIVERIES, DELIVERIES_KEPT_DAYS, SWEEP_BATCH)
+        status = await db.execute(repository.FORGET_DELIVERIES, DELIVERIES_KEPT_DAYS, SWEEP_BATCH)
     return int(status.split()[-1])
