@@ -127,19 +127,11 @@ async def _organizations(kijko: Any, count: int) -> list[tuple[UUID, dict[str, A
 
 
 def _snapshot(skill: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "skillId": str(skill["id"]),
-        "skillName": skill["name"],
-        "skillVersion": skill["version"],
-        "skillType": skill["skill_type"],
-        "typeConfig": skill["type_config"],
-        "promptTemplate": skill["prompt_template"],
-        "systemPrompt": skill["system_prompt"],
-        "model": skill["model"],
-        "parameters": skill["parameters"],
-        "inputSchema": skill["input_schema"],
-        "outputFormat": skill["output_format"],
-    }
+    """The execution snapshot of a skill row, as the skills service takes it."""
+    from kijko_core.skills import service as skills  # noqa: PLC0415 — imported where it runs, like the rest
+    from kijko_core.skills.models import skill_from_row  # noqa: PLC0415
+
+    return skills.snapshot(skill_from_row(skill))
 
 
 async def run_round(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> Result:

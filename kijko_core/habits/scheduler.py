@@ -37,26 +37,20 @@ from uuid import UUID
 
 import asyncpg
 
-from kijko_core import events, jobs, mail
+from kijko_core import auto_disable, jobs
 from kijko_core.db.session import (
     ServiceActor,
     ServiceCapability,
-    Session,
-    load_service_capability,
     service_session,
     system_session,
 )
 from kijko_core.errors import ValidationFailed
 from kijko_core.executions import lifecycle
 from kijko_core.habits import cron, repository
-from kijko_core.habits import listener as _listener  # noqa: F401 — registers the finish listener
-from kijko_core.habits.models import Habit
 from kijko_core.logging import get_logger
 from kijko_core.skills import repository as skill_repository
 from kijko_core.skills import service as skills
-from kijko_core.skills.inputs import validate_input
 from kijko_core.skills.models import Skill
-from kijko_core.skills.templates import render_prompts
 
 if TYPE_CHECKING:
     from kijko_core.runtime import Kijko
@@ -69,11 +63,8 @@ BATCH = 1000
 MAX_BATCHES = 200
 #: Organizations of a batch firing at the same time (each on its own connection).
 FIRE_CONCURRENCY = 8
-#: Habits over the failure limit deactivated per tick at most.
-DISABLE_BATCH = 1000
 ACTOR_KIND = "habits.scheduler"
 SKILL_INACTIVE_MESSAGE = "Skipped: the skill is inactive"
-ACTIVITY_EVENT = "activity:new"
 
 
 @dataclass
@@ -110,19 +101,6 @@ class _Following:
         return self._known[key]
 
 
-#: The service capability per runtime (read once: it does not change by itself). The runtime is
-#: kept with it, so an id is never reused for another one while cached.
-_capabilities: dict[int, tuple[Kijko, ServiceCapability]] = {}
-
-
-async def _capability(kijko: Kijko) -> ServiceCapability:
-    cached = _capabilities.get(id(kijko))
-    if cached is None or cached[0] is not kijko:
-        cached = (kijko, await load_service_capability(kijko.system_db))
-        _capabilities[id(kijko)] = cached
-    return cached[1]
-
-
 @jobs.sweep_step("habits")
 async def sweep(kijko: Kijko) -> int:
     """The tick's step: returns how many habits fired."""
@@ -133,9 +111,9 @@ async def tick(kijko: Kijko, *, at: datetime | None = None, batch: int = BATCH) 
     """Deactivate habits over the failure limit, then fire every due habit (up to
     ``MAX_BATCHES`` batches). ``at``: the instant to stand at instead of the database's
     ``now()`` — tests only (decision 0116); production passes nothing."""
-    capability = await _capability(kijko)
+    capability = await kijko.service_capability()
     report = TickReport()
-    report.disabled = await disable_failing(kijko, capability)
+    report.disabled = await auto_disable.disable_failing(kijko, auto_disable.HABITS, capability)
     tick_id = uuid.uuid4().hex
     for _ in range(MAX_BATCHES):
         claimed = await _batch(kijko, capability, tick_id, at, batch, report)
@@ -262,9 +240,7 @@ def _prepare(
     if not skill.is_active:
         return _Outcome(habit_id, after, scheduled_for, fired=False, error=SKILL_INACTIVE_MESSAGE), None
     try:
-        # What skills.service.runnable checks, for a service session (it takes a tenant's).
-        values = validate_input(skill.input_schema, habit["config"])
-        render_prompts(snapshot, values)
+        values = skills.validated_input(skill, snapshot, habit["config"])
     except ValidationFailed as error:
         # The config no longer fits the skill's input schema (the skill changed): a failed
         # run of the habit, counted towards deactivation; nothing is executed.
@@ -282,68 +258,3 @@ def _prepare(
         scheduled_for=scheduled_for,
     )
     return _Outcome(habit_id, after, scheduled_for, fired=True), run
-
-
-# --- auto-disable -------------------------------------------------------------------------------
-
-
-async def disable_failing(kijko: Kijko, capability: ServiceCapability | None = None) -> int:
-    """Deactivate the active habits that failed ``KIJKO_HABIT_MAX_CONSECUTIVE_FAILURES`` times
-    in a row, each in a service session of its organization (compare-and-set: with two
-    schedulers one deactivates it, and only that one tells the creator)."""
-    capability = capability or await _capability(kijko)
-    limit = kijko.settings.habit_max_consecutive_failures
-    async with system_session(kijko.system_db, readonly=True) as db:
-        rows = await db.fetch(repository.OVER_FAILURE_LIMIT, limit, DISABLE_BATCH)
-    by_org: dict[UUID, list[UUID]] = defaultdict(list)
-    for row in rows:
-        by_org[row["organization_id"]].append(row["id"])
-    disabled = 0
-    actor = ServiceActor(ACTOR_KIND, "disable")
-    for org_id, ids in by_org.items():
-        async with service_session(kijko.app_db, capability, org_id, actor) as tenant:
-            for habit in await repository.disable(tenant, ids, limit):
-                await notify_disabled(tenant, org_id, habit)
-                disabled += 1
-                log.info("habit_disabled", habit_id=str(habit.id), failures=habit.consecutive_failures)
-    return disabled
-
-
-async def notify_disabled(db: Session, org_id: UUID, habit: Habit) -> None:
-    """``activity:new`` to the creator's user room and a mail to them, after the commit
-    (nothing when the creator is gone or no longer a member)."""
-    if habit.user_id is None:
-        return
-    person = await repository.creator(db, habit.user_id)
-    if person is None:
-        return
-    skill_name = await repository.skill_name(db, habit.skill_id) or "a skill"
-    name = f"{person['first_name'] or ''} {person['last_name'] or ''}".strip() or person["email"]
-    error = habit.last_error_message or "(no message)"
-    description = f'Habit for "{skill_name}" turned off after {habit.consecutive_failures} failed runs in a row'
-    activity: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
-        "type": "config",
-        "user": {"id": str(habit.user_id), "name": name, "email": person["email"]},
-        "description": description,
-        "timestamp": habit.updated_at.isoformat(),
-        "metadata": {
-            "habitId": str(habit.id),
-            "skillId": str(habit.skill_id),
-            "consecutiveFailures": habit.consecutive_failures,
-            "lastErrorMessage": habit.last_error_message,
-        },
-    }
-    events.publish(db, room=f"user:{habit.user_id}", event=ACTIVITY_EVENT, data=activity)
-    values = {
-        "name": name,
-        "skill_name": skill_name,
-        "schedule": habit.schedule_cron,
-        "timezone": habit.timezone,
-        "failures": str(habit.consecutive_failures),
-        "error_message": error,
-    }
-    try:
-        await mail.send(db, to=person["email"], template="habit_disabled", values=values, org_id=org_id)
-    except mail.InvalidRecipient:
-        log.warning("habit_mail_skipped", habit_id=str(habit.id), reason="invalid address")
