@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -59,13 +61,21 @@ class Result:
 class Workers:
     """``kijko worker`` processes, started and ready."""
 
-    def __init__(self, count: int, env: dict[str, str], tmp: Path) -> None:
+    def __init__(self, count: int, env: dict[str, str], tmp: Path, profile: Path | None = None) -> None:
         self.processes: list[tuple[subprocess.Popen[bytes], Path]] = []
         for n in range(count):
             log = tmp / f"worker-{n}-{time.monotonic_ns()}.log"
+            code = "from kijko_cli.main import cli; cli()"
+            if profile is not None:
+                # cProfile of the whole worker, written when it stops (pstats file per worker).
+                target = profile / f"worker-{n}-{time.monotonic_ns()}.pstats"
+                code = (
+                    "import cProfile; from kijko_cli.main import cli; p = cProfile.Profile(); p.enable()\n"
+                    f"try:\n    cli()\nfinally:\n    p.disable(); p.dump_stats({str(target)!r})"
+                )
             with log.open("wb") as out:
                 process = subprocess.Popen(
-                    [sys.executable, "-c", "from kijko_cli.main import cli; cli()", "worker"],
+                    [sys.executable, "-c", code, "worker"],
                     cwd=ROOT,
                     env=env,
                     stdout=out,
@@ -117,19 +127,11 @@ async def _organizations(kijko: Any, count: int) -> list[tuple[UUID, dict[str, A
 
 
 def _snapshot(skill: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "skillId": str(skill["id"]),
-        "skillName": skill["name"],
-        "skillVersion": skill["version"],
-        "skillType": skill["skill_type"],
-        "typeConfig": skill["type_config"],
-        "promptTemplate": skill["prompt_template"],
-        "systemPrompt": skill["system_prompt"],
-        "model": skill["model"],
-        "parameters": skill["parameters"],
-        "inputSchema": skill["input_schema"],
-        "outputFormat": skill["output_format"],
-    }
+    """The execution snapshot of a skill row, as the skills service takes it."""
+    from kijko_core.skills import service as skills  # noqa: PLC0415 — imported where it runs, like the rest
+    from kijko_core.skills.models import skill_from_row  # noqa: PLC0415
+
+    return skills.snapshot(skill_from_row(skill))
 
 
 async def run_round(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> Result:
@@ -144,7 +146,8 @@ async def run_round(args: argparse.Namespace, env: dict[str, str], tmp: Path) ->
     kijko = await Kijko.start(settings)
     bell = HueyJobs(settings)
     add_doorbell(bell)
-    running = await asyncio.to_thread(Workers, args.workers, env, tmp)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    running = await asyncio.to_thread(Workers, args.workers, env, tmp, args.profile)
     try:
         orgs = await _organizations(kijko, args.orgs)
         capability = await load_service_capability(kijko.system_db)
@@ -187,6 +190,9 @@ async def run_round(args: argparse.Namespace, env: dict[str, str], tmp: Path) ->
         await asyncio.to_thread(running.stop)
         remove_doorbell(bell)
         await kijko.stop()
+    # The workers' CPU (start-up included): what a run costs whatever the machine's load.
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
     done = [r for r in rows if r["status"] == "completed"]
     failures: dict[str, int] = {}
     for r in rows:
@@ -198,6 +204,8 @@ async def run_round(args: argparse.Namespace, env: dict[str, str], tmp: Path) ->
     runs = sorted((r["completed_at"] - r["started_at"]).total_seconds() for r in done)
     if runs:
         print(f"  run time p50 {statistics.median(runs):.3f} s, max {runs[-1]:.3f} s")
+    per_run = cpu / max(len(rows), 1) * 1000
+    print(f"  workers' CPU {cpu:.1f} s in all, {per_run:.1f} ms per execution (start-up included)")
     last = max(r["completed_at"] for r in done) if done else began
     return Result(
         per_second=len(done) / max((last - began).total_seconds(), 1e-6),
@@ -231,6 +239,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported")
     parser.add_argument("--recheck", type=float, default=0.5, help="KIJKO_EXECUTION_QUEUE_RECHECK_SECONDS")
+    parser.add_argument("--profile", type=Path, default=None, help="a directory: cProfile each worker into it")
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
@@ -238,9 +247,11 @@ def main() -> None:
     from tests.llm_servers import Answer, LlmServer
 
     tmp = Path(tempfile.mkdtemp(prefix="kijko-bench-executions-"))
-    # Each worker can hold every running execution of every organization, and then some for
-    # the ones it claims only to defer.
-    concurrency = max(8, 2 * args.orgs * args.limit // args.workers)
+    # Workers claim an organization's jobs only while it has a free slot (decision 0129), so a
+    # worker needs its share of the slots and a margin (claims racing between the two workers
+    # may still defer a few): more would let one process take all the work while the other
+    # idles, and one process's CPU is the limit.
+    concurrency = max(4, math.ceil(args.orgs * args.limit * 1.25 / args.workers))
     with scratch_database(tmp) as scratch, LlmServer(api_keys={KEY}) as server:
         server.default = Answer(delay=args.delay, text="One line.", prompt_tokens=20, completion_tokens=5)
         env = {k: v for k, v in os.environ.items() if not k.startswith("KIJKO_")}

@@ -54,13 +54,19 @@ class Result:
 
 
 async def tick_process(go: Path) -> None:
+    from kijko_core import jobs
     from kijko_core.config import load_settings
     from kijko_core.habits import scheduler
+    from kijko_core.logging import configure_logging
     from kijko_core.runtime import Kijko
 
-    kijko = await Kijko.start(load_settings())
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)  # as `kijko worker` starts
+    kijko = await Kijko.start(settings)
     try:
-        # Warm up pools, the service capability and the job kinds: standing in 2000, nothing is due.
+        # As a worker before its first tick: the job kinds loaded (the sweeper finds its steps
+        # through them), pools and the service capability warm (standing in 2000, nothing is due).
+        jobs.known_kinds()
         await scheduler.tick(kijko, at=datetime(2000, 1, 1, tzinfo=UTC), batch=1)
         print("ready", flush=True)
         while not go.exists():  # noqa: ASYNC110, ASYNC240 — a go signal across processes, polled
@@ -191,7 +197,8 @@ def _wait(started: list[tuple[subprocess.Popen[bytes], Path]]) -> list[dict[str,
     outputs = []
     for process, log in started:
         process.wait(timeout=RUN_TIMEOUT_SECONDS)
-        lines = [line for line in log.read_text().splitlines() if line.startswith("{")]
+        # The report is the JSON line with "fired" (log lines are JSON too).
+        lines = [line for line in log.read_text().splitlines() if line.startswith('{"fired"')]
         if process.returncode != 0 or not lines:
             raise SystemExit(f"a scheduler process failed:\n{log.read_text()[-3000:]}")
         outputs.append(json.loads(lines[-1]))

@@ -284,6 +284,8 @@ class Settings(BaseSettings):
     # reflex may start per minute (counted after verification).
     reflex_webhook_max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
     reflex_rate_limit_per_minute: int = Field(default=60, ge=1, le=100_000)
+    # Failed runs in a row after which a reflex deactivates itself (like habits', decision 0135).
+    reflex_max_consecutive_failures: int = Field(default=5, ge=1, le=1000)
 
     # Mail (docs/mail.md): SMTP when a URL is set, else the local outbox in the data dir.
     smtp_url: SecretUrl | None = None

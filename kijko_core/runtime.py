@@ -22,9 +22,11 @@ from kijko_core.db.embedded import EmbeddedPostgres
 from kijko_core.db.pools import DatabaseUrls, make_pool
 from kijko_core.db.provision import RoleTimeouts, provision, role_urls
 from kijko_core.db.roles import RoleNames
+from kijko_core.db.session import ServiceCapability, load_service_capability
 from kijko_core.egress import EgressGuard, make_egress_client
 from kijko_core.errors import ConfigurationError
 from kijko_core.http import make_http_client
+from kijko_core.llm.clients import ProviderClients
 from kijko_core.plugins import registry as plugin_registry
 from kijko_core.prices import PriceTable
 from kijko_core.sources.cache import ProviderCache
@@ -54,6 +56,20 @@ class Kijko:
     provider_cache: ProviderCache | None = field(default=None)
     # What models cost (the shipped table or KIJKO_MODEL_PRICES_FILE's).
     prices: PriceTable = field(default_factory=PriceTable.shipped)
+    # The LLM providers' SDK clients, kept alive across runs (decision 0128); closed by ``stop``.
+    llm_clients: ProviderClients = field(init=False)
+
+    _service_capability: ServiceCapability | None = field(init=False, default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.llm_clients = ProviderClients(self.settings)
+
+    async def service_capability(self) -> ServiceCapability:
+        """The service capability (read once: it does not change by itself), for service
+        sessions opened outside a job (a job's context has its worker's)."""
+        if self._service_capability is None:
+            self._service_capability = await load_service_capability(self.system_db)
+        return self._service_capability
 
     @property
     def roles(self) -> RoleNames:
@@ -128,6 +144,7 @@ class Kijko:
         await self.identity.close()
         await self.http.aclose()
         await self.egress.aclose()
+        await self.llm_clients.aclose()
         await self.app_db.disconnect()
         await self.system_db.disconnect()
         if self.embedded is not None:

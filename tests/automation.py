@@ -3,38 +3,20 @@ executions, habits, reflexes).
 
 ``skill_body(**overrides)`` is a valid ``POST /api/v1/skills`` body (snake_case overrides are
 written camelCase: ``prompt_template=`` → ``promptTemplate``); ``create_skill`` posts it and
-returns the Skill the API answered (201 asserted).
-
-Until the built-in ``llm`` skill type is installed (its entry point, kijko_core.llm), importing
-this module registers a stand-in named ``llm`` with the same save-time rule (the model must be
-priced) whose runs fail: never installed over the real one.
+returns the Skill the API answered (201 asserted). Skills made straight in the database, with
+the ``echo`` test skill type, come from :func:`tests.runs_kit.insert_skill`.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any, ClassVar
+from typing import Any
 
 from pydantic.alias_generators import to_camel
 
-from kijko_core.plugins import SkillOutcome, SkillRun, SkillRunFailed, SkillType, registry
 from tests.conftest import Account
 
 API = "/api/v1/skills"
-
-
-class _LlmStandIn(SkillType):
-    name: ClassVar[str] = "llm"
-    version: ClassVar[str] = "0"
-    description: ClassVar[str] = "Test stand-in until the llm skill type is installed"
-    uses_model: ClassVar[bool] = True
-
-    async def run(self, run: SkillRun) -> SkillOutcome:
-        raise SkillRunFailed("PROVIDER_ERROR", "The llm skill type is not installed in this test run")
-
-
-if "llm" not in registry.skill_types():
-    registry.register_skill_type(_LlmStandIn())
 
 
 def skill_body(**overrides: Any) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from uuid import UUID
 
 from kijko_core.db.session import system_session
 from kijko_core.runtime import Kijko
+from tests.conftest import Account
+from tests.runs_kit import insert_skill
 
 V1 = "/api/v1"
 E = f"{V1}/executions"
@@ -72,16 +74,10 @@ async def db_now(kijko: Kijko) -> datetime:
     return value
 
 
-async def insert_skill(kijko: Kijko, org_id: str | UUID, name: str | None = None, *, active: bool = True) -> UUID:
-    async with system_session(kijko.system_db) as db:
-        skill_id: UUID = await db.fetchval(
-            "INSERT INTO kijko.skills (organization_id, name, prompt_template, model, is_active)"
-            " VALUES ($1, $2, 'Summarise {{text}} please', 'claude-3-5-sonnet-20241022', $3) RETURNING id",
-            UUID(str(org_id)),
-            name or f"Skill {uuid.uuid4().hex[:8]}",
-            active,
-        )
-    return skill_id
+async def skill_id(kijko: Kijko, account: Account, **fields: Any) -> UUID:
+    """A new skill of ``account``'s organization (:func:`tests.runs_kit.insert_skill`), by id."""
+    made: UUID = (await insert_skill(kijko, account, **fields))["id"]
+    return made
 
 
 async def delete_skill(kijko: Kijko, skill_id: UUID) -> None:

@@ -121,3 +121,13 @@ async def publish_event(ctx: JobContext) -> None:
     realtime tests: a worker process's events reach the API processes' clients)."""
     await events.send(room=ctx.payload["room"], event=ctx.payload["event"], data=ctx.payload["data"])
     _log(ctx, "sent")
+
+
+#: ``test.limited``'s per-organization limit.
+LIMITED_PER_ORG = 2
+
+
+@job_kind("test.limited", max_attempts=1, lease_seconds=30, per_org_limit=lambda settings: LIMITED_PER_ORG)
+async def limited(ctx: JobContext) -> None:
+    """Does nothing; workers claim at most LIMITED_PER_ORG of one organization at once."""
+    RUNS[ctx.job_id].append(ctx.attempt)

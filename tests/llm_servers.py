@@ -94,6 +94,8 @@ class Recorded:
     #: the client hung up first).
     arrived: float
     answered: float | None = None
+    #: The client's port: the same for requests that reused a kept-alive connection.
+    client_port: int = 0
 
 
 @dataclass
@@ -120,7 +122,13 @@ class _Handler(BaseHTTPRequestHandler):
             body: Any = json.loads(raw)
         except ValueError:
             body = raw.decode("utf-8", "replace")
-        record = Recorded(self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
+        record = Recorded(
+            self.path,
+            {k.lower(): v for k, v in self.headers.items()},
+            body,
+            time.monotonic(),
+            client_port=self.client_address[1],
+        )
         with state.lock:
             state.requests.append(record)
             answer = state.script.popleft() if state.script else state.default

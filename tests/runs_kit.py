@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict
 from kijko_core.db.session import system_session, tenant_session
 from kijko_core.plugins import SkillOutcome, SkillRun, SkillRunFailed, SkillType, registry
 from kijko_core.runtime import Kijko
+from kijko_core.skills import service as skills
+from kijko_core.skills.models import skill_from_row
 from tests.conftest import Account
 
 #: The model the echo type's runs are priced with when they report a cost (a shipped one).
@@ -87,19 +89,7 @@ registry.register_skill_type(EchoSkillType())
 
 def snapshot(skill: dict[str, Any]) -> dict[str, Any]:
     """The execution snapshot of a skill row written by :func:`insert_skill`."""
-    return {
-        "skillId": str(skill["id"]),
-        "skillName": skill["name"],
-        "skillVersion": skill["version"],
-        "skillType": skill["skill_type"],
-        "typeConfig": skill["type_config"],
-        "promptTemplate": skill["prompt_template"],
-        "systemPrompt": skill["system_prompt"],
-        "model": skill["model"],
-        "parameters": skill["parameters"],
-        "inputSchema": skill["input_schema"],
-        "outputFormat": skill["output_format"],
-    }
+    return skills.snapshot(skill_from_row(skill))
 
 
 async def insert_skill(
@@ -110,8 +100,11 @@ async def insert_skill(
     template: str = "Say hello to {{name}} please.",
     is_active: bool = True,
     skill_type: str = "echo",
+    name: str | None = None,
 ) -> dict[str, Any]:
-    """A skill of ``account``'s organization, created by them (as the skills API would)."""
+    """A skill of ``account``'s organization, created by them, written straight to the database
+    (no API checks: any skill type and template); :func:`tests.automation.create_skill` makes
+    one through the API."""
     async with tenant_session(kijko.app_db, account.identity) as db:
         row = await db.fetchrow(
             "INSERT INTO kijko.skills (organization_id, user_id, name, skill_type, type_config, prompt_template,"
@@ -119,7 +112,7 @@ async def insert_skill(
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *",
             UUID(account.org_id),
             UUID(account.user_id),
-            f"Echo {uuid.uuid4().hex[:8]}",
+            name or f"Echo {uuid.uuid4().hex[:8]}",
             skill_type,
             type_config or {},
             template,

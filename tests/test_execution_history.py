@@ -28,8 +28,8 @@ from tests.executions_kit import (
     insert,
     insert_habit,
     insert_reflex,
-    insert_skill,
     make_row,
+    skill_id,
 )
 from tests.memberships import add_member
 from tests.test_openapi_errors import documented_errors, openapi
@@ -74,8 +74,8 @@ async def test_the_list_is_newest_first_with_an_id_tie_breaker_and_filters(
     client: Any, kijko: Kijko, alice: Account
 ) -> None:
     now = await db_now(kijko)
-    writer = await insert_skill(kijko, alice.org_id, "Writer")
-    reader = await insert_skill(kijko, alice.org_id, "Reader")
+    writer = await skill_id(kijko, alice, name="Writer")
+    reader = await skill_id(kijko, alice, name="Reader")
     same = now - timedelta(hours=3)
     rows = await insert(
         kijko,
@@ -94,7 +94,7 @@ async def test_the_list_is_newest_first_with_an_id_tie_breaker_and_filters(
     assert (body["total"], body["page"], body["pageSize"], body["hasMore"]) == (6, 1, 20, False)
     by_id = {e["id"]: e for e in body["executions"]}
     assert by_id[str(rows[0].id)]["skill"]["name"] == "Writer"
-    assert by_id[str(rows[0].id)]["skill"]["promptTemplate"] == "Summarise {{text}} please"  # the Skill model
+    assert by_id[str(rows[0].id)]["skill"]["promptTemplate"] == "Say hello to {{name}} please."  # the Skill model
     assert by_id[str(rows[5].id)]["skill"] is None and by_id[str(rows[5].id)]["skillId"] is None
 
     # Pages: limit/offset, page = offset // limit + 1.
@@ -140,7 +140,7 @@ async def test_the_list_is_newest_first_with_an_id_tie_breaker_and_filters(
 
 async def test_one_execution_its_money_tokens_and_404s(client: Any, kijko: Kijko, alice: Account, bob: Account) -> None:
     now = await db_now(kijko)
-    skill = await insert_skill(kijko, alice.org_id, "Money")
+    skill = await skill_id(kijko, alice, name="Money")
     half, one_and_half, plain = await insert(
         kijko,
         [
@@ -200,10 +200,10 @@ async def test_histories_of_a_skill_a_habit_and_a_reflex(
     client: Any, kijko: Kijko, alice: Account, bob: Account
 ) -> None:
     now = await db_now(kijko)
-    skill = await insert_skill(kijko, alice.org_id)
+    skill = await skill_id(kijko, alice)
     habit = await insert_habit(kijko, alice.org_id, skill)
     reflex = await insert_reflex(kijko, alice.org_id, skill)
-    theirs = await insert_skill(kijko, bob.org_id)
+    theirs = await skill_id(kijko, bob)
     their_habit, their_reflex = (
         await insert_habit(kijko, bob.org_id, theirs),
         await insert_reflex(kijko, bob.org_id, theirs),
@@ -281,8 +281,8 @@ async def _scenario(kijko: Kijko, account: Account) -> tuple[list[Row], dict[str
     """A month of executions: many sub-cent costs, half cents, every status and type, a
     deleted skill, a cost in another currency, days without executions."""
     day = await today(kijko)
-    skills = {name: await insert_skill(kijko, account.org_id, name) for name in ("Alpha", "Beta", "Gamma")}
-    gone = await insert_skill(kijko, account.org_id, "Gone soon")
+    skills = {name: await skill_id(kijko, account, name=name) for name in ("Alpha", "Beta", "Gamma")}
+    gone = await skill_id(kijko, account, name="Gone soon")
     rows: list[Row] = []
     # 1,000 completed runs of 0.00004 dollars (0.004 cents) each: 4 cents, not 0.
     for n in range(1000):
@@ -496,7 +496,7 @@ async def test_performance_percentiles_success_rate_and_hours(
     }
     day = await today(kijko)
     base = datetime(day.year, day.month, day.day, tzinfo=UTC) - timedelta(days=1)
-    skill = await insert_skill(kijko, alice.org_id)
+    skill = await skill_id(kijko, alice)
     durations = [40 * n + (n * n) % 17 for n in range(1, 41)]
     rows = [
         make_row(alice.org_id, at=base + timedelta(hours=n % 24, minutes=n), skill_id=skill, duration_ms=d)
@@ -558,8 +558,8 @@ def _iso(value: datetime | None) -> str:
 
 async def test_export_csv_and_json(client: Any, kijko: Kijko, alice: Account) -> None:
     now = await db_now(kijko)
-    plain = await insert_skill(kijko, alice.org_id, 'Say "hi", then')
-    formula = await insert_skill(kijko, alice.org_id, '=HYPERLINK("http://evil")')
+    plain = await skill_id(kijko, alice, name='Say "hi", then')
+    formula = await skill_id(kijko, alice, name='=HYPERLINK("http://evil")')
     rows = await insert(
         kijko,
         [
@@ -672,7 +672,7 @@ async def test_cleanup_owners_and_admins_only_never_active_ones(
 
 async def test_skill_stats_global_and_static_paths_win_over_ids(client: Any, kijko: Kijko, alice: Account) -> None:
     rows, skills, day = await _scenario(kijko, alice)
-    await insert_skill(kijko, alice.org_id, "Idle", active=False)
+    await skill_id(kijko, alice, name="Idle", is_active=False)
     status, body = await get(client, alice, f"{API}/skills/stats")
     assert status == 200
     assert (body["totalSkills"], body["activeSkills"]) == (4, 3)  # Alpha, Beta, Gamma, Idle; gone is deleted
@@ -746,7 +746,7 @@ async def test_every_member_reads_the_history_only_owners_and_admins_clean_up(
     client: Any, kijko: Kijko, alice: Account
 ) -> None:
     now = await db_now(kijko)
-    skill = await insert_skill(kijko, alice.org_id)
+    skill = await skill_id(kijko, alice)
     habit, reflex = await insert_habit(kijko, alice.org_id, skill), await insert_reflex(kijko, alice.org_id, skill)
     (row,) = await insert(kijko, [make_row(alice.org_id, at=now, skill_id=skill, duration_ms=1)])
     paths = [
@@ -787,7 +787,7 @@ async def test_read_operations_document_exactly_their_errors_and_answer_them(
     async with system_session(kijko.system_db) as db:
         await db.execute("DELETE FROM kijko.memberships WHERE user_id = $1", UUID(gone.user_id))
     member = await add_member(kijko, alice.org_id, "member")
-    skill = await insert_skill(kijko, alice.org_id)
+    skill = await skill_id(kijko, alice)
     unknown = str(uuid.uuid4())
     bad_query = {
         "limit": 0,

@@ -30,7 +30,7 @@ from kijko_core.ingestion.tokens import estimate_tokens
 from kijko_core.jobs.worker import run_until_idle
 from kijko_core.runtime import Kijko
 from kijko_server.app import create_app
-from tests import contract_events
+from tests import contract_events, runs_kit
 from tests.conftest import Account, sign_up
 from tests.egress_server import GitServer
 from tests.ingestion_kit import (
@@ -48,6 +48,7 @@ from tests.ingestion_kit import (
     wait_for,
 )
 from tests.memberships import add_member
+from tests.reflex_kit import create_reflex
 
 AWS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -677,3 +678,42 @@ async def test_a_token_goes_only_to_its_providers_urls_whatever_the_repository_r
     assert failed["errorCode"] == "REPOSITORY_UNREACHABLE", failed
     assert "provider" in failed["errorMessage"] and token not in failed["errorMessage"]
     assert server.authorizations[before:] == []  # no request reached the host at all
+
+
+async def test_ingestion_completed_and_failed_fire_event_reflexes_of_that_project(
+    web: Any, ingestion_kijko: Kijko, server: GitServer, carol: Account
+) -> None:
+    """The catalogue's ``ingestion.completed`` / ``ingestion.failed`` (docs/reflexes.md#events),
+    emitted by real runs: a reflex on each fires once with the run's data, one narrowed to
+    another project (``source``) does not."""
+    kijko = ingestion_kijko
+    skill = await runs_kit.insert_skill(kijko, carol, template="Run {{runId}} of {{projectId}}: {{status}}.")
+    async with system_session(kijko.system_db) as db:  # the event's data is the input, as it comes
+        await db.execute("UPDATE kijko.skills SET input_schema = '[]' WHERE id = $1", skill["id"])
+    good = await project_with_repository(web, carol, unique("Good"), repo_url(server))
+    bad = await project_with_repository(web, carol, unique("Bad"), repo_url(server, "missing"))
+
+    async def on(event: str, source: str) -> str:
+        config = {"eventName": event, "source": source}
+        return str((await create_reflex(web, carol, skill["id"], triggerType="event", triggerConfig=config))["id"])
+
+    completed, failed = await on("ingestion.completed", good["id"]), await on("ingestion.failed", bad["id"])
+    elsewhere = await on("ingestion.completed", bad["id"])
+    await ingest(web, carol, good["id"])
+    await ingest(web, carol, bad["id"])
+    await run_until_idle(kijko)
+    async with system_session(kijko.system_db, readonly=True) as db:
+        rows = await db.fetch(
+            "SELECT reference_id, input, status, organization_id FROM kijko.skill_executions"
+            " WHERE reference_id = ANY($1::uuid[])",
+            [UUID(completed), UUID(failed), UUID(elsewhere)],
+        )
+    by_reflex = {str(row["reference_id"]): row for row in rows}
+    assert sorted(by_reflex) == sorted([completed, failed]) and len(rows) == 2
+    done, broken = by_reflex[completed], by_reflex[failed]
+    assert (done["input"]["projectId"], done["input"]["status"]) == (good["id"], "completed")
+    assert done["input"]["runId"] == (await progress(web, carol, good["id"]))["id"]
+    assert (broken["input"]["projectId"], broken["input"]["status"]) == (bad["id"], "failed")
+    assert broken["input"]["errorCode"] == "REPOSITORY_NOT_FOUND"
+    assert {str(row["organization_id"]) for row in rows} == {carol.org_id}
+    assert {row["status"] for row in rows} == {"completed"}

@@ -21,6 +21,7 @@ from kijko_core.jobs import (
     UnknownJobKind,
     add_doorbell,
     enqueue,
+    enqueue_many,
     job_kind,
     remove_doorbell,
     store,
@@ -147,6 +148,53 @@ async def test_enqueue_refuses_unknown_kinds_and_content_payloads(jobs: Kijko) -
             await enqueue(db, "test.noop", {"blob": "x" * 20000})
         with pytest.raises(ValueError):
             await enqueue(db, "test.noop", {}, delay_seconds=-1)
+
+
+async def test_enqueue_many_writes_one_row_per_payload_in_order_and_rings_once(
+    jobs: Kijko, alice: Account, bell: Recorder
+) -> None:
+    chosen = [uuid.uuid4() for _ in range(3)]
+    async with tenant_session(jobs.app_db, alice.identity) as db:
+        assert await enqueue_many(db, "test.noop", []) == []
+        ids = await enqueue_many(db, "test.noop", [{"n": 1}, None, {"n": "é"}])
+        given = await enqueue_many(db, "test.noop", [{"i": i} for i in range(3)], job_ids=chosen, delay_seconds=60)
+        assert bell.rings == []
+    assert given == chosen and len(set(ids)) == 3
+    assert bell.rings == [ids + chosen]  # one ring for the transaction's jobs, after its commit
+    assert [(await job_row(jobs, i))["payload"] for i in ids] == [{"n": 1}, {}, {"n": "é"}]
+    for i, job_id in enumerate(chosen):
+        row = await job_row(jobs, job_id)
+        assert row["payload"] == {"i": i} and str(row["organization_id"]) == alice.org_id
+        assert (row["state"], row["max_attempts"], row["lease_seconds"]) == ("queued", 3, 30)
+        assert (row["run_after"] - row["created_at"]).total_seconds() == pytest.approx(60, abs=1)
+
+    # A bad payload anywhere refuses the whole call before anything is written; so does a
+    # mismatched list of ids. A rollback leaves nothing and rings nothing.
+    class Boom(Exception):
+        pass
+
+    rings = len(bell.rings)
+    async with system_session(jobs.system_db) as db:
+        before = await db.fetchval("SELECT count(*) FROM kijko.jobs")
+        with pytest.raises(ValueError, match="too large"):
+            await enqueue_many(db, "test.noop", [{"n": 1}, {"blob": "é" * 9000}])
+        with pytest.raises(ValueError, match="one per payload"):
+            await enqueue_many(db, "test.noop", [{}, {}], job_ids=[uuid.uuid4()])
+        assert await db.fetchval("SELECT count(*) FROM kijko.jobs") == before
+    lost = [uuid.uuid4(), uuid.uuid4()]
+    with pytest.raises(Boom):
+        async with tenant_session(jobs.app_db, alice.identity) as db:
+            await enqueue_many(db, "test.noop", [{}, {}], job_ids=lost)
+            raise Boom
+    assert len(bell.rings) == rings
+    async with system_session(jobs.system_db, readonly=True) as db:
+        assert [await store.get(db, i) for i in lost] == [None, None]
+
+
+async def test_a_payload_measured_in_utf8_fits_even_when_its_escaped_text_does_not(jobs: Kijko) -> None:
+    # 4,000 "é" are 8,000 bytes stored but 24,000 characters as escaped JSON: accepted.
+    job_id = await enqueue_system(jobs, "test.noop", {"text": "é" * 4000})
+    assert (await job_row(jobs, job_id))["payload"] == {"text": "é" * 4000}
 
 
 def test_kind_names_are_service_actor_kinds() -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from kijko_core.db.session import system_session
 from kijko_core.jobs.worker import run_until_idle
+from kijko_core.reflexes import fire
 from kijko_core.runtime import Kijko
 from tests.conftest import Account
 from tests.invitations import joined
@@ -285,7 +286,7 @@ async def test_execution_events_fire_but_never_loop_and_failures_disable_a_refle
     await _run_jobs(kijko)
     webhook = await create_reflex(client, alice, failing["id"])
     secret = webhook["triggerConfig"]["secret"]
-    for _ in range(5):
+    for _ in range(kijko.settings.reflex_max_consecutive_failures):
         response = await deliver(client, webhook["id"], *signed(secret, {"name": "Ada"}))
         assert response.status_code == 202
         await _run_jobs(kijko)
@@ -304,7 +305,21 @@ async def test_execution_events_fire_but_never_loop_and_failures_disable_a_refle
     # The succeeding run fired the completion watcher once; the watcher's own completion did not.
     assert by_reference[succeeding["id"]] == 1 and by_reference[completed_watcher["id"]] == 1
     got = await (await client.get(f"{API}/{webhook['id']}", headers=alice.headers)).get_json()
-    assert got["isActive"] is False and got["consecutiveFailures"] == 5 and got["lastErrorMessage"]
+    limit = kijko.settings.reflex_max_consecutive_failures
+    assert got["isActive"] is True and got["consecutiveFailures"] == limit and got["lastErrorMessage"]
+    # The worker's tick turns it off and tells its creator (the watcher failed as often: it too).
+    assert await fire.disable_failing(kijko) >= 2
+    got = await (await client.get(f"{API}/{webhook['id']}", headers=alice.headers)).get_json()
+    assert got["isActive"] is False and got["consecutiveFailures"] == limit
+    async with system_session(kijko.system_db) as db:
+        subjects = await db.fetch(
+            "SELECT subject FROM kijko.mail_outbox WHERE template = 'reflex_disabled' AND recipient = $1"
+            " AND organization_id = $2",
+            alice.email.lower(),
+            UUID(alice.org_id),
+        )
+    assert sum(failing["name"] in row["subject"] for row in subjects) == 1
+    assert await fire.disable_failing(kijko) == 0  # already off: nobody is told twice
     # Deactivated: the next delivery is the same 401 as an unknown reflex.
     assert (await deliver(client, webhook["id"], *signed(secret, {"name": "Ada"}))).status_code == 401
     response = await client.post(f"{API}/{webhook['id']}/reset-errors", headers=alice.headers)

@@ -13,12 +13,13 @@ from uuid import UUID
 
 import pytest
 
+from kijko_core.db.session import system_session
 from kijko_core.runtime import Kijko
 from kijko_server.app import create_app
 from tests.automation import create_skill
 from tests.conftest import Account
 from tests.ingestion_kit import running_worker, wait_for
-from tests.llm_servers import Answer, LlmServer
+from tests.llm_servers import Answer, LlmServer, provider_settings
 from tests.runs_kit import cancel_leftovers, execution, usage
 
 API = "/api/v1"
@@ -37,15 +38,7 @@ async def provider_kijko(kijko: Kijko, make_settings: Any, server: LlmServer) ->
     """The test run's Kijko with its provider settings pointing at the stand-in (same pools)."""
     runtime = dataclasses.replace(
         kijko,
-        settings=make_settings(
-            egress_allow_cidrs="127.0.0.0/8",
-            anthropic_api_key=KEY,
-            anthropic_base_url=server.anthropic_url,
-            openai_api_key=KEY,
-            openai_base_url=server.openai_url,
-            llm_retry_base_seconds=0.01,
-            llm_max_retries=0,
-        ),
+        settings=make_settings(**provider_settings(server, KEY), llm_max_retries=0),
     )
     yield runtime
     await cancel_leftovers(runtime)
@@ -142,3 +135,32 @@ async def _provider_called(server: LlmServer) -> bool:
 
 async def _aborted(server: LlmServer) -> bool:
     return server.aborted >= 1
+
+
+async def test_an_inline_test_past_the_test_timeout_fails_with_timeout_and_hangs_up(
+    kijko: Kijko, make_settings: Any, server: LlmServer, alice: Account
+) -> None:
+    """``KIJKO_EXECUTION_TEST_TIMEOUT_SECONDS`` bounds ``POST /skills/test``: a provider slower
+    than it ends the test ``failed`` with ``TIMEOUT`` (200, as a test's outcome), the provider
+    request is abandoned, and nothing is recorded as an execution."""
+    settings = make_settings(**provider_settings(server, KEY), llm_max_retries=0, execution_test_timeout_seconds=0.5)
+    application = create_app(kijko=dataclasses.replace(kijko, settings=settings))
+    server.default = Answer(text="Too late.", delay=30)
+    async with application.test_app():
+        client = application.test_client()
+        response = await client.post(
+            f"{API}/skills/test",
+            json={"promptTemplate": "Write one line about {{topic}}.", "model": MODEL, "input": {"topic": "tides"}},
+            headers=alice.headers,
+        )
+    body = await response.get_json()
+    assert response.status_code == 200, body
+    assert (body["status"], body["errorCode"]) == ("failed", "TIMEOUT")
+    assert body["executionId"].startswith("test-") and body.get("output") is None
+    assert server.wait_for(lambda s: s.aborted >= 1)  # the provider call was hung up on
+    assert len(server.requests) == 1  # a timeout is not retried inside a test
+    async with system_session(kijko.system_db) as db:
+        count = await db.fetchval(
+            "SELECT count(*) FROM kijko.skill_executions WHERE organization_id = $1", UUID(alice.org_id)
+        )
+    assert count == 0

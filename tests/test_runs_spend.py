@@ -22,6 +22,7 @@ from kijko_core.runtime import Kijko
 from kijko_server.app import create_app
 from tests.conftest import Account
 from tests.memberships import add_member
+from tests.reflex_kit import create_reflex
 from tests.runs_kit import MODEL, cancel_leftovers, execution, insert_skill, snapshot
 
 API = "/api/v1"
@@ -95,6 +96,13 @@ async def test_an_execution_over_the_cap_is_refused_with_retry_after_to_the_mont
         f"{API}/skills/{skill['id']}/test", json={"input": {"name": "A"}}, headers=alice.headers
     )
     assert (test.status_code, (await test.get_json())["code"]) == (429, "SPEND_CAP_REACHED")
+    # A reflex's test run is refused the same way (its only 429, docs/reflexes.md).
+    reflex = await create_reflex(capped_client, alice, skill["id"])
+    reflex_test = await capped_client.post(
+        f"{API}/reflexes/{reflex['id']}/test", json={"payload": {"name": "A"}}, headers=alice.headers
+    )
+    assert (reflex_test.status_code, (await reflex_test.get_json())["code"]) == (429, "SPEND_CAP_REACHED")
+    assert int(reflex_test.headers["Retry-After"]) > 0
 
 
 async def test_a_habit_run_over_the_cap_is_recorded_failed_and_queued_ones_fail_at_admission(

@@ -10,8 +10,10 @@
    ``KIJKO_EXECUTION_TIMEOUT_SECONDS``.
 3. **End** (one transaction): ``running`` → ``completed`` | ``failed`` | ``cancelled``
    compare-and-set, the ``kijko.llm_usage`` row of a provider call, the owners' spend mails,
-   the finish listeners; ``execution:updated`` after the commit; then the slot is handed to
-   the organization's next waiting execution.
+   the finish listeners; ``execution:updated`` after the commit. The worker then completes the
+   job and, in the same transaction, hands the slot to the organization's next execution that
+   deferred itself and claims more (the kind is limited per organization: workers claim only
+   organizations with a free slot, decision 0129).
 
 A cancel (kijko_core/executions/lifecycle.py) ends the row at once and cancels the job; the
 worker's heartbeat then cancels this handler's task, which aborts the provider call; what
@@ -36,11 +38,14 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from kijko_core import jobs
-from kijko_core.db.session import Session
+from kijko_core.config import Settings
+from kijko_core.db.session import ServiceSession, Session
 from kijko_core.errors import KijkoError
 from kijko_core.executions import lifecycle, spend
 from kijko_core.executions.errors import ExecutionNotFound
 from kijko_core.jobs import JobContext
+from kijko_core.jobs import store as job_store
+from kijko_core.llm import skill as llm_skill
 from kijko_core.logging import get_logger
 from kijko_core.plugins import PluginError, SkillOutcome, SkillRun, SkillRunFailed, SkillType
 from kijko_core.plugins import registry as plugin_registry
@@ -112,18 +117,6 @@ INSERT INTO kijko.llm_usage
      completion_tokens, cost, currency, is_test)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 """
-# The organization's next waiting execution's job, due now: a finished run hands its slot over
-# instead of leaving it idle until the waiting one's next check (the jobs table is the
-# system role's).
-_HAND_OVER = """
-UPDATE kijko.jobs SET run_after = clock_timestamp(), updated_at = clock_timestamp()
-WHERE id = (
-    SELECT id FROM kijko.jobs
-    WHERE kind = $2 AND organization_id = $1 AND state = 'queued' AND run_after > clock_timestamp()
-    ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED
-)
-RETURNING id
-"""
 
 
 @dataclass
@@ -138,17 +131,30 @@ class _Ending:
     completion_tokens: int | None = None
 
 
-@jobs.job_kind(lifecycle.JOB_KIND, max_attempts=3, lease_seconds=LEASE_SECONDS, timeout_seconds=None)
+def _per_org_limit(settings: Settings) -> int:
+    return settings.execution_concurrency_per_org
+
+
+# Workers claim an organization's execution jobs only while it has a free slot (decision
+# 0129); the admission below, under the organization's lock, is what enforces the limit.
+@jobs.job_kind(
+    lifecycle.JOB_KIND,
+    max_attempts=3,
+    lease_seconds=LEASE_SECONDS,
+    timeout_seconds=None,
+    per_org_limit=_per_org_limit,
+)
 async def run_execution(ctx: JobContext) -> None:
     execution_id = UUID(ctx.payload["execution_id"])
     org_id = ctx.org_id
     assert org_id is not None
-    row = await _admit(ctx, org_id, execution_id)
-    if row is None:
+    admitted = await _admit(ctx, org_id, execution_id)
+    if admitted is None:
         return
+    row, extras = admitted
     started = time.monotonic()
     try:
-        ending = await _run(ctx, org_id, row)
+        ending = await _run(ctx, org_id, row, extras)
     except Exception as error:  # ours, not the skill's: still an ending, never left running
         log.exception("execution_run_crashed", execution_id=str(execution_id))
         ending = _Ending(
@@ -157,6 +163,9 @@ async def run_execution(ctx: JobContext) -> None:
     except asyncio.CancelledError:
         if ctx.cancelled and await _job_cancelled(ctx):  # a user's cancel, an operator's
             await _end(ctx, org_id, row, _Ending("cancelled", error_message=CANCELLED_MESSAGE), started)
+            # A cancelled job is not completed by the worker, which hands over the slots of
+            # completed ones (kijko_core/jobs/store.py hand_over): hand it over here.
+            await _hand_over(ctx, org_id)
         # Else a draining worker, or a lease lost to the reaper: the job runs again, and that
         # attempt ends the execution WORKER_LOST.
         raise
@@ -173,8 +182,9 @@ async def _job_cancelled(ctx: JobContext) -> bool:
         return await db.fetchval("SELECT state = 'cancelled' FROM kijko.jobs WHERE id = $1", ctx.job_id) is True
 
 
-async def _admit(ctx: JobContext, org_id: UUID, execution_id: UUID) -> dict[str, Any] | None:
-    """Start the execution within the organization's limit and cap; None: nothing to run."""
+async def _admit(ctx: JobContext, org_id: UUID, execution_id: UUID) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Start the execution within the organization's limit and cap; None: nothing to run.
+    With the row, the run's ``extras`` read in the same transaction (the ``llm`` type's key)."""
     settings = ctx.kijko.settings
     async with ctx.service_session() as db:
         try:
@@ -216,7 +226,16 @@ async def _admit(ctx: JobContext, org_id: UUID, execution_id: UUID) -> dict[str,
         began = await db.fetchrow(_BEGIN, org_id, execution_id)
         assert began is not None  # locked above, pending
         lifecycle.announce(db, began)
-        return dict(began)
+        return dict(began), await _extras(db, ctx.kijko, began["snapshot"])
+
+
+async def _extras(db: Session, kijko: Kijko, snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    """What the run needs from the database, read in the admission's transaction instead of a
+    session of the run's own: the ``llm`` type's provider key (the organization's or the
+    platform's, as it would resolve it)."""
+    if str(snapshot.get("skillType") or "llm") != "llm" or not isinstance(db, ServiceSession):
+        return {}
+    return await llm_skill.resolve_key(db, kijko, str(snapshot.get("model") or ""))
 
 
 def prepare(snapshot: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[SkillType, Any, str, str | None]:
@@ -247,6 +266,7 @@ def skill_run(
     config: Any,
     prompt: str,
     system_prompt: str | None,
+    extras: Mapping[str, Any] | None = None,
 ) -> SkillRun:
     return SkillRun(
         organization_id=org_id,
@@ -259,6 +279,7 @@ def skill_run(
         input=dict(values),
         output_format=str(snapshot.get("outputFormat") or "markdown"),
         kijko=kijko,
+        extras=dict(extras or {}),
     )
 
 
@@ -278,11 +299,11 @@ async def run_skill(run: SkillRun, skill_type: SkillType, seconds: float) -> Ski
         raise SkillRunFailed(EXECUTION_FAILED, f"The skill run failed unexpectedly ({type(error).__name__})") from None
 
 
-async def _run(ctx: JobContext, org_id: UUID, row: Mapping[str, Any]) -> _Ending:
+async def _run(ctx: JobContext, org_id: UUID, row: Mapping[str, Any], extras: Mapping[str, Any]) -> _Ending:
     snapshot, values = row["snapshot"], row["input"]
     try:
         skill_type, config, prompt, system_prompt = prepare(snapshot, values)
-        run = skill_run(ctx.kijko, org_id, row["id"], snapshot, values, config, prompt, system_prompt)
+        run = skill_run(ctx.kijko, org_id, row["id"], snapshot, values, config, prompt, system_prompt, extras)
         outcome = await run_skill(run, skill_type, ctx.kijko.settings.execution_timeout_seconds)
     except SkillRunFailed as failure:
         return _Ending(
@@ -315,7 +336,6 @@ async def _end(ctx: JobContext, org_id: UUID, row: Mapping[str, Any], ending: _E
     duration_ms = int((time.monotonic() - started) * 1000)
     async with ctx.service_session() as db:
         await _write_ending(ctx, db, org_id, row, ending, duration_ms=duration_ms)
-    await _hand_over(ctx, org_id)
 
 
 async def _write_ending(
@@ -415,9 +435,9 @@ def _message(message: str | None) -> str:
 async def _hand_over(ctx: JobContext, org_id: UUID) -> None:
     try:
         async with ctx.system_session() as db:
-            woken = await db.fetchval(_HAND_OVER, org_id, lifecycle.JOB_KIND)
+            woken = await job_store.hand_over(db, [(lifecycle.JOB_KIND, org_id)])
     except Exception:  # the waiting one still checks again by itself
         log.exception("execution_hand_over_failed")
         return
-    if woken is not None:
-        await jobs.ring([woken])
+    if woken:
+        await jobs.ring(woken)

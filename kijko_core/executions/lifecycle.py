@@ -9,6 +9,8 @@ racing a completion never produces an impossible state (the table's checks refus
 - :func:`start` records the ``pending`` row with its snapshot and input, counts the run on the
   skill and enqueues the ``execution.run`` job (kijko_core/executions/job.py), in the caller's
   transaction; ``execution:updated`` goes to the runner's user room after the commit.
+  :func:`start_many` does the same for many runs with one statement per table (the habit
+  scheduler); ``start`` is ``start_many`` of one.
 - :func:`cancel`: a pending or running execution ends ``cancelled`` at once, in the caller's
   transaction; the caller then cancels its job (:func:`cancel_job`), whose worker stops the run
   (the provider call is aborted) and adds the tokens it knows of.
@@ -18,7 +20,9 @@ racing a completion never produces an impossible state (the table's checks refus
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -33,6 +37,7 @@ from kijko_core.db.session import ServiceSession, Session, TenantSession, system
 from kijko_core.db.sql import Fragment
 from kijko_core.executions import spend
 from kijko_core.executions.errors import CannotCancel, CannotRetry, ExecutionNotFound
+from kijko_core.executions.spend import SpendCapReached
 from kijko_core.jobs import store as job_store
 from kijko_core.logging import get_logger
 from kijko_core.permissions import Action, Policy, authorize
@@ -120,31 +125,54 @@ COLUMNS = (
     " started_at, completed_at, updated_at"
 )
 
+#: What a start reads back: the event's and the finish listeners' fields, not the input and
+#: snapshot it has just written (decoding them again is most of a tick's client time).
+STARTED_COLUMNS = ", ".join(c for c in COLUMNS.replace(" ", "").split(",") if c not in ("input", "snapshot"))
+#: Execution ids named in the log line of one start (the rest are counted).
+LOGGED_IDS = 20
+
+# Any number of executions in one statement (decision 0077's INSERT … SELECT FROM unnest). Ids
+# (the execution's and its job's) are chosen by the caller, so the rows that come back are
+# matched to the runs by id; a run that is already fired for its (habit, instant) — by an
+# earlier statement or an earlier row of this one — is not inserted and does not come back.
+# Distinct snapshots travel once ($11) and are read as JSON once; runs point at theirs ($10).
+# A run with an error code is recorded failed at once (refused before it ran: the spend cap).
 _INSERT = f"""
-INSERT INTO kijko.skill_executions
-    (organization_id, skill_id, user_id, execution_type, reference_id, scheduled_for,
-     source_execution_id, input, snapshot)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-ON CONFLICT (organization_id, reference_id, scheduled_for) WHERE scheduled_for IS NOT NULL DO NOTHING
-RETURNING {COLUMNS}
-"""  # noqa: S608 — constants
-
-# An execution refused before it ran (the spend cap, for habits and reflexes): recorded failed.
-_INSERT_FAILED = f"""
-INSERT INTO kijko.skill_executions
-    (organization_id, skill_id, user_id, execution_type, reference_id, scheduled_for,
-     source_execution_id, input, snapshot, status, error_code, error_message, completed_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'failed', $10, $11, now())
-ON CONFLICT (organization_id, reference_id, scheduled_for) WHERE scheduled_for IS NOT NULL DO NOTHING
-RETURNING {COLUMNS}
-"""  # noqa: S608 — constants
-
-_SET_JOB = "UPDATE kijko.skill_executions SET job_id = $3 WHERE organization_id = $1 AND id = $2"
-
-_COUNT_RUN = (
-    "UPDATE kijko.skills SET execution_count = execution_count + 1, last_executed_at = now()"
-    " WHERE organization_id = $1 AND id = $2"
+WITH snapshots AS (
+    SELECT n, s::jsonb AS snapshot FROM unnest($11::text[]) WITH ORDINALITY AS t (s, n)
 )
+INSERT INTO kijko.skill_executions
+    (id, organization_id, skill_id, user_id, execution_type, reference_id, scheduled_for,
+     source_execution_id, input, snapshot, job_id, status, error_code, error_message, completed_at)
+SELECT r.id, $1, r.skill_id, r.user_id, r.execution_type, r.reference_id, r.scheduled_for,
+       r.source_execution_id, r.input::jsonb, s.snapshot, r.job_id,
+       CASE WHEN r.error_code IS NULL THEN 'pending' ELSE 'failed' END, r.error_code, r.error_message,
+       CASE WHEN r.error_code IS NULL THEN NULL ELSE now() END
+FROM unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::uuid[], $7::timestamptz[], $8::uuid[],
+            $9::text[], $10::bigint[], $12::uuid[], $13::text[], $14::text[])
+     WITH ORDINALITY AS r (id, skill_id, user_id, execution_type, reference_id, scheduled_for,
+                           source_execution_id, input, snapshot_n, job_id, error_code, error_message, n)
+JOIN snapshots s ON s.n = r.snapshot_n
+ORDER BY r.n  -- the first of two runs for one (habit, instant) is the one kept
+ON CONFLICT (organization_id, reference_id, scheduled_for) WHERE scheduled_for IS NOT NULL DO NOTHING
+RETURNING {STARTED_COLUMNS}
+"""  # noqa: S608 — constants
+
+# Each skill's runs counted with one statement; the rows are locked in id order first, so two
+# transactions counting runs of the same skills cannot deadlock.
+_COUNT_RUNS = """
+WITH counted AS (
+    SELECT c.skill_id, c.runs FROM unnest($2::uuid[], $3::int[]) AS c (skill_id, runs)
+), locked AS (
+    SELECT id FROM kijko.skills
+    WHERE organization_id = $1 AND id IN (SELECT skill_id FROM counted)
+    ORDER BY id FOR UPDATE
+)
+UPDATE kijko.skills k
+SET execution_count = k.execution_count + c.runs, last_executed_at = now()
+FROM counted c, locked l
+WHERE k.organization_id = $1 AND k.id = c.skill_id AND l.id = k.id
+"""
 
 _GET = f"SELECT {COLUMNS} FROM kijko.skill_executions WHERE organization_id = $1 AND id = $2"  # noqa: S608
 _GET_FOR_UPDATE = _GET + " FOR UPDATE"
@@ -221,6 +249,20 @@ async def finished(db: Session, row: Mapping[str, Any]) -> None:
 # --- start -------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One execution to start (:func:`start_many`); the fields are :func:`start`'s."""
+
+    snapshot: Mapping[str, Any]
+    input: Mapping[str, Any]
+    execution_type: str
+    user_id: UUID | None
+    skill_id: UUID | None
+    reference_id: UUID | None = None
+    scheduled_for: datetime | None = None
+    source_execution_id: UUID | None = None
+
+
 async def start(
     db: TenantSession | ServiceSession,
     *,
@@ -243,43 +285,101 @@ async def start(
     reflex runs (returned like any other). Without ``kijko`` the worker's admission checks it
     (the same outcome: ``failed``, ``SPEND_CAP_REACHED``).
     """
-    if execution_type not in EXECUTION_TYPES:
-        raise ValueError(f"execution_type: one of {EXECUTION_TYPES}")
-    org_id = org_of(db)
-    args = (
-        org_id,
-        skill_id,
-        user_id,
-        execution_type,
-        reference_id,
-        scheduled_for,
-        source_execution_id,
-        dict(input),
-        dict(snapshot),
-    )
-    if kijko is not None:
-        refusal = await spend.refusal(db, kijko, org_id, snapshot)
-        if refusal is not None:
-            if execution_type in API_TYPES:
-                raise refusal
-            row = await db.fetchrow(_INSERT_FAILED, *args, refusal.code, refusal.message)
-            if row is None:
-                return None
-            if skill_id is not None:
-                await db.execute(_COUNT_RUN, org_id, skill_id)
-            await finished(db, row)
-            return UUID(str(row["id"]))
-    row = await db.fetchrow(_INSERT, *args)
-    if row is None:
-        return None
-    execution_id = UUID(str(row["id"]))
-    if skill_id is not None:
-        await db.execute(_COUNT_RUN, org_id, skill_id)
-    job_id = await jobs.enqueue(db, JOB_KIND, {"execution_id": str(execution_id)}, org_id=org_id)
-    await db.execute(_SET_JOB, org_id, execution_id, job_id)
-    announce(db, row)
-    log.info("execution_started", execution_id=str(execution_id), execution_type=execution_type)
+    run = Run(snapshot, input, execution_type, user_id, skill_id, reference_id, scheduled_for, source_execution_id)
+    [execution_id] = await start_many(db, [run], kijko=kijko)
     return execution_id
+
+
+async def start_many(
+    db: TenantSession | ServiceSession, runs: Sequence[Run], *, kijko: Kijko | None = None
+) -> list[UUID | None]:
+    """:func:`start` for many runs of ``db``'s organization at once, in ``db``'s transaction:
+    the executions in one statement, the skills' run counts in one, the jobs in one (the
+    doorbell rings once, after the commit); ``execution:updated`` per execution after the
+    commit. Returns, per run in order, its execution id or None when its ``(reference_id,
+    scheduled_for)`` already fired — before, or by an earlier run of ``runs``.
+
+    The spend cap as in :func:`start`: a refused ``manual``/``api`` run raises before anything
+    is written; refused habit and reflex runs are recorded ``failed`` (their finish listeners
+    run here, in ``db``'s transaction).
+    """
+    for run in runs:
+        if run.execution_type not in EXECUTION_TYPES:
+            raise ValueError(f"execution_type: one of {EXECUTION_TYPES}")
+    if not runs:
+        return []
+    org_id = org_of(db)
+    # Many runs share a snapshot (one skill's habits): each distinct one is sent, parsed and
+    # checked against the spend cap once.
+    snapshot_numbers: dict[str, int] = {}
+    numbers: list[int] = []
+    texts: dict[int, str] = {}  # by the snapshot object: callers pass one dict per skill
+    for run in runs:
+        text = texts.get(id(run.snapshot))
+        if text is None:
+            text = texts[id(run.snapshot)] = json.dumps(dict(run.snapshot))  # as the jsonb codec writes it
+        numbers.append(snapshot_numbers.setdefault(text, len(snapshot_numbers) + 1))
+    refusals: dict[int, SpendCapReached | None] = {}
+    if kijko is not None:
+        for text, number in snapshot_numbers.items():
+            refusals[number] = await spend.refusal(db, kijko, org_id, json.loads(text))
+        for run, number in zip(runs, numbers, strict=True):
+            refusal = refusals[number]
+            if refusal is not None and run.execution_type in API_TYPES:
+                raise refusal
+    refused = [refusals.get(number) for number in numbers]
+    ids = [uuid.uuid4() for _ in runs]
+    job_ids = [None if refusal else uuid.uuid4() for refusal in refused]
+    rows = await db.fetch(
+        _INSERT,
+        org_id,
+        ids,
+        [run.skill_id for run in runs],
+        [run.user_id for run in runs],
+        [run.execution_type for run in runs],
+        [run.reference_id for run in runs],
+        [run.scheduled_for for run in runs],
+        [run.source_execution_id for run in runs],
+        [json.dumps(dict(run.input)) for run in runs],
+        numbers,
+        list(snapshot_numbers),
+        job_ids,
+        [refusal.code if refusal else None for refusal in refused],
+        [refusal.message if refusal else None for refusal in refused],
+    )
+    inserted = {row["id"]: row for row in rows}
+    if not inserted:
+        return [None] * len(runs)
+    counts: dict[UUID, int] = {}
+    for row in rows:
+        if row["skill_id"] is not None:
+            counts[row["skill_id"]] = counts.get(row["skill_id"], 0) + 1
+    if counts:
+        skill_ids = sorted(counts)
+        await db.execute(_COUNT_RUNS, org_id, skill_ids, [counts[skill_id] for skill_id in skill_ids])
+    pending = [inserted[execution_id] for execution_id in ids if execution_id in inserted]
+    queued = [row for row in pending if row["status"] == "pending"]
+    if queued:
+        await jobs.enqueue_many(
+            db,
+            JOB_KIND,
+            [{"execution_id": str(row["id"])} for row in queued],
+            org_id=org_id,
+            job_ids=[row["job_id"] for row in queued],
+        )
+    for row in pending:
+        if row["status"] == "pending":
+            announce(db, row)
+        else:
+            await finished(db, row)
+    if queued:  # one line per call: a tick starts thousands, each recorded in its row
+        log.info(
+            "executions_started",
+            count=len(queued),
+            execution_ids=[str(row["id"]) for row in queued[:LOGGED_IDS]],
+            execution_types=sorted({row["execution_type"] for row in queued}),
+        )
+    return [execution_id if execution_id in inserted else None for execution_id in ids]
 
 
 # --- reading -----------------------------------------------------------------------------------

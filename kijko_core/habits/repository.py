@@ -9,8 +9,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import asyncpg
-
 from kijko_core.db import sql
 from kijko_core.db.session import Session
 from kijko_core.habits.models import Habit, HabitStats, UpcomingRun
@@ -189,64 +187,3 @@ ADVANCE = sql.compose(
     "\nWHERE h.id = a.id",
     table=TABLE,
 )
-
-#: Active habits that failed too often in a row (``$1``), for the tick to deactivate.
-OVER_FAILURE_LIMIT = sql.compose(
-    "SELECT id, organization_id FROM {table}"
-    "\nWHERE is_active AND consecutive_failures >= $1\nORDER BY organization_id, id\nLIMIT $2",
-    table=TABLE,
-)
-
-#: In a service session: deactivate them (compare-and-set: one scheduler wins each).
-DISABLE = sql.compose(
-    "UPDATE {table} SET is_active = false, next_run_at = NULL, updated_at = now()"
-    "\nWHERE {org} AND id = ANY($1::uuid[]) AND is_active AND consecutive_failures >= $2"
-    "\nRETURNING {columns}",
-    table=TABLE,
-    org=_ORG,
-    columns=TABLE.select_list,
-)
-
-
-async def disable(db: Session, habit_ids: list[UUID], limit: int) -> list[Habit]:
-    return TABLE.many(await db.fetch(DISABLE, habit_ids, limit))
-
-
-# --- finished runs (a finish listener, in the transaction that ends the execution) -----------
-
-_SUCCEEDED = sql.compose(
-    "UPDATE {table} SET consecutive_failures = 0, last_error_message = NULL, updated_at = now()"
-    "\nWHERE {org} AND id = $1 AND (consecutive_failures <> 0 OR last_error_message IS NOT NULL)",
-    table=TABLE,
-    org=_ORG,
-)
-_FAILED = sql.compose(
-    "UPDATE {table} SET consecutive_failures = consecutive_failures + 1, last_error_message = $2,"
-    " updated_at = now()\nWHERE {org} AND id = $1",
-    table=TABLE,
-    org=_ORG,
-)
-
-
-async def run_succeeded(db: Session, habit_id: UUID) -> None:
-    await db.execute(_SUCCEEDED, habit_id)
-
-
-async def run_failed(db: Session, habit_id: UUID, message: str) -> None:
-    await db.execute(_FAILED, habit_id, message)
-
-
-_CREATOR = "SELECT email, first_name, last_name FROM kijko.organization_members() WHERE user_id = $1"
-
-
-async def creator(db: Session, user_id: UUID) -> asyncpg.Record | None:
-    """The habit creator's address and name, while they are a member of the organization."""
-    return await db.fetchrow(_CREATOR, user_id)
-
-
-_SKILL_NAME = "SELECT name FROM kijko.skills WHERE organization_id = kijko.current_org_id() AND id = $1"
-
-
-async def skill_name(db: Session, skill_id: UUID) -> str | None:
-    name: str | None = await db.fetchval(_SKILL_NAME, skill_id)
-    return name

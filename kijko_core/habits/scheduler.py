@@ -9,14 +9,14 @@ ones, in batches:
    same habit. The claiming transaction stays open, holding the row locks.
 2. **Fire**, per organization, in one service session of that organization (row-level security,
    actor ``service:habits.scheduler:<tick>``): the habit's config checked against its skill's
-   input schema and the execution started with ``lifecycle.start`` — ``scheduled_for`` is the
-   habit's stored ``next_run_at``, the idempotency key with the habit's id. That session
-   commits.
+   input schema, and the organization's executions started with one ``lifecycle.start_many``
+   (one statement per table, decision 0130) — ``scheduled_for`` is the habit's stored
+   ``next_run_at``, the idempotency key with the habit's id. That session commits.
 3. **Advance**, in the claiming transaction: ``next_run_at`` = the first fire instant after
    now, ``last_run_at``, ``run_count``; then it commits and releases the locks.
 
 A crash between 2 and 3 leaves the execution and the old ``next_run_at``: the next tick claims
-the habit again, ``lifecycle.start`` finds ``(habit, scheduled_for)`` already fired and returns
+the habit again, ``lifecycle.start_many`` finds ``(habit, scheduled_for)`` already fired and returns
 None, and the habit is advanced — never a fire lost, never one doubled (decision 0115). After
 downtime one catch-up run fires, labelled with the first missed instant, and the schedule
 resumes after now.
@@ -37,27 +37,20 @@ from uuid import UUID
 
 import asyncpg
 
-from kijko_core import events, jobs, mail
+from kijko_core import auto_disable, jobs
 from kijko_core.db.session import (
     ServiceActor,
     ServiceCapability,
-    ServiceSession,
-    Session,
-    load_service_capability,
     service_session,
     system_session,
 )
 from kijko_core.errors import ValidationFailed
 from kijko_core.executions import lifecycle
 from kijko_core.habits import cron, repository
-from kijko_core.habits import listener as _listener  # noqa: F401 — registers the finish listener
-from kijko_core.habits.models import Habit
 from kijko_core.logging import get_logger
 from kijko_core.skills import repository as skill_repository
 from kijko_core.skills import service as skills
-from kijko_core.skills.inputs import validate_input
 from kijko_core.skills.models import Skill
-from kijko_core.skills.templates import render_prompts
 
 if TYPE_CHECKING:
     from kijko_core.runtime import Kijko
@@ -70,11 +63,8 @@ BATCH = 1000
 MAX_BATCHES = 200
 #: Organizations of a batch firing at the same time (each on its own connection).
 FIRE_CONCURRENCY = 8
-#: Habits over the failure limit deactivated per tick at most.
-DISABLE_BATCH = 1000
 ACTOR_KIND = "habits.scheduler"
 SKILL_INACTIVE_MESSAGE = "Skipped: the skill is inactive"
-ACTIVITY_EVENT = "activity:new"
 
 
 @dataclass
@@ -111,19 +101,6 @@ class _Following:
         return self._known[key]
 
 
-#: The service capability per runtime (read once: it does not change by itself). The runtime is
-#: kept with it, so an id is never reused for another one while cached.
-_capabilities: dict[int, tuple[Kijko, ServiceCapability]] = {}
-
-
-async def _capability(kijko: Kijko) -> ServiceCapability:
-    cached = _capabilities.get(id(kijko))
-    if cached is None or cached[0] is not kijko:
-        cached = (kijko, await load_service_capability(kijko.system_db))
-        _capabilities[id(kijko)] = cached
-    return cached[1]
-
-
 @jobs.sweep_step("habits")
 async def sweep(kijko: Kijko) -> int:
     """The tick's step: returns how many habits fired."""
@@ -134,9 +111,9 @@ async def tick(kijko: Kijko, *, at: datetime | None = None, batch: int = BATCH) 
     """Deactivate habits over the failure limit, then fire every due habit (up to
     ``MAX_BATCHES`` batches). ``at``: the instant to stand at instead of the database's
     ``now()`` — tests only (decision 0116); production passes nothing."""
-    capability = await _capability(kijko)
+    capability = await kijko.service_capability()
     report = TickReport()
-    report.disabled = await disable_failing(kijko, capability)
+    report.disabled = await auto_disable.disable_failing(kijko, auto_disable.HABITS, capability)
     tick_id = uuid.uuid4().hex
     for _ in range(MAX_BATCHES):
         claimed = await _batch(kijko, capability, tick_id, at, batch, report)
@@ -199,9 +176,10 @@ async def _fire(
     """Start the due habits' executions in one service session of their organization. The
     habits' rows are locked by the claiming transaction: nothing here may write them.
 
-    Fast path: the whole batch in one go. Should one habit raise (a bug, a broken row), that
-    session rolls back and the batch runs again with a savepoint per habit, so the one that
-    fails stays due (retried next tick, logged) and the others fire."""
+    Fast path: the whole batch in one ``lifecycle.start_many`` (one statement per table).
+    Should it raise (a bug, a broken row), that session rolls back and the batch runs again
+    habit by habit with a savepoint each, so the one that fails stays due (retried next tick,
+    logged) and the others fire."""
     try:
         return await _fire_in_session(kijko, capability, tick_id, org_id, due, following, careful=False)
     except Exception:
@@ -220,52 +198,57 @@ async def _fire_in_session(
     careful: bool,
 ) -> list[_Outcome]:
     outcomes: list[_Outcome] = []
+    runs: list[lifecycle.Run] = []
     actor = ServiceActor(ACTOR_KIND, tick_id)
     async with service_session(kijko.app_db, capability, org_id, actor) as db:
-        found: dict[UUID, Skill | None] = {}  # one read per skill of the batch
+        found: dict[UUID, tuple[Skill, dict[str, Any]] | None] = {}  # one read per skill of the batch
         for habit in due:
-            scheduled_for: datetime = habit["next_run_at"]
             try:
-                after = following(habit["schedule_cron"], habit["timezone"])
                 skill_id: UUID = habit["skill_id"]
                 if skill_id not in found:
-                    found[skill_id] = await skill_repository.get(db, org_id, skill_id)  # type: ignore[arg-type]
-                if not careful:
-                    outcomes.append(await _start(db, habit, found[skill_id], scheduled_for, after))
-                    continue
-                async with db.savepoint():
-                    outcomes.append(await _start(db, habit, found[skill_id], scheduled_for, after))
+                    skill = await skill_repository.get(db, org_id, skill_id)  # type: ignore[arg-type]
+                    found[skill_id] = None if skill is None else (skill, skills.snapshot(skill))
+                outcome, run = _prepare(habit, found[skill_id], following)
+                if run is not None and careful:
+                    async with db.savepoint():
+                        await lifecycle.start_many(db, [run])
+                elif run is not None:
+                    runs.append(run)
+                outcomes.append(outcome)
             except Exception:
                 if not careful:
                     raise
                 log.exception("habit_fire_failed", habit_id=str(habit["id"]))  # stays due: next tick
+        # Without ``kijko``: the spend cap is the worker's admission's to check (the run then
+        # ends failed with SPEND_CAP_REACHED), so no finish listener runs here, where the
+        # habits are locked. A None (this instant already fired by an interrupted tick) is
+        # still a fire: the habit advances with it counted once.
+        await lifecycle.start_many(db, runs)
     return outcomes
 
 
-async def _start(
-    db: ServiceSession, habit: asyncpg.Record, skill: Skill | None, scheduled_for: datetime, following: datetime
-) -> _Outcome:
+def _prepare(
+    habit: asyncpg.Record, found: tuple[Skill, dict[str, Any]] | None, following: _Following
+) -> tuple[_Outcome, lifecycle.Run | None]:
+    """What firing ``habit`` means: its outcome, and the run to start (None: not run)."""
     habit_id: UUID = habit["id"]
-    if skill is None:  # cannot be: the habit goes with its skill (cascade)
-        return _Outcome(habit_id, following, scheduled_for, fired=False, error="Skipped: the skill is gone")
+    scheduled_for: datetime = habit["next_run_at"]
+    after = following(habit["schedule_cron"], habit["timezone"])
+    if found is None:  # cannot be: the habit goes with its skill (cascade)
+        return _Outcome(habit_id, after, scheduled_for, fired=False, error="Skipped: the skill is gone"), None
+    skill, snapshot = found
     if not skill.is_active:
-        return _Outcome(habit_id, following, scheduled_for, fired=False, error=SKILL_INACTIVE_MESSAGE)
+        return _Outcome(habit_id, after, scheduled_for, fired=False, error=SKILL_INACTIVE_MESSAGE), None
     try:
-        # What skills.service.runnable checks, for a service session (it takes a tenant's).
-        values = validate_input(skill.input_schema, habit["config"])
-        snapshot = skills.snapshot(skill)
-        render_prompts(snapshot, values)
+        values = skills.validated_input(skill, snapshot, habit["config"])
     except ValidationFailed as error:
         # The config no longer fits the skill's input schema (the skill changed): a failed
         # run of the habit, counted towards deactivation; nothing is executed.
         message = f"The habit's config does not fit the skill's input: {error.message}"
         if error.field:
             message += f" ({error.field.replace('input', 'config', 1)})"
-        return _Outcome(habit_id, following, scheduled_for, fired=False, error=message[:4000], failed=True)
-    # Without ``kijko``: the spend cap is the worker's admission's to check (the run then ends
-    # failed with SPEND_CAP_REACHED), so no finish listener runs here, where the habit is locked.
-    await lifecycle.start(
-        db,
+        return _Outcome(habit_id, after, scheduled_for, fired=False, error=message[:4000], failed=True), None
+    run = lifecycle.Run(
         snapshot=snapshot,
         input=values,
         execution_type="habit",
@@ -274,69 +257,4 @@ async def _start(
         reference_id=habit_id,
         scheduled_for=scheduled_for,
     )
-    return _Outcome(habit_id, following, scheduled_for, fired=True)
-
-
-# --- auto-disable -------------------------------------------------------------------------------
-
-
-async def disable_failing(kijko: Kijko, capability: ServiceCapability | None = None) -> int:
-    """Deactivate the active habits that failed ``KIJKO_HABIT_MAX_CONSECUTIVE_FAILURES`` times
-    in a row, each in a service session of its organization (compare-and-set: with two
-    schedulers one deactivates it, and only that one tells the creator)."""
-    capability = capability or await _capability(kijko)
-    limit = kijko.settings.habit_max_consecutive_failures
-    async with system_session(kijko.system_db, readonly=True) as db:
-        rows = await db.fetch(repository.OVER_FAILURE_LIMIT, limit, DISABLE_BATCH)
-    by_org: dict[UUID, list[UUID]] = defaultdict(list)
-    for row in rows:
-        by_org[row["organization_id"]].append(row["id"])
-    disabled = 0
-    actor = ServiceActor(ACTOR_KIND, "disable")
-    for org_id, ids in by_org.items():
-        async with service_session(kijko.app_db, capability, org_id, actor) as tenant:
-            for habit in await repository.disable(tenant, ids, limit):
-                await notify_disabled(tenant, org_id, habit)
-                disabled += 1
-                log.info("habit_disabled", habit_id=str(habit.id), failures=habit.consecutive_failures)
-    return disabled
-
-
-async def notify_disabled(db: Session, org_id: UUID, habit: Habit) -> None:
-    """``activity:new`` to the creator's user room and a mail to them, after the commit
-    (nothing when the creator is gone or no longer a member)."""
-    if habit.user_id is None:
-        return
-    person = await repository.creator(db, habit.user_id)
-    if person is None:
-        return
-    skill_name = await repository.skill_name(db, habit.skill_id) or "a skill"
-    name = f"{person['first_name'] or ''} {person['last_name'] or ''}".strip() or person["email"]
-    error = habit.last_error_message or "(no message)"
-    description = f'Habit for "{skill_name}" turned off after {habit.consecutive_failures} failed runs in a row'
-    activity: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
-        "type": "config",
-        "user": {"id": str(habit.user_id), "name": name, "email": person["email"]},
-        "description": description,
-        "timestamp": habit.updated_at.isoformat(),
-        "metadata": {
-            "habitId": str(habit.id),
-            "skillId": str(habit.skill_id),
-            "consecutiveFailures": habit.consecutive_failures,
-            "lastErrorMessage": habit.last_error_message,
-        },
-    }
-    events.publish(db, room=f"user:{habit.user_id}", event=ACTIVITY_EVENT, data=activity)
-    values = {
-        "name": name,
-        "skill_name": skill_name,
-        "schedule": habit.schedule_cron,
-        "timezone": habit.timezone,
-        "failures": str(habit.consecutive_failures),
-        "error_message": error,
-    }
-    try:
-        await mail.send(db, to=person["email"], template="habit_disabled", values=values, org_id=org_id)
-    except mail.InvalidRecipient:
-        log.warning("habit_mail_skipped", habit_id=str(habit.id), reason="invalid address")
+    return _Outcome(habit_id, after, scheduled_for, fired=True), run

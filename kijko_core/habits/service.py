@@ -9,11 +9,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from kijko_core import auto_disable as _auto_disable  # noqa: F401 — registers the finish listener
 from kijko_core.db.session import Session, TenantSession
 from kijko_core.errors import ValidationFailed
 from kijko_core.executions import lifecycle
 from kijko_core.habits import cron, repository
-from kijko_core.habits import listener as _listener  # noqa: F401 — registers the finish listener
 from kijko_core.habits.errors import HabitNotFound, InvalidCron, InvalidTimezone
 from kijko_core.habits.models import (
     CreateHabit,

@@ -39,6 +39,7 @@ from kijko_core.db.session import (
 from kijko_core.logging import get_logger
 
 if TYPE_CHECKING:
+    from kijko_core.config import Settings
     from kijko_core.runtime import Kijko
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "UnknownJobKind",
     "add_doorbell",
     "enqueue",
+    "enqueue_many",
     "get_kind",
     "job_kind",
     "known_kinds",
@@ -84,6 +86,10 @@ class JobKind:
     max_attempts: int
     lease_seconds: int
     timeout_seconds: float | None = None
+    #: ``settings → n``: claim a job of this kind only while fewer than n of its organization's
+    #: run (decision 0129). The handler still enforces its own limit; this spares the claims
+    #: that would only defer themselves.
+    per_org_limit: Callable[[Settings], int] | None = None
 
 
 _KINDS: dict[str, JobKind] = {}
@@ -91,7 +97,12 @@ _entry_points_loaded = False
 
 
 def job_kind(
-    name: str, *, max_attempts: int = 5, lease_seconds: int = 60, timeout_seconds: float | None = 3600
+    name: str,
+    *,
+    max_attempts: int = 5,
+    lease_seconds: int = 60,
+    timeout_seconds: float | None = 3600,
+    per_org_limit: Callable[[Settings], int] | None = None,
 ) -> Callable[[Handler], Handler]:
     """Declare the handler of a job kind (at import time).
 
@@ -99,7 +110,9 @@ def job_kind(
     holds the job between heartbeats (sent every third of it) before another may retry it;
     ``timeout_seconds``: an attempt running longer is cancelled and fails with
     ``TimeoutError`` (heartbeats keep a hung handler's lease alive, so this is what ends it;
-    ``None``: no limit).
+    ``None``: no limit); ``per_org_limit``: ``settings → n``, workers claim a job of the kind
+    only while fewer than n of the same organization run (a hint that saves claims; the
+    handler's own check, e.g. under a lock, is what holds).
     """
     ServiceActor(name, "0")  # the kind names the service actor: same shape (raises otherwise)
     if not 1 <= max_attempts <= 100:
@@ -118,7 +131,7 @@ def job_kind(
                 handler.__qualname__,
             ):
                 raise ValueError(f"job kind {name!r} is already declared by {existing.handler.__module__}")
-        _KINDS[name] = JobKind(name, handler, max_attempts, lease_seconds, timeout_seconds)
+        _KINDS[name] = JobKind(name, handler, max_attempts, lease_seconds, timeout_seconds, per_org_limit)
         return handler
 
     return register
@@ -217,9 +230,12 @@ class _RingAfterCommit:
 # ---------------------------------------------------------------------------------------------
 # Enqueue.
 
+# One statement for any number of jobs (decision 0077's INSERT … SELECT FROM unnest: COPY is
+# refused under row-level security); the payloads travel as JSON text.
 _INSERT = """
 INSERT INTO kijko.jobs (id, organization_id, kind, payload, max_attempts, lease_seconds, run_after)
-VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))
+SELECT j.id, $3, $4, j.payload::jsonb, $5, $6, now() + make_interval(secs => $7)
+FROM unnest($1::uuid[], $2::text[]) AS j (id, payload)
 """
 
 
@@ -238,25 +254,58 @@ async def enqueue(
     system session is a system job. A tenant session can only enqueue for its own
     organization (row-level security). ``payload``: ids and small values, JSON, ≤ 16 KiB.
     """
+    [job_id] = await enqueue_many(db, kind, [payload], org_id=org_id, delay_seconds=delay_seconds)
+    return job_id
+
+
+async def enqueue_many(
+    db: Session,
+    kind: str,
+    payloads: Sequence[dict[str, Any] | None],
+    *,
+    org_id: UUID | None = None,
+    delay_seconds: float = 0,
+    job_ids: Sequence[UUID] | None = None,
+) -> list[UUID]:
+    """:func:`enqueue` for many jobs of one kind and organization in one statement; their ids
+    in the order of ``payloads``. The doorbell rings once after the commit, for all of them.
+
+    ``job_ids``: ids chosen by the caller (fresh ``uuid4``), so rows written in the same
+    statement as the jobs' causes can name their jobs (an execution's ``job_id``); one per
+    payload. Nothing is checked against existing rows: a reused id fails the statement.
+    """
     spec = get_kind(kind)
-    body = dict(payload or {})
-    if len(json.dumps(body, ensure_ascii=False).encode()) > MAX_PAYLOAD_BYTES:
-        raise ValueError("job payload too large: carry ids, not content")
     if not math.isfinite(delay_seconds) or delay_seconds < 0:
         raise ValueError("delay_seconds: a finite number ≥ 0")
+    bodies = []
+    for payload in payloads:
+        content = dict(payload or {})
+        body = json.dumps(content)  # as the pool's jsonb codec writes it
+        # The ASCII text is never shorter than the stored UTF-8: measure that only when needed.
+        if len(body) > MAX_PAYLOAD_BYTES and len(json.dumps(content, ensure_ascii=False).encode()) > MAX_PAYLOAD_BYTES:
+            raise ValueError("job payload too large: carry ids, not content")
+        bodies.append(body)
+    if job_ids is None:
+        # No RETURNING: the app role needs no read of what it inserts.
+        ids = [uuid.uuid4() for _ in bodies]
+    elif len(job_ids) != len(bodies):
+        raise ValueError("job_ids: one per payload")
+    else:
+        ids = list(job_ids)
+    if not ids:
+        return []
     if org_id is None:
         if isinstance(db, TenantSession):
             org_id = db.principal.org_id
         elif isinstance(db, ServiceSession):
             org_id = db.org_id
-    job_id = uuid.uuid4()  # no RETURNING: the app role needs no read of what it inserts
-    await db.execute(_INSERT, job_id, org_id, kind, body, spec.max_attempts, spec.lease_seconds, float(delay_seconds))
+    await db.execute(_INSERT, ids, bodies, org_id, kind, spec.max_attempts, spec.lease_seconds, float(delay_seconds))
     bell = next((cb for cb in db.after_commit_callbacks if isinstance(cb, _RingAfterCommit)), None)
     if bell is None:
         bell = _RingAfterCommit()
         db.after_commit(bell)
-    bell.job_ids.append(job_id)
-    return job_id
+    bell.job_ids.extend(ids)
+    return ids
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ attempt), so a worker that lost its lease can change nothing. Times: the databas
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -50,9 +50,60 @@ RETURNING j.id, j.kind, j.organization_id, j.payload, j.attempts, j.lease_second
 """
 
 
-async def claim(db: Session, owner: str, kinds: Sequence[str], limit: int) -> list[Claimed]:
-    """Claim up to ``limit`` due jobs of ``kinds`` (rows another worker holds are skipped)."""
-    rows = await db.fetch(_CLAIM, owner, list(kinds), limit)
+# Kinds with a per-organization limit ($4 kinds, $5 limits; decision 0129): a due job of such a
+# kind is a candidate only while its organization's running jobs of the kind plus the earlier
+# candidates of the same organization stay under the limit (a window over the due rows; the
+# chosen ones are then locked SKIP LOCKED, and re-checked queued, like the plain claim).
+def _busy(kinds: str, limits: str) -> str:
+    """The CTEs ``busy`` (running jobs per kind and organization) and ``limits`` (kind → most
+    at once), from the parameters named (import time only)."""
+    return f"""
+busy AS (
+    SELECT kind, organization_id, count(*)::int AS running FROM kijko.jobs
+    WHERE state = 'running' AND kind = ANY({kinds}::text[])
+    GROUP BY kind, organization_id
+), limits AS (
+    SELECT * FROM unnest({kinds}::text[], {limits}::int[]) AS l (kind, max_running)
+)"""  # noqa: S608 — parameter placeholders only
+
+
+_CLAIM_LIMITED = f"""
+WITH {_busy("$4", "$5")}, ranked AS (
+    SELECT q.id, q.run_after, l.max_running, coalesce(b.running, 0) AS running,
+           row_number() OVER (PARTITION BY q.kind, q.organization_id ORDER BY q.run_after, q.id) AS nth
+    FROM kijko.jobs q
+    LEFT JOIN limits l ON l.kind = q.kind
+    LEFT JOIN busy b ON b.kind = q.kind AND b.organization_id = q.organization_id
+    WHERE q.state = 'queued' AND q.run_after <= clock_timestamp() AND q.kind = ANY($2::text[])
+), chosen AS (
+    SELECT id FROM ranked WHERE max_running IS NULL OR running + nth <= max_running
+    ORDER BY run_after LIMIT $3
+)
+UPDATE kijko.jobs j
+SET state = 'running', attempts = j.attempts + 1, lease_owner = $1,
+    lease_expires_at = clock_timestamp() + make_interval(secs => j.lease_seconds),
+    started_at = clock_timestamp(), updated_at = clock_timestamp()
+FROM (
+    SELECT id FROM kijko.jobs WHERE id IN (SELECT id FROM chosen) AND state = 'queued'
+    FOR UPDATE SKIP LOCKED
+) due
+WHERE j.id = due.id
+RETURNING j.id, j.kind, j.organization_id, j.payload, j.attempts, j.lease_seconds,
+    clock_timestamp() - j.run_after AS waited
+"""  # noqa: S608 — our own constants only
+
+
+async def claim(
+    db: Session, owner: str, kinds: Sequence[str], limit: int, org_limits: Mapping[str, int] | None = None
+) -> list[Claimed]:
+    """Claim up to ``limit`` due jobs of ``kinds`` (rows another worker holds are skipped);
+    ``org_limits``: kind → the most of one organization's jobs of that kind running at once
+    (jobs of a full organization are left queued)."""
+    if org_limits:
+        names = list(org_limits)
+        rows = await db.fetch(_CLAIM_LIMITED, owner, list(kinds), limit, names, [org_limits[n] for n in names])
+    else:
+        rows = await db.fetch(_CLAIM, owner, list(kinds), limit)
     return [
         Claimed(r["id"], r["kind"], r["organization_id"], r["payload"], r["attempts"], r["lease_seconds"], r["waited"])
         for r in rows
@@ -65,8 +116,26 @@ FROM kijko.jobs WHERE state = 'queued' AND kind = ANY($1::text[])
 """
 
 
-async def seconds_to_next_due(db: Session, kinds: Sequence[str]) -> float | None:
-    """Seconds until the next queued job of ``kinds`` is due (≤ 0: now), None: none queued."""
+_NEXT_DUE_LIMITED = f"""
+WITH {_busy("$2", "$3")}
+SELECT extract(epoch FROM min(q.run_after) - clock_timestamp())::float8
+FROM kijko.jobs q
+LEFT JOIN limits l ON l.kind = q.kind
+LEFT JOIN busy b ON b.kind = q.kind AND b.organization_id = q.organization_id
+WHERE q.state = 'queued' AND q.kind = ANY($1::text[])
+  AND (l.max_running IS NULL OR coalesce(b.running, 0) < l.max_running)
+"""  # noqa: S608 — our own constants only
+
+
+async def seconds_to_next_due(
+    db: Session, kinds: Sequence[str], org_limits: Mapping[str, int] | None = None
+) -> float | None:
+    """Seconds until the next queued job of ``kinds`` is due (≤ 0: now), None: none queued;
+    with ``org_limits``, jobs of organizations at their kind's limit do not count (a finished
+    job of theirs wakes the worker)."""
+    if org_limits:
+        names = list(org_limits)
+        return await db.fetchval(_NEXT_DUE_LIMITED, list(kinds), names, [org_limits[n] for n in names])
     return await db.fetchval(_NEXT_DUE, list(kinds))
 
 
@@ -101,6 +170,37 @@ async def complete(db: Session, owner: str, attempts: Sequence[tuple[UUID, int]]
         return set()
     rows = await db.fetch(_COMPLETE, owner, [a[0] for a in attempts], [a[1] for a in attempts])
     return {r["id"] for r in rows}
+
+
+# A finished job of a kind limited per organization hands its slot over: that organization's
+# oldest job of the kind waiting for a recheck (deferred, decision 0110) becomes due at once,
+# as many as finished ($1 kinds, $2 organizations, one pair per finished job).
+_HAND_OVER = """
+UPDATE kijko.jobs j SET run_after = clock_timestamp(), updated_at = clock_timestamp()
+FROM (
+    SELECT waiting.id
+    FROM (SELECT kind, organization_id, count(*) AS n FROM unnest($1::text[], $2::uuid[]) AS f (kind, organization_id)
+          GROUP BY kind, organization_id) finished
+    CROSS JOIN LATERAL (
+        SELECT q.id FROM kijko.jobs q
+        WHERE q.kind = finished.kind AND q.organization_id = finished.organization_id
+          AND q.state = 'queued' AND q.run_after > clock_timestamp()
+        ORDER BY q.created_at LIMIT finished.n
+        FOR UPDATE SKIP LOCKED
+    ) waiting
+) due
+WHERE j.id = due.id
+RETURNING j.id
+"""
+
+
+async def hand_over(db: Session, finished: Sequence[tuple[str, UUID]]) -> list[UUID]:
+    """Make one waiting (deferred) job of the same kind and organization due now per finished
+    ``(kind, organization)``; returns the ids made due."""
+    if not finished:
+        return []
+    rows = await db.fetch(_HAND_OVER, [f[0] for f in finished], [f[1] for f in finished])
+    return [r["id"] for r in rows]
 
 
 def _backoff(attempts: str, base: str, cap: str) -> str:

@@ -98,6 +98,10 @@ class Worker:
         registered = known_kinds()
         self.kinds: dict[str, JobKind] = registered if kinds is None else {name: registered[name] for name in kinds}
         self.retry = store.Retry(kijko.settings.job_retry_base_seconds, kijko.settings.job_retry_max_seconds)
+        # Kinds limited per organization: their jobs are claimed only for organizations below it.
+        self.org_limits = {
+            name: kind.per_org_limit(kijko.settings) for name, kind in self.kinds.items() if kind.per_org_limit
+        }
         self._capability: ServiceCapability | None = None
         self._running: dict[UUID, _Running] = {}
         self._completions: list[tuple[store.Claimed, asyncio.Future[bool | None]]] = []
@@ -163,7 +167,7 @@ class Worker:
 
     async def _seconds_to_next_due(self) -> float | None:
         async with system_session(self.kijko.system_db, readonly=True) as db:
-            return await store.seconds_to_next_due(db, list(self.kinds))
+            return await store.seconds_to_next_due(db, list(self.kinds), self.org_limits)
 
     async def claim_and_start(self, limit: int) -> int:
         """Claim up to ``limit`` due jobs and start each in its own task; returns how many."""
@@ -171,7 +175,7 @@ class Worker:
             return 0
         capability = await self.capability()
         async with system_session(self.kijko.system_db) as db:
-            claimed = await store.claim(db, self.owner, list(self.kinds), limit)
+            claimed = await store.claim(db, self.owner, list(self.kinds), limit, self.org_limits)
         self._start(claimed, capability)
         return len(claimed)
 
@@ -270,13 +274,24 @@ class Worker:
         while self._completions:
             batch, self._completions = self._completions, []
             claimed: list[store.Claimed] = []
+            woken: list[UUID] = []
             try:
                 capability = await self.capability()
                 async with system_session(self.kijko.system_db) as db:
                     written = await store.complete(db, self.owner, [(j.id, j.attempt) for j, _ in batch])
+                    # Their organizations' slots are free: a job that deferred itself for one
+                    # is due now, and claimed below in this transaction or by another worker.
+                    woken = await store.hand_over(
+                        db,
+                        [
+                            (j.kind, j.org_id)
+                            for j, _ in batch
+                            if j.id in written and j.org_id is not None and j.kind in self.org_limits
+                        ],
+                    )
                     free = self.concurrency - len(self._running) + len(batch)
                     if free > 0 and not self._stopping and self.kinds:
-                        claimed = await store.claim(db, self.owner, list(self.kinds), free)
+                        claimed = await store.claim(db, self.owner, list(self.kinds), free, self.org_limits)
             except Exception:
                 # The leases expire and the jobs run again: at-least-once.
                 log.exception("job_complete_failed", job_ids=[str(j.id) for j, _ in batch])
@@ -288,6 +303,8 @@ class Worker:
                 if not done.done():
                     done.set_result(job.id in written)
             self._start(claimed, capability)
+            if woken and len(claimed) < len(woken):
+                await ring(woken)  # more due than this worker took: another may take them
 
     async def _fail(self, job: store.Claimed, error: BaseException) -> None:
         message = f"{type(error).__name__}: {error}"

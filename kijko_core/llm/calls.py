@@ -1,9 +1,9 @@
 """One call to a provider through its official SDK, and what its failure means.
 
-The SDKs get our egress-guarded httpx client (``http_client=``) and no retries of their own
-(``max_retries=0``): :mod:`kijko_core.llm.retry` decides. A failure becomes a
-:class:`ProviderFailure` whose message is ours — never the provider's body (it may echo the
-prompt or part of the key) and never the key.
+The SDK clients come from the runtime's :class:`~kijko_core.llm.clients.ProviderClients` (our
+egress-guarded ``httpx2`` client, kept alive; no retries of their own, ``max_retries=0``):
+:mod:`kijko_core.llm.retry` decides. A failure becomes a :class:`ProviderFailure` whose message
+is ours — never the provider's body (it may echo the prompt or part of the key) and never the key.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import openai
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kijko_core.egress import EgressRefused, ResponseTooLarge
+from kijko_core.llm.clients import ProviderClients
 from kijko_core.llm.providers import ProviderKey
 
 #: What Anthropic requires (``max_tokens`` is mandatory there) when a skill sets none.
@@ -77,12 +78,13 @@ def parameters(raw: Mapping[str, Any]) -> Parameters:
         ) from None
 
 
-async def complete(http: httpx2.AsyncClient, key: ProviderKey, prompt: Prompt, *, seconds: float) -> Completion:
-    """One call, no retry. Raises :class:`ProviderFailure`; ``asyncio.CancelledError`` passes."""
+async def complete(clients: ProviderClients, key: ProviderKey, prompt: Prompt, *, seconds: float) -> Completion:
+    """One call, no retry, within ``seconds``. Raises :class:`ProviderFailure`;
+    ``asyncio.CancelledError`` passes (and aborts the request)."""
     try:
         if key.protocol == "anthropic":
-            return await _anthropic(http, key, prompt, seconds)
-        return await _openai(http, key, prompt, seconds)
+            return await _anthropic(clients.anthropic(key), prompt, seconds)
+        return await _openai(clients.openai(key), prompt, seconds)
     except (openai.APIStatusError, anthropic.APIStatusError) as error:
         raise _status_failure(key.provider, error.status_code, error.response) from None
     except (openai.APITimeoutError, anthropic.APITimeoutError):
@@ -98,10 +100,7 @@ async def complete(http: httpx2.AsyncClient, key: ProviderKey, prompt: Prompt, *
         ) from None
 
 
-async def _openai(http: httpx2.AsyncClient, key: ProviderKey, prompt: Prompt, seconds: float) -> Completion:
-    client = openai.AsyncOpenAI(
-        api_key=key.api_key, base_url=key.base_url, http_client=http, max_retries=0, timeout=seconds
-    )
+async def _openai(client: openai.AsyncOpenAI, prompt: Prompt, seconds: float) -> Completion:
     messages: list[dict[str, str]] = []
     if prompt.system_prompt:
         messages.append({"role": "system", "content": prompt.system_prompt})
@@ -121,6 +120,7 @@ async def _openai(http: httpx2.AsyncClient, key: ProviderKey, prompt: Prompt, se
     response = await client.chat.completions.create(
         model=prompt.model,
         messages=messages,  # type: ignore[arg-type]
+        timeout=seconds,
         **options,
     )
     text = response.choices[0].message.content or "" if response.choices else ""
@@ -128,10 +128,7 @@ async def _openai(http: httpx2.AsyncClient, key: ProviderKey, prompt: Prompt, se
     return Completion(text, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0)
 
 
-async def _anthropic(http: httpx2.AsyncClient, key: ProviderKey, prompt: Prompt, seconds: float) -> Completion:
-    client = anthropic.AsyncAnthropic(
-        api_key=key.api_key, base_url=key.base_url, http_client=http, max_retries=0, timeout=seconds
-    )
+async def _anthropic(client: anthropic.AsyncAnthropic, prompt: Prompt, seconds: float) -> Completion:
     p = prompt.parameters
     options: dict[str, Any] = {}
     if prompt.system_prompt:
@@ -152,6 +149,7 @@ async def _anthropic(http: httpx2.AsyncClient, key: ProviderKey, prompt: Prompt,
         max_tokens=p.max_tokens or DEFAULT_MAX_TOKENS,
         messages=[{"role": "user", "content": prompt.prompt}],
         extra_body=sampling or None,
+        timeout=seconds,
         **options,
     )
     text = "".join(block.text for block in response.content if block.type == "text")

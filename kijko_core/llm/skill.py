@@ -10,15 +10,28 @@ from typing import ClassVar
 
 from pydantic import BaseModel
 
-from kijko_core.db.session import ServiceActor, load_service_capability, service_session
+from kijko_core.db.session import ServiceActor, ServiceSession, service_session
 from kijko_core.llm import calls, keys, tracing
 from kijko_core.llm.calls import Completion, Prompt, ProviderFailure
 from kijko_core.llm.providers import ProviderKey
 from kijko_core.llm.retry import RetryPolicy, with_retries
-from kijko_core.llm.transport import provider_client
 from kijko_core.plugins import SkillOutcome, SkillRun, SkillRunFailed, SkillType
 from kijko_core.prices import ModelNotPriced, ModelPrice
 from kijko_core.runtime import Kijko
+
+#: ``SkillRun.extras`` key: the provider key (or None: none) the engine already resolved for
+#: this run's model, with :func:`resolve_key`.
+PROVIDER_KEY = "llm.provider_key"
+_UNRESOLVED = object()
+
+
+async def resolve_key(db: ServiceSession, kijko: Kijko, model: str) -> dict[str, ProviderKey | None]:
+    """``SkillRun.extras`` with the key a run of ``model`` uses, read in the caller's session
+    (the execution job's admission: no session of its own per run); empty for an unpriced model."""
+    price = kijko.prices.get(model)
+    if price is None:
+        return {}
+    return {PROVIDER_KEY: await keys.resolve(db, kijko.keyring, kijko.settings, price.provider)}
 
 
 class LlmSkillType(SkillType):
@@ -49,25 +62,28 @@ class LlmSkillType(SkillType):
             raise SkillRunFailed(failure.code, failure.message) from None
         policy = RetryPolicy.from_settings(kijko.settings)
         started = time.time()
-        async with provider_client(kijko.settings) as http:
-            try:
-                completion = await with_retries(
-                    lambda: calls.complete(http, key, prompt, seconds=policy.timeout_seconds), policy
-                )
-            except ProviderFailure as failure:
-                tracing.record(kijko, run, key, price, prompt, started, time.time(), error=failure.message)
-                # retryable: a transient failure that outlasted our retries may pass later.
-                raise SkillRunFailed(failure.code, failure.message, retryable=failure.transient) from None
+        try:
+            completion = await with_retries(
+                lambda: calls.complete(kijko.llm_clients, key, prompt, seconds=policy.timeout_seconds), policy
+            )
+        except ProviderFailure as failure:
+            tracing.record(kijko, run, key, price, prompt, started, time.time(), error=failure.message)
+            # retryable: a transient failure that outlasted our retries may pass later.
+            raise SkillRunFailed(failure.code, failure.message, retryable=failure.transient) from None
         cost = price.cost(completion.prompt_tokens, completion.completion_tokens)
         tracing.record(kijko, run, key, price, prompt, started, time.time(), completion=completion, cost=cost)
         return _outcome(completion, price, key, cost)
 
     @staticmethod
     async def _key(run: SkillRun, provider: str) -> ProviderKey | None:
-        """The organization's key (read in a short session of its own: a run never holds a
-        transaction open while a provider answers), else the platform's."""
+        """The organization's key, else the platform's: as the execution job resolved it in
+        its admission transaction (``extras[PROVIDER_KEY]``), or read here in a short session
+        of its own (tests): a run never holds a transaction open while a provider answers."""
+        resolved = run.extras.get(PROVIDER_KEY, _UNRESOLVED)
+        if resolved is None or (isinstance(resolved, ProviderKey) and resolved.provider == provider):
+            return resolved
         kijko = run.kijko
-        capability = await load_service_capability(kijko.system_db)
+        capability = await kijko.service_capability()
         actor = ServiceActor("llm", str(run.execution_id) if run.execution_id else "test")
         async with service_session(kijko.app_db, capability, run.organization_id, actor, readonly=True) as db:
             return await keys.resolve(db, kijko.keyring, kijko.settings, provider)

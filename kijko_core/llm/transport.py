@@ -10,7 +10,7 @@ and the answer back, translating errors class by class (a refused address stays 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import contextmanager
 
 import httpx
 import httpx2
@@ -18,6 +18,10 @@ import httpx2
 from kijko_core import __version__
 from kijko_core.config import Settings
 from kijko_core.egress import EgressGuard, GuardedTransport
+
+#: The runtime's one pool serves every run at once: no cap on connections (a run never waits
+#: for another's), and as many kept alive as a worker runs jobs at once (KIJKO_WORKER_CONCURRENCY ≤ 256).
+PROVIDER_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=256)
 
 
 @contextmanager
@@ -81,21 +85,21 @@ class GuardedBridge(httpx2.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-@asynccontextmanager
-async def provider_client(settings: Settings, guard: EgressGuard | None = None) -> AsyncIterator[httpx2.AsyncClient]:
-    """The client of one run's provider calls: every connection through the egress guard (an
+def provider_http(settings: Settings, guard: EgressGuard | None = None) -> httpx2.AsyncClient:
+    """The ``httpx2`` client of provider calls: every connection through the egress guard (an
     organization's base URL is user-supplied; the platform's takes the same path), the answer
-    size-capped, a request bounded by ``KIJKO_LLM_TIMEOUT_SECONDS`` body included. Closed with
-    the run: a cancelled run leaves no connection behind."""
+    size-capped, a request bounded by ``KIJKO_LLM_TIMEOUT_SECONDS`` body included. One per
+    runtime (kijko_core/llm/clients.py): connections are kept alive, each new one checked."""
     transport = GuardedBridge(
         GuardedTransport(
             guard or EgressGuard.from_settings(settings),
             max_response_bytes=settings.egress_max_response_bytes,
             total_timeout=settings.llm_timeout_seconds,
+            limits=PROVIDER_LIMITS,
         )
     )
     timeout = settings.llm_timeout_seconds
-    client = httpx2.AsyncClient(
+    return httpx2.AsyncClient(
         transport=transport,
         timeout=httpx2.Timeout(timeout, connect=min(timeout, 5.0)),
         follow_redirects=False,
@@ -103,5 +107,3 @@ async def provider_client(settings: Settings, guard: EgressGuard | None = None) 
         headers={"User-Agent": f"kijko/{__version__}", "Accept-Encoding": "identity"},
         trust_env=False,
     )
-    async with client:
-        yield client

@@ -1,6 +1,7 @@
 """Reflexes firing (docs/reflexes.md): the executions they start, the ``reflex.event`` job that
-fires ``event`` reflexes, the finish listener (consecutive failures, auto-disable, the
-``execution.*`` events) and the sweeper step that forgets old webhook deliveries.
+fires ``event`` reflexes, the finish listener that publishes the ``execution.*`` events, and the
+sweeper steps that turn off reflexes failing too often in a row (kijko_core/auto_disable.py,
+which also counts the failures) and forget old webhook deliveries.
 
 Every write here happens in a service session of the reflex's organization (row-level
 security), on behalf of the reflex's creator: the execution's ``user_id`` is theirs.
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from kijko_core import auto_disable
 from kijko_core.db.session import ServiceSession, Session, system_session
 from kijko_core.executions import lifecycle
 from kijko_core.jobs import JobContext, job_kind, sweep_step
@@ -20,45 +22,16 @@ from kijko_core.reflexes import catalogue, repository
 from kijko_core.reflexes import conditions as conditions_module
 from kijko_core.reflexes.models import Reflex, reflex_from_row
 from kijko_core.skills import service as skills
-from kijko_core.skills.inputs import validate_input
-from kijko_core.skills.models import skill_from_row
-from kijko_core.skills.templates import render_prompts
+from kijko_core.skills.errors import SkillNotFound
 
 if TYPE_CHECKING:
     from kijko_core.runtime import Kijko
 
 log = get_logger("kijko.reflexes")
 
-#: Failed runs in a row after which a reflex deactivates itself (like habits' default).
-AUTO_DISABLE_AFTER = 5
 #: How long webhook deliveries are remembered for deduplication (at least 7 days).
 DELIVERIES_KEPT_DAYS = 8
 SWEEP_BATCH = 5000
-
-_BUMP = (
-    "UPDATE kijko.reflexes SET trigger_count = trigger_count + 1, last_triggered_at = now()"
-    " WHERE organization_id = $1 AND id = $2"
-)
-_EVENT_REFLEXES = (
-    "SELECT id, organization_id, skill_id, user_id, trigger_type, trigger_config, conditions, is_active,"
-    " trigger_count, last_triggered_at, consecutive_failures, last_error_message, created_at, updated_at"
-    " FROM kijko.reflexes WHERE organization_id = $1 AND trigger_type = 'event' AND is_active"
-    " AND trigger_config ->> 'eventName' = $2 ORDER BY created_at, id"
-)
-_FAILED = (
-    "UPDATE kijko.reflexes SET consecutive_failures = consecutive_failures + 1, last_error_message = $3,"
-    " is_active = is_active AND consecutive_failures + 1 < $4, updated_at = now()"
-    " WHERE organization_id = $1 AND id = $2 RETURNING is_active"
-)
-_SUCCEEDED = (
-    "UPDATE kijko.reflexes SET consecutive_failures = 0, last_error_message = NULL, updated_at = now()"
-    " WHERE organization_id = $1 AND id = $2 AND (consecutive_failures > 0 OR last_error_message IS NOT NULL)"
-)
-_TRIGGER_TYPE = "SELECT trigger_type FROM kijko.reflexes WHERE organization_id = $1 AND id = $2"
-_FORGET_DELIVERIES = (
-    "DELETE FROM kijko.reflex_deliveries WHERE ctid IN (SELECT ctid FROM kijko.reflex_deliveries"
-    " WHERE received_at < now() - make_interval(days => $1) LIMIT $2)"
-)
 
 
 def skill_input(payload: Any) -> dict[str, Any]:
@@ -69,18 +42,12 @@ def skill_input(payload: Any) -> dict[str, Any]:
 
 async def start_execution(db: ServiceSession, kijko: Kijko | None, reflex: Reflex, payload: Any) -> UUID | None:
     """Start the reflex's skill on ``payload`` (validated against its inputSchema) as the
-    reflex's creator, and count the trigger; in ``db``'s transaction."""
-    row = await db.fetchrow(repository.SKILL, db.org_id, reflex.skill_id)
-    if row is None:
-        return None  # the skill's deletion deleted the reflex too; nothing to run
-    skill = skill_from_row(row)
-    if not skill.is_active:
-        from kijko_core.skills.errors import SkillInactive  # noqa: PLC0415
-
-        raise SkillInactive()
-    values = validate_input(skill.input_schema, skill_input(payload))
-    snapshot = skills.snapshot(skill)
-    render_prompts(snapshot, values)  # the size cap, before anything is recorded
+    reflex's creator, and count the trigger; in ``db``'s transaction. SKILL_INACTIVE or a 422
+    refuse it (the receiver answers them; an event reflex logs and skips)."""
+    try:
+        skill, snapshot, values = await skills.runnable(db, reflex.skill_id, skill_input(payload))
+    except SkillNotFound:
+        return None  # deleted since the reflex was read (which deleted the reflex too): nothing to run
     execution_id = await lifecycle.start(
         db,
         snapshot=snapshot,
@@ -91,7 +58,7 @@ async def start_execution(db: ServiceSession, kijko: Kijko | None, reflex: Refle
         reference_id=reflex.id,
         kijko=kijko,
     )
-    await db.execute(_BUMP, db.org_id, reflex.id)
+    await db.execute(repository.COUNT_TRIGGER, db.org_id, reflex.id)
     return execution_id
 
 
@@ -105,7 +72,7 @@ async def fire_event(ctx: JobContext) -> None:
     data = ctx.payload.get("data") or {}
     source = ctx.payload.get("source")
     async with ctx.service_session() as db:
-        reflexes = [reflex_from_row(row) for row in await db.fetch(_EVENT_REFLEXES, ctx.org_id, name)]
+        reflexes = [reflex_from_row(row) for row in await db.fetch(repository.EVENT_REFLEXES, ctx.org_id, name)]
         for reflex in reflexes:
             wanted = reflex.trigger_config.get("source")
             if wanted is not None and wanted != source:
@@ -122,21 +89,13 @@ async def fire_event(ctx: JobContext) -> None:
 
 
 async def on_finish(db: Session, finished: lifecycle.FinishedExecution) -> None:
-    """A reflex's run ended: count failures in a row (deactivating the reflex after
-    ``AUTO_DISABLE_AFTER``), reset them on success; then publish ``execution.completed`` /
-    ``execution.failed`` — except for runs of ``event`` reflexes (no loops, decision 0121)."""
+    """Publish ``execution.completed`` / ``execution.failed`` — except for runs of ``event``
+    reflexes, so a reflex listening to executions never triggers itself (decision 0121)."""
     org_id = finished.organization_id
     caused_by_event = False
     if finished.execution_type == "reflex" and finished.reference_id is not None:
-        kind = await db.fetchval(_TRIGGER_TYPE, org_id, finished.reference_id)
+        kind = await db.fetchval(repository.TRIGGER_TYPE, org_id, finished.reference_id)
         caused_by_event = kind == "event"
-        if finished.status == "failed":
-            message = (finished.error_message or finished.error_code or "The run failed")[:4000]
-            still = await db.fetchval(_FAILED, org_id, finished.reference_id, message, AUTO_DISABLE_AFTER)
-            if still is False:
-                log.info("reflex_auto_disabled", reflex_id=str(finished.reference_id))
-        elif finished.status == "completed":
-            await db.execute(_SUCCEEDED, org_id, finished.reference_id)
     if caused_by_event or finished.status not in ("completed", "failed"):
         return
     name = f"execution.{finished.status}"
@@ -155,9 +114,15 @@ async def on_finish(db: Session, finished: lifecycle.FinishedExecution) -> None:
 lifecycle.add_finish_listener(on_finish)
 
 
+@sweep_step("reflexes_auto_disable")
+async def disable_failing(kijko: Kijko) -> int:
+    """Reflexes over ``KIJKO_REFLEX_MAX_CONSECUTIVE_FAILURES`` failures in a row turn off."""
+    return await auto_disable.disable_failing(kijko, auto_disable.REFLEXES)
+
+
 @sweep_step("reflex_deliveries")
 async def forget_deliveries(kijko: Kijko) -> int:
     """Webhook ids older than ``DELIVERIES_KEPT_DAYS`` (a bounded batch per tick)."""
     async with system_session(kijko.system_db) as db:
-        status = await db.execute(_FORGET_DELIVERIES, DELIVERIES_KEPT_DAYS, SWEEP_BATCH)
+        status = await db.execute(repository.FORGET_DELIVERIES, DELIVERIES_KEPT_DAYS, SWEEP_BATCH)
     return int(status.split()[-1])

@@ -78,3 +78,22 @@ RECENT_TRIGGERS = (
     " WHERE e.organization_id = $1 AND e.execution_type = 'reflex'"
     " ORDER BY e.executed_at DESC, e.id DESC LIMIT 5"
 )
+
+# --- firing (kijko_core/reflexes/fire.py) ---------------------------------------------------------
+
+COUNT_TRIGGER = (
+    "UPDATE kijko.reflexes SET trigger_count = trigger_count + 1, last_triggered_at = now()"
+    " WHERE organization_id = $1 AND id = $2"
+)
+#: The active ``event`` reflexes of an organization listening to one event name.
+EVENT_REFLEXES = sql.compose(
+    "SELECT {columns} FROM kijko.reflexes WHERE organization_id = $1 AND trigger_type = 'event' AND is_active"
+    " AND trigger_config ->> 'eventName' = $2 ORDER BY created_at, id",
+    columns=COLUMNS,
+)
+TRIGGER_TYPE = "SELECT trigger_type FROM kijko.reflexes WHERE organization_id = $1 AND id = $2"
+#: Webhook ids received before ``$1`` days ago, ``$2`` at most (the sweeper's bounded batch).
+FORGET_DELIVERIES = (
+    "DELETE FROM kijko.reflex_deliveries WHERE ctid IN (SELECT ctid FROM kijko.reflex_deliveries"
+    " WHERE received_at < now() - make_interval(days => $1) LIMIT $2)"
+)

@@ -83,20 +83,50 @@ async def list_skills(db: TenantSession, query: SkillListQuery) -> SkillList:
 
 
 def snapshot(skill: Skill) -> dict[str, Any]:
-    """What an execution runs and records (``skill_executions.snapshot``; INTERFACES): the
-    definition at this version, so a replay runs it again even if the skill changed since."""
+    """What an execution runs and records (``skill_executions.snapshot``): the definition at
+    this version, so a replay runs it again even if the skill changed since."""
+    return snapshot_of(
+        skill_id=skill.id,
+        name=skill.name,
+        version=skill.version,
+        skill_type=skill.skill_type,
+        type_config=skill.type_config,
+        prompt_template=skill.prompt_template,
+        system_prompt=skill.system_prompt,
+        model=skill.model,
+        parameters=skill.parameters,
+        input_schema=skill.input_schema,
+        output_format=skill.output_format,
+    )
+
+
+def snapshot_of(
+    *,
+    skill_id: UUID | None,
+    name: str,
+    version: int,
+    skill_type: str,
+    type_config: Mapping[str, Any],
+    prompt_template: str,
+    system_prompt: str | None,
+    model: str,
+    parameters: Mapping[str, Any],
+    input_schema: Sequence[InputSchemaField],
+    output_format: str,
+) -> dict[str, Any]:
+    """The snapshot's one shape, for a saved skill or an unsaved draft (``POST /skills/test``)."""
     return {
-        "skillId": str(skill.id),
-        "skillName": skill.name,
-        "skillVersion": skill.version,
-        "skillType": skill.skill_type,
-        "typeConfig": dict(skill.type_config),
-        "promptTemplate": skill.prompt_template,
-        "systemPrompt": skill.system_prompt,
-        "model": skill.model,
-        "parameters": dict(skill.parameters),
-        "inputSchema": [item.stored() for item in skill.input_schema],
-        "outputFormat": skill.output_format,
+        "skillId": str(skill_id) if skill_id else None,
+        "skillName": name,
+        "skillVersion": version,
+        "skillType": skill_type,
+        "typeConfig": dict(type_config),
+        "promptTemplate": prompt_template,
+        "systemPrompt": system_prompt,
+        "model": model,
+        "parameters": dict(parameters),
+        "inputSchema": [item.stored() for item in input_schema],
+        "outputFormat": output_format,
     }
 
 
@@ -121,10 +151,23 @@ async def runnable(
         skill = found
     if require_active and not skill.is_active:
         raise SkillInactive()
-    values = validate_input(skill.input_schema, raw_input)
-    taken = snapshot(skill)
-    templates.render_prompts(taken, values)  # the size cap, before anything is recorded
+    taken, values = prepare(skill, raw_input)
     return skill, taken, values
+
+
+def prepare(skill: Skill, raw_input: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The snapshot and the validated input of a run of ``skill`` already read."""
+    taken = snapshot(skill)
+    return taken, validated_input(skill, taken, raw_input)
+
+
+def validated_input(skill: Skill, taken: Mapping[str, Any], raw_input: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The input of a run of ``taken`` (the skill's snapshot), validated: a 422 on
+    ``input.<name>`` / ``input``, also when the rendered prompt would be too long — checked
+    before anything is recorded. The habit scheduler takes one snapshot per skill and batch."""
+    values = validate_input(skill.input_schema, raw_input)
+    templates.render_prompts(taken, values)
+    return values
 
 
 # --- checking a definition ----------------------------------------------------------------------

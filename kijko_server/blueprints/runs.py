@@ -108,19 +108,19 @@ async def runs_test_draft(data: TestDraft) -> ExecuteSkillResponse:
         input_schema=schema,
     )
     values = dict(data.input or {}) if data.input_schema is None else validate_input(schema, data.input)
-    snapshot: dict[str, Any] = {
-        "skillId": None,
-        "skillName": "Draft",
-        "skillVersion": 0,
-        "skillType": data.skill_type,
-        "typeConfig": type_config,
-        "promptTemplate": data.prompt_template,
-        "systemPrompt": data.system_prompt,
-        "model": data.model,
-        "parameters": dict(data.parameters or {}),
-        "inputSchema": [field.model_dump(mode="json", by_alias=True) for field in schema],
-        "outputFormat": data.output_format,
-    }
+    snapshot = skills.snapshot_of(
+        skill_id=None,
+        name="Draft",
+        version=0,
+        skill_type=data.skill_type,
+        type_config=type_config,
+        prompt_template=data.prompt_template,
+        system_prompt=data.system_prompt,
+        model=data.model,
+        parameters=data.parameters or {},
+        input_schema=schema,
+        output_format=data.output_format,
+    )
     return await _test(snapshot, values)
 
 
