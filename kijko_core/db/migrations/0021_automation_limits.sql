@@ -26,8 +26,9 @@ CREATE POLICY llm_usage_writer ON kijko.llm_usage AS RESTRICTIVE FOR INSERT
 -- outcome columns are written by runs only. No session changes its input, snapshot, runner,
 -- type or times once created.
 REVOKE INSERT ON kijko.skill_executions FROM :app_role;
-GRANT INSERT (organization_id, skill_id, user_id, execution_type, reference_id, scheduled_for,
-              source_execution_id, input, snapshot, status, error_code, error_message, completed_at)
+GRANT INSERT (id, organization_id, skill_id, user_id, execution_type, reference_id, scheduled_for,
+              source_execution_id, input, snapshot, job_id, status, error_code, error_message,
+              completed_at)
     ON kijko.skill_executions TO :app_role;
 CREATE POLICY skill_executions_created ON kijko.skill_executions AS RESTRICTIVE FOR INSERT
     WITH CHECK (status IN ('pending', 'failed'));
