@@ -83,6 +83,39 @@ AUTOMATIONS = {a.kind: a for a in (HABITS, REFLEXES)}
 _ORG = "organization_id = kijko.current_org_id()"
 
 
+@dataclass(frozen=True)
+class _Statements:
+    succeeded: str
+    failed: str
+    over_limit: str
+    disable: str
+
+
+def _columns(automation: Automation) -> str:
+    return ", ".join(
+        ("id", "skill_id", "user_id", "consecutive_failures", "last_error_message", "updated_at")
+        + tuple(automation.mail_columns.values())
+    )
+
+
+# Each automation's statements, composed once at import time from its table and columns.
+_SQL: dict[str, _Statements] = {
+    a.kind: _Statements(
+        succeeded=f"UPDATE {a.table} SET consecutive_failures = 0, last_error_message = NULL,"  # noqa: S608
+        f" updated_at = now() WHERE {_ORG} AND id = $1"
+        " AND (consecutive_failures <> 0 OR last_error_message IS NOT NULL)",
+        failed=f"UPDATE {a.table} SET consecutive_failures = consecutive_failures + 1,"  # noqa: S608
+        f" last_error_message = $2, updated_at = now() WHERE {_ORG} AND id = $1",
+        over_limit=f"SELECT id, organization_id FROM {a.table}"  # noqa: S608
+        " WHERE is_active AND consecutive_failures >= $1 ORDER BY organization_id, id LIMIT $2",
+        disable=f"UPDATE {a.table} SET is_active = false{a.also_set}, updated_at = now()"  # noqa: S608
+        f" WHERE {_ORG} AND id = ANY($1::uuid[]) AND is_active AND consecutive_failures >= $2"
+        f" RETURNING {_columns(a)}",
+    )
+    for a in (HABITS, REFLEXES)
+}
+
+
 def error_text(code: str | None, message: str | None) -> str:
     """What ``last_error_message`` keeps of a failed run: ``CODE: message``."""
     text = f"{code}: {message}" if code and message else (message or code or "The run failed")
@@ -97,16 +130,10 @@ async def on_finish(db: Session, finished: lifecycle.FinishedExecution) -> None:
     if automation is None or finished.reference_id is None:
         return
     if finished.status == "completed":
-        await db.execute(
-            f"UPDATE {automation.table} SET consecutive_failures = 0, last_error_message = NULL,"  # noqa: S608
-            f" updated_at = now() WHERE {_ORG} AND id = $1"
-            " AND (consecutive_failures <> 0 OR last_error_message IS NOT NULL)",
-            finished.reference_id,
-        )
+        await db.execute(_SQL[automation.kind].succeeded, finished.reference_id)
     elif finished.status == "failed":
         await db.execute(
-            f"UPDATE {automation.table} SET consecutive_failures = consecutive_failures + 1,"  # noqa: S608
-            f" last_error_message = $2, updated_at = now() WHERE {_ORG} AND id = $1",
+            _SQL[automation.kind].failed,
             finished.reference_id,
             error_text(finished.error_code, finished.error_message),
         )
@@ -124,24 +151,11 @@ async def disable_failing(kijko: Kijko, automation: Automation, capability: Serv
     capability = capability or await kijko.service_capability()
     limit = automation.limit(kijko.settings)
     async with system_session(kijko.system_db, readonly=True) as db:
-        rows = await db.fetch(
-            f"SELECT id, organization_id FROM {automation.table}"  # noqa: S608
-            " WHERE is_active AND consecutive_failures >= $1 ORDER BY organization_id, id LIMIT $2",
-            limit,
-            BATCH,
-        )
+        rows = await db.fetch(_SQL[automation.kind].over_limit, limit, BATCH)
     by_org: dict[UUID, list[UUID]] = defaultdict(list)
     for row in rows:
         by_org[row["organization_id"]].append(row["id"])
-    columns = ", ".join(
-        ("id", "skill_id", "user_id", "consecutive_failures", "last_error_message", "updated_at")
-        + tuple(automation.mail_columns.values())
-    )
-    disable = (
-        f"UPDATE {automation.table} SET is_active = false{automation.also_set}, updated_at = now()"  # noqa: S608
-        f" WHERE {_ORG} AND id = ANY($1::uuid[]) AND is_active AND consecutive_failures >= $2"
-        f" RETURNING {columns}"
-    )
+    disable = _SQL[automation.kind].disable
     disabled = 0
     actor = ServiceActor(f"{automation.kind}s.auto_disable", "tick")
     for org_id, ids in by_org.items():

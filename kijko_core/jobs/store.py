@@ -54,21 +54,20 @@ RETURNING j.id, j.kind, j.organization_id, j.payload, j.attempts, j.lease_second
 # kind is a candidate only while its organization's running jobs of the kind plus the earlier
 # candidates of the same organization stay under the limit (a window over the due rows; the
 # chosen ones are then locked SKIP LOCKED, and re-checked queued, like the plain claim).
-def _busy(kinds: str, limits: str) -> str:
-    """The CTEs ``busy`` (running jobs per kind and organization) and ``limits`` (kind → most
-    at once), from the parameters named (import time only)."""
-    return f"""
+#: The CTEs ``busy`` (running jobs per kind and organization) and ``limits`` (kind → most at
+#: once), with the parameters named by ``kinds`` and ``limits`` (filled in at import time).
+_BUSY = """
 busy AS (
     SELECT kind, organization_id, count(*)::int AS running FROM kijko.jobs
     WHERE state = 'running' AND kind = ANY({kinds}::text[])
     GROUP BY kind, organization_id
 ), limits AS (
     SELECT * FROM unnest({kinds}::text[], {limits}::int[]) AS l (kind, max_running)
-)"""  # noqa: S608 — parameter placeholders only
+)"""
 
 
 _CLAIM_LIMITED = f"""
-WITH {_busy("$4", "$5")}, ranked AS (
+WITH {_BUSY.format(kinds="$4", limits="$5")}, ranked AS (
     SELECT q.id, q.run_after, l.max_running, coalesce(b.running, 0) AS running,
            row_number() OVER (PARTITION BY q.kind, q.organization_id ORDER BY q.run_after, q.id) AS nth
     FROM kijko.jobs q
@@ -117,7 +116,7 @@ FROM kijko.jobs WHERE state = 'queued' AND kind = ANY($1::text[])
 
 
 _NEXT_DUE_LIMITED = f"""
-WITH {_busy("$2", "$3")}
+WITH {_BUSY.format(kinds="$2", limits="$3")}
 SELECT extract(epoch FROM min(q.run_after) - clock_timestamp())::float8
 FROM kijko.jobs q
 LEFT JOIN limits l ON l.kind = q.kind
