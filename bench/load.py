@@ -29,8 +29,10 @@ async def main(url: str, seconds: float, connections: int, tokens: list[str]) ->
                     response = await client.get(url, headers=headers)
                     if response.status_code != 200:
                         errors += 1
-                except httpx.HTTPError:
+                        print(f"error: {response.status_code} {response.text[:300]}", file=sys.stderr)
+                except httpx.HTTPError as error:
                     errors += 1
+                    print(f"error: {type(error).__name__} {error}", file=sys.stderr)
                 latencies.append(time.perf_counter() - started)
 
         started = time.perf_counter()

@@ -67,8 +67,10 @@ async def load(url: str, seconds: float, connections: int, secret: str) -> None:
                     response = await client.post(url, content=body, headers=headers)
                     if response.status_code != 202 or response.json().get("executionId") is None:
                         errors += 1
-                except httpx.HTTPError:
+                        print(f"error: {response.status_code} {response.text[:300]}", file=sys.stderr)
+                except httpx.HTTPError as error:
                     errors += 1
+                    print(f"error: {type(error).__name__} {error}", file=sys.stderr)
                 latencies.append(time.perf_counter() - started)
 
         started = time.perf_counter()
@@ -85,6 +87,8 @@ async def load(url: str, seconds: float, connections: int, secret: str) -> None:
 def _drive(args: list[str]) -> tuple[float, float, float, int]:
     out = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, check=True)
     rps, p50, p99, errors = json.loads(out.stdout.strip().splitlines()[-1])
+    if errors:  # what went wrong, as the load generator saw it (a few lines)
+        print("\n".join(out.stderr.strip().splitlines()[:5]))
     return float(rps), float(p50), float(p99), int(errors)
 
 

@@ -111,6 +111,7 @@ class _State:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"  # keep-alive, as the providers' servers do
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet test output
         pass
@@ -233,6 +234,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     state: _State
+    request_queue_size = 128  # a worker opens dozens of connections at once (the benchmark)
 
 
 class LlmServer(HttpStandIn):

@@ -4,6 +4,7 @@ retry and replay, the per-organization limit and the finish listeners."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -200,6 +201,43 @@ async def test_a_retried_attempt_of_a_started_run_does_not_call_the_skill_again(
     row = await execution(kijko, execution_id)
     assert (row["status"], row["error_code"]) == ("failed", "WORKER_LOST")
     assert execution_id not in PROMPTS
+
+
+async def test_starting_a_run_does_not_wait_for_transactions_that_reference_the_skill(
+    kijko: Kijko, alice: Account
+) -> None:
+    """An execution's insert holds a key-share lock on its skill (the foreign key) until its
+    transaction ends; counting the run must not conflict with it, or two starts of one skill
+    deadlock (each holding the key-share lock the other's count waits for)."""
+    skill = await insert_skill(kijko, alice)
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def another_transaction() -> None:
+        async with tenant_session(kijko.app_db, alice.identity) as other:
+            # What another start's insert (or a habit's, a reflex's) holds until it commits.
+            await other.execute("SELECT 1 FROM kijko.skills WHERE id = $1 FOR KEY SHARE", skill["id"])
+            holding.set()
+            await release.wait()
+
+    other = asyncio.create_task(another_transaction())
+    try:
+        await holding.wait()
+        async with asyncio.timeout(10):
+            execution_id = await start(kijko, alice, skill)
+        assert execution_id is not None
+    finally:
+        release.set()
+        await other
+
+
+async def test_concurrent_starts_of_one_skill_all_succeed_and_are_all_counted(kijko: Kijko, alice: Account) -> None:
+    skill = await insert_skill(kijko, alice)
+    async with asyncio.timeout(30):
+        ids = await asyncio.gather(*(start(kijko, alice, skill) for _ in range(16)))
+    assert None not in ids and len(set(ids)) == 16
+    async with tenant_session(kijko.app_db, alice.identity) as db:
+        count = await db.fetchval("SELECT execution_count FROM kijko.skills WHERE id = $1", skill["id"])
+    assert count == 16
 
 
 async def test_the_fifth_execution_of_an_organization_waits_for_a_free_slot(kijko: Kijko, alice: Account) -> None:

@@ -159,14 +159,17 @@ RETURNING {STARTED_COLUMNS}
 """  # noqa: S608 — constants
 
 # Each skill's runs counted with one statement; the rows are locked in id order first, so two
-# transactions counting runs of the same skills cannot deadlock.
+# transactions counting runs of the same skills cannot deadlock. FOR NO KEY UPDATE (what an
+# UPDATE of non-key columns takes), not FOR UPDATE: the executions inserted just before hold
+# key-share locks on their skill (the foreign key), which FOR UPDATE would wait for, so two
+# concurrent starts of one skill would deadlock (bench/webhooks.py found it).
 _COUNT_RUNS = """
 WITH counted AS (
     SELECT c.skill_id, c.runs FROM unnest($2::uuid[], $3::int[]) AS c (skill_id, runs)
 ), locked AS (
     SELECT id FROM kijko.skills
     WHERE organization_id = $1 AND id IN (SELECT skill_id FROM counted)
-    ORDER BY id FOR UPDATE
+    ORDER BY id FOR NO KEY UPDATE
 )
 UPDATE kijko.skills k
 SET execution_count = k.execution_count + c.runs, last_executed_at = now()
