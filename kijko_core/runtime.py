@@ -26,6 +26,7 @@ from kijko_core.db.session import ServiceCapability, load_service_capability
 from kijko_core.egress import EgressGuard, make_egress_client
 from kijko_core.errors import ConfigurationError
 from kijko_core.http import make_http_client
+from kijko_core.llm import tracing
 from kijko_core.llm.clients import ProviderClients
 from kijko_core.plugins import registry as plugin_registry
 from kijko_core.prices import PriceTable
@@ -139,6 +140,8 @@ class Kijko:
         )
 
     async def stop(self) -> None:
+        # Traces of the last runs are still being sent through ``http``: let them arrive.
+        await tracing.flush()
         if self.redis is not None:
             await self.redis.aclose()
         await self.identity.close()

@@ -8,6 +8,8 @@ import asyncio
 import base64
 import dataclasses
 import json
+import select
+import socket
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
@@ -290,7 +292,7 @@ class LangfuseReceiver(HttpStandIn):
     """``POST /api/public/ingestion`` as Langfuse answers it (207 with per-event results),
     recording the batches and the basic-auth credentials they came with."""
 
-    def __init__(self, status: int = 207) -> None:
+    def __init__(self, status: int = 207, delay: float = 0.0) -> None:
         self.batches: list[dict[str, Any]] = []
         self.authorizations: list[str] = []
         self.arrived = threading.Event()
@@ -302,6 +304,8 @@ class LangfuseReceiver(HttpStandIn):
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                if delay and _hung_up(self.connection, delay):
+                    return  # a slow Langfuse: a batch counts only if its sender waited for the answer
                 outer.authorizations.append(self.headers.get("Authorization", ""))
                 outer.batches.append(body)
                 answer = json.dumps(
@@ -316,6 +320,12 @@ class LangfuseReceiver(HttpStandIn):
 
         super().__init__(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
         self.url = f"http://127.0.0.1:{self.port}"
+
+
+def _hung_up(connection: socket.socket, seconds: float) -> bool:
+    """Whether the client closed ``connection`` within ``seconds``."""
+    readable, _, _ = select.select([connection], [], [], seconds)
+    return bool(readable) and connection.recv(1, socket.MSG_PEEK) == b""
 
 
 async def test_a_run_is_traced_to_langfuse_in_its_ingestion_format(
@@ -350,6 +360,27 @@ async def test_a_run_is_traced_to_langfuse_in_its_ingestion_format(
     assert g["metadata"]["cost"] == "0.00045" and g["metadata"]["keySource"] == "platform"
     assert g["modelParameters"]["temperature"] == 0.3
     assert PLATFORM_KEY not in json.dumps(body)
+
+
+async def test_a_stopping_runtime_sends_the_traces_still_on_their_way(
+    make_settings: Any, server: LlmServer, alice: Account
+) -> None:
+    receiver = LangfuseReceiver(delay=0.5).start()
+    try:
+        settings = make_settings(
+            **provider_settings(server, PLATFORM_KEY),
+            langfuse_host=receiver.url,
+            langfuse_public_key="pk-lf-test",
+            langfuse_secret_key="sk-lf-secret",
+        )
+        own = await Kijko.start(settings)
+        try:
+            await run_llm(skill_run(own, alice.org_id))
+        finally:
+            await own.stop()  # at once: the batch is still on its way, the receiver slow
+        assert len(receiver.batches) == 1
+    finally:
+        receiver.stop()
 
 
 async def test_langfuse_down_or_refusing_never_fails_a_run(

@@ -6,7 +6,8 @@ Each run's call is one batch posted to Langfuse's public ingestion API
 ``trace-create`` (the skill run) and a ``generation-create`` (the model call: model, parameters,
 prompt, answer, token usage, cost, timing, or the failure). It is sent in the background through
 ``kijko.http`` (Langfuse is a service the operator configured, like Keycloak) and never fails or
-delays a run: an error is logged and dropped.
+delays a run: an error is logged and dropped. A stopping runtime waits for the batches on
+their way (up to :data:`SEND_TIMEOUT_SECONDS`) before it closes that client.
 """
 
 from __future__ import annotations
@@ -151,6 +152,7 @@ async def _send(kijko: Kijko, body: dict[str, Any]) -> None:
 
 
 async def flush() -> None:
-    """Wait for the traces on their way (tests; a worker stopping)."""
+    """Wait for the traces on their way (each send is bounded by :data:`SEND_TIMEOUT_SECONDS`;
+    ``Kijko.stop`` waits for them before it closes the HTTP client they are sent with)."""
     if _pending:
-        await asyncio.gather(*list(_pending), return_exceptions=True)
+        await asyncio.wait(list(_pending))
