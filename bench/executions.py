@@ -29,9 +29,7 @@ import asyncio
 import math
 import os
 import resource
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import UUID
+
+from bench import processes
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_SECONDS = 60.0
@@ -63,7 +63,7 @@ class Workers:
     """``kijko worker`` processes, started and ready."""
 
     def __init__(self, count: int, env: dict[str, str], tmp: Path, profile: Path | None = None) -> None:
-        self.processes: list[tuple[subprocess.Popen[bytes], Path]] = []
+        self.processes: list[processes.Started] = []
         for n in range(count):
             log = tmp / f"worker-{n}-{time.monotonic_ns()}.log"
             code = "from kijko_cli.main import cli; cli()"
@@ -74,38 +74,17 @@ class Workers:
                     "import cProfile; from kijko_cli.main import cli; p = cProfile.Profile(); p.enable()\n"
                     f"try:\n    cli()\nfinally:\n    p.disable(); p.dump_stats({str(target)!r})"
                 )
-            with log.open("wb") as out:
-                process = subprocess.Popen(
-                    [sys.executable, "-c", code, "worker"],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                )
-            self.processes.append((process, log))
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        for process, log in self.processes:
-            while "worker_started" not in log.read_text():
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"a worker did not start:\n{log.read_text()[-3000:]}")
-                time.sleep(0.05)
+            self.processes.append(processes.start([sys.executable, "-c", code, "worker"], env, log))
+        processes.wait_ready(self.processes, "worker_started", "a worker", READY_TIMEOUT_SECONDS)
 
     def stop(self) -> None:
-        for process, _ in self.processes:
-            process.send_signal(signal.SIGTERM)
-        for process, log in self.processes:
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            released = log.read_text().count("job_released")
-            if released:
-                print(f"  a worker deferred {released} jobs (released them to wait for a slot)")
-            if process.returncode != 0:
-                print(f"warning: a worker exited with {process.returncode}:\n{log.read_text()[-2000:]}")
-            log.unlink(missing_ok=True)
+        processes.stop(self.processes, _released)
+
+
+def _released(log: str) -> None:
+    released = log.count("job_released")
+    if released:
+        print(f"  a worker deferred {released} jobs (released them to wait for a slot)")
 
 
 async def _organizations(kijko: Any, count: int) -> list[tuple[UUID, dict[str, Any]]]:

@@ -29,7 +29,6 @@ import asyncio
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ from pathlib import Path
 
 import asyncpg
 
+from bench import processes
 from kijko_core.jobs import JobContext, add_doorbell, enqueue, job_kind, remove_doorbell, store
 
 KIND = "bench.noop"
@@ -90,7 +90,7 @@ async def reference_worker(dsn: str, batch: int) -> None:
 
 class Workers:
     def __init__(self, which: str, count: int, env: dict[str, str], concurrency: int, tmp: Path) -> None:
-        self.processes: list[tuple[subprocess.Popen[bytes], Path]] = []
+        self.processes: list[processes.Started] = []
         for n in range(count):
             log = tmp / f"{which}-{n}-{time.monotonic_ns()}.log"
             if which == "kijko":
@@ -99,36 +99,12 @@ class Workers:
             else:
                 command = [sys.executable, "-m", "bench.jobs", "--reference-worker", "--concurrency", str(concurrency)]
                 extra = {}
-            with log.open("wb") as out:
-                process = subprocess.Popen(
-                    command,
-                    cwd=ROOT,
-                    env={**env, **extra},
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                )
-            self.processes.append((process, log))
+            self.processes.append(processes.start(command, {**env, **extra}, log))
         marker = "worker_started" if which == "kijko" else "ready"
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        for process, log in self.processes:
-            while marker not in log.read_text():
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"{which} worker did not start:\n{log.read_text()}")
-                time.sleep(0.05)
+        processes.wait_ready(self.processes, marker, f"{which} worker", READY_TIMEOUT_SECONDS)
 
     def stop(self) -> None:
-        for process, _ in self.processes:
-            process.send_signal(signal.SIGTERM)
-        for process, log in self.processes:
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            if process.returncode != 0:
-                print(f"warning: a worker exited with {process.returncode}:\n{log.read_text()[-2000:]}")
-            log.unlink(missing_ok=True)
+        processes.stop(self.processes)
 
 
 async def run_round(which: str, jobs: int, env: dict[str, str], workers: int, concurrency: int, tmp: Path) -> Result:

@@ -27,13 +27,14 @@ import cProfile
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from bench import processes
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_SECONDS = 120.0
@@ -116,7 +117,7 @@ FROM numbered s, generate_series(1, $2) AS n
 """
 
 
-async def run_round(env: dict[str, str], habits: int, organizations: int, processes: int, tmp: Path) -> Result:
+async def run_round(env: dict[str, str], habits: int, organizations: int, count: int, tmp: Path) -> Result:
     from kijko_core.config import load_settings
     from kijko_core.db.session import system_session
     from kijko_core.runtime import Kijko
@@ -128,7 +129,7 @@ async def run_round(env: dict[str, str], habits: int, organizations: int, proces
             await db.execute(_SEED, organizations, habits // organizations)
             due = await db.fetchval("SELECT count(*) FROM kijko.habits WHERE is_active AND next_run_at <= now()")
         go = tmp / f"go-{time.monotonic_ns()}"
-        started = await asyncio.to_thread(_start, env, processes, go, tmp)
+        started = await asyncio.to_thread(_start, env, count, go, tmp)
         async with system_session(kijko.system_db, readonly=True) as db:
             begun = await db.fetchval("SELECT clock_timestamp()")
         go.touch()
@@ -170,30 +171,14 @@ async def run_round(env: dict[str, str], habits: int, organizations: int, proces
     )
 
 
-def _start(env: dict[str, str], processes: int, go: Path, tmp: Path) -> list[tuple[subprocess.Popen[bytes], Path]]:
-    started = []
-    for n in range(processes):
-        log = tmp / f"scheduler-{n}-{time.monotonic_ns()}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "bench.scheduler", "--tick-process", str(go)],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        started.append((process, log))
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    for process, log in started:
-        while "ready" not in log.read_text():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"a scheduler process did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.05)
+def _start(env: dict[str, str], count: int, go: Path, tmp: Path) -> list[processes.Started]:
+    command = [sys.executable, "-m", "bench.scheduler", "--tick-process", str(go)]
+    started = [processes.start(command, env, tmp / f"scheduler-{n}-{time.monotonic_ns()}.log") for n in range(count)]
+    processes.wait_ready(started, "ready", "a scheduler process", READY_TIMEOUT_SECONDS)
     return started
 
 
-def _wait(started: list[tuple[subprocess.Popen[bytes], Path]]) -> list[dict[str, float]]:
+def _wait(started: list[processes.Started]) -> list[dict[str, float]]:
     outputs = []
     for process, log in started:
         process.wait(timeout=RUN_TIMEOUT_SECONDS)

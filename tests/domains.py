@@ -118,6 +118,28 @@ class Domain:
         return self.unwrap(await response.get_json())
 
 
+_PAGE = {"pageSize": 100}
+
+
+def listed_ids(api: str, key: str, query: dict[str, int] = _PAGE) -> Listed:
+    """``listed`` for a paged list: the ids under ``key`` of its first page (all of them)."""
+
+    async def listed(client: Client, account: Account) -> set[str]:
+        response = await client.get(api, query_string=query, headers=account.headers)
+        body = await response.get_json()
+        assert response.status_code == 200 and body["total"] <= 100, body
+        return {item["id"] for item in body[key]}
+
+    return listed
+
+
+async def list_and_stats(client: Client, account: Account, api: str, query: dict[str, int] = _PAGE) -> dict[str, Any]:
+    """A snapshot's list page and ``{api}/stats``."""
+    listed = await client.get(api, query_string=query, headers=account.headers)
+    stats = await client.get(f"{api}/stats", headers=account.headers)
+    return {"list": await listed.get_json(), "stats": await stats.get_json()}
+
+
 # --- projects ------------------------------------------------------------------------------------
 
 PROJECTS_API = "/api/v1/projects"
@@ -126,19 +148,6 @@ _PROJECT = f"{PROJECTS_API}/<project_id>"
 
 def _new_project(kind: str) -> dict[str, Any]:
     return {"name": f"P {kind} {uuid.uuid4().hex[:10]}", "type": "repository", "privacy": kind}
-
-
-async def _listed_projects(client: Client, account: Account) -> set[str]:
-    response = await client.get(PROJECTS_API, query_string={"pageSize": 100}, headers=account.headers)
-    body = await response.get_json()
-    assert response.status_code == 200 and body["total"] <= 100, body
-    return {project["id"] for project in body["data"]}
-
-
-async def _project_snapshot(client: Client, account: Account) -> dict[str, Any]:
-    listed = await client.get(PROJECTS_API, query_string={"pageSize": 100}, headers=account.headers)
-    stats = await client.get(f"{PROJECTS_API}/stats", headers=account.headers)
-    return {"list": await listed.get_json(), "stats": await stats.get_json()}
 
 
 async def _pending_member(client: Client, creator: Account, project: dict[str, Any]) -> str:
@@ -225,8 +234,8 @@ PROJECTS = Domain(
     kinds=("shared", "private"),
     new_body=_new_project,
     unwrap=lambda body: body["project"],
-    listed=_listed_projects,
-    snapshot=_project_snapshot,
+    listed=listed_ids(PROJECTS_API, "data"),
+    snapshot=lambda client, account: list_and_stats(client, account, PROJECTS_API),
     actions=(
         Action("get", "GET", _PROJECT, _READ),
         Action("get full", "GET", f"{_PROJECT}/full", _READ),
@@ -548,13 +557,6 @@ SKILLS_API = "/api/v1/skills"
 _SKILL = f"{SKILLS_API}/<skill_id>"
 
 
-async def _listed_skills(client: Client, account: Account) -> set[str]:
-    response = await client.get(SKILLS_API, query_string={"pageSize": 100}, headers=account.headers)
-    body = await response.get_json()
-    assert response.status_code == 200 and body["total"] <= 100, body
-    return {skill["id"] for skill in body["skills"]}
-
-
 async def _skill_snapshot(client: Client, account: Account) -> dict[str, Any]:
     listed = await client.get(SKILLS_API, query_string={"pageSize": 100}, headers=account.headers)
     return {"list": await listed.get_json()}
@@ -573,7 +575,7 @@ SKILLS = Domain(
     not_found="SKILL_NOT_FOUND",
     kinds=("skill",),
     new_body=lambda kind: skill_body(),
-    listed=_listed_skills,
+    listed=listed_ids(SKILLS_API, "skills"),
     snapshot=_skill_snapshot,
     actions=(
         Action("get", "GET", _SKILL, _SKILL_READ),
@@ -625,19 +627,6 @@ async def _make_execution(client: Client, account: Account, kind: str) -> dict[s
     return {"id": str(row.id)}
 
 
-async def _listed_executions(client: Client, account: Account) -> set[str]:
-    response = await client.get(EXECUTIONS_API, query_string={"limit": 100}, headers=account.headers)
-    body = await response.get_json()
-    assert response.status_code == 200 and body["total"] <= 100, body
-    return {execution["id"] for execution in body["executions"]}
-
-
-async def _executions_snapshot(client: Client, account: Account) -> dict[str, Any]:
-    listed = await client.get(EXECUTIONS_API, query_string={"limit": 100}, headers=account.headers)
-    stats = await client.get(f"{EXECUTIONS_API}/stats", headers=account.headers)
-    return {"list": await listed.get_json(), "stats": await stats.get_json()}
-
-
 # Executions are organization data (decision 0111): every member reads every execution.
 _EXECUTION_READ: Expected = {"execution": everyone()}
 _AGGREGATE = "aggregates of the organization: the isolation snapshot, test_execution_history.py"
@@ -650,8 +639,8 @@ EXECUTIONS = Domain(
     kinds=("execution",),
     new_body=lambda kind: {},
     make=_make_execution,
-    listed=_listed_executions,
-    snapshot=_executions_snapshot,
+    listed=listed_ids(EXECUTIONS_API, "executions", {"limit": 100}),
+    snapshot=lambda client, account: list_and_stats(client, account, EXECUTIONS_API, {"limit": 100}),
     actions=(
         Action("get", "GET", _EXECUTION, _EXECUTION_READ),
         Action("get full", "GET", f"{_EXECUTION}/full", _EXECUTION_READ),
@@ -678,6 +667,27 @@ EXECUTIONS = Domain(
 )
 
 
+def automation_actions(
+    rule: str, api: str, read: Expected, write: Expected, update: dict[str, Any], patch: dict[str, Any], *own: Action
+) -> tuple[Action, ...]:
+    """What habits and reflexes (automations) share: read, list, change, delete, turn on and
+    off, reset the errors, the domain's ``own`` actions, and the history (reading it)."""
+    return (
+        Action("get", "GET", rule, read),
+        Action("get full", "GET", f"{rule}/full", read),
+        Action("list", "LIST", api, read),
+        Action("update", "PUT", rule, write, update),
+        Action("patch", "PATCH", rule, write, patch),
+        Action("delete", "DELETE", rule, write),
+        Action("activate", "POST", f"{rule}/activate", write),
+        Action("deactivate", "POST", f"{rule}/deactivate", write),
+        Action("reset errors", "POST", f"{rule}/reset-errors", write),
+        *own,
+        # Its history (docs/execution-history.md): reading the automation.
+        Action("executions", "GET", f"{rule}/executions", read),
+    )
+
+
 # --- habits -----------------------------------------------------------------------------------------
 
 HABITS_API = "/api/v1/habits"
@@ -690,19 +700,11 @@ async def _make_habit(client: Client, account: Account, kind: str) -> dict[str, 
     return await create_habit(client, account)
 
 
-async def _listed_habits(client: Client, account: Account) -> set[str]:
-    response = await client.get(HABITS_API, query_string={"pageSize": 100}, headers=account.headers)
-    body = await response.get_json()
-    assert response.status_code == 200 and body["total"] <= 100, body
-    return {habit["id"] for habit in body["habits"]}
-
-
 async def _habit_snapshot(client: Client, account: Account) -> dict[str, Any]:
-    listed = await client.get(HABITS_API, query_string={"pageSize": 100}, headers=account.headers)
-    stats = await client.get(f"{HABITS_API}/stats", headers=account.headers)
     # The skills too: a run (run-now) counts on its skill.
-    skills = await client.get("/api/v1/skills", query_string={"pageSize": 100}, headers=account.headers)
-    return {"list": await listed.get_json(), "stats": await stats.get_json(), "skills": await skills.get_json()}
+    listed_and_stats = await list_and_stats(client, account, HABITS_API)
+    skills = await client.get("/api/v1/skills", query_string=_PAGE, headers=account.headers)
+    return {**listed_and_stats, "skills": await skills.get_json()}
 
 
 # Habits are organization data (ARCHITECTURE §3, docs/habits.md): every member reads them; the
@@ -718,21 +720,16 @@ HABITS = Domain(
     kinds=("habit",),
     new_body=lambda kind: {},
     make=_make_habit,
-    listed=_listed_habits,
+    listed=listed_ids(HABITS_API, "habits"),
     snapshot=_habit_snapshot,
-    actions=(
-        Action("get", "GET", _HABIT, _HABIT_READ),
-        Action("get full", "GET", f"{_HABIT}/full", _HABIT_READ),
-        Action("list", "LIST", HABITS_API, _HABIT_READ),
-        Action("update", "PUT", _HABIT, _HABIT_WRITE, {"scheduleCron": "30 8 * * 1-5", "timezone": "UTC"}),
-        Action("patch", "PATCH", _HABIT, _HABIT_WRITE, {"scheduleDescription": "changed by PATCH"}),
-        Action("delete", "DELETE", _HABIT, _HABIT_WRITE),
-        Action("activate", "POST", f"{_HABIT}/activate", _HABIT_WRITE),
-        Action("deactivate", "POST", f"{_HABIT}/deactivate", _HABIT_WRITE),
-        Action("reset errors", "POST", f"{_HABIT}/reset-errors", _HABIT_WRITE),
+    actions=automation_actions(
+        _HABIT,
+        HABITS_API,
+        _HABIT_READ,
+        _HABIT_WRITE,
+        {"scheduleCron": "30 8 * * 1-5", "timezone": "UTC"},
+        {"scheduleDescription": "changed by PATCH"},
         Action("run now", "POST", f"{_HABIT}/run-now", _HABIT_WRITE),
-        # Its history (docs/execution-history.md): reading the habit.
-        Action("executions", "GET", f"{_HABIT}/executions", _HABIT_READ),
     ),
     # The Habit has no organizationId on the wire (contract §3.3): tests/test_habit_routes.py
     # sends foreign ids in create and update bodies and checks the rows.
@@ -765,19 +762,6 @@ async def _make_reflex(client: Client, account: Account, kind: str) -> dict[str,
     return created
 
 
-async def _listed_reflexes(client: Client, account: Account) -> set[str]:
-    response = await client.get(REFLEXES_API, query_string={"pageSize": 100}, headers=account.headers)
-    body = await response.get_json()
-    assert response.status_code == 200 and body["total"] <= 100, body
-    return {reflex["id"] for reflex in body["reflexes"]}
-
-
-async def _reflex_snapshot(client: Client, account: Account) -> dict[str, Any]:
-    listed = await client.get(REFLEXES_API, query_string={"pageSize": 100}, headers=account.headers)
-    stats = await client.get(f"{REFLEXES_API}/stats", headers=account.headers)
-    return {"list": await listed.get_json(), "stats": await stats.get_json()}
-
-
 # Reflexes are organization data like skills (docs/reflexes.md): every member reads them; the
 # creator, owners and admins change, test them and see their secret (webhook-info).
 _REFLEX_READ: Expected = {"webhook": everyone()}
@@ -791,23 +775,18 @@ REFLEXES = Domain(
     kinds=("webhook",),
     new_body=lambda kind: {},
     make=_make_reflex,
-    listed=_listed_reflexes,
-    snapshot=_reflex_snapshot,
-    actions=(
-        Action("get", "GET", _REFLEX, _REFLEX_READ),
-        Action("get full", "GET", f"{_REFLEX}/full", _REFLEX_READ),
-        Action("list", "LIST", REFLEXES_API, _REFLEX_READ),
-        Action("update", "PUT", _REFLEX, _REFLEX_WRITE, {"conditions": {"matchAll": False}, "isActive": False}),
-        Action("patch", "PATCH", _REFLEX, _REFLEX_WRITE, {"triggerConfig": {"method": "POST"}}),
-        Action("delete", "DELETE", _REFLEX, _REFLEX_WRITE),
-        Action("activate", "POST", f"{_REFLEX}/activate", _REFLEX_WRITE),
-        Action("deactivate", "POST", f"{_REFLEX}/deactivate", _REFLEX_WRITE),
-        Action("reset errors", "POST", f"{_REFLEX}/reset-errors", _REFLEX_WRITE),
+    listed=listed_ids(REFLEXES_API, "reflexes"),
+    snapshot=lambda client, account: list_and_stats(client, account, REFLEXES_API),
+    actions=automation_actions(
+        _REFLEX,
+        REFLEXES_API,
+        _REFLEX_READ,
+        _REFLEX_WRITE,
+        {"conditions": {"matchAll": False}, "isActive": False},
+        {"triggerConfig": {"method": "POST"}},
         Action("test", "POST", f"{_REFLEX}/test", _REFLEX_WRITE, {"payload": {"name": "Ada"}}),
         Action("regenerate secret", "POST", f"{_REFLEX}/regenerate-secret", _REFLEX_WRITE),
         Action("webhook info", "GET", f"{_REFLEX}/webhook-info", _REFLEX_WRITE),
-        # Its history (docs/execution-history.md): reading the reflex.
-        Action("executions", "GET", f"{_REFLEX}/executions", _REFLEX_READ),
     ),
     create_rule=None,
     may_create={},

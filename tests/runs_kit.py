@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
 from uuid import UUID
@@ -144,6 +146,32 @@ async def cancel_leftovers(kijko: Kijko) -> None:
         await db.execute(
             "UPDATE kijko.jobs SET state = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,"
             " finished_at = clock_timestamp() WHERE kind = 'execution.run' AND state IN ('queued', 'running')"
+        )
+
+
+@asynccontextmanager
+async def capped_runtime(make_settings: Callable[..., Any], cap: str = "1.00") -> AsyncIterator[Kijko]:
+    """A runtime of its own with a monthly spend cap on the platform's keys (the tests'
+    ``capped`` fixtures); its unfinished executions cancelled when it stops."""
+    runtime = await Kijko.start(make_settings(llm_monthly_spend_cap=cap))
+    try:
+        yield runtime
+    finally:
+        await cancel_leftovers(runtime)
+        await runtime.stop()
+
+
+async def spent(kijko: Kijko, account: Account, cost: str, *, key_source: str = "platform", days_ago: int = 0) -> None:
+    """A provider call made ``days_ago``, paid with ``key_source``."""
+    async with system_session(kijko.system_db) as db:
+        await db.execute(
+            "INSERT INTO kijko.llm_usage (organization_id, provider, model, key_source, cost, currency, created_at)"
+            " VALUES ($1, 'anthropic', $2, $3, $4, 'usd', now() - make_interval(days => $5))",
+            UUID(account.org_id),
+            MODEL,
+            key_source,
+            Decimal(cost),
+            days_ago,
         )
 
 

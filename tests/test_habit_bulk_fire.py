@@ -11,7 +11,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -24,7 +23,7 @@ from kijko_core.habits import scheduler
 from kijko_core.runtime import Kijko
 from tests.conftest import Account
 from tests.ingestion_kit import recording
-from tests.runs_kit import MODEL, cancel_leftovers, insert_skill, snapshot
+from tests.runs_kit import cancel_leftovers, capped_runtime, insert_skill, snapshot, spent
 
 INSTANT = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -156,26 +155,15 @@ async def test_a_failing_batch_writes_nothing(kijko: Kijko, alice: Account, bob:
 
 @pytest.fixture(scope="module")
 async def capped(make_settings: Any) -> AsyncIterator[Kijko]:
-    runtime = await Kijko.start(make_settings(llm_monthly_spend_cap="1.00"))
-    try:
+    async with capped_runtime(make_settings) as runtime:
         yield runtime
-    finally:
-        await cancel_leftovers(runtime)
-        await runtime.stop()
 
 
 async def test_over_the_spend_cap_habit_runs_are_recorded_failed_and_an_api_run_refuses_the_batch(
     capped: Kijko, alice: Account
 ) -> None:
     skill = await insert_skill(capped, alice)
-    async with system_session(capped.system_db) as db:
-        await db.execute(
-            "INSERT INTO kijko.llm_usage (organization_id, provider, model, key_source, cost, currency)"
-            " VALUES ($1, 'anthropic', $2, 'platform', $3, 'usd')",
-            UUID(alice.org_id),
-            MODEL,
-            Decimal("1.50"),
-        )
+    await spent(capped, alice, "1.50")
     manual = lifecycle.Run(snapshot(skill), {"name": "Eve"}, "manual", UUID(alice.user_id), skill["id"])
     habit = uuid.uuid4()
     with pytest.raises(SpendCapReached):

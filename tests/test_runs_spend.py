@@ -23,19 +23,15 @@ from kijko_server.app import create_app
 from tests.conftest import Account
 from tests.memberships import add_member
 from tests.reflex_kit import create_reflex
-from tests.runs_kit import MODEL, cancel_leftovers, execution, insert_skill, snapshot
+from tests.runs_kit import MODEL, capped_runtime, execution, insert_skill, snapshot, spent
 
 API = "/api/v1"
 
 
 @pytest.fixture(scope="module")
 async def capped(make_settings: Any) -> AsyncIterator[Kijko]:
-    runtime = await Kijko.start(make_settings(llm_monthly_spend_cap="1.00"))
-    try:
+    async with capped_runtime(make_settings) as runtime:
         yield runtime
-    finally:
-        await cancel_leftovers(runtime)
-        await runtime.stop()
 
 
 @pytest.fixture
@@ -43,20 +39,6 @@ async def capped_client(capped: Kijko) -> AsyncIterator[Any]:
     application = create_app(kijko=capped)
     async with application.test_app():
         yield application.test_client()
-
-
-async def spent(kijko: Kijko, account: Account, cost: str, *, key_source: str = "platform", days_ago: int = 0) -> None:
-    """A provider call made ``days_ago``, paid with ``key_source``."""
-    async with system_session(kijko.system_db) as db:
-        await db.execute(
-            "INSERT INTO kijko.llm_usage (organization_id, provider, model, key_source, cost, currency, created_at)"
-            " VALUES ($1, 'anthropic', $2, $3, $4, 'usd', now() - make_interval(days => $5))",
-            UUID(account.org_id),
-            MODEL,
-            key_source,
-            Decimal(cost),
-            days_ago,
-        )
 
 
 async def mails(kijko: Kijko, account: Account) -> list[tuple[str, str]]:

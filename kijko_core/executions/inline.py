@@ -20,7 +20,7 @@ from uuid import UUID
 
 from kijko_core.db.session import Session, TenantSession
 from kijko_core.executions import job, lifecycle, spend
-from kijko_core.executions.run_models import ExecuteSkillResponse
+from kijko_core.executions.models import ExecuteSkillResponse
 from kijko_core.plugins import SkillRunFailed
 
 if TYPE_CHECKING:

@@ -97,3 +97,26 @@ FORGET_DELIVERIES = (
     "DELETE FROM kijko.reflex_deliveries WHERE ctid IN (SELECT ctid FROM kijko.reflex_deliveries"
     " WHERE received_at < now() - make_interval(days => $1) LIMIT $2)"
 )
+
+# --- the webhook receiver (kijko_core/reflexes/receiver.py) ---------------------------------------
+
+#: The database's clock with the reflex and its secrets, if any (a LEFT JOIN: one row either way).
+WEBHOOK_LOOKUP = sql.compose(
+    "SELECT now() AS received_at, r.secret_ciphertext, r.previous_secret_ciphertext,"
+    " r.previous_secret_expires_at > now() AS previous_valid, {columns}"
+    "\nFROM (SELECT 1) AS one LEFT JOIN kijko.reflexes r ON r.id = $1",
+    columns=sql.Fragment(", ".join(f"r.{name.strip()}" for name in COLUMNS.split(","))),
+)
+#: The delivery id, remembered once (no row back: it was seen before).
+REMEMBER_DELIVERY = (
+    "INSERT INTO kijko.reflex_deliveries (organization_id, reflex_id, delivery_id, matched)"
+    " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING delivery_id"
+)
+FIRST_DELIVERY = (
+    "SELECT matched, execution_id FROM kijko.reflex_deliveries"
+    " WHERE organization_id = $1 AND reflex_id = $2 AND delivery_id = $3"
+)
+DELIVERY_STARTED = (
+    "UPDATE kijko.reflex_deliveries SET execution_id = $4"
+    " WHERE organization_id = $1 AND reflex_id = $2 AND delivery_id = $3"
+)

@@ -8,11 +8,15 @@ over the ``<id>`` rules: Werkzeug's router tries a static segment before a varia
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from uuid import UUID
+
 from pydantic import Field, RootModel
 from quart import Blueprint
 from quart_schema import validate_querystring
 
-from kijko_core.errors import ValidationFailed
+from kijko_core.db.session import TenantSession
+from kijko_core.errors import NotFound, ValidationFailed
 from kijko_core.executions import export as exports
 from kijko_core.executions import queries, stats
 from kijko_core.executions.errors import ExecutionNotFound
@@ -190,17 +194,28 @@ async def executions_skill_history(query_args: SkillHistoryQuery) -> SkillHistor
     return SkillHistory(executions=found, has_more=total > len(found))
 
 
+_Require = Callable[[TenantSession, UUID], Awaitable[None]]
+_Page = Callable[[TenantSession, UUID, int, int], Awaitable[tuple[list[SkillExecution], int]]]
+
+
+async def _history(
+    raw_id: str, not_found: type[NotFound], require: _Require, page: _Page, query: HistoryQuery
+) -> History:
+    """One history: the parent's 404 when its id is malformed or unknown, then the page."""
+    async with tenant(readonly=True) as db:
+        parent = entity_id(raw_id, not_found)
+        await require(db, parent)
+        found, total = await page(db, parent, query.limit, query.offset)
+    return History(executions=found, total=total)
+
+
 @bp.get("/skills/<skill_id>/executions")
 @responds(*TENANT_ERRORS, SkillNotFound)
 @validate_querystring(HistoryQuery)
 @validate_response(History)
 async def executions_of_skill(skill_id: str, query_args: HistoryQuery) -> History:
     """A skill's executions, newest first, and their total."""
-    async with tenant(readonly=True) as db:
-        skill = entity_id(skill_id, SkillNotFound)
-        await queries.require_skill(db, skill)
-        found, total = await queries.for_skill(db, skill, query_args.limit, query_args.offset)
-    return History(executions=found, total=total)
+    return await _history(skill_id, SkillNotFound, queries.require_skill, queries.for_skill, query_args)
 
 
 @bp.get("/habits/<habit_id>/executions")
@@ -209,11 +224,7 @@ async def executions_of_skill(skill_id: str, query_args: HistoryQuery) -> Histor
 @validate_response(History)
 async def executions_of_habit(habit_id: str, query_args: HistoryQuery) -> History:
     """The executions a habit started, newest first, and their total."""
-    async with tenant(readonly=True) as db:
-        habit = entity_id(habit_id, HabitNotFound)
-        await queries.require_habit(db, habit)
-        found, total = await queries.for_reference(db, habit, query_args.limit, query_args.offset)
-    return History(executions=found, total=total)
+    return await _history(habit_id, HabitNotFound, queries.require_habit, queries.for_reference, query_args)
 
 
 @bp.get("/reflexes/<reflex_id>/executions")
@@ -222,11 +233,7 @@ async def executions_of_habit(habit_id: str, query_args: HistoryQuery) -> Histor
 @validate_response(History)
 async def executions_of_reflex(reflex_id: str, query_args: HistoryQuery) -> History:
     """The executions a reflex triggered, newest first, and their total."""
-    async with tenant(readonly=True) as db:
-        reflex = entity_id(reflex_id, ReflexNotFound)
-        await queries.require_reflex(db, reflex)
-        found, total = await queries.for_reference(db, reflex, query_args.limit, query_args.offset)
-    return History(executions=found, total=total)
+    return await _history(reflex_id, ReflexNotFound, queries.require_reflex, queries.for_reference, query_args)
 
 
 # --- skills' statistics -------------------------------------------------------------------------

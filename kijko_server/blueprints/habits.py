@@ -126,8 +126,7 @@ async def habits_delete(habit_id: str) -> Success:
 @validate_response(Habit)
 async def habits_activate(habit_id: str) -> Habit:
     """Active, next run from now, failures forgotten."""
-    async with tenant() as db:
-        return await service.activate(db, parse_habit_id(habit_id))
+    return await _set_active(habit_id, True)
 
 
 @bp.post("/<habit_id>/deactivate")
@@ -135,8 +134,7 @@ async def habits_activate(habit_id: str) -> Habit:
 @validate_response(Habit)
 async def habits_deactivate(habit_id: str) -> Habit:
     """Inactive: no next run."""
-    async with tenant() as db:
-        return await service.deactivate(db, parse_habit_id(habit_id))
+    return await _set_active(habit_id, False)
 
 
 @bp.post("/<habit_id>/reset-errors")
@@ -144,8 +142,14 @@ async def habits_deactivate(habit_id: str) -> Habit:
 @validate_response(Habit)
 async def habits_reset_errors(habit_id: str) -> Habit:
     """Failures forgotten, error cleared, active again with its next run from now."""
+    return await _set_active(habit_id, True)
+
+
+async def _set_active(habit_id: str, active: bool) -> Habit:
+    """activate, reset-errors (the same) and deactivate."""
     async with tenant() as db:
-        return await service.activate(db, parse_habit_id(habit_id))
+        habit = parse_habit_id(habit_id)
+        return await (service.activate(db, habit) if active else service.deactivate(db, habit))
 
 
 @bp.post("/<habit_id>/run-now")

@@ -125,8 +125,7 @@ async def reflexes_delete(reflex_id: str) -> Success:
 @validate_response(Reflex)
 async def reflexes_activate(reflex_id: str) -> Reflex:
     """Activate: consecutive failures back to 0, the error cleared; 409 if the skill is inactive."""
-    async with tenant() as db:
-        return await service.set_active(db, parse_reflex_id(reflex_id), True)
+    return await _set_active(reflex_id, True)
 
 
 @bp.post("/<reflex_id>/deactivate")
@@ -134,8 +133,7 @@ async def reflexes_activate(reflex_id: str) -> Reflex:
 @validate_response(Reflex)
 async def reflexes_deactivate(reflex_id: str) -> Reflex:
     """Deactivate: deliveries are refused (401), events ignored."""
-    async with tenant() as db:
-        return await service.set_active(db, parse_reflex_id(reflex_id), False)
+    return await _set_active(reflex_id, False)
 
 
 @bp.post("/<reflex_id>/reset-errors")
@@ -143,8 +141,13 @@ async def reflexes_deactivate(reflex_id: str) -> Reflex:
 @validate_response(Reflex)
 async def reflexes_reset_errors(reflex_id: str) -> Reflex:
     """Failures back to 0, the error cleared and the reflex active again."""
+    return await _set_active(reflex_id, True)
+
+
+async def _set_active(reflex_id: str, active: bool) -> Reflex:
+    """activate, reset-errors (the same) and deactivate."""
     async with tenant() as db:
-        return await service.set_active(db, parse_reflex_id(reflex_id), True)
+        return await service.set_active(db, parse_reflex_id(reflex_id), active)
 
 
 @bp.post("/<reflex_id>/test")

@@ -15,7 +15,7 @@ from kijko_core.db.session import TenantSession
 from kijko_core.errors import RateLimited, ValidationFailed
 from kijko_core.executions import inline, lifecycle, spend
 from kijko_core.executions.errors import CannotCancel, CannotRetry, ExecutionNotFound
-from kijko_core.executions.run_models import (
+from kijko_core.executions.models import (
     ExecuteQuery,
     ExecuteSkill,
     ExecuteSkillResponse,

@@ -71,8 +71,7 @@ async def skills_create(data: CreateSkill) -> tuple[Skill, int]:
 @validate_response(BulkResult)
 async def skills_bulk_activate(data: BulkSkills) -> BulkResult:
     """Activate the listed skills the caller may edit; others are skipped."""
-    async with tenant() as db:
-        return BulkResult(count=await service.bulk_set_active(db, data.skill_ids, True))
+    return await _bulk_set_active(data, True)
 
 
 @bp.post("/bulk/deactivate")
@@ -81,8 +80,12 @@ async def skills_bulk_activate(data: BulkSkills) -> BulkResult:
 @validate_response(BulkResult)
 async def skills_bulk_deactivate(data: BulkSkills) -> BulkResult:
     """Deactivate the listed skills the caller may edit; others are skipped."""
+    return await _bulk_set_active(data, False)
+
+
+async def _bulk_set_active(data: BulkSkills, active: bool) -> BulkResult:
     async with tenant() as db:
-        return BulkResult(count=await service.bulk_set_active(db, data.skill_ids, False))
+        return BulkResult(count=await service.bulk_set_active(db, data.skill_ids, active))
 
 
 @bp.delete("/bulk")
