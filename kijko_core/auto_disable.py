@@ -6,11 +6,14 @@ runs fail too often in a row turns itself off and tells its creator.
   clears ``last_error_message``; a failed one adds one and keeps its error; a cancelled one
   changes nothing (a person stopped it, the automation did not fail). The habit scheduler also
   counts a due habit whose config no longer fits its skill (no execution is started).
-- **Deactivating** — :func:`disable_failing`, on the worker's tick, where the settings are
-  (``KIJKO_HABIT_MAX_CONSECUTIVE_FAILURES``, ``KIJKO_REFLEX_MAX_CONSECUTIVE_FAILURES``): each
-  one over its limit is deactivated compare-and-set (with two workers one wins, and only that
-  one tells), then ``activity:new`` goes to the creator's user room and a mail to them
-  (``habit_disabled`` / ``reflex_disabled``), after the commit.
+- **Deactivating** — as soon as the failure that reaches the limit
+  (``KIJKO_HABIT_MAX_CONSECUTIVE_FAILURES``, ``KIJKO_REFLEX_MAX_CONSECUTIVE_FAILURES``) is
+  counted, in the same transaction (decision 0139): the next webhook delivery or tick finds the
+  automation off. :func:`disable_failing`, on the worker's tick, is the safety net for what the
+  listener cannot judge (an ending without the settings, the scheduler's own failure counts, a
+  limit lowered since). Either way the deactivation is compare-and-set (one of two racing
+  transactions wins, and only that one tells), then ``activity:new`` goes to the creator's
+  user room and a mail to them (``habit_disabled`` / ``reflex_disabled``), after the commit.
 """
 
 from __future__ import annotations
@@ -137,6 +140,10 @@ async def on_finish(db: Session, finished: lifecycle.FinishedExecution) -> None:
             finished.reference_id,
             error_text(finished.error_code, finished.error_message),
         )
+        if finished.settings is not None:
+            await _disable(
+                db, finished.organization_id, automation, [finished.reference_id], automation.limit(finished.settings)
+            )
 
 
 lifecycle.add_finish_listener(on_finish)
@@ -155,18 +162,22 @@ async def disable_failing(kijko: Kijko, automation: Automation, capability: Serv
     by_org: dict[UUID, list[UUID]] = defaultdict(list)
     for row in rows:
         by_org[row["organization_id"]].append(row["id"])
-    disable = _SQL[automation.kind].disable
     disabled = 0
     actor = ServiceActor(f"{automation.kind}s.auto_disable", "tick")
     for org_id, ids in by_org.items():
         async with service_session(kijko.app_db, capability, org_id, actor) as tenant:
-            for row in await tenant.fetch(disable, ids, limit):
-                await _tell(tenant, org_id, automation, row)
-                disabled += 1
-                log.info(
-                    "automation_disabled", kind=automation.kind, id=str(row["id"]), failures=row["consecutive_failures"]
-                )
+            disabled += await _disable(tenant, org_id, automation, ids, limit)
     return disabled
+
+
+async def _disable(db: Session, org_id: UUID, automation: Automation, ids: list[UUID], limit: int) -> int:
+    """Deactivate those of ``ids`` still active at or over ``limit`` failures, in ``db``'s
+    transaction, and tell their creators; returns how many."""
+    rows = await db.fetch(_SQL[automation.kind].disable, ids, limit)
+    for row in rows:
+        await _tell(db, org_id, automation, row)
+        log.info("automation_disabled", kind=automation.kind, id=str(row["id"]), failures=row["consecutive_failures"])
+    return len(rows)
 
 
 _CREATOR = "SELECT email, first_name, last_name FROM kijko.organization_members() WHERE user_id = $1"

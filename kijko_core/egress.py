@@ -18,6 +18,7 @@ which uses the same guard. docs/egress.md describes it for operators.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import ssl
 import zlib
@@ -161,6 +162,48 @@ def refusal(address: str | IPAddress, allow: Sequence[IPNetwork] = ()) -> str | 
             if kind == "NAT64":
                 return None  # the translator reaches exactly that public IPv4 address
     return _own_refusal(ip)
+
+
+#: Names of cloud metadata services (GCP, AWS, OpenStack/Oracle's ``metadata``): refused for a
+#: URL saved to be called later, like the addresses above.
+METADATA_HOSTNAMES: frozenset[str] = frozenset(
+    (
+        "metadata",
+        "metadata.google.internal",
+        "metadata.goog",
+        "instance-data",
+        "instance-data.ec2.internal",
+    )
+)
+# The legacy spellings of an IPv4 address the system's resolver still reads as one (2852039166,
+# 0xa9fea9fe, 0251.0376.0251.0376, 169.254.43518): numbers, hex digits, x and dots only.
+_LEGACY_IPV4 = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}$")
+
+
+def host_refusal(host: str, allow: Iterable[str | IPNetwork] = ()) -> str | None:
+    """Why a URL with this host, saved now and called later, is refused — without looking the
+    name up (a DNS answer may change before the call; the guard checks every connection then).
+
+    Refused: a literal address the guard refuses (also in the legacy IPv4 spellings), a cloud
+    metadata name, and ``localhost`` (always the loopback, RFC 6761) unless ``allow`` lets the
+    loopback through. Any other name passes here.
+    """
+    guard = EgressGuard(allow)
+    name = host.strip("[]").rstrip(".").lower()
+    if name in METADATA_HOSTNAMES:
+        return "a cloud metadata host"
+    if name == "localhost" or name.endswith(".localhost"):
+        return guard.refusal("127.0.0.1")
+    try:
+        return guard.refusal(ipaddress.ip_address(name))
+    except ValueError:
+        pass
+    if _LEGACY_IPV4.fullmatch(name):
+        try:
+            return guard.refusal(ipaddress.IPv4Address(socket.inet_aton(name)))
+        except OSError:
+            return "not an IP address"
+    return None
 
 
 async def system_resolver(host: str, port: int) -> list[str]:

@@ -16,6 +16,7 @@ from kijko_core.egress import (
     EgressTimeout,
     GuardedTransport,
     ResponseTooLarge,
+    host_refusal,
     make_egress_client,
     refusal,
 )
@@ -92,6 +93,26 @@ def test_the_allow_setting_lets_a_listed_network_through_but_never_metadata() ->
     assert guard.refusal("192.168.0.1") == "a private address"
     assert guard.refusal("169.254.169.254") == "a cloud metadata address"
     assert guard.refusal("fd00:ec2::254") == "a cloud metadata address"
+
+
+def test_a_saved_hosts_refusal_needs_no_lookup() -> None:
+    """``host_refusal`` (a URL saved to be called later, decision 0138): literal addresses in
+    every spelling, metadata names and localhost; any other name passes without DNS."""
+    assert host_refusal("169.254.169.254") == "a cloud metadata address"
+    assert host_refusal("2852039166") == "a cloud metadata address"  # one number
+    assert host_refusal("0xa9.0xfe.0xa9.0xfe") == "a cloud metadata address"
+    assert host_refusal("0251.0376.0251.0376") == "a cloud metadata address"  # octal
+    assert host_refusal("[::ffff:10.0.0.1]") == "a private address"
+    assert host_refusal("Metadata.Google.Internal.") == "a cloud metadata host"
+    assert host_refusal("localhost") == "a loopback address"
+    assert host_refusal("api.localhost") == "a loopback address"
+    assert host_refusal("127.1") == "a loopback address"
+    for name in ("llm.example.com", "8.8.8.8", "2001:4860::8888", "metadata.example.com", "1e100.net"):
+        assert host_refusal(name) is None, name
+    allowed = ["127.0.0.0/8", "169.254.0.0/16"]
+    assert host_refusal("localhost", allowed) is None and host_refusal("127.0.0.1", allowed) is None
+    assert host_refusal("169.254.169.254", allowed) == "a cloud metadata address"  # never allowed
+    assert host_refusal("metadata", allowed) == "a cloud metadata host"
 
 
 def fixed(answers: dict[str, list[str]]) -> Any:

@@ -231,7 +231,10 @@ async def set_org_key(kijko: Kijko, account: Account, provider: str, key: str, b
     if base_url is not None:
         body["baseUrl"] = base_url
     async with tenant_session(kijko.app_db, account.identity) as db:
-        await keys.put_key(db, kijko.keyring, kijko.prices, provider, PutLlmKey.model_validate(body))
+        # Saved as under KIJKO_EGRESS_ALLOW_CIDRS=127.0.0.0/8 (the stand-in servers' loopback): a
+        # base URL the guard would refuse is refused at save too (decision 0138).
+        data = PutLlmKey.model_validate(body)
+        await keys.put_key(db, kijko.keyring, kijko.prices, provider, data, ["127.0.0.0/8"])
 
 
 async def test_the_organizations_key_beats_the_platforms_and_is_recorded(
@@ -263,8 +266,9 @@ async def test_an_organization_key_runs_without_a_platform_key(
 async def test_an_organization_base_url_on_a_private_address_is_refused_by_the_egress_guard(
     kijko: Kijko, make_settings: Any, server: LlmServer, alice: Account
 ) -> None:
+    # Saved while the loopback was allowed; without KIJKO_EGRESS_ALLOW_CIDRS now, 127.0.0.1 is
+    # no address a tenant may make Kijko call: the guard refuses it at call time.
     await set_org_key(kijko, alice, "openai", ORG_KEY, base_url=server.openai_url)
-    # Without KIJKO_EGRESS_ALLOW_CIDRS, 127.0.0.1 is no address a tenant may make Kijko call.
     configured = runtime(kijko, make_settings, server, egress_allow_cidrs="")
     failed = await failure_of(skill_run(configured, alice.org_id))
     assert failed.code == "PROVIDER_ADDRESS_REFUSED"

@@ -112,6 +112,48 @@ async def test_bad_keys_are_refused_without_echoing_them(
     assert (await (await client.get(KEYS, headers=alice.headers)).get_json())["data"] == []
 
 
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://169.254.169.254/latest",  # AWS/GCP/Azure instance metadata
+        "http://[fd00:ec2::254]/",  # AWS IMDS over IPv6
+        "http://[::ffff:169.254.169.254]/",
+        "http://2852039166/",  # 169.254.169.254 spelt as one number
+        "http://0xa9fea9fe/",
+        "http://metadata.google.internal/computeMetadata/v1",
+        "http://METADATA.google.internal./",
+        "http://metadata/",
+        "http://127.0.0.1:11434/v1",  # loopback: not let through by KIJKO_EGRESS_ALLOW_CIDRS here
+        "http://localhost:8080/v1",
+        "https://10.0.0.5/v1",
+        "http://[::1]/",
+        "http://0.0.0.0/",
+        "gopher://llm.example.com/",
+    ],
+)
+async def test_a_base_url_the_egress_guard_would_refuse_is_refused_when_saved(
+    client: Any, alice: Account, base_url: str
+) -> None:
+    """Refused at save (decision 0138), not only at call time; names are not looked up."""
+    response = await put(client, alice, "openai", {"apiKey": SECRET, "baseUrl": base_url})
+    answer = await response.get_json()
+    assert (response.status_code, answer["code"], answer["field"]) == (422, "VALIDATION_ERROR", "baseUrl"), answer
+    assert (await (await client.get(KEYS, headers=alice.headers)).get_json())["data"] == []
+    # Changing only the address of an existing key is checked the same way.
+    assert (await put(client, alice, "openai", {"apiKey": SECRET})).status_code == 200
+    changed = await client.patch(f"{KEYS}/openai", json={"baseUrl": base_url}, headers=alice.headers)
+    assert changed.status_code == 422
+    assert (await (await client.get(f"{KEYS}/openai", headers=alice.headers)).get_json())["baseUrl"] is None
+
+
+async def test_a_base_url_with_a_public_address_or_any_name_is_saved(client: Any, alice: Account) -> None:
+    # A name is saved without a DNS lookup (its answer may change; the guard checks each call).
+    for base_url in ("https://llm.internal.example.com/v1", "http://8.8.8.8/v1", "https://[2001:4860::8888]/v1"):
+        response = await put(client, alice, "openai", {"apiKey": SECRET, "baseUrl": base_url})
+        assert response.status_code == 200, base_url
+        assert (await response.get_json())["baseUrl"] == base_url
+
+
 async def test_keys_never_reach_the_logs(client: Any, alice: Account) -> None:
     buffer = io.StringIO()
     configure_logging("debug", "json", stream=buffer)

@@ -18,7 +18,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from kijko_core.db.session import Session, TenantSession
+from kijko_core.db.session import ServiceActor, Session, TenantSession, service_session
 from kijko_core.executions import job, lifecycle, spend
 from kijko_core.executions.models import ExecuteSkillResponse
 from kijko_core.plugins import SkillRunFailed
@@ -112,8 +112,14 @@ async def run_test(
                 outcome.currency,
                 True,
             )
-            if outcome.key_source == "platform":
-                await spend.alert_owners(db, kijko, org_id)
+        if outcome.key_source == "platform":
+            # The owners' spend mails are recorded by service sessions only (a member's session
+            # may not insert llm_spend_alerts rows: migration 0022, decision 0137), after the
+            # usage above has committed.
+            capability = await kijko.service_capability()
+            actor = ServiceActor("spend.alerts", test_id)
+            async with service_session(kijko.app_db, capability, org_id, actor) as service:
+                await spend.alert_owners(service, kijko, org_id)
     return ExecuteSkillResponse(
         execution_id=test_id,
         status="completed",

@@ -417,7 +417,7 @@ async def _write_ending(
         if key_source == "platform":
             await spend.alert_owners(db, ctx.kijko, org_id)
     if done is not None:
-        await lifecycle.finished(db, done)
+        await lifecycle.finished(db, done, ctx.kijko.settings)
         log.info("execution_ended", execution_id=str(execution_id), status=done["status"], code=done["error_code"])
 
 

@@ -6,9 +6,10 @@ States: ``pending`` → ``running`` → ``completed`` | ``failed`` | ``cancelled
 RETURNING``: whoever changes the row first wins, the other finds nothing to change — a cancel
 racing a completion never produces an impossible state (the table's checks refuse the rest).
 
-- :func:`start` records the ``pending`` row with its snapshot and input, counts the run on the
-  skill and enqueues the ``execution.run`` job (kijko_core/executions/job.py), in the caller's
-  transaction; ``execution:updated`` goes to the runner's user room after the commit.
+- :func:`start` records the ``pending`` row with its snapshot and input (the database counts
+  the run on the skill, decision 0136) and enqueues the ``execution.run`` job
+  (kijko_core/executions/job.py), in the caller's transaction; ``execution:updated`` goes to
+  the runner's user room after the commit.
   :func:`start_many` does the same for many runs with one statement per table (the habit
   scheduler); ``start`` is ``start_many`` of one.
 - :func:`cancel`: a pending or running execution ends ``cancelled`` at once, in the caller's
@@ -44,6 +45,7 @@ from kijko_core.permissions import Action, Policy, authorize
 from kijko_core.prices import cents
 
 if TYPE_CHECKING:
+    from kijko_core.config import Settings
     from kijko_core.runtime import Kijko
 
 log = get_logger("kijko.executions")
@@ -95,6 +97,9 @@ class FinishedExecution:
     completion_tokens: int | None
     cost: Decimal | None
     currency: str | None
+    #: The settings of the process that ended it, when it knows them (the worker, a start that
+    #: records a refused run); None when a user cancels. Listeners with limits need them.
+    settings: Settings | None = None
 
 
 #: Called inside the transaction that ends an execution: a :class:`ServiceSession` of the
@@ -158,25 +163,6 @@ ON CONFLICT (organization_id, reference_id, scheduled_for) WHERE scheduled_for I
 RETURNING {STARTED_COLUMNS}
 """  # noqa: S608 — constants
 
-# Each skill's runs counted with one statement; the rows are locked in id order first, so two
-# transactions counting runs of the same skills cannot deadlock. FOR NO KEY UPDATE (what an
-# UPDATE of non-key columns takes), not FOR UPDATE: the executions inserted just before hold
-# key-share locks on their skill (the foreign key), which FOR UPDATE would wait for, so two
-# concurrent starts of one skill would deadlock (bench/webhooks.py found it).
-_COUNT_RUNS = """
-WITH counted AS (
-    SELECT c.skill_id, c.runs FROM unnest($2::uuid[], $3::int[]) AS c (skill_id, runs)
-), locked AS (
-    SELECT id FROM kijko.skills
-    WHERE organization_id = $1 AND id IN (SELECT skill_id FROM counted)
-    ORDER BY id FOR NO KEY UPDATE
-)
-UPDATE kijko.skills k
-SET execution_count = k.execution_count + c.runs, last_executed_at = now()
-FROM counted c, locked l
-WHERE k.organization_id = $1 AND k.id = c.skill_id AND l.id = k.id
-"""
-
 _GET = f"SELECT {COLUMNS} FROM kijko.skill_executions WHERE organization_id = $1 AND id = $2"  # noqa: S608
 _GET_FOR_UPDATE = _GET + " FOR UPDATE"
 
@@ -195,7 +181,7 @@ def org_of(db: TenantSession | ServiceSession) -> UUID:
     return db.principal.org_id if isinstance(db, TenantSession) else db.org_id
 
 
-def finished_from_row(row: Mapping[str, Any]) -> FinishedExecution:
+def finished_from_row(row: Mapping[str, Any], settings: Settings | None = None) -> FinishedExecution:
     return FinishedExecution(
         id=row["id"],
         organization_id=row["organization_id"],
@@ -211,6 +197,7 @@ def finished_from_row(row: Mapping[str, Any]) -> FinishedExecution:
         completion_tokens=row["completion_tokens"],
         cost=row["cost"],
         currency=row["currency"],
+        settings=settings,
     )
 
 
@@ -241,9 +228,10 @@ def announce(db: Session, row: Mapping[str, Any]) -> None:
         events.publish(db, room=f"user:{row['user_id']}", event=EVENT, data=event_payload(row))
 
 
-async def finished(db: Session, row: Mapping[str, Any]) -> None:
-    """In the transaction that ended the execution ``row``: the listeners, then the event."""
-    done = finished_from_row(row)
+async def finished(db: Session, row: Mapping[str, Any], settings: Settings | None = None) -> None:
+    """In the transaction that ended the execution ``row``: the listeners (given ``settings``
+    when the caller has them), then the event."""
+    done = finished_from_row(row, settings)
     for listener in list(_LISTENERS):
         await listener(db, done)
     announce(db, row)
@@ -297,10 +285,11 @@ async def start_many(
     db: TenantSession | ServiceSession, runs: Sequence[Run], *, kijko: Kijko | None = None
 ) -> list[UUID | None]:
     """:func:`start` for many runs of ``db``'s organization at once, in ``db``'s transaction:
-    the executions in one statement, the skills' run counts in one, the jobs in one (the
-    doorbell rings once, after the commit); ``execution:updated`` per execution after the
-    commit. Returns, per run in order, its execution id or None when its ``(reference_id,
-    scheduled_for)`` already fired — before, or by an earlier run of ``runs``.
+    the executions in one statement (which also counts the runs on their skills, in the
+    database), the jobs in one (the doorbell rings once, after the commit);
+    ``execution:updated`` per execution after the commit. Returns, per run in order, its
+    execution id or None when its ``(reference_id, scheduled_for)`` already fired — before, or
+    by an earlier run of ``runs``.
 
     The spend cap as in :func:`start`: a refused ``manual``/``api`` run raises before anything
     is written; refused habit and reflex runs are recorded ``failed`` (their finish listeners
@@ -353,13 +342,9 @@ async def start_many(
     inserted = {row["id"]: row for row in rows}
     if not inserted:
         return [None] * len(runs)
-    counts: dict[UUID, int] = {}
-    for row in rows:
-        if row["skill_id"] is not None:
-            counts[row["skill_id"]] = counts.get(row["skill_id"], 0) + 1
-    if counts:
-        skill_ids = sorted(counts)
-        await db.execute(_COUNT_RUNS, org_id, skill_ids, [counts[skill_id] for skill_id in skill_ids])
+    # The skills' run counts (and a habit's run-now count) were added by the insert itself: a
+    # statement trigger of migration 0022 (decision 0136), so no session on the app role writes
+    # them; it locks the skills FOR NO KEY UPDATE in id order, as 0129 requires.
     pending = [inserted[execution_id] for execution_id in ids if execution_id in inserted]
     queued = [row for row in pending if row["status"] == "pending"]
     if queued:
@@ -374,7 +359,7 @@ async def start_many(
         if row["status"] == "pending":
             announce(db, row)
         else:
-            await finished(db, row)
+            await finished(db, row, kijko.settings if kijko is not None else None)
     if queued:  # one line per call: a tick starts thousands, each recorded in its row
         log.info(
             "executions_started",

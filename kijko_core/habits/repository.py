@@ -68,13 +68,6 @@ _UPDATE = sql.Update(
 
 _DELETE = sql.compose("DELETE FROM {table} WHERE {org} AND id = $1", table=TABLE, org=_ORG)
 
-# A run started by hand (run-now) counts like a scheduled one.
-_COUNT_RUN = sql.compose(
-    "UPDATE {table} SET run_count = run_count + 1, last_run_at = now(), updated_at = now()\nWHERE {org} AND id = $1",
-    table=TABLE,
-    org=_ORG,
-)
-
 _STATS = sql.compose(
     "SELECT count(*) AS total_habits, count(*) FILTER (WHERE is_active) AS active_habits,"
     "\n    COALESCE(sum(run_count), 0)::bigint AS total_runs,"
@@ -139,10 +132,6 @@ async def update(db: Session, habit_id: UUID, changes: dict[str, Any]) -> Habit 
 
 async def delete(db: Session, habit_id: UUID) -> bool:
     return await db.execute(_DELETE, habit_id) == "DELETE 1"
-
-
-async def count_run(db: Session, habit_id: UUID) -> None:
-    await db.execute(_COUNT_RUN, habit_id)
 
 
 async def stats(db: Session) -> HabitStats:

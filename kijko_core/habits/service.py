@@ -253,6 +253,6 @@ async def run_now(db: TenantSession, habit_id: UUID, kijko: Kijko) -> RunNowResp
         reference_id=habit.id,
         kijko=kijko,
     )
+    # Counted like a scheduled run by the insert itself (run_count, last_run_at: migration 0022).
     assert execution_id is not None  # only a scheduled fire (scheduled_for) can already exist
-    await repository.count_run(db, habit.id)
     return RunNowResponse(execution_id=execution_id, status="queued", message="The habit's run is queued")

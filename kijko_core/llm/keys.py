@@ -8,6 +8,7 @@ again: what is shown is its last four characters. Owners and admins set and remo
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from kijko_core.config import Settings
 from kijko_core.crypto import DecryptionFailed, Keyring
@@ -60,16 +61,24 @@ async def get_key(db: TenantSession, provider: str) -> LlmKey:
     return LlmKey.model_validate(dict(row))
 
 
-async def put_key(db: TenantSession, keyring: Keyring, prices: PriceTable, provider: str, data: PutLlmKey) -> LlmKey:
+async def put_key(
+    db: TenantSession,
+    keyring: Keyring,
+    prices: PriceTable,
+    provider: str,
+    data: PutLlmKey,
+    allow: Sequence[str] = (),
+) -> LlmKey:
     """Create or change the organization's key for ``provider`` (one statement: two admins
-    saving at once leave one of their keys, never a mix)."""
+    saving at once leave one of their keys, never a mix). A base URL whose host the egress
+    guard would refuse is 422 (``baseUrl``) now; ``allow`` is ``KIJKO_EGRESS_ALLOW_CIDRS``."""
     authorize(db.principal, Action.MANAGE_LLM_KEYS, policy=LLM_KEYS)
     check_provider(prices, provider)
     fields = data.model_fields_set
     api_key = data.api_key.strip() if data.api_key is not None else None
     if "api_key" in fields and not api_key:
         raise ValidationFailed("The API key must not be empty", field="apiKey")
-    if data.base_url is not None and (problem := base_url_problem(data.base_url)) is not None:
+    if data.base_url is not None and (problem := base_url_problem(data.base_url, allow)) is not None:
         raise ValidationFailed(f"The base URL must be {problem}", field="baseUrl")
     ciphertext = keyring.encrypt(api_key) if api_key else None
     last4 = api_key[-4:] if api_key else None

@@ -9,11 +9,13 @@ knows one (``gemini``) and run with an organization's key only.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
 from kijko_core.config import Settings
+from kijko_core.egress import IPNetwork, host_refusal
 
 Protocol = Literal["openai", "anthropic"]
 KeySource = Literal["platform", "organization"]
@@ -65,9 +67,11 @@ def platform_key(settings: Settings, provider: str) -> ProviderKey | None:
     return ProviderKey(provider, secret.get_secret_value(), base_url, "platform")
 
 
-def base_url_problem(url: str) -> str | None:
-    """Why ``url`` cannot be a provider's base URL (shape only: the egress guard judges the
-    address at every call), or None."""
+def base_url_problem(url: str, allow: Iterable[str | IPNetwork] = ()) -> str | None:
+    """Why ``url`` cannot be a provider's base URL, or None: its shape, and a host the egress
+    guard would refuse that is known without a DNS lookup (a literal address, a metadata name;
+    decision 0138). Names are not resolved here: the answer may change before the call, and the
+    guard judges the address at every call anyway. ``allow``: ``KIJKO_EGRESS_ALLOW_CIDRS``."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises on a bad port
@@ -79,4 +83,7 @@ def base_url_problem(url: str) -> str | None:
         return "no credentials in the URL (the key is sent as the provider expects)"
     if parts.query or parts.fragment:
         return "no query or fragment"
+    refused = host_refusal(parts.hostname, allow)
+    if refused is not None:
+        return f"an address on the public internet, not {refused}"
     return None

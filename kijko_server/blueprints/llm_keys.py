@@ -48,7 +48,7 @@ async def put_llm_key(provider: str, data: PutLlmKey) -> LlmKey:
     precedence over the platform's key. A provider no priced model uses is 422 (``provider``)."""
     kijko = runtime()
     async with tenant() as db:
-        return await keys.put_key(db, kijko.keyring, _prices(), provider, data)
+        return await keys.put_key(db, kijko.keyring, _prices(), provider, data, kijko.settings.egress_allow_cidrs)
 
 
 @bp.delete("/<provider>")
