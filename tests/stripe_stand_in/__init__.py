@@ -1,0 +1,11 @@
+"""The insides of the Stripe stand-in (``tests/stripe_server.py``).
+
+- ``forms``: form decoding, parameter checks, Stripe's error shape.
+- ``state``: the account — objects by id, the clock, events, idempotency records.
+- ``objects``: object builders in the pinned API version's shapes.
+- ``expand``: ``expand[]`` and includable fields.
+- ``billing``: invoices, payments, renewals, proration, schedules.
+- ``checkout``: Checkout Sessions and their completion.
+- ``routes``: the endpoints and the parameters each accepts.
+- ``webhooks``: signing and delivering events.
+"""
