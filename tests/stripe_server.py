@@ -53,7 +53,7 @@ from typing import Any, Self
 import stripe
 
 from tests.net import HttpStandIn
-from tests.stripe_stand_in import billing, checkout, forms, objects, routes, webhooks
+from tests.stripe_stand_in import billing, checkout, forms, invoices, objects, routes, webhooks
 from tests.stripe_stand_in.expand import expand, render
 from tests.stripe_stand_in.forms import StripeError
 from tests.stripe_stand_in.state import Recorded, Saved, State, token
@@ -320,7 +320,7 @@ class StripeServer(HttpStandIn):
             else:
                 pending = [self.state.objects[payment_intent_id]]
             for intent in reversed(pending):  # oldest first
-                billing.settle(self.state, intent, succeeded)
+                invoices.settle(self.state, intent, succeeded)
             return [intent["id"] for intent in pending]
 
     def advance_time(self, seconds: int) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from tests.stripe_stand_in.forms import StripeError
 from tests.stripe_stand_in.state import State, token
 
 ACCOUNT = "acct_1StandInKijko000"
@@ -369,3 +370,15 @@ def hosted_urls(invoice_id: str) -> tuple[str, str]:
         f"https://invoice.stripe.com/i/{ACCOUNT}/{secret}?s=ap",
         f"https://pay.stripe.com/invoice/{ACCOUNT}/{secret}/pdf?s=ap",
     )
+
+
+def active_price(state: State, price_id: str) -> dict[str, Any]:
+    """A price a subscription may use (Stripe refuses unknown and inactive ones)."""
+    price = state.get(price_id, "price")
+    if price is None:
+        raise StripeError(400, f"No such price: '{price_id}'", code="resource_missing", param="items[0][price]")
+    if not price["active"]:
+        raise StripeError(
+            400, "The price specified is inactive. This field only accepts active prices.", param="items[0][price]"
+        )
+    return price

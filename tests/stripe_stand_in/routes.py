@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tests.stripe_stand_in import billing, checkout, objects
+from tests.stripe_stand_in import billing, checkout, objects, schedules
 from tests.stripe_stand_in.expand import render
 from tests.stripe_stand_in.forms import Required, Spec, invalid, missing
 from tests.stripe_stand_in.state import State
@@ -752,7 +752,7 @@ def create_schedule(state: State, params: dict[str, Any], _: list[str]) -> dict[
         if key in params:
             raise invalid(key, f"You cannot set `{key}` if `from_subscription` is set.")
     sub = find(state, params["from_subscription"], "subscription", "from_subscription")
-    schedule = billing.schedule_from_subscription(state, sub)
+    schedule = schedules.schedule_from_subscription(state, sub)
     if params.get("metadata"):
         schedule["metadata"] = objects.merge_metadata({}, params["metadata"])
     return schedule
@@ -777,7 +777,7 @@ def update_schedule(state: State, params: dict[str, Any], ids: list[str]) -> dic
     if "metadata" in params:
         schedule["metadata"] = objects.merge_metadata(schedule["metadata"], params["metadata"])
     if "phases" in params:
-        billing.set_phases(state, schedule, params["phases"])
+        schedules.set_phases(state, schedule, params["phases"])
     return schedule
 
 
@@ -791,7 +791,7 @@ def release_schedule(state: State, params: dict[str, Any], ids: list[str]) -> di
             "It must be in one of the following statuses: `not_started`, `active`.",
         )
     sub = state.objects.get(schedule["subscription"] or "")
-    billing.release(state, schedule, sub, state.now(schedule["customer"]))
+    schedules.release(state, schedule, sub, state.now(schedule["customer"]))
     return schedule
 
 
