@@ -53,7 +53,16 @@ from typing import Any, Self
 import stripe
 
 from tests.net import HttpStandIn
-from tests.stripe_stand_in import billing, checkout, forms, invoices, objects, routes, webhooks
+from tests.stripe_stand_in import (
+    billing,
+    checkout,
+    endpoints,  # noqa: F401 - importing it registers the endpoints
+    forms,
+    invoices,
+    objects,
+    routes,
+    webhooks,
+)
 from tests.stripe_stand_in.expand import expand, render
 from tests.stripe_stand_in.forms import StripeError
 from tests.stripe_stand_in.state import Recorded, Saved, State, token
@@ -135,6 +144,13 @@ class _Handler(BaseHTTPRequestHandler):
                     f"The Stripe stand-in speaks API version {state.api_version} only; this request "
                     f"asked for {version}.",
                     param="Stripe-Version",
+                )
+            content_type = headers.get("content-type", "").split(";")[0].strip()
+            if method == "POST" and raw and content_type != "application/x-www-form-urlencoded":
+                raise StripeError(
+                    400,
+                    "Invalid request (check that your POST content type is application/x-www-form-urlencoded). "
+                    "If you have any questions, we can help at https://support.stripe.com/.",
                 )
             params = forms.decode(query if method in ("GET", "DELETE") else raw)
             record.params = params

@@ -351,13 +351,14 @@ def test_sepa_checkout_processing_then_failure_days_later(server: StripeServer, 
 
     happened = server.events_since(mark)
     assert types(happened) == [
+        "charge.failed",
         "payment_intent.payment_failed",
         "invoice.payment_failed",
         "customer.subscription.updated",
         "checkout.session.async_payment_failed",
     ]
-    assert happened[2]["data"]["previous_attributes"] == {"status": "active"}
-    assert happened[2]["data"]["object"]["status"] == "past_due"
+    assert happened[3]["data"]["previous_attributes"] == {"status": "active"}
+    assert happened[3]["data"]["object"]["status"] == "past_due"
     assert happened[0]["created"] >= days_later  # events carry the stand-in's clock
     assert client.v1.subscriptions.retrieve(session.subscription.id).status == "past_due"
 
@@ -415,8 +416,10 @@ def test_an_upgrade_prorates_and_invoices_now(server: StripeServer, client: stri
     assert invoice.total == credit + charge
     assert abs(charge * 2900 + credit * 7900) <= 7900  # the same remaining fraction on both lines
     assert all(line.parent.subscription_item_details.proration for line in invoice.lines.data)
-    event = server.events_since(0, "customer.subscription.updated")[-2]
+    event = server.events_since(0, "customer.subscription.updated")[-1]  # the change and its invoice, one event
     assert event["data"]["previous_attributes"]["items"]["data"][0]["price"]["id"] == pro.id
+    assert event["data"]["previous_attributes"]["latest_invoice"] == sub.latest_invoice.id
+    assert event["data"]["object"]["latest_invoice"] == invoice.id
 
 
 def test_a_downgrade_at_period_end_with_a_schedule(server: StripeServer, client: stripe.StripeClient) -> None:

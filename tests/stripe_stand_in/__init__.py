@@ -9,6 +9,7 @@
 - ``billing``: subscriptions — items, proration, cancellation, renewals as time passes.
 - ``schedules``: subscription schedules and their phases.
 - ``checkout``: Checkout Sessions and their completion.
-- ``routes``: the endpoints and the parameters each accepts.
+- ``routes``: the route table, lookups, pagination; ``endpoints/``: the endpoints and the
+  parameters each accepts.
 - ``webhooks``: signing and delivering events.
 """

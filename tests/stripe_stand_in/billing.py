@@ -95,8 +95,7 @@ def create_subscription(
         "trial_start": None,
     }
     state.add(sub, pending=[])
-    state.emit("customer.subscription.created", sub)
-    return sub
+    return sub  # announced by first_invoice, with its latest_invoice set
 
 
 def item_lines(state: State, invoice_id: str, sub: dict[str, Any], start: int, end: int) -> list[dict[str, Any]]:
@@ -115,10 +114,11 @@ def item_lines(state: State, invoice_id: str, sub: dict[str, Any], start: int, e
 def first_invoice(state: State, sub: dict[str, Any], pm: dict[str, Any] | None) -> dict[str, Any]:
     item = sub["items"]["data"][0]
     start, end = item["current_period_start"], item["current_period_end"]
-    invoice = create_invoice(state, sub, "subscription_create", item_lines(state, "", sub, start, end), start, end)
-    previous = {"latest_invoice": sub["latest_invoice"]}
+    lines = item_lines(state, "", sub, start, end)
+    invoice = create_invoice(state, sub, "subscription_create", lines, start, end, announce=False)
     sub["latest_invoice"] = invoice["id"]
-    state.emit("customer.subscription.updated", sub, previous)
+    state.emit("customer.subscription.created", sub)
+    state.emit("invoice.created", invoice)
     finalize(state, invoice)
     charge_invoice(state, invoice, pm)
     if sub["status"] == "incomplete" and invoice["status"] == "open" and pm and pm["type"] == "sepa_debit":
@@ -220,13 +220,11 @@ def update_items(
         sub["billing_cycle_anchor"] = now
         lines += state.hidden[sub["id"]].pop("pending", []) + item_lines(state, "", sub, now, new_end)
         state.hidden[sub["id"]]["pending"] = []
-        state.emit("customer.subscription.updated", sub, {"items": old_items})
-        invoice = _invoice_now(state, sub, lines, now, new_end)
-    elif behavior == "always_invoice":
-        state.emit("customer.subscription.updated", sub, {"items": old_items})
+        invoice = _invoice_now(state, sub, lines, now, new_end, {"items": old_items})
+    elif behavior == "always_invoice" and (lines or state.hidden[sub["id"]].get("pending")):
         lines = state.hidden[sub["id"]].pop("pending", []) + lines
         state.hidden[sub["id"]]["pending"] = []
-        invoice = _invoice_now(state, sub, lines, now, end) if lines else None
+        invoice = _invoice_now(state, sub, lines, now, end, {"items": old_items})
     else:
         state.hidden[sub["id"]].setdefault("pending", []).extend(lines)
         state.emit("customer.subscription.updated", sub, {"items": old_items})
@@ -234,12 +232,15 @@ def update_items(
 
 
 def _invoice_now(
-    state: State, sub: dict[str, Any], lines: list[dict[str, Any]], start: int, end: int
+    state: State, sub: dict[str, Any], lines: list[dict[str, Any]], start: int, end: int, previous: dict[str, Any]
 ) -> dict[str, Any]:
-    invoice = create_invoice(state, sub, "subscription_update", lines, start, end)
-    previous = {"latest_invoice": sub["latest_invoice"]}
+    """Invoice a change at once: one ``customer.subscription.updated`` (the change and the new
+    ``latest_invoice``), then the invoice's own events."""
+    invoice = create_invoice(state, sub, "subscription_update", lines, start, end, announce=False)
+    previous = {**previous, "latest_invoice": sub["latest_invoice"]}
     sub["latest_invoice"] = invoice["id"]
     state.emit("customer.subscription.updated", sub, previous)
+    state.emit("invoice.created", invoice)
     finalize(state, invoice)
     charge_invoice(state, invoice, default_payment_method(state, sub))
     return invoice
@@ -287,13 +288,13 @@ def _period_end(state: State, sub: dict[str, Any], moment: int) -> None:
     end = next_end(sub["billing_cycle_anchor"], moment, months)
     for item in sub["items"]["data"]:
         item["current_period_start"], item["current_period_end"] = moment, end
-    state.emit("customer.subscription.updated", sub, {"items": old_items})
     lines = state.hidden[sub["id"]].pop("pending", []) + item_lines(state, "", sub, moment, end)
     state.hidden[sub["id"]]["pending"] = []
-    invoice = create_invoice(state, sub, "subscription_cycle", lines, moment, end)
-    previous = {"latest_invoice": sub["latest_invoice"]}
+    invoice = create_invoice(state, sub, "subscription_cycle", lines, moment, end, announce=False)
+    previous = {"items": old_items, "latest_invoice": sub["latest_invoice"]}
     sub["latest_invoice"] = invoice["id"]
     state.emit("customer.subscription.updated", sub, previous)
+    state.emit("invoice.created", invoice)
     finalize(state, invoice)
     charge_invoice(state, invoice, default_payment_method(state, sub))
     if (

@@ -62,8 +62,16 @@ def line(
 
 
 def create_invoice(
-    state: State, sub: dict[str, Any], reason: str, lines: list[dict[str, Any]], start: int, end: int
+    state: State,
+    sub: dict[str, Any],
+    reason: str,
+    lines: list[dict[str, Any]],
+    start: int,
+    end: int,
+    announce: bool = True,
 ) -> dict[str, Any]:
+    """A draft invoice; ``announce=False`` leaves ``invoice.created`` to the caller, which first
+    records the subscription change the invoice belongs to (Stripe's order)."""
     customer = state.objects[sub["customer"]]
     invoice_id = state.new_id("in")
     for entry in lines:
@@ -138,7 +146,8 @@ def create_invoice(
         "webhooks_delivered_at": None,
     }
     state.add(invoice)
-    state.emit("invoice.created", invoice)
+    if announce:
+        state.emit("invoice.created", invoice)
     return invoice
 
 
@@ -206,7 +215,9 @@ def charge_invoice(state: State, invoice: dict[str, Any], pm: dict[str, Any] | N
     if pm["type"] == "sepa_debit":
         intent["status"] = "processing"
         intent["processing"] = {"type": "sepa_debit"}
-        intent["latest_charge"] = objects.charge(state, intent, "pending")["id"]
+        charge = objects.charge(state, intent, "pending")
+        intent["latest_charge"] = charge["id"]
+        state.emit("charge.pending", charge)
         state.emit("payment_intent.processing", intent)
         return
     settle(state, intent, state.hidden[pm["id"]].get("outcome", "succeed") == "succeed")
@@ -229,6 +240,7 @@ def settle(state: State, intent: dict[str, Any], succeeded: bool) -> None:
         intent.update(status="succeeded", amount_received=intent["amount"])
         payment.update(status="paid", amount_paid=intent["amount"])
         payment["status_transitions"]["paid_at"] = now
+        state.emit("charge.succeeded", charge)
         state.emit("payment_intent.succeeded", intent)
         _mark_paid(state, invoice)
         if sub["status"] in ("incomplete", "past_due"):
@@ -257,6 +269,7 @@ def settle(state: State, intent: dict[str, Any], succeeded: bool) -> None:
         "payment_method": copy.deepcopy(pm),
         "type": "card_error" if pm["type"] == "card" else "invalid_request_error",
     }
+    state.emit("charge.failed", charge)
     state.emit("payment_intent.payment_failed", intent)
     invoice["next_payment_attempt"] = None
     state.emit("invoice.payment_failed", invoice)
