@@ -5,9 +5,12 @@ tests run against something that rejects and answers what Stripe rejects and ans
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -30,6 +33,62 @@ def server() -> Iterator[StripeServer]:
 @pytest.fixture
 def client(server: StripeServer) -> stripe.StripeClient:
     return server.client()
+
+
+#: The protocol tests also run against Stripe's test mode when a test key is given, to check
+#: that the stand-in answers as Stripe does (docs/billing-testing.md).
+STRIPE_TEST_KEY = os.environ.get("KIJKO_TEST_STRIPE_KEY", "")
+TARGETS = ["stand-in"] + (["stripe-test-mode"] if STRIPE_TEST_KEY else [])
+
+
+@dataclass
+class Api:
+    """A Stripe to run a protocol test against, objects named with a per-test ``tag`` (test
+    mode is a shared account) and removed again afterwards."""
+
+    client: stripe.StripeClient
+    tag: str
+    #: ``base_addresses`` of ``client`` (None: Stripe's own).
+    base: dict[str, str] | None = None
+    cleanups: list[Callable[[], object]] = field(default_factory=list)
+
+    def with_key(self, api_key: str) -> stripe.StripeClient:
+        """The same Stripe with another API key."""
+        return stripe.StripeClient(api_key, base_addresses=self.base or {}, max_network_retries=0)
+
+    def customer(self, **params: Any) -> Any:
+        customer = self.client.v1.customers.create({"email": f"{self.tag}@example.com", **params})
+        self.cleanups.append(lambda: self.client.v1.customers.delete(customer.id))
+        return customer
+
+    def price(self, amount: int, interval: str, key: str) -> Any:
+        product = self.client.v1.products.create({"name": f"Kijko {key} {self.tag}"})
+        self.cleanups.append(lambda: self.client.v1.products.update(product.id, {"active": False}))
+        price = self.client.v1.prices.create(
+            {
+                "product": product.id,
+                "unit_amount": amount,
+                "currency": "eur",
+                "recurring": {"interval": interval},
+                "lookup_key": f"{key}_{self.tag}",
+            }
+        )
+        self.cleanups.append(lambda: self.client.v1.prices.update(price.id, {"active": False, "lookup_key": ""}))
+        return price
+
+
+@pytest.fixture(params=TARGETS)
+def api(request: pytest.FixtureRequest) -> Iterator[Api]:
+    tag = uuid.uuid4().hex[:12]
+    if request.param == "stand-in":
+        with StripeServer() as running:
+            yield Api(running.client(), tag, {"api": running.url})
+        return
+    assert STRIPE_TEST_KEY.startswith(("sk_test_", "rk_test_")), "KIJKO_TEST_STRIPE_KEY must be a test-mode key"
+    target = Api(stripe.StripeClient(STRIPE_TEST_KEY, max_network_retries=0), tag)
+    yield target
+    for cleanup in reversed(target.cleanups):
+        cleanup()
 
 
 def plan(client: stripe.StripeClient, amount: int = 2900, interval: str = "month", key: str = "pro_monthly") -> Any:
@@ -84,9 +143,10 @@ def test_it_speaks_the_sdk_pinned_api_version_and_refuses_another(server: Stripe
     assert "2024-06-20" in raised.value.user_message
 
 
-def test_a_wrong_or_missing_key_gets_stripes_401(server: StripeServer) -> None:
+def test_a_wrong_key_gets_stripes_401(api: Api) -> None:
+    wrong = api.with_key("sk_test_not_a_real_key_1234")
     with pytest.raises(stripe.AuthenticationError) as raised:
-        server.client("sk_test_not_a_real_key_1234").v1.customers.list()
+        wrong.v1.customers.list()
     assert raised.value.http_status == 401
     assert raised.value.json_body["error"]["type"] == "invalid_request_error"
     assert raised.value.user_message.startswith("Invalid API Key provided: sk_test_")
@@ -94,7 +154,8 @@ def test_a_wrong_or_missing_key_gets_stripes_401(server: StripeServer) -> None:
     assert "not_a_real" not in raised.value.user_message
 
 
-def test_unknown_parameters_are_rejected_with_their_path(client: stripe.StripeClient) -> None:
+def test_unknown_parameters_are_rejected_with_their_path(api: Api) -> None:
+    client = api.client
     with pytest.raises(stripe.InvalidRequestError) as raised:
         client.v1.customers.create({"emial": "typo@example.com"})  # type: ignore[typeddict-unknown-key]
     assert raised.value.http_status == 400
@@ -102,7 +163,8 @@ def test_unknown_parameters_are_rejected_with_their_path(client: stripe.StripeCl
     assert raised.value.param == "emial"
     assert raised.value.user_message == "Received unknown parameter: emial"
 
-    product = client.v1.products.create({"name": "Pro"})
+    product = client.v1.products.create({"name": f"Kijko {api.tag}"})
+    api.cleanups.append(lambda: client.v1.products.delete(product.id))
     with pytest.raises(stripe.InvalidRequestError) as nested:
         client.v1.prices.create(
             {
@@ -133,44 +195,59 @@ def test_unknown_parameters_are_rejected_with_their_path(client: stripe.StripeCl
 # --- idempotency -----------------------------------------------------------------------------
 
 
-def test_the_same_key_and_parameters_replay_the_first_answer(server: StripeServer, client: stripe.StripeClient) -> None:
-    params: Any = {"email": "owner@example.com", "metadata": {"organization": "org-1"}}
-    first = client.v1.customers.create(params, {"idempotency_key": "org-1-customer"})
-    again = client.v1.customers.create(params, {"idempotency_key": "org-1-customer"})
+def test_the_same_key_and_parameters_replay_the_first_answer(api: Api) -> None:
+    client, key = api.client, f"customer-{api.tag}"
+    params: Any = {"email": f"{api.tag}@example.com", "metadata": {"organization": api.tag}}
+    first = client.v1.customers.create(params, {"idempotency_key": key})
+    api.cleanups.append(lambda: client.v1.customers.delete(first.id))
+    again = client.v1.customers.create(params, {"idempotency_key": key})
 
     assert again.id == first.id
     assert again.last_response is not None and first.last_response is not None
     assert again.last_response.headers["Idempotent-Replayed"] == "true"
     assert "Idempotent-Replayed" not in first.last_response.headers
-    assert [c.id for c in client.v1.customers.list().data] == [first.id]
+    assert [c.id for c in client.v1.customers.list({"email": f"{api.tag}@example.com"}).data] == [first.id]
+
+
+def test_a_replay_causes_no_second_event(server: StripeServer, client: stripe.StripeClient) -> None:
+    params: Any = {"email": "owner@example.com", "metadata": {"organization": "org-1"}}
+    first = client.v1.customers.create(params, {"idempotency_key": "org-1-customer"})
+    client.v1.customers.create(params, {"idempotency_key": "org-1-customer"})
+    assert first.last_response is not None
     assert types(server.events) == ["customer.created"]
     assert server.events[0]["request"] == {"id": first.last_response.request_id, "idempotency_key": "org-1-customer"}
 
 
-def test_the_same_key_with_other_parameters_or_endpoint_is_an_idempotency_error(client: stripe.StripeClient) -> None:
-    client.v1.customers.create({"email": "a@example.com"}, {"idempotency_key": "k-1"})
+def test_the_same_key_with_other_parameters_or_endpoint_is_an_idempotency_error(api: Api) -> None:
+    client, key = api.client, f"k-{api.tag}"
+    first = client.v1.customers.create({"email": f"{api.tag}@example.com"}, {"idempotency_key": key})
+    api.cleanups.append(lambda: client.v1.customers.delete(first.id))
     with pytest.raises(stripe.IdempotencyError) as other_params:
-        client.v1.customers.create({"email": "b@example.com"}, {"idempotency_key": "k-1"})
+        client.v1.customers.create({"email": f"other-{api.tag}@example.com"}, {"idempotency_key": key})
     assert other_params.value.http_status == 400
     assert other_params.value.json_body["error"]["type"] == "idempotency_error"
     assert "same parameters" in other_params.value.user_message
 
     with pytest.raises(stripe.IdempotencyError) as other_endpoint:
-        client.v1.products.create({"name": "Pro"}, {"idempotency_key": "k-1"})
+        client.v1.products.create({"name": "Pro"}, {"idempotency_key": key})
     assert "same endpoint" in other_endpoint.value.user_message
-    assert len(client.v1.customers.list().data) == 1
+    assert len(client.v1.customers.list({"email": f"{api.tag}@example.com"}).data) == 1
 
 
-def test_keys_are_scoped_per_api_key_and_failed_validation_is_not_stored(server: StripeServer) -> None:
+def test_a_request_that_failed_validation_stores_nothing_under_its_key(api: Api) -> None:
+    client, key = api.client, f"retry-{api.tag}"
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.customers.create({"nam": "typo"}, {"idempotency_key": key})  # type: ignore[typeddict-unknown-key]
+    fixed = client.v1.customers.create({"name": "Fixed", "email": f"{api.tag}@example.com"}, {"idempotency_key": key})
+    api.cleanups.append(lambda: client.v1.customers.delete(fixed.id))
+    assert fixed.name == "Fixed"
+
+
+def test_keys_are_scoped_per_api_key(server: StripeServer) -> None:
     ours, theirs = server.client(), server.client("sk_test_other_account")
     mine = ours.v1.customers.create({"name": "Ours"}, {"idempotency_key": "shared"})
     other = theirs.v1.customers.create({"name": "Theirs"}, {"idempotency_key": "shared"})
     assert mine.id != other.id
-
-    with pytest.raises(stripe.InvalidRequestError):
-        ours.v1.customers.create({"nam": "typo"}, {"idempotency_key": "retry-me"})  # type: ignore[typeddict-unknown-key]
-    fixed = ours.v1.customers.create({"name": "Fixed"}, {"idempotency_key": "retry-me"})
-    assert fixed.name == "Fixed"
 
 
 def test_an_outage_answers_500_or_resets_and_does_nothing(server: StripeServer, client: stripe.StripeClient) -> None:
@@ -217,8 +294,12 @@ def test_expand_follows_stripes_expandable_and_includable_fields(
     items = client.v1.subscriptions.retrieve(subscription.id, {"expand": ["items.data.price.product"]})
     assert items["items"].data[0].price.product.name == "Kijko pro_monthly"
 
+
+def test_expand_refuses_what_stripe_refuses(api: Api) -> None:
+    client = api.client
+    customer = api.customer()
     with pytest.raises(stripe.InvalidRequestError) as not_expandable:
-        client.v1.subscriptions.retrieve(subscription.id, {"expand": ["metadata"]})
+        client.v1.customers.retrieve(customer.id, {"expand": ["metadata"]})
     assert not_expandable.value.user_message == "This property cannot be expanded (metadata)."
     with pytest.raises(stripe.InvalidRequestError) as on_a_list:
         client.v1.prices.list({"expand": ["product"]})
@@ -228,34 +309,48 @@ def test_expand_follows_stripes_expandable_and_includable_fields(
     assert too_deep.value.user_message == "You cannot expand more than 4 levels of a property."
 
 
-def test_lists_paginate_newest_first_with_has_more(client: stripe.StripeClient) -> None:
-    created = [client.v1.customers.create({"name": f"c{index}"}).id for index in range(7)]
-    first = client.v1.customers.list({"limit": 3})
-    assert [c.id for c in first.data] == created[::-1][:3] and first.has_more
-    second = client.v1.customers.list({"limit": 3, "starting_after": first.data[-1].id})
-    third = client.v1.customers.list({"limit": 3, "starting_after": second.data[-1].id})
-    assert [c.id for c in second.data + third.data] == created[::-1][3:]
-    assert second.has_more and not third.has_more
-    before = client.v1.customers.list({"limit": 2, "ending_before": third.data[0].id})
-    assert [c.id for c in before.data] == created[::-1][4:6]
-    assert [c.id for c in client.v1.customers.list({"limit": 2}).auto_paging_iter()] == created[::-1]
+def test_lists_paginate_newest_first_with_has_more(api: Api) -> None:
+    client, email = api.client, f"{api.tag}@example.com"
+    created = {api.customer(name=f"c{index}").id for index in range(7)}
+    first = client.v1.customers.list({"email": email, "limit": 3})
+    second = client.v1.customers.list({"email": email, "limit": 3, "starting_after": first.data[-1].id})
+    third = client.v1.customers.list({"email": email, "limit": 3, "starting_after": second.data[-1].id})
+    pages = [c.id for c in first.data + second.data + third.data]
+    assert (len(first.data), len(second.data), len(third.data)) == (3, 3, 1)
+    assert first.has_more and second.has_more and not third.has_more
+    assert len(pages) == len(set(pages)) and set(pages) == created
+    stamps = [c.created for c in first.data + second.data + third.data]
+    assert stamps == sorted(stamps, reverse=True)
+    before = client.v1.customers.list({"email": email, "limit": 2, "ending_before": third.data[0].id})
+    assert [c.id for c in before.data] == pages[4:6]
+    assert [c.id for c in client.v1.customers.list({"email": email, "limit": 2}).auto_paging_iter()] == pages
     with pytest.raises(stripe.InvalidRequestError) as too_many:
         client.v1.customers.list({"limit": 101})
     assert too_many.value.param == "limit"
 
 
-def test_prices_by_lookup_key_and_customers_by_metadata(client: stripe.StripeClient) -> None:
-    monthly, yearly = plan(client, 2900, "month", "pro_monthly"), plan(client, 28800, "year", "pro_yearly")
-    plan(client, 7900, "month", "teams_monthly")
-    found = client.v1.prices.list({"lookup_keys": ["pro_monthly", "pro_yearly"], "expand": ["data.product"]})
+def test_the_stand_in_lists_in_creation_order_within_a_second(client: stripe.StripeClient) -> None:
+    created = [client.v1.customers.create({"name": f"c{index}"}).id for index in range(5)]
+    assert [c.id for c in client.v1.customers.list().data] == created[::-1]
+
+
+def test_prices_by_lookup_key(api: Api) -> None:
+    client = api.client
+    monthly, yearly = api.price(2900, "month", "pro_monthly"), api.price(28800, "year", "pro_yearly")
+    api.price(7900, "month", "teams_monthly")
+    keys = [f"pro_monthly_{api.tag}", f"pro_yearly_{api.tag}"]
+    found = client.v1.prices.list({"lookup_keys": keys, "expand": ["data.product"]})
     assert {p.id for p in found.data} == {monthly.id, yearly.id}
+    assert {p.product.name for p in found.data} == {f"Kijko pro_monthly {api.tag}", f"Kijko pro_yearly {api.tag}"}
     assert {(p.unit_amount, p.currency, p.recurring.interval) for p in found.data} == {
         (2900, "eur", "month"),
         (28800, "eur", "year"),
     }
     with pytest.raises(stripe.InvalidRequestError):
-        plan(client, 3100, "month", "pro_monthly")  # a lookup key is unique unless transferred
+        api.price(3100, "month", "pro_monthly")  # a lookup key is unique unless transferred
 
+
+def test_customers_by_metadata(client: stripe.StripeClient) -> None:
     customer = client.v1.customers.create({"metadata": {"organization": "org-7"}})
     client.v1.customers.create({"metadata": {"organization": "org-8"}})
     hits = client.v1.customers.search({"query": "metadata['organization']:'org-7'"})

@@ -188,6 +188,7 @@ def complete(
     prices = [(state.objects[item["price"]["id"]], item["quantity"]) for item in hidden["line_items"]]
     metadata = (hidden["subscription_data"] or {}).get("metadata") or {}
     sub = billing.create_subscription(state, customer["id"], prices, saved, metadata)
+    sub["description"] = (hidden["subscription_data"] or {}).get("description")
     state.hidden[sub["id"]]["checkout"] = session["id"]
     invoice = billing.first_invoice(state, sub, first_payment)
     if method == "ideal":

@@ -82,6 +82,12 @@ def update_subscription(state: State, params: dict[str, Any], ids: list[str]) ->
     sub = find(state, ids[0], "subscription")
     if sub["status"] in ("canceled", "incomplete_expired"):
         raise invalid("id", "A canceled subscription can only update its cancellation_details and metadata.")
+    if params.get("payment_behavior", "allow_incomplete") != "allow_incomplete":
+        raise invalid(
+            "payment_behavior",
+            "The stand-in implements payment_behavior `allow_incomplete` (Stripe's default) only: a failed "
+            "payment leaves the change applied and the invoice open.",
+        )
     now = state.now(sub["customer"])
     if "default_payment_method" in params:
         pm_id = params["default_payment_method"] or None
@@ -125,6 +131,11 @@ def cancel_subscription(state: State, params: dict[str, Any], ids: list[str]) ->
     sub = find(state, ids[0], "subscription")
     if sub["status"] == "canceled":
         raise invalid("id", f"No such subscription: '{sub['id']}'", "resource_missing")
+    for key in ("invoice_now", "prorate"):
+        if params.get(key):
+            raise invalid(
+                key, f"The stand-in cancels without a final invoice or proration; `{key}` is not implemented."
+            )
     if params.get("cancellation_details"):
         sub["cancellation_details"].update(params["cancellation_details"])
     billing.cancel_now(state, sub)
