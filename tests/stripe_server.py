@@ -47,6 +47,7 @@ import json
 import socket
 import struct
 import time
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
@@ -188,6 +189,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return status, body, extra
         except StripeError as error:
             return error.status, error.body(request_id), {**extra, **error.headers}
+        except Exception as bug:  # a fault of the stand-in: say so loudly, never as a reset
+            traceback.print_exc()
+            error = StripeError(500, f"Stripe stand-in bug: {bug!r}", type="api_error")
+            return 500, error.body(request_id), {**extra, "Stripe-Should-Retry": "false"}
 
     @staticmethod
     def _api_key(state: State, headers: dict[str, str]) -> str:
@@ -255,7 +260,7 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128  # bursts of parallel checkouts in the double-click tests
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a connection the stand-in reset on purpose is not a test failure
+        pass  # only connection errors get here (a reset on purpose); faults answer 500 above
 
 
 class StripeServer(HttpStandIn):

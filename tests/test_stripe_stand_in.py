@@ -729,3 +729,84 @@ def test_events_can_be_delivered_out_of_order_again_and_later(
     updates = server.events_since(0, "customer.subscription.updated")
     assert all("previous_attributes" in e["data"] for e in updates)
     assert session.subscription.id in {e["data"]["object"]["id"] for e in updates}
+
+
+# --- more of the billing lifecycle -----------------------------------------------------------
+
+
+def test_a_double_click_with_one_key_makes_one_customer(server: StripeServer) -> None:
+    clients = [server.client() for _ in range(8)]
+    results: list[str] = []
+    lock = threading.Lock()
+
+    def create(client: stripe.StripeClient) -> None:
+        customer = client.v1.customers.create({"metadata": {"organization": "org-1"}}, {"idempotency_key": "org-1"})
+        with lock:
+            results.append(customer.id)
+
+    threads = [threading.Thread(target=create, args=(client,)) for client in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 8 and len(set(results)) == 1
+    assert types(server.events) == ["customer.created"]
+    assert sum(not r.replayed for r in server.requests) == 1
+
+
+def test_a_declining_card_makes_the_renewal_past_due(server: StripeServer, client: stripe.StripeClient) -> None:
+    sub = subscribe(server, client, plan(client)).subscription
+    failing = client.v1.payment_methods.attach("pm_card_chargeCustomerFail", {"customer": sub.customer})
+    client.v1.subscriptions.update(sub.id, {"default_payment_method": failing.id})
+    mark = server.mark()
+
+    server.advance_time(32 * DAY)
+
+    renewed = client.v1.subscriptions.retrieve(sub.id, {"expand": ["latest_invoice.payments"]})
+    assert renewed.status == "past_due"
+    invoice = renewed.latest_invoice
+    assert (invoice.status, invoice.attempt_count, invoice.amount_remaining) == ("open", 1, 2900)
+    intent = client.v1.payment_intents.retrieve(invoice.payments.data[0].payment.payment_intent)
+    assert (intent.status, intent.last_payment_error.code) == ("requires_payment_method", "card_declined")
+    assert {"invoice.payment_failed", "payment_intent.payment_failed", "charge.failed"} <= set(
+        types(server.events_since(mark))
+    )
+    failed = client.v1.events.list({"type": "invoice.payment_*"})
+    assert [e.type for e in failed.data] == ["invoice.payment_failed", "invoice.payment_succeeded"]
+
+
+def test_prorations_wait_for_the_next_invoice_and_a_new_interval_invoices_at_once(
+    server: StripeServer, client: stripe.StripeClient
+) -> None:
+    monthly, teams = plan(client, 2900, "month", "pro_monthly"), plan(client, 7900, "month", "teams_monthly")
+    yearly = plan(client, 28800, "year", "pro_yearly")
+    sub = subscribe(server, client, monthly).subscription
+    item = sub["items"].data[0]
+    server.advance_time(15 * DAY)
+    kept = client.v1.subscriptions.update(sub.id, {"items": [{"id": item.id, "price": teams.id}]})
+    assert kept.latest_invoice == sub.latest_invoice.id  # create_prorations: nothing invoiced yet
+
+    server.advance_time(17 * DAY)
+    renewal = client.v1.invoices.retrieve(client.v1.subscriptions.retrieve(sub.id).latest_invoice)
+    prorations = [line for line in renewal.lines.data if line.parent.subscription_item_details.proration]
+    assert len(prorations) == 2 and renewal.total == 7900 + sum(line.amount for line in prorations)
+
+    now = server.now
+    changed = client.v1.subscriptions.update(
+        sub.id,
+        {"items": [{"id": item.id, "price": yearly.id}], "proration_behavior": "none", "expand": ["latest_invoice"]},
+    )
+    period = changed["items"].data[0]
+    assert period.current_period_start >= now and period.current_period_end - period.current_period_start >= 365 * DAY
+    assert (changed.latest_invoice.billing_reason, changed.latest_invoice.total) == ("subscription_update", 28800)
+
+
+def test_deleting_a_customer_ends_its_subscriptions(server: StripeServer, client: stripe.StripeClient) -> None:
+    sub = subscribe(server, client, plan(client)).subscription
+    mark = server.mark()
+    client.v1.customers.delete(sub.customer)
+    assert types(server.events_since(mark)) == ["customer.subscription.deleted", "customer.deleted"]
+    assert client.v1.subscriptions.retrieve(sub.id).status == "canceled"
+    with pytest.raises(stripe.InvalidRequestError) as gone:
+        client.v1.customers.update(sub.customer, {"name": "Again"})
+    assert gone.value.code == "resource_missing"

@@ -107,12 +107,10 @@ class State:
 
     def emit(self, kind: str, obj: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
         """Record an event: a snapshot of ``obj`` now, with ``previous_attributes`` on updates."""
-        from tests.stripe_stand_in.expand import render  # rendering knows the includable fields
-
         customer = obj.get("customer") if isinstance(obj.get("customer"), str) else None
         if obj.get("object") == "customer":
             customer = obj["id"]
-        data: dict[str, Any] = {"object": render(self, obj)}
+        data: dict[str, Any] = {"object": copy.deepcopy(obj)}
         if previous is not None:
             data["previous_attributes"] = copy.deepcopy(previous)
         request = self.current_request or {}
