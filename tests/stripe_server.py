@@ -22,7 +22,8 @@ Protocol, as Stripe's:
 Test controls (the customer's and the bank's side, and time):
 
 - ``complete_checkout(session_id, method=…, outcome=…)`` — pay or set up on the hosted page.
-- ``settle(payment_intent_id=None, succeeded=…)`` — a processing SEPA debit succeeds or fails.
+- ``settle(payment_intent_id=None, succeeded=…)`` — a processing SEPA debit succeeds or fails
+  (by default as the payment method's ``outcome`` given at checkout).
 - ``advance_time(seconds)`` — the clock of every object without a test clock moves on; due
   renewals, cancellations at period end and schedule phases happen. Test clocks
   (``/v1/test_helpers/test_clocks``) move their own customers.
@@ -333,15 +334,17 @@ class StripeServer(HttpStandIn):
             checkout.complete(self.state, self.state.objects[session_id], method, outcome, email, name)
             return render(self.state, self.state.objects[session_id])
 
-    def settle(self, payment_intent_id: str | None = None, *, succeeded: bool = True) -> list[str]:
-        """The bank answers for ``payment_intent_id``, or for every processing payment."""
+    def settle(self, payment_intent_id: str | None = None, *, succeeded: bool | None = None) -> list[str]:
+        """The bank answers for ``payment_intent_id``, or for every processing payment: as
+        ``succeeded`` says, or (None) as the payment method's scripted ``outcome``."""
         with self.state.lock:
             if payment_intent_id is None:
                 pending = [p for p in self.state.of_kind("payment_intent") if p["status"] == "processing"]
             else:
                 pending = [self.state.objects[payment_intent_id]]
             for intent in reversed(pending):  # oldest first
-                invoices.settle(self.state, intent, succeeded)
+                scripted = self.state.hidden[intent["payment_method"]].get("outcome", "succeed") == "succeed"
+                invoices.settle(self.state, intent, scripted if succeeded is None else succeeded)
             return [intent["id"] for intent in pending]
 
     def advance_time(self, seconds: int) -> int:

@@ -810,3 +810,32 @@ def test_deleting_a_customer_ends_its_subscriptions(server: StripeServer, client
     with pytest.raises(stripe.InvalidRequestError) as gone:
         client.v1.customers.update(sub.customer, {"name": "Again"})
     assert gone.value.code == "resource_missing"
+
+
+def test_a_sepa_renewal_fails_as_scripted_at_checkout(server: StripeServer, client: stripe.StripeClient) -> None:
+    price = plan(client)
+    customer = client.v1.customers.create({"email": "owner@example.com"})
+    session = client.v1.checkout.sessions.create(
+        {
+            "mode": "subscription",
+            "customer": customer.id,
+            "line_items": [{"price": price.id}],
+            "payment_method_types": ["ideal"],
+            "success_url": "https://app.example.com/ok",
+        }
+    )
+    server.complete_checkout(session.id, "ideal", outcome="fail")  # iDEAL pays; its SEPA mandate will bounce
+    sub = client.v1.checkout.sessions.retrieve(session.id, {"expand": ["subscription"]}).subscription
+    assert sub.status == "active"
+
+    server.advance_time(32 * DAY)
+    assert client.v1.subscriptions.retrieve(sub.id).status == "active"  # processing
+    mark = server.mark()
+    server.advance_time(3 * DAY)
+    settled = server.settle()
+
+    assert len(settled) == 1
+    assert client.v1.subscriptions.retrieve(sub.id).status == "past_due"
+    renewal = client.v1.invoices.list({"subscription": sub.id, "status": "open"}).data
+    assert [i.billing_reason for i in renewal] == ["subscription_cycle"]
+    assert "checkout.session.async_payment_failed" not in types(server.events_since(mark))  # not the first invoice
