@@ -839,3 +839,20 @@ def test_a_sepa_renewal_fails_as_scripted_at_checkout(server: StripeServer, clie
     renewal = client.v1.invoices.list({"subscription": sub.id, "status": "open"}).data
     assert [i.billing_reason for i in renewal] == ["subscription_cycle"]
     assert "checkout.session.async_payment_failed" not in types(server.events_since(mark))  # not the first invoice
+
+
+async def test_the_async_methods_over_httpx_work_the_same(server: StripeServer) -> None:
+    """Kijko is asyncio code: the SDK's ``*_async`` methods on its httpx client, retries included."""
+    client = server.client(http_client=stripe.HTTPXClient(), max_network_retries=2)
+    price = await client.v1.prices.create_async(
+        {"product_data": {"name": "Pro"}, "unit_amount": 2900, "currency": "eur", "recurring": {"interval": "month"}}
+    )
+    server.fail_next(1, "reset")
+    customer = await client.v1.customers.create_async({"name": "Acme"}, {"idempotency_key": "async-1"})
+    again = await client.v1.customers.create_async({"name": "Acme"}, {"idempotency_key": "async-1"})
+    assert again.id == customer.id and price.product.startswith("prod_")
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        await client.v1.customers.retrieve_async("cus_missing")
+    assert raised.value.code == "resource_missing"
+    listed = [c.id async for c in (await client.v1.customers.list_async({"limit": 1})).auto_paging_iter()]
+    assert listed == [customer.id]
