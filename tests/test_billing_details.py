@@ -17,6 +17,7 @@ from uuid import UUID
 import pytest
 from stdnum.eu import vat
 
+from kijko_core.auth.accounts import erase_user
 from kijko_core.billing import vies
 from kijko_core.billing.details import BillingDetails, customer_fields
 from kijko_core.db.session import system_session
@@ -252,6 +253,15 @@ async def test_one_organizations_details_are_invisible_and_unchangeable_to_anoth
         (alice.org_id, "Alice BV"),
         (bob.org_id, "Bob BV"),
     }
+
+
+async def test_erasing_who_saved_them_keeps_the_details_with_no_user(client: Any, kijko: Kijko, alice: Account) -> None:
+    other_owner = await add_member(kijko, alice.org_id, "owner")
+    assert (await patch(client, other_owner, {"companyName": "Kept B.V."})).status_code == 200
+    erasure = await erase_user(kijko.system_db, UUID(other_owner.user_id))
+    assert erasure.erased
+    kept = await details_of(client, alice)
+    assert (kept["companyName"], kept["userId"]) == ("Kept B.V.", None)
 
 
 async def test_app_role_sql_cannot_read_or_forge_details(client: Any, alice: Account, attacker: Any) -> None:
