@@ -19,6 +19,7 @@ from stdnum.eu import vat
 
 from kijko_core.auth.accounts import erase_user
 from kijko_core.billing import vies
+from kijko_core.billing.btw import InvalidVatNumber, VatNumber, check_country, check_kvk, check_vat
 from kijko_core.billing.details import BillingDetails, customer_fields
 from kijko_core.db.session import system_session
 from kijko_core.egress import make_egress_client
@@ -532,3 +533,50 @@ async def test_every_documented_billing_details_error_happens_with_its_documente
             cases["422"] = send(alice, json={"btwNumber": 5})
         problems += await answers_not_as_documented(method, path, cases, documented)
     assert problems == []
+
+
+# --- the offline checks ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "compact", "country", "number"),
+    [
+        ("nl 0000.99998.b57", "NL000099998B57", "NL", "000099998B57"),
+        ("DE 136 695 976", "DE136695976", "DE", "136695976"),
+        ("GR094259216", "GR094259216", "EL", "094259216"),  # VIES calls Greece EL
+        ("EL-094259216", "EL094259216", "EL", "094259216"),
+        ("XI123456782", "XI123456782", "XI", "123456782"),  # Northern Ireland: VIES answers too
+        ("FR40303265045", "FR40303265045", "FR", "40303265045"),
+    ],
+)
+def test_check_vat_compacts_and_names_the_vies_country(text: str, compact: str, country: str, number: str) -> None:
+    assert check_vat(text) == VatNumber(compact, country, number)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("NL000099998B58", "check digits"),
+        ("000099998B57", "EU member state"),
+        ("GB980780684", "EU member state"),
+        ("CHE-116.281.710 MWST", "EU member state"),
+        ("NL000099998B5712345", "length"),
+        ("", "EU member state"),
+    ],
+)
+def test_check_vat_says_why_without_the_number(text: str, reason: str) -> None:
+    with pytest.raises(InvalidVatNumber) as refused:
+        check_vat(text)
+    assert reason in str(refused.value)
+    assert not any(chunk in str(refused.value) for chunk in ("99998", "980780684", "116.281"))
+
+
+def test_kvk_and_country_checks() -> None:
+    assert check_kvk("1234 5678") == "12345678"
+    assert check_country(" be ") == "BE"
+    for kvk in ("1234567", "123456789", "1234567a", "１２３４５６７８"):
+        with pytest.raises(ValueError):
+            check_kvk(kvk)
+    for country in ("XX", "UK", "NLD", "", "n"):
+        with pytest.raises(ValueError):
+            check_country(country)
