@@ -308,10 +308,12 @@ class Settings(BaseSettings):
 
     # Billing details (docs/billing-details.md, decision 0160): BTW/VAT numbers are confirmed
     # with VIES (its REST API's check-vat-number; empty: checksum only) through the egress
-    # guard, within a short time limit, and its answers kept for a while.
+    # guard, within a short time limit, its answers kept for a while, its use limited per user.
     vies_url: str | None = "https://ec.europa.eu/taxation_customs/vies/rest-api/check-vat-number"
     vies_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     vies_cache_seconds: int = Field(default=24 * 3600, ge=0, le=30 * 24 * 3600)
+    # Validations one user may ask for per minute: VIES blocks a server that asks too much.
+    vies_rate_limit_per_minute: int = Field(default=30, ge=1, le=100_000)
 
     # Chunking of ingested files (docs/chunking.md).
     ingestion_chunk_tokens: int = Field(default=512, ge=16, le=8192)

@@ -495,12 +495,12 @@ BODY = {"400", "413", "415", "422"}
 BILLING_DETAILS_OPERATIONS: dict[tuple[str, str], set[str]] = {
     ("get", DETAILS): {"401", "403"},
     ("patch", DETAILS): {"401", "403"} | BODY,
-    ("post", VALIDATE): {"401", "403"} | BODY,
+    ("post", VALIDATE): {"401", "403", "429", "503"} | BODY,
 }
 
 
 async def test_every_documented_billing_details_error_happens_with_its_documented_code(
-    client: Any, kijko: Kijko, alice: Account
+    client: Any, kijko: Kijko, alice: Account, make_settings: Any
 ) -> None:
     from tests.test_openapi_errors import answers_not_as_documented, documented_errors, openapi
 
@@ -508,31 +508,67 @@ async def test_every_documented_billing_details_error_happens_with_its_documente
     async with system_session(kijko.system_db) as db:
         await db.execute("DELETE FROM kijko.memberships WHERE user_id = $1", UUID(gone.user_id))
     spec = await openapi(client)
-    problems: list[str] = []
-    for (method, path), statuses in BILLING_DETAILS_OPERATIONS.items():
-        documented = documented_errors(spec, method, path)
-        assert set(documented) == statuses | {"500"}, (method, path)
-        body = {"json": {"btwNumber": "NL000099998B58"}} if method != "get" else {}
+    invalid = {"btwNumber": "NL000099998B58"}  # answered offline: no VIES needed
+    down = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    redis = make_redis(down)
+    try:
+        # One validation a minute; and the limiter's Redis down (503).
+        async with (
+            vies_app(kijko, make_settings(vies_rate_limit_per_minute=1)) as limited,
+            vies_app(kijko, down, redis) as redis_down,
+        ):
 
-        def send(account: Account | None, verb: str = method, at: str = path, **extra: Any) -> Any:
-            async def call() -> Any:
-                headers = dict(account.headers) if account else {}
-                headers.update(extra.pop("headers", {}))
-                return await client.open(at, method=verb.upper(), headers=headers, **extra)
+            async def twice() -> Any:
+                await limited.post(VALIDATE, json=invalid, headers=alice.headers)
+                return await limited.post(VALIDATE, json=invalid, headers=alice.headers)
 
-            return call
+            async def unavailable() -> Any:
+                return await redis_down.post(VALIDATE, json=invalid, headers=alice.headers)
 
-        cases: dict[str, Any] = {"401": send(None, **body), "403": send(gone, **body)}
-        if "400" in statuses:
-            json_type = {"Content-Type": "application/json"}
-            cases["400"] = send(alice, data=b'{"btwNumber": ', headers=json_type)
-            cases["413"] = send(alice, data=b'{"btwNumber": "' + b"x" * (2 * 1024 * 1024) + b'"}', headers=json_type)
-            cases["415"] = send(
-                alice, data=b"btwNumber=x", headers={"Content-Type": "application/x-www-form-urlencoded"}
-            )
-            cases["422"] = send(alice, json={"btwNumber": 5})
-        problems += await answers_not_as_documented(method, path, cases, documented)
+            problems: list[str] = []
+            for (method, path), statuses in BILLING_DETAILS_OPERATIONS.items():
+                documented = documented_errors(spec, method, path)
+                assert set(documented) == statuses | {"500"}, (method, path)
+                body = {"json": invalid} if method != "get" else {}
+
+                def send(account: Account | None, verb: str = method, at: str = path, **extra: Any) -> Any:
+                    async def call() -> Any:
+                        headers = dict(account.headers) if account else {}
+                        headers.update(extra.pop("headers", {}))
+                        return await client.open(at, method=verb.upper(), headers=headers, **extra)
+
+                    return call
+
+                cases: dict[str, Any] = {"401": send(None, **body), "403": send(gone, **body)}
+                if "400" in statuses:
+                    json_type = {"Content-Type": "application/json"}
+                    form = {"Content-Type": "application/x-www-form-urlencoded"}
+                    cases["400"] = send(alice, data=b'{"btwNumber": ', headers=json_type)
+                    cases["413"] = send(
+                        alice, data=b'{"btwNumber": "' + b"x" * (2 * 1024 * 1024) + b'"}', headers=json_type
+                    )
+                    cases["415"] = send(alice, data=b"btwNumber=x", headers=form)
+                    cases["422"] = send(alice, json={"btwNumber": 5})
+                if "429" in statuses:
+                    cases["429"] = twice
+                    cases["503"] = unavailable
+                problems += await answers_not_as_documented(method, path, cases, documented)
+    finally:
+        assert redis is not None
+        await redis.aclose()
     assert problems == []
+
+
+async def test_each_user_validates_a_limited_number_a_minute(kijko: Kijko, make_settings: Any, alice: Account) -> None:
+    other_owner = await add_member(kijko, alice.org_id, "owner")
+    async with vies_app(kijko, make_settings(vies_rate_limit_per_minute=2)) as client:
+        answers = [await client.post(VALIDATE, json={"btwNumber": "NL1"}, headers=alice.headers) for _ in range(3)]
+        assert [answer.status_code for answer in answers] == [200, 200, 429]
+        limited = await answers[2].get_json()
+        assert limited["code"] == "RATE_LIMITED" and int(answers[2].headers["Retry-After"]) >= 1
+        # Per user: another owner of the organization has a budget of their own.
+        other = await client.post(VALIDATE, json={"btwNumber": "NL1"}, headers=other_owner.headers)
+        assert other.status_code == 200
 
 
 # --- the offline checks ---------------------------------------------------------------------------
