@@ -306,6 +306,15 @@ class Settings(BaseSettings):
     analytics_flush_seconds: float = Field(default=1.0, gt=0, le=60)
     analytics_buffer_max_events: int = Field(default=10_000, ge=100, le=1_000_000)
 
+    # Billing details (docs/billing-details.md, decision 0160): BTW/VAT numbers are confirmed
+    # with VIES (its REST API's check-vat-number; empty: checksum only) through the egress
+    # guard, within a short time limit, its answers kept for a while, its use limited per user.
+    vies_url: str | None = "https://ec.europa.eu/taxation_customs/vies/rest-api/check-vat-number"
+    vies_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    vies_cache_seconds: int = Field(default=24 * 3600, ge=0, le=30 * 24 * 3600)
+    # Validations one user may ask for per minute: VIES blocks a server that asks too much.
+    vies_rate_limit_per_minute: int = Field(default=30, ge=1, le=100_000)
+
     # Chunking of ingested files (docs/chunking.md).
     ingestion_chunk_tokens: int = Field(default=512, ge=16, le=8192)
     ingestion_chunk_overlap_tokens: int = Field(default=64, ge=0, le=4096)
@@ -353,6 +362,12 @@ class Settings(BaseSettings):
             return None
         check_smtp_url(str(value))
         return str(value)
+
+    @field_validator("vies_url", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: Any) -> Any:
+        # KIJKO_VIES_URL= (empty) turns VIES off: BTW/VAT numbers are checked offline only.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("mail_from")
     @classmethod
@@ -413,6 +428,7 @@ class Settings(BaseSettings):
         "openai_base_url",
         "anthropic_base_url",
         "langfuse_host",
+        "vies_url",
     )
     @classmethod
     def _check_http_url(cls, value: str | None) -> str | None:

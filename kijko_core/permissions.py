@@ -366,9 +366,36 @@ def render() -> str:
         ["org role", *(title for title, _, _ in _SKILL_COLUMNS)],
         [[str(role), *(_skill_verdict(role, action, own) for _, action, own in _SKILL_COLUMNS)] for role in OrgRole],
     )
-    return _TEMPLATE.format(
-        org=org, actions=actions, project=project, routes=routes, projects_sql=PROJECTS.readable_sql, skills=skills
+    billing = _table(
+        ["request", "needs", *(str(role) for role in OrgRole)],
+        [
+            [f"`{method} {path}`", f"`{action}`", *(_billing_verdict(role, action) for role in OrgRole)]
+            for method, path, action in BILLING_ROUTES
+        ],
     )
+    return _TEMPLATE.format(
+        org=org,
+        actions=actions,
+        project=project,
+        routes=routes,
+        projects_sql=PROJECTS.readable_sql,
+        skills=skills,
+        billing=billing,
+    )
+
+
+#: Every billing route and the action it needs (paths relative to /api/v1): billing is the
+#: organization's, so the organization role alone decides (ARCHITECTURE §3).
+BILLING_ROUTES: tuple[tuple[str, str, Action], ...] = (
+    ("GET", "/billing/details", Action.VIEW_BILLING),
+    ("PATCH", "/billing/details", Action.MANAGE_BILLING),
+    ("POST", "/billing/details/validate-btw", Action.MANAGE_BILLING),
+)
+
+
+def _billing_verdict(org_role: OrgRole, action: Action) -> str:
+    me = Principal(uuid4(), uuid4(), "example", frozenset({org_role}), datetime.now(UTC))
+    return "yes" if allowed(me, action) else "403"
 
 
 #: The columns of the skills table: (title, action, on the caller's own skill).
@@ -507,8 +534,8 @@ A 403 therefore never reveals something the caller could not see.
 
 The person who signs up becomes the owner of a new organization; someone who accepts an
 invitation to a project of another organization joins it as `member` (or `viewer`, for the
-project roles viewer and auditor). Billing has no endpoints yet; the table says what it will
-follow.
+project roles viewer and auditor). Billing follows the `billing` column: its routes are
+[below](#billing).
 
 ## Actions
 
@@ -599,6 +626,14 @@ against someone else's (a skill whose creator was erased is someone else's). `ye
 
 Bulk actions (`/skills/bulk/…`) act on the listed skills the caller may edit and skip the
 others; viewers get 403 ([decisions/0102](decisions/0102-bulk-actions-skip-what-the-caller-may-not-change.md)).
+
+## Billing
+
+Billing belongs to the organization: owners manage it, admins view it, members and viewers
+get 403 `FORBIDDEN` (there is nothing of another organization's to find: each organization has
+its own). See [billing details](billing-details.md).
+
+{billing}
 """
 
 

@@ -14,6 +14,7 @@ from databases import Database
 from redis import asyncio as aioredis
 
 from kijko_core.auth.provider import IdentityProvider
+from kijko_core.billing import vies
 from kijko_core.config import Settings
 from kijko_core.crypto import Keyring
 from kijko_core.data_dir import DataDirectory
@@ -55,6 +56,8 @@ class Kijko:
     # Uploaded files' bytes (the storage port) and the wizard's short cache of provider answers.
     storage: Storage | None = field(default=None)
     provider_cache: ProviderCache | None = field(default=None)
+    # VIES's answers about BTW/VAT numbers (kijko_core/billing/vies.py), kept a while.
+    vies_cache: ProviderCache | None = field(default=None)
     # What models cost (the shipped table or KIJKO_MODEL_PRICES_FILE's).
     prices: PriceTable = field(default_factory=PriceTable.shipped)
     # The LLM providers' SDK clients, kept alive across runs (decision 0128); closed by ``stop``.
@@ -136,6 +139,7 @@ class Kijko:
             redis,
             storage=storage,
             provider_cache=ProviderCache(redis, settings.provider_cache_seconds),
+            vies_cache=vies.make_cache(redis, settings),
             prices=prices,
         )
 

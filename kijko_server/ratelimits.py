@@ -227,6 +227,13 @@ async def enforce_inline_test(user_id: object) -> None:
     await enforce(Limit("inline-test", per_minute, 60, _given_key), str(user_id))
 
 
+async def enforce_btw_validation(user_id: object) -> None:
+    """Count one BTW/VAT validation for the user (``/billing/details/validate-btw``): each may
+    ask VIES, which blocks a server that asks too much, for every organization (decision 0160)."""
+    per_minute = runtime().settings.vies_rate_limit_per_minute
+    await enforce(Limit("btw-validation", per_minute, 60, _given_key), str(user_id))
+
+
 def init_rate_limits(app: Quart) -> None:
     app.extensions[_MEMORY_STORE] = MemoryStore()
     app.before_request(enforce_rate_limits)

@@ -70,6 +70,8 @@ def make_settings(database: ScratchDatabase, encryption_key: str, tmp_path_facto
             "public_url": "http://kijko.test",
             "db_pool_size": 4,
             "log_level": "warning",
+            # No test asks the real VIES: tests that need it point this at tests/vies_server.py.
+            "vies_url": "",
         }
         values.update(overrides)
         return load_settings(**values)

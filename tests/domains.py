@@ -470,6 +470,43 @@ CALLER_ROUTES += (
     ),
 )
 
+# Billing details (issue 9 §4, ARCHITECTURE §3): the organization's, one per organization, so no
+# id in the path. Owners change them and validate BTW/VAT numbers, owners and admins read them;
+# members (the creator is one) and viewers get 403. Another organization's details are never
+# seen or changed: tests/test_billing_details.py. The suites' app asks no VIES: the number's
+# checksum is wrong, so it is answered offline.
+_BILLING = "/api/v1/billing"
+_BILLING_DETAILS = f"{_BILLING}/details"
+CALLER_ROUTES += (
+    CallerRoutes(
+        "billing",
+        _BILLING,
+        (
+            CallerRoute(
+                "get",
+                "GET",
+                _BILLING_DETAILS,
+                _json("GET", _BILLING_DETAILS),
+                {"-": only("owner", "admin", otherwise="403")},
+            ),
+            CallerRoute(
+                "save",
+                "PATCH",
+                _BILLING_DETAILS,
+                _json("PATCH", _BILLING_DETAILS, {"companyName": "Suite B.V."}),
+                {"-": only("owner", otherwise="403")},
+            ),
+            CallerRoute(
+                "validate btw",
+                "POST",
+                f"{_BILLING_DETAILS}/validate-btw",
+                _json("POST", f"{_BILLING_DETAILS}/validate-btw", {"btwNumber": "NL000099998B58"}),
+                {"-": only("owner", otherwise="403")},
+            ),
+        ),
+    ),
+)
+
 #: Routes under /api/v1 that neither a domain nor a caller group covers, and why: a route
 #: anywhere else must be registered in one of them (test_domain_suites.py).
 OUTSIDE_SUITES: dict[str, str] = {

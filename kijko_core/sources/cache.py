@@ -27,9 +27,15 @@ LOCAL_ENTRIES = 2048
 
 
 class ProviderCache:
-    def __init__(self, redis: aioredis.Redis | None, ttl_seconds: int) -> None:
+    """``event`` names the warning logged when Redis fails (the VIES cache is one of these too:
+    kijko_core/billing/vies.py)."""
+
+    def __init__(
+        self, redis: aioredis.Redis | None, ttl_seconds: int, *, event: str = "provider_cache_unavailable"
+    ) -> None:
         self._redis = redis
         self.ttl = ttl_seconds
+        self._event = event
         self._local: OrderedDict[str, tuple[float, str]] = OrderedDict()
 
     @staticmethod
@@ -46,7 +52,7 @@ class ProviderCache:
             try:
                 raw = await self._redis.get(key)
             except (RedisError, OSError) as error:
-                log.warning("provider_cache_unavailable", error=type(error).__name__)
+                log.warning(self._event, error=type(error).__name__)
                 return None
         else:
             entry = self._local.get(key)
@@ -64,7 +70,7 @@ class ProviderCache:
             try:
                 await self._redis.set(key, raw, ex=self.ttl)
             except (RedisError, OSError) as error:
-                log.warning("provider_cache_unavailable", error=type(error).__name__)
+                log.warning(self._event, error=type(error).__name__)
             return
         self._local[key] = (time.monotonic() + self.ttl, raw)
         self._local.move_to_end(key)
@@ -80,7 +86,7 @@ class ProviderCache:
                 if keys:
                     await self._redis.delete(*keys)
             except (RedisError, OSError) as error:
-                log.warning("provider_cache_unavailable", error=type(error).__name__)
+                log.warning(self._event, error=type(error).__name__)
             return
         for key in [key for key in self._local if key.startswith(prefix)]:
             del self._local[key]

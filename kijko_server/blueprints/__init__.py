@@ -16,6 +16,7 @@ from kijko_server import health, swagger
 from kijko_server.blueprints import (
     analytics,
     auth,
+    billing_details,
     executions,
     habits,
     index,
@@ -65,6 +66,7 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     ingestion.bp,
     organizations.bp,
     llm_keys.bp,
+    billing_details.bp,
     oauth.bp,
     sources.bp,
     skills.bp,

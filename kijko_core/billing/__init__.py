@@ -1,0 +1,1 @@
+"""Billing: plans and quotas, the organization's billing details, and later Stripe (issue 9)."""
