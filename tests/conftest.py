@@ -70,6 +70,10 @@ def make_settings(database: ScratchDatabase, encryption_key: str, tmp_path_facto
             "public_url": "http://kijko.test",
             "db_pool_size": 4,
             "log_level": "warning",
+            # Everything unlimited: the suites of other domains must not hit the free plan's
+            # small limits (1 seat, 10 searches a day). The quota tests start runtimes on the
+            # free plan (tests/test_quotas.py); production's default stays free.
+            "default_plan": "enterprise",
         }
         values.update(overrides)
         return load_settings(**values)

@@ -461,6 +461,28 @@ CALLER_ROUTES += (
     ),
 )
 
+# Billing without Stripe (issue 9; docs/billing.md): the plans are public; the organization's
+# usage is viewed by owners and admins (ARCHITECTURE §3). Neither takes an id: the caller's
+# organization is the token's (another organization's counters never show:
+# tests/test_quotas.py).
+_BILLING = "/api/v1/billing"
+CALLER_ROUTES += (
+    CallerRoutes(
+        "billing",
+        _BILLING,
+        (
+            CallerRoute("plans", "GET", f"{_BILLING}/plans", _json("GET", f"{_BILLING}/plans"), _ANYONE),
+            CallerRoute(
+                "usage",
+                "GET",
+                f"{_BILLING}/usage",
+                _json("GET", f"{_BILLING}/usage"),
+                {"-": only("owner", "admin", otherwise="403")},
+            ),
+        ),
+    ),
+)
+
 #: Routes under /api/v1 that neither a domain nor a caller group covers, and why: a route
 #: anywhere else must be registered in one of them (test_domain_suites.py).
 OUTSIDE_SUITES: dict[str, str] = {

@@ -40,6 +40,7 @@ async def start(kijko: Kijko, account: Account, skill: dict[str, Any], **kw: Any
             execution_type=kw.pop("execution_type", "manual"),
             user_id=UUID(account.user_id),
             skill_id=skill["id"],
+            plans=kijko.plans,
             **kw,
         )
 
