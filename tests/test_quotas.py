@@ -484,3 +484,26 @@ async def test_a_members_session_cannot_lower_usage_or_write_alerts(limited: Kij
     async with system_session(limited.system_db) as db:
         used = await db.fetchval("SELECT used FROM kijko.usage_counters WHERE organization_id = $1", org)
     assert used == 2
+
+
+async def test_another_organizations_session_sees_and_changes_none_of_the_usage(limited: Kijko, web: Any) -> None:
+    owner = await sign_up(web)
+    stranger = await sign_up(web)
+    project = await created(web, owner, "Mine")
+    await web.get(f"{API}/projects/{project['id']}/search", query_string={"q": "x"}, headers=owner.headers)
+    org = UUID(owner.org_id)
+    async with tenant_session(limited.app_db, stranger.identity) as db:
+        for table in ("usage_counters", "usage_daily", "usage_alerts"):
+            assert await db.fetchval(f"SELECT count(*) FROM kijko.{table} WHERE organization_id = $1", org) == 0  # noqa: S608
+        assert await db.execute("UPDATE kijko.usage_counters SET used = used + 100") == "UPDATE 0"
+        assert await db.execute("UPDATE kijko.usage_daily SET value = value + 100") == "UPDATE 0"
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):  # row-level security's WITH CHECK
+        async with tenant_session(limited.app_db, stranger.identity) as db:
+            await db.execute(
+                "INSERT INTO kijko.usage_counters (organization_id, metric, period_start, used)"
+                " VALUES ($1, 'api_calls', date_trunc('month', now())::date, 999)",
+                org,
+            )
+    async with system_session(limited.system_db) as db:
+        rows = await db.fetch("SELECT metric, used FROM kijko.usage_counters WHERE organization_id = $1", org)
+    assert [(row["metric"], row["used"]) for row in rows] == [("oracle_queries", 1)]
