@@ -173,6 +173,7 @@ INSERT INTO kijko.usage_daily AS d (organization_id, metric, day, value)
 VALUES ($1, $2, (now() AT TIME ZONE 'UTC')::date, $3)
 ON CONFLICT (organization_id, metric, day) DO UPDATE SET value = EXCLUDED.value
 """
+_ASYNC_COMMIT = "SET LOCAL synchronous_commit TO off"
 _MONTH_START = "SELECT date_trunc('month', now() AT TIME ZONE 'UTC')::date"
 _ALERTED = (
     "SELECT coalesce(max(threshold), 0) FROM kijko.usage_alerts"
@@ -199,12 +200,21 @@ async def _consume(
     return consumed
 
 
-async def consume(db: Session, plans: Plans, org_id: UUID, metric: str, amount: int = 1) -> int:
+async def consume(
+    db: Session, plans: Plans, org_id: UUID, metric: str, amount: int = 1, *, only_write: bool = False
+) -> int:
     """Count ``amount`` of counter ``metric`` in ``db``'s transaction, or raise
     :class:`QuotaExceeded` (nothing counted) when it does not fit in the plan's limit. Returns the
-    period's use."""
+    period's use.
+
+    ``only_write``: the count is the transaction's only write (a search), so its commit need not
+    wait for the WAL flush (``synchronous_commit = off`` for this transaction): a crash may lose
+    the last few counts, never a row of data, and the organization's counter row is released
+    sooner (decision 0151)."""
     if metric not in COUNTERS or amount < 1:
         raise ValueError(f"consume: a counter of {COUNTERS} and an amount of 1 or more")
+    if only_write:
+        await db.execute(_ASYNC_COMMIT)
     plan = await plan_for(db, plans, org_id)
     consumed = await _consume(db, plan, org_id, metric, amount, partial=False)
     if consumed is None:

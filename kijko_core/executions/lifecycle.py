@@ -499,6 +499,7 @@ async def retry(
     current: CurrentSkill,
     user_id: UUID | None,
     kijko: Kijko | None = None,
+    plans: Plans | None = None,
 ) -> tuple[UUID, str]:
     """A failed or cancelled execution started again (CANNOT_RETRY otherwise): same skill,
     type, reference and input, with the skill's *current* configuration (decision 0108; a
@@ -520,6 +521,7 @@ async def retry(
         reference_id=row["reference_id"],
         source_execution_id=execution_id,
         kijko=kijko,
+        plans=plans,
     )
     assert new_id is not None  # no scheduled_for: no idempotency key to collide with
     return new_id, await _status(db, org_id, new_id)
@@ -531,6 +533,7 @@ async def replay(
     *,
     user_id: UUID | None,
     kijko: Kijko | None = None,
+    plans: Plans | None = None,
 ) -> tuple[UUID, str]:
     """Run an execution's stored snapshot again (any finished execution), even if its skill
     changed or was deleted since: a new execution with the same input and snapshot."""
@@ -548,6 +551,7 @@ async def replay(
         reference_id=None,
         source_execution_id=execution_id,
         kijko=kijko,
+        plans=plans,
     )
     assert new_id is not None
     return new_id, await _status(db, org_id, new_id)

@@ -31,9 +31,9 @@ async def search(db: TenantSession, project_id: UUID, query: SearchQuery, plans:
     text = (query.q or "").strip()
     if not text:
         raise ValidationFailed("q: a search needs some text", field="q")
-    await quotas.consume(db, plans, project.organization_id, "oracle_queries")
     parsed = await repository.parse_query(db, text)
     if parsed is None:  # nothing searchable in it (only punctuation or operators)
+        await quotas.consume(db, plans, project.organization_id, "oracle_queries", only_write=True)
         return Page[SearchHit].of([], 0, query)
     hits, total = await repository.search(
         db,
@@ -45,6 +45,10 @@ async def search(db: TenantSession, project_id: UUID, query: SearchQuery, plans:
         limit=query.page_size,
         offset=query.offset,
     )
+    # Counted last: the organization's counter row is locked from here to the commit only, so
+    # concurrent searches of one organization do not wait for each other's queries; the count is
+    # the only write, committed without waiting for the WAL flush.
+    await quotas.consume(db, plans, project.organization_id, "oracle_queries", only_write=True)
     return Page[SearchHit].of(hits, total, query)
 
 
