@@ -464,10 +464,20 @@ async def test_owners_are_mailed_at_80_and_100_percent_once(limited: Kijko, web:
 async def test_a_members_session_cannot_lower_usage_or_write_alerts(limited: Kijko, web: Any) -> None:
     owner = await sign_up(web)
     project = await created(web, owner, "Counted")
-    await web.get(f"{API}/projects/{project['id']}/search", query_string={"q": "x"}, headers=owner.headers)
+    search = f"{API}/projects/{project['id']}/search"
+    await web.get(search, query_string={"q": "x"}, headers=owner.headers)
     org = UUID(owner.org_id)
+    # As if that search was yesterday: the next one moves yesterday's count to the rollup.
+    async with system_session(limited.system_db) as db:
+        await db.execute("UPDATE kijko.usage_counters SET day = day - 1 WHERE organization_id = $1", org)
+    await web.get(search, query_string={"q": "x"}, headers=owner.headers)
+    usage = await (await web.get(f"{API}/billing/usage", headers=owner.headers)).get_json()
+    queries = next(m for m in usage if m["type"] == "oracle_queries")
+    assert queries["current"] == 2 and [p["value"] for p in queries["trend"]] == [1, 1]
     forbidden = [
         "UPDATE kijko.usage_counters SET used = 0 WHERE organization_id = $1",
+        "UPDATE kijko.usage_counters SET day_used = 0 WHERE organization_id = $1",
+        "UPDATE kijko.usage_counters SET day = day - 1 WHERE organization_id = $1",
         "UPDATE kijko.usage_counters SET period_start = period_start - 1 WHERE organization_id = $1",
         "DELETE FROM kijko.usage_counters WHERE organization_id = $1",
         "UPDATE kijko.usage_daily SET value = 0 WHERE organization_id = $1",
@@ -483,7 +493,7 @@ async def test_a_members_session_cannot_lower_usage_or_write_alerts(limited: Kij
         await db.execute("UPDATE kijko.usage_counters SET used = used + 1 WHERE organization_id = $1", org)
     async with system_session(limited.system_db) as db:
         used = await db.fetchval("SELECT used FROM kijko.usage_counters WHERE organization_id = $1", org)
-    assert used == 2
+    assert used == 3
 
 
 async def test_another_organizations_session_sees_and_changes_none_of_the_usage(limited: Kijko, web: Any) -> None:

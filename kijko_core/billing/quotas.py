@@ -80,33 +80,43 @@ def counter_period(metric: str) -> str:
 # The one statement that checks and increments ($4 = n, $5 = limit, -1 unlimited; $6: grant
 # part of n when all of it does not fit, for a batch of habit runs). On an existing row the
 # right-hand sides of SET read the row as locked (the latest committed version), so concurrent
-# consumers are serialized by the row lock and each sees the others' increments. The day's
-# rollup row is added to in the same statement.
-_CONSUME = """
+# consumers are serialized by the row lock and each sees the others' increments. The row also
+# counts its current UTC day (``day``, ``day_used``), for the usage trend; on the first
+# consumption of a new day the previous day's count moves to ``kijko.usage_daily`` in the same
+# statement, so the hot path writes one row, not two.
+_GRANTED = "CASE WHEN $5::bigint < 0 OR c.used + $4::bigint <= $5::bigint THEN $4::bigint ELSE $5::bigint - c.used END"
+_CONSUME_TEMPLATE = """
 WITH period AS (
-    SELECT date_trunc($3::text, now() AT TIME ZONE 'UTC')::date AS start
+    SELECT date_trunc($3::text, now() AT TIME ZONE 'UTC')::date AS start,
+           (now() AT TIME ZONE 'UTC')::date AS today{async_commit}
 ), counted AS (
-    INSERT INTO kijko.usage_counters AS c (organization_id, metric, period_start, used, granted)
-    SELECT $1, $2, period.start,
-           CASE WHEN $5::bigint < 0 OR $4::bigint <= $5::bigint THEN $4::bigint ELSE $5::bigint END,
-           CASE WHEN $5::bigint < 0 OR $4::bigint <= $5::bigint THEN $4::bigint ELSE $5::bigint END
-    FROM period
+    INSERT INTO kijko.usage_counters AS c (organization_id, metric, period_start, used, granted, day, day_used)
+    SELECT $1, $2, period.start, g.n, g.n, period.today, g.n
+    FROM period,
+         (SELECT CASE WHEN $5::bigint < 0 OR $4::bigint <= $5::bigint THEN $4::bigint ELSE $5::bigint END AS n) AS g
     WHERE $5::bigint < 0 OR $4::bigint <= $5::bigint OR ($6::boolean AND $5::bigint > 0)
     ON CONFLICT (organization_id, metric, period_start) DO UPDATE
-    SET used = CASE WHEN $5::bigint < 0 OR c.used + $4::bigint <= $5::bigint THEN c.used + $4::bigint
-                    ELSE $5::bigint END,
-        granted = CASE WHEN $5::bigint < 0 OR c.used + $4::bigint <= $5::bigint THEN $4::bigint
-                       ELSE $5::bigint - c.used END,
+    SET used = c.used + {granted},
+        granted = {granted},
+        day_used = CASE WHEN c.day = EXCLUDED.day THEN c.day_used ELSE 0 END + {granted},
+        day = EXCLUDED.day,
+        rolled_day = CASE WHEN c.day = EXCLUDED.day THEN NULL ELSE c.day END,
+        rolled_used = CASE WHEN c.day = EXCLUDED.day THEN NULL ELSE c.day_used END,
         updated_at = now()
     WHERE $5::bigint < 0 OR c.used + $4::bigint <= $5::bigint OR ($6::boolean AND c.used < $5::bigint)
-    RETURNING c.used, c.granted
-), daily AS (
+    RETURNING c.used, c.granted, c.rolled_day, c.rolled_used
+), rolled AS (
     INSERT INTO kijko.usage_daily AS d (organization_id, metric, day, value)
-    SELECT $1, $2, (now() AT TIME ZONE 'UTC')::date, granted FROM counted WHERE granted > 0
+    SELECT $1, $2, rolled_day, rolled_used FROM counted WHERE rolled_day IS NOT NULL AND rolled_used > 0
     ON CONFLICT (organization_id, metric, day) DO UPDATE SET value = d.value + EXCLUDED.value
 )
 SELECT used, granted FROM counted
 """
+_CONSUME = _CONSUME_TEMPLATE.format(async_commit="", granted=_GRANTED)
+# The same, committing without waiting for the WAL flush (``only_write``), in the same round trip.
+_CONSUME_ONLY_WRITE = _CONSUME_TEMPLATE.format(
+    async_commit=",\n           set_config('synchronous_commit', 'off', true) AS async_commit", granted=_GRANTED
+)
 
 # What a refusal reports: the period's use, its end and the seconds to it (database clock).
 _PERIOD = """
@@ -124,15 +134,13 @@ SELECT coalesce((SELECT used FROM kijko.usage_counters
 # Giving back what was consumed but not used (a batch's runs already fired): service sessions
 # only (the trigger of migration 0023 refuses a member's session).
 _REFUND = """
-WITH refunded AS (
-    UPDATE kijko.usage_counters SET used = greatest(used - $4::bigint, 0), updated_at = now()
-    WHERE organization_id = $1 AND metric = $2
-      AND period_start = date_trunc($3::text, now() AT TIME ZONE 'UTC')::date
-    RETURNING 1
-)
-UPDATE kijko.usage_daily SET value = greatest(value - $4::bigint, 0)
-WHERE organization_id = $1 AND metric = $2 AND day = (now() AT TIME ZONE 'UTC')::date
-  AND EXISTS (SELECT 1 FROM refunded)
+UPDATE kijko.usage_counters
+SET used = greatest(used - $4::bigint, 0),
+    day_used = CASE WHEN day = (now() AT TIME ZONE 'UTC')::date THEN greatest(day_used - $4::bigint, 0)
+                    ELSE day_used END,
+    updated_at = now()
+WHERE organization_id = $1 AND metric = $2
+  AND period_start = date_trunc($3::text, now() AT TIME ZONE 'UTC')::date
 """
 
 # Storage in bytes: the files of each project's current index (the source text its chunks were
@@ -173,7 +181,6 @@ INSERT INTO kijko.usage_daily AS d (organization_id, metric, day, value)
 VALUES ($1, $2, (now() AT TIME ZONE 'UTC')::date, $3)
 ON CONFLICT (organization_id, metric, day) DO UPDATE SET value = EXCLUDED.value
 """
-_ASYNC_COMMIT = "SET LOCAL synchronous_commit TO off"
 _MONTH_START = "SELECT date_trunc('month', now() AT TIME ZONE 'UTC')::date"
 _ALERTED = (
     "SELECT coalesce(max(threshold), 0) FROM kijko.usage_alerts"
@@ -189,10 +196,11 @@ class Consumed:
 
 
 async def _consume(
-    db: Session, plan: Plan, org_id: UUID, metric: str, amount: int, *, partial: bool
+    db: Session, plan: Plan, org_id: UUID, metric: str, amount: int, *, partial: bool, only_write: bool = False
 ) -> Consumed | None:
     limit = plan.limit(metric)
-    row = await db.fetchrow(_CONSUME, org_id, metric, counter_period(metric), amount, limit, partial)
+    statement = _CONSUME_ONLY_WRITE if only_write else _CONSUME
+    row = await db.fetchrow(statement, org_id, metric, counter_period(metric), amount, limit, partial)
     if row is None:
         return None
     consumed = Consumed(int(row["used"]), int(row["granted"]))
@@ -213,10 +221,8 @@ async def consume(
     sooner (decision 0151)."""
     if metric not in COUNTERS or amount < 1:
         raise ValueError(f"consume: a counter of {COUNTERS} and an amount of 1 or more")
-    if only_write:
-        await db.execute(_ASYNC_COMMIT)
     plan = await plan_for(db, plans, org_id)
-    consumed = await _consume(db, plan, org_id, metric, amount, partial=False)
+    consumed = await _consume(db, plan, org_id, metric, amount, partial=False, only_write=only_write)
     if consumed is None:
         raise await exceeded(db, plan, org_id, metric)
     return consumed.used

@@ -20,9 +20,16 @@ WHERE organization_id = $1
   AND ((metric = 'oracle_queries' AND period_start = (now() AT TIME ZONE 'UTC')::date)
     OR (metric <> 'oracle_queries' AND period_start = date_trunc('month', now() AT TIME ZONE 'UTC')::date))
 """
+# Earlier days from the rollup; each counter row's current day from the row itself.
 _TREND = """
-SELECT metric, day, value FROM kijko.usage_daily
-WHERE organization_id = $1 AND day > (now() AT TIME ZONE 'UTC')::date - $2::int
+SELECT metric, day, sum(value)::bigint AS value FROM (
+    SELECT metric, day, value FROM kijko.usage_daily
+    WHERE organization_id = $1 AND day > (now() AT TIME ZONE 'UTC')::date - $2::int
+    UNION ALL
+    SELECT metric, day, day_used FROM kijko.usage_counters
+    WHERE organization_id = $1 AND day > (now() AT TIME ZONE 'UTC')::date - $2::int AND day_used > 0
+) AS days
+GROUP BY metric, day
 ORDER BY metric, day
 """
 _TODAY = "SELECT (now() AT TIME ZONE 'UTC')::date"

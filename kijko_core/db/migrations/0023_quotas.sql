@@ -19,12 +19,18 @@ CREATE TABLE kijko.usage_counters (
     used bigint NOT NULL DEFAULT 0 CHECK (used >= 0),
     -- What the last consuming statement granted (a batch of habit runs may get part of it).
     granted bigint NOT NULL DEFAULT 0 CHECK (granted >= 0),
+    -- The count of the row's current UTC day (the usage trend). The first consumption of a new
+    -- day moves the previous day's count (rolled_*) to usage_daily in the same statement.
+    day date NOT NULL,
+    day_used bigint NOT NULL DEFAULT 0 CHECK (day_used >= 0),
+    rolled_day date,
+    rolled_used bigint,
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (organization_id, metric, period_start)
 );
 
--- One row per organization, metric and UTC day: counters add what the day consumed, gauges keep
--- the day's last measured value (bytes of storage, seats).
+-- One row per organization, metric and UTC day before the current one: counters' days moved
+-- here from usage_counters, and gauges' last measured value of the day (bytes of storage, seats).
 CREATE TABLE kijko.usage_daily (
     organization_id uuid NOT NULL REFERENCES kijko.organizations (id) ON DELETE CASCADE,
     metric text NOT NULL CHECK (metric IN ('api_calls', 'ingestions', 'storage', 'seats', 'oracle_queries')),
@@ -69,8 +75,10 @@ CREATE POLICY usage_alerts_writer ON kijko.usage_alerts AS RESTRICTIVE FOR INSER
 -- Counters: created and raised by anyone's session; the period and metric are as created, and a
 -- decrease is a service session's (the trigger below). No DELETE on the app role.
 GRANT SELECT ON kijko.usage_counters TO :app_role;
-GRANT INSERT (organization_id, metric, period_start, used, granted) ON kijko.usage_counters TO :app_role;
-GRANT UPDATE (used, granted, updated_at) ON kijko.usage_counters TO :app_role;
+GRANT INSERT (organization_id, metric, period_start, used, granted, day, day_used) ON kijko.usage_counters
+    TO :app_role;
+GRANT UPDATE (used, granted, day, day_used, rolled_day, rolled_used, updated_at) ON kijko.usage_counters
+    TO :app_role;
 GRANT SELECT ON kijko.usage_daily TO :app_role;
 GRANT INSERT (organization_id, metric, day, value) ON kijko.usage_daily TO :app_role;
 GRANT UPDATE (value) ON kijko.usage_daily TO :app_role;
@@ -85,7 +93,8 @@ CREATE FUNCTION kijko.usage_counters_never_lowered() RETURNS trigger
     SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
-    IF NEW.used < OLD.used AND (SELECT kijko.current_user_id()) IS NOT NULL THEN
+    IF (NEW.used < OLD.used OR (NEW.day = OLD.day AND NEW.day_used < OLD.day_used) OR NEW.day < OLD.day)
+       AND (SELECT kijko.current_user_id()) IS NOT NULL THEN
         RAISE EXCEPTION 'usage is lowered by the server only' USING ERRCODE = '42501';
     END IF;
     RETURN NEW;
