@@ -216,6 +216,11 @@ class Settings(BaseSettings):
     # What models cost (docs/model-prices.md): a TOML file replacing the shipped price table.
     model_prices_file: Path | None = None
 
+    # Plans and quotas (docs/billing.md): a TOML file replacing the shipped plans, and the plan
+    # every organization is on until billing says otherwise (self-hosters: enterprise).
+    plans_file: Path | None = None
+    default_plan: Literal["free", "pro", "teams", "enterprise"] = "free"
+
     # LLM providers of the ``llm`` skill type (docs/llm-providers.md): the platform's keys and
     # base URLs (an organization's own key takes precedence), the time limit of one call and
     # the retries of transient failures (429, 5xx, 529, timeouts, resets).

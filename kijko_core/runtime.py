@@ -15,6 +15,7 @@ from redis import asyncio as aioredis
 
 from kijko_core.auth.provider import IdentityProvider
 from kijko_core.billing import vies
+from kijko_core.billing.plans import Plans, plans_of
 from kijko_core.config import Settings
 from kijko_core.crypto import Keyring
 from kijko_core.data_dir import DataDirectory
@@ -60,6 +61,8 @@ class Kijko:
     vies_cache: ProviderCache | None = field(default=None)
     # What models cost (the shipped table or KIJKO_MODEL_PRICES_FILE's).
     prices: PriceTable = field(default_factory=PriceTable.shipped)
+    # The plans and the default plan (the shipped file or KIJKO_PLANS_FILE's; decision 0150).
+    plans: Plans = field(default_factory=lambda: Plans.parse(Plans.shipped_text(), "the shipped plans"))
     # The LLM providers' SDK clients, kept alive across runs (decision 0128); closed by ``stop``.
     llm_clients: ProviderClients = field(init=False)
 
@@ -93,6 +96,7 @@ class Kijko:
         http: httpx.AsyncClient | None = None
         egress: httpx.AsyncClient | None = None
         prices = PriceTable.load(settings.model_prices_file)  # a bad file stops start-up, line by line
+        plans = plans_of(settings)  # the same for the plans file and KIJKO_DEFAULT_PLAN
         # Skill/reflex type plugins: checked and logged now; a broken one is skipped, never fatal.
         plugin_registry.load()
         try:
@@ -141,6 +145,7 @@ class Kijko:
             provider_cache=ProviderCache(redis, settings.provider_cache_seconds),
             vies_cache=vies.make_cache(redis, settings),
             prices=prices,
+            plans=plans,
         )
 
     async def stop(self) -> None:

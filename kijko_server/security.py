@@ -61,6 +61,7 @@ PUBLIC_ROUTES: Final = (
     _public("POST", "/api/v1/webhooks/*"),
     _public("POST", "/api/analytics/events"),
     _public("POST", "/api/v1/analytics/events"),
+    _public("GET HEAD", "/api/v1/billing/plans"),  # the plans and prices, as the pricing page shows them
 )
 
 _EXPIRED_OK = "_kijko_accepts_expired_token"

@@ -72,6 +72,10 @@ def make_settings(database: ScratchDatabase, encryption_key: str, tmp_path_facto
             "log_level": "warning",
             # No test asks the real VIES: tests that need it point this at tests/vies_server.py.
             "vies_url": "",
+            # Everything unlimited: the suites of other domains must not hit the free plan's
+            # small limits (1 seat, 10 searches a day). The quota tests start runtimes on the
+            # free plan (tests/test_quotas.py); production's default stays free.
+            "default_plan": "enterprise",
         }
         values.update(overrides)
         return load_settings(**values)

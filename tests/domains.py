@@ -477,6 +477,10 @@ CALLER_ROUTES += (
 # checksum is wrong, so it is answered offline.
 _BILLING = "/api/v1/billing"
 _BILLING_DETAILS = f"{_BILLING}/details"
+# Billing without Stripe (issue 9; docs/billing.md): the plans are public; the organization's
+# usage is viewed by owners and admins (ARCHITECTURE §3). Neither takes an id: the caller's
+# organization is the token's (another organization's counters never show:
+# tests/test_quotas.py).
 CALLER_ROUTES += (
     CallerRoutes(
         "billing",
@@ -502,6 +506,14 @@ CALLER_ROUTES += (
                 f"{_BILLING_DETAILS}/validate-btw",
                 _json("POST", f"{_BILLING_DETAILS}/validate-btw", {"btwNumber": "NL000099998B58"}),
                 {"-": only("owner", otherwise="403")},
+            ),
+            CallerRoute("plans", "GET", f"{_BILLING}/plans", _json("GET", f"{_BILLING}/plans"), _ANYONE),
+            CallerRoute(
+                "usage",
+                "GET",
+                f"{_BILLING}/usage",
+                _json("GET", f"{_BILLING}/usage"),
+                {"-": only("owner", "admin", otherwise="403")},
             ),
         ),
     ),

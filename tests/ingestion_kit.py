@@ -133,7 +133,8 @@ BODY = {"400", "413", "415", "422"}
 #: The statuses each ingestion operation documents besides its success and 500 (pinned here,
 #: triggered for real in tests/test_ingestion_routes.py).
 INGESTION_OPERATIONS: dict[tuple[str, str], set[str]] = {
-    ("post", f"{P}/ingest"): {"401", "403", "404", "409"} | BODY,
+    # 429: the plan's ingestions of the period (tests/test_quotas.py).
+    ("post", f"{P}/ingest"): {"401", "403", "404", "409", "429"} | BODY,
     ("get", f"{P}/progress"): {"401", "403", "404"},
     ("post", f"{P}/cancel-ingestion"): {"401", "403", "404"},
     ("put", f"{P}/progress"): {"401", "403", "404", "409"} | BODY,

@@ -51,7 +51,7 @@ async def start_many(
 ) -> list[UUID | None]:
     """``runs`` started in a session of ``account`` (with the spend cap of ``capped``)."""
     async with tenant_session(kijko.app_db, account.identity) as db:
-        return await lifecycle.start_many(db, runs, kijko=capped)
+        return await lifecycle.start_many(db, runs, kijko=capped, plans=kijko.plans)
 
 
 async def written(kijko: Kijko, skill_id: UUID) -> tuple[list[dict[str, Any]], int, dict[UUID, dict[str, Any]]]:
@@ -117,6 +117,7 @@ async def test_a_batch_spanning_an_earlier_fire_skips_it_and_starts_the_rest(kij
             skill_id=skill["id"],
             reference_id=habit,
             scheduled_for=INSTANT,
+            plans=kijko.plans,
         )
     assert earlier is not None
     later = INSTANT + timedelta(hours=1)

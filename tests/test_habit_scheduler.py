@@ -171,6 +171,7 @@ async def test_an_interrupted_tick_is_completed_without_a_second_fire(
             skill_id=row["skill_id"],
             reference_id=row["id"],
             scheduled_for=row["next_run_at"],
+            plans=kijko.plans,
         )
     assert first is not None
     await scheduler.tick(kijko, at=row["next_run_at"] + timedelta(seconds=5))

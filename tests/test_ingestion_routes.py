@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -18,6 +19,7 @@ from tests import contract_events
 from tests.conftest import Account
 from tests.ingestion_kit import INGESTION_OPERATIONS, P, recording
 from tests.memberships import add_member
+from tests.quotas_kit import answered_when_spent
 from tests.test_openapi_errors import answers_not_as_documented, documented_errors, openapi
 
 API = "/api/v1/projects"
@@ -79,8 +81,13 @@ async def test_ingestion_operations_document_exactly_their_errors(client: Any) -
 
 
 async def test_every_documented_ingestion_error_happens_with_its_documented_code(
-    client: Any, kijko: Kijko, alice: Account
+    client: Any, kijko: Kijko, alice: Account, make_settings: Any, tmp_path: Path
 ) -> None:
+    async def ingest_spent(web: Any, owner: Account) -> Any:
+        project = await text_project(web, owner, "Spent")
+        return await web.post(f"{API}/{project['id']}/ingest", json={}, headers=owner.headers)
+
+    over_quota = await answered_when_spent(make_settings, tmp_path, ingest_spent)
     gone = await add_member(kijko, alice.org_id, "member")
     async with system_session(kijko.system_db) as db:
         await db.execute("DELETE FROM kijko.memberships WHERE user_id = $1", UUID(gone.user_id))
@@ -143,6 +150,7 @@ async def test_every_documented_ingestion_error_happens_with_its_documented_code
             "409": send("post", ingest.format(project_id=busy["id"]), alice, json={}),
             "422 no sources": send("post", ingest.format(project_id=empty["id"]), alice, json={}),
             "422 custom": send("post", ingest.format(project_id=custom["id"]), alice, json={}),
+            "429": over_quota,
         }
     )
     for method, template in (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -32,6 +33,7 @@ from tests.invitations import (
 )
 from tests.memberships import add_member
 from tests.projects import created
+from tests.quotas_kit import answered_when_spent
 from tests.test_openapi_errors import answers_not_as_documented, documented_errors, openapi
 
 MEMBER_KEYS = {
@@ -584,7 +586,7 @@ OP = "/api/v1/projects/{project_id}"
 
 
 async def test_every_documented_member_error_happens_with_its_documented_code(
-    client: Any, kijko: Kijko, alice: Account, bob: Account
+    client: Any, kijko: Kijko, alice: Account, bob: Account, make_settings: Any, tmp_path: Path
 ) -> None:
     gone = await add_member(kijko, alice.org_id, "member")
     async with system_session(kijko.system_db) as db:
@@ -683,6 +685,14 @@ async def test_every_documented_member_error_happens_with_its_documented_code(
     triggers[("post", f"{OP}/members")]["429"] = send(
         "post", f"{OP}/members".format(project_id=spent["id"]), bob, json={"email": fresh_email(), "role": "viewer"}
     )
+    # 429: no seat left on the plan (tests/test_quotas.py).
+
+    async def add_spent(web: Any, owner: Account) -> Any:
+        project = await created(web, owner, "Seated")
+        path = f"{OP}/members".format(project_id=project["id"])
+        return await web.post(path, json={"email": fresh_email(), "role": "viewer"}, headers=owner.headers)
+
+    triggers[("post", f"{OP}/members")]["429 seats"] = await answered_when_spent(make_settings, tmp_path, add_spent)
     resend = f"{OP}/invitations/{{member_id}}/resend"
     triggers[("post", resend)]["409"] = send("post", resend.format(project_id=pid, member_id=accepted["id"]), alice)
     triggers[("post", resend)]["429"] = send("post", resend.format(project_id=pid, member_id=pending["id"]), alice)

@@ -245,6 +245,7 @@ def test_the_public_list_is_exactly_the_documented_one() -> None:
         (["POST"], "/api/v1/webhooks/*"),
         (["POST"], "/api/analytics/events"),
         (["POST"], "/api/v1/analytics/events"),
+        (["GET", "HEAD"], "/api/v1/billing/plans"),
     ]
     assert is_allowed_public("POST", "/api/v1/auth/signup")
     assert not is_allowed_public("GET", "/api/v1/auth/signup")

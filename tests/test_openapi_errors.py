@@ -10,6 +10,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -29,6 +30,7 @@ from tests.invitations import MEMBER_OPERATIONS
 from tests.keycloak_server import FakeKeycloak
 from tests.memberships import add_member
 from tests.net import free_port
+from tests.quotas_kit import answered_when_spent
 from tests.reflex_kit import REFLEX_OPERATIONS
 from tests.runs_kit import RUN_OPERATIONS
 from tests.test_billing_details import BILLING_DETAILS_OPERATIONS
@@ -56,7 +58,8 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("delete", f"{P}/repositories/{{repo_id}}"): {"401", "403", "404"},
     ("get", "/api/v1/users/{user_id}/recent-repos"): {"401", "403", "404"},
     # Search and the indexed files (issue 7 §3).
-    ("get", f"{P}/search"): {"401", "403", "404", "422"},
+    # 429: the plan's oracle queries of the day (tests/test_quotas.py).
+    ("get", f"{P}/search"): {"401", "403", "404", "422", "429"},
     ("get", f"{P}/files"): {"401", "403", "404", "422"},
 }
 
@@ -113,8 +116,14 @@ Request = Callable[[], Awaitable[Any]]
 
 
 async def test_every_documented_error_happens_with_its_documented_code(
-    client: Any, kijko: Kijko, alice: Account
+    client: Any, kijko: Kijko, alice: Account, make_settings: Any, tmp_path: Path
 ) -> None:
+    async def search_spent(web: Any, owner: Account) -> Any:
+        made = await web.post(API, json={"name": "Spent", "type": "manual"}, headers=owner.headers)
+        path = f"{P}/search".format(project_id=(await made.get_json())["project"]["id"])
+        return await web.get(path, query_string={"q": "x"}, headers=owner.headers)
+
+    over_quota = await answered_when_spent(make_settings, tmp_path, search_spent)
     viewer = await add_member(kijko, alice.org_id, "viewer")
     member = await add_member(kijko, alice.org_id, "member")
     gone = await add_member(kijko, alice.org_id, "member")  # loses the membership below
@@ -192,6 +201,7 @@ async def test_every_documented_error_happens_with_its_documented_code(
     triggers[("get", f"{P}/search")]["422 pageSize"] = send(
         "get", f"{P}/search".format(project_id=other_id), alice, query_string={"q": "x", "pageSize": 0}
     )
+    triggers[("get", f"{P}/search")]["429"] = over_quota
     triggers[("get", f"{P}/files")]["422"] = send(
         "get", f"{P}/files".format(project_id=other_id), alice, query_string={"page": 0}
     )
@@ -243,6 +253,9 @@ OTHERS: dict[tuple[str, str], set[str]] = {
     ("post", "/api/analytics/events"): BODY | LIMITED,
     ("post", "/api/v1/analytics/events"): BODY | LIMITED,
     ("get", "/api/v1/analytics/summary"): {"401", "403", "422"},
+    # Billing without Stripe (issue 9): the public plans, the usage (owners and admins).
+    ("get", "/api/v1/billing/plans"): set(),
+    ("get", "/api/v1/billing/usage"): {"401", "403"},
 }
 #: Statuses documented above that only a Keycloak misbehaving or a rare race answers; each
 #: is raised on a code path named in kijko_server/blueprints/auth.py (KEYCLOAK_SIGN_IN).
@@ -447,6 +460,10 @@ async def check_triggers(
             "401": send(client, "get", "/api/v1/plugins"),
             "403": send(client, "get", "/api/v1/plugins", gone.headers),
         },
+        ("get", "/api/v1/billing/usage"): {
+            "401": send(client, "get", "/api/v1/billing/usage"),
+            "403": send(client, "get", "/api/v1/billing/usage", gone.headers),
+        },
         ("get", f"{AUTH}/me"): {
             "401": send(client, "get", f"{AUTH}/me"),
             "403": send(client, "get", f"{AUTH}/me", gone.headers),
@@ -552,8 +569,13 @@ async def organization_triggers(
 
 
 def analytics_triggers(
-    client: Any, limited: Any, redis_down: Any, send: Callable[..., Request], twice: Callable[..., Request],
-    alice: Account, gone: Account,
+    client: Any,
+    limited: Any,
+    redis_down: Any,
+    send: Callable[..., Request],
+    twice: Callable[..., Request],
+    alice: Account,
+    gone: Account,
 ) -> dict[tuple[str, str], dict[str, Request]]:
     """The intake on both paths (public: no 401) and the summary (owners and admins)."""
     triggers: dict[tuple[str, str], dict[str, Request]] = {}

@@ -40,6 +40,7 @@ async def start(kijko: Kijko, account: Account, skill: dict[str, Any], **kw: Any
             execution_type=kw.pop("execution_type", "manual"),
             user_id=UUID(account.user_id),
             skill_id=skill["id"],
+            plans=kijko.plans,
             **kw,
         )
 
@@ -280,8 +281,10 @@ async def test_retry_uses_the_skills_current_configuration_and_replay_the_snapsh
             row = await db.fetchrow("SELECT * FROM kijko.skills WHERE id = $1", skill_id)
             return snapshot(dict(row)), values
 
-        retried, status = await lifecycle.retry(db, execution_id, current=current, user_id=UUID(alice.user_id))
-        replayed, _ = await lifecycle.replay(db, execution_id, user_id=UUID(alice.user_id))
+        retried, status = await lifecycle.retry(
+            db, execution_id, current=current, user_id=UUID(alice.user_id), plans=kijko.plans
+        )
+        replayed, _ = await lifecycle.replay(db, execution_id, user_id=UUID(alice.user_id), plans=kijko.plans)
     assert status == "pending"
     await run_until_idle(kijko)
     retried_row, replayed_row = await execution(kijko, retried), await execution(kijko, replayed)
@@ -292,7 +295,9 @@ async def test_retry_uses_the_skills_current_configuration_and_replay_the_snapsh
     assert replayed_row["snapshot"]["skillVersion"] == skill["version"]
     async with tenant_session(kijko.app_db, alice.identity) as db:
         with pytest.raises(CannotRetry):
-            await lifecycle.retry(db, retried, current=current, user_id=UUID(alice.user_id))  # completed
+            await lifecycle.retry(
+                db, retried, current=current, user_id=UUID(alice.user_id), plans=kijko.plans
+            )  # completed
 
 
 async def _status_is(kijko: Kijko, execution_id: UUID, status: str) -> bool:

@@ -162,6 +162,7 @@ async def test_owners_are_mailed_once_at_80_and_once_at_100_percent(capped: Kijk
                 execution_type="manual",
                 user_id=UUID(alice.user_id),
                 skill_id=skill["id"],
+                plans=capped.plans,
             )
         await run_until_idle(capped)
         sent = await mails(capped, alice)

@@ -8,6 +8,7 @@ import io
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from uuid import UUID
@@ -30,6 +31,7 @@ from tests.git_providers import CLIENT_ID, FakeProvider
 from tests.memberships import add_member
 from tests.net import free_port
 from tests.projects import created
+from tests.quotas_kit import answered_when_spent
 
 REDIRECT = "http://localhost:3000/oauth/callback"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -574,12 +576,13 @@ WIZARD: dict[tuple[str, str], set[str]] = {
     ("delete", "/api/v1/oauth/disconnect/{provider}"): {"401", "403", "404", "409"},
     ("post", "/api/v1/repositories/validate-full"): {"401", "403", "502", "503"} | BODY,
     ("get", "/api/v1/repositories/batch"): {"401", "403", "404", "409", "422", "502", "503"},
-    ("post", "/api/v1/files/upload"): {"401", "403", "404"} | MULTIPART,
+    # 429: the plan's storage (tests/test_quotas.py).
+    ("post", "/api/v1/files/upload"): {"401", "403", "404", "429"} | MULTIPART,
 }
 
 
 async def test_every_documented_error_happens_with_its_documented_code(
-    web: Any, kijko_w: Kijko, carol: Account, providers: dict[str, FakeProvider]
+    web: Any, kijko_w: Kijko, carol: Account, providers: dict[str, FakeProvider], make_settings: Any, tmp_path: Path
 ) -> None:
     from tests.test_openapi_errors import answers_not_as_documented, documented_errors, openapi
 
@@ -681,6 +684,13 @@ async def test_every_documented_error_happens_with_its_documented_code(
             "404": send("post", upload_path, files=parts(("a.txt", b"a", "text/plain")), form={"projectId": "x"}),
             "413": send("post", upload_path, files=parts(*[(f"{n}.txt", b"z", "text/plain") for n in range(6)])),
             "422": send("post", upload_path, json={"files": 5}),
+            "429": await answered_when_spent(
+                make_settings,
+                tmp_path,
+                lambda on, owner: on.post(
+                    upload_path, files=parts(("a.txt", b"a", "text/plain")), headers=owner.headers
+                ),
+            ),
             # A malformed multipart body parses as empty (Quart's parser is silent): 422 too.
             "422 malformed": raw(upload_path, broken_multipart, f"multipart/form-data; boundary={boundary}"),
         },

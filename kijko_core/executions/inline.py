@@ -5,7 +5,8 @@ an execution's outcome (``?wait=N``), without holding a database transaction mea
 A test is not an execution: nothing is recorded in ``kijko.skill_executions`` and its id is
 ``test-<uuid>``; a provider call it makes is recorded in ``kijko.llm_usage`` with ``is_test``,
 so spend, the cap and usage see it. It runs in the API process within
-``KIJKO_EXECUTION_TEST_TIMEOUT_SECONDS``, and is refused over the spend cap like an execution.
+``KIJKO_EXECUTION_TEST_TIMEOUT_SECONDS``, and is refused over the spend cap like an execution;
+it counts as an API call of the plan's quota.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from kijko_core.billing import quotas
 from kijko_core.db.session import ServiceActor, Session, TenantSession, service_session
 from kijko_core.executions import job, lifecycle, spend
 from kijko_core.executions.models import ExecuteSkillResponse
@@ -77,7 +79,12 @@ async def run_test(
     values: Mapping[str, Any],
 ) -> ExecuteSkillResponse:
     """Run ``snapshot`` once with ``values`` (already validated), inline; record its provider
-    call in ``kijko.llm_usage`` (``is_test``) in a transaction of its own afterwards."""
+    call in ``kijko.llm_usage`` (``is_test``) in a transaction of its own afterwards.
+
+    A test is an API call of the plan (decision 0151): counted in a transaction of its own
+    before it runs (429 ``QUOTA_EXCEEDED`` over the quota, nothing run)."""
+    async with open_session() as db:
+        await quotas.consume(db, kijko.plans, org_id, "api_calls")
     test_id = f"test-{uuid.uuid4()}"
     started = time.monotonic()
     outcome = None

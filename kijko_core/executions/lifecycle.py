@@ -34,8 +34,11 @@ import asyncpg
 from databases import Database
 
 from kijko_core import events, jobs
+from kijko_core.billing import quotas
+from kijko_core.billing.plans import Plans
 from kijko_core.db.session import ServiceSession, Session, TenantSession, system_session
 from kijko_core.db.sql import Fragment
+from kijko_core.errors import KijkoError
 from kijko_core.executions import spend
 from kijko_core.executions.errors import CannotCancel, CannotRetry, ExecutionNotFound
 from kijko_core.executions.spend import SpendCapReached
@@ -266,6 +269,7 @@ async def start(
     scheduled_for: datetime | None = None,
     source_execution_id: UUID | None = None,
     kijko: Kijko | None = None,
+    plans: Plans | None = None,
 ) -> UUID | None:
     """Record a ``pending`` execution and enqueue its run, in ``db``'s transaction; returns its
     id, or None when ``(reference_id, scheduled_for)`` already fired (a habit's idempotency key).
@@ -277,12 +281,42 @@ async def start(
     (the same outcome: ``failed``, ``SPEND_CAP_REACHED``).
     """
     run = Run(snapshot, input, execution_type, user_id, skill_id, reference_id, scheduled_for, source_execution_id)
-    [execution_id] = await start_many(db, [run], kijko=kijko)
+    [execution_id] = await start_many(db, [run], kijko=kijko, plans=plans)
     return execution_id
 
 
+async def _count_api_calls(
+    db: TenantSession | ServiceSession,
+    plans: Plans | None,
+    org_id: UUID,
+    runs: Sequence[Run],
+    refused: list[KijkoError | None],
+) -> list[int]:
+    """Count the runs not refused already against the plan's ``api_calls`` (decision 0151), in
+    ``db``'s transaction: ``manual``/``api`` runs all or none (429 ``QUOTA_EXCEEDED``, nothing
+    written); habit and reflex runs as many as fit, the rest recorded ``failed`` with
+    ``QUOTA_EXCEEDED`` (``refused`` is updated). Returns the indexes of the runs counted."""
+    if plans is None:
+        raise ValueError("start_many counts api_calls: pass kijko or plans")
+    admitted = [i for i, refusal in enumerate(refused) if refusal is None]
+    asked = [i for i in admitted if runs[i].execution_type in API_TYPES]
+    scheduled = [i for i in admitted if runs[i].execution_type not in API_TYPES]
+    if asked:
+        await quotas.consume(db, plans, org_id, "api_calls", len(asked))
+    granted = await quotas.consume_up_to(db, plans, org_id, "api_calls", len(scheduled))
+    if granted < len(scheduled):
+        over = await quotas.counter_exceeded(db, plans, org_id, "api_calls")
+        for i in scheduled[granted:]:
+            refused[i] = over
+    return asked + scheduled[:granted]
+
+
 async def start_many(
-    db: TenantSession | ServiceSession, runs: Sequence[Run], *, kijko: Kijko | None = None
+    db: TenantSession | ServiceSession,
+    runs: Sequence[Run],
+    *,
+    kijko: Kijko | None = None,
+    plans: Plans | None = None,
 ) -> list[UUID | None]:
     """:func:`start` for many runs of ``db``'s organization at once, in ``db``'s transaction:
     the executions in one statement (which also counts the runs on their skills, in the
@@ -293,7 +327,9 @@ async def start_many(
 
     The spend cap as in :func:`start`: a refused ``manual``/``api`` run raises before anything
     is written; refused habit and reflex runs are recorded ``failed`` (their finish listeners
-    run here, in ``db``'s transaction).
+    run here, in ``db``'s transaction). The plan's ``api_calls`` quota the same way
+    (``QUOTA_EXCEEDED``), counted in ``db``'s transaction: ``plans`` (or ``kijko``'s) is
+    required — every start is counted, with or without the spend cap check.
     """
     for run in runs:
         if run.execution_type not in EXECUTION_TYPES:
@@ -319,7 +355,8 @@ async def start_many(
             refusal = refusals[number]
             if refusal is not None and run.execution_type in API_TYPES:
                 raise refusal
-    refused = [refusals.get(number) for number in numbers]
+    refused: list[KijkoError | None] = [refusals.get(number) for number in numbers]
+    counted = await _count_api_calls(db, plans or (kijko.plans if kijko is not None else None), org_id, runs, refused)
     ids = [uuid.uuid4() for _ in runs]
     job_ids = [None if refusal else uuid.uuid4() for refusal in refused]
     rows = await db.fetch(
@@ -340,6 +377,9 @@ async def start_many(
         [refusal.message if refusal else None for refusal in refused],
     )
     inserted = {row["id"]: row for row in rows}
+    not_run = sum(1 for i in counted if ids[i] not in inserted)  # already fired: counted for nothing
+    if not_run and isinstance(db, ServiceSession):
+        await quotas.refund(db, org_id, "api_calls", not_run)
     if not inserted:
         return [None] * len(runs)
     # The skills' run counts (and a habit's run-now count) were added by the insert itself: a
@@ -356,7 +396,9 @@ async def start_many(
             job_ids=[row["job_id"] for row in queued],
         )
     for row in pending:
-        if row["status"] == "pending":
+        if row["status"] == "pending" or kijko is None:
+            # Without ``kijko`` (the habit scheduler, whose habits the claim holds locked) a run
+            # refused by the quota is recorded and announced, its finish listeners not run.
             announce(db, row)
         else:
             await finished(db, row, kijko.settings if kijko is not None else None)
@@ -442,6 +484,7 @@ async def retry(
     current: CurrentSkill,
     user_id: UUID | None,
     kijko: Kijko | None = None,
+    plans: Plans | None = None,
 ) -> tuple[UUID, str]:
     """A failed or cancelled execution started again (CANNOT_RETRY otherwise): same skill,
     type, reference and input, with the skill's *current* configuration (decision 0108; a
@@ -463,6 +506,7 @@ async def retry(
         reference_id=row["reference_id"],
         source_execution_id=execution_id,
         kijko=kijko,
+        plans=plans,
     )
     assert new_id is not None  # no scheduled_for: no idempotency key to collide with
     return new_id, await _status(db, org_id, new_id)
@@ -474,6 +518,7 @@ async def replay(
     *,
     user_id: UUID | None,
     kijko: Kijko | None = None,
+    plans: Plans | None = None,
 ) -> tuple[UUID, str]:
     """Run an execution's stored snapshot again (any finished execution), even if its skill
     changed or was deleted since: a new execution with the same input and snapshot."""
@@ -491,6 +536,7 @@ async def replay(
         reference_id=None,
         source_execution_id=execution_id,
         kijko=kijko,
+        plans=plans,
     )
     assert new_id is not None
     return new_id, await _status(db, org_id, new_id)

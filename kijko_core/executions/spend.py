@@ -1,9 +1,9 @@
 """The monthly LLM spend cap per organization on the platform's keys (decision 0109,
 docs/executions.md#spend-cap).
 
-- The cap: :func:`spend_cap_for` — ``KIJKO_LLM_MONTHLY_SPEND_CAP`` in
-  ``KIJKO_LLM_SPEND_CAP_CURRENCY`` (unset or 0: no cap). Billing replaces it per plan with
-  :func:`use_cap_source`.
+- The cap: :func:`spend_cap_for` — the lower of ``KIJKO_LLM_MONTHLY_SPEND_CAP`` and the
+  organization's plan's ``llm_monthly_spend_cap`` (:func:`plan_cap`, decision 0152), in
+  ``KIJKO_LLM_SPEND_CAP_CURRENCY`` (neither set: no cap). :func:`use_cap_source` replaces it.
 - The period: the calendar month in UTC of the database clock.
 - What counts: this month's ``kijko.llm_usage`` rows paid with the platform's key
   (``key_source = 'platform'``) in the cap's currency — executions and tests alike.
@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from kijko_core import mail
+from kijko_core.billing import plans
 from kijko_core.config import Settings
 from kijko_core.db.session import Session
 from kijko_core.errors import RateLimited
@@ -65,7 +66,16 @@ async def settings_cap(db: Session, settings: Settings, org_id: UUID) -> Decimal
     return cap if cap is not None and cap > 0 else None
 
 
-_cap_source: CapSource = settings_cap
+async def plan_cap(db: Session, settings: Settings, org_id: UUID) -> Decimal | None:
+    """The lower of the configured cap and the organization's plan's ``llm_monthly_spend_cap``
+    (decision 0152): the setting stays an operator's ceiling for every organization, the plan
+    caps what its price pays for. Neither set: no cap."""
+    plan = await plans.plan_for(db, plans.plans_of(settings), org_id)
+    caps = [cap for cap in (await settings_cap(db, settings, org_id), plan.llm_monthly_spend_cap) if cap]
+    return min(caps) if caps else None
+
+
+_cap_source: CapSource = plan_cap
 
 
 def use_cap_source(source: CapSource) -> CapSource:

@@ -211,7 +211,7 @@ async def _fire_in_session(
                 outcome, run = _prepare(habit, found[skill_id], following)
                 if run is not None and careful:
                     async with db.savepoint():
-                        await lifecycle.start_many(db, [run])
+                        await lifecycle.start_many(db, [run], plans=kijko.plans)
                 elif run is not None:
                     runs.append(run)
                 outcomes.append(outcome)
@@ -221,9 +221,10 @@ async def _fire_in_session(
                 log.exception("habit_fire_failed", habit_id=str(habit["id"]))  # stays due: next tick
         # Without ``kijko``: the spend cap is the worker's admission's to check (the run then
         # ends failed with SPEND_CAP_REACHED), so no finish listener runs here, where the
-        # habits are locked. A None (this instant already fired by an interrupted tick) is
+        # habits are locked. The api_calls quota is counted here (``plans``): runs over it are
+        # recorded failed with QUOTA_EXCEEDED. A None (this instant already fired by an interrupted tick) is
         # still a fire: the habit advances with it counted once.
-        await lifecycle.start_many(db, runs)
+        await lifecycle.start_many(db, runs, plans=kijko.plans)
     return outcomes
 
 

@@ -35,6 +35,7 @@ from typing import IO, TYPE_CHECKING, Any
 from uuid import UUID
 
 from kijko_core import events, git, jobs
+from kijko_core.billing import quotas
 from kijko_core.crypto import DecryptionFailed
 from kijko_core.db.session import ServiceSession, system_session
 from kijko_core.ingestion import repository, service
@@ -488,6 +489,10 @@ async def _complete(ctx: JobContext, reporter: Reporter, outcome: _Outcome, seco
     org_id, project_id, run_id = reporter.org_id, reporter.project_id, reporter.run_id
     metrics = reporter.counters.metrics()
     async with ctx.service_session() as db:
+        try:  # the plan's storage with this run as the project's index (decision 0151)
+            await quotas.check_storage(db, ctx.kijko.plans, org_id, 0, project_id=project_id, run_id=run_id)
+        except quotas.QuotaExceeded as error:
+            raise IngestionFailed(quotas.QUOTA_EXCEEDED, error.message) from None
         done = await repository.complete(db, org_id, run_id, metrics, "Ingestion complete", outcome.original_tokens)
         if done is None:
             raise RunStopped(str(run_id))

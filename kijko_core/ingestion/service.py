@@ -22,6 +22,8 @@ import asyncpg
 from databases import Database
 
 from kijko_core import events, jobs, mail
+from kijko_core.billing import quotas
+from kijko_core.billing.plans import plans_of
 from kijko_core.config import Settings
 from kijko_core.db.session import Session, TenantSession, system_session
 from kijko_core.errors import ValidationFailed
@@ -104,6 +106,9 @@ async def start(
         raise NoSources()
     if project.chunking_strategy == "custom" and not custom_chunker_installed(settings.ingestion_custom_chunker):
         raise NoCustomChunker()
+    # An ingestion of the plan's quota (decision 0151), counted with the run it starts: 429
+    # QUOTA_EXCEEDED (Retry-After) over it. Storage is checked when the run would become the index.
+    await quotas.consume(db, plans_of(settings), org_id, "ingestions")
     seconds = estimate_seconds(sources)
     run_id = uuid4()
     job_id = (

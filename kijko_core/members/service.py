@@ -23,6 +23,8 @@ from uuid import UUID
 from email_validator import EmailNotValidError, validate_email
 
 from kijko_core import mail
+from kijko_core.billing import quotas
+from kijko_core.billing.plans import plans_of
 from kijko_core.config import Settings
 from kijko_core.crypto import digest_secret
 from kijko_core.db.session import TenantSession
@@ -115,7 +117,10 @@ async def _invite(
     notify: dict[str, bool],
     message: str | None,
 ) -> MemberRecord:
-    """A pending member, its invitation and the mail, in ``db``'s transaction."""
+    """A pending member, its invitation and the mail, in ``db``'s transaction. An address that
+    is not a member nor invited yet takes a seat of the plan (decision 0151): 429
+    ``QUOTA_EXCEEDED`` when none is left."""
+    await quotas.check_seat(db, plans_of(settings), project.organization_id, email)
     member = await repository.insert(
         db, project.organization_id, project.id, email=email, role=role, notify=notify, invited_by=me["id"]
     )
@@ -227,6 +232,9 @@ async def invite(
                 )
         except MemberExists:
             results.append(InvitationResult(email=email, status="failed", error=MemberExists.default_message))
+            continue
+        except quotas.QuotaExceeded as error:  # no seat left: this row fails, like the others
+            results.append(InvitationResult(email=email, status="failed", error=error.message))
             continue
         except mail.InvalidRecipient:  # the mailer's check is stricter than ours
             results.append(InvitationResult(email=email, status="failed", error=INVALID_EMAIL))

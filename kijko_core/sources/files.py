@@ -18,6 +18,8 @@ from typing import IO
 
 import filetype
 
+from kijko_core.billing import quotas
+from kijko_core.billing.plans import plans_of
 from kijko_core.config import Settings
 from kijko_core.db.session import TenantSession
 from kijko_core.errors import PayloadTooLarge, ValidationFailed
@@ -143,6 +145,8 @@ async def upload(
                     )
                 )
                 continue
+            # The plan's storage (decision 0151): 429 QUOTA_EXCEEDED, and nothing of the request stays.
+            await quotas.check_storage(db, plans_of(settings), db.principal.org_id, size)
             key = new_key(db.principal.org_id)
             await storage.put(key, part.stream)
             written.append(key)

@@ -16,6 +16,7 @@ from kijko_server import health, swagger
 from kijko_server.blueprints import (
     analytics,
     auth,
+    billing,
     billing_details,
     executions,
     habits,
@@ -75,6 +76,7 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     reflexes.bp,
     webhooks.bp,
     runs.bp,
+    billing.bp,
     plugins.bp,
     swagger.bp,
     _analytics,

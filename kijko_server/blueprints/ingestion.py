@@ -6,6 +6,7 @@ from __future__ import annotations
 from quart import Blueprint
 from quart_schema import validate_request
 
+from kijko_core.billing.quotas import QuotaExceeded
 from kijko_core.ingestion import service
 from kijko_core.ingestion.chunkers import NoCustomChunker
 from kijko_core.ingestion.models import (
@@ -34,7 +35,7 @@ bp = Blueprint("ingestion", __name__, url_prefix="/api/v1")
 
 
 @bp.post("/projects/<project_id>/ingest")
-@responds(*TENANT_ERRORS, ProjectNotFound, AlreadyProcessing, NotIngestible, NoSources, NoCustomChunker)
+@responds(*TENANT_ERRORS, ProjectNotFound, AlreadyProcessing, NotIngestible, NoSources, NoCustomChunker, QuotaExceeded)
 @validate_request(StartIngestion)
 @validate_response(StartIngestionResponse)
 async def start_ingestion(project_id: str, data: StartIngestion) -> StartIngestionResponse:

@@ -8,6 +8,7 @@ from uuid import UUID
 from quart import Blueprint
 from quart_schema import validate_request
 
+from kijko_core.billing.quotas import QuotaExceeded
 from kijko_core.db.session import system_session
 from kijko_core.errors import Forbidden, RateLimited
 from kijko_core.members import invitations, service
@@ -63,7 +64,7 @@ async def list_members(project_id: str) -> MemberList:
 
 
 @bp.post("/<project_id>/members")
-@responds(*_PROJECT, MemberExists, RateLimited)
+@responds(*_PROJECT, MemberExists, RateLimited, QuotaExceeded)
 @validate_request(AddMember)
 @validate_response(ProjectMember, 201)
 async def add_member(project_id: str, data: AddMember) -> tuple[ProjectMember, int]:

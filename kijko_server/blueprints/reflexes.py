@@ -10,6 +10,7 @@ from quart import Blueprint
 from quart_schema import validate_querystring, validate_request
 
 import kijko_core.reflexes.fire  # noqa: F401 — its finish listener, in the server process too
+from kijko_core.billing.quotas import QuotaExceeded
 from kijko_core.errors import RateLimited, ValidationFailed
 from kijko_core.executions.spend import SpendCapReached
 from kijko_core.reflexes import service
@@ -151,7 +152,7 @@ async def _set_active(reflex_id: str, active: bool) -> Reflex:
 
 
 @bp.post("/<reflex_id>/test")
-@responds(*TENANT_ERRORS, ReflexNotFound, ValidationFailed, SpendCapReached, RateLimited)
+@responds(*TENANT_ERRORS, ReflexNotFound, ValidationFailed, SpendCapReached, RateLimited, QuotaExceeded)
 @validate_request(ReflexTest)
 @validate_response(ReflexTestResult)
 async def reflexes_test(reflex_id: str, data: ReflexTest) -> ReflexTestResult:

@@ -11,6 +11,7 @@ from uuid import UUID
 from quart import Blueprint
 from quart_schema import validate_querystring, validate_request
 
+from kijko_core.billing.quotas import QuotaExceeded
 from kijko_core.db.session import TenantSession
 from kijko_core.errors import RateLimited, ValidationFailed
 from kijko_core.executions import inline, lifecycle, spend
@@ -53,7 +54,7 @@ async def _reader() -> AsyncIterator[TenantSession]:
 
 
 @bp.post("/skills/<skill_id>/execute")
-@responds(*TENANT_ERRORS, SkillNotFound, SkillInactive, ValidationFailed, SpendCapReached)
+@responds(*TENANT_ERRORS, SkillNotFound, SkillInactive, ValidationFailed, SpendCapReached, QuotaExceeded)
 @validate_request(ExecuteSkill)
 @validate_querystring(ExecuteQuery)
 @validate_response(ExecuteSkillResponse)
@@ -62,7 +63,8 @@ async def runs_execute_skill(skill_id: str, data: ExecuteSkill, query_args: Exec
     execution with a snapshot of the configuration, answered at once — or, with ``?wait=N``
     (0 < N ≤ 30), when it ended within N seconds (``output``, ``tokensUsed``, ``durationMs``),
     else with its current status. Status changes go to the caller's ``user:<id>`` room as
-    ``execution:updated``. 429 ``SPEND_CAP_REACHED`` (``Retry-After``) over the monthly cap."""
+    ``execution:updated``. 429 ``SPEND_CAP_REACHED`` (``Retry-After``) over the monthly cap,
+    429 ``QUOTA_EXCEEDED`` (``Retry-After``) over the plan's API calls."""
     kijko = runtime()
     async with tenant() as db:
         authorize(db.principal, Action.CREATE, policy=lifecycle.EXECUTIONS)
@@ -84,7 +86,7 @@ async def runs_execute_skill(skill_id: str, data: ExecuteSkill, query_args: Exec
 
 
 @bp.post("/skills/test")
-@responds(*TENANT_ERRORS, ValidationFailed, ModelNotPriced, PluginError, SpendCapReached, RateLimited)
+@responds(*TENANT_ERRORS, ValidationFailed, ModelNotPriced, PluginError, SpendCapReached, RateLimited, QuotaExceeded)
 @validate_request(TestDraft)
 @validate_response(ExecuteSkillResponse)
 async def runs_test_draft(data: TestDraft) -> ExecuteSkillResponse:
@@ -125,7 +127,7 @@ async def runs_test_draft(data: TestDraft) -> ExecuteSkillResponse:
 
 
 @bp.post("/skills/<skill_id>/test")
-@responds(*TENANT_ERRORS, SkillNotFound, ValidationFailed, SpendCapReached, RateLimited)
+@responds(*TENANT_ERRORS, SkillNotFound, ValidationFailed, SpendCapReached, RateLimited, QuotaExceeded)
 @validate_request(TestSkill)
 @validate_response(ExecuteSkillResponse)
 async def runs_test_skill(skill_id: str, data: TestSkill) -> ExecuteSkillResponse:
@@ -169,7 +171,9 @@ async def runs_cancel_execution(execution_id: str) -> Success:
 
 
 @bp.post("/executions/<execution_id>/retry")
-@responds(*TENANT_ERRORS, ExecutionNotFound, CannotRetry, SkillInactive, ValidationFailed, SpendCapReached)
+@responds(
+    *TENANT_ERRORS, ExecutionNotFound, CannotRetry, SkillInactive, ValidationFailed, SpendCapReached, QuotaExceeded
+)
 @validate_response(RetryResponse)
 async def runs_retry_execution(execution_id: str) -> RetryResponse:
     """Start a failed or cancelled execution again: the same skill, type, reference and input,
@@ -195,7 +199,7 @@ async def runs_retry_execution(execution_id: str) -> RetryResponse:
 
 
 @bp.post("/executions/<execution_id>/replay")
-@responds(*TENANT_ERRORS, ExecutionNotFound, CannotRetry, SpendCapReached)
+@responds(*TENANT_ERRORS, ExecutionNotFound, CannotRetry, SpendCapReached, QuotaExceeded)
 @validate_response(RetryResponse)
 async def runs_replay_execution(execution_id: str) -> RetryResponse:
     """Run a finished execution's stored snapshot again with its input, even if its skill

@@ -14,6 +14,7 @@ from quart import Blueprint
 from quart_schema import DataSource, validate_querystring, validate_request
 from quart_schema.pydantic import File
 
+from kijko_core.billing.quotas import QuotaExceeded
 from kijko_core.errors import PayloadTooLarge, ValidationFailed
 from kijko_core.projects.models import ProjectNotFound
 from kijko_core.sources import files, lookups
@@ -129,7 +130,7 @@ class UploadForm(WireInput):
 
 
 @bp.post("/files/upload")
-@responds(*TENANT_ERRORS, ProjectNotFound, PayloadTooLarge)
+@responds(*TENANT_ERRORS, ProjectNotFound, PayloadTooLarge, QuotaExceeded)
 @validate_request(UploadForm, source=DataSource.FORM_MULTIPART)
 @validate_response(UploadResult)
 async def upload(data: UploadForm) -> UploadResult:

@@ -1,0 +1,343 @@
+"""The quota engine (issue 9 §5, decision 0151, docs/billing.md#quotas).
+
+- Counters (``api_calls``, ``ingestions`` per billing period; ``oracle_queries`` per UTC day)
+  live in ``kijko.usage_counters`` (migration 0023) and are consumed by **one** statement that
+  checks and increments (``INSERT … ON CONFLICT DO UPDATE … WHERE used + n <= limit``): row
+  locks serialize concurrent consumers of one organization, so exactly the limit gets through.
+  The statement runs in the caller's transaction, with the action it counts: a rolled-back
+  action is not counted, a counted one happened.
+- Gauges (``storage``: bytes of the indexed files of each project's current index plus the
+  uploaded files; ``seats``: the organization's members plus pending invitations to other
+  addresses) are computed from the data when an action would add to them.
+- Over a limit: :class:`QuotaExceeded`, 429 ``QUOTA_EXCEEDED`` with ``details: {metric, limit,
+  current, resetsAt}``; counters carry ``Retry-After`` (seconds to the reset), gauges do not.
+- Every consumption also adds to ``kijko.usage_daily`` (the usage trend); crossing 80 % or
+  100 % of a limit queues the owners' mail (kijko_core/billing/alerts.py).
+
+No web framework here: the server maps the error, the engine only needs a session.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from kijko_core import jobs
+from kijko_core.billing.plans import GB, UNLIMITED, Plan, Plans, plan_for
+from kijko_core.db.session import Session
+from kijko_core.errors import KijkoError
+
+QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+COUNTERS = ("api_calls", "ingestions", "oracle_queries")
+GAUGES = ("storage", "seats")
+#: The owners are mailed when a metric reaches these percentages of its limit, once per period.
+THRESHOLDS = (80, 100)
+#: The job that records and mails a threshold reached (kijko_core/billing/alerts.py).
+ALERT_JOB = "billing.usage_alert"
+
+
+class QuotaExceeded(KijkoError):
+    status = 429
+    code = QUOTA_EXCEEDED
+    default_message = "The organization has used up this quota of its plan"
+
+    def __init__(self, metric: str, limit: float, current: float, resets_at: datetime | None, retry_after: int | None):
+        what = METRIC_NAMES.get(metric, metric)
+        message = f"The organization has reached its plan's limit of {what}"
+        if resets_at is not None:
+            message += f"; it resets at {resets_at.isoformat().replace('+00:00', 'Z')}"
+        super().__init__(
+            message,
+            details={
+                "metric": metric,
+                "limit": limit,
+                "current": current,
+                "resetsAt": resets_at.isoformat().replace("+00:00", "Z") if resets_at else None,
+            },
+        )
+        #: Seconds to the reset (the ``Retry-After`` header); None for a gauge.
+        self.retry_after = retry_after
+
+
+METRIC_NAMES = {
+    "api_calls": "API calls this billing period",
+    "ingestions": "ingestions this billing period",
+    "oracle_queries": "oracle queries today",
+    "storage": "storage",
+    "seats": "seats",
+}
+
+
+def counter_period(metric: str) -> str:
+    """The period a counter is kept for, as a ``date_trunc`` unit of the database clock (UTC):
+    ``oracle_queries`` per day; the others per billing period, for now the calendar month (the
+    free plan's period; billing will start the period where the subscription's does)."""
+    return "day" if metric == "oracle_queries" else "month"
+
+
+# The one statement that checks and increments ($4 = n, $5 = limit, -1 unlimited; $6: grant
+# part of n when all of it does not fit, for a batch of habit runs). On an existing row the
+# right-hand sides of SET read the row as locked (the latest committed version), so concurrent
+# consumers are serialized by the row lock and each sees the others' increments. The row also
+# counts its current UTC day (``day``, ``day_used``), for the usage trend; on the first
+# consumption of a new day the previous day's count moves to ``kijko.usage_daily`` in the same
+# statement, so the hot path writes one row, not two.
+_GRANTED = "CASE WHEN $5::bigint < 0 OR c.used + $4::bigint <= $5::bigint THEN $4::bigint ELSE $5::bigint - c.used END"
+_CONSUME_TEMPLATE = """
+WITH period AS (
+    SELECT date_trunc($3::text, now() AT TIME ZONE 'UTC')::date AS start,
+           (now() AT TIME ZONE 'UTC')::date AS today{async_commit}
+), counted AS (
+    INSERT INTO kijko.usage_counters AS c (organization_id, metric, period_start, used, granted, day, day_used)
+    SELECT $1, $2, period.start, g.n, g.n, period.today, g.n
+    FROM period,
+         (SELECT CASE WHEN $5::bigint < 0 OR $4::bigint <= $5::bigint THEN $4::bigint ELSE $5::bigint END AS n) AS g
+    WHERE $5::bigint < 0 OR $4::bigint <= $5::bigint OR ($6::boolean AND $5::bigint > 0)
+    ON CONFLICT (organization_id, metric, period_start) DO UPDATE
+    SET used = c.used + {granted},
+        granted = {granted},
+        day_used = CASE WHEN c.day = EXCLUDED.day THEN c.day_used ELSE 0 END + {granted},
+        day = EXCLUDED.day,
+        rolled_day = CASE WHEN c.day = EXCLUDED.day THEN NULL ELSE c.day END,
+        rolled_used = CASE WHEN c.day = EXCLUDED.day THEN NULL ELSE c.day_used END,
+        updated_at = now()
+    WHERE $5::bigint < 0 OR c.used + $4::bigint <= $5::bigint OR ($6::boolean AND c.used < $5::bigint)
+    RETURNING c.used, c.granted, c.rolled_day, c.rolled_used
+), rolled AS (
+    INSERT INTO kijko.usage_daily AS d (organization_id, metric, day, value)
+    SELECT $1, $2, rolled_day, rolled_used FROM counted WHERE rolled_day IS NOT NULL AND rolled_used > 0
+    ON CONFLICT (organization_id, metric, day) DO UPDATE SET value = d.value + EXCLUDED.value
+)
+SELECT used, granted FROM counted
+"""
+_CONSUME = _CONSUME_TEMPLATE.format(async_commit="", granted=_GRANTED)
+# The same, committing without waiting for the WAL flush (``only_write``), in the same round trip.
+_CONSUME_ONLY_WRITE = _CONSUME_TEMPLATE.format(
+    async_commit=",\n           set_config('synchronous_commit', 'off', true) AS async_commit", granted=_GRANTED
+)
+
+# What a refusal reports: the period's use, its end and the seconds to it (database clock).
+_PERIOD = """
+WITH period AS (
+    SELECT start, (start + ('1 ' || $3::text)::interval) AT TIME ZONE 'UTC' AS ends
+    FROM (SELECT date_trunc($3::text, now() AT TIME ZONE 'UTC') AS start) AS p
+)
+SELECT coalesce((SELECT used FROM kijko.usage_counters
+                 WHERE organization_id = $1 AND metric = $2
+                   AND period_start = (SELECT start FROM period)::date), 0) AS used,
+       (SELECT ends FROM period) AS resets_at,
+       extract(epoch FROM (SELECT ends FROM period) - now())::float8 AS seconds_left
+"""
+
+# Giving back what was consumed but not used (a batch's runs already fired): service sessions
+# only (the trigger of migration 0023 refuses a member's session).
+_REFUND = """
+UPDATE kijko.usage_counters
+SET used = greatest(used - $4::bigint, 0),
+    day_used = CASE WHEN day = (now() AT TIME ZONE 'UTC')::date THEN greatest(day_used - $4::bigint, 0)
+                    ELSE day_used END,
+    updated_at = now()
+WHERE organization_id = $1 AND metric = $2
+  AND period_start = date_trunc($3::text, now() AT TIME ZONE 'UTC')::date
+"""
+
+# Storage in bytes: the files of each project's current index (the source text its chunks were
+# cut from) and the uploaded files. $2/$3: a run about to become project $2's index (its files
+# counted instead of the current index's); NULL for none.
+_STORAGE = """
+SELECT (
+    coalesce((SELECT sum(f.size_bytes) FROM kijko.indexed_files f
+              JOIN kijko.project_indexes i
+                ON i.organization_id = f.organization_id AND i.project_id = f.project_id AND i.run_id = f.run_id
+              WHERE f.organization_id = $1 AND i.organization_id = $1
+                AND i.project_id IS DISTINCT FROM $2::uuid), 0)
+    + coalesce((SELECT sum(f.size_bytes) FROM kijko.indexed_files f
+                WHERE f.organization_id = $1 AND f.project_id = $2::uuid AND f.run_id = $3::uuid), 0)
+    + coalesce((SELECT sum(u.size) FROM kijko.uploaded_files u WHERE u.organization_id = $1), 0)
+)::bigint
+"""
+
+# Seats: the organization's members, and the addresses with a pending, unexpired invitation
+# that are not members yet (one seat per address, however many projects invite it).
+_SEATS = """
+WITH members AS (SELECT lower(email) AS email FROM kijko.organization_members())
+SELECT (SELECT count(*) FROM members)
+     + (SELECT count(DISTINCT lower(m.email)) FROM kijko.project_members m
+        JOIN kijko.project_invitations i ON i.organization_id = m.organization_id AND i.member_id = m.id
+        WHERE m.organization_id = $1 AND m.user_id IS NULL AND i.accepted_at IS NULL AND i.expires_at > now()
+          AND lower(m.email) NOT IN (SELECT email FROM members)) AS seats,
+       EXISTS (SELECT 1 FROM members WHERE email = lower($2::text))
+    OR EXISTS (SELECT 1 FROM kijko.project_members m
+               JOIN kijko.project_invitations i ON i.organization_id = m.organization_id AND i.member_id = m.id
+               WHERE m.organization_id = $1 AND m.user_id IS NULL AND i.accepted_at IS NULL
+                 AND i.expires_at > now() AND lower(m.email) = lower($2::text)) AS has_seat
+"""
+
+# A gauge's value of today, for the trend (measurements may go down).
+_GAUGE_DAILY = """
+INSERT INTO kijko.usage_daily AS d (organization_id, metric, day, value)
+VALUES ($1, $2, (now() AT TIME ZONE 'UTC')::date, $3)
+ON CONFLICT (organization_id, metric, day) DO UPDATE SET value = EXCLUDED.value
+"""
+_MONTH_START = "SELECT date_trunc('month', now() AT TIME ZONE 'UTC')::date"
+_ALERTED = (
+    "SELECT coalesce(max(threshold), 0) FROM kijko.usage_alerts"
+    " WHERE organization_id = $1 AND metric = $2 AND period_start = $3"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Consumed:
+    #: The period's use after this consumption, and what this consumption got.
+    used: int
+    granted: int
+
+
+async def _consume(
+    db: Session, plan: Plan, org_id: UUID, metric: str, amount: int, *, partial: bool, only_write: bool = False
+) -> Consumed | None:
+    limit = plan.limit(metric)
+    statement = _CONSUME_ONLY_WRITE if only_write else _CONSUME
+    row = await db.fetchrow(statement, org_id, metric, counter_period(metric), amount, limit, partial)
+    if row is None:
+        return None
+    consumed = Consumed(int(row["used"]), int(row["granted"]))
+    await _alert_if_crossed(db, org_id, metric, limit, consumed.used - consumed.granted, consumed.used)
+    return consumed
+
+
+async def consume(
+    db: Session, plans: Plans, org_id: UUID, metric: str, amount: int = 1, *, only_write: bool = False
+) -> int:
+    """Count ``amount`` of counter ``metric`` in ``db``'s transaction, or raise
+    :class:`QuotaExceeded` (nothing counted) when it does not fit in the plan's limit. Returns the
+    period's use.
+
+    ``only_write``: the count is the transaction's only write (a search), so its commit need not
+    wait for the WAL flush (``synchronous_commit = off`` for this transaction): a crash may lose
+    the last few counts, never a row of data, and the organization's counter row is released
+    sooner (decision 0151)."""
+    if metric not in COUNTERS or amount < 1:
+        raise ValueError(f"consume: a counter of {COUNTERS} and an amount of 1 or more")
+    plan = await plan_for(db, plans, org_id)
+    consumed = await _consume(db, plan, org_id, metric, amount, partial=False, only_write=only_write)
+    if consumed is None:
+        raise await exceeded(db, plan, org_id, metric)
+    return consumed.used
+
+
+async def consume_up_to(db: Session, plans: Plans, org_id: UUID, metric: str, amount: int) -> int:
+    """Count as much of ``amount`` as fits (a batch of habit runs: those beyond the limit are
+    recorded refused); returns how much was counted, 0 when nothing fits."""
+    if metric not in COUNTERS or amount < 0:
+        raise ValueError(f"consume_up_to: a counter of {COUNTERS} and an amount of 0 or more")
+    if amount == 0:
+        return 0
+    plan = await plan_for(db, plans, org_id)
+    consumed = await _consume(db, plan, org_id, metric, amount, partial=True)
+    return 0 if consumed is None else consumed.granted
+
+
+async def refund(db: Session, org_id: UUID, metric: str, amount: int) -> None:
+    """Give back ``amount`` counted in this transaction for actions that did not happen (a service
+    session's: a member's session may not lower a counter)."""
+    if amount > 0:
+        await db.execute(_REFUND, org_id, metric, counter_period(metric), amount)
+
+
+async def exceeded(db: Session, plan: Plan, org_id: UUID, metric: str) -> QuotaExceeded:
+    """The :class:`QuotaExceeded` of counter ``metric`` as it stands (for a refusal)."""
+    row = await db.fetchrow(_PERIOD, org_id, metric, counter_period(metric))
+    assert row is not None
+    seconds = max(1, math.ceil(float(row["seconds_left"])))
+    return QuotaExceeded(metric, plan.limit(metric), int(row["used"]), row["resets_at"], seconds)
+
+
+async def counter_exceeded(db: Session, plans: Plans, org_id: UUID, metric: str) -> QuotaExceeded:
+    """:func:`exceeded` for the organization's plan."""
+    return await exceeded(db, await plan_for(db, plans, org_id), org_id, metric)
+
+
+# --- gauges ------------------------------------------------------------------------------------
+
+
+async def storage_bytes(
+    db: Session, org_id: UUID, *, project_id: UUID | None = None, run_id: UUID | None = None
+) -> int:
+    """The organization's stored bytes; with ``run_id``, as if that run were ``project_id``'s
+    current index."""
+    return int(await db.fetchval(_STORAGE, org_id, project_id, run_id))
+
+
+async def seats(db: Session, org_id: UUID, email: str | None = None) -> tuple[int, bool]:
+    """The organization's seats in use, and whether ``email`` already holds one."""
+    row = await db.fetchrow(_SEATS, org_id, email or "")
+    assert row is not None
+    return int(row["seats"]), bool(row["has_seat"])
+
+
+def _storage_exceeded(limit: int, current: int) -> QuotaExceeded:
+    return QuotaExceeded("storage", limit // GB, round(current / GB, 3), None, None)
+
+
+async def check_storage(
+    db: Session,
+    plans: Plans,
+    org_id: UUID,
+    adding: int,
+    *,
+    project_id: UUID | None = None,
+    run_id: UUID | None = None,
+) -> int:
+    """Refuse (:class:`QuotaExceeded`, no ``Retry-After``) when the organization's storage plus
+    ``adding`` bytes would exceed the plan's; returns the storage it would then use. With
+    ``run_id``: the storage once that run is ``project_id``'s index (``adding`` is then 0)."""
+    plan = await plan_for(db, plans, org_id)
+    limit = plan.limit("storage")
+    current = await storage_bytes(db, org_id, project_id=project_id, run_id=run_id)
+    after = current + adding
+    if limit != UNLIMITED and after > limit:
+        raise _storage_exceeded(limit, current if run_id is None else after)
+    await record_gauge(db, org_id, "storage", after, limit)
+    return after
+
+
+async def check_seat(db: Session, plans: Plans, org_id: UUID, email: str) -> None:
+    """Refuse (:class:`QuotaExceeded`, no ``Retry-After``) inviting ``email`` when that needs a
+    seat the plan does not have (an address that is a member or already invited needs none)."""
+    plan = await plan_for(db, plans, org_id)
+    limit = plan.limit("seats")
+    used, has_seat = await seats(db, org_id, email)
+    if has_seat:
+        return
+    if limit != UNLIMITED and used + 1 > limit:
+        raise QuotaExceeded("seats", limit, used, None, None)
+    await record_gauge(db, org_id, "seats", used + 1, limit)
+
+
+async def record_gauge(db: Session, org_id: UUID, metric: str, value: int, limit: int) -> None:
+    """Today's value of a gauge (the trend) and, at 80 % or 100 % of its limit, the owners' mail
+    unless this month's was queued already."""
+    await db.execute(_GAUGE_DAILY, org_id, metric, value)
+    if limit <= 0 or value * 100 < limit * THRESHOLDS[0]:
+        return
+    period = await db.fetchval(_MONTH_START)
+    alerted = int(await db.fetchval(_ALERTED, org_id, metric, period))
+    if any(alerted < t <= value * 100 / limit for t in THRESHOLDS):
+        await jobs.enqueue(db, ALERT_JOB, {"metric": metric}, org_id=org_id)
+
+
+async def _alert_if_crossed(db: Session, org_id: UUID, metric: str, limit: int, before: int, after: int) -> None:
+    """Queue the owners' mail when this consumption crossed a threshold (at most once per
+    crossing; the job records it once per period)."""
+    if limit <= 0:
+        return
+    if any(before * 100 < limit * t <= after * 100 for t in THRESHOLDS):
+        await jobs.enqueue(db, ALERT_JOB, {"metric": metric}, org_id=org_id)
+
+
+def as_wire_number(metric: str, value: int) -> float | int:
+    """A metric's value in the contract's unit (storage in GB, fractional)."""
+    return round(value / GB, 3) if metric == "storage" else value
