@@ -1,4 +1,4 @@
-"""An organization's billing details (``kijko.billing_details``, migration 0025; issue 9 §4).
+"""An organization's billing details (``kijko.billing_details``, migration 0024; issue 9 §4).
 
 One row per organization, made by the first save. Owners change the details, owners and admins
 read them (ARCHITECTURE §3: billing is the organization's; members and viewers get 403). A save
