@@ -128,7 +128,7 @@ async def test_a_skills_run_count_is_the_databases(client: Any, kijko: Kijko, al
         lifecycle.Run(snapshot(skill), {"name": str(n)}, "manual", UUID(alice.user_id), skill["id"]) for n in range(3)
     ]
     async with tenant_session(kijko.app_db, alice.identity) as db:
-        await lifecycle.start_many(db, runs)
+        await lifecycle.start_many(db, runs, plans=kijko.plans)
     assert (await fetch_row(kijko, "skills", skill["id"]))["execution_count"] == 4
 
 
