@@ -1,6 +1,10 @@
 """Shared fixtures: one real PostgreSQL database per test run (the machine's, when
 ``KIJKO_TEST_DATABASE_URL`` names an administrator connection, else an embedded server),
 provisioned with fresh roles and migrated; a fresh organization per test.
+
+Under pytest-xdist (``tox`` runs ``-n auto``, decision 0143) each worker process is a test run
+of its own: its own scratch database and roles, its own temporary directory; a test file runs
+whole in one worker.
 """
 
 from __future__ import annotations
@@ -28,6 +32,33 @@ from kijko_core.db.embedded import EmbeddedPostgres
 from kijko_core.db.provision import ScratchDatabase, drop_scratch, provision_scratch
 from kijko_core.runtime import Kijko
 from kijko_server.app import KijkoApp, create_app
+
+#: Test files whose processes share a Redis list with no per-run name (huey's jobs queue): a
+#: worker process of one would take the other's rings. They run in the same xdist worker.
+SHARED_JOBS_QUEUE = frozenset({"test_worker_process.py", "test_realtime_processes.py"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With ``--dist loadgroup``: each file is a group (what ``loadfile`` does: module fixtures
+    are set up once), except the files of ``SHARED_JOBS_QUEUE``, which form one."""
+    for item in items:
+        name = item.path.name
+        group = "shared-jobs-queue" if name in SHARED_JOBS_QUEUE else str(item.path.relative_to(item.config.rootpath))
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_temporary_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """This run's temporary files (``tempfile``: ingestion work directories…) in a directory of
+    its own, so that a test looking for leftovers sees only its own run's, not those of another
+    xdist worker or of another run on the machine."""
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path_factory.mktemp("tmp"))
+    try:
+        yield
+    finally:
+        tempfile.tempdir = previous
 
 
 @pytest.fixture(scope="session")
