@@ -3,8 +3,7 @@
 provisioned with fresh roles and migrated; a fresh organization per test.
 
 Under pytest-xdist (``tox`` runs ``-n auto``, decision 0143) each worker process is a test run
-of its own: its own scratch database and roles, its own temporary directory; a test file runs
-whole in one worker.
+of its own, with its own scratch database and roles; a test file runs whole in one worker.
 """
 
 from __future__ import annotations
@@ -38,27 +37,19 @@ from kijko_server.app import KijkoApp, create_app
 SHARED_JOBS_QUEUE = frozenset({"test_worker_process.py", "test_realtime_processes.py"})
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """With ``--dist loadgroup``: each file is a group (what ``loadfile`` does: module fixtures
-    are set up once), except the files of ``SHARED_JOBS_QUEUE``, which form one."""
-    for item in items:
-        name = item.path.name
-        group = "shared-jobs-queue" if name in SHARED_JOBS_QUEUE else str(item.path.relative_to(item.config.rootpath))
-        item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` (tox's py3 env), with the files of ``SHARED_JOBS_QUEUE`` as one unit.
+    (Not ``loadgroup`` with marks: it groups nothing under pytest 9.2.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
 
+    class SharedQueueAsOneFile(LoadFileScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            scope: str = super()._split_scope(nodeid)
+            return "shared-jobs-queue" if Path(scope).name in SHARED_JOBS_QUEUE else scope
 
-@pytest.fixture(scope="session", autouse=True)
-def own_temporary_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """This run's temporary files (``tempfile``: ingestion work directories…) in a directory of
-    its own, so that a test looking for leftovers sees only its own run's, not those of another
-    xdist worker or of another run on the machine."""
-    previous = tempfile.tempdir
-    tempfile.tempdir = str(tmp_path_factory.mktemp("tmp"))
-    try:
-        yield
-    finally:
-        tempfile.tempdir = previous
+    return SharedQueueAsOneFile(config, log)
 
 
 @pytest.fixture(scope="session")

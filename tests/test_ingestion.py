@@ -81,6 +81,19 @@ LEFT_OUT: dict[str, str | bytes] = {
 SYMLINKS = {"escape": "/etc/passwd"}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def own_temporary_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The jobs of this module make their work directories (``tempfile``) in a directory of its
+    own: the tests that check they are removed then see only theirs, not those of ingestions
+    running at the same time in another xdist worker or another test run on the machine."""
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path_factory.mktemp("tmp"))
+    try:
+        yield
+    finally:
+        tempfile.tempdir = previous
+
+
 @pytest.fixture(scope="module")
 def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
     server = GitServer(tmp_path_factory.mktemp("ingestion-runs-git"))
