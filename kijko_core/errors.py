@@ -153,6 +153,20 @@ class ServiceUnavailable(KijkoError):
     default_message = "A service Kijko depends on is unavailable"
 
 
+class TryAgain(KijkoError):
+    """The database rolled the request's transaction back on a conflict with another one
+    (deadlock, serialization failure) or a lock or statement timeout: nothing was changed and
+    the same request may succeed in a moment (decision 0144)."""
+
+    status = 503
+    code = "TRY_AGAIN"
+    default_message = "The request ran into concurrent changes and was not applied; try again"
+    retry_after = 1
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, details={"retryAfter": self.retry_after})
+
+
 class UpstreamError(KijkoError):
     """An external service (identity provider, payment provider…) failed us."""
 

@@ -13,6 +13,7 @@ from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
 from kijko_core import errors
+from kijko_core.db.transient import TRANSIENT_SQLSTATES, transient_sqlstate
 
 log = structlog.get_logger("kijko.errors")
 
@@ -95,6 +96,13 @@ def register_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(Exception)
     async def crash(error: Exception) -> Response:
+        sqlstate = transient_sqlstate(error)
+        if sqlstate is not None:
+            # Not a bug: the transaction was rolled back and the client may send the request
+            # again. Never retried here (decision 0144). The SQLSTATE only: the error's message
+            # and detail may name rows.
+            log.warning("database_try_again", sqlstate=sqlstate, condition=TRANSIENT_SQLSTATES[sqlstate])
+            return await kijko_error(errors.TryAgain())
         log.error("unhandled_exception", exc_info=error)
         from kijko_server.observability import current_request_id
 

@@ -1,6 +1,9 @@
 """Shared fixtures: one real PostgreSQL database per test run (the machine's, when
 ``KIJKO_TEST_DATABASE_URL`` names an administrator connection, else an embedded server),
 provisioned with fresh roles and migrated; a fresh organization per test.
+
+Under pytest-xdist (``tox`` runs ``-n auto``, decision 0143) each worker process is a test run
+of its own, with its own scratch database and roles; a test file runs whole in one worker.
 """
 
 from __future__ import annotations
@@ -28,6 +31,25 @@ from kijko_core.db.embedded import EmbeddedPostgres
 from kijko_core.db.provision import ScratchDatabase, drop_scratch, provision_scratch
 from kijko_core.runtime import Kijko
 from kijko_server.app import KijkoApp, create_app
+
+#: Test files whose processes share a Redis list with no per-run name (huey's jobs queue): a
+#: worker process of one would take the other's rings. They run in the same xdist worker.
+SHARED_JOBS_QUEUE = frozenset({"test_worker_process.py", "test_realtime_processes.py"})
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` (tox's py3 env), with the files of ``SHARED_JOBS_QUEUE`` as one unit.
+    (Not ``loadgroup`` with marks: it groups nothing under pytest 9.2.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedQueueAsOneFile(LoadFileScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            scope: str = super()._split_scope(nodeid)
+            return "shared-jobs-queue" if Path(scope).name in SHARED_JOBS_QUEUE else scope
+
+    return SharedQueueAsOneFile(config, log)
 
 
 @pytest.fixture(scope="session")

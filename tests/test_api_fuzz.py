@@ -156,13 +156,19 @@ def check(case: Any, server: Server, token: str) -> None:
 
 # schemathesis' own pytest parametrization (from_fixture) breaks on pytest >= 9.2, so each
 # operation gets its own Hypothesis run here; every failing operation is reported, not only the first.
+# The operations are dealt into PARTS tests per mode, so that pytest-xdist (``tox -e api-fuzz``
+# runs ``-n auto``) spreads them over the CPUs; together the parts cover every operation.
+PARTS = 2
+
+
+@pytest.mark.parametrize("part", range(PARTS))
 @pytest.mark.parametrize("mode", ["positive", "negative"])
-def test_no_server_error_and_errors_in_shape(mode: str, api_schema: Any, server: Server, token: str) -> None:
+def test_no_server_error_and_errors_in_shape(mode: str, part: int, api_schema: Any, server: Server, token: str) -> None:
     failures: list[str] = []
     operations = [result.ok() for result in api_schema.get_all_operations()]
     operations = [operation for operation in operations if ONLY.search(operation.path)]
     assert operations, "the OpenAPI document lists no operation"
-    for operation in operations:
+    for operation in operations[part::PARTS]:
         strategy = operation.as_strategy(generation_mode=schemathesis.GenerationMode(mode))
 
         @given(case=strategy)

@@ -11,12 +11,17 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import pytest
 
+from kijko_core.config import Settings
+from kijko_core.db.provision import ScratchDatabase
+from kijko_core.db.roles import quote_identifier
 from kijko_core.logging import configure_logging
 from kijko_core.runtime import Kijko
 from kijko_server.app import KijkoApp, create_app
 from kijko_server.security import public
+from tests.apps import running
 from tests.conftest import Account
 from tests.projects import created
 
@@ -425,3 +430,61 @@ async def test_a_bad_row_of_a_list_is_named_by_its_position_in_the_message(clien
     body = await error_of(response, 422, "VALIDATION_ERROR")
     assert body["field"] == "invitations.notificationLevel"  # the form field
     assert body["message"].startswith("invitations[2].notificationLevel: ")  # and which row
+
+
+# --- a busy database (decision 0144) ------------------------------------------------------------
+
+
+@pytest.fixture
+async def impatient(database: ScratchDatabase, settings: Settings) -> AsyncIterator[Any]:
+    """A client of a runtime of its own whose app-role connection gives up waiting for a lock
+    after 100 ms instead of the provisioned 5 s. The role's setting in this database is read
+    when a connection opens: it is set only while the runtime opens its pools, so no other
+    pool's connection keeps it. (A connection opened later waits the usual 5 s: slower, same
+    answer.)"""
+    setting = "ALTER ROLE " + quote_identifier(database.roles.app) + " IN DATABASE " + quote_identifier(database.name)
+    admin = await asyncpg.connect(database.admin_dsn)
+    await admin.execute(setting + " SET lock_timeout = 100")
+    still_set = True
+    try:
+        async with running(settings) as (_, _, client):
+            await admin.execute(setting + " RESET lock_timeout")
+            still_set = False
+            yield client
+    finally:
+        if still_set:
+            await admin.execute(setting + " RESET lock_timeout")
+        await admin.close()
+
+
+async def test_a_lock_timeout_is_503_try_again_and_the_same_request_succeeds_later(
+    database: ScratchDatabase, alice: Account, impatient: Any
+) -> None:
+    # Another transaction (the system role, as a worker's) holds the organization's row with
+    # the lock an UPDATE takes, and keeps it while the owner renames the organization.
+    other = await asyncpg.connect(database.urls.system)
+    logs = capture_logs()
+    rename = {"name": "Renamed while locked"}
+    try:
+        async with other.transaction():
+            await other.execute("SELECT 1 FROM kijko.organizations WHERE id = $1 FOR NO KEY UPDATE", alice.org_id)
+            response = await impatient.patch("/api/v1/organizations/current", json=rename, headers=alice.headers)
+            body = await error_of(response, 503, "TRY_AGAIN")
+            assert response.headers["Retry-After"] == "1"
+            assert body["details"] == {"retryAfter": 1}
+        # Rolled back: nothing changed; sent again once the lock is gone, it succeeds.
+        name = await other.fetchval("SELECT name FROM kijko.organizations WHERE id = $1", alice.org_id)
+        assert name != rename["name"]
+    finally:
+        await other.close()
+    again = await impatient.patch("/api/v1/organizations/current", json=rename, headers=alice.headers)
+    assert again.status_code == 200, await again.get_data(as_text=True)
+    assert (await again.get_json())["name"] == rename["name"]
+    # A warning with the SQLSTATE, not a crash; nothing of the request's values.
+    lines = log_lines(logs)
+    warnings = [line for line in lines if line["event"] == "database_try_again"]
+    assert [(w["level"], w["sqlstate"], w["condition"]) for w in warnings] == [
+        ("warning", "55P03", "lock_not_available")
+    ]
+    assert not [line for line in lines if line["event"] == "unhandled_exception"]
+    assert rename["name"] not in logs.getvalue()

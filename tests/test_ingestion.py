@@ -81,6 +81,19 @@ LEFT_OUT: dict[str, str | bytes] = {
 SYMLINKS = {"escape": "/etc/passwd"}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def own_temporary_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The jobs of this module make their work directories (``tempfile``) in a directory of its
+    own: the tests that check they are removed then see only theirs, not those of ingestions
+    running at the same time in another xdist worker or another test run on the machine."""
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path_factory.mktemp("tmp"))
+    try:
+        yield
+    finally:
+        tempfile.tempdir = previous
+
+
 @pytest.fixture(scope="module")
 def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
     server = GitServer(tmp_path_factory.mktemp("ingestion-runs-git"))
@@ -406,12 +419,16 @@ async def test_re_ingesting_swaps_the_index_atomically(
     async with running_worker(kijko) as worker:
         await ingest(web, carol, project["id"], forceReprocess=True)
         second_id = (await runs_of(kijko, project["id"]))[-1]["id"]
-        # While the new run works, readers see the old index, whole.
+        # While the new run works, readers see the old index, whole. (Read in one statement:
+        # separate reads of the status and the index could fall either side of the swap.)
         seen_running = False
-        while await _status_is(kijko, second_id, "queued", "running"):
+        while True:
+            status, indexed, old_chunks = await _run_and_index(kijko, second_id, project["id"], first["id"])
+            if status not in ("queued", "running"):
+                break
             seen_running = True
-            assert await indexed_run(kijko, project["id"]) == UUID(first["id"])
-            assert len(await chunks_of(kijko, first["id"])) == len(first_chunks)
+            assert indexed == UUID(first["id"])
+            assert old_chunks == len(first_chunks)
             await asyncio.sleep(0.05)
         await wait_for(lambda: _idle(worker))
     assert seen_running
@@ -509,6 +526,21 @@ async def test_the_run_of_another_organization_is_out_of_reach(
 
 async def _status_is(kijko: Kijko, run_id: Any, *states: str) -> bool:
     return (await run_row(kijko, run_id))["status"] in states
+
+
+async def _run_and_index(kijko: Kijko, run_id: Any, project_id: str, old_run_id: str) -> tuple[str, UUID | None, int]:
+    """A run's status, the project's indexed run and the chunk count of ``old_run_id``, from
+    one snapshot."""
+    async with system_session(kijko.system_db, readonly=True) as db:
+        row = await db.fetchrow(
+            "SELECT (SELECT status FROM kijko.ingestion_runs WHERE id = $1) AS status,"
+            " (SELECT run_id FROM kijko.project_indexes WHERE project_id = $2) AS indexed,"
+            " (SELECT count(*) FROM kijko.chunks WHERE run_id = $3) AS old_chunks",
+            UUID(str(run_id)),
+            UUID(project_id),
+            UUID(old_run_id),
+        )
+    return row["status"], row["indexed"], row["old_chunks"]
 
 
 def _workdirs() -> set[str]:

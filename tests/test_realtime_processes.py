@@ -37,6 +37,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
 ROOT = Path(__file__).resolve().parent.parent
 START_SECONDS = 45.0
+#: How long to wait for an event to cross processes: a deadline against a hang, never a timing
+#: claim; generous, since the suite runs in parallel processes on a shared machine.
+WAIT_SECONDS = 60.0
 KIJKO = [sys.executable, "-c", "import tests.job_kinds; from kijko_cli.main import cli; cli()"]
 
 
@@ -153,8 +156,8 @@ async def test_an_event_published_in_the_worker_reaches_clients_on_both_api_proc
         async with system_session(kijko.system_db) as db:
             await enqueue(db, "test.event", {"room": f"ingestion:{pid}", "event": "progress_update", "data": data})
         for listener in (on_first, on_second):
-            assert await listener.received("progress_update", within=20) == [data], processes.logs()
-        assert (await node.wait_event("progress_update", within=20)).data == data
+            assert await listener.received("progress_update", within=WAIT_SECONDS) == [data], processes.logs()
+        assert (await node.wait_event("progress_update", within=WAIT_SECONDS)).data == data
         # An API process's own event (a member added through the first) reaches the second's clients.
         async with httpx.AsyncClient() as http:
             added = await http.post(
@@ -163,7 +166,7 @@ async def test_an_event_published_in_the_worker_reaches_clients_on_both_api_proc
                 headers=alice.headers,
             )
         assert added.status_code == 201, added.text
-        [event] = await colleague_on_second.received("project_user:added", within=20)
+        [event] = await colleague_on_second.received("project_user:added", within=WAIT_SECONDS)
         assert event["email"] == "later@example.com"
         assert colleague_on_second.named("progress_update") == []  # not on that project's channel
     # Each process stops cleanly (the worker closes its write-only manager, the API processes
@@ -180,10 +183,11 @@ async def test_sigterm_stops_an_api_process_with_connected_clients_promptly(
         process = processes.started[-1][0]
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
-        await watcher.closed(within=20)
-        while process.poll() is None:
-            assert time.monotonic() - started < 20, processes.logs()
+        await watcher.closed(within=WAIT_SECONDS)
+        while process.poll() is None:  # a deadline against a hang only, generous under load
+            assert time.monotonic() - started < 60, processes.logs()
             await asyncio.sleep(0.1)
         assert process.returncode == 0, processes.logs()
-        # Well inside uvicorn's 10 s graceful timeout: open sockets do not hold the shutdown.
-        assert time.monotonic() - started < 8
+        # Open sockets did not hold the shutdown until uvicorn's 10 s graceful timeout: it would
+        # have logged that it cancelled the connections' tasks (an error, logged at any level).
+        assert "graceful shutdown exceeded" not in processes.logs()

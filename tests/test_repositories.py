@@ -358,9 +358,12 @@ async def test_recent_repos_are_the_callers_newest_five(client: Any, kijko: Kijk
     assert [r["repoName"] for r in theirs] == ["acme/theirs"]
 
 
-@pytest.mark.parametrize("who", ["someone", str(uuid.uuid4()), "colleague"])
+# Fixed names, not a uuid4 in the list: pytest-xdist workers must collect the same test ids.
+@pytest.mark.parametrize("who", ["someone", "unknown-id", "colleague"])
 async def test_another_users_recent_repos_are_not_found(client: Any, kijko: Kijko, alice: Account, who: str) -> None:
-    if who == "colleague":
+    if who == "unknown-id":
+        who = str(uuid.uuid4())
+    elif who == "colleague":
         who = (await add_member(kijko, alice.org_id, "admin")).user_id
     response = await client.get(f"/api/v1/users/{who}/recent-repos", headers=alice.headers)
     assert response.status_code == 404
