@@ -125,7 +125,10 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bench.serve", which, str(self.port)],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         self.peak_rss = 0
         self.peak_rss_load = 0
@@ -189,7 +192,9 @@ def drive_wrk(url: str, tokens: list[str], duration: float, connections: int) ->
     try:
         output = subprocess.run(
             ["wrk", "-t2", f"-c{connections}", f"-d{int(duration)}s", "-s", script.name, url],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     finally:
         os.unlink(script.name)
@@ -204,7 +209,10 @@ def drive_httpx(url: str, tokens: list[str], duration: float, connections: int) 
     """Fallback without wrk: the load generator runs in its own process (bench/load.py)."""
     output = subprocess.run(
         [sys.executable, "-m", "bench.load", url + PATH, str(duration), str(connections), *tokens],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rps, p50, p99, errors = json.loads(output.strip().splitlines()[-1])
     return rps, p50, p99, errors
@@ -263,9 +271,23 @@ def measure(
         if profile and which == "kijko":
             # Sampling profiler from outside the process (collapsed stacks: one line per stack).
             spy = subprocess.Popen(
-                ["py-spy", "record", "--pid", str(server.process.pid), "--duration", str(int(duration)),
-                 "--rate", "200", "--format", "raw", "--output", profile, "--nonblocking"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [
+                    "py-spy",
+                    "record",
+                    "--pid",
+                    str(server.process.pid),
+                    "--duration",
+                    str(int(duration)),
+                    "--rate",
+                    "200",
+                    "--format",
+                    "raw",
+                    "--output",
+                    profile,
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
         rps, p50, p99, errors = drive(server.url, tokens, duration, connections)
         if spy is not None:
@@ -281,7 +303,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument(
-        "--servers", default=",".join(SERVERS),
+        "--servers",
+        default=",".join(SERVERS),
         help="comma-separated servers to measure, of bare, peer (FastAPI) and kijko; default all",
     )
     parser.add_argument("--py-spy", metavar="FILE", help="also profile Kijko's server with py-spy into FILE (raw)")
@@ -347,12 +370,15 @@ def report(rounds: list[dict[str, Result]]) -> None:
         p99, _ = _ratio(rounds, other, "p99_ms")
         spread = ", ".join(f"{t:.2f}" for t in throughputs)
         label = f"kijko/{other}:"
-        print(f"throughput ratio {label:<12}{throughput:.2f} median of [{spread}] (goal >= {min_throughput:g}) "
-              f"{'ok' if throughput >= min_throughput else 'MISSED'}")
+        print(
+            f"throughput ratio {label:<12}{throughput:.2f} median of [{spread}] (goal >= {min_throughput:g}) "
+            f"{'ok' if throughput >= min_throughput else 'MISSED'}"
+        )
         print(f"p99 ratio {label:<19}{p99:.2f} median (goal <= {max_p99:g})   {'ok' if p99 <= max_p99 else 'MISSED'}")
     rss = max(r["kijko"].peak_rss_mb for r in rounds)
     print(f"kijko peak RSS under load:   {rss:.0f} MB (goal <= 150) {'ok' if rss <= 150 else 'MISSED'}")
     print(f"kijko peak RSS incl. start:  {max(r['kijko'].peak_rss_overall_mb for r in rounds):.0f} MB")
+
 
 if __name__ == "__main__":
     main()

@@ -26,8 +26,14 @@ def main() -> None:
     else:
         from bench.bare_app import app  # type: ignore[assignment]
     uvicorn.run(
-        app, host="127.0.0.1", port=port, http="httptools", loop="uvloop",
-        access_log=False, log_config=None, lifespan="on",
+        app,
+        host="127.0.0.1",
+        port=port,
+        http="httptools",
+        loop="uvloop",
+        access_log=False,
+        log_config=None,
+        lifespan="on",
     )
 
 

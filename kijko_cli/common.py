@@ -106,9 +106,7 @@ def with_runtime(config: Settings, work: Callable[[Kijko], Awaitable[T]]) -> T:
     return run(main)
 
 
-def in_system_session(
-    config: Settings, work: Callable[[SystemSession, Kijko], Awaitable[T]]
-) -> T:
+def in_system_session(config: Settings, work: Callable[[SystemSession, Kijko], Awaitable[T]]) -> T:
     """``work`` in one system transaction of a started runtime."""
 
     async def in_session(kijko: Kijko) -> T:

@@ -42,9 +42,7 @@ def show() -> None:
     click.echo("setting\tvalue\tsource")
     for name in Settings.model_fields:
         variable = "KIJKO_" + name.upper()
-        source = (
-            "environment" if variable in from_env else ".env" if variable in from_file else "default"
-        )
+        source = "environment" if variable in from_env else ".env" if variable in from_file else "default"
         click.echo(f"{variable}\t{display(getattr(current, name))}\t{source}")
 
 

@@ -29,14 +29,18 @@ def db() -> None:
 
 
 @db.command("provision")
-@click.option("--admin-url", required=True, metavar="URL",
-              help="An administrator (CREATEROLE and CREATEDB) connection; PGPASSWORD or "
-                   "~/.pgpass may hold its password.")
-@click.option("--database", default=None,
-              help="Database name (default: that of KIJKO_DATABASE_URL, else kijko).")
-@click.option("--own-cluster", is_flag=True,
-              help="The server holds nothing but Kijko: also revoke PUBLIC's CONNECT and TEMP "
-                   "on its other databases.")
+@click.option(
+    "--admin-url",
+    required=True,
+    metavar="URL",
+    help="An administrator (CREATEROLE and CREATEDB) connection; PGPASSWORD or ~/.pgpass may hold its password.",
+)
+@click.option("--database", default=None, help="Database name (default: that of KIJKO_DATABASE_URL, else kijko).")
+@click.option(
+    "--own-cluster",
+    is_flag=True,
+    help="The server holds nothing but Kijko: also revoke PUBLIC's CONNECT and TEMP on its other databases.",
+)
 def provision_command(admin_url: str, database: str | None, own_cluster: bool) -> None:
     """Create (or bring up to date) the owner, app and system roles and the database.
 
@@ -56,14 +60,16 @@ def provision_command(admin_url: str, database: str | None, own_cluster: bool) -
         if configured:
             name, configured_passwords = _from_urls(config, roles)
             if database is not None and database != name:
-                raise ConfigurationError(
-                    ["KIJKO_DATABASE_URL: names another database than --database"]
-                )
+                raise ConfigurationError(["KIJKO_DATABASE_URL: names another database than --database"])
             passwords.update(configured_passwords)
         try:
             await provision(
-                admin_url, database=name, roles=roles, passwords=passwords,
-                timeouts=role_timeouts(config), own_cluster=own_cluster,
+                admin_url,
+                database=name,
+                roles=roles,
+                passwords=passwords,
+                timeouts=role_timeouts(config),
+                own_cluster=own_cluster,
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             raise ProvisioningFailed(f"provisioning failed: {error}") from None

@@ -43,7 +43,8 @@ def cli(ctx: click.Context) -> None:
 @click.option("--port", type=int, help="Port to listen on (KIJKO_PORT, default 8000).")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory (KIJKO_DATA_DIR).")
 @click.option(
-    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
     help="Least severe level logged (KIJKO_LOG_LEVEL, default info).",
 )
 def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: str | None) -> None:
@@ -118,8 +119,10 @@ def users_create(email: str, first_name: str, last_name: str, password: str) -> 
     async def work(kijko: Kijko) -> tuple[Any, Any]:
         assert isinstance(kijko.identity, LocalProvider)
         return await kijko.identity.create_user(
-            email=str(data.email), password=data.password,
-            first_name=data.first_name, last_name=data.last_name,
+            email=str(data.email),
+            password=data.password,
+            first_name=data.first_name,
+            last_name=data.last_name,
         )
 
     user_id, org_id = with_runtime(settings, work)
@@ -151,8 +154,12 @@ def keys_rotate() -> None:
 
 
 @cli.command()
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the document to this file instead of printing it.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the document to this file instead of printing it.",
+)
 def openapi(output: Path | None) -> None:
     """Print (or write) the OpenAPI document."""
     from kijko_server.app import create_app

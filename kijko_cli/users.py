@@ -38,8 +38,7 @@ def list_users(org_id: uuid.UUID | None) -> None:
 @click.command("set-role")
 @click.argument("user")
 @click.argument("role", type=click.Choice(admin.ROLES))
-@click.option("--org", "org_id", type=click.UUID,
-              help="The organization (needed when the user belongs to several).")
+@click.option("--org", "org_id", type=click.UUID, help="The organization (needed when the user belongs to several).")
 def set_role(user: str, role: str, org_id: uuid.UUID | None) -> None:
     """Give USER (email or id) the ROLE in their organization. An organization keeps at least
     one owner."""
@@ -87,12 +86,14 @@ def reset_password(user: str, password: str) -> None:
 
 @click.command("delete")
 @click.argument("user")
-@click.confirmation_option(prompt="Erase this user and everything only they can reach?",
-                           help="Do not ask for confirmation.")
+@click.confirmation_option(
+    prompt="Erase this user and everything only they can reach?", help="Do not ask for confirmation."
+)
 def delete_user(user: str) -> None:
     """Erase USER (email or id): credentials, sessions and memberships at once; projects they
     created stay with their organization; an organization they were alone in is deleted
     (docs/decisions/0018-erasing-a-user.md)."""
+
     async def work(kijko: Kijko) -> tuple[uuid.UUID, Erasure]:
         async with system_session(kijko.system_db, readonly=True) as db:
             user_id = await admin.find_user(db, user)
@@ -104,5 +105,6 @@ def delete_user(user: str) -> None:
         sys.exit(1)
     click.echo(f"erased {user_id}; deleted {len(erasure.deleted_organizations)} organization(s)")
     for org in erasure.ownerless_organizations:
-        click.echo(f"warning: organization {org} has no owner now: kijko users set-role USER owner --org {org}",
-                   err=True)
+        click.echo(
+            f"warning: organization {org} has no owner now: kijko users set-role USER owner --org {org}", err=True
+        )

@@ -182,13 +182,9 @@ async def sign_up(client: Any, **fields: str) -> Account:
     )
     assert response.status_code == 201, await response.get_data(as_text=True)
     tokens = await response.get_json()
-    me = await client.get(
-        "/api/v1/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
-    )
+    me = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
     profile = await me.get_json()
-    return Account(
-        email, password, tokens["access_token"], tokens["refresh_token"], profile["id"], profile["org_id"]
-    )
+    return Account(email, password, tokens["access_token"], tokens["refresh_token"], profile["id"], profile["org_id"])
 
 
 @pytest.fixture

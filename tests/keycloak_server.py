@@ -309,9 +309,7 @@ def _handler(kc: FakeKeycloak) -> type[BaseHTTPRequestHandler]:
             kc.token_requests.append(grant)
             if grant == "password":
                 login = form.get("username", "").lower()
-                user = next(
-                    (u for u in kc.users.values() if login in (u.username.lower(), u.email.lower())), None
-                )
+                user = next((u for u in kc.users.values() if login in (u.username.lower(), u.email.lower())), None)
                 if user is None or user.password is None or user.password != form.get("password"):
                     raise _oauth_error(401, "invalid_grant", "Invalid user credentials")
                 if not user.enabled:

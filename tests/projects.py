@@ -9,9 +9,7 @@ from tests.conftest import Account
 API = "/api/v1/projects"
 
 
-async def created(
-    client: Any, account: Account, name: str, *, type: str = "manual", **body: Any
-) -> dict[str, Any]:
+async def created(client: Any, account: Account, name: str, *, type: str = "manual", **body: Any) -> dict[str, Any]:
     """The project ``account`` creates (201 asserted), as the API answers it."""
     response = await client.post(API, json={"name": name, "type": type, **body}, headers=account.headers)
     assert response.status_code == 201, await response.get_data(as_text=True)

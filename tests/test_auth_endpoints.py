@@ -16,9 +16,7 @@ def new_email() -> str:
     return f"user-{uuid.uuid4().hex[:12]}@example.com"
 
 
-async def test_signup_creates_the_user_organization_and_owner_membership(
-    client: Any, kijko: Kijko
-) -> None:
+async def test_signup_creates_the_user_organization_and_owner_membership(client: Any, kijko: Kijko) -> None:
     email = new_email()
     response = await client.post(
         f"{AUTH}/signup",
@@ -95,12 +93,11 @@ async def test_login_returns_tokens_for_a_new_session(client: Any, alice: Accoun
     me = await client.get(f"{AUTH}/me", headers=bearer(tokens["access_token"]))
     assert (await me.get_json())["id"] == alice.user_id
     # Email addresses match regardless of case.
-    again = await client.post(
-        f"{AUTH}/login", json={"email": alice.email.upper(), "password": alice.password}
-    )
+    again = await client.post(f"{AUTH}/login", json={"email": alice.email.upper(), "password": alice.password})
     assert again.status_code == 200
-    assert unverified_parts((await again.get_json())["access_token"])[1]["sid"] != (
-        unverified_parts(tokens["access_token"])[1]["sid"]
+    assert (
+        unverified_parts((await again.get_json())["access_token"])[1]["sid"]
+        != (unverified_parts(tokens["access_token"])[1]["sid"])
     )
 
 
@@ -117,9 +114,7 @@ async def test_wrong_password_and_unknown_email_get_the_same_401(client: Any, al
     assert await unknown.get_json() == expected
 
 
-async def test_refresh_returns_a_new_access_and_a_new_refresh_token(
-    client: Any, alice: Account
-) -> None:
+async def test_refresh_returns_a_new_access_and_a_new_refresh_token(client: Any, alice: Account) -> None:
     response = await client.post(f"{AUTH}/refresh", json={"refresh_token": alice.refresh_token})
     assert response.status_code == 200
     tokens = await response.get_json()
@@ -143,9 +138,7 @@ async def test_unknown_refresh_token_is_401_invalid_token(client: Any, alice: Ac
 
 async def test_logout_with_no_body_answers_success(client: Any, alice: Account) -> None:
     # The frontend always sends Content-Type: application/json, also with no body.
-    response = await client.post(
-        f"{AUTH}/logout", headers={**alice.headers, "Content-Type": "application/json"}
-    )
+    response = await client.post(f"{AUTH}/logout", headers={**alice.headers, "Content-Type": "application/json"})
     assert response.status_code == 200
     assert await response.get_json() == {"success": True}
     assert (await client.post(f"{AUTH}/logout")).status_code == 401

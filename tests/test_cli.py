@@ -33,7 +33,12 @@ def run_kijko(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Complete
     script = Path(sys.executable).with_name("kijko")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "kijko_cli.main"]
     return subprocess.run(
-        [*command, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60,
+        [*command, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
         stdin=subprocess.DEVNULL,
     )
 
@@ -63,7 +68,8 @@ def test_a_bad_database_url_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
 
 def test_each_bad_value_is_its_own_line(runner: CliRunner) -> None:
     result = runner.invoke(
-        cli, ["migrate"],
+        cli,
+        ["migrate"],
         env={"KIJKO_REDIS_URL": "http://x", "KIJKO_LOG_LEVEL": "loud", "KIJKO_PORT": "-1"},
     )
     assert result.exit_code == 2
@@ -71,7 +77,9 @@ def test_each_bad_value_is_its_own_line(runner: CliRunner) -> None:
     assert len(lines) == 3
     assert all(line.startswith("configuration error: KIJKO_") for line in lines)
     assert {line.split(":")[1].strip() for line in lines} == {
-        "KIJKO_REDIS_URL", "KIJKO_LOG_LEVEL", "KIJKO_PORT",
+        "KIJKO_REDIS_URL",
+        "KIJKO_LOG_LEVEL",
+        "KIJKO_PORT",
     }
 
 
@@ -131,20 +139,26 @@ async def test_users_create_makes_a_user_who_can_log_in(
     database_env: dict[str, str], client: Any, tmp_path: Path
 ) -> None:
     email = f"cli-{uuid.uuid4().hex[:10]}@example.com"
-    args = ["users", "create", "--email", email, "--first-name", "Grace", "--last-name", "Hopper",
-            "--password", "a long enough password"]
+    args = [
+        "users",
+        "create",
+        "--email",
+        email,
+        "--first-name",
+        "Grace",
+        "--last-name",
+        "Hopper",
+        "--password",
+        "a long enough password",
+    ]
     result = run_kijko(*args, env=database_env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     created = json.loads(result.stdout)
 
-    login = await client.post(
-        "/api/v1/auth/login", json={"email": email, "password": "a long enough password"}
-    )
+    login = await client.post("/api/v1/auth/login", json={"email": email, "password": "a long enough password"})
     assert login.status_code == 200
     tokens = await login.get_json()
-    me = await client.get(
-        "/api/v1/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
-    )
+    me = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
     profile = await me.get_json()
     assert profile["id"] == created["user_id"] and profile["org_id"] == created["org_id"]
     assert profile["first_name"] == "Grace" and profile["roles"] == ["owner"]
@@ -157,8 +171,18 @@ async def test_users_create_makes_a_user_who_can_log_in(
 def test_users_create_rejects_bad_input_without_echoing_it(runner: CliRunner) -> None:
     result = runner.invoke(
         cli,
-        ["users", "create", "--email", "not-an-email", "--first-name", "Grace",
-         "--last-name", "Hopper", "--password", "short"],
+        [
+            "users",
+            "create",
+            "--email",
+            "not-an-email",
+            "--first-name",
+            "Grace",
+            "--last-name",
+            "Hopper",
+            "--password",
+            "short",
+        ],
     )
     assert result.exit_code == 2
     lines = result.stderr.splitlines()

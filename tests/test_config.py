@@ -64,8 +64,12 @@ def test_every_bad_value_gets_its_own_line(monkeypatch: pytest.MonkeyPatch) -> N
     assert len(lines) == 6
     by_name = {line.split(":", 1)[0]: line for line in lines}
     assert set(by_name) == {
-        "KIJKO_DATABASE_URL", "KIJKO_REDIS_URL", "KIJKO_PORT", "KIJKO_TRUSTED_PROXIES",
-        "KIJKO_LOG_LEVEL", "KIJKO_DB_ROLE_PREFIX",
+        "KIJKO_DATABASE_URL",
+        "KIJKO_REDIS_URL",
+        "KIJKO_PORT",
+        "KIJKO_TRUSTED_PROXIES",
+        "KIJKO_LOG_LEVEL",
+        "KIJKO_DB_ROLE_PREFIX",
     }
     assert by_name["KIJKO_REDIS_URL"] == "KIJKO_REDIS_URL: not a redis URL"
     assert by_name["KIJKO_TRUSTED_PROXIES"] == (
@@ -84,8 +88,11 @@ def test_production_without_secrets_lists_each_missing_one() -> None:
 def test_production_with_everything_is_accepted() -> None:
     url = "postgresql://kijko@db.internal/kijko"
     settings = load_settings(
-        mode="production", database_url=url, system_database_url=url,
-        migration_database_url=url, encryption_keys=Keyring.generate_key(),
+        mode="production",
+        database_url=url,
+        system_database_url=url,
+        migration_database_url=url,
+        encryption_keys=Keyring.generate_key(),
         public_url="https://api.kijko.test/",
     )
     assert settings.issuer == "https://api.kijko.test"
@@ -117,9 +124,7 @@ def test_lists_are_read_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None
     assert settings.trusted_proxies == ["10.0.0.1", "192.168.0.0/16"]
 
 
-def test_a_dotenv_file_is_read_and_the_environment_wins(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_a_dotenv_file_is_read_and_the_environment_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("KIJKO_PORT=9001\nKIJKO_HOST=0.0.0.0\n")
     monkeypatch.setenv("KIJKO_HOST", "127.0.0.2")
     settings = Settings()
@@ -141,6 +146,4 @@ def test_a_bad_encryption_keyring_is_a_configuration_error() -> None:
     settings = load_settings(encryption_keys="not-a-fernet-key")
     with pytest.raises(ConfigurationError) as raised:
         resolve_keyring(settings)
-    assert raised.value.problems == [
-        "KIJKO_ENCRYPTION_KEYS: not a comma-separated list of Fernet keys"
-    ]
+    assert raised.value.problems == ["KIJKO_ENCRYPTION_KEYS: not a comma-separated list of Fernet keys"]

@@ -34,9 +34,7 @@ async def test_preflight_from_default_origins_is_allowed(client: Any, origin: st
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] == origin
     assert {"post", "put", "patch", "delete"} <= header_set(response, "Access-Control-Allow-Methods")
-    assert {"authorization", "content-type", "x-request-id"} <= header_set(
-        response, "Access-Control-Allow-Headers"
-    )
+    assert {"authorization", "content-type", "x-request-id"} <= header_set(response, "Access-Control-Allow-Headers")
 
 
 @pytest.mark.parametrize(

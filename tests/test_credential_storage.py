@@ -48,9 +48,7 @@ class RecordingHasher(PasswordHasher):
         return super().verify(hash, password)
 
 
-async def test_passwords_are_argon2id_and_never_hashed_on_the_event_loop(
-    kijko: Kijko, alice: Any
-) -> None:
+async def test_passwords_are_argon2id_and_never_hashed_on_the_event_loop(kijko: Kijko, alice: Any) -> None:
     hasher = RecordingHasher()
     provider = LocalProvider(
         kijko.settings, kijko.system_db, kijko.keyring, passwords=PasswordHashing(2, hasher=hasher)
@@ -66,9 +64,7 @@ async def test_passwords_are_argon2id_and_never_hashed_on_the_event_loop(
                 (account.email, "a wrong password", 401),
                 (f"nobody-{uuid.uuid4().hex}@example.com", account.password, 401),
             ):
-                response = await client.post(
-                    "/api/v1/auth/login", json={"email": email, "password": password}
-                )
+                response = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
                 assert response.status_code == status
     finally:
         await provider.close()
@@ -126,9 +122,7 @@ async def test_no_password_refresh_token_or_private_key_is_stored_in_plain_text(
     password = "plain-" + uuid.uuid4().hex
     account = await sign_up(client, password=password)
     refresh_tokens = [account.refresh_token]
-    login = await client.post(
-        "/api/v1/auth/login", json={"email": account.email, "password": password}
-    )
+    login = await client.post("/api/v1/auth/login", json={"email": account.email, "password": password})
     refresh_tokens.append((await login.get_json())["refresh_token"])
     # Two refreshes with one token: the successor is kept for the grace window.
     responses = await asyncio.gather(

@@ -169,7 +169,7 @@ async def test_bodies_naming_another_organizations_ids_change_nothing(
 async def outcome(
     domain: Domain, action: Action, client: Any, actor: Account, resource: dict[str, Any], path: str
 ) -> str:
-    """"ok", "403" (FORBIDDEN) or "404" (the domain's code), or what came instead."""
+    """ "ok", "403" (FORBIDDEN) or "404" (the domain's code), or what came instead."""
     if action.method == "LIST":
         return "ok" if resource["id"] in await domain.listed(client, actor) else "404"
     response = await call(client, actor, action.method, path, action.body, action.query)

@@ -68,7 +68,5 @@ async def test_login_finds_the_account_by_any_spelling(client: Any) -> None:
     local = f"dimitri-{uuid.uuid4().hex[:8]}"
     account = await sign_up(client, email=f"{local}@example.com")
     for spelling in (f"{local.upper().replace('I', 'İ')}@EXAMPLE.COM", f" {local}@example.com "):
-        response = await client.post(
-            f"{AUTH}/login", json={"email": spelling, "password": account.password}
-        )
+        response = await client.post(f"{AUTH}/login", json={"email": spelling, "password": account.password})
         assert response.status_code == 200, await response.get_data(as_text=True)

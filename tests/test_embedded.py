@@ -100,9 +100,21 @@ def test_a_path_too_long_for_a_socket_still_gets_a_private_socket_directory(tmp_
         if os.geteuid() == 0:
             # The exploit: another local user connecting to the trusting socket as superuser.
             attempt = subprocess.run(
-                [str(binaries() / "psql"), "-h", str(socket_dir), "-U", "postgres",
-                 "-d", "postgres", "-Atc", "SELECT 1"],
-                user="nobody", capture_output=True, text=True, timeout=30,
+                [
+                    str(binaries() / "psql"),
+                    "-h",
+                    str(socket_dir),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                    "-Atc",
+                    "SELECT 1",
+                ],
+                user="nobody",
+                capture_output=True,
+                text=True,
+                timeout=30,
             )
             assert attempt.returncode != 0 and "Permission denied" in attempt.stderr, attempt
     finally:

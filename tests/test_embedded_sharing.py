@@ -23,8 +23,13 @@ def kijko(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KIJKO_")}
     env["KIJKO_DATA_DIR"] = str(data_dir)
     return subprocess.run(
-        [*_kijko_command(), *args], env=env, cwd=data_dir.parent, capture_output=True, text=True,
-        timeout=120, stdin=subprocess.DEVNULL,
+        [*_kijko_command(), *args],
+        env=env,
+        cwd=data_dir.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -37,8 +42,17 @@ def test_commands_next_to_serve_leave_its_database_running(servers: Servers) -> 
     assert status.returncode == 0, status.stderr
     assert status.stdout and "pending" not in status.stdout
     created = kijko(
-        servers.data_dir, "users", "create", "--email", "grace@example.com",
-        "--first-name", "Grace", "--last-name", "Hopper", "--password", "a long enough password",
+        servers.data_dir,
+        "users",
+        "create",
+        "--email",
+        "grace@example.com",
+        "--first-name",
+        "Grace",
+        "--last-name",
+        "Hopper",
+        "--password",
+        "a long enough password",
     )
     assert created.returncode == 0, created.stderr
     rotated = kijko(servers.data_dir, "keys", "rotate")
@@ -49,7 +63,8 @@ def test_commands_next_to_serve_leave_its_database_running(servers: Servers) -> 
     assert httpx.get(serve.base_url + "/health/ready", timeout=10).status_code == 200
     login = httpx.post(
         serve.base_url + "/api/v1/auth/login",
-        json={"email": "grace@example.com", "password": "a long enough password"}, timeout=30,
+        json={"email": "grace@example.com", "password": "a long enough password"},
+        timeout=30,
     )
     assert login.status_code == 200, login.text
     # A token signed before the rotation still verifies; one signed after it too.
@@ -66,9 +81,12 @@ def test_a_second_serve_on_the_same_data_dir_refuses_with_one_line(servers: Serv
     env = {k: v for k, v in os.environ.items() if not k.startswith("KIJKO_")}
     for second_port in (port, free_port()):
         second = subprocess.run(
-            [*_kijko_command(), "serve", "--port", str(second_port),
-             "--data-dir", str(servers.data_dir)],
-            env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+            [*_kijko_command(), "serve", "--port", str(second_port), "--data-dir", str(servers.data_dir)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
         )
         assert second.returncode == 1
         assert second.stderr == (
@@ -89,19 +107,26 @@ def test_serve_stopping_while_a_command_runs_leaves_the_database_to_the_command(
     env["KIJKO_DATA_DIR"] = str(servers.data_dir)
     # A library user holding the runtime open (like a long command) while serve goes away.
     holder = subprocess.Popen(
-        [os.environ.get("PYTHON", _python()), "-c",
-         "import asyncio, sys\n"
-         "from kijko_core.config import load_settings\n"
-         "from kijko_core.runtime import Kijko\n"
-         "async def main():\n"
-         "    kijko = await Kijko.start(load_settings())\n"
-         "    print('up', flush=True)\n"
-         "    sys.stdin.readline()\n"
-         "    async with kijko.system_db.connection() as c:\n"
-         "        print(await c.fetch_val('SELECT 1'), flush=True)\n"
-         "    await kijko.stop()\n"
-         "asyncio.run(main())\n"],
-        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            os.environ.get("PYTHON", _python()),
+            "-c",
+            "import asyncio, sys\n"
+            "from kijko_core.config import load_settings\n"
+            "from kijko_core.runtime import Kijko\n"
+            "async def main():\n"
+            "    kijko = await Kijko.start(load_settings())\n"
+            "    print('up', flush=True)\n"
+            "    sys.stdin.readline()\n"
+            "    async with kijko.system_db.connection() as c:\n"
+            "        print(await c.fetch_val('SELECT 1'), flush=True)\n"
+            "    await kijko.stop()\n"
+            "asyncio.run(main())\n",
+        ],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdin is not None

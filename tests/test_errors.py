@@ -144,16 +144,12 @@ async def test_json_with_charset_is_accepted(client: Any) -> None:
 
 
 async def test_short_project_name_is_422_with_field_name(client: Any, alice: Account) -> None:
-    response = await client.post(
-        "/api/v1/projects", json={"name": "ab", "type": "repository"}, headers=alice.headers
-    )
+    response = await client.post("/api/v1/projects", json={"name": "ab", "type": "repository"}, headers=alice.headers)
     body = await error_of(response, 422, "VALIDATION_ERROR")
     assert body["field"] == "name"
 
 
-async def test_wrong_type_of_camel_case_field_names_the_wire_field(
-    client: Any, alice: Account
-) -> None:
+async def test_wrong_type_of_camel_case_field_names_the_wire_field(client: Any, alice: Account) -> None:
     response = await client.post(
         "/api/v1/projects",
         json={"name": "Valid name", "type": "repository", "chunkingStrategy": 42},
@@ -220,9 +216,7 @@ async def asgi_call(
 ) -> tuple[int, dict[str, str], bytes]:
     """One request straight through the ASGI interface, the body in ``chunks`` messages with
     ``more_body`` set, as a server passes on a chunked upload."""
-    messages: list[dict[str, Any]] = [
-        {"type": "http.request", "body": chunk, "more_body": True} for chunk in chunks
-    ]
+    messages: list[dict[str, Any]] = [{"type": "http.request", "body": chunk, "more_body": True} for chunk in chunks]
     messages.append({"type": "http.request", "body": b"", "more_body": False})
     sent: list[dict[str, Any]] = []
 
@@ -329,9 +323,7 @@ def log_lines(buffer: io.StringIO) -> list[dict[str, Any]]:
 
 async def test_crash_is_500_with_request_id_and_nothing_internal(crashing_app: KijkoApp) -> None:
     logs = capture_logs()
-    response = await crashing_app.test_client().get(
-        "/health/crash-for-test", headers={"X-Request-ID": "crash-req-1"}
-    )
+    response = await crashing_app.test_client().get("/health/crash-for-test", headers={"X-Request-ID": "crash-req-1"})
     body = await error_of(response, 500, "INTERNAL_ERROR")
     assert body["details"] == {"requestId": "crash-req-1"}
     assert response.headers["X-Request-ID"] == "crash-req-1"
@@ -387,9 +379,7 @@ async def test_secrets_in_an_invalid_body_are_neither_echoed_nor_logged(
     client: Any, path: str, payload: dict[str, Any]
 ) -> None:
     logs = capture_logs()
-    response = await client.post(
-        path, json=payload, headers={"Authorization": f"Bearer {KNOWN_TOKEN}"}
-    )
+    response = await client.post(path, json=payload, headers={"Authorization": f"Bearer {KNOWN_TOKEN}"})
     await error_of(response, 422, "VALIDATION_ERROR")
     raw = await response.get_data(as_text=True)
     for secret in (KNOWN_PASSWORD, KNOWN_TOKEN):

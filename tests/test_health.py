@@ -25,9 +25,7 @@ def with_port(url: str, port: int) -> str:
     parts = urlsplit(url)
     netloc = parts.netloc.rsplit("@", 1)
     host = f"127.0.0.1:{port}"
-    return urlunsplit(
-        (parts.scheme, f"{netloc[0]}@{host}" if len(netloc) == 2 else host, parts.path, parts.query, "")
-    )
+    return urlunsplit((parts.scheme, f"{netloc[0]}@{host}" if len(netloc) == 2 else host, parts.path, parts.query, ""))
 
 
 async def serve(kijko: Kijko) -> AsyncIterator[KijkoApp]:
@@ -123,9 +121,7 @@ async def with_redis(kijko: Kijko, settings: Any) -> AsyncIterator[Kijko]:
             await redis.aclose()
 
 
-async def test_readiness_is_503_when_configured_redis_is_down(
-    kijko: Kijko, make_settings: Any
-) -> None:
+async def test_readiness_is_503_when_configured_redis_is_down(kijko: Kijko, make_settings: Any) -> None:
     settings = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     async with with_redis(kijko, settings) as runtime:
         response = await get(runtime, "/health/ready")
@@ -173,9 +169,7 @@ class StandInRedis:
             writer.close()
 
 
-async def test_readiness_uses_the_runtimes_one_redis_client(
-    kijko: Kijko, make_settings: Any
-) -> None:
+async def test_readiness_uses_the_runtimes_one_redis_client(kijko: Kijko, make_settings: Any) -> None:
     stand_in = StandInRedis()
     server = await asyncio.start_server(stand_in.handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]

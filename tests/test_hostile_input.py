@@ -98,9 +98,7 @@ def test_the_json_routes_are_found(app: KijkoApp) -> None:
 
 
 @pytest.mark.parametrize("kind", list(HOSTILE_BODIES))
-async def test_hostile_json_is_400_malformed_json_on_every_json_route(
-    roomy_app: KijkoApp, kind: str
-) -> None:
+async def test_hostile_json_is_400_malformed_json_on_every_json_route(roomy_app: KijkoApp, kind: str) -> None:
     client = roomy_app.test_client()
     alice = await sign_up(client)
     project_id = await a_project(client, alice)
@@ -251,10 +249,19 @@ async def raw_get(app: KijkoApp, path: str, query: bytes, token: str) -> tuple[i
         sent.append(message)
 
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query,
-        "root_path": "", "headers": [(b"host", b"kijko.test"), (b"authorization", f"Bearer {token}".encode())],
-        "client": ("127.0.0.1", 40000), "server": ("kijko.test", 80), "extensions": {},
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": [(b"host", b"kijko.test"), (b"authorization", f"Bearer {token}".encode())],
+        "client": ("127.0.0.1", 40000),
+        "server": ("kijko.test", 80),
+        "extensions": {},
     }
     await app(scope, receive, send)  # type: ignore[arg-type]
     start = next(message for message in sent if message["type"] == "http.response.start")

@@ -22,6 +22,8 @@ from tests.conftest import Account, sign_up
 from tests.projects import created
 
 API = "/api/v1/projects"
+
+
 def identity(account: Account) -> TokenIdentity:
     """The verified identity a request of ``account`` carries."""
     return account.identity

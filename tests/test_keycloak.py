@@ -109,9 +109,7 @@ async def test_signup_with_taken_email_is_409(kc: Any) -> None:
     assert body["field"] == "email"
 
 
-async def test_password_refused_by_realm_policy_undoes_the_keycloak_user(
-    kc: Any, fake: FakeKeycloak
-) -> None:
+async def test_password_refused_by_realm_policy_undoes_the_keycloak_user(kc: Any, fake: FakeKeycloak) -> None:
     email = f"policy-{uuid.uuid4().hex[:8]}@example.com"
     fake.min_password_length = 20
     try:
@@ -153,9 +151,7 @@ async def test_login_checks_the_password_at_keycloak(kc: Any) -> None:
     account = await sign_up(kc)
     wrong = await kc.post("/api/v1/auth/login", json={"email": account.email, "password": "wrong password"})
     await error_of(wrong, 401, "INVALID_CREDENTIALS")
-    unknown = await kc.post(
-        "/api/v1/auth/login", json={"email": "nobody@example.com", "password": "wrong password"}
-    )
+    unknown = await kc.post("/api/v1/auth/login", json={"email": "nobody@example.com", "password": "wrong password"})
     await error_of(unknown, 401, "INVALID_CREDENTIALS")
 
     right = await kc.post("/api/v1/auth/login", json={"email": account.email, "password": account.password})
@@ -218,9 +214,7 @@ async def test_a_locally_revoked_session_cannot_be_refreshed_back(kc: Any, fake:
     assert "refresh token" in body["detail"]
 
 
-async def test_first_login_of_a_user_made_in_the_keycloak_console_provisions_kijko(
-    kc: Any, fake: FakeKeycloak
-) -> None:
+async def test_first_login_of_a_user_made_in_the_keycloak_console_provisions_kijko(kc: Any, fake: FakeKeycloak) -> None:
     from tests.keycloak_server import FakeUser
 
     email = f"console-{uuid.uuid4().hex[:8]}@example.com"
@@ -275,9 +269,7 @@ async def test_oauth_redirects_to_keycloak_with_idp_hint_pkce_and_state(kc: Any,
     await error_of(unknown, 404, "OAUTH_PROVIDER_NOT_FOUND")
 
 
-async def test_oauth_first_broker_login_provisions_user_and_organization(
-    kc: Any, fake: FakeKeycloak
-) -> None:
+async def test_oauth_first_broker_login_provisions_user_and_organization(kc: Any, fake: FakeKeycloak) -> None:
     email = f"octo-{uuid.uuid4().hex[:8]}@example.com"
     fake.broker_identities["github"] = {
         "subject": uuid.uuid4().hex,
@@ -337,9 +329,7 @@ async def test_oauth_callback_rejects_unknown_reused_and_expired_state(
 
     callback = await broker_login(fake, await start_oauth(kc, "google"))
     async with system_session(kc_kijko.system_db) as db:
-        await db.execute(
-            "UPDATE kijko_private.oauth_states SET expires_at = now() - interval '1 second'"
-        )
+        await db.execute("UPDATE kijko_private.oauth_states SET expires_at = now() - interval '1 second'")
     expired = await kc.get("/api/v1/auth/oauth/callback", query_string=callback)
     await error_of(expired, 400, "INVALID_OAUTH_STATE")
 
@@ -350,17 +340,13 @@ async def test_oauth_code_is_bound_to_its_pkce_verifier(kc: Any, fake: FakeKeycl
     fake.broker_identities["google"] = {"subject": "g-2", "email": "g2@example.com", "firstName": "G"}
     first = await broker_login(fake, await start_oauth(kc, "google"))
     second = await broker_login(fake, await start_oauth(kc, "google"))
-    mixed = await kc.get(
-        "/api/v1/auth/oauth/callback", query_string={"code": first["code"], "state": second["state"]}
-    )
+    mixed = await kc.get("/api/v1/auth/oauth/callback", query_string={"code": first["code"], "state": second["state"]})
     await error_of(mixed, 400, "OAUTH_CODE_REJECTED")
 
 
 async def test_oauth_cancelled_at_the_provider_tells_the_frontend(kc: Any) -> None:
     state = (await start_oauth(kc, "google"))["state"]
-    response = await kc.get(
-        "/api/v1/auth/oauth/callback", query_string={"state": state, "error": "access_denied"}
-    )
+    response = await kc.get("/api/v1/auth/oauth/callback", query_string={"state": state, "error": "access_denied"})
     assert response.status_code == 302
     assert response.headers["Location"] == f"{FRONTEND}?error=oauth_failed"
 
@@ -415,9 +401,7 @@ async def test_oauth_callback_clears_the_state_cookie(kc: Any, fake: FakeKeycloa
     assert finished.headers["Cache-Control"] == "no-store"
 
 
-async def test_oauth_state_cookie_is_secure_and_host_only_over_https(
-    make_settings: Any, fake: FakeKeycloak
-) -> None:
+async def test_oauth_state_cookie_is_secure_and_host_only_over_https(make_settings: Any, fake: FakeKeycloak) -> None:
     settings = make_settings(
         auth_provider="keycloak",
         keycloak_url=fake.url,

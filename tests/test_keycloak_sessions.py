@@ -63,9 +63,7 @@ async def test_a_session_opened_outside_kijko_is_recorded_on_first_use(
     assert (await session_row(kc_kijko, outside))["revoked_at"] is not None
 
 
-async def test_a_session_of_one_user_is_not_taken_over_by_another(
-    kc: Any, fake: FakeKeycloak, kc_kijko: Kijko
-) -> None:
+async def test_a_session_of_one_user_is_not_taken_over_by_another(kc: Any, fake: FakeKeycloak, kc_kijko: Kijko) -> None:
     first, second = await sign_up(kc), await sign_up(kc)
     session_id = claims_of(first.access_token)["sid"]
     stolen = fake.sign(fake.access_claims(fake.users[second.user_id], session_id))

@@ -17,9 +17,7 @@ ME = "/api/v1/auth/me"
 
 
 async def login(client: Any, account: Account) -> dict[str, str]:
-    response = await client.post(
-        "/api/v1/auth/login", json={"email": account.email, "password": account.password}
-    )
+    response = await client.post("/api/v1/auth/login", json={"email": account.email, "password": account.password})
     assert response.status_code == 200
     tokens: dict[str, str] = await response.get_json()
     return tokens
@@ -35,9 +33,7 @@ async def assert_revoked(client: Any, access_token: str, refresh_token: str | No
         assert response.status_code == 401
 
 
-async def test_logout_revokes_the_access_and_refresh_tokens_of_the_session_only(
-    client: Any, alice: Account
-) -> None:
+async def test_logout_revokes_the_access_and_refresh_tokens_of_the_session_only(client: Any, alice: Account) -> None:
     other_session = await login(client, alice)
     response = await client.post(LOGOUT, headers=alice.headers)
     assert response.status_code == 200 and await response.get_json() == {"success": True}
@@ -48,9 +44,7 @@ async def test_logout_revokes_the_access_and_refresh_tokens_of_the_session_only(
     assert (await client.post(LOGOUT, headers=alice.headers)).status_code == 200
 
 
-async def test_access_tokens_refreshed_before_logout_are_revoked_too(
-    client: Any, alice: Account
-) -> None:
+async def test_access_tokens_refreshed_before_logout_are_revoked_too(client: Any, alice: Account) -> None:
     refreshed = await (
         await client.post("/api/v1/auth/refresh", json={"refresh_token": alice.refresh_token})
     ).get_json()
@@ -111,9 +105,7 @@ async def test_revocation_holds_in_a_second_app_instance_at_the_same_time(
         await assert_revoked(first, account.access_token)
 
 
-async def test_tokens_of_an_erased_user_are_401_not_403(
-    client: Any, kijko: Kijko, alice: Account
-) -> None:
+async def test_tokens_of_an_erased_user_are_401_not_403(client: Any, kijko: Kijko, alice: Account) -> None:
     from kijko_core.db.session import system_session
 
     async with system_session(kijko.system_db) as db:

@@ -86,8 +86,7 @@ async def app_role_violations(conn: asyncpg.Connection, roles: RoleNames) -> lis
     """Attributes, ownership, memberships and private-schema privileges of the app role."""
     problems = []
     role = await conn.fetchrow(
-        "SELECT oid, rolsuper, rolbypassrls, rolcreaterole, rolcreatedb FROM pg_roles"
-        " WHERE rolname = $1",
+        "SELECT oid, rolsuper, rolbypassrls, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = $1",
         roles.app,
     )
     assert role is not None, "the app role exists"
@@ -113,9 +112,7 @@ async def app_role_violations(conn: asyncpg.Connection, roles: RoleNames) -> lis
             if await conn.fetchval("SELECT pg_has_role($1, $2, $3)", roles.app, other, mode):
                 problems.append(f"app role has {mode} on role {other}")
     for privilege in ("USAGE", "CREATE"):
-        if await conn.fetchval(
-            "SELECT has_schema_privilege($1, $2, $3)", roles.app, PRIVATE_SCHEMA, privilege
-        ):
+        if await conn.fetchval("SELECT has_schema_privilege($1, $2, $3)", roles.app, PRIVATE_SCHEMA, privilege):
             problems.append(f"app role has {privilege} on schema {PRIVATE_SCHEMA}")
     granted = await conn.fetch(
         """
@@ -127,10 +124,7 @@ async def app_role_violations(conn: asyncpg.Connection, roles: RoleNames) -> lis
         PRIVATE_SCHEMA,
         roles.app,
     )
-    problems.extend(
-        f"app role has {row['privilege_type']} on {PRIVATE_SCHEMA}.{row['relname']}"
-        for row in granted
-    )
+    problems.extend(f"app role has {row['privilege_type']} on {PRIVATE_SCHEMA}.{row['relname']}" for row in granted)
     return problems
 
 
@@ -248,9 +242,7 @@ async def _in_rolled_back_transaction(conn: asyncpg.Connection, work: Any) -> An
 async def test_every_tenant_table_has_forced_rls_with_using_and_with_check(
     owner: asyncpg.Connection,
 ) -> None:
-    tables = await owner.fetchval(
-        "SELECT count(*) FROM pg_tables WHERE schemaname = $1", TENANT_SCHEMA
-    )
+    tables = await owner.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = $1", TENANT_SCHEMA)
     assert tables >= 3  # organizations, memberships, projects: the check looks at something
     assert await rls_violations(owner) == []
 
@@ -268,10 +260,7 @@ async def test_rls_check_reports_tables_that_break_it(owner: asyncpg.Connection)
         await conn.execute("CREATE TABLE kijko.meta_using_only (organization_id uuid)")
         await conn.execute("ALTER TABLE kijko.meta_using_only ENABLE ROW LEVEL SECURITY")
         await conn.execute("ALTER TABLE kijko.meta_using_only FORCE ROW LEVEL SECURITY")
-        await conn.execute(
-            "CREATE POLICY p ON kijko.meta_using_only"
-            " USING (organization_id = kijko.current_org_id())"
-        )
+        await conn.execute("CREATE POLICY p ON kijko.meta_using_only USING (organization_id = kijko.current_org_id())")
         await conn.execute("CREATE TABLE kijko.meta_no_policy (id int)")
         await conn.execute("ALTER TABLE kijko.meta_no_policy ENABLE ROW LEVEL SECURITY")
         await conn.execute("ALTER TABLE kijko.meta_no_policy FORCE ROW LEVEL SECURITY")
@@ -342,14 +331,11 @@ async def test_set_role_check_notices_a_role_that_can_switch(
     member, target = f"meta_member_{suffix}", f"meta_target_{suffix}"
     password = secrets.token_urlsafe(16)
     quoted_password = await admin.fetchval("SELECT quote_literal($1::text)", password)
-    await admin.execute(
-        "CREATE ROLE " + quote_identifier(member) + " LOGIN PASSWORD " + quoted_password
-    )
+    await admin.execute("CREATE ROLE " + quote_identifier(member) + " LOGIN PASSWORD " + quoted_password)
     try:
         await admin.execute("CREATE ROLE " + quote_identifier(target))
         await admin.execute(
-            "GRANT CONNECT ON DATABASE " + quote_identifier(database.name)
-            + " TO " + quote_identifier(member)
+            "GRANT CONNECT ON DATABASE " + quote_identifier(database.name) + " TO " + quote_identifier(member)
         )
         await admin.execute("GRANT " + quote_identifier(target) + " TO " + quote_identifier(member))
         conn = await asyncpg.connect(dsn_as(database.admin_dsn, database=database.name, user=member, password=password))
@@ -360,8 +346,7 @@ async def test_set_role_check_notices_a_role_that_can_switch(
             await conn.close()
     finally:
         await admin.execute(
-            "REVOKE ALL ON DATABASE " + quote_identifier(database.name)
-            + " FROM " + quote_identifier(member)
+            "REVOKE ALL ON DATABASE " + quote_identifier(database.name) + " FROM " + quote_identifier(member)
         )
         await admin.execute("DROP ROLE IF EXISTS " + quote_identifier(member))
         await admin.execute("DROP ROLE IF EXISTS " + quote_identifier(target))
@@ -378,9 +363,7 @@ async def test_app_role_cannot_read_the_private_schema(as_app: asyncpg.Connectio
 # SECURITY DEFINER functions.
 
 
-async def test_security_definer_functions_are_locked_down(
-    owner: asyncpg.Connection, database: ScratchDatabase
-) -> None:
+async def test_security_definer_functions_are_locked_down(owner: asyncpg.Connection, database: ScratchDatabase) -> None:
     count = await owner.fetchval(
         "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
         " WHERE p.prosecdef AND n.nspname = 'kijko'"
@@ -409,8 +392,7 @@ async def test_definer_check_reports_unpinned_public_and_app_executable_function
     async def break_it(conn: asyncpg.Connection) -> list[str]:
         # Created by the owner with the defaults: PUBLIC may execute, no search_path.
         await conn.execute(
-            "CREATE FUNCTION kijko.meta_unpinned() RETURNS int LANGUAGE sql SECURITY DEFINER"
-            " AS $$ SELECT 1 $$"
+            "CREATE FUNCTION kijko.meta_unpinned() RETURNS int LANGUAGE sql SECURITY DEFINER AS $$ SELECT 1 $$"
         )
         await conn.execute(
             "CREATE FUNCTION kijko.meta_granted() RETURNS int LANGUAGE sql SECURITY DEFINER"
@@ -450,16 +432,12 @@ async def test_view_check_reports_definer_views_and_materialized_views(
     async def break_it(conn: asyncpg.Connection) -> list[str]:
         await conn.execute("CREATE VIEW kijko.meta_definer AS SELECT id FROM kijko.projects")
         await conn.execute(
-            "CREATE VIEW kijko.meta_invoker WITH (security_invoker = true)"
-            " AS SELECT id FROM kijko.projects"
+            "CREATE VIEW kijko.meta_invoker WITH (security_invoker = true) AS SELECT id FROM kijko.projects"
         )
         await conn.execute(
-            "CREATE VIEW kijko.meta_invoker_off WITH (security_invoker = false)"
-            " AS SELECT id FROM kijko.projects"
+            "CREATE VIEW kijko.meta_invoker_off WITH (security_invoker = false) AS SELECT id FROM kijko.projects"
         )
-        await conn.execute(
-            "CREATE MATERIALIZED VIEW kijko.meta_materialized AS SELECT id FROM kijko.projects"
-        )
+        await conn.execute("CREATE MATERIALIZED VIEW kijko.meta_materialized AS SELECT id FROM kijko.projects")
         return await view_violations(conn)
 
     problems = await _in_rolled_back_transaction(owner, break_it)

@@ -94,9 +94,7 @@ def public_marking_problems(app: Quart) -> list[str]:
     ]
 
 
-async def unauthenticated_routes(
-    app: Quart, public: Callable[[str, str], bool] | None = None
-) -> list[str]:
+async def unauthenticated_routes(app: Quart, public: Callable[[str, str], bool] | None = None) -> list[str]:
     """Non-public routes that do not answer 401 INVALID_TOKEN in the error shape without a
     token or with a garbage one."""
     public = public or (lambda method, template: route_is_public(app, method, template))
@@ -169,7 +167,9 @@ async def revoked_session_problems(app: Quart, revoked: dict[str, str]) -> list[
             continue
         body = request_body_for(view)
         response = await client.open(
-            _concrete_path(app, method, template), method=method, headers=revoked,
+            _concrete_path(app, method, template),
+            method=method,
+            headers=revoked,
             **({"json": body} if body is not None else {}),
         )
         data = await response.get_json(force=True, silent=True)
@@ -268,9 +268,7 @@ async def test_a_view_marked_public_outside_the_list_is_reported_and_still_needs
         return {"received": event}
 
     fresh_app.add_url_rule("/api/v1/meta/open", "open", public(lambda: {"open": True}), methods=["GET"])
-    fresh_app.add_url_rule(
-        "/api/v1/webhooks/<event>", "hook", public(hook), methods=["GET", "POST", "DELETE"]
-    )
+    fresh_app.add_url_rule("/api/v1/webhooks/<event>", "hook", public(hook), methods=["GET", "POST", "DELETE"])
     assert public_marking_problems(fresh_app) == [
         "DELETE /api/v1/webhooks/<event>: marked public but not on PUBLIC_ROUTES",
         "GET /api/v1/meta/open: marked public but not on PUBLIC_ROUTES",
@@ -306,9 +304,7 @@ async def test_walker_reports_every_route_when_authentication_is_forgotten(
 ) -> None:
     hooks = fresh_app.before_request_funcs[None]
     hooks.remove(authenticate)
-    fresh_app.add_url_rule(
-        "/api/v1/meta/leaky/<item_id>", "leaky", lambda item_id: {"item": item_id}, methods=["GET"]
-    )
+    fresh_app.add_url_rule("/api/v1/meta/leaky/<item_id>", "leaky", lambda item_id: {"item": item_id}, methods=["GET"])
     problems = await unauthenticated_routes(fresh_app)
     assert "GET /api/v1/meta/leaky/<item_id>: 200 None" in problems
     assert "GET /api/v1/auth/me" in {problem.split(":")[0] for problem in problems}
@@ -328,9 +324,7 @@ async def test_every_authenticated_route_refuses_a_revoked_session(app: KijkoApp
 
 
 async def test_a_route_that_never_opens_a_tenant_session_fails_closed(fresh_app: KijkoApp) -> None:
-    fresh_app.add_url_rule(
-        "/api/v1/meta/sessionless", "sessionless", lambda: {"secret": "data"}, methods=["GET"]
-    )
+    fresh_app.add_url_rule("/api/v1/meta/sessionless", "sessionless", lambda: {"secret": "data"}, methods=["GET"])
     live = await sign_up(fresh_app.test_client())
     logs = io.StringIO()
     configure_logging("info", "json", stream=logs)
@@ -344,9 +338,7 @@ async def test_a_route_that_never_opens_a_tenant_session_fails_closed(fresh_app:
     assert body["details"]["requestId"] == response.headers["X-Request-ID"]
     assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
     events = [json.loads(line) for line in logs.getvalue().splitlines()]
-    assert [(e["event"], e.get("status")) for e in events] == [
-        ("revocation_not_checked", None), ("request", 500)
-    ]
+    assert [(e["event"], e.get("status")) for e in events] == [("revocation_not_checked", None), ("request", 500)]
     # And the meta-test names the route.
     problems = await revoked_session_problems(fresh_app, await revoked_headers(fresh_app))
     assert problems == ["GET /api/v1/meta/sessionless: 500 INTERNAL_ERROR"]
@@ -356,9 +348,7 @@ async def test_without_the_guard_the_meta_test_still_finds_the_sessionless_route
     fresh_app: KijkoApp,
 ) -> None:
     fresh_app.after_request_funcs[None].remove(require_revocation_check)
-    fresh_app.add_url_rule(
-        "/api/v1/meta/sessionless", "sessionless", lambda: {"secret": "data"}, methods=["GET"]
-    )
+    fresh_app.add_url_rule("/api/v1/meta/sessionless", "sessionless", lambda: {"secret": "data"}, methods=["GET"])
     problems = await revoked_session_problems(fresh_app, await revoked_headers(fresh_app))
     # A revoked token reads the data: exactly what the guard prevents.
     assert problems == ["GET /api/v1/meta/sessionless: 200 None"]
@@ -388,14 +378,8 @@ def openapi_problems(spec: dict[str, Any], app: Quart) -> list[str]:
     if "ErrorBody" not in spec.get("components", {}).get("schemas", {}):
         problems.append("no ErrorBody schema")
     paths = spec.get("paths", {})
-    documented = {
-        (method.upper(), path) for path, operations in paths.items() for method in operations
-    }
-    expected = {
-        (method, openapi_path(template))
-        for method, template in routes(app)
-        if template not in UNDOCUMENTED
-    }
+    documented = {(method.upper(), path) for path, operations in paths.items() for method in operations}
+    expected = {(method, openapi_path(template)) for method, template in routes(app) if template not in UNDOCUMENTED}
     problems.extend(f"{m} {p}: not documented" for m, p in sorted(expected - documented))
     problems.extend(f"{m} {p}: documented but not served" for m, p in sorted(documented - expected))
     for method, template in routes(app):
@@ -428,9 +412,7 @@ async def spec(client: Any) -> dict[str, Any]:
     return document
 
 
-async def test_openapi_is_valid_and_documents_every_route(
-    spec: dict[str, Any], app: KijkoApp
-) -> None:
+async def test_openapi_is_valid_and_documents_every_route(spec: dict[str, Any], app: KijkoApp) -> None:
     assert "/api/v1/projects/{project_id}" in spec["paths"]
     assert openapi_problems(spec, app) == []
 

@@ -52,9 +52,7 @@ async def fresh(database: ScratchDatabase) -> AsyncIterator[ScratchDatabase]:
 async def applied_log(dsn: str) -> list[str]:
     conn = await asyncpg.connect(dsn)
     try:
-        rows = await conn.fetch(
-            "SELECT version, name FROM kijko_private.schema_migrations ORDER BY version"
-        )
+        rows = await conn.fetch("SELECT version, name FROM kijko_private.schema_migrations ORDER BY version")
     finally:
         await conn.close()
     return [f"{row['version']}_{row['name']}" for row in rows]
@@ -64,7 +62,11 @@ def kijko(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     script = Path(sys.executable).with_name("kijko")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "kijko_cli.main"]
     return subprocess.Popen(
-        [*command, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [*command, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         stdin=subprocess.DEVNULL,
     )
 
@@ -90,18 +92,13 @@ async def test_two_migrate_calls_together_apply_each_file_once(fresh: ScratchDat
 
 
 @pytest.mark.slow
-def test_two_cli_migrate_processes_together_apply_each_file_once(
-    fresh: ScratchDatabase, tmp_path: Path
-) -> None:
+def test_two_cli_migrate_processes_together_apply_each_file_once(fresh: ScratchDatabase, tmp_path: Path) -> None:
     env = env_of(fresh, tmp_path)
     processes = [kijko("migrate", env=env), kijko("migrate", env=env)]
     results = [finish(process) for process in processes]
     for code, _, stderr in results:
         assert code == 0, stderr
-    applied = sorted(
-        line.strip() for _, stdout, _ in results for line in stdout.splitlines()
-        if line.startswith("  ")
-    )
+    applied = sorted(line.strip() for _, stdout, _ in results for line in stdout.splitlines() if line.startswith("  "))
     assert applied == SHIPPED
     assert asyncio.run(applied_log(fresh.urls.migration)) == SHIPPED
 
@@ -120,7 +117,8 @@ async def test_a_failing_file_leaves_nothing_behind(fresh: ScratchDatabase) -> N
     )
     with pytest.raises(migrations.MigrationError, match="9999_broken failed"):
         await migrations.migrate(
-            fresh.urls.migration, fresh.roles,
+            fresh.urls.migration,
+            fresh.roles,
             migrations=[*migrations.shipped_migrations(), broken],
         )
     assert await applied_log(fresh.urls.migration) == SHIPPED  # earlier files stay applied
@@ -145,9 +143,7 @@ async def test_an_edited_applied_file_is_refused(fresh: ScratchDatabase) -> None
 
 
 @pytest.mark.slow
-def test_cli_exits_non_zero_with_a_readable_message_on_a_broken_history(
-    fresh: ScratchDatabase, tmp_path: Path
-) -> None:
+def test_cli_exits_non_zero_with_a_readable_message_on_a_broken_history(fresh: ScratchDatabase, tmp_path: Path) -> None:
     env = env_of(fresh, tmp_path)
     assert finish(kijko("migrate", env=env))[0] == 0
 
@@ -155,8 +151,7 @@ def test_cli_exits_non_zero_with_a_readable_message_on_a_broken_history(
         conn = await asyncpg.connect(fresh.urls.migration)
         try:
             await conn.execute(
-                "UPDATE kijko_private.schema_migrations SET checksum = 'tampered'"
-                " WHERE version = $1",
+                "UPDATE kijko_private.schema_migrations SET checksum = 'tampered' WHERE version = $1",
                 SHIPPED[0][:4],
             )
         finally:
@@ -167,9 +162,7 @@ def test_cli_exits_non_zero_with_a_readable_message_on_a_broken_history(
         code, stdout, stderr = finish(kijko(*args, env=env))
         assert code != 0, args
         assert "Traceback" not in stderr
-        assert stderr.strip() == (
-            f"migration error: migration {SHIPPED[0]} was edited after it was applied"
-        )
+        assert stderr.strip() == (f"migration error: migration {SHIPPED[0]} was edited after it was applied")
 
 
 @pytest.mark.slow
@@ -204,9 +197,7 @@ def production_env(fresh: ScratchDatabase, tmp_path: Path) -> dict[str, str]:
     )
 
 
-async def test_production_start_refuses_a_schema_that_is_behind(
-    fresh: ScratchDatabase, tmp_path: Path
-) -> None:
+async def test_production_start_refuses_a_schema_that_is_behind(fresh: ScratchDatabase, tmp_path: Path) -> None:
     everything_but_the_last = migrations.shipped_migrations()[:-1]
     await migrations.migrate(fresh.urls.migration, fresh.roles, migrations=everything_but_the_last)
     settings = load_settings(
@@ -232,15 +223,14 @@ async def test_production_start_refuses_a_schema_that_is_behind(
 
 
 @pytest.mark.slow
-def test_production_serve_refuses_a_schema_that_is_behind(
-    fresh: ScratchDatabase, tmp_path: Path
-) -> None:
+def test_production_serve_refuses_a_schema_that_is_behind(fresh: ScratchDatabase, tmp_path: Path) -> None:
     process = kijko("serve", "--port", "0", env=production_env(fresh, tmp_path))
     code, stdout, stderr = finish(process)
     assert code == 3  # docs/operations.md
     assert stderr.strip() == (
         "configuration error: the database schema is behind, pending migrations: "
-        + ", ".join(SHIPPED) + "; run `kijko migrate` first"
+        + ", ".join(SHIPPED)
+        + "; run `kijko migrate` first"
     )
 
 
@@ -258,9 +248,7 @@ def plugin_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     info = site / "kijko_widgets-0.1.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: kijko-widgets\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(
-        "[kijko.migrations]\nwidgets = tests.migration_plugin.migrations\n"
-    )
+    (info / "entry_points.txt").write_text("[kijko.migrations]\nwidgets = tests.migration_plugin.migrations\n")
     monkeypatch.syspath_prepend(str(site))
     return site
 
@@ -271,9 +259,7 @@ def labels(found: list[migrations.Migration]) -> list[str]:
 
 def test_plugins_are_discovered_through_the_entry_point_group(plugin_installed: Path) -> None:
     assert migrations.discover_sources() == [migrations.CORE_SOURCE, PLUGIN]
-    assert labels(migrations.shipped_migrations()) == [
-        *SHIPPED, "widgets:0001_widgets", "widgets:0002_widget_colour"
-    ]
+    assert labels(migrations.shipped_migrations()) == [*SHIPPED, "widgets:0001_widgets", "widgets:0002_widget_colour"]
 
 
 def test_without_plugins_only_kijkos_own_are_shipped() -> None:
@@ -341,6 +327,4 @@ async def test_a_database_migrated_before_packages_keeps_its_history(fresh: Scra
     shipped = migrations.shipped_migrations([migrations.CORE_SOURCE, PLUGIN])
     done = await migrations.migrate(fresh.urls.migration, fresh.roles, migrations=shipped)
     assert labels(done) == ["widgets:0001_widgets", "widgets:0002_widget_colour"]
-    assert sorted(await applied_log(fresh.urls.migration)) == sorted(
-        [*SHIPPED, "0001_widgets", "0002_widget_colour"]
-    )
+    assert sorted(await applied_log(fresh.urls.migration)) == sorted([*SHIPPED, "0001_widgets", "0002_widget_colour"])

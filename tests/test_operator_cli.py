@@ -45,20 +45,17 @@ def test_kijko_h_and_plain_kijko_print_help_and_exit_0(runner: CliRunner, tmp_pa
     assert plain.stdout.startswith("Usage: kijko")
 
 
-def test_an_unknown_kijko_variable_is_one_warning_line_with_the_closest_name(
-    runner: CliRunner, tmp_path: Path
-) -> None:
+def test_an_unknown_kijko_variable_is_one_warning_line_with_the_closest_name(runner: CliRunner, tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("KIJKO_LOG_LEVLE=debug\n")
     # serve warns too: the line comes before its own (failing) start-up.
     result = runner.invoke(
-        cli, ["serve", "--port", "70000"],
+        cli,
+        ["serve", "--port", "70000"],
         env={"KIJKO_DATABSE_URL": "postgresql://x/y", "KIJKO_TEST_ANYTHING": "1"},
     )
     assert result.stderr.splitlines()[:2] == [
-        "warning: KIJKO_DATABSE_URL is not a Kijko setting and is ignored"
-        " (did you mean KIJKO_DATABASE_URL?)",
-        "warning: KIJKO_LOG_LEVLE is not a Kijko setting and is ignored"
-        " (did you mean KIJKO_LOG_LEVEL?)",
+        "warning: KIJKO_DATABSE_URL is not a Kijko setting and is ignored (did you mean KIJKO_DATABASE_URL?)",
+        "warning: KIJKO_LOG_LEVLE is not a Kijko setting and is ignored (did you mean KIJKO_LOG_LEVEL?)",
     ]
     assert "KIJKO_TEST_ANYTHING" not in result.stderr  # the test suite's own variables
 
@@ -66,16 +63,18 @@ def test_an_unknown_kijko_variable_is_one_warning_line_with_the_closest_name(
 # --- config --------------------------------------------------------------------------------
 
 
-def test_config_show_lists_every_setting_with_its_source_and_masks_secrets(
-    runner: CliRunner, tmp_path: Path
-) -> None:
+def test_config_show_lists_every_setting_with_its_source_and_masks_secrets(runner: CliRunner, tmp_path: Path) -> None:
     key = Keyring.generate_key()
     (tmp_path / ".env").write_text("KIJKO_LOG_LEVEL=debug\n")
-    result = runner.invoke(cli, ["config", "show"], env={
-        "KIJKO_PORT": "9000",
-        "KIJKO_ENCRYPTION_KEYS": key,
-        "KIJKO_REDIS_URL": "redis://:hunter2-secret@localhost:6379/0",
-    })
+    result = runner.invoke(
+        cli,
+        ["config", "show"],
+        env={
+            "KIJKO_PORT": "9000",
+            "KIJKO_ENCRYPTION_KEYS": key,
+            "KIJKO_REDIS_URL": "redis://:hunter2-secret@localhost:6379/0",
+        },
+    )
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "setting\tvalue\tsource"
@@ -93,14 +92,11 @@ def test_config_check_is_ok_or_one_line_per_problem_and_exit_2(runner: CliRunner
     ok = runner.invoke(cli, ["config", "check"])
     assert (ok.exit_code, ok.stdout) == (0, "configuration ok\n")
 
-    bad = runner.invoke(
-        cli, ["config", "check"], env={"KIJKO_PORT": "-1", "KIJKO_PROT": "80"}
-    )
+    bad = runner.invoke(cli, ["config", "check"], env={"KIJKO_PORT": "-1", "KIJKO_PROT": "80"})
     assert bad.exit_code == 2
     assert bad.stdout == ""
     assert bad.stderr.splitlines() == [
-        "configuration error: KIJKO_PROT is not a Kijko setting and is ignored"
-        " (did you mean KIJKO_PORT?)",
+        "configuration error: KIJKO_PROT is not a Kijko setting and is ignored (did you mean KIJKO_PORT?)",
         "configuration error: KIJKO_PORT: Input should be greater than or equal to 0",
     ]
 
@@ -164,7 +160,8 @@ async def test_users_delete_erases_the_user_and_keeps_their_projects(
 ) -> None:
     member = await add_member(kijko, alice.org_id, "member")
     created = await client.post(
-        "/api/v1/projects", headers=member.headers,
+        "/api/v1/projects",
+        headers=member.headers,
         json={"name": "kept after erasure", "type": "manual", "privacy": "shared"},
     )
     assert created.status_code == 201, await created.get_data(as_text=True)
@@ -189,21 +186,19 @@ async def test_users_delete_erases_the_user_and_keeps_their_projects(
 async def test_reset_password_replaces_it_and_ends_every_session(
     database_env: dict[str, str], tmp_path: Path, alice: Account, client: Any
 ) -> None:
-    short = kijko_run(database_env, tmp_path, "users", "reset-password", alice.email,
-                      "--password", "short")
+    short = kijko_run(database_env, tmp_path, "users", "reset-password", alice.email, "--password", "short")
     assert short.returncode == 2 and "short" not in short.stderr.replace("--password", "")
 
-    reset = kijko_run(database_env, tmp_path, "users", "reset-password", alice.email,
-                      "--password", "a brand new password")
+    reset = kijko_run(
+        database_env, tmp_path, "users", "reset-password", alice.email, "--password", "a brand new password"
+    )
     assert reset.returncode == 0, reset.stderr
     assert reset.stdout == f"new password set for {alice.user_id}; revoked 1 session(s)\n"
 
     assert (await client.get("/api/v1/auth/me", headers=alice.headers)).status_code == 401
     old = await client.post("/api/v1/auth/login", json={"email": alice.email, "password": alice.password})
     assert old.status_code == 401
-    new = await client.post(
-        "/api/v1/auth/login", json={"email": alice.email, "password": "a brand new password"}
-    )
+    new = await client.post("/api/v1/auth/login", json={"email": alice.email, "password": "a brand new password"})
     assert new.status_code == 200
 
 
@@ -258,16 +253,15 @@ async def test_db_provision_creates_roles_and_database_and_keeps_configured_pass
     name = prefix + "_db"
     env = clean_env(tmp_path, KIJKO_DB_ROLE_PREFIX=prefix)
     try:
-        first = run_kijko("db", "provision", "--admin-url", database.admin_dsn,
-                          "--database", name, env=env, cwd=tmp_path)
+        first = run_kijko(
+            "db", "provision", "--admin-url", database.admin_dsn, "--database", name, env=env, cwd=tmp_path
+        )
         assert first.returncode == 0, first.stderr
         assert first.stderr == (
             f"provisioned database {name} with roles {prefix}_owner, {prefix}_app, {prefix}_system\n"
         )
         urls = dict(line.split("=", 1) for line in first.stdout.splitlines())
-        assert set(urls) == {
-            "KIJKO_DATABASE_URL", "KIJKO_SYSTEM_DATABASE_URL", "KIJKO_MIGRATION_DATABASE_URL"
-        }
+        assert set(urls) == {"KIJKO_DATABASE_URL", "KIJKO_SYSTEM_DATABASE_URL", "KIJKO_MIGRATION_DATABASE_URL"}
         app = await asyncpg.connect(urls["KIJKO_DATABASE_URL"])
         try:
             assert await app.fetchval("SELECT current_user") == roles.app
@@ -277,20 +271,17 @@ async def test_db_provision_creates_roles_and_database_and_keeps_configured_pass
             await app.close()
 
         # Again, configured with those URLs: nothing changes, the passwords still work.
-        again = run_kijko("db", "provision", "--admin-url", database.admin_dsn,
-                          env={**env, **urls}, cwd=tmp_path)
+        again = run_kijko("db", "provision", "--admin-url", database.admin_dsn, env={**env, **urls}, cwd=tmp_path)
         assert again.returncode == 0, again.stderr
         assert again.stdout == ""
         migrated = run_kijko("migrate", env={**env, **urls}, cwd=tmp_path)
         assert migrated.returncode == 0, migrated.stderr
 
         wrong = {**urls, "KIJKO_DATABASE_URL": _with_user(urls["KIJKO_DATABASE_URL"], "someone")}
-        refused = run_kijko("db", "provision", "--admin-url", database.admin_dsn,
-                            env={**env, **wrong}, cwd=tmp_path)
+        refused = run_kijko("db", "provision", "--admin-url", database.admin_dsn, env={**env, **wrong}, cwd=tmp_path)
         assert refused.returncode == 2
         assert refused.stderr == (
-            f"configuration error: KIJKO_DATABASE_URL: its user must be {prefix}_app"
-            " (KIJKO_DB_ROLE_PREFIX)\n"
+            f"configuration error: KIJKO_DATABASE_URL: its user must be {prefix}_app (KIJKO_DB_ROLE_PREFIX)\n"
         )
     finally:
         await drop(database.admin_dsn, database=name, roles=roles)
@@ -298,7 +289,7 @@ async def test_db_provision_creates_roles_and_database_and_keeps_configured_pass
 
 def _with_user(url: str, user: str) -> str:
     parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=user + parts.netloc[parts.netloc.index(":"):]))
+    return urlunsplit(parts._replace(netloc=user + parts.netloc[parts.netloc.index(":") :]))
 
 
 def kijko_run(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -313,8 +304,11 @@ def test_a_database_that_cannot_be_reached_is_one_line_and_exit_4(
 
     url = f"postgresql://kijko_app:s3cret-pw@127.0.0.1:{free_port()}/kijko"
     env = clean_env(
-        tmp_path, KIJKO_DATABASE_URL=url, KIJKO_SYSTEM_DATABASE_URL=url,
-        KIJKO_MIGRATION_DATABASE_URL=url, KIJKO_ENCRYPTION_KEYS=encryption_key,
+        tmp_path,
+        KIJKO_DATABASE_URL=url,
+        KIJKO_SYSTEM_DATABASE_URL=url,
+        KIJKO_MIGRATION_DATABASE_URL=url,
+        KIJKO_ENCRYPTION_KEYS=encryption_key,
     )
     result = run_kijko(*command, env=env, cwd=tmp_path)
     assert result.returncode == 4, result.stderr

@@ -120,7 +120,12 @@ def test_another_organizations_resource_is_not_found_even_for_its_creator_id(rol
 # (ARCHITECTURE §3: admin everything incl. delete; manager members, settings, ingestion;
 # developer edit, ingestion; viewer and auditor read). Written out, not derived.
 PROJECT_ACTIONS = (
-    Action.READ, Action.EDIT, Action.INGEST, Action.MANAGE_MEMBERS, Action.CHANGE_SETTINGS, Action.DELETE
+    Action.READ,
+    Action.EDIT,
+    Action.INGEST,
+    Action.MANAGE_MEMBERS,
+    Action.CHANGE_SETTINGS,
+    Action.DELETE,
 )
 PROJECT_CELLS: dict[ProjectRole, set[Action]] = {
     ProjectRole.ADMIN: set(PROJECT_ACTIONS),
@@ -199,14 +204,20 @@ async def test_the_sql_readable_condition_agrees_with_the_python_one(database: S
                             project = await connection.fetchval(
                                 "INSERT INTO kijko.projects (organization_id, user_id, name, type, privacy)"
                                 " VALUES ($1, $2, $3, 'manual', $4) RETURNING id",
-                                org, users["creator"], f"probe {uuid4().hex[:20]}", privacy,
+                                org,
+                                users["creator"],
+                                f"probe {uuid4().hex[:20]}",
+                                privacy,
                             )
                             access = None
                             if member_role is not None:
                                 await connection.execute(
                                     "INSERT INTO kijko.project_members (organization_id, project_id, user_id, email,"
                                     " role, accepted_at) VALUES ($1, $2, $3, 'me@example.com', $4, now())",
-                                    org, project, users["me"], str(member_role),
+                                    org,
+                                    project,
+                                    users["me"],
+                                    str(member_role),
                                 )
                                 access = MemberAccess(users["me"], member_role)
                             thing = Thing(org, users["creator"], privacy, access)

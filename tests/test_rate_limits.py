@@ -35,9 +35,7 @@ def unique_address() -> str:
     return f"198.18.{value % 250}.{(value >> 8) % 250 + 1}"
 
 
-async def attempt(
-    client: Any, path: str, body: Any, peer: str, forwarded_for: str | None = None
-) -> Any:
+async def attempt(client: Any, path: str, body: Any, peer: str, forwarded_for: str | None = None) -> Any:
     headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
     return await client.post(path, json=body, headers=headers, scope_base={"client": (peer, 51000)})
 
@@ -230,9 +228,7 @@ async def test_unicode_spellings_of_an_email_share_one_budget(strict_account_lim
         wrong = {"email": email, "password": "wrong-guess-1234"}
         assert (await attempt(client, "/api/v1/auth/login", wrong, attacker)).status_code == 401
     right = {"email": account.email, "password": PASSWORD}
-    await assert_rate_limited(
-        await attempt(client, "/api/v1/auth/login", right, attacker), at_most=3600
-    )
+    await assert_rate_limited(await attempt(client, "/api/v1/auth/login", right, attacker), at_most=3600)
 
 
 # --- CORS preflights ----------------------------------------------------------------------------
@@ -336,23 +332,17 @@ async def test_limit_is_shared_between_two_instances_through_redis(
                 sixth = await attempt(second.test_client(), "/api/v1/auth/login", wrong, peer)
                 await assert_rate_limited(sixth)
                 # And the first instance sees it too.
-                await assert_rate_limited(
-                    await attempt(first.test_client(), "/api/v1/auth/login", wrong, peer)
-                )
+                await assert_rate_limited(await attempt(first.test_client(), "/api/v1/auth/login", wrong, peer))
 
 
 @pytest.mark.redis
-async def test_redis_keys_expire_and_name_no_email(
-    kijko: Kijko, make_settings: Any, redis_url: str
-) -> None:
+async def test_redis_keys_expire_and_name_no_email(kijko: Kijko, make_settings: Any, redis_url: str) -> None:
     settings = make_settings(redis_url=redis_url)
     email = f"expiry-{uuid.uuid4().hex[:8]}@example.com"
     async with with_redis(kijko, settings) as runtime:
         async for application in make_app(runtime, settings):
             body = {"email": email, "password": "wrong-password"}
-            response = await attempt(
-                application.test_client(), "/api/v1/auth/login", body, unique_address()
-            )
+            response = await attempt(application.test_client(), "/api/v1/auth/login", body, unique_address())
             assert response.status_code == 401
     redis = aioredis.from_url(redis_url)
     try:
@@ -367,9 +357,7 @@ async def test_redis_keys_expire_and_name_no_email(
         await redis.aclose()
 
 
-async def test_redis_configured_but_down_is_503_never_500_nor_unlimited(
-    kijko: Kijko, make_settings: Any
-) -> None:
+async def test_redis_configured_but_down_is_503_never_500_nor_unlimited(kijko: Kijko, make_settings: Any) -> None:
     settings = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     async with with_redis(kijko, settings) as runtime:
         async for application in make_app(runtime, settings):

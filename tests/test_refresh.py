@@ -17,9 +17,7 @@ async def refresh(client: Any, token: str) -> Any:
     return await client.post(REFRESH, json={"refresh_token": token})
 
 
-async def test_parallel_refreshes_with_one_token_get_the_same_successor(
-    client: Any, alice: Account
-) -> None:
+async def test_parallel_refreshes_with_one_token_get_the_same_successor(client: Any, alice: Account) -> None:
     responses = await asyncio.gather(*(refresh(client, alice.refresh_token) for _ in range(3)))
     assert [r.status_code for r in responses] == [200, 200, 200]
     bodies = [await r.get_json() for r in responses]
@@ -31,9 +29,7 @@ async def test_parallel_refreshes_with_one_token_get_the_same_successor(
     assert (await refresh(client, successors.pop())).status_code == 200
 
 
-async def test_reuse_within_the_grace_window_returns_the_same_successor(
-    client: Any, alice: Account
-) -> None:
+async def test_reuse_within_the_grace_window_returns_the_same_successor(client: Any, alice: Account) -> None:
     first = await (await refresh(client, alice.refresh_token)).get_json()
     second = await refresh(client, alice.refresh_token)
     assert second.status_code == 200
@@ -64,9 +60,7 @@ async def test_reuse_after_the_grace_window_revokes_the_whole_family(make_settin
         assert (await refresh(client, other.refresh_token)).status_code == 200
 
 
-async def test_a_refresh_token_cannot_be_used_after_the_session_is_revoked(
-    client: Any, alice: Account
-) -> None:
+async def test_a_refresh_token_cannot_be_used_after_the_session_is_revoked(client: Any, alice: Account) -> None:
     assert (await client.post("/api/v1/auth/logout", headers=alice.headers)).status_code == 200
     response = await refresh(client, alice.refresh_token)
     assert response.status_code == 401
@@ -82,8 +76,7 @@ async def test_an_expired_refresh_token_is_refused(client: Any, kijko: Any, alic
     try:
         # Refresh tokens live 30 days at least; move this one's end into the past.
         changed = await conn.execute(
-            "UPDATE kijko_private.refresh_tokens SET expires_at = now() - interval '1 second'"
-            " WHERE token_hash = $1",
+            "UPDATE kijko_private.refresh_tokens SET expires_at = now() - interval '1 second' WHERE token_hash = $1",
             hashlib.sha256(alice.refresh_token.encode()).digest(),
         )
     finally:

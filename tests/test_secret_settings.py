@@ -110,7 +110,11 @@ def test_start_up_logs_of_serve_contain_no_password(
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = subprocess.Popen(
             [*_kijko_command(), "serve", "--port", str(port)],
-            stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env, cwd=tmp_path,
+            stdout=stdout,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=tmp_path,
         )
     try:
         deadline = time.monotonic() + 45
@@ -145,7 +149,12 @@ def test_a_failed_start_up_names_no_password(tmp_path: Path) -> None:
     )
     result = subprocess.run(
         [*_kijko_command(), "serve", "--port", str(free_port())],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
     )
     assert result.returncode != 0
     for secret in (PG_PASSWORD, REDIS_PASSWORD, FERNET_KEY):

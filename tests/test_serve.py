@@ -100,9 +100,11 @@ class Servers:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KIJKO_")}
         with stdout.open("wb") as out, stderr.open("wb") as err:
             process = subprocess.Popen(
-                [*_kijko_command(), "serve", "--port", str(port), "--data-dir", str(self.data_dir),
-                 *extra],
-                stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
+                [*_kijko_command(), "serve", "--port", str(port), "--data-dir", str(self.data_dir), *extra],
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env=env,
             )
         serve = Serve(process, f"http://127.0.0.1:{port}", stdout, stderr)
         self.started.append(serve)
@@ -139,8 +141,7 @@ def servers() -> Iterator[Servers]:
 def sign_up(base_url: str, email: str = "ada@example.com") -> dict[str, Any]:
     response = httpx.post(
         base_url + "/api/v1/auth/signup",
-        json={"email": email, "password": "correct horse battery",
-              "first_name": "Ada", "last_name": "Lovelace"},
+        json={"email": email, "password": "correct horse battery", "first_name": "Ada", "last_name": "Lovelace"},
         timeout=30,
     )
     assert response.status_code == 201, response.text
@@ -168,7 +169,9 @@ def test_serve_on_embedded_postgres_end_to_end_then_ctrl_c(servers: Servers) -> 
     auth = {"Authorization": f"Bearer {tokens['access_token']}"}
     created = httpx.post(
         serve.base_url + "/api/v1/projects",
-        json={"name": "Over the wire", "type": "repository"}, headers=auth, timeout=10,
+        json={"name": "Over the wire", "type": "repository"},
+        headers=auth,
+        timeout=10,
     )
     assert created.status_code == 201, created.text
     listing = httpx.get(serve.base_url + "/api/v1/projects", headers=auth, timeout=10)
@@ -226,7 +229,8 @@ def test_serve_starts_again_after_kill_9_and_keeps_its_keys(servers: Servers) ->
     assert me(third.base_url, tokens["access_token"]).status_code == 200
     login = httpx.post(
         third.base_url + "/api/v1/auth/login",
-        json={"email": "ada@example.com", "password": "correct horse battery"}, timeout=30,
+        json={"email": "ada@example.com", "password": "correct horse battery"},
+        timeout=30,
     )
     assert login.status_code == 200, login.text
 
@@ -252,9 +256,11 @@ def test_port_0_announces_and_issues_tokens_for_the_real_port(servers: Servers) 
     env = {k: v for k, v in os.environ.items() if not k.startswith("KIJKO_")}
     with stdout.open("wb") as out:
         process = subprocess.Popen(
-            [*_kijko_command(), "serve", "--port", "0", "--data-dir", str(servers.data_dir),
-             "--log-level", "info"],
-            stdout=out, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
+            [*_kijko_command(), "serve", "--port", "0", "--data-dir", str(servers.data_dir), "--log-level", "info"],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=env,
         )
     serve = Serve(process, "", stdout, stdout)
     servers.started.append(serve)
@@ -282,18 +288,19 @@ def test_port_0_announces_and_issues_tokens_for_the_real_port(servers: Servers) 
     assert serve.interrupt() == 0
     _, stderr = process.communicate(timeout=5)
     events = [json.loads(line) for line in serve.lines()]  # every line is JSON
-    assert any(
-        e.get("logger") == "uvicorn.error" and e["event"] == "Invalid HTTP request received."
-        for e in events
-    )
+    assert any(e.get("logger") == "uvicorn.error" and e["event"] == "Invalid HTTP request received." for e in events)
     assert events[-1]["event"] == "stopped"
     assert b"Traceback" not in stderr
 
 
 def run_serve(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*_kijko_command(), "serve", *args], env=env, capture_output=True, text=True,
-        timeout=60, stdin=subprocess.DEVNULL,
+        [*_kijko_command(), "serve", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -312,10 +319,18 @@ def test_operator_errors_are_one_line_and_a_documented_exit_code(tmp_path: Path)
 
     closed = free_port()
     unreachable = f"postgresql://kijko:hunter2-secret@127.0.0.1:{closed}/kijko"
-    result = run_serve("--port", "0", "--data-dir", str(tmp_path / "b"), env={
-        **env, "KIJKO_DATABASE_URL": unreachable, "KIJKO_SYSTEM_DATABASE_URL": unreachable,
-        "KIJKO_MIGRATION_DATABASE_URL": unreachable,
-    })
+    result = run_serve(
+        "--port",
+        "0",
+        "--data-dir",
+        str(tmp_path / "b"),
+        env={
+            **env,
+            "KIJKO_DATABASE_URL": unreachable,
+            "KIJKO_SYSTEM_DATABASE_URL": unreachable,
+            "KIJKO_MIGRATION_DATABASE_URL": unreachable,
+        },
+    )
     assert result.returncode == 4, result
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"error: database unreachable (127.0.0.1:{closed}/kijko): ")
@@ -326,8 +341,7 @@ def test_operator_errors_are_one_line_and_a_documented_exit_code(tmp_path: Path)
     result = run_serve("--port", "0", "--data-dir", str(blocker / "data"), env=env)
     assert result.returncode == 6, result
     assert result.stderr == (
-        f"error: data directory not writable: {blocker / 'data'}: Not a directory"
-        " (set KIJKO_DATA_DIR or --data-dir)\n"
+        f"error: data directory not writable: {blocker / 'data'}: Not a directory (set KIJKO_DATA_DIR or --data-dir)\n"
     )
 
 
@@ -345,7 +359,10 @@ def test_ctrl_c_while_starting_stops_cleanly_without_serving(servers: Servers) -
     with stdout.open("wb") as out:
         process = subprocess.Popen(
             [*_kijko_command(), "serve", "--port", "0", "--data-dir", str(servers.data_dir)],
-            stdout=out, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
+            stdout=out,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=env,
         )
     servers.started.append(Serve(process, "", stdout, stdout))
     deadline = time.monotonic() + START_TIMEOUT_SECONDS

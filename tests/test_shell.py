@@ -102,9 +102,7 @@ async def test_an_app_that_owns_its_runtime_starts_and_stops_it_through_a_wrappe
 # --- X-Forwarded-For ---------------------------------------------------------------------------
 
 
-async def client_seen_by_the_app(
-    make_settings: Any, trusted: str, peer: str, forwarded_for: str
-) -> str:
+async def client_seen_by_the_app(make_settings: Any, trusted: str, peer: str, forwarded_for: str) -> str:
     seen: list[str] = []
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -122,9 +120,17 @@ async def client_seen_by_the_app(
         pass
 
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-        "scheme": "http", "path": "/", "raw_path": b"/", "query_string": b"", "root_path": "",
-        "headers": [(b"x-forwarded-for", forwarded_for.encode())], "client": (peer, 5000),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"x-forwarded-for", forwarded_for.encode())],
+        "client": (peer, 5000),
         "server": ("127.0.0.1", 8000),
     }
     await config.loaded_app(scope, receive, send)
@@ -140,9 +146,10 @@ async def test_forwarded_for_is_ignored_without_trusted_proxies(make_settings: A
 async def test_forwarded_for_counts_only_from_a_trusted_proxy(make_settings: Any) -> None:
     trusted = "10.0.0.0/8"
     # From the proxy: the right-most hop that is not one of ours.
-    assert await client_seen_by_the_app(
-        make_settings, trusted, "10.0.0.2", "198.51.100.1, 203.0.113.9, 10.0.0.7"
-    ) == "203.0.113.9"
+    assert (
+        await client_seen_by_the_app(make_settings, trusted, "10.0.0.2", "198.51.100.1, 203.0.113.9, 10.0.0.7")
+        == "203.0.113.9"
+    )
     # From anyone else: the header changes nothing.
     assert await client_seen_by_the_app(make_settings, trusted, "192.0.2.4", "203.0.113.9") == "192.0.2.4"
 
@@ -263,7 +270,8 @@ def test_every_view_with_a_response_model_writes_it_in_one_pydantic_call(app: An
     from kijko_server.responses import writes_native_json
 
     with_models = {
-        endpoint for endpoint, view in app.view_functions.items()
+        endpoint
+        for endpoint, view in app.view_functions.items()
         if getattr(view, QUART_SCHEMA_RESPONSE_ATTRIBUTE, None)
     }
     assert {"projects.list_projects", "auth.login", "health.liveness"} <= with_models

@@ -40,9 +40,7 @@ async def published_kids(client: Any) -> set[str]:
 
 
 async def login(client: Any, account: Account) -> str:
-    response = await client.post(
-        "/api/v1/auth/login", json={"email": account.email, "password": account.password}
-    )
+    response = await client.post("/api/v1/auth/login", json={"email": account.email, "password": account.password})
     assert response.status_code == 200
     token: str = (await response.get_json())["access_token"]
     return token
@@ -160,8 +158,7 @@ async def test_a_key_that_left_the_key_set_stops_verifying_everywhere(
         conn = await asyncpg.connect(settings.system_database_url.get_secret_value())
         try:
             await conn.execute(
-                "UPDATE kijko_private.signing_keys SET retired_at = now() - interval '1 day'"
-                " WHERE kid = $1",
+                "UPDATE kijko_private.signing_keys SET retired_at = now() - interval '1 day' WHERE kid = $1",
                 old_kid,
             )
         finally:
@@ -204,9 +201,7 @@ async def test_kijko_keys_rotate_while_another_instance_runs(make_settings: Any)
         account = await sign_up(serving)
         old_kid = kid_of(account.access_token)
 
-        result = await asyncio.to_thread(
-            CliRunner().invoke, cli, ["keys", "rotate"], env=_cli_env(settings)
-        )
+        result = await asyncio.to_thread(CliRunner().invoke, cli, ["keys", "rotate"], env=_cli_env(settings))
         assert result.exit_code == 0, result.output
         match = re.search(r"new signing key: (\S+)", result.output)
         assert match is not None

@@ -109,12 +109,12 @@ def test_no_sql_is_built_from_values_anywhere() -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        'f"SELECT * FROM kijko.projects WHERE name = \'{name}\'"',
+        "f\"SELECT * FROM kijko.projects WHERE name = '{name}'\"",
         '"SELECT id\\nFROM kijko.projects WHERE id = " + name',
         '"DELETE FROM kijko.projects WHERE id = %s" % name',
         '"UPDATE kijko.projects\\nSET name = {}".format(name)',
         'sql.compose("SELECT {c} FROM t", c=sql.Fragment(name))',
-        'sql.Fragment(name)',
+        "sql.Fragment(name)",
     ],
 )
 def test_the_check_reports_sql_built_from_a_value(body: str) -> None:

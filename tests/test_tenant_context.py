@@ -236,6 +236,7 @@ async def test_app_role_cannot_rewrite_identity_columns_of_projects(
 
 # -- policies read the verified context, once per statement ------------------------------------
 
+
 class _Rollback(Exception):
     """Leaves a transaction that broke an invariant on purpose."""
 

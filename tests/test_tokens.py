@@ -143,9 +143,7 @@ async def test_bad_signature(client: Any, alice: Account) -> None:
     await assert_invalid_token(await client.get(ME, headers=bearer(token)))
 
 
-async def test_tampered_claims_keep_the_old_signature(
-    client: Any, alice: Account, bob: Account
-) -> None:
+async def test_tampered_claims_keep_the_old_signature(client: Any, alice: Account, bob: Account) -> None:
     head, _, signature = alice.access_token.split(".")
     payload = b64url(json.dumps(claims_from(alice.access_token, sub=bob.user_id)).encode())
     await assert_invalid_token(await client.get(ME, headers=bearer(f"{head}.{payload}.{signature}")))
@@ -200,7 +198,10 @@ async def test_fifty_unknown_kids_cause_at_most_one_key_load_per_interval(
 ) -> None:
     settings = make_settings(jwks_refresh_interval_seconds=1)
     store = CountingKeyStore(
-        kijko.system_db, kijko.keyring, retired_visible_seconds=900, recheck_seconds=1,
+        kijko.system_db,
+        kijko.keyring,
+        retired_visible_seconds=900,
+        recheck_seconds=1,
         publish_ahead_seconds=2,
     )
     provider = LocalProvider(settings, kijko.system_db, kijko.keyring)
@@ -243,9 +244,7 @@ async def test_organization_and_roles_come_from_memberships_not_from_claims(
     assert response.status_code == 403
     assert (await response.get_json())["code"] == "FORBIDDEN"
     # Role claims are ignored: the roles are the membership's.
-    token = await forge(
-        kijko, alice.access_token, roles=["viewer"], realm_access={"roles": ["admin"]}
-    )
+    token = await forge(kijko, alice.access_token, roles=["viewer"], realm_access={"roles": ["admin"]})
     response = await client.get(ME, headers=bearer(token))
     assert response.status_code == 200
     assert (await response.get_json())["roles"] == ["owner"]
@@ -265,7 +264,10 @@ class ChangingKeySource:
 
 def verifier_over(source: ChangingKeySource, interval: float) -> TokenVerifier:
     return TokenVerifier(
-        source, issuer="http://kijko.test", audience="kijko-api", leeway_seconds=0,
+        source,
+        issuer="http://kijko.test",
+        audience="kijko-api",
+        leeway_seconds=0,
         refresh_interval_seconds=interval,
     )
 
@@ -308,8 +310,12 @@ async def test_a_remembered_token_still_expires(alice: Account) -> None:
     key = fresh_key()
     now = [time.time()]
     verifier = TokenVerifier(
-        ChangingKeySource({"k1": key}), issuer="http://kijko.test", audience="kijko-api",
-        leeway_seconds=5, refresh_interval_seconds=3600, clock=lambda: now[0],
+        ChangingKeySource({"k1": key}),
+        issuer="http://kijko.test",
+        audience="kijko-api",
+        leeway_seconds=5,
+        refresh_interval_seconds=3600,
+        clock=lambda: now[0],
     )
     claims = claims_from(alice.access_token)
     token = sign(claims, key, kid="k1")
