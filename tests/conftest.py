@@ -2,7 +2,7 @@
 ``KIJKO_TEST_DATABASE_URL`` names an administrator connection, else an embedded server),
 provisioned with fresh roles and migrated; a fresh organization per test.
 
-Under pytest-xdist (``tox`` runs ``-n auto``, decision 0143) each worker process is a test run
+Under pytest-xdist (``-n auto --dist loadfile``, decision 0143) each worker process is a test run
 of its own, with its own scratch database and roles; a test file runs whole in one worker.
 """
 
