@@ -115,7 +115,9 @@ def test_openapi_prints_the_document(runner: CliRunner) -> None:
 
 def kijko_env(database: ScratchDatabase, encryption_key: str, tmp_path: Path, **values: str) -> dict[str, str]:
     """The environment of a ``kijko`` process on the test run's database, sharing the app
-    fixture's keyring, with ``values`` on top."""
+    fixture's keyring, on the enterprise plan like the app fixture (tests/conftest.py: the
+    suites must not hit the free plan's limits), with ``values`` on top."""
+    values = {"KIJKO_DEFAULT_PLAN": "enterprise", **values}
     return clean_env(
         tmp_path,
         KIJKO_DATABASE_URL=database.urls.app,
