@@ -24,10 +24,6 @@ _RECORD = """
 INSERT INTO kijko.usage_alerts (organization_id, metric, period_start, threshold) VALUES ($1, $2, $3, $4)
 ON CONFLICT DO NOTHING RETURNING threshold
 """
-_OWNERS = (
-    "SELECT email, btrim(first_name || ' ' || last_name) AS name FROM kijko.organization_members()"
-    " WHERE role = 'owner' ORDER BY joined_at, user_id"
-)
 
 
 @job_kind(quotas.ALERT_JOB, max_attempts=3, lease_seconds=30, timeout_seconds=60)
@@ -63,15 +59,5 @@ async def usage_alert(ctx: JobContext) -> None:
             "plan": plan.name,
         }
         template = "quota_reached" if threshold >= 100 else "quota_warning"
-        for row in await db.fetch(_OWNERS):
-            try:
-                await mail.send(
-                    db,
-                    to=row["email"],
-                    template=template,
-                    values={**values, "name": row["name"] or row["email"]},
-                    org_id=org_id,
-                )
-            except mail.InvalidRecipient:
-                log.warning("quota_alert_mail_skipped", reason="invalid address")
+        await mail.send_to_owners(db, template=template, values=values, org_id=org_id)
     log.info("quota_alert", metric=metric, threshold=threshold)

@@ -159,10 +159,6 @@ _RECORD_ALERT = """
 INSERT INTO kijko.llm_spend_alerts (organization_id, period, threshold) VALUES ($1, $2, $3)
 ON CONFLICT DO NOTHING RETURNING threshold
 """
-_OWNERS = (
-    "SELECT email, btrim(first_name || ' ' || last_name) AS name FROM kijko.organization_members()"
-    " WHERE role = 'owner' ORDER BY joined_at, user_id"
-)
 
 
 async def alert_owners(db: Session, kijko: Kijko, org_id: UUID) -> int | None:
@@ -190,16 +186,6 @@ async def alert_owners(db: Session, kijko: Kijko, org_id: UUID) -> int | None:
         "month": month.period.strftime("%B %Y"),
     }
     template = "spend_cap_reached" if threshold >= 100 else "spend_cap_warning"
-    for row in await db.fetch(_OWNERS):
-        try:
-            await mail.send(
-                db,
-                to=row["email"],
-                template=template,
-                values={**values, "name": row["name"] or row["email"]},
-                org_id=org_id,
-            )
-        except mail.InvalidRecipient:
-            log.warning("spend_alert_mail_skipped", reason="invalid address")
+    await mail.send_to_owners(db, template=template, values=values, org_id=org_id)
     log.info("spend_alert", threshold=threshold)
     return threshold

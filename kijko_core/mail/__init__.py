@@ -7,7 +7,16 @@ the local outbox in the data directory).
 """
 
 from kijko_core.mail import delivery as delivery  # declares the mail.deliver job kind
-from kijko_core.mail.outbox import InvalidRecipient, OutboxMail, budget_wait, send
+from kijko_core.mail.outbox import InvalidRecipient, OutboxMail, budget_wait, send, send_to_owners
 from kijko_core.mail.rendering import RenderedMail, TemplateError, render
 
-__all__ = ["InvalidRecipient", "OutboxMail", "RenderedMail", "TemplateError", "budget_wait", "render", "send"]
+__all__ = [
+    "InvalidRecipient",
+    "OutboxMail",
+    "RenderedMail",
+    "TemplateError",
+    "budget_wait",
+    "render",
+    "send",
+    "send_to_owners",
+]

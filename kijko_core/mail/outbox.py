@@ -19,7 +19,10 @@ from kijko_core import jobs
 from kijko_core.db import sql
 from kijko_core.db.session import Session, SystemSession
 from kijko_core.errors import ValidationFailed
+from kijko_core.logging import get_logger
 from kijko_core.mail import rendering
+
+log = get_logger("kijko.mail")
 
 #: The job kind that delivers an outbox row (kijko_core/mail/delivery.py).
 DELIVER = "mail.deliver"
@@ -129,6 +132,35 @@ async def send(
     )
     await _enqueue_delivery(db, outbox_id, org_id)
     return outbox_id
+
+
+# The organization's owners, oldest first (``kijko.organization_members()`` reads the session's
+# organization, under row-level security).
+_OWNERS = (
+    "SELECT email, btrim(first_name || ' ' || last_name) AS name FROM kijko.organization_members()"
+    " WHERE role = 'owner' ORDER BY joined_at, user_id"
+)
+
+
+async def send_to_owners(db: Session, *, template: str, values: Mapping[str, Any], org_id: UUID) -> int:
+    """:func:`send` ``template`` to each owner of the session's organization, with their name as
+    ``name`` on top of ``values``; an owner whose address is not one is skipped (logged).
+    Returns how many were queued."""
+    queued = 0
+    for row in await db.fetch(_OWNERS):
+        try:
+            await send(
+                db,
+                to=row["email"],
+                template=template,
+                values={**values, "name": row["name"] or row["email"]},
+                org_id=org_id,
+            )
+        except InvalidRecipient:
+            log.warning("owner_mail_skipped", template=template, reason="invalid address")
+        else:
+            queued += 1
+    return queued
 
 
 async def _enqueue_delivery(db: Session, outbox_id: UUID, org_id: UUID | None) -> None:
