@@ -38,14 +38,12 @@ from __future__ import annotations
 import json
 import select
 import socket
-import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
-from tests.net import HttpStandIn
+from tests.net import Script, ScriptedStandIn
 
 #: The error ``type`` each provider puts in its body, by status.
 _OPENAI_ERRORS = {
@@ -99,13 +97,9 @@ class Recorded:
 
 
 @dataclass
-class _State:
+class _State(Script):
     api_keys: set[str]
     default: Answer
-    script: deque[Answer] = field(default_factory=deque)
-    requests: list[Recorded] = field(default_factory=list)
-    aborted: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -237,14 +231,14 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128  # a worker opens dozens of connections at once (the benchmark)
 
 
-class LlmServer(HttpStandIn):
+class LlmServer(ScriptedStandIn):
     """An OpenAI Chat Completions + Anthropic Messages stand-in on 127.0.0.1 (see the module)."""
 
     def __init__(self, api_keys: set[str] | None = None, default: Answer | None = None) -> None:
         httpd = _Server(("127.0.0.1", 0), _Handler)
         httpd.state = _State(set(api_keys if api_keys is not None else {"sk-test"}), default or Answer())
-        super().__init__(httpd)
-        self._state = httpd.state
+        super().__init__(httpd, httpd.state)
+        self._state: _State = httpd.state
         self.url = f"http://127.0.0.1:{self.port}"
         self.openai_url = f"{self.url}/v1"
         self.anthropic_url = self.url
@@ -266,29 +260,6 @@ class LlmServer(HttpStandIn):
     @default.setter
     def default(self, answer: Answer) -> None:
         self._state.default = answer
-
-    def queue(self, *answers: Answer) -> None:
-        with self._state.lock:
-            self._state.script.extend(answers)
-
-    @property
-    def requests(self) -> list[Recorded]:
-        with self._state.lock:
-            return list(self._state.requests)
-
-    @property
-    def aborted(self) -> int:
-        with self._state.lock:
-            return self._state.aborted
-
-    def wait_for(self, predicate: Any, timeout: float = 10.0) -> bool:
-        """Poll ``predicate(self)`` until true (for what happens on the server's thread)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate(self):
-                return True
-            time.sleep(0.02)
-        return bool(predicate(self))
 
 
 def provider_settings(server: LlmServer, api_key: str = "sk-test") -> dict[str, Any]:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
@@ -34,6 +37,49 @@ class HttpStandIn:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+@dataclass(kw_only=True)
+class Script:
+    """A scripted stand-in's state, shared with its handler threads under ``lock``: the answers
+    a test queued, the requests recorded, how many clients hung up before their answer."""
+
+    script: deque[Any] = field(default_factory=deque)
+    requests: list[Any] = field(default_factory=list)
+    aborted: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ScriptedStandIn(HttpStandIn):
+    """A stand-in whose answers the test queues and whose requests it reads back (its
+    ``httpd.state`` is a :class:`Script`)."""
+
+    def __init__(self, httpd: ThreadingHTTPServer, state: Script) -> None:
+        super().__init__(httpd)
+        self._state = state
+
+    def queue(self, *answers: Any) -> None:
+        with self._state.lock:
+            self._state.script.extend(answers)
+
+    @property
+    def requests(self) -> list[Any]:
+        with self._state.lock:
+            return list(self._state.requests)
+
+    @property
+    def aborted(self) -> int:
+        with self._state.lock:
+            return self._state.aborted
+
+    def wait_for(self, predicate: Any, timeout: float = 10.0) -> bool:
+        """Poll ``predicate(self)`` until true (for what happens on the server's thread)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self):
+                return True
+            time.sleep(0.02)
+        return bool(predicate(self))
 
 
 class Reply(Exception):

@@ -24,15 +24,13 @@ from __future__ import annotations
 import json
 import select
 import socket
-import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
-from tests.net import HttpStandIn
+from tests.net import Script, ScriptedStandIn
 
 PATH = "/taxation_customs/vies/rest-api/check-vat-number"
 
@@ -58,12 +56,8 @@ class Recorded:
 
 
 @dataclass
-class _State:
+class _State(Script):
     registry: dict[str, tuple[str, str]]
-    script: deque[Answer] = field(default_factory=deque)
-    requests: list[Recorded] = field(default_factory=list)
-    aborted: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -156,14 +150,14 @@ class _Server(ThreadingHTTPServer):
     state: _State
 
 
-class ViesServer(HttpStandIn):
+class ViesServer(ScriptedStandIn):
     """VIES's ``check-vat-number`` on 127.0.0.1 (see the module)."""
 
     def __init__(self, registry: dict[str, tuple[str, str]] | None = None) -> None:
         httpd = _Server(("127.0.0.1", 0), _Handler)
         httpd.state = _State(dict(registry or {}))
-        super().__init__(httpd)
-        self._state = httpd.state
+        super().__init__(httpd, httpd.state)
+        self._state: _State = httpd.state
         self.url = f"http://127.0.0.1:{self.port}{PATH}"
 
     def __enter__(self) -> Self:
@@ -175,29 +169,6 @@ class ViesServer(HttpStandIn):
     @property
     def registry(self) -> dict[str, tuple[str, str]]:
         return self._state.registry
-
-    def queue(self, *answers: Answer) -> None:
-        with self._state.lock:
-            self._state.script.extend(answers)
-
-    @property
-    def requests(self) -> list[Recorded]:
-        with self._state.lock:
-            return list(self._state.requests)
-
-    @property
-    def aborted(self) -> int:
-        with self._state.lock:
-            return self._state.aborted
-
-    def wait_for(self, predicate: Any, timeout: float = 10.0) -> bool:
-        """Poll ``predicate(self)`` until true (for what happens on the server's thread)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate(self):
-                return True
-            time.sleep(0.02)
-        return bool(predicate(self))
 
 
 def vies_settings(server: ViesServer, timeout: float = 2.0) -> dict[str, Any]:
