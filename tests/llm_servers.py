@@ -36,14 +36,12 @@ Usage::
 from __future__ import annotations
 
 import json
-import select
-import socket
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
-from tests.net import Script, ScriptedStandIn
+from tests.net import Script, ScriptedStandIn, wait_unless_hung_up
 
 #: The error ``type`` each provider puts in its body, by status.
 _OPENAI_ERRORS = {
@@ -137,7 +135,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(404, {"error": {"message": "Not found", "type": "invalid_request_error", "code": None}})
             return
-        if answer.delay and not self._wait(answer.delay):
+        if answer.delay and not wait_unless_hung_up(self.connection, answer.delay):
             with state.lock:
                 state.aborted += 1
             self.close_connection = True
@@ -153,19 +151,6 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(200, self._anthropic(body, answer))
         record.answered = time.monotonic()
-
-    def _wait(self, seconds: float) -> bool:
-        """Wait ``seconds``; False as soon as the client closes the connection."""
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            readable, _, _ = select.select([self.connection], [], [], min(left, 0.05))
-            if readable:
-                try:
-                    if self.connection.recv(1, socket.MSG_PEEK) == b"":
-                        return False
-                except OSError:
-                    return False
-        return True
 
     @staticmethod
     def _openai(body: Any, answer: Answer) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 import time
@@ -37,6 +38,21 @@ class HttpStandIn:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def wait_unless_hung_up(connection: socket.socket, seconds: float) -> bool:
+    """Wait ``seconds`` on a stand-in's request; False as soon as the client closes ``connection``
+    (a slow answer the client gave up on)."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        readable, _, _ = select.select([connection], [], [], min(left, 0.05))
+        if readable:
+            try:
+                if connection.recv(1, socket.MSG_PEEK) == b"":
+                    return False
+            except OSError:
+                return False
+    return True
 
 
 @dataclass(kw_only=True)

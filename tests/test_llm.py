@@ -8,8 +8,6 @@ import asyncio
 import base64
 import dataclasses
 import json
-import select
-import socket
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
@@ -29,7 +27,7 @@ from kijko_core.prices import ModelNotPriced
 from kijko_core.runtime import Kijko
 from tests.conftest import Account
 from tests.llm_servers import Answer, LlmServer, provider_settings
-from tests.net import HttpStandIn
+from tests.net import HttpStandIn, wait_unless_hung_up
 
 PLATFORM_KEY = "sk-platform-0000-PLAT"
 ORG_KEY = "sk-organization-1111-ORGK"
@@ -308,7 +306,7 @@ class LangfuseReceiver(HttpStandIn):
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                if delay and _hung_up(self.connection, delay):
+                if delay and not wait_unless_hung_up(self.connection, delay):
                     return  # a slow Langfuse: a batch counts only if its sender waited for the answer
                 outer.authorizations.append(self.headers.get("Authorization", ""))
                 outer.batches.append(body)
@@ -324,12 +322,6 @@ class LangfuseReceiver(HttpStandIn):
 
         super().__init__(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
         self.url = f"http://127.0.0.1:{self.port}"
-
-
-def _hung_up(connection: socket.socket, seconds: float) -> bool:
-    """Whether the client closed ``connection`` within ``seconds``."""
-    readable, _, _ = select.select([connection], [], [], seconds)
-    return bool(readable) and connection.recv(1, socket.MSG_PEEK) == b""
 
 
 async def test_a_run_is_traced_to_langfuse_in_its_ingestion_format(

@@ -22,15 +22,12 @@ come from the registry. Every request is recorded (``server.requests``: path and
 from __future__ import annotations
 
 import json
-import select
-import socket
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
-from tests.net import Script, ScriptedStandIn
+from tests.net import Script, ScriptedStandIn, wait_unless_hung_up
 
 PATH = "/taxation_customs/vies/rest-api/check-vat-number"
 
@@ -81,7 +78,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path != PATH:
             self._send(404, {"actionSucceed": False, "errorWrappers": [{"error": "NOT_FOUND"}]})
             return
-        if answer is not None and answer.delay and not self._wait(answer.delay):
+        if answer is not None and answer.delay and not wait_unless_hung_up(self.connection, answer.delay):
             with state.lock:
                 state.aborted += 1
             self.close_connection = True
@@ -119,19 +116,6 @@ class _Handler(BaseHTTPRequestHandler):
             "traderCityMatch": "NOT_PROCESSED",
             "traderCompanyTypeMatch": "NOT_PROCESSED",
         }
-
-    def _wait(self, seconds: float) -> bool:
-        """Wait ``seconds``; False as soon as the client closes the connection."""
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            readable, _, _ = select.select([self.connection], [], [], min(left, 0.05))
-            if readable:
-                try:
-                    if self.connection.recv(1, socket.MSG_PEEK) == b"":
-                        return False
-                except OSError:
-                    return False
-        return True
 
     def _send(self, status: int, document: Any) -> None:
         is_text = isinstance(document, str)
