@@ -221,6 +221,18 @@ class Settings(BaseSettings):
     plans_file: Path | None = None
     default_plan: Literal["free", "pro", "teams", "enterprise"] = "free"
 
+    # Stripe (docs/billing.md): without a secret key billing is off (billing routes 503
+    # BILLING_DISABLED, every organization on KIJKO_DEFAULT_PLAN). The webhook endpoint's signing
+    # secrets, comma-separated (old and new while rotating); the API's address (tests: the
+    # stand-in); retries of network failures and 5xx/409 answers (each write keeps its
+    # idempotency key); how long a subscription stays on its plan after a payment failed.
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secrets: SecretStr | None = None
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_timeout_seconds: float = Field(default=20.0, gt=0, le=120)
+    stripe_max_network_retries: int = Field(default=2, ge=0, le=5)
+    billing_grace_days: int = Field(default=7, ge=0, le=90)
+
     # LLM providers of the ``llm`` skill type (docs/llm-providers.md): the platform's keys and
     # base URLs (an organization's own key takes precedence), the time limit of one call and
     # the retries of transient failures (429, 5xx, 529, timeouts, resets).
@@ -434,6 +446,7 @@ class Settings(BaseSettings):
         "anthropic_base_url",
         "langfuse_host",
         "vies_url",
+        "stripe_api_base",
     )
     @classmethod
     def _check_http_url(cls, value: str | None) -> str | None:
@@ -459,6 +472,16 @@ class Settings(BaseSettings):
                 problems.append(("keycloak_url", "required when KIJKO_AUTH_PROVIDER=keycloak"))
             if self.keycloak_client_secret is None:
                 problems.append(("keycloak_client_secret", "required when KIJKO_AUTH_PROVIDER=keycloak"))
+        if self.stripe_secret_key is not None:
+            key = self.stripe_secret_key.get_secret_value()
+            if not key.startswith(("sk_test_", "sk_live_", "rk_test_", "rk_live_")):
+                problems.append(("stripe_secret_key", "not a Stripe secret key (sk_test_…, sk_live_…, rk_…)"))
+            if self.stripe_webhook_secrets is None:
+                problems.append(("stripe_webhook_secrets", "required when KIJKO_STRIPE_SECRET_KEY is set"))
+        if self.stripe_webhook_secrets is not None and not all(
+            secret.strip().startswith("whsec_") for secret in self.stripe_webhook_secrets.get_secret_value().split(",")
+        ):
+            problems.append(("stripe_webhook_secrets", "each secret starts with whsec_ (comma-separated)"))
         if self.ingestion_chunk_overlap_tokens >= self.ingestion_chunk_tokens:
             problems.append(("ingestion_chunk_overlap_tokens", "must be less than KIJKO_INGESTION_CHUNK_TOKENS"))
         if self.smtp_url is not None and self.mail_from is None:

@@ -16,6 +16,7 @@ from redis import asyncio as aioredis
 from kijko_core.auth.provider import IdentityProvider
 from kijko_core.billing import vies
 from kijko_core.billing.plans import Plans, plans_of
+from kijko_core.billing.stripe_api import Stripe
 from kijko_core.config import Settings
 from kijko_core.crypto import Keyring
 from kijko_core.data_dir import DataDirectory
@@ -63,6 +64,8 @@ class Kijko:
     prices: PriceTable = field(default_factory=PriceTable.shipped)
     # The plans and the default plan (the shipped file or KIJKO_PLANS_FILE's; decision 0150).
     plans: Plans = field(default_factory=lambda: Plans.parse(Plans.shipped_text(), "the shipped plans"))
+    # The Stripe account (KIJKO_STRIPE_SECRET_KEY), or None: billing off (decision 0162).
+    stripe: Stripe | None = field(default=None)
     # The LLM providers' SDK clients, kept alive across runs (decision 0128); closed by ``stop``.
     llm_clients: ProviderClients = field(init=False)
 
@@ -146,6 +149,7 @@ class Kijko:
             vies_cache=vies.make_cache(redis, settings),
             prices=prices,
             plans=plans,
+            stripe=Stripe.from_settings(settings),
         )
 
     async def stop(self) -> None:
@@ -157,6 +161,8 @@ class Kijko:
         await self.http.aclose()
         await self.egress.aclose()
         await self.llm_clients.aclose()
+        if self.stripe is not None:
+            await self.stripe.aclose()
         await self.app_db.disconnect()
         await self.system_db.disconnect()
         if self.embedded is not None:

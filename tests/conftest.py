@@ -31,6 +31,7 @@ from kijko_core.db.embedded import EmbeddedPostgres
 from kijko_core.db.provision import ScratchDatabase, drop_scratch, provision_scratch
 from kijko_core.runtime import Kijko
 from kijko_server.app import KijkoApp, create_app
+from tests.stripe_server import StripeServer
 
 #: Test files whose processes share a Redis list with no per-run name (huey's jobs queue): a
 #: worker process of one would take the other's rings. They run in the same xdist worker.
@@ -129,6 +130,13 @@ async def app(kijko: Kijko) -> AsyncIterator[KijkoApp]:
 @pytest.fixture
 def client(app: KijkoApp) -> Any:
     return app.test_client()
+
+
+@pytest.fixture
+def stripe_server() -> Iterator[StripeServer]:
+    """A fresh Stripe stand-in (tests/stripe_server.py); tests/billing_kit.py points Kijko at it."""
+    with StripeServer() as server:
+        yield server
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from kijko_core import mail
 from kijko_core.billing import quotas
-from kijko_core.billing.plans import plan_for
+from kijko_core.billing.subscriptions import plan_for
 from kijko_core.jobs import JobContext, job_kind
 from kijko_core.logging import get_logger
 

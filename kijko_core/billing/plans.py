@@ -1,7 +1,7 @@
 """Plans as data (decision 0150, docs/billing.md): the shipped table
 (``kijko_core/data/plans.toml``) or the operator's (``KIJKO_PLANS_FILE``, same format), validated
-at start-up with one line per problem, and the one hook that says which plan an organization is
-on (:func:`plan_for`; billing replaces its source with :func:`use_plan_source`).
+at start-up with one line per problem. Which plan an organization is on is
+:func:`kijko_core.billing.subscriptions.plan_for`.
 
 Prices are integer cents, never floats; limits are integers, ``-1`` unlimited.
 """
@@ -11,19 +11,17 @@ from __future__ import annotations
 import functools
 import re
 import tomllib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from uuid import UUID
 
 from kijko_core.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from kijko_core.config import Settings
-    from kijko_core.db.session import Session
 
 PlanTier = Literal["free", "pro", "teams", "enterprise"]
 #: The contract's PlanTier (§3.6): a plans file defines exactly these.
@@ -280,29 +278,3 @@ def _lookup_keys(value: Any, where: str, problems: list[str]) -> dict[str, str]:
             continue
         keys[interval] = key
     return keys
-
-
-# --- which plan an organization is on ---------------------------------------------------------
-
-#: Where an organization's plan comes from: ``(db, plans, organization id) → plan``.
-PlanSource = Callable[["Session", Plans, UUID], Awaitable[Plan]]
-
-
-async def default_plan(db: Session, plans: Plans, org_id: UUID) -> Plan:
-    """Every organization on ``KIJKO_DEFAULT_PLAN`` (no subscriptions yet)."""
-    return plans.default
-
-
-_plan_source: PlanSource = default_plan
-
-
-def use_plan_source(source: PlanSource) -> PlanSource:
-    """Replace where plans come from (billing's subscriptions); returns the previous source."""
-    global _plan_source
-    previous, _plan_source = _plan_source, source
-    return previous
-
-
-async def plan_for(db: Session, plans: Plans, org_id: UUID) -> Plan:
-    """The plan organization ``org_id`` is on, read in ``db``'s transaction."""
-    return await _plan_source(db, plans, org_id)

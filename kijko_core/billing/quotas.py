@@ -25,7 +25,8 @@ from datetime import datetime
 from uuid import UUID
 
 from kijko_core import jobs
-from kijko_core.billing.plans import GB, UNLIMITED, Plan, Plans, plan_for
+from kijko_core.billing.plans import GB, UNLIMITED, Plan, Plans
+from kijko_core.billing.subscriptions import plan_for
 from kijko_core.db.session import Session
 from kijko_core.errors import KijkoError
 

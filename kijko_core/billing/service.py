@@ -7,7 +7,8 @@ from datetime import UTC, datetime, time
 
 from kijko_core.billing import quotas
 from kijko_core.billing.models import PlanOut, TrendPoint, UsageMetric
-from kijko_core.billing.plans import METRICS, UNLIMITED, Plans, plan_for
+from kijko_core.billing.plans import METRICS, UNLIMITED, Plans
+from kijko_core.billing.subscriptions import plan_for
 from kijko_core.db.session import TenantSession
 from kijko_core.errors import Forbidden
 from kijko_core.permissions import Action, allowed

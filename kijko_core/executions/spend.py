@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from kijko_core import mail
-from kijko_core.billing import plans
+from kijko_core.billing import plans, subscriptions
 from kijko_core.config import Settings
 from kijko_core.db.session import Session
 from kijko_core.errors import RateLimited
@@ -70,7 +70,7 @@ async def plan_cap(db: Session, settings: Settings, org_id: UUID) -> Decimal | N
     """The lower of the configured cap and the organization's plan's ``llm_monthly_spend_cap``
     (decision 0152): the setting stays an operator's ceiling for every organization, the plan
     caps what its price pays for. Neither set: no cap."""
-    plan = await plans.plan_for(db, plans.plans_of(settings), org_id)
+    plan = await subscriptions.plan_for(db, plans.plans_of(settings), org_id)
     caps = [cap for cap in (await settings_cap(db, settings, org_id), plan.llm_monthly_spend_cap) if cap]
     return min(caps) if caps else None
 

@@ -1,0 +1,76 @@
+"""Kijko with Stripe on, against the Stripe stand-in (tests/stripe_server.py), for the billing
+tests: a runtime on the free plan whose ``KIJKO_STRIPE_API_BASE`` is the stand-in, with the
+stand-in's Products and Prices made from the shipped plans' lookup_keys."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from kijko_core.billing.plans import Plans, plans_of
+from kijko_core.billing.stripe_api import Stripe
+from kijko_core.runtime import Kijko
+from kijko_server.app import create_app
+from tests.stripe_server import DEFAULT_KEY, StripeServer
+
+#: The webhook signing secrets Kijko is configured with: the new one first, the old one still
+#: accepted (rotation).
+WEBHOOK_SECRET = "whsec_kijko_test_current"
+OLD_WEBHOOK_SECRET = "whsec_kijko_test_previous"
+
+
+def stripe_settings(server: StripeServer, **overrides: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "stripe_secret_key": DEFAULT_KEY,
+        "stripe_webhook_secrets": f"{WEBHOOK_SECRET},{OLD_WEBHOOK_SECRET}",
+        "stripe_api_base": server.url,
+        "stripe_max_network_retries": 0,
+        "default_plan": "free",
+    }
+    return values | overrides
+
+
+def make_prices(server: StripeServer, plans: Plans) -> None:
+    """The Products and Prices ``kijko billing sync`` would make, straight on the stand-in."""
+    client = server.client()
+    for plan in plans:
+        if not plan.lookup_keys:
+            continue
+        product = client.v1.products.create({"name": f"Kijko {plan.name}", "metadata": {"plan": plan.id}})
+        for interval, key in plan.lookup_keys.items():
+            amount = plan.monthly_price_cents if interval == "monthly" else plan.annual_price_cents
+            if amount is None:
+                continue
+            client.v1.prices.create(
+                {
+                    "product": product.id,
+                    "currency": plan.currency,
+                    "unit_amount": amount,
+                    "lookup_key": key,
+                    "recurring": {"interval": "month" if interval == "monthly" else "year"},
+                }
+            )
+
+
+@asynccontextmanager
+async def billing_runtime(
+    kijko: Kijko, make_settings: Any, server: StripeServer, **overrides: Any
+) -> AsyncIterator[Kijko]:
+    """The test run's runtime with Stripe on (the stand-in) and the free plan as default."""
+    settings = make_settings(**stripe_settings(server, **overrides))
+    account = Stripe.from_settings(settings)
+    make_prices(server, kijko.plans)
+    try:
+        yield dataclasses.replace(kijko, settings=settings, stripe=account, plans=plans_of(settings))
+    finally:
+        assert account is not None
+        await account.aclose()
+
+
+@asynccontextmanager
+async def billing_client(runtime: Kijko) -> AsyncIterator[Any]:
+    application = create_app(kijko=runtime)
+    async with application.test_app():
+        yield application.test_client()
