@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 import stripe
 
-from kijko_core.billing import customers, subscriptions
+from kijko_core.billing import customers, subscriptions, sync
 from kijko_core.billing.stripe_api import API_VERSION, LivemodeMismatch, PaymentProviderUnavailable, Stripe
 from kijko_core.db.session import system_session, tenant_session
 from kijko_core.runtime import Kijko
@@ -207,3 +207,46 @@ async def test_a_members_session_cannot_give_itself_a_plan(
             row = await db.fetchrow(ROW, org)
             customer = await db.fetchval(CUSTOMER, org)
     assert row["plan_id"] == "pro" and row["grace_until"] < datetime.now(UTC) + timedelta(days=4) and customer is None
+
+
+async def checkout_completed(
+    runtime: Kijko, server: StripeServer, org: UUID, method: str, outcome: str = "succeed"
+) -> str:
+    """A subscription to pro (monthly) made through Checkout and paid with ``method``; its id."""
+    assert runtime.stripe is not None
+    customer = await customers.ensure_customer(runtime, runtime.stripe, org)
+    client = server.client()
+    price = client.v1.prices.list({"lookup_keys": ["kijko_pro_monthly"]}).data[0]
+    session = client.v1.checkout.sessions.create(
+        {
+            "mode": "subscription",
+            "customer": customer,
+            "line_items": [{"price": price.id, "quantity": 1}],
+            "payment_method_types": ["card", "ideal", "sepa_debit"],
+            "success_url": "http://app.test/ok",
+            "cancel_url": "http://app.test/cancel",
+        }
+    )
+    done = server.complete_checkout(session.id, method=method, outcome=outcome)
+    return str(done["subscription"])
+
+
+async def test_a_refresh_stores_stripes_state_a_processing_sepa_debit_grants_the_plan(
+    kijko: Kijko, make_settings: Any, stripe_server: StripeServer, alice: Account
+) -> None:
+    org = UUID(alice.org_id)
+    async with billing_runtime(kijko, make_settings, stripe_server) as runtime:
+        assert runtime.stripe is not None
+        sub_id = await checkout_completed(runtime, stripe_server, org, "sepa_debit", outcome="fail")
+        assert await sync.refresh_subscription(runtime, runtime.stripe, org, sub_id)
+        assert await plan_of(runtime, org) == "pro"  # the debit is still processing
+        async with system_session(runtime.system_db) as db:
+            assert (await db.fetchrow(ROW, org))["payment_processing"]
+        stripe_server.settle()  # days later the bank returns it
+        await sync.refresh_subscription(runtime, runtime.stripe, org, sub_id)
+        async with system_session(runtime.system_db) as db:
+            row = await db.fetchrow(ROW, org)
+        assert not row["payment_processing"] and row["stripe_status"] == "past_due"
+        assert row["grace_until"] is not None and await plan_of(runtime, org) == "pro"  # grace
+        assert await sync.organization_of(runtime, row["stripe_customer_id"]) == org
+        assert await sync.organization_of(runtime, "cus_unknown") is None
