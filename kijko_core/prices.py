@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from kijko_core.errors import ConfigurationError, ValidationFailed
+from kijko_core.money import exact_decimal
 
 MILLION = Decimal(1_000_000)
 _CURRENCY = re.compile(r"^[a-z]{3}$")
@@ -136,15 +137,8 @@ def _entry(model: str, entry: Any, where: str, problems: list[str]) -> ModelPric
 
 def _amount(value: Any, where: str, problems: list[str]) -> Decimal | None:
     """A price: a decimal string (exact), zero or more, at most 10,000 per million tokens."""
-    if not isinstance(value, str):
-        problems.append(f'{where}: a decimal string such as "3.00" (TOML numbers are not exact)')
-        return None
-    try:
-        amount = Decimal(value)
-    except InvalidOperation:
-        problems.append(f"{where}: not a decimal number")
-        return None
-    if not amount.is_finite() or amount < 0 or amount > 10_000:
+    amount = exact_decimal(value, where, "3.00", problems)
+    if amount is not None and not 0 <= amount <= 10_000:
         problems.append(f"{where}: between 0 and 10000")
         return None
     return amount

@@ -87,7 +87,7 @@ def test_an_operators_file_replaces_the_whole_table(tmp_path: Path) -> None:
         ("[other]\nx = 1\n", "no [models"),
         (ONE.replace('"0.10"', "0.10"), "decimal string"),
         (ONE.replace('"0.10"', '"-1"'), "between 0 and 10000"),
-        (ONE.replace('"0.10"', '"NaN"'), "between 0 and 10000"),
+        (ONE.replace('"0.10"', '"NaN"'), "not a finite number"),
         (ONE.replace('"0.10"', '"ten"'), "not a decimal"),
         (ONE.replace('"eur"', '"EUR"'), "ISO 4217"),
         (ONE.replace('provider = "local"', 'provider = ""'), "provider"),

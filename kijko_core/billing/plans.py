@@ -13,12 +13,13 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from kijko_core.errors import ConfigurationError
+from kijko_core.money import exact_decimal
 
 if TYPE_CHECKING:
     from kijko_core.config import Settings
@@ -248,15 +249,8 @@ def _limits(value: Any, where: str, problems: list[str]) -> dict[str, int] | Non
 def _cap(value: Any, where: str, problems: list[str]) -> Decimal | None:
     if value is None:
         return None
-    if not isinstance(value, str):
-        problems.append(f'{where}: a decimal string such as "50.00" (TOML numbers are not exact)')
-        return None
-    try:
-        amount = Decimal(value)
-    except InvalidOperation:
-        problems.append(f"{where}: not a decimal number")
-        return None
-    if not amount.is_finite() or amount <= 0 or amount > 10**9:
+    amount = exact_decimal(value, where, "50.00", problems)
+    if amount is not None and not 0 < amount <= 10**9:
         problems.append(f"{where}: more than 0 (leave it out for no cap)")
         return None
     return amount
