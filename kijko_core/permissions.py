@@ -390,6 +390,12 @@ BILLING_ROUTES: tuple[tuple[str, str, Action], ...] = (
     ("GET", "/billing/details", Action.VIEW_BILLING),
     ("PATCH", "/billing/details", Action.MANAGE_BILLING),
     ("POST", "/billing/details/validate-btw", Action.MANAGE_BILLING),
+    ("GET", "/billing/payment-methods", Action.VIEW_BILLING),
+    ("POST", "/billing/payment-methods/setup", Action.MANAGE_BILLING),
+    ("POST", "/billing/payment-methods/{id}/default", Action.MANAGE_BILLING),
+    ("DELETE", "/billing/payment-methods/{id}", Action.MANAGE_BILLING),
+    ("GET", "/billing/invoices", Action.VIEW_BILLING),
+    ("GET", "/billing/portal", Action.MANAGE_BILLING),
 )
 
 

@@ -32,7 +32,7 @@ Actor = Literal["owner", "admin", "member", "viewer", "creator"]
 ACTORS: tuple[Actor, ...] = ("owner", "admin", "member", "viewer", "creator")
 #: What a call may come to: done, 403 FORBIDDEN, or the domain's 404 (or, for a caller
 #: route, 409: a provider the suites' app does not configure).
-Outcome = Literal["ok", "403", "404", "409"]
+Outcome = Literal["ok", "403", "404", "409", "503 BILLING_DISABLED"]
 Expected = dict[str, dict[Actor, Outcome]]  # resource kind → actor → outcome
 
 Client = Any
@@ -477,6 +477,12 @@ CALLER_ROUTES += (
 # checksum is wrong, so it is answered offline.
 _BILLING = "/api/v1/billing"
 _BILLING_DETAILS = f"{_BILLING}/details"
+_viewed_billing = {
+    **only("owner", "admin", otherwise="403"),
+    "owner": "503 BILLING_DISABLED",
+    "admin": "503 BILLING_DISABLED",
+}
+_managed_billing = {**only("owner", otherwise="403"), "owner": "503 BILLING_DISABLED"}
 # Billing without Stripe (issue 9; docs/billing.md): the plans are public; the organization's
 # usage is viewed by owners and admins (ARCHITECTURE §3). Neither takes an id: the caller's
 # organization is the token's (another organization's counters never show:
@@ -514,6 +520,44 @@ CALLER_ROUTES += (
                 f"{_BILLING}/usage",
                 _json("GET", f"{_BILLING}/usage"),
                 {"-": only("owner", "admin", otherwise="403")},
+            ),
+            # Payment methods, invoices and the portal (docs/billing.md): Stripe's, so the suites'
+            # app (no Stripe) answers those allowed 503 BILLING_DISABLED and the others 403.
+            # Roles with Stripe on, and other organizations' ids (the same 404):
+            # tests/test_billing_payments.py.
+            CallerRoute(
+                "payment methods",
+                "GET",
+                f"{_BILLING}/payment-methods",
+                _json("GET", f"{_BILLING}/payment-methods"),
+                {"-": _viewed_billing},
+            ),
+            CallerRoute(
+                "setup payment method",
+                "POST",
+                f"{_BILLING}/payment-methods/setup",
+                _json("POST", f"{_BILLING}/payment-methods/setup", {"type": "card"}),
+                {"-": _managed_billing},
+            ),
+            CallerRoute(
+                "default payment method",
+                "POST",
+                f"{_BILLING}/payment-methods/<pm_id>/default",
+                _json("POST", f"{_BILLING}/payment-methods/pm_suite/default"),
+                {"-": _managed_billing},
+            ),
+            CallerRoute(
+                "delete payment method",
+                "DELETE",
+                f"{_BILLING}/payment-methods/<pm_id>",
+                _json("DELETE", f"{_BILLING}/payment-methods/pm_suite"),
+                {"-": _managed_billing},
+            ),
+            CallerRoute(
+                "invoices", "GET", f"{_BILLING}/invoices", _json("GET", f"{_BILLING}/invoices"), {"-": _viewed_billing}
+            ),
+            CallerRoute(
+                "portal", "GET", f"{_BILLING}/portal", _json("GET", f"{_BILLING}/portal"), {"-": _managed_billing}
             ),
         ),
     ),

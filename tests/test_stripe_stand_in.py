@@ -628,6 +628,10 @@ def test_customer_details_tax_ids_portal_and_deletion(server: StripeServer, clie
     assert updated.address.city == "Amsterdam" and updated.address.line2 is None
     previous = server.events[-1]["data"]["previous_attributes"]
     assert previous == {"address": None}
+    # An empty value unsets one line of the address (null), the others stay.
+    cleared = client.v1.customers.update(customer.id, {"address": {"city": "", "line2": ""}})
+    assert cleared.address.city is None and cleared.address.line1 == "Damrak 1"
+    client.v1.customers.update(customer.id, {"address": {"city": "Amsterdam"}})
     tax = client.v1.customers.tax_ids.create(customer.id, {"type": "eu_vat", "value": "NL123456789B01"})
     assert (tax.country, tax.verification.status) == ("NL", "pending")
     with_ids = client.v1.customers.retrieve(customer.id, {"expand": ["tax_ids"]})

@@ -6,7 +6,7 @@ from __future__ import annotations
 from quart import Blueprint
 from quart_schema import validate_request
 
-from kijko_core.billing import details, vies
+from kijko_core.billing import customers, details, vies
 from kijko_core.billing.details import BillingDetails, PatchBillingDetails, ValidateBtw
 from kijko_core.billing.vies import BtwValidationResult
 from kijko_core.errors import RateLimited, ServiceUnavailable
@@ -35,9 +35,15 @@ async def get_billing_details() -> BillingDetails:
 async def patch_billing_details(data: PatchBillingDetails) -> BillingDetails:
     """Save some of the billing details (owners): a merge — the fields present change, the others
     stay; ``null`` clears one. An invalid BTW/VAT number (checksum), KVK number (8 digits) or
-    country (ISO 3166-1 alpha-2), or a field the details do not have, is 422 on that field."""
+    country (ISO 3166-1 alpha-2), or a field the details do not have, is 422 on that field.
+    Once saved, the details are given to the organization's Stripe customer, if it has one;
+    Stripe failing then does not undo the save (the next save pushes them again)."""
     async with tenant() as db:
-        return await details.update_details(db, data)
+        saved = await details.update_details(db, data)
+        org_id = db.principal.org_id
+    kijko = runtime()
+    await customers.details_pushed(kijko, kijko.stripe, org_id, saved)
+    return saved
 
 
 @bp.post("/validate-btw")

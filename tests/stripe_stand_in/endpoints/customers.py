@@ -83,7 +83,11 @@ def update_customer(state: State, params: dict[str, Any], ids: list[str]) -> dic
         address = (
             None
             if params["address"] == ""
-            else {**(customer["address"] or objects.empty_address()), **params["address"]}
+            # An empty value unsets that line (Stripe shows it as null).
+            else {
+                **(customer["address"] or objects.empty_address()),
+                **{key: value or None for key, value in params["address"].items()},
+            }
         )
         if address != customer["address"]:
             previous["address"] = customer["address"]
