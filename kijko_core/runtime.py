@@ -7,6 +7,7 @@ migrates or checks the schema, connects the pools and starts the identity provid
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
 import httpx
@@ -39,6 +40,8 @@ from kijko_core.storage import Storage, make_storage
 EMBEDDED_DATABASE = "kijko"
 # A Redis that does not answer within this fails the request (503) instead of hanging it.
 REDIS_TIMEOUT_SECONDS = 2.0
+#: How long a process uses the service capability it read before reading it again.
+CAPABILITY_SECONDS = 60.0
 
 
 @dataclass
@@ -70,16 +73,25 @@ class Kijko:
     llm_clients: ProviderClients = field(init=False)
 
     _service_capability: ServiceCapability | None = field(init=False, default=None, repr=False)
+    _capability_read_at: float = field(init=False, default=0.0, repr=False)
 
     def __post_init__(self) -> None:
         self.llm_clients = ProviderClients(self.settings)
 
     async def service_capability(self) -> ServiceCapability:
-        """The service capability (read once: it does not change by itself), for service
-        sessions opened outside a job (a job's context has its worker's)."""
-        if self._service_capability is None:
+        """The service capability, for service sessions (jobs, the scheduler, webhooks). Read
+        again after ``CAPABILITY_SECONDS``: a rotated context key (docs/operations.md) reaches
+        every running process within that time; until then their service work is refused and
+        retried."""
+        now = time.monotonic()
+        if self._service_capability is None or now - self._capability_read_at > CAPABILITY_SECONDS:
             self._service_capability = await load_service_capability(self.system_db)
+            self._capability_read_at = now
         return self._service_capability
+
+    def forget_service_capability(self) -> None:
+        """Read the capability again on the next use (after rotating the context key here)."""
+        self._service_capability = None
 
     @property
     def roles(self) -> RoleNames:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
-from kijko_core.db.session import ServiceCapability, load_service_capability, system_session
+from kijko_core.db.session import ServiceCapability, system_session
 from kijko_core.jobs import JobContext, JobDeferred, JobKind, known_kinds, ring, store, sweep_steps
 from kijko_core.logging import get_logger
 
@@ -102,7 +102,6 @@ class Worker:
         self.org_limits = {
             name: kind.per_org_limit(kijko.settings) for name, kind in self.kinds.items() if kind.per_org_limit
         }
-        self._capability: ServiceCapability | None = None
         self._running: dict[UUID, _Running] = {}
         self._completions: list[tuple[store.Claimed, asyncio.Future[bool | None]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -189,9 +188,7 @@ class Worker:
             running.task = asyncio.create_task(self._execute(running), name=f"job:{job.id}")
 
     async def capability(self) -> ServiceCapability:
-        if self._capability is None:
-            self._capability = await load_service_capability(self.kijko.system_db)
-        return self._capability
+        return await self.kijko.service_capability()
 
     # -- one job -------------------------------------------------------------------------
 
