@@ -14,7 +14,7 @@ from databases import Database
 from redis import asyncio as aioredis
 
 from kijko_core.auth.provider import IdentityProvider
-from kijko_core.billing import vies
+from kijko_core.billing import catalog, vies
 from kijko_core.billing.plans import Plans, plans_of
 from kijko_core.billing.stripe_api import Stripe
 from kijko_core.config import Settings
@@ -102,7 +102,11 @@ class Kijko:
         plans = plans_of(settings)  # the same for the plans file and KIJKO_DEFAULT_PLAN
         # Skill/reflex type plugins: checked and logged now; a broken one is skipped, never fatal.
         plugin_registry.load()
+        account = Stripe.from_settings(settings)
         try:
+            if account is not None:
+                # The plans' Stripe Prices as the plans file says, or no start (decision 0166).
+                await catalog.require_prices(account, plans)
             urls, embedded = await resolve_database(settings)
             keyring = resolve_keyring(settings)
             roles = RoleNames.from_prefix(settings.db_role_prefix)
@@ -126,6 +130,8 @@ class Kijko:
             identity = make_identity_provider(settings, system_db, keyring, http)
             await identity.start()
         except BaseException:
+            if account is not None:
+                await account.aclose()
             if http is not None:
                 await http.aclose()
             if egress is not None:
@@ -149,7 +155,7 @@ class Kijko:
             vies_cache=vies.make_cache(redis, settings),
             prices=prices,
             plans=plans,
-            stripe=Stripe.from_settings(settings),
+            stripe=account,
         )
 
     async def stop(self) -> None:
