@@ -124,26 +124,34 @@ def test_plan_prices_are_the_files_cents_in_whole_euros_exactly(monthly: int, an
     try:
         plans = _plans(monthly, annual)
     except ConfigurationError:
-        assert monthly % 100 or annual % 1200 or annual == 0
+        assert monthly % 100 or annual % 1200
         return
     assert monthly % 100 == 0 and annual % 1200 == 0
     out = PlanOut.of(plans.get("pro"))
     assert Fraction(out.price) == Fraction(monthly, 100)
-    if annual:
-        assert Fraction(out.annual_price) == Fraction(annual, 100) / 12
-        assert out.annual_price * 12 * 100 == annual  # a year billed annually is what the file says
-    else:
-        assert out.annual_price == out.price  # no annual billing: the monthly price shown
+    assert Fraction(out.annual_price) == Fraction(annual, 100) / 12
+    assert out.annual_price * 12 * 100 == annual  # a year billed annually is what the file says
 
 
 @FEW
 @given(st.integers(min_value=0, max_value=10_000), st.integers(min_value=0, max_value=10_000))
 def test_whole_euro_amounts_always_parse(euros: int, euros_a_month_annually: int) -> None:
     monthly, annual = euros * 100, euros_a_month_annually * 1200
-    if annual == 0:
-        return  # no annual price is written without the key (the shipped pro plan has one)
     out = PlanOut.of(_plans(monthly, annual).get("pro"))
     assert (out.price, out.annual_price) == (euros, euros_a_month_annually)
+
+
+@FEW
+@given(st.integers(min_value=0, max_value=10_000))
+def test_a_plan_without_annual_billing_shows_its_monthly_price(euros: int) -> None:
+    text = (
+        Plans.shipped_text()
+        .replace("monthly_price_cents = 2900", f"monthly_price_cents = {euros * 100}")
+        .replace("annual_price_cents = 28800\n", "")
+        .replace('annually = "kijko_pro_annually"\n', "")
+    )
+    out = PlanOut.of(Plans.parse(text, "generated").get("pro"))
+    assert (Fraction(out.price), Fraction(out.annual_price)) == (Fraction(euros * 100, 100), euros)
 
 
 # --- proration -------------------------------------------------------------------------------
