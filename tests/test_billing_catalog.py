@@ -337,6 +337,10 @@ def test_kijko_billing_check_and_sync(runner: CliRunner, stripe_server: StripeSe
     checked = runner.invoke(cli, ["billing", "check"], env=env)
     assert (checked.exit_code, checked.stdout, checked.stderr) == (0, "all 4 prices match\n", "")
 
+    live = runner.invoke(cli, ["billing", "sync"], env={**env, "KIJKO_STRIPE_SECRET_KEY": "sk_live_kijko_stand_in"})
+    assert live.exit_code == 2
+    assert live.stderr.startswith("configuration error: KIJKO_STRIPE_SECRET_KEY: `kijko billing sync` creates Prices")
+
 
 def test_kijko_billing_without_stripe_or_with_it_down(runner: CliRunner) -> None:  # noqa: F811
     off = runner.invoke(cli, ["billing", "check"])
@@ -354,3 +358,21 @@ def test_kijko_billing_without_stripe_or_with_it_down(runner: CliRunner) -> None
         assert result.exit_code == 1, result.output
         assert result.stderr.startswith("error: The payment provider is unavailable"), result.stderr
         assert "Traceback" not in result.output
+
+
+async def test_sync_after_a_plan_was_retired_makes_a_new_product(stripe_server: StripeServer, stand_in: Stripe) -> None:
+    """The operator archives the pro product and its Prices; the next sync makes a new product
+    (its idempotency key names the archived Prices: not a replay of the first creation)."""
+    await catalog.sync_prices(stand_in, SHIPPED)
+    client = stripe_server.client()
+    old = {p.lookup_key: p for p in client.v1.prices.list({"lookup_keys": KEYS[:2]}).data}
+    for item in old.values():
+        client.v1.prices.update(item.id, {"active": False})
+    client.v1.products.update(old["kijko_pro_monthly"].product, {"active": False})
+
+    done = await catalog.sync_prices(stand_in, SHIPPED)
+
+    new = {p.lookup_key: p for p in client.v1.prices.list({"lookup_keys": KEYS[:2]}).data}
+    assert new["kijko_pro_monthly"].product == new["kijko_pro_annually"].product != old["kijko_pro_monthly"].product
+    assert f"created {new['kijko_pro_monthly'].product}: the Stripe Product of plan pro (Kijko Pro)" in done
+    assert await catalog.check_prices(stand_in, SHIPPED) == []

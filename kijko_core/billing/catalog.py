@@ -111,7 +111,7 @@ def differences(wanted: WantedPrice, price: Any) -> list[str]:
             lines.append(f"{where}: usage type differs: expected licensed, found {usage}")
     product = price.product
     if isinstance(product, stripe_sdk.StripeObject) and _get(product, "active") is False:
-        lines.append(f"{where}: its product {product.id} is archived; expected an active product")
+        lines.append(f"{where}: its product {_get(product, 'id')} is archived; expected an active product")
     return lines
 
 
@@ -247,10 +247,14 @@ async def _product(
         if not page.has_more or not page.data:
             break
         starting_after = page.data[-1].id
+    # The key names the plan and the state of its Prices (their lookup keys, and the archived
+    # Prices being replaced): a product archived since, or another plans file, is a new write.
+    mine = [item.lookup_key for item in wanted if item.plan.id == plan.id]
+    state = [f"{key}={_get(prices.get(key), 'id')}" for key in mine]
     created = await stripe.call(
         stripe.v1.products.create_async(
             {"name": f"Kijko {plan.name}", "metadata": {"plan": plan.id}},
-            writes(idempotency_key("catalog-product", plan.id, plan.name)),
+            writes(idempotency_key("catalog-product", plan.id, plan.name, *state)),
         )
     )
     stripe.check_livemode(created)
