@@ -17,12 +17,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: The code paths that compute money: billing, the price table, the LLM spend cap, what a run
+#: The code paths that compute money: billing, the price table and reading amounts from data
+#: files, the LLM spend cap, what a run
 #: costs and where costs become cents (shown, exported, projected).
 MONEY_FILES = sorted(
     {
         *(ROOT / "kijko_core" / "billing").rglob("*.py"),
         ROOT / "kijko_core" / "prices.py",
+        ROOT / "kijko_core" / "money.py",
         ROOT / "kijko_core" / "executions" / "spend.py",
         ROOT / "kijko_core" / "executions" / "stats.py",
         ROOT / "kijko_core" / "executions" / "export.py",
