@@ -18,8 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 #: The code paths that compute money: billing, the price table and reading amounts from data
-#: files, the LLM spend cap, what a run
-#: costs and where costs become cents (shown, exported, projected).
+#: files, the LLM spend cap, what a run costs and where costs become cents (shown, exported,
+#: projected).
 MONEY_FILES = sorted(
     {
         *(ROOT / "kijko_core" / "billing").rglob("*.py"),
