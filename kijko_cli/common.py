@@ -94,10 +94,11 @@ def option_errors(error: Any) -> None:
 
 def with_runtime(config: Settings, work: Callable[[Kijko], Awaitable[T]]) -> T:
     """Start the runtime (attaching to a running embedded database, never stopping it under a
-    server), run ``work``, stop the runtime."""
+    server), run ``work``, stop the runtime. Operator commands sell nothing: they do not
+    check the Stripe Prices (``kijko billing check`` does)."""
 
     async def main() -> T:
-        kijko = await Kijko.start(config)
+        kijko = await Kijko.start(config, check_prices=False)
         try:
             return await work(kijko)
         finally:

@@ -1,6 +1,6 @@
 """``kijko``: ``serve``, ``migrate``, ``users create`` and ``keys rotate``, ``openapi``; the
-operator commands (``config``, ``users …``, ``sessions``, ``keys list``, ``db``, ``mail``) live in their
-own modules and are registered at the end."""
+operator commands (``config``, ``users …``, ``sessions``, ``keys list``, ``db``, ``mail``,
+``billing``) live in their own modules and are registered at the end."""
 
 from __future__ import annotations
 
@@ -184,6 +184,7 @@ def openapi(output: Path | None) -> None:
 
 def _register_operator_commands() -> None:
     """The operator commands live in their own modules (kijko_cli/users.py, …)."""
+    from kijko_cli import billing as billing_commands
     from kijko_cli import config_cmd, db, sessions
     from kijko_cli import jobs as jobs_commands
     from kijko_cli import keys as keys_commands
@@ -204,6 +205,7 @@ def _register_operator_commands() -> None:
     cli.add_command(jobs_commands.jobs)
     cli.add_command(mail_commands.mail)
     cli.add_command(plugins_command.plugins)
+    cli.add_command(billing_commands.billing)
 
 
 _register_operator_commands()

@@ -15,7 +15,7 @@ from databases import Database
 from redis import asyncio as aioredis
 
 from kijko_core.auth.provider import IdentityProvider
-from kijko_core.billing import vies
+from kijko_core.billing import catalog, vies
 from kijko_core.billing.plans import Plans, plans_of
 from kijko_core.billing.stripe_api import Stripe
 from kijko_core.config import Settings
@@ -104,9 +104,12 @@ class Kijko:
         *,
         http_transport: httpx.AsyncBaseTransport | None = None,
         egress_guard: EgressGuard | None = None,
+        check_prices: bool = True,
     ) -> Kijko:
         """Start everything; ``http_transport`` carries ``kijko.http``'s requests (a stand-in
-        in tests); ``egress_guard`` decides ``kijko.egress``'s (default: from the settings)."""
+        in tests); ``egress_guard`` decides ``kijko.egress``'s (default: from the settings);
+        ``check_prices``: refuse to start while the Stripe Prices differ from the plans
+        (decision 0166)."""
         embedded: EmbeddedPostgres | None = None
         http: httpx.AsyncClient | None = None
         egress: httpx.AsyncClient | None = None
@@ -114,7 +117,12 @@ class Kijko:
         plans = plans_of(settings)  # the same for the plans file and KIJKO_DEFAULT_PLAN
         # Skill/reflex type plugins: checked and logged now; a broken one is skipped, never fatal.
         plugin_registry.load()
+        account = Stripe.from_settings(settings)
         try:
+            if account is not None and check_prices:
+                # The plans' Stripe Prices as the plans file says, or no start (decision 0166);
+                # operator commands that sell nothing (``kijko users``…) skip it.
+                await catalog.require_prices(account, plans)
             urls, embedded = await resolve_database(settings)
             keyring = resolve_keyring(settings)
             roles = RoleNames.from_prefix(settings.db_role_prefix)
@@ -138,6 +146,8 @@ class Kijko:
             identity = make_identity_provider(settings, system_db, keyring, http)
             await identity.start()
         except BaseException:
+            if account is not None:
+                await account.aclose()
             if http is not None:
                 await http.aclose()
             if egress is not None:
@@ -161,7 +171,7 @@ class Kijko:
             vies_cache=vies.make_cache(redis, settings),
             prices=prices,
             plans=plans,
-            stripe=Stripe.from_settings(settings),
+            stripe=account,
         )
 
     async def stop(self) -> None:
