@@ -30,8 +30,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 import psutil
@@ -66,13 +68,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def seed(env: dict[str, str]) -> dict[str, tuple[str, str, str]]:
-    """Two organizations (one owner each) with 1,000 projects each; returns token → identity."""
+async def seed(env: dict[str, str], orgs: Sequence[str] = ("a", "b")) -> dict[str, tuple[str, str, str]]:
+    """One organization per name in ``orgs`` (one owner each; two by default) with 1,000 projects
+    each; returns token → identity, in the order of ``orgs``."""
     settings = load_settings(**{key[6:].lower(): value for key, value in env.items() if key.startswith("KIJKO_")})
     kijko = await Kijko.start(settings)
     identities: dict[str, tuple[str, str, str]] = {}
     try:
-        for org in ("a", "b"):
+        for org in orgs:
             pair = await kijko.identity.signup(
                 SignupRequest(
                     email=f"bench-{org}-{secrets.token_hex(4)}@example.com",
@@ -186,9 +189,21 @@ end
 """
 
 
-def drive_wrk(url: str, tokens: list[str], duration: float, connections: int) -> tuple[float, float, float, int]:
+class Drive(Protocol):
+    """A load generator: ``path`` on the server at ``url`` for ``duration`` seconds over
+    ``connections`` connections, requests cycling through ``tokens``; returns requests/s, p50
+    and p99 (ms) and the errors."""
+
+    def __call__(
+        self, url: str, tokens: list[str], duration: float, connections: int, path: str = PATH
+    ) -> tuple[float, float, float, int]: ...
+
+
+def drive_wrk(
+    url: str, tokens: list[str], duration: float, connections: int, path: str = PATH
+) -> tuple[float, float, float, int]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_WRK_SCRIPT % (", ".join(json.dumps(t) for t in tokens), PATH))
+        script.write(_WRK_SCRIPT % (", ".join(json.dumps(t) for t in tokens), path))
     try:
         output = subprocess.run(
             ["wrk", "-t2", f"-c{connections}", f"-d{int(duration)}s", "-s", script.name, url],
@@ -205,10 +220,12 @@ def drive_wrk(url: str, tokens: list[str], duration: float, connections: int) ->
     return int(requests) / (int(micros) / 1e6), float(p50) / 1000, float(p99) / 1000, int(errors)
 
 
-def drive_httpx(url: str, tokens: list[str], duration: float, connections: int) -> tuple[float, float, float, int]:
+def drive_httpx(
+    url: str, tokens: list[str], duration: float, connections: int, path: str = PATH
+) -> tuple[float, float, float, int]:
     """Fallback without wrk: the load generator runs in its own process (bench/load.py)."""
     output = subprocess.run(
-        [sys.executable, "-m", "bench.load", url + PATH, str(duration), str(connections), *tokens],
+        [sys.executable, "-m", "bench.load", url + path, str(duration), str(connections), *tokens],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -216,6 +233,13 @@ def drive_httpx(url: str, tokens: list[str], duration: float, connections: int) 
     ).stdout
     rps, p50, p99, errors = json.loads(output.strip().splitlines()[-1])
     return rps, p50, p99, errors
+
+
+def load_generator() -> tuple[Drive, str]:
+    """wrk when it is installed, else bench/load.py in its own process; and its name."""
+    if shutil.which("wrk"):
+        return drive_wrk, "wrk"
+    return drive_httpx, "bench/load.py (httpx)"
 
 
 def _camel(key: str) -> str:
@@ -261,7 +285,7 @@ def check_same_answers(names: list[str], env: dict[str, str], tokens: list[str])
 def measure(
     which: str, env: dict[str, str], tokens: list[str], duration: float, connections: int, profile: str | None
 ) -> Result:
-    drive = drive_wrk if shutil.which("wrk") else drive_httpx
+    drive, _ = load_generator()
     server = Server(which, env)
     spy = None
     try:
@@ -324,7 +348,7 @@ def main() -> None:
             env["KIJKO_BENCH_JWT"] = json.dumps(asyncio.run(jwt_material(env)))
             tokens = list(identities)
             check_same_answers(names, env, tokens)
-            tool = "wrk" if shutil.which("wrk") else "bench/load.py (httpx)"
+            _, tool = load_generator()
             print(f"GET {PATH}, {args.connections} connections, {args.duration:.0f} s per server, load by {tool}")
             print(f"same answers from {', '.join(names)}; a broken signature is refused by each")
             # Interleaved rounds, so drift in a shared machine's load hits every server alike.

@@ -1,7 +1,9 @@
 """Run Kijko, the FastAPI peer or the bare reference under uvicorn (httptools, uvloop):
-``python -m bench.serve kijko|peer|bare PORT``.
+``python -m bench.serve kijko|quotas|peer|bare PORT``.
 
-All read their database settings from the environment the benchmark prepares.
+``quotas`` is Kijko with the quota bench's bench-only counted route (bench/quotas.py), which
+only this process registers. All read their database settings from the environment the
+benchmark prepares.
 """
 
 from __future__ import annotations
@@ -13,14 +15,19 @@ import uvicorn
 
 def main() -> None:
     which, port = sys.argv[1], int(sys.argv[2])
-    if which == "kijko":
+    if which in ("kijko", "quotas"):
         from kijko_core.config import load_settings
         from kijko_core.logging import configure_logging
         from kijko_server.app import create_app
 
         settings = load_settings()
         configure_logging(settings.log_level, settings.log_format)  # as `kijko serve` does
-        app = create_app(settings)
+        if which == "quotas":
+            from bench.quotas import counted_app
+
+            app = counted_app(settings)
+        else:
+            app = create_app(settings)
     elif which == "peer":
         from bench.fastapi_peer import app  # type: ignore[assignment]
     else:

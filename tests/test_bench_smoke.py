@@ -1,6 +1,7 @@
 """The benches are scripts (docs/performance.md), kept out of the test run; these check cheaply
 that their parts still work: the generated repository is deterministic, the reference's cutter
-keeps every line, and the fan-out bench runs end to end with a few clients on the bare server."""
+keeps every line, the fan-out bench runs end to end with a few clients on the bare server, and
+the quota bench runs end to end under uvicorn."""
 
 from __future__ import annotations
 
@@ -72,3 +73,29 @@ def test_fanout_bench_runs_on_the_bare_server() -> None:
     # setup server connect emit p50 p99 max expected lost dupes drops cpu rss
     assert row[1] == "bare"
     assert row[7:11] == ["400", "0", "0", "0"], done.stdout
+
+
+@pytest.mark.slow
+def test_quota_bench_runs_under_uvicorn() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIJKO_BENCH_")}
+    if os.environ.get("KIJKO_TEST_DATABASE_URL"):  # else the bench starts an embedded PostgreSQL
+        env["KIJKO_BENCH_DATABASE_URL"] = os.environ["KIJKO_TEST_DATABASE_URL"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.quotas", "--duration", "1", "--rounds", "1", "--orgs", "2",
+         "--connections", "4"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "uvicorn (httptools, uvloop) in its own process" in done.stdout, done.stdout
+    # variant (two words) route req/s p50 p99 errors: both routes measured in both variants
+    rows = {
+        (" ".join(words[:2]), words[2]): words[3:]
+        for words in (line.split() for line in done.stdout.splitlines())
+        if len(words) == 7 and words[2] in ("plain", "counted")
+    }
+    assert set(rows) == {(v, r) for v in ("one org", "2 orgs") for r in ("plain", "counted")}, done.stdout
+    assert all(float(row[0]) > 0 and row[3] == "0" for row in rows.values()), done.stdout
+    assert "counted/plain" in done.stdout
+    # the counted route counted, in both organizations (the spread variant reached each)
+    counted = next(line for line in done.stdout.splitlines() if line.startswith("API calls counted:"))
+    assert counted.endswith(" in 2 organization(s)") and int(counted.split()[3]) > 0, counted
