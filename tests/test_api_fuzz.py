@@ -29,7 +29,10 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis.specs.openapi import checks as openapi_checks  # noqa: E402
 
+from kijko_core.billing.plans import plans_of  # noqa: E402
 from kijko_server.app import create_app  # noqa: E402
+from tests.billing_kit import make_prices, stripe_settings  # noqa: E402
+from tests.stripe_server import StripeServer  # noqa: E402
 
 pytestmark = [
     pytest.mark.fuzz,
@@ -99,17 +102,21 @@ def server(make_settings: Any) -> Iterator[Server]:
     # Generous auth limits: the fuzzer signs up and logs in hundreds of times; 429s are
     # covered by their own tests, here they would only hide the handlers behind them.
     unlimited = 1_000_000
-    app = create_app(
-        make_settings(
+    # Billing on, against the Stripe stand-in, so that its routes are fuzzed past the 503
+    # BILLING_DISABLED they answer without Stripe; everything unlimited (the quota 429s have
+    # their own tests).
+    with StripeServer() as stripe_server:
+        settings = make_settings(
             rate_limit_auth_per_minute=unlimited,
             rate_limit_refresh_per_minute=unlimited,
             rate_limit_login_per_account_per_hour=unlimited,
             analytics_rate_limit_per_minute=100_000,
             execution_test_rate_limit_per_minute=100_000,
+            **stripe_settings(stripe_server, default_plan="enterprise"),
         )
-    )
-    with Server(app) as running:
-        yield running
+        make_prices(stripe_server, plans_of(settings))
+        with Server(create_app(settings)) as running:
+            yield running
 
 
 @pytest.fixture(scope="module")
