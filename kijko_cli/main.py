@@ -184,7 +184,7 @@ def openapi(output: Path | None) -> None:
 
 def _register_operator_commands() -> None:
     """The operator commands live in their own modules (kijko_cli/users.py, …)."""
-    from kijko_cli import config_cmd, db, sessions
+    from kijko_cli import billing_inbox, config_cmd, db, sessions
     from kijko_cli import jobs as jobs_commands
     from kijko_cli import keys as keys_commands
     from kijko_cli import mail as mail_commands
@@ -204,6 +204,8 @@ def _register_operator_commands() -> None:
     cli.add_command(jobs_commands.jobs)
     cli.add_command(mail_commands.mail)
     cli.add_command(plugins_command.plugins)
+    # The Stripe webhook inbox; the integrator attaches it under `kijko billing`.
+    cli.add_command(billing_inbox.inbox)
 
 
 _register_operator_commands()

@@ -34,6 +34,7 @@ from kijko_server.blueprints import (
     search,
     skills,
     sources,
+    stripe_webhooks,
     webhooks,
     wellknown,
 )
@@ -75,6 +76,7 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     habits.bp,
     reflexes.bp,
     webhooks.bp,
+    stripe_webhooks.bp,
     runs.bp,
     billing.bp,
     plugins.bp,
