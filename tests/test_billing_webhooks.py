@@ -33,7 +33,11 @@ STRIPE_WEBHOOK_OPERATIONS: dict[tuple[str, str], set[str]] = {("post", URL): {"4
 ROW = "SELECT * FROM kijko.subscriptions WHERE organization_id = $1"
 INBOX = "SELECT * FROM kijko_private.stripe_events WHERE id = $1"
 JOBS_OF = "SELECT count(*) FROM kijko.jobs WHERE kind = 'billing.stripe_event' AND payload->>'event_id' = $1"
-MAILS = "SELECT template FROM kijko.mail_outbox WHERE organization_id = $1 AND template = ANY($2::text[]) ORDER BY created_at"
+MAILS = (
+    "SELECT template FROM kijko.mail_outbox WHERE organization_id = $1 AND template = ANY($2::text[])"
+    " ORDER BY created_at"
+)
+STORED = "SELECT count(*) FROM kijko_private.stripe_events WHERE id = $1"
 GRACE_OVER = "UPDATE kijko.subscriptions SET grace_until = now() - interval '1s' WHERE organization_id = $1"
 
 
@@ -81,6 +85,11 @@ async def fetchval(runtime: Kijko, query: str, *args: Any) -> Any:
 async def mails(runtime: Kijko, org: UUID, *templates: str) -> list[str]:
     async with system_session(runtime.system_db) as db:
         return [r["template"] for r in await db.fetch(MAILS, org, list(templates))]
+
+
+async def subject(runtime: Kijko, org: UUID, template: str) -> str:
+    query = "SELECT subject FROM kijko.mail_outbox WHERE organization_id = $1 AND template = $2"
+    return str(await fetchval(runtime, query, org, template))
 
 
 def stripe_sub(server: StripeServer, sub_id: str) -> dict[str, Any]:
@@ -144,6 +153,7 @@ async def test_a_sepa_debit_failing_days_later_is_past_due_mailed_once_then_free
         assert await plan_of(runtime, org) == "pro"  # within the grace period
         # One mail for the invoice, though two events name its failure.
         assert await mails(runtime, org, "payment_failed") == ["payment_failed"]
+        assert await subject(runtime, org, "payment_failed") == "Kijko: a payment for your Pro plan failed"
         # Stripe delivering them again, and an operator replaying them: no second mail.
         again = await deliver(client, failure)
         assert all(a["duplicate"] for a in again)
@@ -163,6 +173,30 @@ async def test_a_sepa_debit_failing_days_later_is_past_due_mailed_once_then_free
         assert await fetchval(runtime, "SELECT count(*) FROM kijko.billing_customers WHERE organization_id = $1", org)
 
 
+async def test_an_ideal_upgrade_whose_sepa_renewal_fails_mails_the_renewals_failure(
+    kijko: Kijko, make_settings: Any, stripe_server: StripeServer, alice: Account
+) -> None:
+    org = UUID(alice.org_id)
+    async with stripe_app(kijko, make_settings, stripe_server) as (runtime, client):
+        mark = stripe_server.mark()
+        sub_id = await checkout_completed(runtime, stripe_server, org, "ideal", outcome="fail")
+        stripe_server.advance_time(32 * 86400)  # the renewal: a SEPA debit from the iDEAL payment
+        assert (await fetchrow(runtime, ROW, org)) is None  # nothing delivered yet
+        await deliver(client, stripe_server.events_since(mark))
+        await run_until_idle(runtime)
+        assert (await fetchrow(runtime, ROW, org))["stripe_status"] == "active"
+        assert await mails(runtime, org, "payment_failed") == []
+        mark = stripe_server.mark()
+        assert stripe_server.settle()  # the bank returns the renewal's debit
+        await deliver(client, stripe_server.events_since(mark))
+        await run_until_idle(runtime)
+        row = await fetchrow(runtime, ROW, org)
+        assert (row["stripe_subscription_id"], row["stripe_status"]) == (sub_id, "past_due")
+        assert await plan_of(runtime, org) == "pro"  # within the grace period
+        assert await mails(runtime, org, "payment_failed") == ["payment_failed"]
+        assert await subject(runtime, org, "payment_failed") == "Kijko: the renewal payment for your Pro plan failed"
+
+
 # --- duplicated, forged, rotated, the other mode ------------------------------------------------
 
 
@@ -176,7 +210,7 @@ async def test_a_repeated_event_is_stored_and_processed_once(
         [completed] = stripe_server.events_since(mark, "checkout.session.completed")
         first, second = await deliver(client, [completed, completed])
         assert (first["duplicate"], second["duplicate"]) == (False, True)
-        assert await fetchval(runtime, "SELECT count(*) FROM kijko_private.stripe_events WHERE id = $1", completed["id"]) == 1
+        assert await fetchval(runtime, STORED, completed["id"]) == 1
         assert await fetchval(runtime, JOBS_OF, completed["id"]) == 1
         await run_until_idle(runtime)
         third = await deliver(client, [completed])
@@ -213,7 +247,7 @@ async def test_forged_deliveries_are_400_and_store_nothing(
                 "code": "WEBHOOK_SIGNATURE_INVALID",
                 "message": "The webhook delivery could not be verified",
             }
-        assert await fetchval(runtime, "SELECT count(*) FROM kijko_private.stripe_events WHERE id = $1", event["id"]) == 0
+        assert await fetchval(runtime, STORED, event["id"]) == 0
         assert await fetchval(runtime, JOBS_OF, event["id"]) == 0
         # A signed body that is no Stripe event is refused the same way.
         response = await post(client, {"id": "evt_x", "type": "x"})
@@ -347,11 +381,7 @@ async def test_a_dispute_mails_the_owners_once(
         assert outcome is not None and outcome.outcome == "processed"
         await run_until_idle(runtime)
         assert await mails(runtime, org, "dispute_created") == ["dispute_created"]
-        async with system_session(runtime.system_db) as db:
-            subject = await db.fetchval(
-                "SELECT subject FROM kijko.mail_outbox WHERE organization_id = $1 AND template = 'dispute_created'", org
-            )
-        assert subject == "Kijko: a payment of 29.00 EUR was disputed"
+        assert await subject(runtime, org, "dispute_created") == "Kijko: a payment of 29.00 EUR was disputed"
 
 
 async def test_events_for_a_customer_that_is_not_ours_are_ignored(
@@ -380,7 +410,8 @@ async def test_events_for_a_customer_that_is_not_ours_are_ignored(
         for event in events:
             stored = await fetchrow(runtime, INBOX, event["id"])
             assert stored["outcome"] == "ignored" and stored["organization_id"] is None, event["type"]
-        assert await fetchval(runtime, "SELECT count(*) FROM kijko.subscriptions WHERE stripe_customer_id = $1", stranger.id) == 0
+        theirs = "SELECT count(*) FROM kijko.subscriptions WHERE stripe_customer_id = $1"
+        assert await fetchval(runtime, theirs, stranger.id) == 0
         assert await plan_of(runtime, org) == "free"
 
 
@@ -474,7 +505,8 @@ async def test_every_documented_error_happens_with_its_documented_code(
     spec = await openapi(client)
     documented = documented_errors(spec, "post", URL)
     assert set(documented) == STRIPE_WEBHOOK_OPERATIONS[("post", URL)] | {"500"}
-    event = {"id": "evt_doc", "object": "event", "type": "ping", "created": 1, "livemode": False, "data": {"object": {}}}
+    event = {"id": "evt_doc", "object": "event", "type": "ping", "created": 1, "livemode": False}
+    event["data"] = {"object": {}}
     body, header = StripeServer.signed(event, WEBHOOK_SECRET)
     answers = {"503": await client.post(URL, data=body, headers={"Stripe-Signature": header})}
     async with stripe_app(kijko, make_settings, stripe_server) as (runtime, stripe_client):
@@ -487,6 +519,8 @@ async def test_every_documented_error_happens_with_its_documented_code(
         assert code in documented[status], (status, code)
 
 
-@pytest.mark.parametrize("cents,currency,shown", [(2900, "eur", "29.00 EUR"), (5, "usd", "0.05 USD"), (0, "eur", "0.00 EUR")])
+@pytest.mark.parametrize(
+    ("cents", "currency", "shown"), [(2900, "eur", "29.00 EUR"), (5, "usd", "0.05 USD"), (0, "eur", "0.00 EUR")]
+)
 def test_mail_amounts_are_exact(cents: int, currency: str, shown: str) -> None:
     assert webhooks.money(cents, currency) == shown

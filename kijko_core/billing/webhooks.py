@@ -398,6 +398,7 @@ async def _payment_failed(kijko: Kijko, account: Stripe, org_id: UUID, invoice_i
         row = await db.fetchrow(_GRACE, org_id)
         plan = kijko.plans.get(row["plan_id"]).name if row is not None else "paid"
         values = {
+            "what": "the renewal payment" if renewal else "a payment",
             "payment": "The renewal payment" if renewal else "The payment",
             "plan": plan,
             "amount": money(int(_get(invoice, "amount_due") or 0), str(_get(invoice, "currency") or "eur")),
