@@ -6,6 +6,7 @@ nothing; failures are retried; the owners are mailed once per failed invoice and
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -20,8 +21,10 @@ from kijko_core.billing import customers, subscriptions, webhooks
 from kijko_core.db.session import system_session
 from kijko_core.jobs.worker import run_until_idle
 from kijko_core.runtime import Kijko
+from kijko_server.app import create_app
 from tests.billing_kit import OLD_WEBHOOK_SECRET, WEBHOOK_SECRET, billing_client, billing_runtime
 from tests.conftest import Account
+from tests.realtime import uvicorn_serving
 from tests.stripe_server import DEFAULT_KEY, StripeServer
 from tests.test_billing_stripe import checkout_completed
 from tests.test_cli import kijko_env, run_kijko
@@ -283,6 +286,8 @@ async def test_an_event_of_the_other_mode_is_recorded_and_ignored(
         stored = await fetchrow(runtime, INBOX, live["id"])
         assert stored["outcome"] == "ignored" and "mode" in stored["note"]
         assert await fetchval(runtime, JOBS_OF, live["id"]) == 0
+        replayed = await webhooks.process(runtime, live["id"], again=True)
+        assert replayed is not None and replayed.outcome == "ignored"
         await run_until_idle(runtime)
         assert await plan_of(runtime, org) == "free"
 
@@ -336,6 +341,32 @@ async def test_a_late_old_subscription_update_changes_nothing(
         assert (await fetchrow(runtime, INBOX, cancelling["id"]))["outcome"] == "processed"
         row = await fetchrow(runtime, ROW, org)
         assert not row["cancel_at_period_end"] and row["stripe_status"] == "active"
+
+
+async def test_deliveries_over_real_http_in_any_order(
+    kijko: Kijko, make_settings: Any, stripe_server: StripeServer, alice: Account
+) -> None:
+    org = UUID(alice.org_id)
+    async with billing_runtime(kijko, make_settings, stripe_server) as runtime:
+        async with uvicorn_serving(create_app(kijko=runtime)) as base:
+            url = base + URL
+            mark = stripe_server.mark()
+            sub_id = await checkout_completed(runtime, stripe_server, org, "sepa_debit")
+            stripe_server.settle()  # the debit succeeds
+            events = stripe_server.events_since(mark)
+            stale = await asyncio.to_thread(
+                stripe_server.deliver, events[0], url, WEBHOOK_SECRET, timestamp=int(time.time()) - 3600
+            )
+            assert stale.status == 400
+            secrets = [WEBHOOK_SECRET, OLD_WEBHOOK_SECRET]
+            deliveries = await asyncio.to_thread(stripe_server.deliver_all, url, secrets, list(reversed(events)))
+            assert [d.status for d in deliveries] == [200] * len(events)
+            again = await asyncio.to_thread(stripe_server.deliver, events[-1], url, WEBHOOK_SECRET)
+            assert again.status == 200 and json.loads(again.body)["duplicate"]
+        await run_until_idle(runtime)
+        row = await fetchrow(runtime, ROW, org)
+        assert (row["stripe_subscription_id"], row["stripe_status"]) == (sub_id, "active")
+        assert not row["payment_processing"] and await plan_of(runtime, org) == "pro"
 
 
 # --- customers, disputes, strangers -------------------------------------------------------------

@@ -278,6 +278,8 @@ async def _handle(
 ) -> tuple[str, str]:
     kind = str(event["type"])
     obj = event["data"]["object"]
+    if bool(event.get("livemode")) != account.livemode:  # a replay of one stored as ignored
+        return "ignored", "the event's mode (live/test) is not the configured key's"
     if kind not in HANDLED:
         return "ignored", "not an event Kijko acts on"
     if kind == "charge.dispute.created":
