@@ -10,6 +10,7 @@ import sys
 import click
 import stripe
 
+from kijko_cli.billing_inbox import inbox
 from kijko_cli.common import EXIT_CONFIGURATION, EXIT_FAILED, one_line_errors, run, settings
 from kijko_core.billing import catalog
 from kijko_core.billing.plans import plans_of
@@ -89,3 +90,6 @@ def sync() -> None:
     for line in done:
         click.echo(line)
     _report_check(problems, len(catalog.wanted_prices(plans)))
+
+
+billing.add_command(inbox)

@@ -572,7 +572,8 @@ OUTSIDE_SUITES: dict[str, str] = {
     # A skill's history by a query parameter; isolation (another organization's skill → the
     # skills' 404) and roles in test_execution_history.py.
     "/api/v1/skill-executions": "a skill's history by ?skillId=: test_execution_history.py",
-    "/api/v1/webhooks/": "public, signed deliveries addressed by a reflex id: test_reflex_webhooks.py",
+    "/api/v1/webhooks/": "public, signed deliveries addressed by a reflex id (test_reflex_webhooks.py) or Stripe's"
+    " events (test_billing_webhooks.py)",
     "/api/v1/plugins": "the installed plugin types, the same for every organization: test_plugins.py",
 }
 

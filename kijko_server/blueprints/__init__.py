@@ -35,6 +35,7 @@ from kijko_server.blueprints import (
     search,
     skills,
     sources,
+    stripe_webhooks,
     webhooks,
     wellknown,
 )
@@ -76,6 +77,7 @@ BLUEPRINTS: Final[tuple[BlueprintEntry, ...]] = (
     habits.bp,
     reflexes.bp,
     webhooks.bp,
+    stripe_webhooks.bp,
     runs.bp,
     billing.bp,
     billing_payments.bp,

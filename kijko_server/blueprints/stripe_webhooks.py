@@ -1,0 +1,57 @@
+"""Stripe's webhook endpoint (docs/billing.md "Webhooks: the inbox", decision 0165):
+``POST /api/v1/webhooks/stripe``, public (``/api/v1/webhooks/*`` on ``PUBLIC_ROUTES``): the
+signature is the credential.
+
+In order: 503 ``BILLING_DISABLED`` without Stripe; the raw body, capped (413); the signature
+verified on those bytes by the SDK against each configured secret (400, saying nothing about
+why); the event stored in the inbox with its processing job (kijko_core/billing/webhooks.py),
+200 at once — a repeated event id too, storing nothing. Processing happens in the job.
+
+No rate limit: each refused delivery costs one HMAC per configured secret over at most the
+body limit, and a verified one is Stripe's, which must not be turned away (Stripe retries
+non-2xx answers for days, so a 429 would only delay them).
+"""
+
+from __future__ import annotations
+
+from quart import Blueprint, request
+
+from kijko_core.billing import webhooks
+from kijko_core.billing.stripe_api import BillingDisabled, require
+from kijko_core.errors import PayloadTooLarge
+from kijko_server.openapi import responds
+from kijko_server.responses import validate_response
+from kijko_server.security import public
+from kijko_server.uow import runtime
+
+bp = Blueprint("stripe_webhooks", __name__, url_prefix="/api/v1/webhooks")
+
+
+async def _raw_body(cap: int) -> bytes:
+    """The body's bytes as sent (the signature covers them exactly), refused past ``cap``."""
+    declared = request.content_length
+    if declared is not None and declared > cap:
+        raise PayloadTooLarge()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.body:
+        size += len(chunk)
+        if size > cap:
+            raise PayloadTooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@bp.post("/stripe")
+@public
+@responds(webhooks.WebhookSignatureInvalid, PayloadTooLarge, BillingDisabled)
+@validate_response(webhooks.WebhookAnswer)
+async def webhooks_stripe_receive() -> webhooks.WebhookAnswer:
+    """Receive a Stripe event (``Stripe-Signature``): stored once by its id and processed in
+    the background; 200 at once, for a repeated event too (``duplicate``). A delivery no
+    configured secret signed, or signed more than five minutes ago, is 400."""
+    kijko = runtime()
+    account = require(kijko.stripe)
+    body = await _raw_body(kijko.settings.max_body_bytes)
+    received = await webhooks.receive(kijko, account, body, request.headers.get("Stripe-Signature"))
+    return webhooks.WebhookAnswer(received=True, event_id=received.event_id, duplicate=received.duplicate)
