@@ -390,6 +390,12 @@ BILLING_ROUTES: tuple[tuple[str, str, Action], ...] = (
     ("GET", "/billing/details", Action.VIEW_BILLING),
     ("PATCH", "/billing/details", Action.MANAGE_BILLING),
     ("POST", "/billing/details/validate-btw", Action.MANAGE_BILLING),
+    ("GET", "/billing/subscription", Action.VIEW_BILLING),
+    ("PATCH", "/billing/subscription", Action.MANAGE_BILLING),
+    ("POST", "/billing/subscription/cancel", Action.MANAGE_BILLING),
+    ("POST", "/billing/subscription/resume", Action.MANAGE_BILLING),
+    ("POST", "/billing/checkout", Action.MANAGE_BILLING),
+    ("POST", "/billing/checkout/<session_id>/sync", Action.MANAGE_BILLING),
 )
 
 

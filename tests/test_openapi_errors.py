@@ -34,6 +34,7 @@ from tests.quotas_kit import answered_when_spent
 from tests.reflex_kit import REFLEX_OPERATIONS
 from tests.runs_kit import RUN_OPERATIONS
 from tests.test_billing_details import BILLING_DETAILS_OPERATIONS
+from tests.test_billing_subscription import SUBSCRIPTION_OPERATIONS
 from tests.test_llm_keys import LLM_KEY_OPERATIONS
 from tests.test_sources import WIZARD
 
@@ -307,6 +308,7 @@ async def test_each_other_operation_documents_exactly_its_errors(client: Any) ->
     pinned |= set(RUN_OPERATIONS)  # triggered in tests/test_runs_routes.py
     pinned |= set(LLM_KEY_OPERATIONS)  # triggered in tests/test_llm_keys.py
     pinned |= set(BILLING_DETAILS_OPERATIONS)  # triggered in tests/test_billing_details.py
+    pinned |= set(SUBSCRIPTION_OPERATIONS)  # triggered in tests/test_billing_subscription.py
     assert operations == pinned, "a new operation: pin its errors here"
     for (method, path), statuses in OTHERS.items():
         assert set(documented_errors(spec, method, path)) == statuses | {"500"}, (method, path)
