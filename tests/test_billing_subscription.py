@@ -125,6 +125,8 @@ async def test_checkout_with_ideal_then_the_renewals_are_sepa_debits(
         assert renewed["id"] == sub["id"] and renewed["planId"] == "pro"
         invoice = stripe_server.object(stripe_subscription(stripe_server, renewed)["latest_invoice"])
         assert invoice["billing_reason"] == "subscription_cycle" and invoice["amount_due"] == 28800
+        async with system_session(kijko.system_db) as db:
+            assert (await db.fetchrow(ROW, UUID(alice.org_id)))["payment_processing"]  # the debit is on its way
         intent = next(p for p in stripe_server.state.of_kind("payment_intent") if p["id"] in {*stripe_server.settle()})
         assert stripe_server.object(intent["payment_method"])["type"] == "sepa_debit"
         assert stripe_server.object(invoice["id"])["status"] == "paid"
@@ -146,7 +148,13 @@ async def test_card_checkout_and_an_upgrade_change_the_quotas_at_once(
         again = await call(client, alice, "POST", CHECKOUT, {"planId": "teams", "interval": "monthly"})
         assert await error(again) == (409, "SUBSCRIPTION_EXISTS", None)
 
-        upgraded = await ok(client, alice, "PATCH", SUBSCRIPTION, {"planId": "teams", "interval": "monthly"})
+        # A double click: one change, one invoice for the difference.
+        teams = {"planId": "teams", "interval": "monthly"}
+        clicks = await asyncio.gather(*(ok(client, alice, "PATCH", SUBSCRIPTION, teams) for _ in range(3)))
+        upgraded = clicks[-1]
+        assert {answer["planId"] for answer in clicks} == {"teams"}
+        updates = [i for i in stripe_server.state.of_kind("invoice") if i["billing_reason"] == "subscription_update"]
+        assert len(updates) == 1
         assert (upgraded["planId"], upgraded["billingInterval"], upgraded["cancelAtPeriodEnd"]) == (
             "teams",
             "monthly",

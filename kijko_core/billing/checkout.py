@@ -153,8 +153,8 @@ async def start_checkout(kijko: Kijko, account: Stripe, org_id: UUID, plan_id: s
     for session in same:
         if session.status == "open" and session.expires_at > now + _REUSE_MARGIN_SECONDS and session.url:
             return CheckoutStarted(checkout_url=session.url, session_id=session.id)
-    for session in listed.data:  # only the latest choice can be paid
-        if session.status == "open":
+    for session in listed.data:  # only the latest choice can be paid (setup sessions are not choices)
+        if session.status == "open" and session.mode == "subscription":
             try:
                 await account.call(
                     account.v1.checkout.sessions.expire_async(
