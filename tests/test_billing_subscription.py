@@ -536,3 +536,17 @@ async def test_every_documented_subscription_error_happens_with_its_documented_c
                 cases["422"] = send(on, alice, json={"planId": "enterprise", "interval": "monthly"})
             problems += await answers_not_as_documented(method, template, cases, documented)
     assert problems == []
+
+
+async def test_a_price_missing_at_stripe_is_502_and_changes_nothing(
+    kijko: Kijko, make_settings: Any, stripe_server: StripeServer, alice: Account
+) -> None:
+    async with stripe_client(kijko, make_settings, stripe_server) as client:
+        sub = await subscribe(client, stripe_server, alice, "pro")
+        teams = stripe_server.client().v1.prices.list({"lookup_keys": ["kijko_teams_monthly"]}).data[0]
+        stripe_server.client().v1.prices.update(teams.id, {"active": False})  # archived by mistake
+        answer = await call(client, alice, "PATCH", SUBSCRIPTION, {"planId": "teams", "interval": "monthly"})
+        assert await error(answer) == (502, "UPSTREAM_ERROR", None)
+        assert {**await ok(client, alice, "GET", SUBSCRIPTION), "updatedAt": None} == {**sub, "updatedAt": None}
+        price = stripe_subscription(stripe_server, sub)["items"]["data"][0]["price"]["lookup_key"]
+        assert price == "kijko_pro_monthly"

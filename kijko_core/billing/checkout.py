@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import stripe
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from kijko_core.runtime import Kijko
 
 log = get_logger("kijko.billing")
+T = TypeVar("T")
 
 #: What Checkout offers: card, iDEAL (whose first payment leaves a SEPA Direct Debit mandate
 #: that Stripe charges for the renewals) and SEPA Direct Debit itself.
@@ -82,6 +84,16 @@ class CheckoutStarted(WireModel):
 
 class SubscriptionOrNone(RootModel[Subscription | None]):
     """The organization's subscription, or ``null`` (none: the free plan)."""
+
+
+async def write(account: Stripe, request: Awaitable[T]) -> T:
+    """A Stripe write. Stripe refusing it (the object changed under us, a rule not foreseen, a
+    key reused with other parameters) is 502 UPSTREAM_ERROR in our shape, never a 500."""
+    try:
+        return await account.call(request)
+    except (stripe.InvalidRequestError, stripe.IdempotencyError, stripe.CardError) as exc:
+        log.warning("billing.stripe_refused_write", error=type(exc).__name__, code=getattr(exc, "code", None))
+        raise UpstreamError("The payment provider refused the change") from exc
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -179,7 +191,7 @@ async def start_checkout(kijko: Kijko, account: Stripe, org_id: UUID, plan_id: s
     # same parameters): Stripe makes one session and answers the others with it.
     previous = same[0].id if same else "first"
     request_key = idempotency_key("checkout", org_id, customer, plan_id, interval, price, app_url, previous)
-    session = await account.call(account.v1.checkout.sessions.create_async(params, writes(request_key)))
+    session = await write(account, account.v1.checkout.sessions.create_async(params, writes(request_key)))
     account.check_livemode(session)
     return CheckoutStarted(checkout_url=session.url, session_id=session.id)
 
@@ -201,17 +213,14 @@ async def keep_one_subscription(
             kept=kept.id,
             canceled=duplicate.id,
         )
-        try:
-            await account.call(
-                account.v1.subscriptions.cancel_async(
-                    duplicate.id,
-                    {"cancellation_details": {"comment": f"duplicate of {kept.id}"}},
-                    writes(idempotency_key("duplicate-cancel", duplicate.id)),
-                )
-            )
-        except stripe.InvalidRequestError as exc:
-            if not is_missing(exc):
-                raise
+        await write(
+            account,
+            account.v1.subscriptions.cancel_async(
+                duplicate.id,
+                {"cancellation_details": {"comment": f"duplicate of {kept.id}"}},
+                writes(idempotency_key("duplicate-cancel", duplicate.id)),
+            ),
+        )
         await sync.refresh_subscription(kijko, account, org_id, duplicate.id)
     await sync.refresh_subscription(kijko, account, org_id, kept.id, created_by=created_by)
     return str(kept.id)

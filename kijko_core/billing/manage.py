@@ -30,7 +30,7 @@ from uuid import UUID
 import stripe
 
 from kijko_core.billing import subscriptions, sync
-from kijko_core.billing.checkout import SubscriptionNotFound, lookup_key, price_id
+from kijko_core.billing.checkout import SubscriptionNotFound, lookup_key, price_id, write
 from kijko_core.billing.customers import billing_session
 from kijko_core.billing.plans import INTERVALS, TIERS, Interval, PlanTier
 from kijko_core.billing.stripe_api import Stripe, idempotency_key, is_missing, writes
@@ -129,15 +129,16 @@ async def _release(account: Stripe, live: _Live) -> None:
     schedule_id = live.schedule_id
     if schedule_id is None:
         return
-    await account.call(
+    await write(
+        account,
         account.v1.subscription_schedules.release_async(
             schedule_id, options=writes(live.key("schedule-release", schedule_id))
-        )
+        ),
     )
 
 
 async def _update(account: Stripe, live: _Live, operation: str, params: dict[str, Any], *parts: object) -> None:
-    await account.call(account.v1.subscriptions.update_async(live.id, params, writes(live.key(operation, *parts))))
+    await write(account, account.v1.subscriptions.update_async(live.id, params, writes(live.key(operation, *parts))))
 
 
 async def _keep(account: Stripe, live: _Live) -> None:
@@ -183,10 +184,11 @@ async def _downgrade_at_period_end(account: Stripe, live: _Live, price: str, int
         await _update(account, live, "subscription-resume", {"cancel_at_period_end": False})
     schedule = live.schedule
     if schedule is None:
-        schedule = await account.call(
+        schedule = await write(
+            account,
             account.v1.subscription_schedules.create_async(
                 {"from_subscription": live.id}, writes(live.key("schedule-create"))
-            )
+            ),
         )
     elif isinstance(schedule, str):
         schedule = await account.call(account.v1.subscription_schedules.retrieve_async(schedule))
@@ -205,12 +207,13 @@ async def _downgrade_at_period_end(account: Stripe, live: _Live, price: str, int
             "proration_behavior": "none",
         },
     ]
-    await account.call(
+    await write(
+        account,
         account.v1.subscription_schedules.update_async(
             schedule["id"],
             {"phases": phases, "end_behavior": "release"},
             writes(live.key("schedule-phases", schedule["id"], price, end)),
-        )
+        ),
     )
 
 

@@ -22,7 +22,13 @@ from kijko_core.billing.checkout import (
 )
 from kijko_core.billing.details import authorize_manage, authorize_view
 from kijko_core.billing.manage import ChangeSubscription
-from kijko_core.billing.stripe_api import BillingDisabled, PaymentProviderUnavailable, Stripe, require
+from kijko_core.billing.stripe_api import (
+    BillingDisabled,
+    LivemodeMismatch,
+    PaymentProviderUnavailable,
+    Stripe,
+    require,
+)
 from kijko_core.errors import UpstreamError
 from kijko_server.openapi import responds
 from kijko_server.responses import validate_response
@@ -34,7 +40,7 @@ if TYPE_CHECKING:
 bp = Blueprint("billing_subscription", __name__, url_prefix="/api/v1/billing")
 
 #: What every route that asks Stripe may answer besides its own errors.
-STRIPE_ERRORS = (BillingDisabled, PaymentProviderUnavailable, UpstreamError)
+STRIPE_ERRORS = (BillingDisabled, PaymentProviderUnavailable, UpstreamError, LivemodeMismatch)
 
 
 async def _owner() -> tuple[Kijko, Stripe, UUID, UUID]:
