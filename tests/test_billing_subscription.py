@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
 
+from kijko_core.billing import customers
 from kijko_core.billing.stripe_api import Stripe
 from kijko_core.db.session import system_session
 from kijko_core.runtime import Kijko
@@ -550,3 +551,30 @@ async def test_a_price_missing_at_stripe_is_502_and_changes_nothing(
         assert {**await ok(client, alice, "GET", SUBSCRIPTION), "updatedAt": None} == {**sub, "updatedAt": None}
         price = stripe_subscription(stripe_server, sub)["items"]["data"][0]["price"]["lookup_key"]
         assert price == "kijko_pro_monthly"
+
+
+async def test_the_same_customer_stored_at_once_by_many_requests_is_stored_once(
+    kijko: Kijko, make_settings: Any, stripe_server: StripeServer, alice: Account
+) -> None:
+    # The double click inside PostgreSQL: requests that got the same customer from Stripe insert
+    # it at the same moment; none fails, and a customer Stripe deleted is replaced. (The narrow
+    # race that raised a unique violation on the customer index — both INSERTs past the arbiter
+    # check before either wrote its index entry — is closed by construction: the INSERT has no
+    # conflict target, so every unique index is an arbiter. This test rarely hits that window.)
+    org = UUID(alice.org_id)
+    async with billing_runtime(kijko, make_settings, stripe_server) as runtime:
+        for attempt in range(3):
+            customer = f"cus_race{attempt}{org.hex[:8]}"
+            if attempt:  # Stripe deleted the previous one: the new one replaces it
+                async with system_session(runtime.system_db) as db:
+                    await db.execute(
+                        "UPDATE kijko.billing_customers SET deleted_at = now() WHERE organization_id = $1", org
+                    )
+            barrier = asyncio.Barrier(4)
+
+            async def store(barrier: asyncio.Barrier = barrier, customer: str = customer) -> str:
+                async with customers.billing_session(runtime, org) as db:
+                    await barrier.wait()  # every transaction open, then all insert at once
+                    return await customers.stored_after_insert(db, org, customer, False)
+
+            assert set(await asyncio.gather(*(store() for _ in range(4)))) == {customer}
