@@ -396,6 +396,12 @@ BILLING_ROUTES: tuple[tuple[str, str, Action], ...] = (
     ("DELETE", "/billing/payment-methods/{id}", Action.MANAGE_BILLING),
     ("GET", "/billing/invoices", Action.VIEW_BILLING),
     ("GET", "/billing/portal", Action.MANAGE_BILLING),
+    ("GET", "/billing/subscription", Action.VIEW_BILLING),
+    ("PATCH", "/billing/subscription", Action.MANAGE_BILLING),
+    ("POST", "/billing/subscription/cancel", Action.MANAGE_BILLING),
+    ("POST", "/billing/subscription/resume", Action.MANAGE_BILLING),
+    ("POST", "/billing/checkout", Action.MANAGE_BILLING),
+    ("POST", "/billing/checkout/<session_id>/sync", Action.MANAGE_BILLING),
 )
 
 

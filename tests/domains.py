@@ -31,7 +31,8 @@ from tests.memberships import add_member
 Actor = Literal["owner", "admin", "member", "viewer", "creator"]
 ACTORS: tuple[Actor, ...] = ("owner", "admin", "member", "viewer", "creator")
 #: What a call may come to: done, 403 FORBIDDEN, or the domain's 404 (or, for a caller
-#: route, 409: a provider the suites' app does not configure).
+#: route, 409: a provider the suites' app does not configure; 503 BILLING_DISABLED: Stripe,
+#: which the suites' app does not configure either).
 Outcome = Literal["ok", "403", "404", "409", "503 BILLING_DISABLED"]
 Expected = dict[str, dict[Actor, Outcome]]  # resource kind → actor → outcome
 
@@ -477,12 +478,15 @@ CALLER_ROUTES += (
 # checksum is wrong, so it is answered offline.
 _BILLING = "/api/v1/billing"
 _BILLING_DETAILS = f"{_BILLING}/details"
-_viewed_billing = {
-    **only("owner", "admin", otherwise="403"),
-    "owner": "503 BILLING_DISABLED",
-    "admin": "503 BILLING_DISABLED",
-}
-_managed_billing = {**only("owner", otherwise="403"), "owner": "503 BILLING_DISABLED"}
+_SUBSCRIPTION = f"{_BILLING}/subscription"
+
+
+def _billing_off(*allowed: Actor) -> dict[Actor, Outcome]:
+    """Stripe routes in the suites' app (no Stripe keys): 503 BILLING_DISABLED for who may,
+    403 for the others."""
+    return {actor: ("503 BILLING_DISABLED" if actor in allowed else "403") for actor in ACTORS}
+
+
 # Billing without Stripe (issue 9; docs/billing.md): the plans are public; the organization's
 # usage is viewed by owners and admins (ARCHITECTURE §3). Neither takes an id: the caller's
 # organization is the token's (another organization's counters never show:
@@ -530,34 +534,84 @@ CALLER_ROUTES += (
                 "GET",
                 f"{_BILLING}/payment-methods",
                 _json("GET", f"{_BILLING}/payment-methods"),
-                {"-": _viewed_billing},
+                {"-": _billing_off("owner", "admin")},
             ),
             CallerRoute(
                 "setup payment method",
                 "POST",
                 f"{_BILLING}/payment-methods/setup",
                 _json("POST", f"{_BILLING}/payment-methods/setup", {"type": "card"}),
-                {"-": _managed_billing},
+                {"-": _billing_off("owner")},
             ),
             CallerRoute(
                 "default payment method",
                 "POST",
                 f"{_BILLING}/payment-methods/<pm_id>/default",
                 _json("POST", f"{_BILLING}/payment-methods/pm_suite/default"),
-                {"-": _managed_billing},
+                {"-": _billing_off("owner")},
             ),
             CallerRoute(
                 "delete payment method",
                 "DELETE",
                 f"{_BILLING}/payment-methods/<pm_id>",
                 _json("DELETE", f"{_BILLING}/payment-methods/pm_suite"),
-                {"-": _managed_billing},
+                {"-": _billing_off("owner")},
             ),
             CallerRoute(
-                "invoices", "GET", f"{_BILLING}/invoices", _json("GET", f"{_BILLING}/invoices"), {"-": _viewed_billing}
+                "invoices",
+                "GET",
+                f"{_BILLING}/invoices",
+                _json("GET", f"{_BILLING}/invoices"),
+                {"-": _billing_off("owner", "admin")},
             ),
             CallerRoute(
-                "portal", "GET", f"{_BILLING}/portal", _json("GET", f"{_BILLING}/portal"), {"-": _managed_billing}
+                "portal", "GET", f"{_BILLING}/portal", _json("GET", f"{_BILLING}/portal"), {"-": _billing_off("owner")}
+            ),
+            # The subscription (issue 9 §2): owners manage it, admins view it. The suites' app has
+            # no Stripe, so whoever passes the role check gets 503 BILLING_DISABLED; with Stripe,
+            # roles and isolation (another organization's Checkout session is a 404, its
+            # subscription never shows): tests/test_billing_subscription.py.
+            CallerRoute(
+                "subscription",
+                "GET",
+                _SUBSCRIPTION,
+                _json("GET", _SUBSCRIPTION),
+                {"-": _billing_off("owner", "admin")},
+            ),
+            CallerRoute(
+                "change plan",
+                "PATCH",
+                _SUBSCRIPTION,
+                _json("PATCH", _SUBSCRIPTION, {"planId": "teams", "interval": "monthly"}),
+                {"-": _billing_off("owner")},
+            ),
+            CallerRoute(
+                "cancel",
+                "POST",
+                f"{_SUBSCRIPTION}/cancel",
+                _json("POST", f"{_SUBSCRIPTION}/cancel"),
+                {"-": _billing_off("owner")},
+            ),
+            CallerRoute(
+                "resume",
+                "POST",
+                f"{_SUBSCRIPTION}/resume",
+                _json("POST", f"{_SUBSCRIPTION}/resume"),
+                {"-": _billing_off("owner")},
+            ),
+            CallerRoute(
+                "checkout",
+                "POST",
+                f"{_BILLING}/checkout",
+                _json("POST", f"{_BILLING}/checkout", {"planId": "pro", "interval": "monthly"}),
+                {"-": _billing_off("owner")},
+            ),
+            CallerRoute(
+                "checkout sync",
+                "POST",
+                f"{_BILLING}/checkout/<session_id>/sync",
+                _json("POST", f"{_BILLING}/checkout/cs_test_suite/sync"),
+                {"-": _billing_off("owner")},
             ),
         ),
     ),

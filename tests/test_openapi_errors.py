@@ -35,6 +35,7 @@ from tests.reflex_kit import REFLEX_OPERATIONS
 from tests.runs_kit import RUN_OPERATIONS
 from tests.test_billing_details import BILLING_DETAILS_OPERATIONS
 from tests.test_billing_payments import BILLING_PAYMENTS_OPERATIONS
+from tests.test_billing_subscription import SUBSCRIPTION_OPERATIONS
 from tests.test_billing_webhooks import STRIPE_WEBHOOK_OPERATIONS
 from tests.test_llm_keys import LLM_KEY_OPERATIONS
 from tests.test_sources import WIZARD
@@ -311,6 +312,7 @@ async def test_each_other_operation_documents_exactly_its_errors(client: Any) ->
     pinned |= set(BILLING_DETAILS_OPERATIONS)  # triggered in tests/test_billing_details.py
     pinned |= set(BILLING_PAYMENTS_OPERATIONS)  # triggered in tests/test_billing_payments.py
     pinned |= set(STRIPE_WEBHOOK_OPERATIONS)  # triggered in tests/test_billing_webhooks.py
+    pinned |= set(SUBSCRIPTION_OPERATIONS)  # triggered in tests/test_billing_subscription.py
     assert operations == pinned, "a new operation: pin its errors here"
     for (method, path), statuses in OTHERS.items():
         assert set(documented_errors(spec, method, path)) == statuses | {"500"}, (method, path)

@@ -44,12 +44,18 @@ async def billing_session(kijko: Kijko, org_id: UUID, *, readonly: bool = False)
 
 
 _STORED = "SELECT stripe_customer_id, deleted_at FROM kijko.billing_customers WHERE organization_id = $1"
+# ON CONFLICT without a target: both unique indexes (organization, customer) are arbiters, so a
+# concurrent INSERT of the same customer waits for the first and does nothing (with only the
+# organization as the arbiter, the customer index raised a unique violation in that race).
 _STORE = """
 INSERT INTO kijko.billing_customers (organization_id, stripe_customer_id, livemode) VALUES ($1, $2, $3)
-ON CONFLICT (organization_id) DO UPDATE
-    SET stripe_customer_id = EXCLUDED.stripe_customer_id, livemode = EXCLUDED.livemode, deleted_at = NULL,
-        created_at = now()
-    WHERE kijko.billing_customers.deleted_at IS NOT NULL
+ON CONFLICT DO NOTHING
+"""
+# A customer Stripe deleted is replaced by the new one.
+_REVIVE = """
+UPDATE kijko.billing_customers
+SET stripe_customer_id = $2, livemode = $3, deleted_at = NULL, created_at = now()
+WHERE organization_id = $1 AND deleted_at IS NOT NULL
 """
 _ORGANIZATION = "SELECT name FROM kijko.organizations WHERE id = $1"
 _DETAILS = sql.compose(
@@ -89,9 +95,22 @@ async def ensure_customer(kijko: Kijko, stripe: Stripe, org_id: UUID, email: str
         customer = await _create(stripe, params, idempotency_key("customer", org_id, generation))
         stripe.check_livemode(customer)
         customer_id = customer.id
+    return await store_customer(kijko, org_id, customer_id, stripe.livemode)
+
+
+async def store_customer(kijko: Kijko, org_id: UUID, customer_id: str, livemode: bool) -> str:
+    """Store ``customer_id`` as the organization's (unless it has a live one already, made by a
+    request at the same time); the organization's customer id as stored."""
     async with billing_session(kijko, org_id) as db:
-        await db.execute(_STORE, org_id, customer_id, stripe.livemode)
-        return str(await db.fetchval(_STORED, org_id))
+        return await stored_after_insert(db, org_id, customer_id, livemode)
+
+
+async def stored_after_insert(db: ServiceSession, org_id: UUID, customer_id: str, livemode: bool) -> str:
+    """Insert ``customer_id`` as the organization's in ``db`` (a service session) unless it has a
+    live one; the organization's customer id as stored."""
+    await db.execute(_STORE, org_id, customer_id, livemode)
+    await db.execute(_REVIVE, org_id, customer_id, livemode)
+    return str(await db.fetchval(_STORED, org_id))
 
 
 async def _create(stripe: Stripe, params: dict[str, Any], key: str) -> Any:
