@@ -128,6 +128,25 @@ async def test_a_card_checkouts_events_give_the_plan(
                 assert stored["organization_id"] == org
 
 
+async def test_a_second_completed_checkout_is_cancelled_when_its_event_is_processed(
+    kijko: Kijko, make_settings: Any, stripe_server: StripeServer, alice: Account
+) -> None:
+    # Two Checkouts completed (two tabs past the guards): the webhook alone, without anyone
+    # opening a return page, leaves one live subscription — the older — and stores it.
+    org = UUID(alice.org_id)
+    async with stripe_app(kijko, make_settings, stripe_server) as (runtime, client):
+        mark = stripe_server.mark()
+        first = await checkout_completed(runtime, stripe_server, org, "card")
+        second = await checkout_completed(runtime, stripe_server, org, "card")
+        await deliver(client, stripe_server.events_since(mark, "checkout.session.completed"))
+        await run_until_idle(runtime)
+        assert stripe_server.object(first)["status"] == "active"
+        assert stripe_server.object(second)["status"] == "canceled"
+        row = await fetchrow(runtime, ROW, org)
+        assert (row["stripe_subscription_id"], row["stripe_status"]) == (first, "active")
+        assert await plan_of(runtime, org) == "pro"
+
+
 # --- SEPA: processing grants the plan; a failure days later -------------------------------------
 
 

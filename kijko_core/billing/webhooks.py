@@ -30,7 +30,7 @@ from uuid import UUID
 import stripe
 
 from kijko_core import jobs, mail
-from kijko_core.billing import subscriptions, sync
+from kijko_core.billing import checkout, subscriptions, sync
 from kijko_core.billing.customers import billing_session
 from kijko_core.billing.stripe_api import Stripe, is_missing
 from kijko_core.db.session import Session, system_session
@@ -301,6 +301,14 @@ async def _handle(
         await _dispute(kijko, org_id, obj, charge)
         return "processed", "dispute: owners told"
     assert customer_id is not None
+    if kind == "checkout.session.completed" and obj.get("mode") == "subscription":
+        # A second Checkout completed despite the guards is cancelled here, not only when its
+        # return page syncs (decision 0163).
+        try:
+            await checkout.keep_one_subscription(kijko, account, org_id, customer_id)
+        except subscriptions.UnknownPrice as exc:
+            raise _Done("ignored", f"checkout {obj.get('id')}: {exc}", org_id) from None
+        return "processed", "subscriptions re-read from Stripe; duplicates cancelled"
     for sub_id in await _subscriptions_of(account, kind, obj, customer_id):
         try:
             await sync.refresh_subscription(kijko, account, org_id, sub_id)
