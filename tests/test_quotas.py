@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from uuid import UUID
 import asyncpg
 import pytest
 
+from kijko_core.billing import quotas
 from kijko_core.billing.plans import Plans, plans_of
 from kijko_core.config import Settings
 from kijko_core.db.session import ServiceActor, load_service_capability, service_session, system_session, tenant_session
@@ -30,7 +31,7 @@ from tests.conftest import Account, sign_up
 from tests.habits_kit import create_habit
 from tests.memberships import add_member
 from tests.projects import created
-from tests.quotas_kit import plans_file
+from tests.quotas_kit import next_month, plans_file, store_subscription, stripe_subscription
 from tests.reflex_kit import create_reflex, deliver, signed
 from tests.runs_kit import cancel_leftovers, execution, insert_skill, snapshot
 
@@ -402,6 +403,126 @@ async def test_an_address_already_holding_a_seat_needs_no_new_one(
             await assert_gauge_refused(refused, "seats", 2)
             usage = await (await web.get(f"{API}/billing/usage", headers=owner.headers)).get_json()
             assert next(m for m in usage if m["type"] == "seats")["current"] == 2
+    finally:
+        await runtime.stop()
+
+
+# --- the billing period from the subscription (decision 0167) -------------------------------------
+
+
+def mid_month_start(now: datetime) -> datetime:
+    """The 15th, 10:00 UTC, of this month once it has passed, else of the previous month."""
+    this = now.replace(day=15, hour=10, minute=0, second=0, microsecond=0)
+    if this <= now:
+        return this
+    return (now.replace(day=1) - timedelta(days=1)).replace(day=15, hour=10, minute=0, second=0, microsecond=0)
+
+
+async def counters_of(kijko: Kijko, org: UUID, metric: str) -> dict[date, int]:
+    async with system_session(kijko.system_db) as db:
+        rows = await db.fetch(
+            "SELECT period_start, used FROM kijko.usage_counters WHERE organization_id = $1 AND metric = $2",
+            org,
+            metric,
+        )
+    return {row["period_start"]: int(row["used"]) for row in rows}
+
+
+async def test_a_subscription_counts_in_its_own_period_and_a_renewal_starts_from_zero(
+    make_settings: Any, tmp_path: Path
+) -> None:
+    path = plans_file(tmp_path, api_calls=5, pro={"api_calls": 3})
+    runtime = await Kijko.start(make_settings(plans_file=path, default_plan="free"))
+    try:
+        application = create_app(kijko=runtime)
+        async with application.test_app():
+            web = application.test_client()
+            owner = await sign_up(web)
+            org = UUID(owner.org_id)
+            skill = await insert_skill(runtime, owner)
+            execute = f"{API}/skills/{skill['id']}/execute"
+
+            async def run() -> Any:
+                return await web.post(execute, json={"input": {"name": "A"}}, headers=owner.headers)
+
+            async def api_calls_used() -> tuple[int, int]:
+                usage = await (await web.get(f"{API}/billing/usage", headers=owner.headers)).get_json()
+                metric = next(m for m in usage if m["type"] == "api_calls")
+                return metric["current"], metric["limit"]
+
+            assert (await run()).status_code == 200  # on the free plan: this UTC month
+            now = datetime.now(UTC)
+            month = now.date().replace(day=1)
+            assert await counters_of(runtime, org, "api_calls") == {month: 1}
+            # Subscribed mid-month: a period of its own, counted from 0 (the month's 1 stays there).
+            starts = mid_month_start(now)
+            ends = next_month(starts)
+            sub_id = f"sub_{uuid.uuid4().hex}"
+            await store_subscription(runtime, org, stripe_subscription(sub_id, "active", starts, ends))
+            assert await api_calls_used() == (0, 3)
+            for _ in range(3):
+                assert (await run()).status_code == 200
+            refused = await run()
+            body = await refused.get_json()
+            assert refused.status_code == 429, body
+            assert (body["details"]["metric"], body["details"]["limit"], body["details"]["current"]) == (
+                "api_calls",
+                3,
+                3,
+            )
+            assert datetime.fromisoformat(body["details"]["resetsAt"].replace("Z", "+00:00")) == ends
+            assert abs(int(refused.headers["Retry-After"]) - (ends - datetime.now(UTC)).total_seconds()) < 60
+            assert await counters_of(runtime, org, "api_calls") == {month: 1, starts.date(): 3}
+            assert await api_calls_used() == (3, 3)
+            # The renewal's period (a day that is neither the 1st nor the first period's start).
+            renewed = next(
+                day
+                for day in (now - timedelta(days=k) for k in range(4))
+                if day.day not in (1, starts.day) and day.date() != starts.date()
+            ).replace(hour=0, minute=0, second=0, microsecond=0)
+            await store_subscription(runtime, org, stripe_subscription(sub_id, "active", renewed, next_month(renewed)))
+            assert await api_calls_used() == (0, 3)
+            assert (await run()).status_code == 200
+            assert (await counters_of(runtime, org, "api_calls"))[renewed.date()] == 1
+            # Cancelled: the free plan again, in the UTC month, where its 1 call still counts.
+            cancelled = stripe_subscription(sub_id, "canceled", renewed, next_month(renewed))
+            await store_subscription(runtime, org, cancelled)
+            assert (await run()).status_code == 200
+            assert (await counters_of(runtime, org, "api_calls"))[month] == 2
+            assert await api_calls_used() == (2, 5)
+            # Searches stay per UTC day under a subscription.
+            await store_subscription(
+                runtime, org, stripe_subscription(f"sub_{uuid.uuid4().hex}", "active", renewed, next_month(renewed))
+            )
+            project = await created(web, owner, "Daily")
+            search = await web.get(
+                f"{API}/projects/{project['id']}/search", query_string={"q": "x"}, headers=owner.headers
+            )
+            assert search.status_code == 200
+            assert await counters_of(runtime, org, "oracle_queries") == {now.date(): 1}
+    finally:
+        await cancel_leftovers(runtime)
+        await runtime.stop()
+
+
+async def test_a_period_over_without_its_renewal_mirrored_is_followed_by_the_next(
+    make_settings: Any, tmp_path: Path
+) -> None:
+    runtime = await Kijko.start(make_settings(plans_file=plans_file(tmp_path), default_plan="free"))
+    try:
+        application = create_app(kijko=runtime)
+        async with application.test_app():
+            owner = await sign_up(application.test_client())
+        org = UUID(owner.org_id)
+        # Stripe's renewal event is late: the stored period ended an hour ago.
+        ended = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
+        began = ended - timedelta(days=30)
+        await store_subscription(runtime, org, stripe_subscription(f"sub_{uuid.uuid4().hex}", "active", began, ended))
+        async with tenant_session(runtime.app_db, owner.identity) as db:
+            period = await quotas.entitlement(db, runtime.plans, org, "api_calls")
+            day = await quotas.entitlement(db, runtime.plans, org, "oracle_queries")
+        assert (period.plan.id, period.period_start, period.ends) == ("pro", ended.date(), next_month(ended))
+        assert day.plan.id == "pro" and day.period_start == datetime.now(UTC).date()
     finally:
         await runtime.stop()
 
