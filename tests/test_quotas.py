@@ -407,6 +407,64 @@ async def test_an_address_already_holding_a_seat_needs_no_new_one(
         await runtime.stop()
 
 
+# --- gauges under concurrency (decision 0167) --------------------------------------------------
+
+
+async def test_exactly_the_seats_left_are_taken_by_concurrent_invitations(make_settings: Any, tmp_path: Path) -> None:
+    path = plans_file(tmp_path, seats=6)  # the owner and 5 invitees
+    runtime = await Kijko.start(make_settings(plans_file=path, default_plan="free", db_pool_size=16))
+    try:
+        application = create_app(kijko=runtime)
+        async with application.test_app():
+            web = application.test_client()
+            owner = await sign_up(web)
+            project = await created(web, owner, "Crowded")
+            add = f"{API}/projects/{project['id']}/members"
+            answers = await asyncio.gather(
+                *(
+                    web.post(add, json={"email": f"guest{n}@example.com", "role": "developer"}, headers=owner.headers)
+                    for n in range(20)
+                )
+            )
+            statuses = sorted(answer.status_code for answer in answers)
+            assert statuses == [201] * 5 + [429] * 15, statuses
+            refused = next(answer for answer in answers if answer.status_code == 429)
+            await assert_gauge_refused(refused, "seats", 6)
+            usage = await (await web.get(f"{API}/billing/usage", headers=owner.headers)).get_json()
+            assert next(m for m in usage if m["type"] == "seats")["current"] == 6
+    finally:
+        await runtime.stop()
+
+
+async def test_exactly_the_storage_left_is_taken_by_concurrent_uploads(make_settings: Any, tmp_path: Path) -> None:
+    from tests.domains import _upload  # 5 bytes each
+
+    runtime = await Kijko.start(make_settings(plans_file=plans_file(tmp_path), default_plan="free", db_pool_size=16))
+    try:
+        application = create_app(kijko=runtime)
+        async with application.test_app():
+            web = application.test_client()
+            owner = await sign_up(web)
+            org = UUID(owner.org_id)
+            async with system_session(runtime.system_db) as db:  # 1 GB but room for 4 uploads
+                await db.execute(
+                    "INSERT INTO kijko.uploaded_files (organization_id, name, size, content_type, sha256, storage_key)"
+                    " VALUES ($1, 'big.bin', $2, 'application/octet-stream', repeat('0', 64), $3)",
+                    org,
+                    1024**3 - 4 * 5,
+                    f"test/{uuid.uuid4()}",
+                )
+            answers = await asyncio.gather(*(_upload(web, owner, None) for _ in range(12)))
+            statuses = sorted(answer.status_code for answer in answers)
+            assert statuses.count(429) == 8 and len(set(statuses) - {429}) == 1, statuses
+            await assert_gauge_refused(next(a for a in answers if a.status_code == 429), "storage", 1)
+        async with system_session(runtime.system_db) as db:
+            stored = await db.fetchval("SELECT sum(size) FROM kijko.uploaded_files WHERE organization_id = $1", org)
+        assert stored == 1024**3
+    finally:
+        await runtime.stop()
+
+
 # --- the billing period from the subscription (decision 0167) -------------------------------------
 
 

@@ -9,7 +9,9 @@
   action is not counted, a counted one happened.
 - Gauges (``storage``: bytes of the indexed files of each project's current index plus the
   uploaded files; ``seats``: the organization's members plus pending invitations to other
-  addresses) are computed from the data when an action would add to them.
+  addresses) are computed from the data when an action would add to them, under a transaction
+  lock per organization and gauge (:func:`lock_gauge`) held until the action commits, so
+  concurrent additions are serialized: exactly what fits gets through.
 - Over a limit: :class:`QuotaExceeded`, 429 ``QUOTA_EXCEEDED`` with ``details: {metric, limit,
   current, resetsAt}``; counters carry ``Retry-After`` (seconds to the reset), gauges do not.
 - Every consumption also adds to ``kijko.usage_daily`` (the usage trend); crossing 80 % or
@@ -227,6 +229,11 @@ SELECT (SELECT count(*) FROM members)
                  AND i.expires_at > now() AND lower(m.email) = lower($2::text)) AS has_seat
 """
 
+# Serializes the actions that add to one gauge of one organization until their transaction ends.
+# Taken before anything else the check reads (and before the action writes), each in its own
+# statement: under READ COMMITTED the measure that follows sees what the previous holder committed.
+_GAUGE_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('kijko.quota.' || $2::text || ':' || $1::uuid::text, 0))"
+
 # A gauge's value of today, for the trend (measurements may go down).
 _GAUGE_DAILY = """
 INSERT INTO kijko.usage_daily AS d (organization_id, metric, day, value)
@@ -337,6 +344,14 @@ async def seats(db: Session, org_id: UUID, email: str | None = None) -> tuple[in
     return int(row["seats"]), bool(row["has_seat"])
 
 
+async def lock_gauge(db: Session, org_id: UUID, metric: str) -> None:
+    """Wait for the other transactions adding to gauge ``metric`` of ``org_id`` to end, and hold
+    it until this one ends (decision 0167). Reentrant within a transaction."""
+    if metric not in GAUGES:
+        raise ValueError(f"lock_gauge: a gauge of {GAUGES}")
+    await db.execute(_GAUGE_LOCK, org_id, metric)
+
+
 def _storage_exceeded(limit: int, current: int) -> QuotaExceeded:
     return QuotaExceeded("storage", limit // GB, round(current / GB, 3), None, None)
 
@@ -352,7 +367,10 @@ async def check_storage(
 ) -> int:
     """Refuse (:class:`QuotaExceeded`, no ``Retry-After``) when the organization's storage plus
     ``adding`` bytes would exceed the plan's; returns the storage it would then use. With
-    ``run_id``: the storage once that run is ``project_id``'s index (``adding`` is then 0)."""
+    ``run_id``: the storage once that run is ``project_id``'s index (``adding`` is then 0).
+    Holds the organization's storage lock until the transaction ends: call it in the action's
+    transaction, before the action's writes."""
+    await lock_gauge(db, org_id, "storage")
     plan = await plan_for(db, plans, org_id)
     limit = plan.limit("storage")
     current = await storage_bytes(db, org_id, project_id=project_id, run_id=run_id)
@@ -365,7 +383,10 @@ async def check_storage(
 
 async def check_seat(db: Session, plans: Plans, org_id: UUID, email: str) -> None:
     """Refuse (:class:`QuotaExceeded`, no ``Retry-After``) inviting ``email`` when that needs a
-    seat the plan does not have (an address that is a member or already invited needs none)."""
+    seat the plan does not have (an address that is a member or already invited needs none).
+    Holds the organization's seats lock until the transaction ends (call it before the
+    invitation's writes)."""
+    await lock_gauge(db, org_id, "seats")
     plan = await plan_for(db, plans, org_id)
     limit = plan.limit("seats")
     used, has_seat = await seats(db, org_id, email)
