@@ -465,6 +465,44 @@ async def test_exactly_the_storage_left_is_taken_by_concurrent_uploads(make_sett
         await runtime.stop()
 
 
+async def test_resending_an_expired_invitation_takes_a_seat_again(make_settings: Any, tmp_path: Path) -> None:
+    runtime = await Kijko.start(make_settings(plans_file=plans_file(tmp_path, seats=2), default_plan="free"))
+    try:
+        application = create_app(kijko=runtime)
+        async with application.test_app():
+            web = application.test_client()
+            owner = await sign_up(web)
+            project = await created(web, owner, "Resent")
+            add = f"{API}/projects/{project['id']}/members"
+
+            async def invite(email: str) -> Any:
+                return await web.post(add, json={"email": email, "role": "developer"}, headers=owner.headers)
+
+            async def expire(member_id: str) -> None:
+                async with system_session(runtime.system_db) as db:
+                    await db.execute(
+                        "UPDATE kijko.project_invitations SET expires_at = now() - interval '1 second'"
+                        " WHERE member_id = $1",
+                        UUID(member_id),
+                    )
+
+            def resend(member_id: str) -> Any:
+                return web.post(f"{API}/projects/{project['id']}/invitations/{member_id}/resend", headers=owner.headers)
+
+            first = await (await invite("first@example.com")).get_json()  # the last seat
+            assert (await resend(first["id"])).status_code == 200  # still pending: it holds its seat
+            await expire(first["id"])  # the seat is free again ...
+            second = await invite("second@example.com")  # ... and taken by another address
+            assert second.status_code == 201, await second.get_data(as_text=True)
+            await assert_gauge_refused(await resend(first["id"]), "seats", 2)
+            # Once the other's invitation expires too, the resend takes the seat back.
+            await expire((await second.get_json())["id"])
+            assert (await resend(first["id"])).status_code == 200
+            await assert_gauge_refused(await invite("third@example.com"), "seats", 2)
+    finally:
+        await runtime.stop()
+
+
 # --- the billing period from the subscription (decision 0167) -------------------------------------
 
 
