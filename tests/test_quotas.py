@@ -407,6 +407,62 @@ async def test_an_address_already_holding_a_seat_needs_no_new_one(
         await runtime.stop()
 
 
+# --- storage: the stored chunks and the uploads (migration 0028) ---------------------------------
+
+_CHUNK_BYTES = """
+SELECT coalesce(sum(octet_length(c.content)), 0) FROM kijko.chunks c
+JOIN kijko.project_indexes i ON i.organization_id = c.organization_id AND i.project_id = c.project_id
+ AND i.run_id = c.run_id
+WHERE c.organization_id = $1
+"""
+
+
+async def test_storage_is_the_bytes_of_the_indexed_chunks_and_the_uploads(kijko: Kijko, client: Any) -> None:
+    from tests.domains import _upload  # 5 bytes
+
+    owner = await sign_up(client)
+    org = UUID(owner.org_id)
+    text = "".join(f"def function_{n}(value):\n    return value * {n}  # ünïcödé\n\n" for n in range(40))
+    project = await created(client, owner, "Measured", customSettings={"manualContent": text})
+
+    async def ingest() -> None:
+        started = await client.post(
+            f"{API}/projects/{project['id']}/ingest", json={"forceReprocess": True}, headers=owner.headers
+        )
+        assert started.status_code == 200, await started.get_data(as_text=True)
+        await run_until_idle(kijko)
+
+    async def measured() -> tuple[int, int, int]:
+        async with tenant_session(kijko.app_db, owner.identity) as db:
+            storage = await quotas.storage_bytes(db, org)
+        async with system_session(kijko.system_db) as db:
+            chunks = int(await db.fetchval(_CHUNK_BYTES, org))
+            runs = int(await db.fetchval("SELECT count(*) FROM kijko.ingestion_runs WHERE organization_id = $1", org))
+        return storage, chunks, runs
+
+    assert await measured() == (0, 0, 0)
+    await ingest()
+    storage, chunks, _ = await measured()
+    assert chunks >= len(text.encode()) // 2 and storage == chunks  # bytes, not characters
+    await ingest()  # a new index replaces the old one: counted once
+    assert await measured() == (chunks, chunks, 2)
+    assert (await _upload(client, owner, None)).status_code in (200, 201)
+    assert (await measured())[0] == chunks + 5
+    # Only the triggers write the totals: a member's SQL can neither lower nor raise them.
+    for statement in (
+        "UPDATE kijko.run_chunk_bytes SET bytes = 0 WHERE organization_id = $1",
+        "DELETE FROM kijko.run_chunk_bytes WHERE organization_id = $1",
+        "INSERT INTO kijko.run_chunk_bytes (organization_id, project_id, run_id, bytes)"
+        " SELECT organization_id, project_id, id, 1 FROM kijko.ingestion_runs WHERE organization_id = $1 LIMIT 1",
+    ):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            async with tenant_session(kijko.app_db, owner.identity) as db:
+                await db.execute(statement, org)
+    deleted = await client.delete(f"{API}/projects/{project['id']}", headers=owner.headers)
+    assert deleted.status_code in (200, 204), await deleted.get_data(as_text=True)
+    assert (await measured())[0] == 5
+
+
 # --- gauges under concurrency (decision 0167) --------------------------------------------------
 
 

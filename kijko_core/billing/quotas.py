@@ -7,7 +7,7 @@
   locks serialize concurrent consumers of one organization, so exactly the limit gets through.
   The statement runs in the caller's transaction, with the action it counts: a rolled-back
   action is not counted, a counted one happened.
-- Gauges (``storage``: bytes of the indexed files of each project's current index plus the
+- Gauges (``storage``: bytes of the stored chunks of each project's current index plus the
   uploaded files; ``seats``: the organization's members plus pending invitations to other
   addresses) are computed from the data when an action would add to them, under a transaction
   lock per organization and gauge (:func:`lock_gauge`) held until the action commits, so
@@ -197,18 +197,19 @@ WHERE organization_id = $1 AND metric = $3
   AND period_start = (SELECT (starts AT TIME ZONE 'UTC')::date FROM period)
 """  # noqa: S608
 
-# Storage in bytes: the files of each project's current index (the source text its chunks were
-# cut from) and the uploaded files. $2/$3: a run about to become project $2's index (its files
-# counted instead of the current index's); NULL for none.
+# Storage in bytes: the stored chunks of each project's current index (their content's bytes,
+# totalled per run by migration 0028's triggers: one row per project is read, not every chunk)
+# and the uploaded files. $2/$3: a run about to become project $2's index (its chunks counted
+# instead of the current index's); NULL for none.
 _STORAGE = """
 SELECT (
-    coalesce((SELECT sum(f.size_bytes) FROM kijko.indexed_files f
-              JOIN kijko.project_indexes i
-                ON i.organization_id = f.organization_id AND i.project_id = f.project_id AND i.run_id = f.run_id
-              WHERE f.organization_id = $1 AND i.organization_id = $1
+    coalesce((SELECT sum(b.bytes) FROM kijko.project_indexes i
+              JOIN kijko.run_chunk_bytes b
+                ON b.organization_id = i.organization_id AND b.project_id = i.project_id AND b.run_id = i.run_id
+              WHERE i.organization_id = $1 AND b.organization_id = $1
                 AND i.project_id IS DISTINCT FROM $2::uuid), 0)
-    + coalesce((SELECT sum(f.size_bytes) FROM kijko.indexed_files f
-                WHERE f.organization_id = $1 AND f.project_id = $2::uuid AND f.run_id = $3::uuid), 0)
+    + coalesce((SELECT b.bytes FROM kijko.run_chunk_bytes b
+                WHERE b.organization_id = $1 AND b.project_id = $2::uuid AND b.run_id = $3::uuid), 0)
     + coalesce((SELECT sum(u.size) FROM kijko.uploaded_files u WHERE u.organization_id = $1), 0)
 )::bigint
 """
