@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from uuid import UUID
 import asyncpg
 import pytest
 
+from kijko_core.billing import quotas
 from kijko_core.billing.plans import Plans, plans_of
 from kijko_core.config import Settings
 from kijko_core.db.session import ServiceActor, load_service_capability, service_session, system_session, tenant_session
@@ -30,7 +31,7 @@ from tests.conftest import Account, sign_up
 from tests.habits_kit import create_habit
 from tests.memberships import add_member
 from tests.projects import created
-from tests.quotas_kit import plans_file
+from tests.quotas_kit import next_month, plans_file, store_subscription, stripe_subscription
 from tests.reflex_kit import create_reflex, deliver, signed
 from tests.runs_kit import cancel_leftovers, execution, insert_skill, snapshot
 
@@ -402,6 +403,278 @@ async def test_an_address_already_holding_a_seat_needs_no_new_one(
             await assert_gauge_refused(refused, "seats", 2)
             usage = await (await web.get(f"{API}/billing/usage", headers=owner.headers)).get_json()
             assert next(m for m in usage if m["type"] == "seats")["current"] == 2
+    finally:
+        await runtime.stop()
+
+
+# --- storage: the stored chunks and the uploads (migration 0026) ---------------------------------
+
+_CHUNK_BYTES = """
+SELECT coalesce(sum(octet_length(c.content)), 0) FROM kijko.chunks c
+JOIN kijko.project_indexes i ON i.organization_id = c.organization_id AND i.project_id = c.project_id
+ AND i.run_id = c.run_id
+WHERE c.organization_id = $1
+"""
+
+
+async def test_storage_is_the_bytes_of_the_indexed_chunks_and_the_uploads(kijko: Kijko, client: Any) -> None:
+    from tests.domains import _upload  # 5 bytes
+
+    owner = await sign_up(client)
+    org = UUID(owner.org_id)
+    text = "".join(f"def function_{n}(value):\n    return value * {n}  # ünïcödé\n\n" for n in range(40))
+    project = await created(client, owner, "Measured", customSettings={"manualContent": text})
+
+    async def ingest() -> None:
+        started = await client.post(
+            f"{API}/projects/{project['id']}/ingest", json={"forceReprocess": True}, headers=owner.headers
+        )
+        assert started.status_code == 200, await started.get_data(as_text=True)
+        await run_until_idle(kijko)
+
+    async def measured() -> tuple[int, int, int]:
+        async with tenant_session(kijko.app_db, owner.identity) as db:
+            storage = await quotas.storage_bytes(db, org)
+        async with system_session(kijko.system_db) as db:
+            chunks = int(await db.fetchval(_CHUNK_BYTES, org))
+            runs = int(await db.fetchval("SELECT count(*) FROM kijko.ingestion_runs WHERE organization_id = $1", org))
+        return storage, chunks, runs
+
+    assert await measured() == (0, 0, 0)
+    await ingest()
+    storage, chunks, _ = await measured()
+    assert chunks >= len(text.encode()) // 2 and storage == chunks  # bytes, not characters
+    await ingest()  # a new index replaces the old one: counted once
+    assert await measured() == (chunks, chunks, 2)
+    assert (await _upload(client, owner, None)).status_code in (200, 201)
+    assert (await measured())[0] == chunks + 5
+    # Only the triggers write the totals: a member's SQL can neither lower nor raise them.
+    for statement in (
+        "UPDATE kijko.run_chunk_bytes SET bytes = 0 WHERE organization_id = $1",
+        "DELETE FROM kijko.run_chunk_bytes WHERE organization_id = $1",
+        "INSERT INTO kijko.run_chunk_bytes (organization_id, project_id, run_id, bytes)"
+        " SELECT organization_id, project_id, id, 1 FROM kijko.ingestion_runs WHERE organization_id = $1 LIMIT 1",
+    ):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            async with tenant_session(kijko.app_db, owner.identity) as db:
+                await db.execute(statement, org)
+    deleted = await client.delete(f"{API}/projects/{project['id']}", headers=owner.headers)
+    assert deleted.status_code in (200, 204), await deleted.get_data(as_text=True)
+    assert (await measured())[0] == 5
+
+
+# --- gauges under concurrency (decision 0167) --------------------------------------------------
+
+
+async def test_exactly_the_seats_left_are_taken_by_concurrent_invitations(make_settings: Any, tmp_path: Path) -> None:
+    path = plans_file(tmp_path, seats=6)  # the owner and 5 invitees
+    runtime = await Kijko.start(make_settings(plans_file=path, default_plan="free", db_pool_size=16))
+    try:
+        application = create_app(kijko=runtime)
+        async with application.test_app():
+            web = application.test_client()
+            owner = await sign_up(web)
+            project = await created(web, owner, "Crowded")
+            add = f"{API}/projects/{project['id']}/members"
+            answers = await asyncio.gather(
+                *(
+                    web.post(add, json={"email": f"guest{n}@example.com", "role": "developer"}, headers=owner.headers)
+                    for n in range(20)
+                )
+            )
+            statuses = sorted(answer.status_code for answer in answers)
+            assert statuses == [201] * 5 + [429] * 15, statuses
+            refused = next(answer for answer in answers if answer.status_code == 429)
+            await assert_gauge_refused(refused, "seats", 6)
+            usage = await (await web.get(f"{API}/billing/usage", headers=owner.headers)).get_json()
+            assert next(m for m in usage if m["type"] == "seats")["current"] == 6
+    finally:
+        await runtime.stop()
+
+
+async def test_exactly_the_storage_left_is_taken_by_concurrent_uploads(make_settings: Any, tmp_path: Path) -> None:
+    from tests.domains import _upload  # 5 bytes each
+
+    runtime = await Kijko.start(make_settings(plans_file=plans_file(tmp_path), default_plan="free", db_pool_size=16))
+    try:
+        application = create_app(kijko=runtime)
+        async with application.test_app():
+            web = application.test_client()
+            owner = await sign_up(web)
+            org = UUID(owner.org_id)
+            async with system_session(runtime.system_db) as db:  # 1 GB but room for 4 uploads
+                await db.execute(
+                    "INSERT INTO kijko.uploaded_files (organization_id, name, size, content_type, sha256, storage_key)"
+                    " VALUES ($1, 'big.bin', $2, 'application/octet-stream', repeat('0', 64), $3)",
+                    org,
+                    1024**3 - 4 * 5,
+                    f"test/{uuid.uuid4()}",
+                )
+            answers = await asyncio.gather(*(_upload(web, owner, None) for _ in range(12)))
+            statuses = sorted(answer.status_code for answer in answers)
+            assert statuses.count(429) == 8 and len(set(statuses) - {429}) == 1, statuses
+            await assert_gauge_refused(next(a for a in answers if a.status_code == 429), "storage", 1)
+        async with system_session(runtime.system_db) as db:
+            stored = await db.fetchval("SELECT sum(size) FROM kijko.uploaded_files WHERE organization_id = $1", org)
+        assert stored == 1024**3
+    finally:
+        await runtime.stop()
+
+
+async def test_resending_an_expired_invitation_takes_a_seat_again(make_settings: Any, tmp_path: Path) -> None:
+    runtime = await Kijko.start(make_settings(plans_file=plans_file(tmp_path, seats=2), default_plan="free"))
+    try:
+        application = create_app(kijko=runtime)
+        async with application.test_app():
+            web = application.test_client()
+            owner = await sign_up(web)
+            project = await created(web, owner, "Resent")
+            add = f"{API}/projects/{project['id']}/members"
+
+            async def invite(email: str) -> Any:
+                return await web.post(add, json={"email": email, "role": "developer"}, headers=owner.headers)
+
+            async def expire(member_id: str) -> None:
+                async with system_session(runtime.system_db) as db:
+                    await db.execute(
+                        "UPDATE kijko.project_invitations SET expires_at = now() - interval '1 second'"
+                        " WHERE member_id = $1",
+                        UUID(member_id),
+                    )
+
+            def resend(member_id: str) -> Any:
+                return web.post(f"{API}/projects/{project['id']}/invitations/{member_id}/resend", headers=owner.headers)
+
+            first = await (await invite("first@example.com")).get_json()  # the last seat
+            assert (await resend(first["id"])).status_code == 200  # still pending: it holds its seat
+            await expire(first["id"])  # the seat is free again ...
+            second = await invite("second@example.com")  # ... and taken by another address
+            assert second.status_code == 201, await second.get_data(as_text=True)
+            await assert_gauge_refused(await resend(first["id"]), "seats", 2)
+            # Once the other's invitation expires too, the resend takes the seat back.
+            await expire((await second.get_json())["id"])
+            assert (await resend(first["id"])).status_code == 200
+            await assert_gauge_refused(await invite("third@example.com"), "seats", 2)
+    finally:
+        await runtime.stop()
+
+
+# --- the billing period from the subscription (decision 0167) -------------------------------------
+
+
+def mid_month_start(now: datetime) -> datetime:
+    """The 15th, 10:00 UTC, of this month once it has passed, else of the previous month."""
+    this = now.replace(day=15, hour=10, minute=0, second=0, microsecond=0)
+    if this <= now:
+        return this
+    return (now.replace(day=1) - timedelta(days=1)).replace(day=15, hour=10, minute=0, second=0, microsecond=0)
+
+
+async def counters_of(kijko: Kijko, org: UUID, metric: str) -> dict[date, int]:
+    async with system_session(kijko.system_db) as db:
+        rows = await db.fetch(
+            "SELECT period_start, used FROM kijko.usage_counters WHERE organization_id = $1 AND metric = $2",
+            org,
+            metric,
+        )
+    return {row["period_start"]: int(row["used"]) for row in rows}
+
+
+async def test_a_subscription_counts_in_its_own_period_and_a_renewal_starts_from_zero(
+    make_settings: Any, tmp_path: Path
+) -> None:
+    path = plans_file(tmp_path, api_calls=5, pro={"api_calls": 3})
+    runtime = await Kijko.start(make_settings(plans_file=path, default_plan="free"))
+    try:
+        application = create_app(kijko=runtime)
+        async with application.test_app():
+            web = application.test_client()
+            owner = await sign_up(web)
+            org = UUID(owner.org_id)
+            skill = await insert_skill(runtime, owner)
+            execute = f"{API}/skills/{skill['id']}/execute"
+
+            async def run() -> Any:
+                return await web.post(execute, json={"input": {"name": "A"}}, headers=owner.headers)
+
+            async def api_calls_used() -> tuple[int, int]:
+                usage = await (await web.get(f"{API}/billing/usage", headers=owner.headers)).get_json()
+                metric = next(m for m in usage if m["type"] == "api_calls")
+                return metric["current"], metric["limit"]
+
+            assert (await run()).status_code == 200  # on the free plan: this UTC month
+            now = datetime.now(UTC)
+            month = now.date().replace(day=1)
+            assert await counters_of(runtime, org, "api_calls") == {month: 1}
+            # Subscribed mid-month: a period of its own, counted from 0 (the month's 1 stays there).
+            starts = mid_month_start(now)
+            ends = next_month(starts)
+            sub_id = f"sub_{uuid.uuid4().hex}"
+            await store_subscription(runtime, org, stripe_subscription(sub_id, "active", starts, ends))
+            assert await api_calls_used() == (0, 3)
+            for _ in range(3):
+                assert (await run()).status_code == 200
+            refused = await run()
+            body = await refused.get_json()
+            assert refused.status_code == 429, body
+            assert (body["details"]["metric"], body["details"]["limit"], body["details"]["current"]) == (
+                "api_calls",
+                3,
+                3,
+            )
+            assert datetime.fromisoformat(body["details"]["resetsAt"].replace("Z", "+00:00")) == ends
+            assert abs(int(refused.headers["Retry-After"]) - (ends - datetime.now(UTC)).total_seconds()) < 60
+            assert await counters_of(runtime, org, "api_calls") == {month: 1, starts.date(): 3}
+            assert await api_calls_used() == (3, 3)
+            # The renewal's period (a day that is neither the 1st nor the first period's start).
+            renewed = next(
+                day
+                for day in (now - timedelta(days=k) for k in range(4))
+                if day.day not in (1, starts.day) and day.date() != starts.date()
+            ).replace(hour=0, minute=0, second=0, microsecond=0)
+            await store_subscription(runtime, org, stripe_subscription(sub_id, "active", renewed, next_month(renewed)))
+            assert await api_calls_used() == (0, 3)
+            assert (await run()).status_code == 200
+            assert (await counters_of(runtime, org, "api_calls"))[renewed.date()] == 1
+            # Cancelled: the free plan again, in the UTC month, where its 1 call still counts.
+            cancelled = stripe_subscription(sub_id, "canceled", renewed, next_month(renewed))
+            await store_subscription(runtime, org, cancelled)
+            assert (await run()).status_code == 200
+            assert (await counters_of(runtime, org, "api_calls"))[month] == 2
+            assert await api_calls_used() == (2, 5)
+            # Searches stay per UTC day under a subscription.
+            await store_subscription(
+                runtime, org, stripe_subscription(f"sub_{uuid.uuid4().hex}", "active", renewed, next_month(renewed))
+            )
+            project = await created(web, owner, "Daily")
+            search = await web.get(
+                f"{API}/projects/{project['id']}/search", query_string={"q": "x"}, headers=owner.headers
+            )
+            assert search.status_code == 200
+            assert await counters_of(runtime, org, "oracle_queries") == {now.date(): 1}
+    finally:
+        await cancel_leftovers(runtime)
+        await runtime.stop()
+
+
+async def test_a_period_over_without_its_renewal_mirrored_is_followed_by_the_next(
+    make_settings: Any, tmp_path: Path
+) -> None:
+    runtime = await Kijko.start(make_settings(plans_file=plans_file(tmp_path), default_plan="free"))
+    try:
+        application = create_app(kijko=runtime)
+        async with application.test_app():
+            owner = await sign_up(application.test_client())
+        org = UUID(owner.org_id)
+        # Stripe's renewal event is late: the stored period ended an hour ago.
+        ended = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
+        began = ended - timedelta(days=30)
+        await store_subscription(runtime, org, stripe_subscription(f"sub_{uuid.uuid4().hex}", "active", began, ended))
+        async with tenant_session(runtime.app_db, owner.identity) as db:
+            period = await quotas.entitlement(db, runtime.plans, org, "api_calls")
+            day = await quotas.entitlement(db, runtime.plans, org, "oracle_queries")
+        assert (period.plan.id, period.period_start, period.ends) == ("pro", ended.date(), next_month(ended))
+        assert day.plan.id == "pro" and day.period_start == datetime.now(UTC).date()
     finally:
         await runtime.stop()
 

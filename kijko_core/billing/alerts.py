@@ -18,7 +18,7 @@ from kijko_core.logging import get_logger
 
 log = get_logger("kijko.billing")
 
-_PERIOD = "SELECT date_trunc($1::text, now() AT TIME ZONE 'UTC')::date"
+_MONTH = "SELECT date_trunc('month', now() AT TIME ZONE 'UTC')::date"
 _USED = "SELECT used FROM kijko.usage_counters WHERE organization_id = $1 AND metric = $2 AND period_start = $3"
 _RECORD = """
 INSERT INTO kijko.usage_alerts (organization_id, metric, period_start, threshold) VALUES ($1, $2, $3, $4)
@@ -34,12 +34,14 @@ async def usage_alert(ctx: JobContext) -> None:
         return
     org_id = ctx.org_id
     async with ctx.service_session() as db:
-        plan = await plan_for(db, ctx.kijko.plans, org_id)
+        if metric in quotas.COUNTERS:  # once per counter's period (the billing period or the day)
+            counted = await quotas.entitlement(db, ctx.kijko.plans, org_id, metric)
+            plan, period = counted.plan, counted.period_start
+        else:  # a gauge: once per UTC month
+            plan, period = await plan_for(db, ctx.kijko.plans, org_id), await db.fetchval(_MONTH)
         limit = plan.limit(metric)
         if limit <= 0:
             return
-        unit = quotas.counter_period(metric) if metric in quotas.COUNTERS else "month"
-        period = await db.fetchval(_PERIOD, unit)
         if metric == "storage":
             value = await quotas.storage_bytes(db, org_id)
         elif metric == "seats":

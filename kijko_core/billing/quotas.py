@@ -1,14 +1,17 @@
 """The quota engine (issue 9 §5, decision 0151, docs/billing.md#quotas).
 
-- Counters (``api_calls``, ``ingestions`` per billing period; ``oracle_queries`` per UTC day)
-  live in ``kijko.usage_counters`` (migration 0023) and are consumed by **one** statement that
+- Counters (``api_calls``, ``ingestions`` per billing period — the subscription's current
+  period while it grants a plan, else the UTC calendar month (decision 0167); ``oracle_queries``
+  per UTC day) live in ``kijko.usage_counters`` (migration 0023) and are consumed by **one** statement that
   checks and increments (``INSERT … ON CONFLICT DO UPDATE … WHERE used + n <= limit``): row
   locks serialize concurrent consumers of one organization, so exactly the limit gets through.
   The statement runs in the caller's transaction, with the action it counts: a rolled-back
   action is not counted, a counted one happened.
-- Gauges (``storage``: bytes of the indexed files of each project's current index plus the
+- Gauges (``storage``: bytes of the stored chunks of each project's current index plus the
   uploaded files; ``seats``: the organization's members plus pending invitations to other
-  addresses) are computed from the data when an action would add to them.
+  addresses) are computed from the data when an action would add to them, under a transaction
+  lock per organization and gauge (:func:`lock_gauge`) held until the action commits, so
+  concurrent additions are serialized: exactly what fits gets through.
 - Over a limit: :class:`QuotaExceeded`, 429 ``QUOTA_EXCEEDED`` with ``details: {metric, limit,
   current, resetsAt}``; counters carry ``Retry-After`` (seconds to the reset), gauges do not.
 - Every consumption also adds to ``kijko.usage_daily`` (the usage trend); crossing 80 % or
@@ -21,12 +24,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from uuid import UUID
 
 from kijko_core import jobs
 from kijko_core.billing.plans import GB, UNLIMITED, Plan, Plans
-from kijko_core.billing.subscriptions import plan_for
+from kijko_core.billing.subscriptions import ENTITLED_WHERE, plan_for
 from kijko_core.db.session import Session
 from kijko_core.errors import KijkoError
 
@@ -72,10 +75,61 @@ METRIC_NAMES = {
 
 
 def counter_period(metric: str) -> str:
-    """The period a counter is kept for, as a ``date_trunc`` unit of the database clock (UTC):
-    ``oracle_queries`` per day; the others per billing period, for now the calendar month (the
-    free plan's period; billing will start the period where the subscription's does)."""
+    """The period a counter is kept for: ``day`` (the UTC day) for ``oracle_queries``; ``month``
+    for the others, meaning the billing period — the subscription's current period while it
+    grants a plan, else the UTC calendar month (:data:`_PERIOD_CTE`, decision 0167)."""
     return "day" if metric == "oracle_queries" else "month"
+
+
+# The plan that applies to organization $1 and the period a counter of unit $2 ('day' or
+# 'month', :func:`counter_period`) counts in, from the database clock: the UTC day; or the
+# billing period — the current period of the subscription while it grants a plan (the same
+# condition as ``plan_for``), else the UTC calendar month. A stored period already over (its
+# renewal not mirrored yet: Stripe's event is late) is followed by the next one of its interval.
+# Counters are keyed by the UTC date a period starts on (decision 0167).
+_PERIOD_CTE = f"""
+entitled AS (
+    SELECT plan_id, billing_interval, current_period_start, current_period_end
+    FROM kijko.subscriptions WHERE organization_id = $1 AND {ENTITLED_WHERE}
+), utc AS (
+    SELECT date_trunc($2::text, now() AT TIME ZONE 'UTC') AS start
+), period AS (
+    SELECT e.plan_id,
+           CASE WHEN $2::text = 'day' OR e.plan_id IS NULL THEN utc.start AT TIME ZONE 'UTC'
+                WHEN e.current_period_end > now() THEN e.current_period_start
+                ELSE e.current_period_end END AS starts,
+           CASE WHEN $2::text = 'day' OR e.plan_id IS NULL
+                THEN (utc.start + ('1 ' || $2::text)::interval) AT TIME ZONE 'UTC'
+                WHEN e.current_period_end > now() THEN e.current_period_end
+                ELSE e.current_period_end
+                     + CASE e.billing_interval WHEN 'annually' THEN interval '1 year' ELSE interval '1 month' END
+           END AS ends
+    FROM utc LEFT JOIN entitled AS e ON true
+)"""  # noqa: S608
+# The plan and the period, read together (the round trip ``plan_for`` made anyway).
+_ENTITLEMENT = f"""
+WITH {_PERIOD_CTE}
+SELECT plan_id, (starts AT TIME ZONE 'UTC')::date AS period_start, ends FROM period
+"""  # noqa: S608
+
+
+@dataclass(frozen=True, slots=True)
+class Entitlement:
+    """The plan that applies now and a counter's current period."""
+
+    plan: Plan
+    #: The counters' key: the UTC date the period starts on.
+    period_start: date
+    #: When the period ends (the counter resets).
+    ends: datetime
+
+
+async def entitlement(db: Session, plans: Plans, org_id: UUID, metric: str) -> Entitlement:
+    """The organization's plan and the current period of counter ``metric``, in one statement."""
+    row = await db.fetchrow(_ENTITLEMENT, org_id, counter_period(metric))
+    assert row is not None
+    plan = plans.default if row["plan_id"] is None else plans.get(row["plan_id"])
+    return Entitlement(plan, row["period_start"], row["ends"])
 
 
 # The one statement that checks and increments ($4 = n, $5 = limit, -1 unlimited; $6: grant
@@ -88,8 +142,7 @@ def counter_period(metric: str) -> str:
 _GRANTED = "CASE WHEN $5::bigint < 0 OR c.used + $4::bigint <= $5::bigint THEN $4::bigint ELSE $5::bigint - c.used END"
 _CONSUME_TEMPLATE = """
 WITH period AS (
-    SELECT date_trunc($3::text, now() AT TIME ZONE 'UTC')::date AS start,
-           (now() AT TIME ZONE 'UTC')::date AS today{async_commit}
+    SELECT $3::date AS start, (now() AT TIME ZONE 'UTC')::date AS today{async_commit}
 ), counted AS (
     INSERT INTO kijko.usage_counters AS c (organization_id, metric, period_start, used, granted, day, day_used)
     SELECT $1, $2, period.start, g.n, g.n, period.today, g.n
@@ -119,43 +172,44 @@ _CONSUME_ONLY_WRITE = _CONSUME_TEMPLATE.format(
     async_commit=",\n           set_config('synchronous_commit', 'off', true) AS async_commit", granted=_GRANTED
 )
 
-# What a refusal reports: the period's use, its end and the seconds to it (database clock).
-_PERIOD = """
-WITH period AS (
-    SELECT start, (start + ('1 ' || $3::text)::interval) AT TIME ZONE 'UTC' AS ends
-    FROM (SELECT date_trunc($3::text, now() AT TIME ZONE 'UTC') AS start) AS p
-)
-SELECT coalesce((SELECT used FROM kijko.usage_counters
-                 WHERE organization_id = $1 AND metric = $2
-                   AND period_start = (SELECT start FROM period)::date), 0) AS used,
-       (SELECT ends FROM period) AS resets_at,
-       extract(epoch FROM (SELECT ends FROM period) - now())::float8 AS seconds_left
-"""
+# What a refusal reports: the period's use, its end and the seconds to it (database clock);
+# $1 organization, $2 unit, $3 metric.
+_PERIOD = f"""
+WITH {_PERIOD_CTE}
+SELECT coalesce((SELECT c.used FROM kijko.usage_counters c, period
+                 WHERE c.organization_id = $1 AND c.metric = $3
+                   AND c.period_start = (period.starts AT TIME ZONE 'UTC')::date), 0) AS used,
+       period.ends AS resets_at,
+       extract(epoch FROM period.ends - now())::float8 AS seconds_left
+FROM period
+"""  # noqa: S608
 
 # Giving back what was consumed but not used (a batch's runs already fired): service sessions
 # only (the trigger of migration 0023 refuses a member's session).
-_REFUND = """
+_REFUND = f"""
+WITH {_PERIOD_CTE}
 UPDATE kijko.usage_counters
 SET used = greatest(used - $4::bigint, 0),
     day_used = CASE WHEN day = (now() AT TIME ZONE 'UTC')::date THEN greatest(day_used - $4::bigint, 0)
                     ELSE day_used END,
     updated_at = now()
-WHERE organization_id = $1 AND metric = $2
-  AND period_start = date_trunc($3::text, now() AT TIME ZONE 'UTC')::date
-"""
+WHERE organization_id = $1 AND metric = $3
+  AND period_start = (SELECT (starts AT TIME ZONE 'UTC')::date FROM period)
+"""  # noqa: S608
 
-# Storage in bytes: the files of each project's current index (the source text its chunks were
-# cut from) and the uploaded files. $2/$3: a run about to become project $2's index (its files
-# counted instead of the current index's); NULL for none.
+# Storage in bytes: the stored chunks of each project's current index (their content's bytes,
+# totalled per run by migration 0026's triggers: one row per project is read, not every chunk)
+# and the uploaded files. $2/$3: a run about to become project $2's index (its chunks counted
+# instead of the current index's); NULL for none.
 _STORAGE = """
 SELECT (
-    coalesce((SELECT sum(f.size_bytes) FROM kijko.indexed_files f
-              JOIN kijko.project_indexes i
-                ON i.organization_id = f.organization_id AND i.project_id = f.project_id AND i.run_id = f.run_id
-              WHERE f.organization_id = $1 AND i.organization_id = $1
+    coalesce((SELECT sum(b.bytes) FROM kijko.project_indexes i
+              JOIN kijko.run_chunk_bytes b
+                ON b.organization_id = i.organization_id AND b.project_id = i.project_id AND b.run_id = i.run_id
+              WHERE i.organization_id = $1 AND b.organization_id = $1
                 AND i.project_id IS DISTINCT FROM $2::uuid), 0)
-    + coalesce((SELECT sum(f.size_bytes) FROM kijko.indexed_files f
-                WHERE f.organization_id = $1 AND f.project_id = $2::uuid AND f.run_id = $3::uuid), 0)
+    + coalesce((SELECT b.bytes FROM kijko.run_chunk_bytes b
+                WHERE b.organization_id = $1 AND b.project_id = $2::uuid AND b.run_id = $3::uuid), 0)
     + coalesce((SELECT sum(u.size) FROM kijko.uploaded_files u WHERE u.organization_id = $1), 0)
 )::bigint
 """
@@ -175,6 +229,11 @@ SELECT (SELECT count(*) FROM members)
                WHERE m.organization_id = $1 AND m.user_id IS NULL AND i.accepted_at IS NULL
                  AND i.expires_at > now() AND lower(m.email) = lower($2::text)) AS has_seat
 """
+
+# Serializes the actions that add to one gauge of one organization until their transaction ends.
+# Taken before anything else the check reads (and before the action writes), each in its own
+# statement: under READ COMMITTED the measure that follows sees what the previous holder committed.
+_GAUGE_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('kijko.quota.' || $2::text || ':' || $1::uuid::text, 0))"
 
 # A gauge's value of today, for the trend (measurements may go down).
 _GAUGE_DAILY = """
@@ -197,11 +256,18 @@ class Consumed:
 
 
 async def _consume(
-    db: Session, plan: Plan, org_id: UUID, metric: str, amount: int, *, partial: bool, only_write: bool = False
+    db: Session,
+    period: Entitlement,
+    org_id: UUID,
+    metric: str,
+    amount: int,
+    *,
+    partial: bool,
+    only_write: bool = False,
 ) -> Consumed | None:
-    limit = plan.limit(metric)
+    limit = period.plan.limit(metric)
     statement = _CONSUME_ONLY_WRITE if only_write else _CONSUME
-    row = await db.fetchrow(statement, org_id, metric, counter_period(metric), amount, limit, partial)
+    row = await db.fetchrow(statement, org_id, metric, period.period_start, amount, limit, partial)
     if row is None:
         return None
     consumed = Consumed(int(row["used"]), int(row["granted"]))
@@ -222,10 +288,10 @@ async def consume(
     sooner (decision 0151)."""
     if metric not in COUNTERS or amount < 1:
         raise ValueError(f"consume: a counter of {COUNTERS} and an amount of 1 or more")
-    plan = await plan_for(db, plans, org_id)
-    consumed = await _consume(db, plan, org_id, metric, amount, partial=False, only_write=only_write)
+    period = await entitlement(db, plans, org_id, metric)
+    consumed = await _consume(db, period, org_id, metric, amount, partial=False, only_write=only_write)
     if consumed is None:
-        raise await exceeded(db, plan, org_id, metric)
+        raise await exceeded(db, period.plan, org_id, metric)
     return consumed.used
 
 
@@ -236,8 +302,8 @@ async def consume_up_to(db: Session, plans: Plans, org_id: UUID, metric: str, am
         raise ValueError(f"consume_up_to: a counter of {COUNTERS} and an amount of 0 or more")
     if amount == 0:
         return 0
-    plan = await plan_for(db, plans, org_id)
-    consumed = await _consume(db, plan, org_id, metric, amount, partial=True)
+    period = await entitlement(db, plans, org_id, metric)
+    consumed = await _consume(db, period, org_id, metric, amount, partial=True)
     return 0 if consumed is None else consumed.granted
 
 
@@ -245,12 +311,12 @@ async def refund(db: Session, org_id: UUID, metric: str, amount: int) -> None:
     """Give back ``amount`` counted in this transaction for actions that did not happen (a service
     session's: a member's session may not lower a counter)."""
     if amount > 0:
-        await db.execute(_REFUND, org_id, metric, counter_period(metric), amount)
+        await db.execute(_REFUND, org_id, counter_period(metric), metric, amount)
 
 
 async def exceeded(db: Session, plan: Plan, org_id: UUID, metric: str) -> QuotaExceeded:
     """The :class:`QuotaExceeded` of counter ``metric`` as it stands (for a refusal)."""
-    row = await db.fetchrow(_PERIOD, org_id, metric, counter_period(metric))
+    row = await db.fetchrow(_PERIOD, org_id, counter_period(metric), metric)
     assert row is not None
     seconds = max(1, math.ceil(float(row["seconds_left"])))
     return QuotaExceeded(metric, plan.limit(metric), int(row["used"]), row["resets_at"], seconds)
@@ -279,6 +345,14 @@ async def seats(db: Session, org_id: UUID, email: str | None = None) -> tuple[in
     return int(row["seats"]), bool(row["has_seat"])
 
 
+async def lock_gauge(db: Session, org_id: UUID, metric: str) -> None:
+    """Wait for the other transactions adding to gauge ``metric`` of ``org_id`` to end, and hold
+    it until this one ends (decision 0167). Reentrant within a transaction."""
+    if metric not in GAUGES:
+        raise ValueError(f"lock_gauge: a gauge of {GAUGES}")
+    await db.execute(_GAUGE_LOCK, org_id, metric)
+
+
 def _storage_exceeded(limit: int, current: int) -> QuotaExceeded:
     return QuotaExceeded("storage", limit // GB, round(current / GB, 3), None, None)
 
@@ -294,7 +368,10 @@ async def check_storage(
 ) -> int:
     """Refuse (:class:`QuotaExceeded`, no ``Retry-After``) when the organization's storage plus
     ``adding`` bytes would exceed the plan's; returns the storage it would then use. With
-    ``run_id``: the storage once that run is ``project_id``'s index (``adding`` is then 0)."""
+    ``run_id``: the storage once that run is ``project_id``'s index (``adding`` is then 0).
+    Holds the organization's storage lock until the transaction ends: call it in the action's
+    transaction, before the action's writes."""
+    await lock_gauge(db, org_id, "storage")
     plan = await plan_for(db, plans, org_id)
     limit = plan.limit("storage")
     current = await storage_bytes(db, org_id, project_id=project_id, run_id=run_id)
@@ -307,7 +384,10 @@ async def check_storage(
 
 async def check_seat(db: Session, plans: Plans, org_id: UUID, email: str) -> None:
     """Refuse (:class:`QuotaExceeded`, no ``Retry-After``) inviting ``email`` when that needs a
-    seat the plan does not have (an address that is a member or already invited needs none)."""
+    seat the plan does not have (an address that is a member or already invited needs none).
+    Holds the organization's seats lock until the transaction ends (call it before the
+    invitation's writes)."""
+    await lock_gauge(db, org_id, "seats")
     plan = await plan_for(db, plans, org_id)
     limit = plan.limit("seats")
     used, has_seat = await seats(db, org_id, email)

@@ -8,18 +8,18 @@ from datetime import UTC, datetime, time
 from kijko_core.billing import quotas
 from kijko_core.billing.models import PlanOut, TrendPoint, UsageMetric
 from kijko_core.billing.plans import METRICS, UNLIMITED, Plans
-from kijko_core.billing.subscriptions import plan_for
 from kijko_core.db.session import TenantSession
 from kijko_core.errors import Forbidden
 from kijko_core.permissions import Action, allowed
 
 TREND_DAYS = 30
 
+# $2: the billing period's key (the quota engine's, decision 0167).
 _COUNTERS = """
 SELECT metric, used FROM kijko.usage_counters
 WHERE organization_id = $1
   AND ((metric = 'oracle_queries' AND period_start = (now() AT TIME ZONE 'UTC')::date)
-    OR (metric <> 'oracle_queries' AND period_start = date_trunc('month', now() AT TIME ZONE 'UTC')::date))
+    OR (metric <> 'oracle_queries' AND period_start = $2::date))
 """
 # Earlier days from the rollup; each counter row's current day from the row itself.
 _TREND = """
@@ -46,8 +46,11 @@ async def usage(db: TenantSession, plans: Plans) -> list[UsageMetric]:
     if not allowed(db.principal, Action.VIEW_BILLING):
         raise Forbidden("Only owners and admins view the organization's usage")
     org_id = db.principal.org_id
-    plan = await plan_for(db, plans, org_id)
-    current: dict[str, int] = {row["metric"]: int(row["used"]) for row in await db.fetch(_COUNTERS, org_id)}
+    billing = await quotas.entitlement(db, plans, org_id, "api_calls")  # the plan and the billing period
+    plan = billing.plan
+    current: dict[str, int] = {
+        row["metric"]: int(row["used"]) for row in await db.fetch(_COUNTERS, org_id, billing.period_start)
+    }
     current["storage"] = await quotas.storage_bytes(db, org_id)
     current["seats"], _ = await quotas.seats(db, org_id)
     today = await db.fetchval(_TODAY)

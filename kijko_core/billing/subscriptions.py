@@ -98,13 +98,11 @@ async def current(db: Session, org_id: UUID) -> Subscription | None:
 
 # A subscription grants its plan while it is active or trialing, while its first payment (a SEPA
 # debit) is processing, and while a failed payment is within its grace period.
-_ENTITLED = """
-SELECT plan_id FROM kijko.subscriptions
-WHERE organization_id = $1
-  AND (stripe_status IN ('active', 'trialing')
+# (The quota engine reads the subscription's period with the same condition, quotas.py.)
+ENTITLED_WHERE = """(stripe_status IN ('active', 'trialing')
        OR (stripe_status = 'incomplete' AND payment_processing)
-       OR (stripe_status IN ('past_due', 'unpaid') AND (grace_until IS NULL OR grace_until > now())))
-"""
+       OR (stripe_status IN ('past_due', 'unpaid') AND (grace_until IS NULL OR grace_until > now())))"""
+_ENTITLED = f"SELECT plan_id FROM kijko.subscriptions WHERE organization_id = $1 AND {ENTITLED_WHERE}"  # noqa: S608
 
 
 async def plan_for(db: Session, plans: Plans, org_id: UUID) -> Plan:

@@ -255,8 +255,12 @@ async def _member(db: TenantSession, project: Project, member_id: UUID) -> Membe
 
 async def resend(db: TenantSession, settings: Settings, project_id: UUID, member_id: UUID) -> InvitationResult:
     """A new token (the old link stops working) and a fresh expiry, at most
-    ``KIJKO_INVITATION_RESENDS_PER_HOUR`` times per invitation per hour (429 with Retry-After)."""
+    ``KIJKO_INVITATION_RESENDS_PER_HOUR`` times per invitation per hour (429 with Retry-After).
+    A pending invitation holds its seat; an expired one does not, and its resend takes one again
+    (429 ``QUOTA_EXCEEDED`` when none is left; decision 0167)."""
     project = await _managed(db, project_id)
+    # The seats' lock before the member's row: the order every seat-taking path locks in.
+    await quotas.lock_gauge(db, project.organization_id, "seats")
     member = await _member(db, project, member_id)
     if member.accepted_at is not None:
         raise AlreadyAccepted()
@@ -268,6 +272,8 @@ async def resend(db: TenantSession, settings: Settings, project_id: UUID, member
     if wait > 0:
         raise RateLimited(retry_after=wait, message="This invitation was resent too often; try again later")
     await _check_mail_budget(db, settings, project)
+    # A seat unless the address holds one (its invitation still pending, or another's).
+    await quotas.check_seat(db, plans_of(settings), project.organization_id, member.email)
     token, token_hash = new_token()
     invitation = await repository.renew(db, invitation, token_hash, settings.invitation_ttl_hours)
     await _mail(db, settings, project, member, invitation, await caller_profile(db), token, None)

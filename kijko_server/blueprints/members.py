@@ -113,10 +113,11 @@ async def pending_invitations(project_id: str) -> MemberList:
 
 
 @bp.post("/<project_id>/invitations/<member_id>/resend")
-@responds(*_PROJECT, MemberNotFound, AlreadyAccepted, RateLimited)
+@responds(*_PROJECT, MemberNotFound, AlreadyAccepted, RateLimited, QuotaExceeded)
 @validate_response(InvitationResult)
 async def resend_invitation(project_id: str, member_id: str) -> InvitationResult:
-    """Mail a new link (the previous one stops working) with a fresh expiry."""
+    """Mail a new link (the previous one stops working) with a fresh expiry; an expired
+    invitation takes a seat again (429 ``QUOTA_EXCEEDED`` when none is left)."""
     async with tenant() as db:
         return await service.resend(db, runtime().settings, parse_project_id(project_id), _member(member_id))
 
