@@ -13,9 +13,9 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
-from quart import Request
+from quart import Request, request
 
-from kijko_core.errors import MalformedJson, UnsupportedMediaType
+from kijko_core.errors import MalformedJson, PayloadTooLarge, UnsupportedMediaType
 
 #: Deepest nesting of arrays and objects a body may have. Our bodies need 3 or 4; the cap is
 #: checked before parsing, so a deep body never reaches the recursive parser (nor pydantic).
@@ -130,3 +130,19 @@ class KijkoRequest(Request):
         if cache:
             self._parsed_json = result
         return result
+
+
+async def raw_body(cap: int, too_large: type[PayloadTooLarge] = PayloadTooLarge) -> bytes:
+    """The current request's body as sent (a signature covers exactly these bytes), refused
+    with ``too_large`` past ``cap`` bytes — by its length header, or while reading."""
+    declared = request.content_length
+    if declared is not None and declared > cap:
+        raise too_large()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.body:
+        size += len(chunk)
+        if size > cap:
+            raise too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)

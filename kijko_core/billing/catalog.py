@@ -18,7 +18,7 @@ from typing import Any
 import stripe as stripe_sdk
 
 from kijko_core.billing.plans import Interval, Plan, Plans
-from kijko_core.billing.stripe_api import Stripe, idempotency_key, writes
+from kijko_core.billing.stripe_api import Stripe, field, idempotency_key, writes
 from kijko_core.errors import ConfigurationError, KijkoError
 
 #: Stripe's recurring interval per interval of the plans file (always ``interval_count`` 1).
@@ -65,12 +65,6 @@ def wanted_prices(plans: Iterable[Plan]) -> list[WantedPrice]:
     return found
 
 
-def _get(obj: Any, name: str) -> Any:
-    if obj is None:
-        return None
-    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
-
-
 async def _prices_by_key(stripe: Stripe, keys: list[str]) -> dict[str, Any]:
     """Stripe's Price (active or archived, its product expanded) per lookup_key that has one."""
     found: dict[str, Any] = {}
@@ -101,17 +95,17 @@ def differences(wanted: WantedPrice, price: Any) -> list[str]:
     if price.type != "recurring" or recurring is None:
         lines.append(f"{where} is not recurring (a one-time price); expected every 1 {wanted.stripe_interval}")
     else:
-        interval, count = _get(recurring, "interval"), _get(recurring, "interval_count")
+        interval, count = field(recurring, "interval"), field(recurring, "interval_count")
         if (interval, count) != (wanted.stripe_interval, 1):
             lines.append(
                 f"{where}: interval differs: expected every 1 {wanted.stripe_interval}, found every {count} {interval}"
             )
-        usage = _get(recurring, "usage_type")
+        usage = field(recurring, "usage_type")
         if usage not in (None, "licensed"):
             lines.append(f"{where}: usage type differs: expected licensed, found {usage}")
     product = price.product
-    if isinstance(product, stripe_sdk.StripeObject) and _get(product, "active") is False:
-        lines.append(f"{where}: its product {_get(product, 'id')} is archived; expected an active product")
+    if isinstance(product, stripe_sdk.StripeObject) and field(product, "active") is False:
+        lines.append(f"{where}: its product {field(product, 'id')} is archived; expected an active product")
     return lines
 
 
@@ -233,7 +227,7 @@ async def _product(
         price = prices.get(item.lookup_key)
         if item.plan.id == plan.id and price is not None and price.active:
             product = price.product
-            if _get(product, "active") is not False:
+            if field(product, "active") is not False:
                 return (product if isinstance(product, str) else product.id), None
     starting_after: str | None = None
     while True:
@@ -250,7 +244,7 @@ async def _product(
     # The key names the plan and the state of its Prices (their lookup keys, and the archived
     # Prices being replaced): a product archived since, or another plans file, is a new write.
     mine = [item.lookup_key for item in wanted if item.plan.id == plan.id]
-    state = [f"{key}={_get(prices.get(key), 'id')}" for key in mine]
+    state = [f"{key}={field(prices.get(key), 'id')}" for key in mine]
     created = await stripe.call(
         stripe.v1.products.create_async(
             {"name": f"Kijko {plan.name}", "metadata": {"plan": plan.id}},

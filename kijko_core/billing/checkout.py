@@ -32,7 +32,7 @@ from pydantic import RootModel
 from kijko_core.billing import subscriptions, sync
 from kijko_core.billing.customers import billing_session, ensure_customer, stored_customer
 from kijko_core.billing.plans import Interval, Plans, PlanTier
-from kijko_core.billing.stripe_api import Stripe, idempotency_key, is_missing, writes
+from kijko_core.billing.stripe_api import Stripe, field, idempotency_key, is_missing, object_id, writes
 from kijko_core.billing.subscriptions import Subscription
 from kijko_core.errors import Conflict, NotFound, UpstreamError, ValidationFailed
 from kijko_core.logging import get_logger
@@ -96,18 +96,6 @@ async def write(account: Stripe, request: Awaitable[T]) -> T:
         raise UpstreamError("The payment provider refused the change") from exc
 
 
-def _get(obj: Any, name: str) -> Any:
-    """A field of a Stripe object (the SDK's objects are not dicts) or of a dict; None if absent."""
-    try:
-        return obj[name]
-    except (KeyError, TypeError):
-        return getattr(obj, name, None)
-
-
-def _id(value: Any) -> str | None:
-    return value if value is None or isinstance(value, str) else _get(value, "id")
-
-
 def lookup_key(plans: Plans, plan_id: str, interval: str) -> str:
     """The Stripe Price lookup_key of a plan sold online, or 422: on ``planId`` for a plan
     without prices (free, enterprise), on ``interval`` for an interval it is not sold in."""
@@ -159,7 +147,7 @@ async def start_checkout(kijko: Kijko, account: Stripe, org_id: UUID, plan_id: s
     same = [
         s
         for s in listed.data
-        if _get(s.metadata, "kijko_plan") == plan_id and _get(s.metadata, "kijko_interval") == interval
+        if field(s.metadata, "kijko_plan") == plan_id and field(s.metadata, "kijko_interval") == interval
     ]
     now = int(time.time())
     for session in same:
@@ -243,10 +231,10 @@ async def sync_checkout(
         if is_missing(exc):
             raise CheckoutSessionNotFound() from None
         raise UpstreamError() from exc
-    if _id(session.customer) != customer:
+    if object_id(session.customer) != customer:
         raise CheckoutSessionNotFound()
     account.check_livemode(session)
-    sub_id = _id(session.subscription)
+    sub_id = object_id(session.subscription)
     if sub_id is not None:
         kept = await keep_one_subscription(kijko, account, org_id, customer, created_by=user_id)
         if kept is None:  # it ended already (its first payment expired): store that

@@ -17,7 +17,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from kijko_core.billing.stripe_api import Stripe, is_missing
+from kijko_core.billing.stripe_api import Stripe, field, is_missing
 from kijko_core.errors import ValidationFailed
 from kijko_core.wire import WireInput, WireModel
 
@@ -65,18 +65,14 @@ class InvoiceList(WireModel):
     has_more: bool
 
 
-def _get(obj: Any, name: str) -> Any:
-    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
-
-
 def _at(epoch: int | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
 
 
 def _period(invoice: Any) -> tuple[int, int]:
-    periods = [_get(line, "period") for line in (_get(_get(invoice, "lines"), "data") or [])]
-    starts = [_get(p, "start") for p in periods if p is not None and _get(p, "start") is not None]
-    ends = [_get(p, "end") for p in periods if p is not None and _get(p, "end") is not None]
+    periods = [field(line, "period") for line in (field(field(invoice, "lines"), "data") or [])]
+    starts = [field(p, "start") for p in periods if p is not None and field(p, "start") is not None]
+    ends = [field(p, "end") for p in periods if p is not None and field(p, "end") is not None]
     if starts and ends:
         return min(starts), max(ends)
     return invoice.period_start, invoice.period_end
@@ -84,7 +80,7 @@ def _period(invoice: Any) -> tuple[int, int]:
 
 def shown(invoice: Any) -> Invoice:
     start, end = _period(invoice)
-    transitions = _get(invoice, "status_transitions")
+    transitions = field(invoice, "status_transitions")
     return Invoice(
         id=invoice.id,
         user_id=None,
@@ -100,7 +96,7 @@ def shown(invoice: Any) -> Invoice:
         period_start=datetime.fromtimestamp(start, UTC),
         period_end=datetime.fromtimestamp(end, UTC),
         due_date=_at(invoice.due_date),
-        paid_at=_at(_get(transitions, "paid_at") if transitions is not None else None),
+        paid_at=_at(field(transitions, "paid_at") if transitions is not None else None),
         created_at=datetime.fromtimestamp(invoice.created, UTC),
     )
 
@@ -110,8 +106,8 @@ def _not_ours() -> ValidationFailed:
 
 
 def _customer_of(invoice: Any) -> str | None:
-    customer = _get(invoice, "customer")
-    return customer if customer is None or isinstance(customer, str) else _get(customer, "id")
+    customer = field(invoice, "customer")
+    return customer if customer is None or isinstance(customer, str) else field(customer, "id")
 
 
 async def list_invoices(stripe: Stripe, customer_id: str | None, query: InvoiceQuery) -> InvoiceList:

@@ -33,7 +33,7 @@ from kijko_core.billing import subscriptions, sync
 from kijko_core.billing.checkout import SubscriptionNotFound, lookup_key, price_id, write
 from kijko_core.billing.customers import billing_session
 from kijko_core.billing.plans import INTERVALS, TIERS, Interval, PlanTier
-from kijko_core.billing.stripe_api import Stripe, idempotency_key, is_missing, writes
+from kijko_core.billing.stripe_api import Stripe, field, idempotency_key, is_missing, writes
 from kijko_core.billing.subscriptions import Subscription
 from kijko_core.errors import UpstreamError
 from kijko_core.wire import WireInput
@@ -54,14 +54,6 @@ SELECT stripe_subscription_id, stripe_status, updated_at FROM kijko.subscription
 """
 
 
-def _get(obj: Any, name: str) -> Any:
-    """A field of a Stripe object (the SDK's objects are not dicts) or of a dict; None if absent."""
-    try:
-        return obj[name]
-    except (KeyError, TypeError):
-        return getattr(obj, name, None)
-
-
 class _Live:
     """The organization's live subscription as Stripe shows it now, and what the keys of the
     writes decided on it are made of."""
@@ -69,7 +61,7 @@ class _Live:
     def __init__(self, sub: Any, stored_at: datetime) -> None:
         self.sub = sub
         self.item = sub["items"]["data"][0]
-        self.schedule = _get(sub, "schedule")
+        self.schedule = field(sub, "schedule")
         self.stored_at = stored_at
 
     @property
@@ -158,7 +150,7 @@ async def change_plan(kijko: Kijko, account: Stripe, org_id: UUID, plan_id: str,
         return await cancel(kijko, account, org_id)
     key = lookup_key(kijko.plans, plan_id, interval)  # 422 before anything is asked of Stripe
     live = await _live(kijko, account, org_id)
-    current = subscriptions.plan_of_price(kijko.plans, _get(live.item["price"], "lookup_key"))
+    current = subscriptions.plan_of_price(kijko.plans, field(live.item["price"], "lookup_key"))
     scheduled = await sync.scheduled_change(account, live.sub, kijko)
     target: tuple[PlanTier, Interval] = (plan_id, interval)  # type: ignore[assignment]
     if target == current:

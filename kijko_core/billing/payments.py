@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID, uuid4
 
 from kijko_core.billing import customers
-from kijko_core.billing.stripe_api import Stripe, idempotency_key, is_missing, writes
+from kijko_core.billing.stripe_api import Stripe, field, idempotency_key, is_missing, object_id, writes
 from kijko_core.billing.subscriptions import ENDED
 from kijko_core.db.session import Session
 from kijko_core.errors import Conflict, NotFound
@@ -118,18 +118,10 @@ async def account_of(db: Session, org_id: UUID) -> Account:
 # --- reading -----------------------------------------------------------------------------------------
 
 
-def _get(obj: Any, name: str) -> Any:
-    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
-
-
-def _id(value: Any) -> str | None:
-    return value if value is None or isinstance(value, str) else _get(value, "id")
-
-
 def _shown(pm: Any, default_id: str | None) -> PaymentMethod:
-    card = _get(pm, "card") if pm.type == "card" else None
-    sepa = _get(pm, "sepa_debit") if pm.type == "sepa_debit" else None
-    brand = _get(card, "brand") if card is not None else None
+    card = field(pm, "card") if pm.type == "card" else None
+    sepa = field(pm, "sepa_debit") if pm.type == "sepa_debit" else None
+    brand = field(card, "brand") if card is not None else None
     return PaymentMethod(
         id=pm.id,
         user_id=None,
@@ -137,12 +129,12 @@ def _shown(pm: Any, default_id: str | None) -> PaymentMethod:
         stripe_payment_method_id=pm.id,
         is_default=pm.id == default_id,
         card_brand=None if card is None else (brand if brand in _BRANDS else "unknown"),
-        card_last4=None if card is None else _get(card, "last4"),
-        card_exp_month=None if card is None else _get(card, "exp_month"),
-        card_exp_year=None if card is None else _get(card, "exp_year"),
-        sepa_bank_code=None if sepa is None else (_get(sepa, "bank_code") or None),
-        sepa_last4=None if sepa is None else _get(sepa, "last4"),
-        sepa_country=None if sepa is None else _get(sepa, "country"),
+        card_last4=None if card is None else field(card, "last4"),
+        card_exp_month=None if card is None else field(card, "exp_month"),
+        card_exp_year=None if card is None else field(card, "exp_year"),
+        sepa_bank_code=None if sepa is None else (field(sepa, "bank_code") or None),
+        sepa_last4=None if sepa is None else field(sepa, "last4"),
+        sepa_country=None if sepa is None else field(sepa, "country"),
         created_at=datetime.fromtimestamp(pm.created, UTC),
     )
 
@@ -168,7 +160,7 @@ async def _subscription_default(stripe: Stripe, subscription_id: str | None) -> 
         if is_missing(exc):
             return None
         raise
-    return _id(sub.default_payment_method)
+    return object_id(sub.default_payment_method)
 
 
 async def _set_customer_default(stripe: Stripe, customer_id: str, pm_id: str) -> None:
@@ -205,11 +197,11 @@ async def _methods(stripe: Stripe, account: Account) -> _Methods:
         if is_missing(exc):  # Stripe deleted the customer: nothing is attached any more
             return _Methods([], None, None)
         raise
-    if _get(customer, "deleted"):
+    if field(customer, "deleted"):
         return _Methods([], None, None)
     attached = await _attached(stripe, account.customer_id)
     ids = {pm.id for pm in attached}
-    default_id = _id(_get(_get(customer, "invoice_settings"), "default_payment_method"))
+    default_id = object_id(field(field(customer, "invoice_settings"), "default_payment_method"))
     subscription_default = await _subscription_default(stripe, account.subscription_id)
     if attached and default_id not in ids:
         default_id = subscription_default if subscription_default in ids else attached[-1].id

@@ -16,7 +16,7 @@ Rules for callers (ARCHITECTURE §6):
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -151,3 +151,18 @@ def require(account: Stripe | None) -> Stripe:
 def is_missing(exc: BaseException) -> bool:
     """Stripe's 404 for an object (``resource_missing``)."""
     return isinstance(exc, stripe.InvalidRequestError) and getattr(exc, "code", None) == "resource_missing"
+
+
+def field(obj: Any, *path: str) -> Any:
+    """A field, or a path of fields, of a Stripe object (or a dict, or an event's copy); None
+    where one is absent."""
+    for name in path:
+        if obj is None:
+            return None
+        obj = obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+    return obj
+
+
+def object_id(value: Any) -> str | None:
+    """An expandable field's id, expanded or not."""
+    return value if value is None or isinstance(value, str) else field(value, "id")

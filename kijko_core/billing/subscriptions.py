@@ -16,6 +16,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from kijko_core.billing.plans import Interval, Plan, Plans, PlanTier
+from kijko_core.billing.stripe_api import field, object_id
 from kijko_core.db.session import Session
 from kijko_core.wire import WireModel
 
@@ -131,36 +132,27 @@ def _at(epoch: int | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
 
 
-def _field(obj: Any, name: str) -> Any:
-    return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
-
-
-def _id(value: Any) -> str | None:
-    """An expandable field's id, expanded or not."""
-    return value if value is None or isinstance(value, str) else _field(value, "id")
-
-
 def mirror(sub: Any, plans: Plans) -> dict[str, Any]:
     """The row's columns from a Stripe subscription of API version ``API_VERSION`` (its period
     is on its item; a schedule's next phase is not read here, see ``store``'s ``scheduled``)."""
-    items = _field(_field(sub, "items"), "data") or []
+    items = field(field(sub, "items"), "data") or []
     if not items:
         raise UnknownPrice("a subscription without items")
     item = items[0]
-    price = _field(item, "price")
-    plan_id, interval = plan_of_price(plans, _field(price, "lookup_key"))
+    price = field(item, "price")
+    plan_id, interval = plan_of_price(plans, field(price, "lookup_key"))
     return {
-        "stripe_subscription_id": _field(sub, "id"),
-        "stripe_customer_id": _id(_field(sub, "customer")),
+        "stripe_subscription_id": field(sub, "id"),
+        "stripe_customer_id": object_id(field(sub, "customer")),
         "plan_id": plan_id,
         "billing_interval": interval,
-        "stripe_status": _field(sub, "status"),
-        "current_period_start": _at(_field(item, "current_period_start")),
-        "current_period_end": _at(_field(item, "current_period_end")),
-        "cancel_at_period_end": bool(_field(sub, "cancel_at_period_end")),
-        "trial_end": _at(_field(sub, "trial_end")),
-        "stripe_schedule_id": _id(_field(sub, "schedule")),
-        "stripe_created": _at(_field(sub, "created")),
+        "stripe_status": field(sub, "status"),
+        "current_period_start": _at(field(item, "current_period_start")),
+        "current_period_end": _at(field(item, "current_period_end")),
+        "cancel_at_period_end": bool(field(sub, "cancel_at_period_end")),
+        "trial_end": _at(field(sub, "trial_end")),
+        "stripe_schedule_id": object_id(field(sub, "schedule")),
+        "stripe_created": _at(field(sub, "created")),
     }
 
 

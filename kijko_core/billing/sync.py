@@ -12,7 +12,7 @@ from uuid import UUID
 from kijko_core.billing import subscriptions
 from kijko_core.billing.customers import billing_session
 from kijko_core.billing.plans import Interval, PlanTier
-from kijko_core.billing.stripe_api import Stripe
+from kijko_core.billing.stripe_api import Stripe, field
 from kijko_core.db.session import system_session
 
 if TYPE_CHECKING:
@@ -35,41 +35,35 @@ async def organization_of(kijko: Kijko, customer_id: str) -> UUID | None:
     return org_id if org_id is None else UUID(str(org_id))
 
 
-def _get(obj: Any, *path: str) -> Any:
-    for name in path:
-        if obj is None:
-            return None
-        obj = obj.get(name) if hasattr(obj, "get") else getattr(obj, name, None)
-    return obj
-
-
 async def first_payment_processing(account: Stripe, sub: Any) -> bool:
     """The latest invoice's payment is a debit the bank has not answered yet (SEPA). (Its
     payment intent is one level deeper than Stripe expands, so an open payment's is read.)"""
-    for payment in _get(sub, "latest_invoice", "payments", "data") or []:
-        intent = _get(payment, "payment", "payment_intent")
-        if _get(payment, "status") != "open" or intent is None:
+    for payment in field(sub, "latest_invoice", "payments", "data") or []:
+        intent = field(payment, "payment", "payment_intent")
+        if field(payment, "status") != "open" or intent is None:
             continue
         if isinstance(intent, str):
             intent = await account.call(account.v1.payment_intents.retrieve_async(intent))
-        if _get(intent, "status") == "processing":
+        if field(intent, "status") == "processing":
             return True
     return False
 
 
 async def scheduled_change(account: Stripe, sub: Any, kijko: Kijko) -> tuple[PlanTier, Interval] | None:
     """The plan and interval the subscription's schedule moves it to at the period's end."""
-    schedule = _get(sub, "schedule")
-    if schedule is None or isinstance(schedule, str) or _get(schedule, "status") not in ("active", "not_started"):
+    schedule = field(sub, "schedule")
+    if schedule is None or isinstance(schedule, str) or field(schedule, "status") not in ("active", "not_started"):
         return None
-    current_end = _get(schedule, "current_phase", "end_date")
-    upcoming = [phase for phase in _get(schedule, "phases") or [] if current_end and phase["start_date"] >= current_end]
+    current_end = field(schedule, "current_phase", "end_date")
+    upcoming = [
+        phase for phase in field(schedule, "phases") or [] if current_end and phase["start_date"] >= current_end
+    ]
     if not upcoming:
         return None
     price = upcoming[0]["items"][0]["price"]
     if isinstance(price, str):
         price = await account.call(account.v1.prices.retrieve_async(price))
-    plan_id, interval = subscriptions.plan_of_price(kijko.plans, _get(price, "lookup_key"))
+    plan_id, interval = subscriptions.plan_of_price(kijko.plans, field(price, "lookup_key"))
     return plan_id, interval
 
 

@@ -32,7 +32,7 @@ import stripe
 from kijko_core import jobs, mail
 from kijko_core.billing import checkout, subscriptions, sync
 from kijko_core.billing.customers import billing_session
-from kijko_core.billing.stripe_api import Stripe, is_missing
+from kijko_core.billing.stripe_api import Stripe, field, is_missing, object_id
 from kijko_core.db.session import Session, system_session
 from kijko_core.errors import KijkoError
 from kijko_core.jobs import JobCancelled, JobContext, job_kind
@@ -248,18 +248,6 @@ async def stripe_event(ctx: JobContext) -> None:
     await process(ctx.kijko, str(ctx.payload["event_id"]))
 
 
-def _get(obj: Any, *path: str) -> Any:
-    for name in path:
-        if obj is None:
-            return None
-        obj = obj.get(name) if hasattr(obj, "get") else getattr(obj, name, None)
-    return obj
-
-
-def _id(value: Any) -> str | None:
-    return value if value is None or isinstance(value, str) else _get(value, "id")
-
-
 # Including customers Stripe deleted: a subscription's late event after its customer.deleted
 # still stores Stripe's last state of it.
 _ORGANIZATION = "SELECT organization_id FROM kijko.billing_customers WHERE stripe_customer_id = $1"
@@ -284,11 +272,11 @@ async def _handle(
         return "ignored", "not an event Kijko acts on"
     if kind == "charge.dispute.created":
         charge = await account.call(account.v1.charges.retrieve_async(str(obj["charge"])))
-        customer_id = _id(_get(charge, "customer"))
+        customer_id = object_id(field(charge, "customer"))
     elif kind == "customer.deleted":
-        customer_id = _id(obj.get("id"))
+        customer_id = object_id(obj.get("id"))
     else:
-        customer_id = _id(obj.get("customer"))
+        customer_id = object_id(obj.get("customer"))
     org_id = await _organization(kijko, customer_id)
     if org_id is None:
         return "ignored", "not the customer of an organization here"
@@ -315,7 +303,7 @@ async def _handle(
         except subscriptions.UnknownPrice as exc:
             raise _Done("ignored", f"subscription {sub_id}: {exc}", org_id) from None
     if kind in ("invoice.payment_failed", "checkout.session.async_payment_failed"):
-        invoice_id = _id(obj.get("id") if kind.startswith("invoice.") else obj.get("invoice"))
+        invoice_id = object_id(obj.get("id") if kind.startswith("invoice.") else obj.get("invoice"))
         if invoice_id:
             await _payment_failed(kijko, account, org_id, invoice_id)
     return "processed", "subscription re-read from Stripe"
@@ -326,10 +314,10 @@ async def _subscriptions_of(account: Stripe, kind: str, obj: Mapping[str, Any], 
     if kind.startswith("customer.subscription."):
         return [str(obj["id"])]
     if kind.startswith("invoice."):
-        sub = _id(_get(obj, "parent", "subscription_details", "subscription"))
+        sub = object_id(field(obj, "parent", "subscription_details", "subscription"))
         return [sub] if sub else []
     if kind.startswith("checkout.session."):
-        sub = _id(obj.get("subscription"))
+        sub = object_id(obj.get("subscription"))
         return [sub] if sub else []
     # A payment intent names its customer only: the customer's latest subscriptions.
     listed = await account.call(
@@ -352,7 +340,7 @@ async def _customer_deleted(kijko: Kijko, account: Stripe, org_id: UUID, custome
             raise
         gone = True
     else:
-        gone = bool(_get(customer, "deleted"))
+        gone = bool(field(customer, "deleted"))
     if not gone:
         return "ignored", "the customer exists at Stripe"
     # Stripe cancelled its subscriptions with it: store their last state (the row stays).
@@ -400,9 +388,9 @@ async def _once(kijko: Kijko, org_id: UUID, key: str, send: Callable[[Session], 
 
 async def _payment_failed(kijko: Kijko, account: Stripe, org_id: UUID, invoice_id: str) -> None:
     invoice = await account.call(account.v1.invoices.retrieve_async(invoice_id))
-    if _get(invoice, "status") in ("paid", "void", "draft"):
+    if field(invoice, "status") in ("paid", "void", "draft"):
         return  # paid since (a late or replayed failure): nothing to tell
-    renewal = _get(invoice, "billing_reason") == "subscription_cycle"
+    renewal = field(invoice, "billing_reason") == "subscription_cycle"
 
     async def send(db: Session) -> None:
         row = await db.fetchrow(_GRACE, org_id)
@@ -411,8 +399,8 @@ async def _payment_failed(kijko: Kijko, account: Stripe, org_id: UUID, invoice_i
             "what": "the renewal payment" if renewal else "a payment",
             "payment": "The renewal payment" if renewal else "The payment",
             "plan": plan,
-            "amount": money(int(_get(invoice, "amount_due") or 0), str(_get(invoice, "currency") or "eur")),
-            "invoice": str(_get(invoice, "number") or invoice_id),
+            "amount": money(int(field(invoice, "amount_due") or 0), str(field(invoice, "currency") or "eur")),
+            "invoice": str(field(invoice, "number") or invoice_id),
             "grace_until": _day(row["grace_until"] if row is not None else None),
         }
         await mail.send_to_owners(db, template="payment_failed", values=values, org_id=org_id)
@@ -425,10 +413,10 @@ async def _dispute(kijko: Kijko, org_id: UUID, dispute: Mapping[str, Any], charg
     async def send(db: Session) -> None:
         values = {
             "amount": money(
-                int(dispute.get("amount") or _get(charge, "amount") or 0), str(dispute.get("currency") or "eur")
+                int(dispute.get("amount") or field(charge, "amount") or 0), str(dispute.get("currency") or "eur")
             ),
             "reason": str(dispute.get("reason") or "unknown").replace("_", " "),
-            "due_by": _day(_get(dispute, "evidence_details", "due_by")),
+            "due_by": _day(field(dispute, "evidence_details", "due_by")),
         }
         await mail.send_to_owners(db, template="dispute_created", values=values, org_id=org_id)
 

@@ -20,26 +20,12 @@ from kijko_core.billing import webhooks
 from kijko_core.billing.stripe_api import BillingDisabled, require
 from kijko_core.errors import PayloadTooLarge
 from kijko_server.openapi import responds
+from kijko_server.requests import raw_body
 from kijko_server.responses import validate_response
 from kijko_server.security import public
 from kijko_server.uow import runtime
 
 bp = Blueprint("stripe_webhooks", __name__, url_prefix="/api/v1/webhooks")
-
-
-async def _raw_body(cap: int) -> bytes:
-    """The body's bytes as sent (the signature covers them exactly), refused past ``cap``."""
-    declared = request.content_length
-    if declared is not None and declared > cap:
-        raise PayloadTooLarge()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.body:
-        size += len(chunk)
-        if size > cap:
-            raise PayloadTooLarge()
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @bp.post("/stripe")
@@ -52,6 +38,6 @@ async def webhooks_stripe_receive() -> webhooks.WebhookAnswer:
     configured secret signed, or signed more than five minutes ago, is 400."""
     kijko = runtime()
     account = require(kijko.stripe)
-    body = await _raw_body(kijko.settings.max_body_bytes)
+    body = await raw_body(kijko.settings.max_body_bytes)
     received = await webhooks.receive(kijko, account, body, request.headers.get("Stripe-Signature"))
     return webhooks.WebhookAnswer(received=True, event_id=received.event_id, duplicate=received.duplicate)

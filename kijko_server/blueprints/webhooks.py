@@ -18,26 +18,12 @@ from kijko_core.reflexes.models import Accepted
 from kijko_core.skills.errors import SkillInactive
 from kijko_server.openapi import responds
 from kijko_server.ratelimits import Limit, enforce
+from kijko_server.requests import raw_body
 from kijko_server.responses import validate_response
 from kijko_server.security import public
 from kijko_server.uow import runtime
 
 bp = Blueprint("webhooks", __name__, url_prefix="/api/v1/webhooks")
-
-
-async def _body(cap: int) -> bytes:
-    """The raw body, refused past ``cap`` bytes (by its length header, or while reading)."""
-    declared = request.content_length
-    if declared is not None and declared > cap:
-        raise WebhookBodyTooLarge()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.body:
-        size += len(chunk)
-        if size > cap:
-            raise WebhookBodyTooLarge()
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @bp.post("/reflex/<reflex_id>")
@@ -49,7 +35,7 @@ async def webhooks_reflex_receive(reflex_id: str) -> tuple[Accepted, int]:
     ``webhook-timestamp``, ``webhook-signature``); 202 with the execution it started, or
     ``matched: false``; a repeated ``webhook-id`` answers like the first delivery."""
     kijko = runtime()
-    body = await _body(kijko.settings.reflex_webhook_max_body_bytes)
+    body = await raw_body(kijko.settings.reflex_webhook_max_body_bytes, WebhookBodyTooLarge)
     headers = dict(request.headers.items())
     verified = await receiver.verify(kijko, reflex_id, headers=headers, body=body, method=request.method)
     per_minute = kijko.settings.reflex_rate_limit_per_minute
