@@ -203,7 +203,7 @@ WHERE id = $1
 def backoff_seconds(kijko: Kijko, attempts: int) -> float:
     """The wait before attempt ``attempts + 1``: the jobs' base doubling, capped."""
     base, cap = kijko.settings.job_retry_base_seconds, kijko.settings.job_retry_max_seconds
-    return float(min(cap, base * 2 ** min(attempts - 1, 30)))
+    return min(cap, base * 2 ** min(attempts - 1, 30))
 
 
 async def process(kijko: Kijko, event_id: str, *, again: bool = False) -> Outcome | None:

@@ -7,8 +7,8 @@ configured every route answers 503 ``BILLING_DISABLED``; Stripe unreachable, 503
 from __future__ import annotations
 
 from pydantic import RootModel
-from quart import Blueprint, Response
-from quart_schema import document_response, validate_querystring, validate_request
+from quart import Blueprint
+from quart_schema import validate_querystring, validate_request
 
 from kijko_core.billing import details, invoices, payments
 from kijko_core.billing.invoices import InvoiceList, InvoiceQuery
@@ -23,7 +23,7 @@ from kijko_core.billing.payments import (
 )
 from kijko_core.billing.stripe_api import BillingDisabled, PaymentProviderUnavailable, Stripe, require
 from kijko_core.errors import UpstreamError
-from kijko_core.wire import WireModel
+from kijko_core.wire import Success
 from kijko_server.openapi import responds
 from kijko_server.responses import validate_response
 from kijko_server.uow import TENANT_ERRORS, runtime, tenant
@@ -36,10 +36,6 @@ STRIPE_ERRORS = (BillingDisabled, PaymentProviderUnavailable, UpstreamError)
 
 class PaymentMethodList(RootModel[list[PaymentMethod]]):
     pass
-
-
-class Nothing(WireModel):
-    """No body (204)."""
 
 
 def _stripe() -> Stripe:
@@ -95,14 +91,14 @@ async def set_default_payment_method(pm_id: str) -> PaymentMethodList:
 
 @bp.delete("/payment-methods/<pm_id>")
 @responds(*TENANT_ERRORS, *STRIPE_ERRORS, PaymentMethodNotFound, PaymentMethodInUse)
-@document_response(Nothing, 204)
-async def delete_payment_method(pm_id: str) -> Response:
+@validate_response(Success)
+async def delete_payment_method(pm_id: str) -> Success:
     """Remove a payment method (owners). Not the default one while the organization has a
     subscription that has not ended (409 ``PAYMENT_METHOD_IN_USE``: make another the default
     first). Another organization's or an unknown id: 404."""
     stripe, account = await _account(manage=True)
     await payments.remove(stripe, account, pm_id)
-    return Response("", status=204)
+    return Success()
 
 
 @bp.get("/invoices")
