@@ -132,40 +132,46 @@ async def entitlement(db: Session, plans: Plans, org_id: UUID, metric: str) -> E
     return Entitlement(plan, row["period_start"], row["ends"])
 
 
-# The one statement that checks and increments ($4 = n, $5 = limit, -1 unlimited; $6: grant
-# part of n when all of it does not fit, for a batch of habit runs). On an existing row the
-# right-hand sides of SET read the row as locked (the latest committed version), so concurrent
-# consumers are serialized by the row lock and each sees the others' increments. The row also
-# counts its current UTC day (``day``, ``day_used``), for the usage trend; on the first
+# The one statement that reads the plan and the period and checks and increments ($1
+# organization, $2 unit (:func:`counter_period`), $3 metric, $4 = n, $5 the metric's limit per
+# plan id as JSON (-1 unlimited), $6: grant part of n when all of it does not fit (a batch of
+# habit runs), $7 the default plan's id). The plan and the billing period come from
+# :data:`_PERIOD_CTE` in the same statement: counting costs one round trip. On an existing row
+# the right-hand sides of SET read the row as locked (the latest committed version), so
+# concurrent consumers are serialized by the row lock and each sees the others' increments. The
+# row also counts its current UTC day (``day``, ``day_used``), for the usage trend; on the first
 # consumption of a new day the previous day's count moves to ``kijko.usage_daily`` in the same
 # statement, so the hot path writes one row, not two.
-_GRANTED = "CASE WHEN $5::bigint < 0 OR c.used + $4::bigint <= $5::bigint THEN $4::bigint ELSE $5::bigint - c.used END"
-_CONSUME_TEMPLATE = """
-WITH period AS (
-    SELECT $3::date AS start, (now() AT TIME ZONE 'UTC')::date AS today{async_commit}
+_LIMIT = "(SELECT lim FROM params)"
+_GRANTED = f"CASE WHEN {_LIMIT} < 0 OR c.used + $4::bigint <= {_LIMIT} THEN $4::bigint ELSE {_LIMIT} - c.used END"
+_CONSUME_TEMPLATE = f"""
+WITH {_PERIOD_CTE}, params AS (
+    SELECT (period.starts AT TIME ZONE 'UTC')::date AS start, (now() AT TIME ZONE 'UTC')::date AS today,
+           ($5::jsonb ->> coalesce(period.plan_id, $7::text))::bigint AS lim{{async_commit}}
+    FROM period
 ), counted AS (
     INSERT INTO kijko.usage_counters AS c (organization_id, metric, period_start, used, granted, day, day_used)
-    SELECT $1, $2, period.start, g.n, g.n, period.today, g.n
-    FROM period,
-         (SELECT CASE WHEN $5::bigint < 0 OR $4::bigint <= $5::bigint THEN $4::bigint ELSE $5::bigint END AS n) AS g
-    WHERE $5::bigint < 0 OR $4::bigint <= $5::bigint OR ($6::boolean AND $5::bigint > 0)
+    SELECT $1, $3, p.start, g.n, g.n, p.today, g.n
+    FROM params AS p,
+         LATERAL (SELECT CASE WHEN p.lim < 0 OR $4::bigint <= p.lim THEN $4::bigint ELSE p.lim END AS n) AS g
+    WHERE p.lim < 0 OR $4::bigint <= p.lim OR ($6::boolean AND p.lim > 0)
     ON CONFLICT (organization_id, metric, period_start) DO UPDATE
-    SET used = c.used + {granted},
-        granted = {granted},
-        day_used = CASE WHEN c.day = EXCLUDED.day THEN c.day_used ELSE 0 END + {granted},
+    SET used = c.used + {{granted}},
+        granted = {{granted}},
+        day_used = CASE WHEN c.day = EXCLUDED.day THEN c.day_used ELSE 0 END + {{granted}},
         day = EXCLUDED.day,
         rolled_day = CASE WHEN c.day = EXCLUDED.day THEN NULL ELSE c.day END,
         rolled_used = CASE WHEN c.day = EXCLUDED.day THEN NULL ELSE c.day_used END,
         updated_at = now()
-    WHERE $5::bigint < 0 OR c.used + $4::bigint <= $5::bigint OR ($6::boolean AND c.used < $5::bigint)
+    WHERE {_LIMIT} < 0 OR c.used + $4::bigint <= {_LIMIT} OR ($6::boolean AND c.used < {_LIMIT})
     RETURNING c.used, c.granted, c.rolled_day, c.rolled_used
 ), rolled AS (
     INSERT INTO kijko.usage_daily AS d (organization_id, metric, day, value)
-    SELECT $1, $2, rolled_day, rolled_used FROM counted WHERE rolled_day IS NOT NULL AND rolled_used > 0
+    SELECT $1, $3, rolled_day, rolled_used FROM counted WHERE rolled_day IS NOT NULL AND rolled_used > 0
     ON CONFLICT (organization_id, metric, day) DO UPDATE SET value = d.value + EXCLUDED.value
 )
-SELECT used, granted FROM counted
-"""
+SELECT used, granted, (SELECT lim FROM params) AS lim FROM counted
+"""  # noqa: S608
 _CONSUME = _CONSUME_TEMPLATE.format(async_commit="", granted=_GRANTED)
 # The same, committing without waiting for the WAL flush (``only_write``), in the same round trip.
 _CONSUME_ONLY_WRITE = _CONSUME_TEMPLATE.format(
@@ -257,7 +263,7 @@ class Consumed:
 
 async def _consume(
     db: Session,
-    period: Entitlement,
+    plans: Plans,
     org_id: UUID,
     metric: str,
     amount: int,
@@ -265,13 +271,15 @@ async def _consume(
     partial: bool,
     only_write: bool = False,
 ) -> Consumed | None:
-    limit = period.plan.limit(metric)
+    limits = {plan.id: plan.limit(metric) for plan in plans}
     statement = _CONSUME_ONLY_WRITE if only_write else _CONSUME
-    row = await db.fetchrow(statement, org_id, metric, period.period_start, amount, limit, partial)
+    row = await db.fetchrow(
+        statement, org_id, counter_period(metric), metric, amount, limits, partial, plans.default.id
+    )
     if row is None:
         return None
     consumed = Consumed(int(row["used"]), int(row["granted"]))
-    await _alert_if_crossed(db, org_id, metric, limit, consumed.used - consumed.granted, consumed.used)
+    await _alert_if_crossed(db, org_id, metric, int(row["lim"]), consumed.used - consumed.granted, consumed.used)
     return consumed
 
 
@@ -288,10 +296,9 @@ async def consume(
     sooner (decision 0151)."""
     if metric not in COUNTERS or amount < 1:
         raise ValueError(f"consume: a counter of {COUNTERS} and an amount of 1 or more")
-    period = await entitlement(db, plans, org_id, metric)
-    consumed = await _consume(db, period, org_id, metric, amount, partial=False, only_write=only_write)
+    consumed = await _consume(db, plans, org_id, metric, amount, partial=False, only_write=only_write)
     if consumed is None:
-        raise await exceeded(db, period.plan, org_id, metric)
+        raise await counter_exceeded(db, plans, org_id, metric)
     return consumed.used
 
 
@@ -302,8 +309,7 @@ async def consume_up_to(db: Session, plans: Plans, org_id: UUID, metric: str, am
         raise ValueError(f"consume_up_to: a counter of {COUNTERS} and an amount of 0 or more")
     if amount == 0:
         return 0
-    period = await entitlement(db, plans, org_id, metric)
-    consumed = await _consume(db, period, org_id, metric, amount, partial=True)
+    consumed = await _consume(db, plans, org_id, metric, amount, partial=True)
     return 0 if consumed is None else consumed.granted
 
 
