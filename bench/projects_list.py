@@ -267,8 +267,12 @@ def check_same_answers(names: list[str], env: dict[str, str], tokens: list[str])
                 response = httpx.get(server.url + PATH, headers={"Authorization": f"Bearer {token}"})
                 response.raise_for_status()
                 body = response.json()
-                if which == "bare":  # it writes the column names as they are
+                if which == "bare":  # it writes the column names and the jsonb text as they are
                     body["data"] = [{_camel(key): value for key, value in item.items()} for item in body["data"]]
+                    for item in body["data"]:
+                        item["customSettings"] = json.loads(item["customSettings"])
+                for item in body["data"]:  # the models write every setting, null when not set
+                    item["customSettings"] = {k: v for k, v in item["customSettings"].items() if v is not None}
                 answers.append(body)
             forged = httpx.get(server.url + PATH, headers={"Authorization": f"Bearer {_broken_signature(tokens[0])}"})
             if forged.status_code != 401:

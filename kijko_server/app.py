@@ -7,6 +7,7 @@ ASGI middleware (Socket.IO next); its lifespan only runs Quart's own start-up ho
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -83,6 +84,11 @@ def create_app(settings: Settings | None = None, *, kijko: Kijko | None = None) 
     async def start_runtime() -> None:
         if owned:
             app.kijko = await Kijko.start(settings)
+        # Everything made while starting (modules, the SDKs' tables, the app) lives as long as
+        # the process: out of the collector's generations, a full collection no longer walks
+        # it — it was a pause of tens of milliseconds in the request latency's tail.
+        gc.collect()
+        gc.freeze()
 
     @app.after_serving
     async def stop_runtime() -> None:

@@ -12,17 +12,19 @@ import email.utils
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anthropic
 import httpx
 import httpx2
-import openai
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kijko_core.egress import EgressRefused, ResponseTooLarge
 from kijko_core.llm.clients import ProviderClients
 from kijko_core.llm.providers import ProviderKey
+
+if TYPE_CHECKING:
+    import anthropic
+    import openai
 
 #: What Anthropic requires (``max_tokens`` is mandatory there) when a skill sets none.
 DEFAULT_MAX_TOKENS = 4096
@@ -81,6 +83,11 @@ def parameters(raw: Mapping[str, Any]) -> Parameters:
 async def complete(clients: ProviderClients, key: ProviderKey, prompt: Prompt, *, seconds: float) -> Completion:
     """One call, no retry, within ``seconds``. Raises :class:`ProviderFailure`;
     ``asyncio.CancelledError`` passes (and aborts the request)."""
+    # The SDKs (~140 MB of modules) load with the first call: an API process that runs no skill
+    # never holds them.
+    import anthropic
+    import openai
+
     try:
         if key.protocol == "anthropic":
             return await _anthropic(clients.anthropic(key), prompt, seconds)
