@@ -34,7 +34,7 @@ from kijko_core.db.migrate import MigrationError
 from kijko_core.errors import ConfigurationError, KijkoError
 from kijko_core.logging import configure_logging
 from kijko_core.runtime import Kijko
-from kijko_server.app import create_app
+from kijko_server.app import create_app, freeze_start_up_heap
 from kijko_server.realtime import with_realtime
 
 #: Exit codes of ``kijko serve`` (documented in docs/operations.md; 2 and 3 are shared with
@@ -93,6 +93,7 @@ async def _serve(settings: Settings, sock: socket.socket, stop: _Stop) -> bool:
     jobs = AsyncExitStack()
     try:
         app = create_app(kijko=kijko)
+        freeze_start_up_heap()
         host, port = sock.getsockname()[:2]
         base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"  # as bound
 
