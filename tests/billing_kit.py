@@ -13,8 +13,11 @@ from kijko_core.billing.plans import Plans, plans_of
 from kijko_core.billing.stripe_api import Stripe
 from kijko_core.runtime import Kijko
 from kijko_server.app import create_app
-from tests.stripe_server import DEFAULT_KEY, StripeServer
+from tests.stripe_server import StripeServer
 
+#: The key Kijko is configured with; the tests' own SDK clients use the stand-in's default key,
+#: so the stand-in's record tells Kijko's requests from the tests' set-up.
+KIJKO_KEY = "sk_test_kijko_app"
 #: The webhook signing secrets Kijko is configured with: the new one first, the old one still
 #: accepted (rotation).
 WEBHOOK_SECRET = "whsec_kijko_test_current"
@@ -22,8 +25,9 @@ OLD_WEBHOOK_SECRET = "whsec_kijko_test_previous"
 
 
 def stripe_settings(server: StripeServer, **overrides: Any) -> dict[str, Any]:
+    server.api_keys.add(KIJKO_KEY)
     values: dict[str, Any] = {
-        "stripe_secret_key": DEFAULT_KEY,
+        "stripe_secret_key": KIJKO_KEY,
         "stripe_webhook_secrets": f"{WEBHOOK_SECRET},{OLD_WEBHOOK_SECRET}",
         "stripe_api_base": server.url,
         "stripe_max_network_retries": 0,
@@ -67,6 +71,20 @@ async def billing_runtime(
     finally:
         assert account is not None
         await account.aclose()
+    assert unkeyed_writes(server) == [], "Kijko wrote to Stripe without an idempotency key"
+
+
+def unkeyed_writes(server: StripeServer) -> list[str]:
+    """Kijko's POSTs to the stand-in without a key of Kijko's (``kijko-…``, from
+    ``stripe_api.idempotency_key``): the SDK gives such a write a random key of its own, which
+    a double click or a retried job would not repeat, so the write could happen twice."""
+    return [
+        f"{r.method} {r.path}"
+        for r in server.requests
+        if r.method == "POST"
+        and r.headers.get("authorization") == f"Bearer {KIJKO_KEY}"
+        and not r.headers.get("idempotency-key", "").startswith("kijko-")
+    ]
 
 
 @asynccontextmanager
