@@ -232,6 +232,8 @@ class Settings(BaseSettings):
     stripe_timeout_seconds: float = Field(default=20.0, gt=0, le=120)
     stripe_max_network_retries: int = Field(default=2, ge=0, le=5)
     billing_grace_days: int = Field(default=7, ge=0, le=90)
+    # Days a webhook event processed (or ignored) stays in the inbox, for operators.
+    stripe_inbox_retention_days: int = Field(default=90, ge=7, le=3650)
 
     # LLM providers of the ``llm`` skill type (docs/llm-providers.md): the platform's keys and
     # base URLs (an organization's own key takes precedence), the time limit of one call and

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ from uuid import UUID
 
 import pytest
 
+from kijko_core import jobs
 from kijko_core.billing import customers, subscriptions, webhooks
 from kijko_core.db.session import system_session
 from kijko_core.jobs.worker import run_until_idle
@@ -576,3 +578,27 @@ async def test_every_documented_error_happens_with_its_documented_code(
 )
 def test_mail_amounts_are_exact(cents: int, currency: str, shown: str) -> None:
     assert webhooks.money(cents, currency) == shown
+
+
+async def test_the_sweeper_deletes_done_events_past_the_retention_and_keeps_the_rest(
+    kijko: Kijko, make_settings: Any, stripe_server: StripeServer
+) -> None:
+    assert jobs.sweep_steps()["billing_inbox"] is webhooks.sweep_inbox
+    insert = (
+        "INSERT INTO kijko_private.stripe_events (id, type, livemode, stripe_created, payload, received_at,"
+        " processed_at, outcome) VALUES ($1, 'invoice.paid', false, now(), '{}', now() - make_interval(days => $2),"
+        " CASE WHEN $3 THEN now() END, CASE WHEN $3 THEN 'processed' END)"
+    )
+    tag = uuid.uuid4().hex
+    events = {
+        f"evt_old_done_{tag}": (91, True),
+        f"evt_old_pending_{tag}": (400, False),
+        f"evt_new_done_{tag}": (89, True),
+    }
+    async with stripe_app(kijko, make_settings, stripe_server) as (runtime, _):
+        async with system_session(runtime.system_db) as db:
+            for event_id, (days, done) in events.items():
+                await db.execute(insert, event_id, days, done)
+        assert await webhooks.sweep_inbox(runtime) >= 1
+        kept = {event_id for event_id in events if await fetchval(runtime, STORED, event_id)}
+    assert kept == {f"evt_old_pending_{tag}", f"evt_new_done_{tag}"}

@@ -447,3 +447,34 @@ class WebhookAnswer(WireModel):
     received: bool
     event_id: str
     duplicate: bool
+
+
+# --- retention ------------------------------------------------------------------------------------
+
+#: Events deleted per statement, and statements per sweeper tick (bounded, like every sweep).
+RETENTION_BATCH = 1000
+RETENTION_BATCHES_PER_TICK = 4
+_DELETE_DONE = """
+DELETE FROM kijko_private.stripe_events WHERE id IN (
+    SELECT id FROM kijko_private.stripe_events
+    WHERE processed_at IS NOT NULL AND received_at < now() - make_interval(days => $1)
+    ORDER BY received_at
+    LIMIT $2
+)
+"""
+
+
+@jobs.sweep_step("billing_inbox")
+async def sweep_inbox(kijko: Kijko) -> int:
+    """Delete events processed or ignored and received more than
+    ``KIJKO_STRIPE_INBOX_RETENTION_DAYS`` ago (events not done stay for an operator; Stripe
+    stops redelivering an event after three days); returns how many."""
+    deleted = 0
+    for _ in range(RETENTION_BATCHES_PER_TICK):
+        async with system_session(kijko.system_db) as db:
+            status = await db.execute(_DELETE_DONE, kijko.settings.stripe_inbox_retention_days, RETENTION_BATCH)
+        count = int(status.rsplit(" ", 1)[-1])
+        deleted += count
+        if count < RETENTION_BATCH:
+            break
+    return deleted

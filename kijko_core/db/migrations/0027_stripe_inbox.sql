@@ -2,7 +2,7 @@
 -- every verified event Stripe delivers, stored once by its id before the delivery is answered,
 -- then processed by the job ``billing.stripe_event`` (kijko_core/billing/webhooks.py).
 --
--- The inbox is the operators' (``kijko inbox list|replay``) and the system role's: events name
+-- The inbox is the operators' (``kijko billing inbox list|replay``) and the system role's: events name
 -- customers of every organization and carry their billing addresses, so the table is in the
 -- private schema, which the app role cannot read (tenants never see it).
 
