@@ -92,3 +92,26 @@ async def billing_client(runtime: Kijko) -> AsyncIterator[Any]:
     application = create_app(kijko=runtime)
     async with application.test_app():
         yield application.test_client()
+
+
+@asynccontextmanager
+async def stripe_app(
+    kijko: Kijko, make_settings: Any, server: StripeServer, **overrides: Any
+) -> AsyncIterator[tuple[Kijko, Any]]:
+    """The runtime with Stripe on (:func:`billing_runtime`) and a test client of its app."""
+    async with billing_runtime(kijko, make_settings, server, **overrides) as runtime, billing_client(runtime) as web:
+        yield runtime, web
+
+
+@asynccontextmanager
+async def wrong_key_client(kijko: Kijko, make_settings: Any, server: StripeServer) -> AsyncIterator[Any]:
+    """A test client of Kijko configured with a Stripe key the stand-in does not know (Stripe
+    answers 401)."""
+    settings = make_settings(**stripe_settings(server, stripe_secret_key="sk_test_not_the_stand_ins"))
+    account = Stripe.from_settings(settings)
+    assert account is not None
+    try:
+        async with billing_client(dataclasses.replace(kijko, settings=settings, stripe=account)) as web:
+            yield web
+    finally:
+        await account.aclose()

@@ -7,18 +7,14 @@ changed, and the billing details given to the Stripe customer."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
 
 from kijko_core.billing import customers, subscriptions
-from kijko_core.billing.stripe_api import Stripe
 from kijko_core.db.session import system_session
 from kijko_core.permissions import BILLING_ROUTES
 from kijko_core.runtime import Kijko
-from tests.billing_kit import billing_client, billing_runtime, stripe_settings
+from tests.billing_kit import stripe_app, wrong_key_client
 from tests.conftest import Account
 from tests.memberships import add_member
 from tests.stripe_server import StripeServer
@@ -39,28 +35,6 @@ BILLING_PAYMENTS_OPERATIONS: dict[tuple[str, str], set[str]] = {
     ("get", INVOICES): {"401", "403", "422", "502", "503"},
     ("get", PORTAL): {"401", "403", "502", "503"},
 }
-
-
-@asynccontextmanager
-async def stripe_app(
-    kijko: Kijko, make_settings: Any, server: StripeServer, **overrides: Any
-) -> AsyncIterator[tuple[Kijko, Any]]:
-    """The runtime with Stripe on (the stand-in, its prices made once) and a client of its app."""
-    async with billing_runtime(kijko, make_settings, server, **overrides) as runtime, billing_client(runtime) as web:
-        yield runtime, web
-
-
-@asynccontextmanager
-async def refused_app(runtime: Kijko, make_settings: Any, server: StripeServer) -> AsyncIterator[Any]:
-    """An app whose Stripe key the stand-in does not know (Stripe answers 401)."""
-    settings = make_settings(**stripe_settings(server, stripe_secret_key="sk_test_not_the_stand_ins"))
-    account = Stripe.from_settings(settings)
-    assert account is not None
-    try:
-        async with billing_client(dataclasses.replace(runtime, settings=settings, stripe=account)) as web:
-            yield web
-    finally:
-        await account.aclose()
 
 
 async def add_method(web: Any, server: StripeServer, account: Account, method: str = "card") -> str:
@@ -473,7 +447,7 @@ async def test_every_documented_error_happens_with_its_documented_code(
     problems: list[str] = []
     async with (
         stripe_app(kijko, make_settings, stripe_server) as (runtime, web),
-        refused_app(runtime, make_settings, stripe_server) as refused,
+        wrong_key_client(runtime, make_settings, stripe_server) as refused,
     ):
         card = await add_method(web, stripe_server, alice, "card")
         assert default_of(await listed(web, alice)) == card

@@ -7,17 +7,13 @@ following the plan at once, isolation and roles."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
 
 from kijko_core.billing import customers
-from kijko_core.billing.stripe_api import Stripe
 from kijko_core.db.session import system_session
 from kijko_core.runtime import Kijko
-from tests.billing_kit import billing_client, billing_runtime, stripe_settings
+from tests.billing_kit import billing_runtime, stripe_app, wrong_key_client
 from tests.conftest import Account
 from tests.memberships import add_member
 from tests.stripe_server import StripeServer
@@ -28,26 +24,6 @@ CHECKOUT = f"{BILLING}/checkout"
 DAY = 86_400
 CUSTOMER = "SELECT stripe_customer_id FROM kijko.billing_customers WHERE organization_id = $1"
 ROW = "SELECT * FROM kijko.subscriptions WHERE organization_id = $1"
-
-
-@asynccontextmanager
-async def wrong_key_client(kijko: Kijko, make_settings: Any, server: StripeServer) -> AsyncIterator[Any]:
-    """Kijko configured with a Stripe key the stand-in does not know (Stripe answers 401)."""
-    settings = make_settings(**stripe_settings(server, stripe_secret_key="sk_test_not_the_right_one"))
-    account = Stripe.from_settings(settings)
-    assert account is not None
-    try:
-        async with billing_client(dataclasses.replace(kijko, settings=settings, stripe=account)) as client:
-            yield client
-    finally:
-        await account.aclose()
-
-
-@asynccontextmanager
-async def stripe_client(kijko: Kijko, make_settings: Any, server: StripeServer, **overrides: Any) -> AsyncIterator[Any]:
-    """A test client of Kijko with Stripe on (the stand-in) and the free plan as default."""
-    async with billing_runtime(kijko, make_settings, server, **overrides) as runtime, billing_client(runtime) as client:
-        yield client
 
 
 async def call(client: Any, who: Account, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -91,7 +67,7 @@ def stripe_subscription(server: StripeServer, answer: dict[str, Any]) -> dict[st
 async def test_checkout_with_ideal_then_the_renewals_are_sepa_debits(
     kijko: Kijko, make_settings: Any, stripe_server: StripeServer, alice: Account
 ) -> None:
-    async with stripe_client(kijko, make_settings, stripe_server, app_url="https://app.kijko.test/") as client:
+    async with stripe_app(kijko, make_settings, stripe_server, app_url="https://app.kijko.test/") as (_, client):
         assert await ok(client, alice, "GET", SUBSCRIPTION) is None
         started = await checkout(client, alice, "pro", "annually")
         session = stripe_server.object(started["sessionId"])
@@ -140,7 +116,7 @@ async def test_checkout_with_ideal_then_the_renewals_are_sepa_debits(
 async def test_card_checkout_and_an_upgrade_change_the_quotas_at_once(
     kijko: Kijko, make_settings: Any, stripe_server: StripeServer, alice: Account
 ) -> None:
-    async with stripe_client(kijko, make_settings, stripe_server) as client:
+    async with stripe_app(kijko, make_settings, stripe_server) as (_, client):
         assert (await limits(client, alice))["api_calls"] == 1000  # free
         sub = await subscribe(client, stripe_server, alice, "pro")
         assert (sub["planId"], sub["status"]) == ("pro", "active")
@@ -184,7 +160,7 @@ async def test_card_checkout_and_an_upgrade_change_the_quotas_at_once(
 async def test_a_downgrade_waits_for_the_periods_end(
     kijko: Kijko, make_settings: Any, stripe_server: StripeServer, alice: Account
 ) -> None:
-    async with stripe_client(kijko, make_settings, stripe_server) as client:
+    async with stripe_app(kijko, make_settings, stripe_server) as (_, client):
         sub = await subscribe(client, stripe_server, alice, "teams")
         down = await ok(client, alice, "PATCH", SUBSCRIPTION, {"planId": "pro", "interval": "monthly"})
         assert (down["planId"], down["scheduledPlanId"], down["scheduledInterval"]) == ("teams", "pro", "monthly")
@@ -212,7 +188,7 @@ async def test_a_downgrade_waits_for_the_periods_end(
 async def test_an_upgrade_or_resume_drops_a_scheduled_downgrade(
     kijko: Kijko, make_settings: Any, stripe_server: StripeServer, alice: Account
 ) -> None:
-    async with stripe_client(kijko, make_settings, stripe_server) as client:
+    async with stripe_app(kijko, make_settings, stripe_server) as (_, client):
         await subscribe(client, stripe_server, alice, "teams")
         await ok(client, alice, "PATCH", SUBSCRIPTION, {"planId": "pro", "interval": "monthly"})
         kept = await ok(client, alice, "POST", f"{SUBSCRIPTION}/resume")
@@ -237,7 +213,7 @@ async def test_an_upgrade_or_resume_drops_a_scheduled_downgrade(
 async def test_cancel_and_resume_and_cancel_again_then_the_period_ends(
     kijko: Kijko, make_settings: Any, stripe_server: StripeServer, alice: Account
 ) -> None:
-    async with stripe_client(kijko, make_settings, stripe_server) as client:
+    async with stripe_app(kijko, make_settings, stripe_server) as (_, client):
         sub = await subscribe(client, stripe_server, alice, "pro")
         for _ in range(2):  # a second cancel is a new write, not a replay of the first
             cancelled = await ok(client, alice, "POST", f"{SUBSCRIPTION}/cancel")
@@ -280,7 +256,7 @@ def sub_session(server: StripeServer, sub: dict[str, Any]) -> str:
 async def test_a_double_clicked_checkout_gives_one_session_one_customer_one_subscription(
     kijko: Kijko, make_settings: Any, stripe_server: StripeServer, alice: Account
 ) -> None:
-    async with stripe_client(kijko, make_settings, stripe_server) as client:
+    async with stripe_app(kijko, make_settings, stripe_server) as (_, client):
         answers = await asyncio.gather(*(checkout(client, alice, "pro") for _ in range(4)))
         assert len({answer["sessionId"] for answer in answers}) == 1
         assert len({answer["checkoutUrl"] for answer in answers}) == 1
@@ -304,7 +280,7 @@ async def test_a_double_clicked_checkout_gives_one_session_one_customer_one_subs
 async def test_only_the_latest_choice_can_be_paid_and_a_second_completed_session_is_cancelled(
     kijko: Kijko, make_settings: Any, stripe_server: StripeServer, alice: Account
 ) -> None:
-    async with stripe_client(kijko, make_settings, stripe_server) as client:
+    async with stripe_app(kijko, make_settings, stripe_server) as (_, client):
         first = await checkout(client, alice, "pro")
         second = await checkout(client, alice, "teams")
         assert stripe_server.object(first["sessionId"])["status"] == "expired"
@@ -346,7 +322,7 @@ async def test_a_stripe_outage_during_checkout_is_503_and_nothing_is_half_writte
     kijko: Kijko, make_settings: Any, stripe_server: StripeServer, alice: Account
 ) -> None:
     org = UUID(alice.org_id)
-    async with stripe_client(kijko, make_settings, stripe_server) as client:
+    async with stripe_app(kijko, make_settings, stripe_server) as (_, client):
         stripe_server.fail_next(1, "reset")
         down = await call(client, alice, "POST", CHECKOUT, {"planId": "pro", "interval": "monthly"})
         assert await error(down) == (503, "PAYMENT_PROVIDER_UNAVAILABLE", None)
@@ -376,7 +352,7 @@ async def test_a_stripe_outage_during_checkout_is_503_and_nothing_is_half_writte
 async def test_plans_not_sold_online_and_bad_bodies_are_422_and_no_subscription_is_404(
     kijko: Kijko, make_settings: Any, stripe_server: StripeServer, alice: Account
 ) -> None:
-    async with stripe_client(kijko, make_settings, stripe_server) as client:
+    async with stripe_app(kijko, make_settings, stripe_server) as (_, client):
         for method, path in (("POST", CHECKOUT), ("PATCH", SUBSCRIPTION)):
             for plan in ("free", "enterprise") if method == "POST" else ("enterprise",):
                 answer = await call(client, alice, method, path, {"planId": plan, "interval": "monthly"})
@@ -398,7 +374,7 @@ async def test_plans_not_sold_online_and_bad_bodies_are_422_and_no_subscription_
 async def test_another_organizations_checkout_session_is_not_found(
     kijko: Kijko, make_settings: Any, stripe_server: StripeServer, alice: Account, bob: Account
 ) -> None:
-    async with stripe_client(kijko, make_settings, stripe_server) as client:
+    async with stripe_app(kijko, make_settings, stripe_server) as (_, client):
         sub = await subscribe(client, stripe_server, alice, "pro")
         theirs = sub_session(stripe_server, sub)
         assert await ok(client, bob, "GET", SUBSCRIPTION) is None
@@ -421,7 +397,7 @@ async def test_owners_manage_admins_view_members_neither(
     admin = await add_member(kijko, alice.org_id, "admin")
     member = await add_member(kijko, alice.org_id, "member")
     viewer = await add_member(kijko, alice.org_id, "viewer")
-    async with stripe_client(kijko, make_settings, stripe_server) as client:
+    async with stripe_app(kijko, make_settings, stripe_server) as (_, client):
         sub = await subscribe(client, stripe_server, alice, "pro")
         session_id = sub_session(stripe_server, sub)
         assert await ok(client, admin, "GET", SUBSCRIPTION) == sub
@@ -493,7 +469,7 @@ async def test_every_documented_subscription_error_happens_with_its_documented_c
     member = await add_member(kijko, alice.org_id, "member")
     plan = {"planId": "teams", "interval": "monthly"}
     async with (
-        stripe_client(kijko, make_settings, stripe_server) as on,
+        stripe_app(kijko, make_settings, stripe_server) as (_, on),
         wrong_key_client(kijko, make_settings, stripe_server) as wrong,
     ):
         sub = await subscribe(on, stripe_server, alice, "pro")
@@ -542,7 +518,7 @@ async def test_every_documented_subscription_error_happens_with_its_documented_c
 async def test_a_price_missing_at_stripe_is_502_and_changes_nothing(
     kijko: Kijko, make_settings: Any, stripe_server: StripeServer, alice: Account
 ) -> None:
-    async with stripe_client(kijko, make_settings, stripe_server) as client:
+    async with stripe_app(kijko, make_settings, stripe_server) as (_, client):
         sub = await subscribe(client, stripe_server, alice, "pro")
         teams = stripe_server.client().v1.prices.list({"lookup_keys": ["kijko_teams_monthly"]}).data[0]
         stripe_server.client().v1.prices.update(teams.id, {"active": False})  # archived by mistake

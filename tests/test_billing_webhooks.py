@@ -10,8 +10,6 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -24,7 +22,7 @@ from kijko_core.db.session import system_session
 from kijko_core.jobs.worker import run_until_idle
 from kijko_core.runtime import Kijko
 from kijko_server.app import create_app
-from tests.billing_kit import OLD_WEBHOOK_SECRET, WEBHOOK_SECRET, billing_client, billing_runtime
+from tests.billing_kit import OLD_WEBHOOK_SECRET, WEBHOOK_SECRET, billing_runtime, stripe_app
 from tests.conftest import Account
 from tests.realtime import uvicorn_serving
 from tests.stripe_server import DEFAULT_KEY, StripeServer
@@ -44,15 +42,6 @@ MAILS = (
 )
 STORED = "SELECT count(*) FROM kijko_private.stripe_events WHERE id = $1"
 GRACE_OVER = "UPDATE kijko.subscriptions SET grace_until = now() - interval '1s' WHERE organization_id = $1"
-
-
-@asynccontextmanager
-async def stripe_app(
-    kijko: Kijko, make_settings: Any, server: StripeServer, **overrides: Any
-) -> AsyncIterator[tuple[Kijko, Any]]:
-    async with billing_runtime(kijko, make_settings, server, **overrides) as runtime:
-        async with billing_client(runtime) as client:
-            yield runtime, client
 
 
 async def post(client: Any, event: dict[str, Any], secret: str | list[str] = WEBHOOK_SECRET, **options: Any) -> Any:
