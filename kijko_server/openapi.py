@@ -4,7 +4,7 @@ documented on every operation.
 Every view declares its errors with :func:`responds` and documents exactly the statuses it
 can answer (decisions 0024, 0046): those errors, the ones its validation implies (a JSON body:
 400, 413, 415, 422; a query string: 422), the rate limiter's (429, and 503 when its Redis is
-down) on a view with ``@rate_limit``, 401 unless public, and 500. There is no generic list: a
+down) on a view with ``@rate_limit``, 401 and 503 ``TRY_AGAIN`` unless public, and 500. There is no generic list: a
 view without ``@responds`` documents only those implied statuses, and the route meta-test
 fails on it. Query parameters are required as their model says and never null.
 """
@@ -27,6 +27,7 @@ from kijko_core.errors import (
     PayloadTooLarge,
     RateLimited,
     ServiceUnavailable,
+    TryAgain,
     UnsupportedMediaType,
     ValidationFailed,
 )
@@ -99,7 +100,10 @@ def _error_responses(
     if limits_of(view):
         errors += _LIMITER_ERRORS
     if not public:
-        errors.append(InvalidToken)
+        # Every authenticated route works in a database transaction, which a deadlock or a
+        # lock/statement timeout can roll back (503 TRY_AGAIN, decision 0144); public routes
+        # that use the database declare it themselves.
+        errors += [InvalidToken, TryAgain]
     codes: dict[int, list[str]] = {500: ["INTERNAL_ERROR"]}
     for error in errors:
         found = codes.setdefault(error.status, [])

@@ -24,6 +24,7 @@ from kijko_core.errors import (
     InvalidRefreshToken,
     InvalidToken,
     KijkoError,
+    TryAgain,
     UpstreamError,
 )
 from kijko_core.wire import Success
@@ -60,7 +61,7 @@ def auth_blueprint(limits: AuthLimits) -> Blueprint:
     @bp.post("/signup")
     @public
     # Keycloak: 502, and 401 if completing the sign-in is refused (as in KEYCLOAK_SIGN_IN).
-    @responds(AccountExists, UpstreamError, InvalidToken)
+    @responds(AccountExists, UpstreamError, InvalidToken, TryAgain)
     @rate_limit(limits.per_address)
     @validate_request(SignupRequest)
     @validate_response(TokenPair, 201)
@@ -70,7 +71,7 @@ def auth_blueprint(limits: AuthLimits) -> Blueprint:
 
     @bp.post("/login")
     @public
-    @responds(InvalidCredentials, *KEYCLOAK_SIGN_IN)
+    @responds(InvalidCredentials, TryAgain, *KEYCLOAK_SIGN_IN)
     @rate_limit(limits.per_address, limits.per_account)
     @validate_request(LoginRequest)
     @validate_response(TokenPair)
@@ -80,7 +81,7 @@ def auth_blueprint(limits: AuthLimits) -> Blueprint:
 
     @bp.post("/refresh")
     @public
-    @responds(InvalidRefreshToken, *KEYCLOAK_SIGN_IN)
+    @responds(InvalidRefreshToken, TryAgain, *KEYCLOAK_SIGN_IN)
     @rate_limit(limits.refresh)
     @validate_request(RefreshRequest)
     @validate_response(TokenPair)

@@ -10,7 +10,7 @@ from quart_schema import validate_request
 
 from kijko_core.billing.quotas import QuotaExceeded
 from kijko_core.db.session import system_session
-from kijko_core.errors import Forbidden, RateLimited
+from kijko_core.errors import Forbidden, RateLimited, TryAgain
 from kijko_core.members import invitations, service
 from kijko_core.members.common import caller_profile
 from kijko_core.members.models import (
@@ -140,7 +140,7 @@ def invitations_blueprint(limit_per_minute: int) -> Blueprint:
     @links.get("/<token>")
     @public
     @secret_in_path
-    @responds(InvitationNotFound, AlreadyAccepted, InvitationExpired)
+    @responds(InvitationNotFound, AlreadyAccepted, InvitationExpired, TryAgain)
     @rate_limit(Limit("address", limit_per_minute, 60, by_client_address))
     @validate_response(InvitationPreview)
     async def preview(token: str) -> InvitationPreview:

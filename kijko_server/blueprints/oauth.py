@@ -26,7 +26,7 @@ from kijko_core.auth.keycloak.oauth import (
     UnknownOAuthProvider,
 )
 from kijko_core.auth.models import OAuthExchangeRequest, TokenPair
-from kijko_core.errors import InvalidToken, UpstreamError
+from kijko_core.errors import InvalidToken, TryAgain, UpstreamError
 from kijko_server.blueprints.auth import KEYCLOAK_SIGN_IN
 from kijko_server.caching import no_store
 from kijko_server.openapi import redirects, responds
@@ -86,7 +86,7 @@ def _redirect(location: str) -> Response:
 @bp.get("/callback")
 @public
 # 404 with the local provider; a bad state, a code Keycloak refuses, then completing the sign-in.
-@responds(UnknownOAuthProvider, InvalidOAuthState, OAuthCodeRejected, *KEYCLOAK_SIGN_IN)
+@responds(UnknownOAuthProvider, InvalidOAuthState, OAuthCodeRejected, TryAgain, *KEYCLOAK_SIGN_IN)
 @redirects("To the frontend, with a one-time `code` (or `error`) in the query")
 @validate_querystring(OAuthCallbackQuery)
 async def oauth_callback(query_args: OAuthCallbackQuery) -> Response:
@@ -111,7 +111,7 @@ async def oauth_callback(query_args: OAuthCallbackQuery) -> Response:
 
 @bp.post("/exchange")
 @public
-@responds(UnknownOAuthProvider, InvalidToken)  # 401: the code is unknown, used or expired
+@responds(UnknownOAuthProvider, InvalidToken, TryAgain)  # 401: the code is unknown, used or expired
 @validate_request(OAuthExchangeRequest)
 @validate_response(TokenPair)
 async def oauth_exchange(data: OAuthExchangeRequest) -> TokenPair:

@@ -18,7 +18,7 @@ from quart import Blueprint, request
 
 from kijko_core.billing import webhooks
 from kijko_core.billing.stripe_api import BillingDisabled, require
-from kijko_core.errors import PayloadTooLarge
+from kijko_core.errors import PayloadTooLarge, TryAgain
 from kijko_server.openapi import responds
 from kijko_server.requests import raw_body
 from kijko_server.responses import validate_response
@@ -30,7 +30,7 @@ bp = Blueprint("stripe_webhooks", __name__, url_prefix="/api/v1/webhooks")
 
 @bp.post("/stripe")
 @public
-@responds(webhooks.WebhookSignatureInvalid, PayloadTooLarge, BillingDisabled)
+@responds(webhooks.WebhookSignatureInvalid, PayloadTooLarge, BillingDisabled, TryAgain)
 @validate_response(webhooks.WebhookAnswer)
 async def webhooks_stripe_receive() -> webhooks.WebhookAnswer:
     """Receive a Stripe event (``Stripe-Signature``): stored once by its id and processed in

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from quart import Blueprint, request
 
-from kijko_core.errors import RateLimited, ServiceUnavailable, ValidationFailed
+from kijko_core.errors import RateLimited, ServiceUnavailable, TryAgain, ValidationFailed
 from kijko_core.reflexes import receiver
 from kijko_core.reflexes.errors import WebhookBodyTooLarge, WebhookRefused
 from kijko_core.reflexes.models import Accepted
@@ -28,7 +28,9 @@ bp = Blueprint("webhooks", __name__, url_prefix="/api/v1/webhooks")
 
 @bp.post("/reflex/<reflex_id>")
 @public
-@responds(WebhookRefused, WebhookBodyTooLarge, RateLimited, ValidationFailed, SkillInactive, ServiceUnavailable)
+@responds(
+    WebhookRefused, WebhookBodyTooLarge, RateLimited, ValidationFailed, SkillInactive, ServiceUnavailable, TryAgain
+)
 @validate_response(Accepted, 202)
 async def webhooks_reflex_receive(reflex_id: str) -> tuple[Accepted, int]:
     """Receive a signed delivery for a webhook reflex (Standard Webhooks: ``webhook-id``,
