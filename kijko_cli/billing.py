@@ -8,13 +8,12 @@ from __future__ import annotations
 import sys
 
 import click
-import stripe
 
 from kijko_cli.billing_inbox import inbox
 from kijko_cli.common import EXIT_CONFIGURATION, EXIT_FAILED, one_line_errors, run, settings
 from kijko_core.billing import catalog
 from kijko_core.billing.plans import plans_of
-from kijko_core.billing.stripe_api import Stripe
+from kijko_core.billing.stripe_api import Stripe, StripeRefused
 from kijko_core.config import Settings
 from kijko_core.errors import UpstreamError
 
@@ -32,9 +31,11 @@ def _account(config: Settings) -> Stripe:
     return account
 
 
-def _refused(error: stripe.StripeError) -> UpstreamError:
-    """A request Stripe refused (one line, never a traceback)."""
-    return UpstreamError(f"Stripe refused a request: {error.user_message or type(error).__name__}")
+def _refused(error: StripeRefused) -> UpstreamError:
+    """A request Stripe refused (one line with Stripe's reason, never a traceback)."""
+    cause = error.__cause__
+    reason = getattr(cause, "user_message", None) or type(cause).__name__
+    return UpstreamError(f"Stripe refused a request: {reason}")
 
 
 def _report_check(problems: list[str], count: int) -> None:
@@ -59,7 +60,7 @@ def check() -> None:
     async def work() -> list[str]:
         try:
             return await catalog.check_prices(account, plans)
-        except stripe.StripeError as error:
+        except StripeRefused as error:
             raise _refused(error) from None
         finally:
             await account.aclose()
@@ -81,7 +82,7 @@ def sync() -> None:
         try:
             done = await catalog.sync_prices(account, plans)
             return done, await catalog.check_prices(account, plans)
-        except stripe.StripeError as error:
+        except StripeRefused as error:
             raise _refused(error) from None
         finally:
             await account.aclose()

@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
-import stripe
 from pydantic import RootModel
 
 from kijko_core.billing import subscriptions, sync
 from kijko_core.billing.customers import billing_session, ensure_customer, stored_customer
 from kijko_core.billing.plans import Interval, Plans, PlanTier
-from kijko_core.billing.stripe_api import Stripe, field, idempotency_key, is_missing, object_id, writes
+from kijko_core.billing.stripe_api import Stripe, StripeRefused, field, idempotency_key, is_missing, object_id, writes
 from kijko_core.billing.subscriptions import Subscription
 from kijko_core.errors import Conflict, NotFound, UpstreamError, ValidationFailed
 from kijko_core.logging import get_logger
@@ -84,16 +82,6 @@ class CheckoutStarted(WireModel):
 
 class SubscriptionOrNone(RootModel[Subscription | None]):
     """The organization's subscription, or ``null`` (none: the free plan)."""
-
-
-async def write(account: Stripe, request: Awaitable[T]) -> T:
-    """A Stripe write. Stripe refusing it (the object changed under us, a rule not foreseen, a
-    key reused with other parameters) is 502 UPSTREAM_ERROR in our shape, never a 500."""
-    try:
-        return await account.call(request)
-    except (stripe.InvalidRequestError, stripe.IdempotencyError, stripe.CardError) as exc:
-        log.warning("billing.stripe_refused_write", error=type(exc).__name__, code=getattr(exc, "code", None))
-        raise UpstreamError("The payment provider refused the change") from exc
 
 
 def lookup_key(plans: Plans, plan_id: str, interval: str) -> str:
@@ -161,7 +149,7 @@ async def start_checkout(kijko: Kijko, account: Stripe, org_id: UUID, plan_id: s
                         session.id, options=writes(idempotency_key("checkout-expire", session.id))
                     )
                 )
-            except stripe.InvalidRequestError:
+            except StripeRefused:
                 pass  # completed or expired meanwhile: not open any more either way
     app_url = kijko.settings.app_url.rstrip("/")
     params = {
@@ -179,7 +167,7 @@ async def start_checkout(kijko: Kijko, account: Stripe, org_id: UUID, plan_id: s
     # same parameters): Stripe makes one session and answers the others with it.
     previous = same[0].id if same else "first"
     request_key = idempotency_key("checkout", org_id, customer, plan_id, interval, price, app_url, previous)
-    session = await write(account, account.v1.checkout.sessions.create_async(params, writes(request_key)))
+    session = await account.call(account.v1.checkout.sessions.create_async(params, writes(request_key)))
     account.check_livemode(session)
     return CheckoutStarted(checkout_url=session.url, session_id=session.id)
 
@@ -201,8 +189,7 @@ async def keep_one_subscription(
             kept=kept.id,
             canceled=duplicate.id,
         )
-        await write(
-            account,
+        await account.call(
             account.v1.subscriptions.cancel_async(
                 duplicate.id,
                 {"cancellation_details": {"comment": f"duplicate of {kept.id}"}},
@@ -227,10 +214,10 @@ async def sync_checkout(
         raise CheckoutSessionNotFound()
     try:
         session = await account.call(account.v1.checkout.sessions.retrieve_async(session_id))
-    except stripe.InvalidRequestError as exc:
+    except StripeRefused as exc:
         if is_missing(exc):
             raise CheckoutSessionNotFound() from None
-        raise UpstreamError() from exc
+        raise
     if object_id(session.customer) != customer:
         raise CheckoutSessionNotFound()
     account.check_livemode(session)

@@ -22,7 +22,7 @@ import stripe as stripe_sdk
 
 from kijko_core.billing.details import TABLE as DETAILS
 from kijko_core.billing.details import BillingDetails, customer_fields
-from kijko_core.billing.stripe_api import PaymentProviderUnavailable, Stripe, idempotency_key, writes
+from kijko_core.billing.stripe_api import PaymentProviderUnavailable, Stripe, StripeRefused, idempotency_key, writes
 from kijko_core.db import sql
 from kijko_core.db.session import ServiceActor, ServiceSession, service_session
 from kijko_core.errors import KijkoError
@@ -116,17 +116,17 @@ async def stored_after_insert(db: ServiceSession, org_id: UUID, customer_id: str
 async def _create(stripe: Stripe, params: dict[str, Any], key: str) -> Any:
     try:
         return await stripe.call(stripe.v1.customers.create_async(params, writes(key)))
-    except stripe_sdk.IdempotencyError as exc:
-        # The details changed between two first requests of the organization (the first one
-        # made the customer and has not stored it yet): its customer is the one; once it is
-        # stored (or found by the search), the same request succeeds.
-        raise PaymentProviderUnavailable() from exc
-    except stripe_sdk.InvalidRequestError as exc:
-        if not str(getattr(exc, "param", "") or "").startswith("tax_id_data") or "tax_id_data" not in params:
+    except StripeRefused as exc:
+        if exc.idempotency:
+            # The details changed between two first requests of the organization (the first
+            # one made the customer and has not stored it yet): its customer is the one; once
+            # it is stored (or found by the search), the same request succeeds.
+            raise PaymentProviderUnavailable() from exc
+        if not (exc.param or "").startswith("tax_id_data") or "tax_id_data" not in params:
             raise
         # Stripe refused the VAT number (checked offline when saved): the customer is made
         # without it (a refused request stores nothing under its key); the next save pushes it.
-        log.warning("stripe_tax_id_refused", reason=str(exc.user_message or exc))
+        log.warning("stripe_tax_id_refused", param=exc.param)
         return await stripe.call(
             stripe.v1.customers.create_async({k: v for k, v in params.items() if k != "tax_id_data"}, writes(key))
         )

@@ -17,7 +17,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from kijko_core.billing.stripe_api import Stripe, field, is_missing
+from kijko_core.billing.stripe_api import Stripe, StripeRefused, field, is_missing
 from kijko_core.errors import ValidationFailed
 from kijko_core.wire import WireInput, WireModel
 
@@ -118,7 +118,7 @@ async def list_invoices(stripe: Stripe, customer_id: str | None, query: InvoiceQ
             raise _not_ours()
         try:
             after = await stripe.call(stripe.v1.invoices.retrieve_async(cursor))
-        except Exception as exc:
+        except StripeRefused as exc:
             if is_missing(exc):
                 raise _not_ours() from None
             raise
@@ -131,7 +131,7 @@ async def list_invoices(stripe: Stripe, customer_id: str | None, query: InvoiceQ
         params["starting_after"] = cursor
     try:
         page = await stripe.call(stripe.v1.invoices.list_async(params))
-    except Exception as exc:
+    except StripeRefused as exc:
         if is_missing(exc):  # the customer, or the cursor, vanished at Stripe meanwhile
             if cursor is not None:
                 raise _not_ours() from None

@@ -27,15 +27,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-import stripe
-
 from kijko_core.billing import subscriptions, sync
-from kijko_core.billing.checkout import SubscriptionNotFound, lookup_key, price_id, write
+from kijko_core.billing.checkout import SubscriptionNotFound, lookup_key, price_id
 from kijko_core.billing.customers import billing_session
 from kijko_core.billing.plans import INTERVALS, TIERS, Interval, PlanTier
-from kijko_core.billing.stripe_api import Stripe, field, idempotency_key, is_missing, writes
+from kijko_core.billing.stripe_api import Stripe, StripeRefused, field, idempotency_key, is_missing, writes
 from kijko_core.billing.subscriptions import Subscription
-from kijko_core.errors import UpstreamError
 from kijko_core.wire import WireInput
 
 if TYPE_CHECKING:
@@ -99,10 +96,10 @@ async def _live(kijko: Kijko, account: Stripe, org_id: UUID) -> _Live:
         sub = await account.call(
             account.v1.subscriptions.retrieve_async(row["stripe_subscription_id"], {"expand": ["schedule"]})
         )
-    except stripe.InvalidRequestError as exc:
+    except StripeRefused as exc:
         if is_missing(exc):
             raise SubscriptionNotFound() from None
-        raise UpstreamError() from exc
+        raise
     account.check_livemode(sub)
     if subscriptions.is_ended(sub.status):  # the mirror had not heard yet: store it
         await sync.refresh_subscription(kijko, account, org_id, sub.id)
@@ -121,8 +118,7 @@ async def _release(account: Stripe, live: _Live) -> None:
     schedule_id = live.schedule_id
     if schedule_id is None:
         return
-    await write(
-        account,
+    await account.call(
         account.v1.subscription_schedules.release_async(
             schedule_id, options=writes(live.key("schedule-release", schedule_id))
         ),
@@ -130,7 +126,7 @@ async def _release(account: Stripe, live: _Live) -> None:
 
 
 async def _update(account: Stripe, live: _Live, operation: str, params: dict[str, Any], *parts: object) -> None:
-    await write(account, account.v1.subscriptions.update_async(live.id, params, writes(live.key(operation, *parts))))
+    await account.call(account.v1.subscriptions.update_async(live.id, params, writes(live.key(operation, *parts))))
 
 
 async def _keep(account: Stripe, live: _Live) -> None:
@@ -176,8 +172,7 @@ async def _downgrade_at_period_end(account: Stripe, live: _Live, price: str, int
         await _update(account, live, "subscription-resume", {"cancel_at_period_end": False})
     schedule = live.schedule
     if schedule is None:
-        schedule = await write(
-            account,
+        schedule = await account.call(
             account.v1.subscription_schedules.create_async(
                 {"from_subscription": live.id}, writes(live.key("schedule-create"))
             ),
@@ -199,8 +194,7 @@ async def _downgrade_at_period_end(account: Stripe, live: _Live, price: str, int
             "proration_behavior": "none",
         },
     ]
-    await write(
-        account,
+    await account.call(
         account.v1.subscription_schedules.update_async(
             schedule["id"],
             {"phases": phases, "end_behavior": "release"},

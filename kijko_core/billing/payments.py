@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID, uuid4
 
 from kijko_core.billing import customers
-from kijko_core.billing.stripe_api import Stripe, field, idempotency_key, is_missing, object_id, writes
+from kijko_core.billing.stripe_api import Stripe, StripeRefused, field, idempotency_key, is_missing, object_id, writes
 from kijko_core.billing.subscriptions import ENDED
 from kijko_core.db.session import Session
 from kijko_core.errors import Conflict, NotFound
@@ -156,7 +156,7 @@ async def _subscription_default(stripe: Stripe, subscription_id: str | None) -> 
         return None
     try:
         sub = await stripe.call(stripe.v1.subscriptions.retrieve_async(subscription_id))
-    except Exception as exc:
+    except StripeRefused as exc:
         if is_missing(exc):
             return None
         raise
@@ -193,7 +193,7 @@ async def _methods(stripe: Stripe, account: Account) -> _Methods:
     assert account.customer_id is not None
     try:
         customer = await stripe.call(stripe.v1.customers.retrieve_async(account.customer_id))
-    except Exception as exc:
+    except StripeRefused as exc:
         if is_missing(exc):  # Stripe deleted the customer: nothing is attached any more
             return _Methods([], None, None)
         raise

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import stripe
 
 from kijko_core.errors import ServiceUnavailable, UpstreamError
+from kijko_core.logging import get_logger
 
 if TYPE_CHECKING:
     from kijko_core.config import Settings
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 API_VERSION = "2026-10-28.endive"
 
 T = TypeVar("T")
+log = get_logger("kijko.billing")
 
 
 class BillingDisabled(ServiceUnavailable):
@@ -49,6 +51,21 @@ class PaymentProviderUnavailable(ServiceUnavailable):
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message, details={"retryAfter": self.retry_after})
+
+
+class StripeRefused(UpstreamError):
+    """Stripe refused a request as invalid (an object missing or changed under us, a rule not
+    foreseen, an idempotency key reused with other parameters, a card declined): 502 in our
+    shape. ``stripe_code`` and ``param`` are Stripe's, for callers that can do better (a missing
+    object is their 404: :func:`is_missing`)."""
+
+    default_message = "The payment provider refused the request"
+
+    def __init__(self, error: stripe.StripeError) -> None:
+        super().__init__()
+        self.stripe_code: str | None = getattr(error, "code", None)
+        self.param: str | None = getattr(error, "param", None)
+        self.idempotency = isinstance(error, stripe.IdempotencyError)
 
 
 class LivemodeMismatch(UpstreamError):
@@ -101,13 +118,13 @@ class Stripe:
 
     async def call(self, request: Awaitable[T]) -> T:
         """Await one SDK call, Stripe's failures as ours: unreachable, 5xx, rate-limited → 503
-        PAYMENT_PROVIDER_UNAVAILABLE; our key refused → 502 UPSTREAM_ERROR. A request Stripe
-        refused as invalid (``stripe.InvalidRequestError``, ``stripe.CardError``) is the
-        caller's to interpret, so it passes through."""
+        PAYMENT_PROVIDER_UNAVAILABLE; our key refused → 502 UPSTREAM_ERROR; the request refused
+        as invalid → :class:`StripeRefused` (502), which a caller may interpret."""
         try:
             return await request
-        except (stripe.InvalidRequestError, stripe.CardError, stripe.IdempotencyError):
-            raise
+        except (stripe.InvalidRequestError, stripe.CardError, stripe.IdempotencyError) as exc:
+            log.warning("stripe_refused", error=type(exc).__name__, code=getattr(exc, "code", None))
+            raise StripeRefused(exc) from exc
         except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
             raise PaymentProviderUnavailable() from exc
         except stripe.APIError as exc:
@@ -150,7 +167,7 @@ def require(account: Stripe | None) -> Stripe:
 
 def is_missing(exc: BaseException) -> bool:
     """Stripe's 404 for an object (``resource_missing``)."""
-    return isinstance(exc, stripe.InvalidRequestError) and getattr(exc, "code", None) == "resource_missing"
+    return isinstance(exc, StripeRefused) and exc.stripe_code == "resource_missing"
 
 
 def field(obj: Any, *path: str) -> Any:

@@ -22,17 +22,19 @@ if TYPE_CHECKING:
 #: processing?) and its schedule (a plan change waiting for the period's end).
 EXPAND = ["latest_invoice.payments", "schedule"]
 
-_ORGANIZATION_OF = """
-SELECT organization_id FROM kijko.billing_customers WHERE stripe_customer_id = $1 AND deleted_at IS NULL
-"""
+# Including customers Stripe deleted: a subscription's late event after its customer.deleted
+# still stores Stripe's last state of it.
+_ORGANIZATION_OF = "SELECT organization_id FROM kijko.billing_customers WHERE stripe_customer_id = $1"
 
 
-async def organization_of(kijko: Kijko, customer_id: str) -> UUID | None:
-    """The organization whose Stripe customer ``customer_id`` is (a cross-tenant lookup, on the
-    system role), or None: not one of ours."""
+async def organization_of(kijko: Kijko, customer_id: str | None) -> UUID | None:
+    """The organization whose Stripe customer ``customer_id`` is or was (a cross-tenant lookup,
+    on the system role), or None: not one of ours."""
+    if not customer_id:
+        return None
     async with system_session(kijko.system_db, readonly=True) as db:
         org_id = await db.fetchval(_ORGANIZATION_OF, customer_id)
-    return org_id if org_id is None else UUID(str(org_id))
+    return None if org_id is None else UUID(str(org_id))
 
 
 async def first_payment_processing(account: Stripe, sub: Any) -> bool:

@@ -32,7 +32,7 @@ import stripe
 from kijko_core import jobs, mail
 from kijko_core.billing import checkout, subscriptions, sync
 from kijko_core.billing.customers import billing_session
-from kijko_core.billing.stripe_api import Stripe, field, is_missing, object_id
+from kijko_core.billing.stripe_api import Stripe, StripeRefused, field, is_missing, object_id
 from kijko_core.db.session import Session, system_session
 from kijko_core.errors import KijkoError
 from kijko_core.jobs import JobCancelled, JobContext, job_kind
@@ -248,19 +248,6 @@ async def stripe_event(ctx: JobContext) -> None:
     await process(ctx.kijko, str(ctx.payload["event_id"]))
 
 
-# Including customers Stripe deleted: a subscription's late event after its customer.deleted
-# still stores Stripe's last state of it.
-_ORGANIZATION = "SELECT organization_id FROM kijko.billing_customers WHERE stripe_customer_id = $1"
-
-
-async def _organization(kijko: Kijko, customer_id: str | None) -> UUID | None:
-    if not customer_id:
-        return None
-    async with system_session(kijko.system_db, readonly=True) as db:
-        org_id = await db.fetchval(_ORGANIZATION, customer_id)
-    return None if org_id is None else UUID(str(org_id))
-
-
 async def _handle(
     kijko: Kijko, account: Stripe, event: Mapping[str, Any], found: dict[str, UUID | None]
 ) -> tuple[str, str]:
@@ -277,7 +264,7 @@ async def _handle(
         customer_id = object_id(obj.get("id"))
     else:
         customer_id = object_id(obj.get("customer"))
-    org_id = await _organization(kijko, customer_id)
+    org_id = await sync.organization_of(kijko, customer_id)
     if org_id is None:
         return "ignored", "not the customer of an organization here"
     found["org"] = org_id
@@ -335,7 +322,7 @@ WHERE organization_id = $1 AND stripe_customer_id = $2
 async def _customer_deleted(kijko: Kijko, account: Stripe, org_id: UUID, customer_id: str) -> tuple[str, str]:
     try:
         customer = await account.call(account.v1.customers.retrieve_async(customer_id))
-    except stripe.InvalidRequestError as exc:
+    except StripeRefused as exc:
         if not is_missing(exc):
             raise
         gone = True
