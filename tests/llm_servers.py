@@ -38,10 +38,10 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, Self
 
-from tests.net import Script, ScriptedStandIn, wait_unless_hung_up
+from tests.net import QuietHandler, Script, ScriptedStandIn, wait_unless_hung_up
 
 #: The error ``type`` each provider puts in its body, by status.
 _OPENAI_ERRORS = {
@@ -100,20 +100,13 @@ class _State(Script):
     default: Answer
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"  # keep-alive, as the providers' servers do
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet test output
-        pass
 
     def do_POST(self) -> None:
         state = self.server.state
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        try:
-            body: Any = json.loads(raw)
-        except ValueError:
+        raw, body = self.read_json()
+        if body is None:
             body = raw.decode("utf-8", "replace")
         record = Recorded(
             self.path,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import select
 import socket
 import threading
@@ -106,11 +107,30 @@ class Reply(Exception):
         self.status, self.body, self.headers = status, body, headers or {}
 
 
-class DispatchingHandler(BaseHTTPRequestHandler):
-    """A stand-in's request handler: quiet in test output, GET and POST both go to ``_dispatch``."""
+class QuietHandler(BaseHTTPRequestHandler):
+    """A stand-in's request handler: keep-alive and no Nagle delay, as real APIs' servers
+    answer, and quiet in test output."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
         pass
+
+    def read_json(self) -> tuple[bytes, Any]:
+        """The request body's bytes, and its JSON (None when it is not JSON)."""
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            return raw, json.loads(raw)
+        except ValueError:
+            return raw, None
+
+
+class DispatchingHandler(QuietHandler):
+    """A stand-in's request handler whose GET and POST both go to ``_dispatch``."""
+
+    protocol_version = "HTTP/1.0"  # as BaseHTTPRequestHandler: one request per connection
+    disable_nagle_algorithm = False
 
     def do_GET(self) -> None:
         self._dispatch("GET")

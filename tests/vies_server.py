@@ -24,10 +24,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, Self
 
-from tests.net import Script, ScriptedStandIn, wait_unless_hung_up
+from tests.net import QuietHandler, Script, ScriptedStandIn, wait_unless_hung_up
 
 PATH = "/taxation_customs/vies/rest-api/check-vat-number"
 
@@ -57,21 +57,12 @@ class _State(Script):
     registry: dict[str, tuple[str, str]]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet test output
-        pass
 
     def do_POST(self) -> None:
         state = self.server.state
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        try:
-            body: Any = json.loads(raw)
-        except ValueError:
-            body = None
+        _, body = self.read_json()
         with state.lock:
             state.requests.append(Recorded(self.path, body))
             answer = state.script.popleft() if state.script else None
